@@ -1,0 +1,462 @@
+/* engine.c — requests → scheduled forward steps → sampled tokens, text and finish states.
+ * See engine.h for the step; scheduler.h for batching and KV policy. */
+#include "engine/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+
+static double engine_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t engine_mix(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+const char *engine_finish_name(seq_finish f)
+{
+    switch (f) {
+    case SEQ_FINISH_STOP: return "stop";
+    case SEQ_FINISH_LENGTH: return "length";
+    case SEQ_FINISH_ABORT: return "abort";
+    default: return NULL;
+    }
+}
+
+status_t engine_create(model *m, const engine_args *args, const detok_vocab *vocab, const int32_t *eos_ids,
+                       int32_t num_eos, engine **out)
+{
+    const model_config *c = &m->cfg;
+    engine_args a = *args;
+    if (a.max_model_len <= 0 || a.max_model_len > c->max_position_embeddings) {
+        if (a.max_model_len > c->max_position_embeddings)
+            return status_set(STATUS_INVALID_ARG, "max_model_len %d is larger than the model's max_position_embeddings %d",
+                              a.max_model_len, c->max_position_embeddings);
+        a.max_model_len = c->max_position_embeddings;
+    }
+    if (a.max_num_seqs <= 0) return status_set(STATUS_INVALID_ARG, "max_num_seqs must be >= 1, got %d", a.max_num_seqs);
+    if (a.max_batch_tokens <= 0) return status_set(STATUS_INVALID_ARG, "max_batch_tokens must be >= 1, got %d", a.max_batch_tokens);
+    if (a.max_batch_tokens < a.max_num_seqs)
+        return status_set(STATUS_INVALID_ARG, "max_batch_tokens (%d) must be >= max_num_seqs (%d): every running sequence needs a token per step",
+                          a.max_batch_tokens, a.max_num_seqs);
+    if (a.chunked_prefill_size <= 0 || a.chunked_prefill_size > a.max_batch_tokens) a.chunked_prefill_size = a.max_batch_tokens;
+    const int64_t per_token = model_kv_bytes_per_token(m);
+    if (a.num_kv_slots <= 0) {
+        int64_t slots = a.kv_memory_bytes / per_token;
+        const int64_t most = (int64_t)a.max_num_seqs * a.max_model_len;
+        if (slots > most) slots = most;
+        if (slots > INT32_MAX / 2) slots = INT32_MAX / 2;
+        if (slots < 2)
+            return status_set(STATUS_NO_MEMORY, "the KV cache budget of %lld bytes holds %lld tokens (%lld bytes each); need at least 2",
+                              (long long)a.kv_memory_bytes, (long long)slots, (long long)per_token);
+        a.num_kv_slots = (int32_t)slots;
+    }
+    engine *e = log_xcalloc(1, sizeof *e);
+    e->m = m;
+    e->vocab = vocab;
+    e->args = a;
+    status_t s = model_alloc_runtime(m, a.max_batch_tokens, a.max_model_len, a.num_kv_slots, a.max_num_seqs);
+    if (s == STATUS_OK)
+        s = scheduler_init(&e->sched, a.num_kv_slots, a.max_num_seqs, a.max_batch_tokens, a.chunked_prefill_size,
+                           a.max_model_len, a.enable_prefix_caching);
+    e->sched.estimate_max_new_tokens = a.estimate_max_new_tokens;
+    if (s != STATUS_OK) {
+        e->m = NULL; /* the caller still owns m on failure */
+        free(e);
+        return s;
+    }
+    e->num_eos = num_eos;
+    e->eos_ids = log_xmalloc((size_t)(num_eos + 1) * sizeof(int32_t));
+    if (num_eos > 0) memcpy(e->eos_ids, eos_ids, (size_t)num_eos * sizeof(int32_t));
+    e->scratch = sampling_scratch_create(c->vocab_size);
+    e->text_tmp = log_xmalloc((size_t)(vocab ? detok_max_token_bytes(vocab) : 0) + 16);
+    const size_t T = (size_t)a.max_batch_tokens, S = (size_t)a.max_num_seqs;
+    int32_t **arrs[] = {&e->b_tokens, &e->b_positions, &e->b_slots, &e->b_logit_tokens};
+    for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) *arrs[i] = log_xmalloc(T * sizeof(int32_t));
+    int32_t **sarrs[] = {&e->b_rows, &e->b_q_start, &e->b_q_len, &e->b_kv_len};
+    for (size_t i = 0; i < sizeof sarrs / sizeof sarrs[0]; i++) *sarrs[i] = log_xmalloc(S * sizeof(int32_t));
+    e->b_logit_seqs = log_xmalloc(S * sizeof(seq *));
+    e->logits = malloc(S * (size_t)c->vocab_size * sizeof(float));
+    if (!e->logits) {
+        engine_free(e);
+        return status_set(STATUS_NO_MEMORY, "cannot allocate logits for %zu sequences", S);
+    }
+    e->cap_updates = e->cap_to_free = 64;
+    e->updates = log_xmalloc((size_t)e->cap_updates * sizeof(seq *));
+    e->to_free = log_xmalloc((size_t)e->cap_to_free * sizeof(seq *));
+    e->cap_aborted = 16;
+    e->aborted = log_xmalloc((size_t)e->cap_aborted * sizeof(seq *));
+    *out = e;
+    return STATUS_OK;
+}
+
+static void engine_free_seq(engine *e, seq *q)
+{
+    engine_request *r = q->req;
+    free(q->tokens);
+    free(q->text);
+    free(q);
+    if (--r->num_live == 0) {
+        for (int32_t i = 0; i < r->stops.num; i++) free(r->stops.strs[i]);
+        free(r->stops.strs);
+        free(r->stops.lens);
+        free(r->stop_token_ids);
+        free(r);
+    }
+}
+
+static void engine_free_finished(engine *e)
+{
+    for (int32_t i = 0; i < e->num_to_free; i++) engine_free_seq(e, e->to_free[i]);
+    e->num_to_free = 0;
+}
+
+void engine_free(engine *e)
+{
+    if (!e) return;
+    engine_free_finished(e);
+    for (int32_t i = 0; i < e->num_aborted; i++) engine_free_seq(e, e->aborted[i]);
+    scheduler *s = &e->sched;
+    while (s->num_running > 0) { seq *q = s->running[0]; scheduler_release(s, q); engine_free_seq(e, q); }
+    while (s->num_waiting > 0) { seq *q = s->waiting[0]; scheduler_release(s, q); engine_free_seq(e, q); }
+    if (s->running) scheduler_free(s);
+    sampling_scratch_free(e->scratch);
+    free(e->eos_ids);
+    free(e->text_tmp);
+    free(e->b_tokens); free(e->b_positions); free(e->b_slots); free(e->b_logit_tokens);
+    free(e->b_rows); free(e->b_q_start); free(e->b_q_len); free(e->b_kv_len);
+    free(e->b_logit_seqs);
+    free(e->logits);
+    free(e->updates);
+    free(e->to_free);
+    free(e->aborted);
+    model_free(e->m);
+    free(e);
+}
+
+static void engine_push(seq ***arr, int32_t *num, int32_t *cap, seq *q)
+{
+    if (*num == *cap) {
+        *cap *= 2;
+        *arr = realloc(*arr, (size_t)*cap * sizeof(seq *));
+        LL_ASSERT(*arr);
+    }
+    (*arr)[(*num)++] = q;
+}
+
+static int engine_seq_live(const engine *e, int64_t req_id)
+{
+    const scheduler *s = &e->sched;
+    for (int32_t i = 0; i < s->num_running; i++) if (s->running[i]->req_id == req_id) return 1;
+    for (int32_t i = 0; i < s->num_waiting; i++) if (s->waiting[i]->req_id == req_id) return 1;
+    return 0;
+}
+
+status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, int32_t num_prompt,
+                            const engine_request_params *p)
+{
+    const int32_t vocab = e->m->cfg.vocab_size;
+    STATUS_TRY(sampling_params_validate(&p->sp));
+    if (num_prompt <= 0) return status_set(STATUS_INVALID_ARG, "prompt is empty: at least one token is needed");
+    for (int32_t i = 0; i < num_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= vocab)
+            return status_set(STATUS_INVALID_ARG, "prompt token id %d at index %d is outside the vocabulary [0, %d)", prompt[i], i, vocab);
+    if (num_prompt >= e->args.max_model_len)
+        return status_set(STATUS_INVALID_ARG, "prompt has %d tokens; the context limit (max_model_len) is %d, which leaves no room for output",
+                          num_prompt, e->args.max_model_len);
+    if (num_prompt + 1 > e->sched.kv.num_slots)
+        return status_set(STATUS_INVALID_ARG, "prompt has %d tokens; the KV cache holds %d tokens in all (raise max_total_token_num)",
+                          num_prompt, e->sched.kv.num_slots);
+    for (int32_t i = 0; i < p->num_stop_token_ids; i++)
+        if (p->stop_token_ids[i] < 0 || p->stop_token_ids[i] >= vocab)
+            return status_set(STATUS_INVALID_ARG, "stop_token_ids[%d] = %d is outside the vocabulary [0, %d)", i, p->stop_token_ids[i], vocab);
+    for (int32_t i = 0; i < p->num_stops; i++)
+        if (p->stops[i][0] == '\0') return status_set(STATUS_INVALID_ARG, "stop[%d] is an empty string", i);
+    if (engine_seq_live(e, req_id)) return status_set(STATUS_INVALID_ARG, "request id %lld is already running", (long long)req_id);
+
+    engine_request *r = log_xcalloc(1, sizeof *r);
+    r->req_id = req_id;
+    r->sp = p->sp;
+    r->include_stop_str_in_output = p->include_stop_str_in_output;
+    r->skip_special_tokens = p->skip_special_tokens;
+    r->stops.num = p->num_stops;
+    r->stops.strs = log_xcalloc((size_t)p->num_stops + 1, sizeof(char *));
+    r->stops.lens = log_xcalloc((size_t)p->num_stops + 1, sizeof(size_t));
+    for (int32_t i = 0; i < p->num_stops; i++) {
+        r->stops.lens[i] = strlen(p->stops[i]);
+        r->stops.strs[i] = log_xmalloc(r->stops.lens[i] + 1);
+        memcpy(r->stops.strs[i], p->stops[i], r->stops.lens[i] + 1);
+    }
+    r->num_stop_token_ids = p->num_stop_token_ids;
+    r->stop_token_ids = log_xmalloc((size_t)(p->num_stop_token_ids + 1) * sizeof(int32_t));
+    if (p->num_stop_token_ids > 0) memcpy(r->stop_token_ids, p->stop_token_ids, (size_t)p->num_stop_token_ids * sizeof(int32_t));
+    r->num_live = p->sp.n;
+
+    int32_t max_tokens = p->sp.max_tokens;
+    if (max_tokens > e->args.max_model_len - num_prompt) max_tokens = e->args.max_model_len - num_prompt;
+    const uint64_t base_key = p->sp.has_seed ? engine_mix(p->sp.seed) : engine_mix(e->args.seed ^ engine_mix(e->num_requests));
+    e->num_requests++;
+    const double now = engine_now();
+    seq *leader = NULL;
+    for (int32_t i = 0; i < p->sp.n; i++) {
+        seq *q = log_xcalloc(1, sizeof *q);
+        q->req_id = req_id;
+        q->sample_index = i;
+        q->arrival = e->next_arrival++;
+        q->req = r;
+        q->leader = leader ? leader : q;
+        if (!leader) leader = q;
+        q->cap_tokens = num_prompt + max_tokens + 1;
+        q->tokens = log_xmalloc((size_t)q->cap_tokens * sizeof(int32_t));
+        memcpy(q->tokens, prompt, (size_t)num_prompt * sizeof(int32_t));
+        q->num_tokens = q->num_prompt = num_prompt;
+        q->max_tokens = max_tokens;
+        q->num_cached_tokens = -1;
+        q->rng_key = engine_mix(base_key ^ engine_mix((uint64_t)i + 0x51ull));
+        q->text_cap = 256;
+        q->text = log_xmalloc(q->text_cap);
+        q->stop_string = q->stop_token = -1;
+        q->arrival_time = now;
+        scheduler_add(&e->sched, q);
+    }
+    return STATUS_OK;
+}
+
+/* A sequence is done: release its KV; it is freed after the step that reports it. */
+static void engine_finish(engine *e, seq *q, seq_finish why)
+{
+    if (q->status != SEQ_FINISHED) scheduler_release(&e->sched, q);
+    q->finish = why;
+    q->finish_time = engine_now();
+    if (why == SEQ_FINISH_ABORT) engine_push(&e->aborted, &e->num_aborted, &e->cap_aborted, q);
+    else engine_push(&e->to_free, &e->num_to_free, &e->cap_to_free, q);
+}
+
+status_t engine_abort(engine *e, int64_t req_id)
+{
+    int found = 0;
+    scheduler *s = &e->sched;
+    for (int pass = 0; pass < 2; pass++) {
+        seq **list = pass ? s->waiting : s->running;
+        int32_t *num = pass ? &s->num_waiting : &s->num_running;
+        for (int32_t i = *num - 1; i >= 0; i--) {
+            seq *q = list[i];
+            if (q->req_id != req_id) continue;
+            engine_finish(e, q, SEQ_FINISH_ABORT);
+            found = 1;
+        }
+    }
+    if (!found) return status_set(STATUS_NOT_FOUND, "no running request with id %lld", (long long)req_id);
+    return STATUS_OK;
+}
+
+static void engine_text_reserve(seq *q, size_t extra)
+{
+    if (q->text_len + extra + 1 <= q->text_cap) return;
+    while (q->text_len + extra + 1 > q->text_cap) q->text_cap *= 2;
+    q->text = realloc(q->text, q->text_cap);
+    LL_ASSERT(q->text);
+}
+
+static void engine_text_append(seq *q, const char *s, size_t n)
+{
+    engine_text_reserve(q, n);
+    memcpy(q->text + q->text_len, s, n);
+    q->text_len += n;
+    q->text[q->text_len] = '\0';
+}
+
+static int engine_has_id(const int32_t *ids, int32_t n, int32_t id)
+{
+    for (int32_t i = 0; i < n; i++) if (ids[i] == id) return 1;
+    return 0;
+}
+
+/* Appends the sampled token; returns the finish reason (NONE to continue). */
+static seq_finish engine_append(engine *e, seq *q, const sampling_result_t *res)
+{
+    engine_request *r = q->req;
+    const int32_t tok = res->token;
+    LL_ASSERT(q->num_tokens < q->cap_tokens);
+    q->tokens[q->num_tokens++] = tok;
+    q->num_output++;
+    q->has_new_token = 1;
+    q->last = *res;
+    e->num_generated_tokens++;
+    if (q->num_output == 1) q->first_token_time = engine_now();
+
+    const int is_eos = !r->sp.ignore_eos && engine_has_id(e->eos_ids, e->num_eos, tok);
+    const int is_stop_tok = engine_has_id(r->stop_token_ids, r->num_stop_token_ids, tok);
+    if (is_eos || is_stop_tok) {
+        if (is_stop_tok) q->stop_token = tok;
+        if (is_stop_tok && r->include_stop_str_in_output && e->vocab) {
+            size_t n = detok_append(e->vocab, &q->detok, tok, 0, e->text_tmp);
+            engine_text_append(q, e->text_tmp, n);
+        }
+        return SEQ_FINISH_STOP;
+    }
+    if (e->vocab) {
+        const size_t old_len = q->text_len;
+        size_t n = detok_append(e->vocab, &q->detok, tok, r->skip_special_tokens, e->text_tmp);
+        engine_text_append(q, e->text_tmp, n);
+        if (r->stops.num > 0 && n > 0) {
+            size_t pos;
+            int k = detok_find_stop(q->text, q->text_len, old_len, (const char *const *)r->stops.strs, r->stops.lens, r->stops.num, &pos);
+            if (k >= 0) {
+                q->stop_string = k;
+                q->text_len = pos + (r->include_stop_str_in_output ? r->stops.lens[k] : 0);
+                q->text[q->text_len] = '\0';
+                q->detok.num_pending = 0;
+                return SEQ_FINISH_STOP;
+            }
+        }
+    }
+    if (q->num_output >= q->max_tokens || q->num_tokens >= e->args.max_model_len) return SEQ_FINISH_LENGTH;
+    return SEQ_FINISH_NONE;
+}
+
+static void engine_flush_text(engine *e, seq *q)
+{
+    if (!e->vocab || q->detok.num_pending == 0) return;
+    size_t n = detok_flush(&q->detok, e->text_tmp);
+    engine_text_append(q, e->text_tmp, n);
+}
+
+static void engine_sample(engine *e, seq *q, float *logits)
+{
+    engine_request *r = q->req;
+    int32_t banned[64];
+    int32_t num_banned = 0;
+    if (q->num_output < r->sp.min_tokens) {
+        for (int32_t i = 0; i < e->num_eos && num_banned < 64; i++) banned[num_banned++] = e->eos_ids[i];
+        for (int32_t i = 0; i < r->num_stop_token_ids && num_banned < 64; i++) banned[num_banned++] = r->stop_token_ids[i];
+    }
+    sampling_result_t res;
+    sampling_sample_row(&r->sp, logits, e->m->cfg.vocab_size, q->tokens, q->num_prompt, q->tokens + q->num_prompt,
+                        q->num_output, banned, num_banned, NULL, q->rng_key, (uint64_t)q->num_output, e->scratch, &res);
+    seq_finish f = engine_append(e, q, &res);
+    engine_push(&e->updates, &e->num_updates, &e->cap_updates, q);
+    if (f != SEQ_FINISH_NONE) {
+        if (f != SEQ_FINISH_STOP || q->stop_string < 0) engine_flush_text(e, q);
+        engine_finish(e, q, f);
+    }
+}
+
+status_t engine_step(engine *e)
+{
+    scheduler *s = &e->sched;
+    /* sequences finished since the last step (aborts) are reported now, then freed next time */
+    for (int32_t i = 0; i < e->num_updates; i++) e->updates[i]->has_new_token = 0;
+    e->num_updates = 0;
+    engine_free_finished(e);
+    for (int32_t i = 0; i < e->num_aborted; i++) {
+        engine_push(&e->updates, &e->num_updates, &e->cap_updates, e->aborted[i]);
+        engine_push(&e->to_free, &e->num_to_free, &e->cap_to_free, e->aborted[i]);
+    }
+    e->num_aborted = 0;
+
+    scheduler_schedule(s);
+    for (int32_t i = 0; i < s->num_finished_by_capacity; i++) {
+        seq *q = s->finished_by_capacity[i];
+        engine_flush_text(e, q);
+        engine_finish(e, q, SEQ_FINISH_LENGTH);
+        engine_push(&e->updates, &e->num_updates, &e->cap_updates, q);
+    }
+    if (s->num_batch == 0) return STATUS_OK;
+
+    int32_t T = 0, L = 0;
+    for (int32_t i = 0; i < s->num_batch; i++) {
+        seq *q = s->batch[i];
+        const int32_t *row = kv_cache_row(&s->kv, q->row);
+        e->b_rows[i] = q->row;
+        e->b_q_start[i] = T;
+        e->b_q_len[i] = q->q_len;
+        e->b_kv_len[i] = q->num_computed + q->q_len;
+        for (int32_t j = 0; j < q->q_len; j++) {
+            const int32_t pos = q->num_computed + j;
+            e->b_tokens[T] = q->tokens[pos];
+            e->b_positions[T] = pos;
+            e->b_slots[T] = row[pos];
+            T++;
+        }
+        if (q->num_computed + q->q_len == q->num_tokens) {
+            e->b_logit_tokens[L] = T - 1;
+            e->b_logit_seqs[L] = q;
+            L++;
+        }
+    }
+    const forward_batch batch = {
+        .num_tokens = T, .token_ids = e->b_tokens, .positions = e->b_positions, .slots = e->b_slots,
+        .num_seqs = s->num_batch, .seq_rows = e->b_rows, .seq_q_start = e->b_q_start, .seq_q_len = e->b_q_len,
+        .seq_kv_len = e->b_kv_len, .req_to_token = s->kv.req_to_token, .max_seq_len = s->kv.max_seq_len,
+        .num_logits = L, .logit_tokens = e->b_logit_tokens,
+    };
+    const double t0 = engine_now();
+    model_forward(e->m, &batch, e->logits);
+    e->forward_seconds += engine_now() - t0;
+    e->num_steps++;
+    scheduler_commit(s);
+    for (int32_t i = 0; i < L; i++) engine_sample(e, e->b_logit_seqs[i], e->logits + (int64_t)i * e->m->cfg.vocab_size);
+    return STATUS_OK;
+}
+
+int engine_has_unfinished(const engine *e)
+{
+    return e->sched.num_running > 0 || e->sched.num_waiting > 0;
+}
+
+status_t engine_score(engine *e, const int32_t *ids, int32_t n, float *logits)
+{
+    scheduler *s = &e->sched;
+    const int32_t vocab = e->m->cfg.vocab_size;
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return status_set(STATUS_INVALID_ARG, "token id %d at index %d is outside the vocabulary [0, %d)", ids[i], i, vocab);
+    if (n <= 0 || n > e->args.max_model_len)
+        return status_set(STATUS_INVALID_ARG, "score needs 1..%d tokens, got %d", e->args.max_model_len, n);
+    const int32_t row = kv_cache_alloc_row(&s->kv);
+    if (row < 0) return status_set(STATUS_CAPACITY, "score: all %d request rows are in use", s->max_num_seqs);
+    int32_t fits = kv_cache_can_alloc(&s->kv, n);
+    if (!fits && s->rc) {
+        int32_t got = radix_cache_evict(s->rc, n - s->kv.num_free, s->scratch_slots);
+        kv_cache_release(&s->kv, s->scratch_slots, got);
+        fits = kv_cache_can_alloc(&s->kv, n);
+    }
+    if (!fits) {
+        kv_cache_release_row(&s->kv, row);
+        return status_set(STATUS_CAPACITY, "score: %d tokens do not fit in the %d free KV slots", n, s->kv.num_free);
+    }
+    int32_t *slots = kv_cache_row(&s->kv, row);
+    kv_cache_alloc(&s->kv, n, slots);
+    for (int32_t done = 0; done < n; done += e->args.max_batch_tokens) {
+        int32_t q = n - done;
+        if (q > e->args.max_batch_tokens) q = e->args.max_batch_tokens;
+        for (int32_t j = 0; j < q; j++) {
+            e->b_tokens[j] = ids[done + j];
+            e->b_positions[j] = done + j;
+            e->b_slots[j] = slots[done + j];
+            e->b_logit_tokens[j] = j;
+        }
+        const int32_t zero = 0, kv_len = done + q;
+        const forward_batch batch = {
+            .num_tokens = q, .token_ids = e->b_tokens, .positions = e->b_positions, .slots = e->b_slots,
+            .num_seqs = 1, .seq_rows = &row, .seq_q_start = &zero, .seq_q_len = &q, .seq_kv_len = &kv_len,
+            .req_to_token = s->kv.req_to_token, .max_seq_len = s->kv.max_seq_len,
+            .num_logits = q, .logit_tokens = e->b_logit_tokens,
+        };
+        model_forward(e->m, &batch, logits + (int64_t)done * vocab);
+    }
+    kv_cache_release(&s->kv, slots, n);
+    kv_cache_release_row(&s->kv, row);
+    return STATUS_OK;
+}

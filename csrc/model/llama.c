@@ -1,0 +1,57 @@
+/* llama.c — the forward pass of the Llama family (Llama, Qwen2, Qwen3, Mistral), written once
+ * against the backend op table.
+ *
+ *   h = embed(ids)
+ *   per layer:  x = rmsnorm(h);  q,k,v = x·Wq,k,v (+bias);  [q/k per-head rmsnorm];  rope;
+ *               store k,v in slots;  a = attention(q, KV);  h += a·Wo;
+ *               x = rmsnorm(h);  h += (silu(x·Wg) * (x·Wu))·Wd
+ *   logits = rmsnorm(h)[logit rows]·Wlm
+ * The residual add is fused into the next norm (add_rmsnorm): act_residual carries h.
+ */
+#include "model/model.h"
+
+#include <math.h>
+
+#include "core/log.h"
+
+void model_forward(model *m, const forward_batch *batch, float *logits)
+{
+    const model_config *c = &m->cfg;
+    backend *be = m->be;
+    const backend_ops *ops = be->ops;
+    const int32_t T = batch->num_tokens, H = c->hidden_size, I = c->intermediate_size;
+    const attention_shape shape = {
+        .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
+        .scale = 1.0f / sqrtf((float)c->head_dim),
+    };
+    LL_ASSERT(T > 0 && T <= m->max_tokens);
+
+    ops->embedding(be, &m->embed, batch->token_ids, T, m->act_residual);
+    for (int32_t l = 0; l < c->num_layers; l++) {
+        const model_layer *ly = &m->layers[l];
+        if (l == 0) ops->rmsnorm(be, m->act_residual, &ly->input_norm, c->rms_norm_eps, T, H, m->act_hidden);
+        else ops->add_rmsnorm(be, m->act_residual, m->act_hidden, &ly->input_norm, c->rms_norm_eps, T, H, m->act_hidden);
+        ops->linear(be, m->act_hidden, &ly->q, &ly->q_bias, T, m->act_q);
+        ops->linear(be, m->act_hidden, &ly->k, &ly->k_bias, T, m->act_k);
+        ops->linear(be, m->act_hidden, &ly->v, &ly->v_bias, T, m->act_v);
+        ops->qk_norm_rope_store(be, m->act_q, m->act_k, m->act_v, &ly->q_norm, &ly->k_norm, c->rms_norm_eps,
+                                m->rope_table, &shape, batch, m->kv_pools[l]);
+        ops->attention(be, m->act_q, m->kv_pools[l], &shape, batch, m->act_attn);
+        ops->linear(be, m->act_attn, &ly->o, NULL, T, m->act_hidden);
+        ops->add_rmsnorm(be, m->act_residual, m->act_hidden, &ly->post_norm, c->rms_norm_eps, T, H, m->act_hidden);
+        ops->linear(be, m->act_hidden, &ly->gate, NULL, T, m->act_gate);
+        ops->linear(be, m->act_hidden, &ly->up, NULL, T, m->act_up);
+        ops->silu_mul(be, m->act_gate, m->act_up, T, I, m->act_gate);
+        ops->linear(be, m->act_gate, &ly->down, NULL, T, m->act_hidden);
+    }
+    /* final residual add, then norm + lm_head on the wanted rows, max_logits rows at a time */
+    for (int32_t done = 0; done < batch->num_logits; done += m->max_logits) {
+        int32_t n = batch->num_logits - done;
+        if (n > m->max_logits) n = m->max_logits;
+        ops->gather_rows(be, m->act_residual, batch->logit_tokens + done, n, H, m->act_logits_in);
+        ops->gather_rows(be, m->act_hidden, batch->logit_tokens + done, n, H, m->act_logits_delta);
+        ops->add_rmsnorm(be, m->act_logits_in, m->act_logits_delta, &m->final_norm, c->rms_norm_eps, n, H, m->act_logits_in);
+        ops->linear(be, m->act_logits_in, &m->lm_head, NULL, n, m->act_logits);
+        ops->logits_to_host(be, m->act_logits, (int64_t)n * c->vocab_size, logits + (int64_t)done * c->vocab_size);
+    }
+}
