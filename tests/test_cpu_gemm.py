@@ -140,5 +140,6 @@ def test_each_isa_path(isa):
     """LIGHTLLM_CPU_GEMM_ISA forces a path (it falls back when the CPU lacks it)."""
     env = dict(os.environ, LIGHTLLM_CPU_GEMM_ISA=isa)
     code = _ISA_CHECK.format(tests=os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                       cwd=os.path.dirname(os.path.abspath(__file__)))  # not the repo root: import the installed package
     assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr
