@@ -151,7 +151,7 @@ class LLM:
                 if tok is not None:
                     co.token_ids.append(tok)
                     if lp is not None:
-                        co.cumulative_logprob += lp
+                        co.cumulative_logprob += lp[0]
                         co.logprobs.append(self._logprobs(tok, lp, top))
                 co.text += delta
                 if out.metrics is None:
@@ -166,8 +166,8 @@ class LLM:
         bar.close()
 
     def _logprobs(self, tok, lp, top):
+        """vLLM's per-token dict: the sampled token and the top-N, each with its rank."""
         decode = (lambda i: self.tokenizer.decode([i], skip_special_tokens=False)) if self.tokenizer else (lambda i: None)
         entry = {i: Logprob(l, rank + 1, decode(i)) for rank, (i, l) in enumerate(top)}
-        if tok not in entry:
-            entry[tok] = Logprob(lp, None, decode(tok))
+        entry[tok] = Logprob(lp[0], lp[1], decode(tok))
         return entry

@@ -207,15 +207,13 @@ status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, in
     const uint64_t base_key = p->sp.has_seed ? engine_mix(p->sp.seed) : engine_mix(e->args.seed ^ engine_mix(e->num_requests));
     e->num_requests++;
     const double now = engine_now();
-    seq *leader = NULL;
     for (int32_t i = 0; i < p->sp.n; i++) {
         seq *q = log_xcalloc(1, sizeof *q);
         q->req_id = req_id;
         q->sample_index = i;
         q->arrival = e->next_arrival++;
         q->req = r;
-        q->leader = leader ? leader : q;
-        if (!leader) leader = q;
+        q->group_prefilled = &r->group_prefilled;
         q->cap_tokens = num_prompt + max_tokens + 1;
         q->tokens = log_xmalloc((size_t)q->cap_tokens * sizeof(int32_t));
         memcpy(q->tokens, prompt, (size_t)num_prompt * sizeof(int32_t));

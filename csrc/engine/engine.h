@@ -48,6 +48,7 @@ struct engine_request {
     int32_t include_stop_str_in_output;
     int32_t skip_special_tokens;
     int32_t num_live;               /* sequences not yet freed */
+    int32_t group_prefilled;        /* seq.group_prefilled points here */
 };
 
 /* What a request asks for besides its prompt (copied by engine_add_request). */

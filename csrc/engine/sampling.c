@@ -616,5 +616,11 @@ void sampling_sample_row(const sampling_params_t *p, float *logits, int32_t voca
     else
         out->token = sample_tempered(p, logits, vocab_size, rng_key, rng_counter, scratch);
 
-    if (p->logprobs >= 0) out->logprob = (float)((double)scratch->raw[out->token] - lse);
+    if (p->logprobs >= 0) {
+        const float v = scratch->raw[out->token];
+        int32_t above = 0;
+        for (int32_t i = 0; i < vocab_size; i++) above += scratch->raw[i] > v;
+        out->logprob = (float)((double)v - lse);
+        out->rank = above + 1;
+    }
 }

@@ -17,7 +17,7 @@
  * Order of processing (vLLM's):
  *   1. logprobs (if p->logprobs >= 0) are taken from log_softmax of the RAW logits: the sampled
  *      token's logprob and the top-p->logprobs (id, logprob) pairs, highest first (ties: lower id
- *      first).
+ *      first), and the sampled token's rank (1 + the number of tokens with a larger raw logit).
  *   2. banned_ids get -inf (min_tokens not reached yet: EOS + stop ids);
  *      allowed_mask (bit i of word i/32 set = token i allowed; NULL = all) masks the rest.
  *   3. repetition_penalty over tokens seen in prompt or output (logit > 0 ? /= : *=);
@@ -66,6 +66,7 @@ status_t sampling_params_validate(const sampling_params_t *p);
 typedef struct sampling_result_t {
     int32_t token;
     float logprob;                                   /* of `token`, raw log_softmax; 0 if off */
+    int32_t rank;                                    /* of `token` in the raw logits, 1 = best; 0 if off */
     int32_t num_top;                                 /* = max(p->logprobs, 0) */
     int32_t top_ids[SAMPLING_MAX_LOGPROBS];
     float top_logprobs[SAMPLING_MAX_LOGPROBS];

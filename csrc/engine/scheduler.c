@@ -144,6 +144,7 @@ static void scheduler_remove_waiting(scheduler *s, seq *q)
 
 void scheduler_release(scheduler *s, seq *q)
 {
+    if (q->sample_index == 0 && q->group_prefilled) *q->group_prefilled = 1; /* siblings stop waiting */
     if (q->status == SEQ_RUNNING) scheduler_remove_running(s, q);
     else if (q->status == SEQ_WAITING) scheduler_remove_waiting(s, q);
     scheduler_drop_kv(s, q);
@@ -248,7 +249,7 @@ static void scheduler_schedule_waiting(scheduler *s)
     int32_t i = 0;
     while (i < s->num_waiting && s->num_running < s->max_num_seqs && s->num_batch_tokens < s->max_batch_tokens) {
         seq *q = s->waiting[i];
-        if (s->rc && q->leader && q->leader != q && q->leader->status != SEQ_FINISHED && !q->leader->prefill_done) {
+        if (s->rc && q->sample_index > 0 && q->group_prefilled && !*q->group_prefilled) {
             i++;
             continue;
         }
@@ -303,6 +304,7 @@ void scheduler_commit(scheduler *s)
         q->q_len = 0;
         if (!q->prefill_done && q->num_computed >= q->num_prompt) {
             q->prefill_done = 1;
+            if (q->sample_index == 0 && q->group_prefilled) *q->group_prefilled = 1;
             if (s->rc) scheduler_cache_prefix(s, q);
         }
     }

@@ -28,7 +28,9 @@ typedef struct seq {
     int32_t sample_index;
     int64_t arrival;            /* admission priority: lower first, kept across pauses */
     engine_request *req;        /* shared parameters of the request (not owned) */
-    struct seq *leader;         /* sample 0 of the request; siblings wait for its prefill */
+    int32_t *group_prefilled;   /* shared by the n samples of a request (owned by the request, which
+                                 * outlives them): set once sample 0's prompt is in KV or sample 0 is
+                                 * gone; samples 1..n-1 wait for it to reuse that KV. NULL = no wait */
     seq_status status;
     seq_finish finish;
 

@@ -304,7 +304,7 @@ static PyObject *py_engine_update(engine *e, seq *q)
     if (q->has_new_token) {
         owned[0] = token = PyLong_FromLong(q->last.token);
         if (q->req->sp.logprobs >= 0) {
-            owned[1] = logprob = PyFloat_FromDouble(q->last.logprob);
+            owned[1] = logprob = Py_BuildValue("(di)", (double)q->last.logprob, q->last.rank);
             owned[2] = top = PyList_New(q->last.num_top);
             for (int32_t i = 0; i < q->last.num_top; i++)
                 PyList_SET_ITEM(top, i, Py_BuildValue("(id)", q->last.top_ids[i], (double)q->last.top_logprobs[i]));
@@ -398,7 +398,7 @@ static PyMethodDef py_engine_methods[] = {
     {"add_request", (PyCFunction)py_engine_add_request, METH_VARARGS,
      "add_request(req_id, prompt_token_ids, params: dict): queue a request (n sequences)"},
     {"step", (PyCFunction)py_engine_step, METH_NOARGS,
-     "step() -> list of (req_id, index, token|None, logprob|None, top|None, text_delta, finish_reason|None, "
+     "step() -> list of (req_id, index, token|None, (logprob, rank)|None, top|None, text_delta, finish_reason|None, "
      "stop_reason, full_text|None, num_cached_tokens, (arrival, first_token, finish) times)"},
     {"abort", (PyCFunction)py_engine_abort, METH_O, "abort(req_id) -> bool: finish a request with reason 'abort'"},
     {"has_unfinished", (PyCFunction)py_engine_has_unfinished, METH_NOARGS, "any request still waiting or running"},
