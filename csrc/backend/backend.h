@@ -17,19 +17,23 @@
 #include "core/status.h"
 
 /* One forward step over a ragged batch: num_seqs sequences, each contributing q_len new tokens
- * whose KV lands in `slots`; token arrays are concatenated in sequence order. */
+ * (concatenated in sequence order) whose KV lands in `slots`.  Attention reads each sequence's
+ * KV through kv_slots: the slot of every position 0..kv_len-1 of sequence s is
+ * kv_slots[kv_start[s] + pos] (FlashInfer's indptr/indices layout, page size 1).  The engine
+ * builds it on the host; backend->upload_batch gives the ops a copy they can read (the CPU
+ * backend: the host arrays themselves). */
 typedef struct forward_batch {
     int32_t num_tokens;
     const int32_t *token_ids;   /* [num_tokens] */
     const int32_t *positions;   /* [num_tokens] position of each token in its sequence */
     const int32_t *slots;       /* [num_tokens] KV slot written for each token */
+    const int32_t *token_seq;   /* [num_tokens] sequence index of each token */
     int32_t num_seqs;
-    const int32_t *seq_rows;    /* [num_seqs] row of req_to_token */
-    const int32_t *seq_q_start; /* [num_seqs] first token of the sequence in the token arrays */
-    const int32_t *seq_q_len;   /* [num_seqs] new tokens this step */
-    const int32_t *seq_kv_len;  /* [num_seqs] KV length after this step (cached + new) */
-    const int32_t *req_to_token;/* [max_reqs, max_seq_len] slot of each position */
-    int32_t max_seq_len;
+    const int32_t *q_start;     /* [num_seqs + 1] tokens of sequence s: [q_start[s], q_start[s+1]) */
+    const int32_t *kv_start;    /* [num_seqs + 1] its slots: kv_slots[kv_start[s] .. kv_start[s+1]) */
+    const int32_t *kv_slots;    /* [kv_start[num_seqs]] */
+    int32_t max_q_len;          /* max over sequences of q_len (launch shapes) */
+    int32_t max_kv_len;         /* max over sequences of kv_len */
     int32_t num_logits;
     const int32_t *logit_tokens;/* [num_logits] token indices whose logits are wanted */
 } forward_batch;
@@ -44,8 +48,12 @@ typedef struct attention_shape {
 typedef struct backend_ops {
     const char *name;
     void (*destroy)(backend *b);
-    /* Sizes per-step scratch once, before the first forward (nothing allocates per step). */
-    status_t (*prepare)(backend *b, int32_t max_tokens, int32_t max_seq_len, int32_t num_heads);
+    /* Sizes per-step buffers once, before the first forward (nothing allocates per step):
+     * at most max_tokens tokens, max_seqs sequences, max_total_kv kv_slots entries per batch,
+     * max_seq_len positions per sequence. */
+    status_t (*prepare)(backend *b, int32_t max_tokens, int32_t max_seqs, int64_t max_total_kv, int32_t max_seq_len);
+    /* Gives the ops a device-readable copy of the batch's index arrays (CPU: *dev = *host). */
+    void (*upload_batch)(backend *b, const forward_batch *host, forward_batch *dev);
     /* Device memory (the CPU backend: aligned host memory). */
     status_t (*alloc)(backend *b, size_t bytes, void **out);
     void (*release)(backend *b, void *p);
@@ -70,8 +78,8 @@ typedef struct backend_ops {
     void (*qk_norm_rope_store)(backend *b, void *q, void *k, const void *v, const tensor_t *q_norm,
                                const tensor_t *k_norm, float eps, const float *rope_table,
                                const attention_shape *shape, const forward_batch *batch, void *kv_pool);
-    /* out[n, num_heads, head_dim] = causal softmax(q·K^T·scale)·V over each sequence's
-     * positions [0, kv_len - q_len + i], K/V read from kv_pool through req_to_token. */
+    /* out[n, num_heads, head_dim] = causal softmax(q·K^T·scale)·V: token t of sequence s attends
+     * positions [0, positions[t]] of s, K/V read from kv_pool through kv_slots. */
     void (*attention)(backend *b, const void *q, const void *kv_pool, const attention_shape *shape,
                       const forward_batch *batch, void *out);
     /* out[n, dim] = silu(gate) * up */

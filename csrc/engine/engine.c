@@ -33,6 +33,15 @@ const char *engine_finish_name(seq_finish f)
     }
 }
 
+/* The host kv_slots array grows by doubling to the largest batch seen (sum of KV lengths). */
+static void engine_reserve_kv_slots(engine *e, int64_t n)
+{
+    if (n <= e->cap_kv_slots) return;
+    while (e->cap_kv_slots < n) e->cap_kv_slots = e->cap_kv_slots ? 2 * e->cap_kv_slots : 4096;
+    free(e->b_kv_slots);
+    e->b_kv_slots = log_xmalloc((size_t)e->cap_kv_slots * sizeof(int32_t));
+}
+
 status_t engine_create(model *m, const engine_args *args, const detok_vocab *vocab, const int32_t *eos_ids,
                        int32_t num_eos, engine **out)
 {
@@ -81,10 +90,11 @@ status_t engine_create(model *m, const engine_args *args, const detok_vocab *voc
     e->scratch = sampling_scratch_create(c->vocab_size);
     e->text_tmp = log_xmalloc((size_t)(vocab ? detok_max_token_bytes(vocab) : 0) + 16);
     const size_t T = (size_t)a.max_batch_tokens, S = (size_t)a.max_num_seqs;
-    int32_t **arrs[] = {&e->b_tokens, &e->b_positions, &e->b_slots, &e->b_logit_tokens};
+    int32_t **arrs[] = {&e->b_tokens, &e->b_positions, &e->b_slots, &e->b_token_seq, &e->b_logit_tokens};
     for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) *arrs[i] = log_xmalloc(T * sizeof(int32_t));
-    int32_t **sarrs[] = {&e->b_rows, &e->b_q_start, &e->b_q_len, &e->b_kv_len};
-    for (size_t i = 0; i < sizeof sarrs / sizeof sarrs[0]; i++) *sarrs[i] = log_xmalloc(S * sizeof(int32_t));
+    e->b_q_start = log_xmalloc((S + 1) * sizeof(int32_t));
+    e->b_kv_start = log_xmalloc((S + 1) * sizeof(int32_t));
+    engine_reserve_kv_slots(e, (int64_t)a.max_batch_tokens * 4);
     e->b_logit_seqs = log_xmalloc(S * sizeof(seq *));
     e->logits = malloc(S * (size_t)c->vocab_size * sizeof(float));
     if (!e->logits) {
@@ -133,8 +143,8 @@ void engine_free(engine *e)
     sampling_scratch_free(e->scratch);
     free(e->eos_ids);
     free(e->text_tmp);
-    free(e->b_tokens); free(e->b_positions); free(e->b_slots); free(e->b_logit_tokens);
-    free(e->b_rows); free(e->b_q_start); free(e->b_q_len); free(e->b_kv_len);
+    free(e->b_tokens); free(e->b_positions); free(e->b_slots); free(e->b_token_seq); free(e->b_logit_tokens);
+    free(e->b_q_start); free(e->b_kv_start); free(e->b_kv_slots);
     free(e->b_logit_seqs);
     free(e->logits);
     free(e->updates);
@@ -373,31 +383,42 @@ status_t engine_step(engine *e)
     if (s->num_batch == 0) return STATUS_OK;
 
     int32_t T = 0, L = 0;
+    int64_t total_kv = 0;
+    int32_t max_q = 0, max_kv = 0;
+    for (int32_t i = 0; i < s->num_batch; i++) total_kv += s->batch[i]->num_computed + s->batch[i]->q_len;
+    engine_reserve_kv_slots(e, total_kv);
+    total_kv = 0;
     for (int32_t i = 0; i < s->num_batch; i++) {
         seq *q = s->batch[i];
         const int32_t *row = kv_cache_row(&s->kv, q->row);
-        e->b_rows[i] = q->row;
+        const int32_t kv_len = q->num_computed + q->q_len;
         e->b_q_start[i] = T;
-        e->b_q_len[i] = q->q_len;
-        e->b_kv_len[i] = q->num_computed + q->q_len;
+        e->b_kv_start[i] = (int32_t)total_kv;
+        memcpy(e->b_kv_slots + total_kv, row, (size_t)kv_len * sizeof(int32_t));
+        total_kv += kv_len;
+        if (q->q_len > max_q) max_q = q->q_len;
+        if (kv_len > max_kv) max_kv = kv_len;
         for (int32_t j = 0; j < q->q_len; j++) {
             const int32_t pos = q->num_computed + j;
             e->b_tokens[T] = q->tokens[pos];
             e->b_positions[T] = pos;
             e->b_slots[T] = row[pos];
+            e->b_token_seq[T] = i;
             T++;
         }
-        if (q->num_computed + q->q_len == q->num_tokens) {
+        if (kv_len == q->num_tokens) {
             e->b_logit_tokens[L] = T - 1;
             e->b_logit_seqs[L] = q;
             L++;
         }
     }
+    e->b_q_start[s->num_batch] = T;
+    e->b_kv_start[s->num_batch] = (int32_t)total_kv;
     const forward_batch batch = {
         .num_tokens = T, .token_ids = e->b_tokens, .positions = e->b_positions, .slots = e->b_slots,
-        .num_seqs = s->num_batch, .seq_rows = e->b_rows, .seq_q_start = e->b_q_start, .seq_q_len = e->b_q_len,
-        .seq_kv_len = e->b_kv_len, .req_to_token = s->kv.req_to_token, .max_seq_len = s->kv.max_seq_len,
-        .num_logits = L, .logit_tokens = e->b_logit_tokens,
+        .token_seq = e->b_token_seq, .num_seqs = s->num_batch, .q_start = e->b_q_start, .kv_start = e->b_kv_start,
+        .kv_slots = e->b_kv_slots, .max_q_len = max_q, .max_kv_len = max_kv, .num_logits = L,
+        .logit_tokens = e->b_logit_tokens,
     };
     const double t0 = engine_now();
     model_forward(e->m, &batch, e->logits);
@@ -443,14 +464,14 @@ status_t engine_score(engine *e, const int32_t *ids, int32_t n, float *logits)
             e->b_tokens[j] = ids[done + j];
             e->b_positions[j] = done + j;
             e->b_slots[j] = slots[done + j];
+            e->b_token_seq[j] = 0;
             e->b_logit_tokens[j] = j;
         }
-        const int32_t zero = 0, kv_len = done + q;
+        const int32_t q_start[2] = {0, q}, kv_start[2] = {0, done + q};
         const forward_batch batch = {
             .num_tokens = q, .token_ids = e->b_tokens, .positions = e->b_positions, .slots = e->b_slots,
-            .num_seqs = 1, .seq_rows = &row, .seq_q_start = &zero, .seq_q_len = &q, .seq_kv_len = &kv_len,
-            .req_to_token = s->kv.req_to_token, .max_seq_len = s->kv.max_seq_len,
-            .num_logits = q, .logit_tokens = e->b_logit_tokens,
+            .token_seq = e->b_token_seq, .num_seqs = 1, .q_start = q_start, .kv_start = kv_start, .kv_slots = slots,
+            .max_q_len = q, .max_kv_len = done + q, .num_logits = q, .logit_tokens = e->b_logit_tokens,
         };
         model_forward(e->m, &batch, logits + (int64_t)done * vocab);
     }

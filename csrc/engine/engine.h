@@ -75,7 +75,10 @@ typedef struct engine {
     char *text_tmp;                 /* [detok_max_token_bytes + 8] */
 
     /* step buffers, sized at create */
-    int32_t *b_tokens, *b_positions, *b_slots, *b_rows, *b_q_start, *b_q_len, *b_kv_len, *b_logit_tokens;
+    int32_t *b_tokens, *b_positions, *b_slots, *b_token_seq, *b_logit_tokens;   /* [max_batch_tokens] */
+    int32_t *b_q_start, *b_kv_start;                                            /* [max_num_seqs + 1] */
+    int32_t *b_kv_slots;                                                        /* [cap_kv_slots] */
+    int64_t cap_kv_slots;
     seq **b_logit_seqs;
     float *logits;                  /* [max_num_seqs, vocab] */
     seq **updates;

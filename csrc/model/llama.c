@@ -14,11 +14,14 @@
 
 #include "core/log.h"
 
-void model_forward(model *m, const forward_batch *batch, float *logits)
+void model_forward(model *m, const forward_batch *host_batch, float *logits)
 {
     const model_config *c = &m->cfg;
     backend *be = m->be;
     const backend_ops *ops = be->ops;
+    forward_batch dev_batch;
+    ops->upload_batch(be, host_batch, &dev_batch);
+    const forward_batch *batch = &dev_batch;
     const int32_t T = batch->num_tokens, H = c->hidden_size, I = c->intermediate_size;
     const attention_shape shape = {
         .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,

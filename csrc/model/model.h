@@ -40,7 +40,8 @@ typedef struct model {
 } model;
 
 status_t model_load(const model_config *cfg, const char *dir, int dummy, uint64_t seed, backend *be, model **out);
-/* max_logits: rows of logits computed at once (the forward loops when a batch wants more). */
+/* max_logits: rows of logits computed at once (the forward loops when a batch wants more); also
+ * the most sequences a batch holds. */
 status_t model_alloc_runtime(model *m, int32_t max_tokens, int32_t max_seq_len, int32_t num_slots, int32_t max_logits);
 void model_free(model *m);
 /* KV bytes one token takes over all layers. */

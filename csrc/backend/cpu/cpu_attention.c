@@ -1,7 +1,7 @@
 /* cpu_attention.c — causal attention over token-slot KV (page size 1), fp32, exact softmax.
  *
  * One task per (token, kv head): the task computes every query head of the group, reading the
- * sequence's K/V through req_to_token.  Scores for positions [0, p] go to per-thread scratch,
+ * sequence's K/V through kv_slots.  Scores for positions [0, p] go to per-thread scratch,
  * then max, exp-sum and the weighted V sum run in position order: the result for a token is
  * the same whether its sequence is prefilled in one chunk, in many, or decoded, and whatever
  * else is in the batch.
@@ -28,9 +28,8 @@ static void cpu_attention_task(void *arg, int task, int thread)
     const forward_batch *bt = a->batch;
     const int32_t d = sh->head_dim, hk = sh->num_kv_heads, group = sh->num_heads / hk;
     const int32_t t = task / hk, g = task % hk;
-    const int32_t s = a->c->token_seq[t];
-    const int32_t pos = bt->seq_kv_len[s] - bt->seq_q_len[s] + (t - bt->seq_q_start[s]);
-    const int32_t *slots = bt->req_to_token + (int64_t)bt->seq_rows[s] * bt->max_seq_len;
+    const int32_t pos = bt->positions[t];
+    const int32_t *slots = bt->kv_slots + bt->kv_start[bt->token_seq[t]];
     float *scores = a->c->attn_scratch + (int64_t)thread * a->c->max_seq_len;
     const int64_t kv_stride = 2 * (int64_t)hk * d;
 
@@ -65,11 +64,7 @@ void cpu_attention(backend *b, const void *q, const void *kv_pool, const attenti
                    const forward_batch *batch, void *out)
 {
     cpu_backend *c = cpu_backend_of(b);
-    LL_ASSERT(batch->num_tokens <= c->max_tokens);
-    for (int32_t s = 0; s < batch->num_seqs; s++) {
-        LL_ASSERT(batch->seq_kv_len[s] <= c->max_seq_len);
-        for (int32_t i = 0; i < batch->seq_q_len[s]; i++) c->token_seq[batch->seq_q_start[s] + i] = s;
-    }
+    LL_ASSERT(batch->num_tokens <= c->max_tokens && batch->max_kv_len <= c->max_seq_len);
     cpu_attention_ctx a = {c, q, kv_pool, shape, batch, out};
     threadpool_run(c->tp, cpu_attention_task, &a, batch->num_tokens * shape->num_kv_heads);
 }

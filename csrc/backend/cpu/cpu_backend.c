@@ -17,24 +17,23 @@ static void cpu_backend_destroy(backend *b)
     cpu_backend *c = cpu_backend_of(b);
     threadpool_free(c->tp);
     free(c->attn_scratch);
-    free(c->token_seq);
     free(c);
 }
 
-static status_t cpu_backend_prepare(backend *b, int32_t max_tokens, int32_t max_seq_len, int32_t num_heads)
+static status_t cpu_backend_prepare(backend *b, int32_t max_tokens, int32_t max_seqs, int64_t max_total_kv,
+                                    int32_t max_seq_len)
 {
     cpu_backend *c = cpu_backend_of(b);
     free(c->attn_scratch);
-    free(c->token_seq);
     c->attn_scratch = malloc((size_t)c->num_threads * (size_t)max_seq_len * sizeof(float));
-    c->token_seq = malloc((size_t)max_tokens * sizeof(int32_t));
-    if (!c->attn_scratch || !c->token_seq)
+    if (!c->attn_scratch)
         return status_set(STATUS_NO_MEMORY, "CPU backend: cannot allocate attention scratch for %d tokens", max_seq_len);
     c->max_tokens = max_tokens;
     c->max_seq_len = max_seq_len;
-    c->num_heads = num_heads;
     return STATUS_OK;
 }
+
+static void cpu_backend_upload_batch(backend *b, const forward_batch *host, forward_batch *dev) { *dev = *host; }
 
 static status_t cpu_backend_alloc(backend *b, size_t bytes, void **out)
 {
@@ -67,6 +66,7 @@ static const backend_ops cpu_backend_ops = {
     .name = "cpu",
     .destroy = cpu_backend_destroy,
     .prepare = cpu_backend_prepare,
+    .upload_batch = cpu_backend_upload_batch,
     .alloc = cpu_backend_alloc,
     .release = cpu_backend_release,
     .upload_weight = cpu_backend_upload_weight,

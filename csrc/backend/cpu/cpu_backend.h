@@ -9,9 +9,8 @@ typedef struct cpu_backend {
     backend base;
     threadpool *tp;
     int num_threads;
-    int32_t max_tokens, max_seq_len, num_heads;
+    int32_t max_tokens, max_seq_len;
     float *attn_scratch;        /* [num_threads, max_seq_len] scores */
-    int32_t *token_seq;         /* [max_tokens] sequence index of each token */
 } cpu_backend;
 
 static inline cpu_backend *cpu_backend_of(backend *b) { return (cpu_backend *)b; }
