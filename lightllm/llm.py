@@ -20,7 +20,8 @@ class LLM:
     max_num_batched_tokens, chunked_prefill_size, max_total_token_num (KV slots),
     kv_cache_memory_bytes (KV budget when max_total_token_num is not given),
     enable_prefix_caching, router_max_new_token_len (cap on the output length the admission
-    estimate assumes; 0 = each request's max_tokens), num_threads, device ("auto" | "cpu")."""
+    estimate assumes; 0 = each request's max_tokens), num_threads (CPU backend), device ("auto":
+    the first GPU when this build has CUDA and one is present, else "cpu"; "cpu"; "cuda[:N]")."""
 
     def __init__(self, model: Optional[str] = None, tokenizer: Optional[str] = None, *, load_format: str = "auto",
                  seed: int = 0, max_model_len: Optional[int] = None, max_num_seqs: int = 256,
@@ -28,8 +29,11 @@ class LLM:
                  max_total_token_num: Optional[int] = None, kv_cache_memory_bytes: int = 1 << 30,
                  enable_prefix_caching: bool = True, router_max_new_token_len: int = 0, num_threads: int = 0,
                  device: str = "auto"):
-        if device not in ("auto", "cpu"):
-            raise ValueError(f"device must be 'auto' or 'cpu' (this build has no CUDA backend), got {device!r}")
+        if device == "auto":
+            device = "cuda" if _C.cuda_device_count() > 0 else "cpu"
+        if device != "cpu" and not device.startswith("cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        self.device = device
         if load_format not in ("auto", "safetensors", "dummy"):
             raise ValueError(f"load_format must be 'auto', 'safetensors' or 'dummy', got {load_format!r}")
         self.model = model
@@ -54,7 +58,7 @@ class LLM:
         dummy = model is None or load_format == "dummy"
         self.config = config
         self._engine = _C.Engine(config, None if dummy else model, args, vocab, eos, dummy=dummy, seed=seed,
-                                 num_threads=num_threads)
+                                 num_threads=num_threads, device=device)
         self._ids = itertools.count()
 
     # ---- public API ----

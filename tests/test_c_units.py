@@ -19,7 +19,7 @@ _EXES = {}
 def unit_exe(build):
     if build not in _EXES:
         srcs = [s for s in glob.glob(os.path.join(ROOT, "csrc", "**", "*.c"), recursive=True)
-                if os.sep + "py" + os.sep not in s and os.sep + "kernels" + os.sep not in s]
+                if not any(os.sep + d + os.sep in s for d in ("py", "kernels", "cuda"))]
         srcs += glob.glob(os.path.join(ROOT, "tests", "c", "*.c"))
         out = os.path.join(ROOT, "build", "unit-" + build)
         os.makedirs(out, exist_ok=True)

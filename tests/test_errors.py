@@ -7,7 +7,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from conftest import load_fixture
-from lightllm import LLM, SamplingParams
+from lightllm import LLM, SamplingParams, _C
 
 
 def copy_fixture(tmp_path, name="qwen3"):
@@ -129,3 +129,6 @@ def test_bad_engine_args():
         LLM(d, max_model_len=100000)
     with pytest.raises(ValueError, match="device"):
         LLM(d, device="tpu")
+    if not _C.WITH_CUDA:
+        with pytest.raises(ValueError, match="no CUDA backend"):
+            LLM(d, device="cuda")

@@ -50,8 +50,12 @@ typedef struct backend_ops {
     void (*destroy)(backend *b);
     /* Sizes per-step buffers once, before the first forward (nothing allocates per step):
      * at most max_tokens tokens, max_seqs sequences, max_total_kv kv_slots entries per batch,
-     * max_seq_len positions per sequence. */
-    status_t (*prepare)(backend *b, int32_t max_tokens, int32_t max_seqs, int64_t max_total_kv, int32_t max_seq_len);
+     * max_seq_len positions per sequence, attention with num_heads heads of head_dim. */
+    status_t (*prepare)(backend *b, int32_t max_tokens, int32_t max_seqs, int64_t max_total_kv, int32_t max_seq_len,
+                        int32_t num_heads, int32_t head_dim);
+    /* The first device error since creation (sticky: a backend that failed refuses further work
+     * rather than produce garbage); STATUS_OK on the CPU. Checked after every forward. */
+    status_t (*last_error)(backend *b);
     /* Gives the ops a device-readable copy of the batch's index arrays (CPU: *dev = *host). */
     void (*upload_batch)(backend *b, const forward_batch *host, forward_batch *dev);
     /* Device memory (the CPU backend: aligned host memory). */
@@ -71,6 +75,8 @@ typedef struct backend_ops {
                         int32_t n, int32_t dim, void *out);
     /* y[n, out] = x[n, in] · w[out, in]^T (+ bias[out] when bias->data) */
     void (*linear)(backend *b, const void *x, const tensor_t *w, const tensor_t *bias, int32_t n, void *y);
+    /* logits[n, out] (fp32 whatever the activation dtype) = x[n, in] · w[out, in]^T */
+    void (*linear_logits)(backend *b, const void *x, const tensor_t *w, int32_t n, float *logits);
     /* In place on q[n, num_heads, head_dim] and k[n, num_kv_heads, head_dim]: optional per-head
      * RMSNorm (q_norm/k_norm weights [head_dim], NULL data = none), then rotary embedding with
      * rope_table[pos, head_dim] (cos | sin halves); then writes k and v[n, num_kv_heads, head_dim]
@@ -97,5 +103,13 @@ struct backend {
 
 /* CPU backend: num_threads <= 0 = one per available CPU (or LIGHTLLM_NUM_THREADS). */
 status_t backend_cpu_create(int num_threads, backend **out);
+
+#ifdef LIGHTLLM_WITH_CUDA
+/* CUDA backend on device `device` (bf16 activations and KV, fp32 accumulation, cuBLASLt GEMMs).
+ * STATUS_DEVICE with the failing call's text when there is no usable GPU. */
+status_t backend_cuda_create(int device, backend **out);
+/* Number of CUDA devices (0 when none or no driver). */
+int backend_cuda_device_count(void);
+#endif
 
 #endif

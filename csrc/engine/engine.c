@@ -422,6 +422,7 @@ status_t engine_step(engine *e)
     };
     const double t0 = engine_now();
     model_forward(e->m, &batch, e->logits);
+    STATUS_TRY(e->m->be->ops->last_error(e->m->be));
     e->forward_seconds += engine_now() - t0;
     e->num_steps++;
     scheduler_commit(s);
@@ -474,8 +475,9 @@ status_t engine_score(engine *e, const int32_t *ids, int32_t n, float *logits)
             .max_q_len = q, .max_kv_len = done + q, .num_logits = q, .logit_tokens = e->b_logit_tokens,
         };
         model_forward(e->m, &batch, logits + (int64_t)done * vocab);
+        if (e->m->be->ops->last_error(e->m->be) != STATUS_OK) break;
     }
     kv_cache_release(&s->kv, slots, n);
     kv_cache_release_row(&s->kv, row);
-    return STATUS_OK;
+    return e->m->be->ops->last_error(e->m->be);
 }

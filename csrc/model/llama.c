@@ -54,7 +54,7 @@ void model_forward(model *m, const forward_batch *host_batch, float *logits)
         ops->gather_rows(be, m->act_residual, batch->logit_tokens + done, n, H, m->act_logits_in);
         ops->gather_rows(be, m->act_hidden, batch->logit_tokens + done, n, H, m->act_logits_delta);
         ops->add_rmsnorm(be, m->act_logits_in, m->act_logits_delta, &m->final_norm, c->rms_norm_eps, n, H, m->act_logits_in);
-        ops->linear(be, m->act_logits_in, &m->lm_head, NULL, n, m->act_logits);
+        ops->linear_logits(be, m->act_logits_in, &m->lm_head, n, m->act_logits);
         ops->logits_to_host(be, m->act_logits, (int64_t)n * c->vocab_size, logits + (int64_t)done * c->vocab_size);
     }
 }

@@ -235,7 +235,8 @@ status_t model_alloc_runtime(model *m, int32_t max_tokens, int32_t max_seq_len, 
         const int esz = acts[i].p == &m->act_logits ? 4 : es;
         STATUS_TRY(model_own(m, (size_t)acts[i].elems * esz, acts[i].p));
     }
-    return m->be->ops->prepare(m->be, max_tokens, max_logits, (int64_t)max_logits * max_seq_len, max_seq_len);
+    return m->be->ops->prepare(m->be, max_tokens, max_logits, (int64_t)max_logits * max_seq_len, max_seq_len, c->num_heads,
+                               c->head_dim);
 }
 
 void model_free(model *m)

@@ -7,6 +7,7 @@
  */
 #include "py/py_common.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
@@ -181,14 +182,26 @@ static int py_config_from_dict(PyObject *d, model_config *c)
 
 static int py_engine_init(py_engine *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"config", "model_dir", "args", "vocab", "eos_ids", "dummy", "seed", "num_threads", NULL};
+    static char *kwlist[] = {"config", "model_dir", "args", "vocab", "eos_ids", "dummy", "seed", "num_threads", "device", NULL};
     PyObject *cfg_d, *args_d, *vocab_o, *eos_o;
-    const char *dir = NULL;
+    const char *dir = NULL, *device = "cpu";
     int dummy = 0, num_threads = 0;
     unsigned long long seed = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OzOOO|pKi", kwlist, &cfg_d, &dir, &args_d, &vocab_o, &eos_o, &dummy,
-                                     &seed, &num_threads))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OzOOO|pKis", kwlist, &cfg_d, &dir, &args_d, &vocab_o, &eos_o, &dummy,
+                                     &seed, &num_threads, &device))
         return -1;
+    int use_cuda = strcmp(device, "cuda") == 0 || strncmp(device, "cuda:", 5) == 0;
+    int cuda_index = strncmp(device, "cuda:", 5) == 0 ? atoi(device + 5) : 0;
+    if (!use_cuda && strcmp(device, "cpu") != 0) {
+        PyErr_Format(PyExc_ValueError, "device must be 'cpu', 'cuda' or 'cuda:N', got %s", device);
+        return -1;
+    }
+#ifndef LIGHTLLM_WITH_CUDA
+    if (use_cuda) {
+        PyErr_SetString(PyExc_ValueError, "device 'cuda': this build of lightllm has no CUDA backend (nvcc was not found at build time)");
+        return -1;
+    }
+#endif
     model_config cfg;
     if (py_config_from_dict(cfg_d, &cfg) < 0) return -1;
     engine_args ea = {.max_num_seqs = 256, .max_batch_tokens = 4096, .enable_prefix_caching = 1, .kv_memory_bytes = 1ll << 30};
@@ -216,7 +229,12 @@ static int py_engine_init(py_engine *self, PyObject *args, PyObject *kwargs)
     engine *e = NULL;
     backend *be = NULL;
     Py_BEGIN_ALLOW_THREADS
+#ifdef LIGHTLLM_WITH_CUDA
+    s = use_cuda ? backend_cuda_create(cuda_index, &be) : backend_cpu_create(num_threads, &be);
+#else
+    (void)cuda_index;
     s = backend_cpu_create(num_threads, &be);
+#endif
     if (s == STATUS_OK) s = model_load(&cfg, dir, dummy || !dir, seed, be, &m);
     if (s == STATUS_OK) {
         s = engine_create(m, &ea, vocab, eos, num_eos, &e);
@@ -412,14 +430,24 @@ static PyTypeObject py_engine_type = {
     .tp_name = "lightllm._C.Engine",
     .tp_basicsize = sizeof(py_engine),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Engine(config, model_dir, args, vocab, eos_ids, dummy=False, seed=0, num_threads=0)",
+    .tp_doc = "Engine(config, model_dir, args, vocab, eos_ids, dummy=False, seed=0, num_threads=0, device='cpu')",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)py_engine_init,
     .tp_dealloc = (destructor)py_engine_dealloc,
     .tp_methods = py_engine_methods,
 };
 
+static PyObject *py_cuda_device_count(PyObject *self, PyObject *unused)
+{
+#ifdef LIGHTLLM_WITH_CUDA
+    return PyLong_FromLong(backend_cuda_device_count());
+#else
+    return PyLong_FromLong(0);
+#endif
+}
+
 static PyMethodDef py_engine_functions[] = {
+    {"cuda_device_count", py_cuda_device_count, METH_NOARGS, "number of usable CUDA devices (0 without CUDA)"},
     {"validate_sampling_params", py_validate_sampling_params, METH_O,
      "validate_sampling_params(dict): raises ValueError naming a bad parameter"},
     {NULL, NULL, 0, NULL},

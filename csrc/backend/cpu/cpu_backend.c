@@ -21,7 +21,7 @@ static void cpu_backend_destroy(backend *b)
 }
 
 static status_t cpu_backend_prepare(backend *b, int32_t max_tokens, int32_t max_seqs, int64_t max_total_kv,
-                                    int32_t max_seq_len)
+                                    int32_t max_seq_len, int32_t num_heads, int32_t head_dim)
 {
     cpu_backend *c = cpu_backend_of(b);
     free(c->attn_scratch);
@@ -32,6 +32,8 @@ static status_t cpu_backend_prepare(backend *b, int32_t max_tokens, int32_t max_
     c->max_seq_len = max_seq_len;
     return STATUS_OK;
 }
+
+static status_t cpu_backend_last_error(backend *b) { return STATUS_OK; }
 
 static void cpu_backend_upload_batch(backend *b, const forward_batch *host, forward_batch *dev) { *dev = *host; }
 
@@ -67,6 +69,7 @@ static const backend_ops cpu_backend_ops = {
     .destroy = cpu_backend_destroy,
     .prepare = cpu_backend_prepare,
     .upload_batch = cpu_backend_upload_batch,
+    .last_error = cpu_backend_last_error,
     .alloc = cpu_backend_alloc,
     .release = cpu_backend_release,
     .upload_weight = cpu_backend_upload_weight,
@@ -75,6 +78,7 @@ static const backend_ops cpu_backend_ops = {
     .rmsnorm = cpu_ops_rmsnorm,
     .add_rmsnorm = cpu_ops_add_rmsnorm,
     .linear = cpu_ops_linear,
+    .linear_logits = cpu_ops_linear_logits,
     .qk_norm_rope_store = cpu_ops_qk_norm_rope_store,
     .attention = cpu_attention,
     .silu_mul = cpu_ops_silu_mul,

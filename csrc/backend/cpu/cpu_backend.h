@@ -20,6 +20,7 @@ void cpu_ops_rmsnorm(backend *b, const void *x, const tensor_t *w, float eps, in
 void cpu_ops_add_rmsnorm(backend *b, void *residual, const void *x, const tensor_t *w, float eps,
                          int32_t n, int32_t dim, void *out);
 void cpu_ops_linear(backend *b, const void *x, const tensor_t *w, const tensor_t *bias, int32_t n, void *y);
+void cpu_ops_linear_logits(backend *b, const void *x, const tensor_t *w, int32_t n, float *logits);
 void cpu_ops_qk_norm_rope_store(backend *b, void *q, void *k, const void *v, const tensor_t *q_norm,
                                 const tensor_t *k_norm, float eps, const float *rope_table,
                                 const attention_shape *shape, const forward_batch *batch, void *kv_pool);

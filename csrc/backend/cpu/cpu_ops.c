@@ -55,6 +55,11 @@ void cpu_ops_linear(backend *b, const void *x, const tensor_t *w, const tensor_t
     cpu_gemm_linear(cpu_backend_of(b)->tp, x, w->shape[1], w, bp, y, w->shape[0], n);
 }
 
+void cpu_ops_linear_logits(backend *b, const void *x, const tensor_t *w, int32_t n, float *logits)
+{
+    cpu_ops_linear(b, x, w, NULL, n, logits);
+}
+
 /* One head vector [dim]: optional RMSNorm with weight w, then rotation by table row. */
 static void cpu_ops_head_norm_rope(float *h, const tensor_t *w, float eps, const float *rope_row, int32_t dim)
 {
