@@ -446,13 +446,7 @@ status_t engine_score(engine *e, const int32_t *ids, int32_t n, float *logits)
         return status_set(STATUS_INVALID_ARG, "score needs 1..%d tokens, got %d", e->args.max_model_len, n);
     const int32_t row = kv_cache_alloc_row(&s->kv);
     if (row < 0) return status_set(STATUS_CAPACITY, "score: all %d request rows are in use", s->max_num_seqs);
-    int32_t fits = kv_cache_can_alloc(&s->kv, n);
-    if (!fits && s->rc) {
-        int32_t got = radix_cache_evict(s->rc, n - s->kv.num_free, s->scratch_slots);
-        kv_cache_release(&s->kv, s->scratch_slots, got);
-        fits = kv_cache_can_alloc(&s->kv, n);
-    }
-    if (!fits) {
+    if (!scheduler_make_room(s, n)) {
         kv_cache_release_row(&s->kv, row);
         return status_set(STATUS_CAPACITY, "score: %d tokens do not fit in the %d free KV slots", n, s->kv.num_free);
     }

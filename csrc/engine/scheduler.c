@@ -73,8 +73,7 @@ int32_t scheduler_num_free_slots(const scheduler *s)
     return s->kv.num_free + (s->rc ? radix_cache_evictable_tokens(s->rc) : 0);
 }
 
-/* Frees n slots' worth of room from the prefix tree if the free stack is short. */
-static int scheduler_make_room(scheduler *s, int32_t n)
+int scheduler_make_room(scheduler *s, int32_t n)
 {
     if (kv_cache_can_alloc(&s->kv, n)) return 1;
     if (s->rc) {

@@ -72,6 +72,8 @@ void scheduler_commit(scheduler *s);
 /* Removes a sequence (finished or aborted) from the queues and frees its KV. */
 void scheduler_release(scheduler *s, seq *q);
 int32_t scheduler_num_free_slots(const scheduler *s);   /* free + evictable */
+/* Evicts unreferenced prefix-cache leaves until n slots are free; returns whether they are. */
+int scheduler_make_room(scheduler *s, int32_t n);
 /* Estimated peak KV use of the running set if `extra` joined it (extra may be NULL). */
 int64_t scheduler_peak_tokens(scheduler *s, const seq *extra);
 
