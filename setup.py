@@ -71,7 +71,7 @@ ext = Extension(
     define_macros=[("LIGHTLLM_WITH_CUDA", "1")] if NVCC else [],
     extra_compile_args=C_FLAGS + (SANITIZE + ["-O1", "-g"] if sanitize else []),
     extra_link_args=["-pthread"] + (SANITIZE if sanitize else []),
-    libraries=["m"] + (["cudart", "cublasLt", "cublas"] if NVCC else []),
+    libraries=["m"] + (["cudart", "cublasLt", "cublas", "stdc++"] if NVCC else []),  # nvcc host code needs libstdc++
     library_dirs=cuda_lib,
     runtime_library_dirs=cuda_lib,
 )

@@ -1,4 +1,4 @@
-/* kernels.h — C-callable launchers of the CUDA kernels (csrc/kernels/*.cu), used by the CUDA
+/* kernels.h — C-callable launchers of the CUDA kernels (csrc/kernels/<family>.cu), used by the CUDA
  * backend (csrc/backend/cuda).  One .cu per op family; launchers take the stream explicitly,
  * never allocate, never synchronise, and return the launch's cudaError_t.  Activations, KV and
  * matrices are bf16 (passed as void *); 1-D weights (norms, biases) and the rotary table are

@@ -41,25 +41,28 @@ static status_t model_own(model *m, size_t bytes, void **out)
     return STATUS_OK;
 }
 
-/* kind: 0 = matrix (uniform, std `scale`), 1 = norm weight (1 + small noise), 2 = bias */
+/* kind: 0 = matrix (uniform, std 0.02; bf16), 1 = norm weight (1 + small noise), 2 = bias (both fp32, as
+ * every backend keeps 1-D weights) */
 static status_t model_dummy_tensor(model_loader *L, const char *name, int ndim, const int64_t *shape, int kind, tensor_t *out)
 {
-    tensor_t host = {.dtype = DTYPE_BF16, .ndim = ndim};
+    tensor_t host = {.dtype = kind == 0 ? DTYPE_BF16 : DTYPE_F32, .ndim = ndim};
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= (host.shape[i] = shape[i]);
-    uint16_t *buf = malloc((size_t)n * 2);
-    if (!buf) return status_set(STATUS_NO_MEMORY, "dummy weights: cannot allocate %lld bytes for %s", (long long)n * 2, name);
+    const size_t bytes = (size_t)n * (size_t)dtype_size(host.dtype);
+    void *buf = malloc(bytes);
+    if (!buf) return status_set(STATUS_NO_MEMORY, "dummy weights: cannot allocate %zu bytes for %s", bytes, name);
     uint64_t state = L->seed ^ model_hash_name(name);
     const float scale = kind == 0 ? 0.02f * sqrtf(3.0f) : (kind == 1 ? 0.05f : 0.02f);
     for (int64_t i = 0; i < n; i++) {
         float u = (float)((model_splitmix(&state) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-        buf[i] = dtype_f32_to_bf16(kind == 1 ? 1.0f + scale * u : scale * u);
+        float v = kind == 1 ? 1.0f + scale * u : scale * u;
+        if (kind == 0) ((uint16_t *)buf)[i] = dtype_f32_to_bf16(v);
+        else ((float *)buf)[i] = v;
     }
-    host.data = buf;
     void *dev;
-    status_t s = model_own(L->m, (size_t)n * 2, &dev);
+    status_t s = model_own(L->m, bytes, &dev);
     if (s == STATUS_OK) {
-        L->m->be->ops->copy_to_device(L->m->be, dev, buf, (size_t)n * 2);
+        L->m->be->ops->copy_to_device(L->m->be, dev, buf, bytes);
         host.data = dev;
         *out = host;
     }

@@ -1,0 +1,62 @@
+"""Whole models on the CUDA backend (bf16) against Hugging Face transformers (the fixtures) and
+against themselves: logits close, >= 95% of greedy tokens before the first divergence, greedy
+output independent of batch composition, chunked prefill and the prefix cache."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import FIXTURE_NAMES, load_fixture  # noqa: E402
+from lightllm import LLM, SamplingParams, _C  # noqa: E402
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not (_C.WITH_CUDA and _C.cuda_device_count() > 0), reason="needs a CUDA build and a GPU")]
+GREEDY = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True)
+
+
+def greedy(llm, prompts):
+    return [o.outputs[0].token_ids for o in llm.generate([{"prompt_token_ids": p} for p in prompts], GREEDY, use_tqdm=False)]
+
+
+def agreement(got, want):
+    """Fraction of tokens before the first divergence, over all prompts."""
+    same = 0
+    for g, w in zip(got, want):
+        k = next((i for i, (a, b) in enumerate(zip(g, w)) if a != b), len(w))
+        same += k
+    return same / sum(len(w) for w in want)
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_gpu_logits_close_to_transformers(name):
+    d, ref, logits = load_fixture(name)
+    llm = LLM(d, device="cuda")
+    for ids, want in zip(ref["prompts"], logits):
+        got = llm.prompt_logits(ids)
+        assert np.isfinite(got).all()
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert err < 5e-2, f"{name}: bf16 logits max normalised error {err:.3e} on a {len(ids)}-token prompt"
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_gpu_greedy_agrees_with_transformers(name):
+    d, ref, _ = load_fixture(name)
+    got = greedy(LLM(d, device="cuda"), ref["prompts"])
+    a = agreement(got, ref["greedy"])
+    print(f"{name}: {a:.3f} of greedy tokens before the first divergence")
+    assert a >= 0.95
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_gpu_greedy_invariant_to_batch_chunking_prefix_cache(name):
+    d, ref, _ = load_fixture(name)
+    base = greedy(LLM(d, device="cuda", enable_prefix_caching=False), ref["prompts"])
+    alone_llm = LLM(d, device="cuda", enable_prefix_caching=False)
+    assert [greedy(alone_llm, [p])[0] for p in ref["prompts"]] == base
+    chunked = LLM(d, device="cuda", chunked_prefill_size=5, max_num_batched_tokens=16, max_num_seqs=8)
+    assert greedy(chunked, ref["prompts"]) == base
+    cached = LLM(d, device="cuda")
+    greedy(cached, ref["prompts"])
+    assert greedy(cached, ref["prompts"]) == base
