@@ -40,7 +40,7 @@ cudaError_t kernels_gather_rows(const void *x, const int32_t *rows, int32_t m, i
 
 /* Causal attention over token-slot KV (page size 1), the batch layout of backend.h:
  * q[num_tokens, num_heads, head_dim], out likewise; token t (of sequence token_seq[t]) attends
- * positions [0, positions[t]] whose KV slots are kv_slots[kv_start[s] + pos].  head_dim 64 or
+ * positions [0, positions[t]] whose KV slots are kv_slots[kv_start[s] + pos].  head_dim 16, 32, 64 or
  * 128; num_heads % num_kv_heads == 0.  workspace: scratch for split-K partials, size from
  * kernels_attention_workspace_bytes. */
 size_t kernels_attention_workspace_bytes(int32_t max_tokens, int32_t num_heads, int32_t head_dim, int32_t max_seq_len);

@@ -1,0 +1,77 @@
+/* cuda_backend.h — internals shared by the CUDA backend's files (not part of the op table).
+ *
+ * One device, one stream, one cuBLASLt handle per backend.  Ops are asynchronous on the
+ * stream; logits_to_host is the only per-step synchronisation.  Errors are sticky: the first
+ * failing CUDA/cuBLAS call records its text in the backend, every later op returns without
+ * launching, and ops->last_error (= cuda_backend_status) reports it after the forward.
+ */
+#ifndef LIGHTLLM_BACKEND_CUDA_BACKEND_H
+#define LIGHTLLM_BACKEND_CUDA_BACKEND_H
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include "backend/backend.h"
+
+#define CUDA_GEMM_WORKSPACE_BYTES ((size_t)32 << 20)
+
+/* One cached GEMM plan: layouts and the heuristic's algorithm for a (m, n, k, out dtype,
+ * alignment) shape.  Inline opaque descriptors: looking a plan up allocates nothing. */
+typedef struct cuda_gemm_plan {
+    int64_t m, n, k;            /* m = out features, n = tokens, k = in features */
+    int out_f32;                /* D is fp32 (logits) instead of bf16 */
+    int align_bytes;            /* min alignment of the A/B/D pointers, capped at 256 */
+    int used;
+    cublasLtMatrixLayoutOpaque_t a, b, d;
+    cublasLtMatmulAlgo_t algo;
+} cuda_gemm_plan;
+
+typedef struct cuda_backend {
+    backend base;
+    int device;
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulDescOpaque_t matmul_desc; /* bf16·bf16 → fp32 accumulate, A transposed */
+    void *gemm_workspace;       /* CUDA_GEMM_WORKSPACE_BYTES */
+    cuda_gemm_plan *plans;      /* open-addressing table, num_plan_slots (power of two) */
+    int64_t num_plan_slots, num_plans;
+
+    /* sticky first error */
+    status_t error;
+    char error_message[512];
+
+    /* per-step buffers, sized by prepare */
+    int32_t max_tokens, max_seqs, max_seq_len;
+    int64_t max_total_kv;
+    int64_t index_capacity;     /* int32 entries of index_dev / index_host */
+    int32_t *index_dev;         /* device copies of the batch's index arrays */
+    int32_t *index_host;        /* pinned staging */
+    cudaEvent_t index_copied;   /* the staging buffer may be reused once this has fired */
+    int index_copy_pending;
+    int32_t num_heads, head_dim;
+    void *attn_workspace;
+    size_t attn_workspace_bytes;
+
+    /* allocations made by upload_weight, freed by destroy */
+    void **owned;
+    int64_t num_owned, cap_owned;
+} cuda_backend;
+
+static inline cuda_backend *cuda_backend_of(backend *b) { return (cuda_backend *)b; }
+
+/* The backend's first error (STATUS_OK if none); re-records its message on this thread. */
+status_t cuda_backend_status(backend *b);
+/* Records a CUDA failure of `what` unless one is recorded already; returns 1 if e != success. */
+int cuda_backend_check(cuda_backend *c, cudaError_t e, const char *what);
+/* Records a failure with a ready message (first one wins). */
+void cuda_backend_fail(cuda_backend *c, status_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* cuda_gemm.c: D[n, m] = X[n, k] · W[m, k]^T in row-major terms, bf16 inputs, fp32 compute,
+ * bf16 or fp32 output.  Plans are cached per shape; failures are recorded in the backend. */
+status_t cuda_gemm_init(cuda_backend *c);
+void cuda_gemm_free(cuda_backend *c);
+void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m, void *y,
+                      int out_f32);
+
+#endif
