@@ -154,6 +154,7 @@ static void scheduler_pause(scheduler *s, seq *q)
 {
     scheduler_remove_running(s, q);
     scheduler_drop_kv(s, q);
+    q->recomputing = 1;
     scheduler_enqueue(s, q);
     s->num_preemptions++;
 }
@@ -304,6 +305,9 @@ void scheduler_commit(scheduler *s)
         if (!q->prefill_done && q->num_computed >= q->num_prompt) {
             q->prefill_done = 1;
             if (q->sample_index == 0 && q->group_prefilled) *q->group_prefilled = 1;
+            if (s->rc) scheduler_cache_prefix(s, q);
+        } else if (q->recomputing && q->num_computed >= q->num_tokens - 1) {
+            q->recomputing = 0; /* rebuilt after a pause: share it again at once */
             if (s->rc) scheduler_cache_prefix(s, q);
         }
     }

@@ -44,6 +44,7 @@ typedef struct seq {
     radix_node *node;
     int32_t q_len;              /* tokens scheduled this step */
     int32_t prefill_done;       /* the whole prompt has KV (once true, stays true) */
+    int32_t recomputing;        /* paused and re-admitted: its KV is being rebuilt */
     int32_t num_cached_tokens;  /* prompt tokens served by the prefix cache at first admission (-1 before) */
 
     /* output side (engine.c) */
