@@ -1,8 +1,8 @@
 #!/bin/bash
-# tests/gpu/run.sh — one call on a GPU machine: GPU op tests, then the CUDA extension build and
-# import.  Each stage runs under `timeout`; full logs go to $OUT (or /tmp/lightllm-gpu-logs);
+# tests/gpu/run.sh — one call on a GPU machine: the CUDA extension build and import, then every
+# GPU test (ops, attention, whole models).  Each stage runs under `timeout`; logs go to $OUT;
 # a short summary table is printed last.  Needs numpy/pytest (no installs).  Under 8 minutes.
-#   LIGHTLLM_CUDA_ARCHS (default 90a)   RUN_STAGES (default "info ops build import")
+#   LIGHTLLM_CUDA_ARCHS (default 90a)   RUN_STAGES (default "info build import ops")
 #   GPU_TESTS (default tests/gpu)       OPS_LIMIT_S (default 330)
 set -u
 cd "$(dirname "$0")/../.."
@@ -10,7 +10,7 @@ LOG=${OUT:-/tmp/lightllm-gpu-logs}
 mkdir -p "$LOG"
 export LIGHTLLM_CUDA=1 LIGHTLLM_CUDA_ARCHS=${LIGHTLLM_CUDA_ARCHS:-90a}
 export PATH="${CUDA_HOME:-/usr/local/cuda}/bin:$PATH"
-STAGES=${RUN_STAGES:-info ops build import}
+STAGES=${RUN_STAGES:-info build import ops}
 SUMMARY=()
 
 stage() { # name limit_s command...
