@@ -18,7 +18,9 @@ class LLM:
 
     Engine args: load_format ("auto" | "dummy"), seed, max_model_len, max_num_seqs,
     max_num_batched_tokens, chunked_prefill_size, max_total_token_num (KV slots),
-    kv_cache_memory_bytes (KV budget when max_total_token_num is not given),
+    kv_cache_memory_bytes (KV budget when max_total_token_num is not given; default 1 GiB on the
+    CPU, 0 = size by mem_fraction), mem_fraction (on the GPU without either: the KV pool takes what is free after weights
+    and activations, keeping 1 - mem_fraction of the device's memory back; LightLLM's flag),
     enable_prefix_caching, router_max_new_token_len (cap on the output length the admission
     estimate assumes; 0 = each request's max_tokens), num_threads (CPU backend), device ("auto":
     the first GPU when this build has CUDA and one is present, else "cpu"; "cpu"; "cuda[:N]")."""
@@ -26,7 +28,8 @@ class LLM:
     def __init__(self, model: Optional[str] = None, tokenizer: Optional[str] = None, *, load_format: str = "auto",
                  seed: int = 0, max_model_len: Optional[int] = None, max_num_seqs: int = 256,
                  max_num_batched_tokens: int = 4096, chunked_prefill_size: Optional[int] = None,
-                 max_total_token_num: Optional[int] = None, kv_cache_memory_bytes: int = 1 << 30,
+                 max_total_token_num: Optional[int] = None, kv_cache_memory_bytes: Optional[int] = None,
+                 mem_fraction: float = 0.9,
                  enable_prefix_caching: bool = True, router_max_new_token_len: int = 0, num_threads: int = 0,
                  device: str = "auto"):
         if device == "auto":
@@ -53,7 +56,9 @@ class LLM:
             vocab = _C.DetokVocab(self.tokenizer.token_bytes(config["vocab_size"]), sorted(self.tokenizer.special_ids))
         args = {"max_num_seqs": max_num_seqs, "max_batch_tokens": max_num_batched_tokens,
                 "chunked_prefill_size": chunked_prefill_size or 0, "max_model_len": max_model_len or 0,
-                "num_kv_slots": max_total_token_num or 0, "kv_memory_bytes": kv_cache_memory_bytes,
+                "num_kv_slots": max_total_token_num or 0, "mem_fraction": mem_fraction,
+                "kv_memory_bytes": kv_cache_memory_bytes if kv_cache_memory_bytes is not None
+                else (1 << 30 if device == "cpu" else 0),
                 "enable_prefix_caching": int(enable_prefix_caching), "estimate_max_new_tokens": router_max_new_token_len}
         dummy = model is None or load_format == "dummy"
         self.config = config

@@ -111,3 +111,14 @@ def test_metrics_and_cached_tokens_reported(qwen3):
     m = out.metrics
     assert m.num_cached_tokens == 29
     assert m.arrival_time <= m.first_token_time <= m.finished_time
+
+
+def test_kv_pool_sized_by_mem_fraction(qwen3):
+    """kv_cache_memory_bytes=0: the pool takes free memory less activations and the kept-back share
+    (here host RAM: the CPU backend's memory), capped at max_num_seqs x max_model_len."""
+    llm = LLM(qwen3[0], kv_cache_memory_bytes=0, mem_fraction=0.9, max_num_seqs=4)
+    assert llm.stats()["num_kv_slots"] == 4 * 256
+    with pytest.raises(MemoryError, match="no memory is left for the KV cache"):
+        LLM(qwen3[0], kv_cache_memory_bytes=0, mem_fraction=1e-6)
+    with pytest.raises(ValueError, match="mem_fraction"):
+        LLM(qwen3[0], kv_cache_memory_bytes=0, mem_fraction=1.5)

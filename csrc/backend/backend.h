@@ -58,6 +58,9 @@ typedef struct backend_ops {
     status_t (*last_error)(backend *b);
     /* Gives the ops a device-readable copy of the batch's index arrays (CPU: *dev = *host). */
     void (*upload_batch)(backend *b, const forward_batch *host, forward_batch *dev);
+    /* Free and total bytes of the memory the backend allocates from (device memory; host RAM for
+     * the CPU backend), for sizing the KV pool. */
+    status_t (*memory_info)(backend *b, size_t *free_bytes, size_t *total_bytes);
     /* Device memory (the CPU backend: aligned host memory). */
     status_t (*alloc)(backend *b, size_t bytes, void **out);
     void (*release)(backend *b, void *p);

@@ -60,6 +60,21 @@ status_t engine_create(model *m, const engine_args *args, const detok_vocab *voc
                           a.max_batch_tokens, a.max_num_seqs);
     if (a.chunked_prefill_size <= 0 || a.chunked_prefill_size > a.max_batch_tokens) a.chunked_prefill_size = a.max_batch_tokens;
     const int64_t per_token = model_kv_bytes_per_token(m);
+    if (a.num_kv_slots <= 0 && a.kv_memory_bytes <= 0) {
+        /* LightLLM's --mem-fraction: what is free after the weights, less the activations and
+         * the (1 - mem_fraction) share of the memory kept back, holds the KV pool */
+        size_t free_b = 0, total_b = 0;
+        STATUS_TRY(m->be->ops->memory_info(m->be, &free_b, &total_b));
+        if (!(a.mem_fraction > 0.0 && a.mem_fraction <= 1.0))
+            return status_set(STATUS_INVALID_ARG, "mem_fraction must be in (0, 1], got %g", a.mem_fraction);
+        const int64_t runtime = model_runtime_bytes(m, a.max_batch_tokens, a.max_model_len, a.max_num_seqs);
+        a.kv_memory_bytes = (int64_t)free_b - runtime - (int64_t)((1.0 - a.mem_fraction) * (double)total_b);
+        if (a.kv_memory_bytes <= 0)
+            return status_set(STATUS_NO_MEMORY,
+                              "no memory is left for the KV cache: %zu bytes free after the weights, %lld needed for "
+                              "activations, %.0f%% of %zu kept back (raise mem_fraction or lower max_num_batched_tokens)",
+                              free_b, (long long)runtime, 100.0 * (1.0 - a.mem_fraction), total_b);
+    }
     if (a.num_kv_slots <= 0) {
         int64_t slots = a.kv_memory_bytes / per_token;
         const int64_t most = (int64_t)a.max_num_seqs * a.max_model_len;

@@ -27,7 +27,9 @@ typedef struct engine_args {
     int32_t chunked_prefill_size;   /* prompt tokens per sequence per step (0 = max_batch_tokens) */
     int32_t max_model_len;          /* context limit (0 = max_position_embeddings) */
     int32_t num_kv_slots;           /* --max-total-token-num (0 = from memory budget) */
-    int64_t kv_memory_bytes;        /* budget used when num_kv_slots == 0 */
+    int64_t kv_memory_bytes;        /* budget when num_kv_slots == 0 (0 = from mem_fraction) */
+    double mem_fraction;            /* --mem-fraction: share of the backend's memory the engine may
+                                     * fill (weights + activations + KV) when sizing by memory */
     int32_t enable_prefix_caching;
     int32_t estimate_max_new_tokens; /* admission estimate cap (0 = each request's max_tokens) */
     uint64_t seed;                  /* for requests without a seed */

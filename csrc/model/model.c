@@ -205,6 +205,15 @@ int64_t model_weight_bytes(const model *m)
     return total;
 }
 
+int64_t model_runtime_bytes(const model *m, int32_t max_tokens, int32_t max_seq_len, int32_t max_logits)
+{
+    const model_config *c = &m->cfg;
+    const int64_t es = dtype_size(m->be->act_dtype), T = max_tokens, H = c->hidden_size, D = c->head_dim;
+    const int64_t act = T * (2 * H + 2 * c->num_heads * D + 2 * c->num_kv_heads * D + 2 * c->intermediate_size) +
+                        2 * (int64_t)max_logits * H;
+    return act * es + (int64_t)max_logits * c->vocab_size * 4 + (int64_t)max_seq_len * D * 4;
+}
+
 status_t model_alloc_runtime(model *m, int32_t max_tokens, int32_t max_seq_len, int32_t num_slots, int32_t max_logits)
 {
     const model_config *c = &m->cfg;

@@ -44,6 +44,8 @@ status_t model_load(const model_config *cfg, const char *dir, int dummy, uint64_
  * the most sequences a batch holds. */
 status_t model_alloc_runtime(model *m, int32_t max_tokens, int32_t max_seq_len, int32_t num_slots, int32_t max_logits);
 void model_free(model *m);
+/* Bytes model_alloc_runtime takes besides the KV pools (activations, rotary table). */
+int64_t model_runtime_bytes(const model *m, int32_t max_tokens, int32_t max_seq_len, int32_t max_logits);
 /* KV bytes one token takes over all layers. */
 int64_t model_kv_bytes_per_token(const model *m);
 int64_t model_weight_bytes(const model *m);

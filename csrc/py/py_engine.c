@@ -204,13 +204,14 @@ static int py_engine_init(py_engine *self, PyObject *args, PyObject *kwargs)
 #endif
     model_config cfg;
     if (py_config_from_dict(cfg_d, &cfg) < 0) return -1;
-    engine_args ea = {.max_num_seqs = 256, .max_batch_tokens = 4096, .enable_prefix_caching = 1, .kv_memory_bytes = 1ll << 30};
+    engine_args ea = {.max_num_seqs = 256, .max_batch_tokens = 4096, .enable_prefix_caching = 1, .mem_fraction = 0.9};
     int32_t caching = 1;
     if (!PyDict_Check(args_d)) { PyErr_SetString(PyExc_TypeError, "args must be a dict"); return -1; }
     if (py_get_i32(args_d, "max_num_seqs", &ea.max_num_seqs, 0) < 0 || py_get_i32(args_d, "max_batch_tokens", &ea.max_batch_tokens, 0) < 0 ||
         py_get_i32(args_d, "chunked_prefill_size", &ea.chunked_prefill_size, 0) < 0 ||
         py_get_i32(args_d, "max_model_len", &ea.max_model_len, 0) < 0 || py_get_i32(args_d, "num_kv_slots", &ea.num_kv_slots, 0) < 0 ||
-        py_get_i64(args_d, "kv_memory_bytes", &ea.kv_memory_bytes, 0) < 0 || py_get_i32(args_d, "enable_prefix_caching", &caching, 0) < 0 ||
+        py_get_i64(args_d, "kv_memory_bytes", &ea.kv_memory_bytes, 0) < 0 ||
+        py_get_double(args_d, "mem_fraction", &ea.mem_fraction, 0) < 0 || py_get_i32(args_d, "enable_prefix_caching", &caching, 0) < 0 ||
         py_get_i32(args_d, "estimate_max_new_tokens", &ea.estimate_max_new_tokens, 0) < 0)
         return -1;
     ea.enable_prefix_caching = caching;

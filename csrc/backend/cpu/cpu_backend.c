@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 
@@ -48,6 +49,15 @@ static status_t cpu_backend_alloc(backend *b, size_t bytes, void **out)
 
 static void cpu_backend_release(backend *b, void *p) { free(p); }
 
+static status_t cpu_backend_memory_info(backend *b, size_t *free_bytes, size_t *total_bytes)
+{
+    const long page = sysconf(_SC_PAGESIZE), avail = sysconf(_SC_AVPHYS_PAGES), phys = sysconf(_SC_PHYS_PAGES);
+    if (page <= 0 || avail < 0 || phys <= 0) return status_set(STATUS_IO, "sysconf cannot report physical memory");
+    *free_bytes = (size_t)avail * (size_t)page;
+    *total_bytes = (size_t)phys * (size_t)page;
+    return STATUS_OK;
+}
+
 static status_t cpu_backend_upload_weight(backend *b, const tensor_t *host, tensor_t *out)
 {
     *out = *host;
@@ -70,6 +80,7 @@ static const backend_ops cpu_backend_ops = {
     .prepare = cpu_backend_prepare,
     .upload_batch = cpu_backend_upload_batch,
     .last_error = cpu_backend_last_error,
+    .memory_info = cpu_backend_memory_info,
     .alloc = cpu_backend_alloc,
     .release = cpu_backend_release,
     .upload_weight = cpu_backend_upload_weight,

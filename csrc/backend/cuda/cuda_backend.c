@@ -84,6 +84,18 @@ static void cuda_backend_destroy(backend *b)
 
 static status_t cuda_backend_last_error(backend *b) { return cuda_backend_status(b); }
 
+static status_t cuda_backend_memory_info(backend *b, size_t *free_bytes, size_t *total_bytes)
+{
+    cuda_backend *c = cuda_backend_of(b);
+    cudaError_t e = cudaSetDevice(c->device);
+    if (e == cudaSuccess) e = cudaMemGetInfo(free_bytes, total_bytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return status_set(STATUS_DEVICE, "cudaMemGetInfo failed on device %d: %s", c->device, cudaGetErrorString(e));
+    }
+    return STATUS_OK;
+}
+
 /* cudaMalloc with the out-of-memory message the user needs (requested vs free bytes). */
 static status_t cuda_backend_malloc(cuda_backend *c, size_t bytes, const char *what, void **out)
 {
@@ -397,6 +409,7 @@ static const backend_ops cuda_backend_ops = {
     .prepare = cuda_backend_prepare,
     .last_error = cuda_backend_last_error,
     .upload_batch = cuda_backend_upload_batch,
+    .memory_info = cuda_backend_memory_info,
     .alloc = cuda_backend_alloc,
     .release = cuda_backend_release,
     .upload_weight = cuda_backend_upload_weight,
