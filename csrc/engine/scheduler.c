@@ -165,6 +165,18 @@ static int scheduler_cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+int64_t scheduler_peak_of(int64_t *pairs, int32_t n)
+{
+    qsort(pairs, (size_t)n, 2 * sizeof(int64_t), scheduler_cmp_desc);
+    int64_t held = 0, peak = 0;
+    for (int32_t i = 0; i < n; i++) {
+        held += pairs[2 * i + 1];
+        const int64_t use = held + pairs[2 * i] * (i + 1);
+        if (use > peak) peak = use;
+    }
+    return peak;
+}
+
 int64_t scheduler_peak_tokens(scheduler *s, const seq *extra)
 {
     int64_t *pairs = s->scratch_peak; /* (remaining, held) pairs */
@@ -178,14 +190,7 @@ int64_t scheduler_peak_tokens(scheduler *s, const seq *extra)
         pairs[2 * n + 1] = q->num_tokens;
         n++;
     }
-    qsort(pairs, (size_t)n, 2 * sizeof(int64_t), scheduler_cmp_desc);
-    int64_t held = 0, peak = 0;
-    for (int32_t i = 0; i < n; i++) {
-        held += pairs[2 * i + 1];
-        const int64_t use = held + pairs[2 * i] * (i + 1);
-        if (use > peak) peak = use;
-    }
-    return peak;
+    return scheduler_peak_of(pairs, n);
 }
 
 static int scheduler_in_batch(const scheduler *s, const seq *q)

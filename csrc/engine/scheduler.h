@@ -74,6 +74,9 @@ void scheduler_release(scheduler *s, seq *q);
 int32_t scheduler_num_free_slots(const scheduler *s);   /* free + evictable */
 /* Evicts unreferenced prefix-cache leaves until n slots are free; returns whether they are. */
 int scheduler_make_room(scheduler *s, int32_t n);
+/* LightLLM's estimate over n (remaining, held) pairs [n, 2] (sorted in place): the peak of
+ * cumulative held + i x remaining_i, remaining descending.  Shared with the router. */
+int64_t scheduler_peak_of(int64_t *pairs, int32_t n);
 /* Estimated peak KV use of the running set if `extra` joined it (extra may be NULL). */
 int64_t scheduler_peak_tokens(scheduler *s, const seq *extra);
 

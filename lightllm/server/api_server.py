@@ -1,0 +1,429 @@
+"""The HTTP front end: a FastAPI app over an EngineClient (build_app).
+
+OpenAI's POST /v1/completions, /v1/chat/completions (SSE streams ending in "data: [DONE]"),
+GET /v1/models; LightLLM's native POST /generate and /generate_stream; GET /health and
+GET /metrics (Prometheus, one registry per app). Every invalid request is a 400 (unknown model:
+404) with an OpenAI error body naming the field, decided before any byte is streamed: a request
+starts only after the engine accepted it. A client that disconnects aborts its request.
+"""
+import asyncio
+import json
+import time
+from contextlib import aclosing, asynccontextmanager
+from typing import List
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException
+
+from lightllm.server.engine_client import EngineClient, EngineError, RequestStats
+from lightllm.server.protocol import (ApiError, ChatChoice, ChatCompletionChunk, ChatCompletionRequest,
+                                      ChatCompletionResponse, ChatLogprobEntry, ChatLogprobs, ChatMessage,
+                                      ChatStreamChoice, CompletionChoice, CompletionChunk, CompletionLogprobs,
+                                      CompletionRequest, CompletionResponse, DeltaMessage, ErrorInfo, ErrorResponse,
+                                      GenerateRequest, ModelCard, ModelList, TopLogprob, UsageInfo, engine_error,
+                                      new_id)
+
+_ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 405: "MethodNotAllowedError",
+                499: "ClientDisconnected", 500: "InternalServerError", 503: "ServiceUnavailableError"}
+_TIME_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0)
+
+
+def _error(status, message, param=None, type=None):
+    body = ErrorResponse(error=ErrorInfo(message=message, type=type or _ERROR_TYPES.get(status, "APIError"),
+                                         param=param, code=status))
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def _validation_error(exc: RequestValidationError):
+    """FastAPI's 422 as OpenAI's 400: the first error, its field path as "param"."""
+    err = (exc.errors() or [{}])[0]
+    loc = [str(p) for p in err.get("loc", ())[1:]]
+    path = [p for p in loc if not any(c in p for c in "[]-") and p not in ("str", "int", "float", "bool")]
+    param = ".".join(path) or None
+    if path[:1] == ["prompt"]:
+        return _error(400, "prompt must be a string, a list of strings, a list of token ids or a list of "
+                           "lists of token ids", "prompt")
+    if err.get("type") == "json_invalid":
+        return _error(400, f"malformed JSON body: {err.get('ctx', {}).get('error', err.get('msg'))}")
+    if param is None:
+        return _error(400, "the request body must be a JSON object, sent with Content-Type: application/json")
+    return _error(400, f"{param}: {err.get('msg', 'invalid request')}", param)
+
+
+class _Metrics:
+    def __init__(self, client: EngineClient):
+        self.client, self.registry = client, CollectorRegistry()
+        r = self.registry
+        self.ttft = Histogram("lightllm_time_to_first_token_seconds", "Time to first token", registry=r,
+                              buckets=_TIME_BUCKETS)
+        self.tpot = Histogram("lightllm_time_per_output_token_seconds", "Time per output token after the first",
+                              registry=r, buckets=_TIME_BUCKETS)
+        self.success = Counter("lightllm_request_success", "Requests finished", ["finished_reason"], registry=r)
+        self.aborted = Counter("lightllm_request_abort", "Requests aborted (client gone, shutdown)", registry=r)
+        self.gauges = {k: Gauge(f"lightllm_{k}", doc, registry=r) for k, doc in (
+            ("queue_length", "Requests waiting"), ("running_batch_size", "Sequences running"),
+            ("kv_slots_used", "KV token slots in use (held or cached)"), ("kv_slots_total", "KV token slots"),
+            ("prefix_cache_hit_rate", "Prompt tokens served by the prefix cache / prompt tokens"))}
+        client.on_request_finished(self.observe)
+
+    def observe(self, s: RequestStats):
+        if "abort" in s.finish_reasons:
+            return self.aborted.inc()
+        self.success.labels(s.finish_reasons[0]).inc()
+        for hist, value in ((self.ttft, s.time_to_first_token_s), (self.tpot, s.time_per_output_token_s)):
+            if value is not None:
+                hist.observe(value)
+
+    def render(self) -> bytes:
+        st, g = self.client.stats(), self.gauges
+        g["queue_length"].set(st["num_waiting"])
+        g["running_batch_size"].set(st["num_running"])
+        g["kv_slots_used"].set(st["num_kv_slots"] - st["num_free_slots"])
+        g["kv_slots_total"].set(st["num_kv_slots"])
+        g["prefix_cache_hit_rate"].set(st["num_cached_prompt_tokens"] / max(1, st["num_prompt_tokens"]))
+        return generate_latest(self.registry)
+
+
+class _Choice:
+    """One output (prompt i, sample j) as it accumulates."""
+
+    def __init__(self, index):
+        self.index, self.pieces, self.num_tokens, self.finish_reason, self.stop_reason = index, [], 0, None, None
+        self.text_len, self.tokens = 0, []  # with logprobs: (token_id, logprob, top, text offset)
+
+    def add(self, u):
+        if u.logprob is not None:
+            self.tokens.append((u.token_id, u.logprob, u.top_logprobs, self.text_len))
+        self.pieces.append(u.text)
+        self.text_len += len(u.text)
+        self.num_tokens += u.token_id is not None
+        if u.finish_reason is not None:
+            self.finish_reason, self.stop_reason = u.finish_reason, u.stop_reason
+
+    @property
+    def text(self):
+        return "".join(self.pieces)
+
+
+async def _merge(gens, firsts, n):
+    """(choice index, Update) from every prompt's stream as they come; closing aborts them all."""
+    queue, tasks = asyncio.Queue(), []
+
+    async def pump(i, gen):
+        try:
+            async for u in gen:
+                queue.put_nowait((i * n + u.index, u))
+            queue.put_nowait(None)
+        except Exception as e:
+            queue.put_nowait(e)
+    try:
+        for i, u in enumerate(firsts):
+            yield i * n + u.index, u
+        if len(gens) == 1:
+            async for u in gens[0]:
+                yield u.index, u
+            return
+        tasks = [asyncio.ensure_future(pump(i, g)) for i, g in enumerate(gens)]
+        for _ in gens:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for g in gens:
+            await g.aclose()
+
+
+class _Server:
+    def __init__(self, client, tokenizer, served_model_name, max_model_len, default_params):
+        self.client, self.tokenizer, self.name, self.max_model_len = client, tokenizer, served_model_name, max_model_len
+        self.defaults, self.vocab_size = default_params, client.stats().get("vocab_size")
+        self.metrics, self._token_bytes = _Metrics(client), None
+
+    def check_model(self, model):
+        if model is not None and model != self.name:
+            raise ApiError(f"The model `{model}` does not exist.", "model", 404, "NotFoundError")
+
+    def encode(self, text, field, add_special_tokens=True) -> List[int]:
+        if self.tokenizer is None:
+            raise ApiError("this model has no tokenizer: send token ids", field)
+        if not text:
+            raise ApiError(f"{field} must not be empty", field)
+        try:
+            return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        except (TypeError, ValueError) as e:  # e.g. lone surrogates ("\ud800") the tokenizer cannot take
+            raise ApiError(f"{field} is not valid Unicode text: {e}", field) from None
+
+    def check_prompt(self, ids, params, field, max_tokens_field="max_tokens"):
+        if not ids:
+            raise ApiError(f"{field} must not be empty", field)
+        if self.vocab_size and (min(ids) < 0 or max(ids) >= self.vocab_size):
+            bad = next(i for i, t in enumerate(ids) if not 0 <= t < self.vocab_size)
+            raise ApiError(f"{field} token id {ids[bad]} at index {bad} is outside the vocabulary "
+                           f"[0, {self.vocab_size})", field)
+        if len(ids) >= self.max_model_len:
+            raise ApiError(f"{field} has {len(ids)} tokens; this model's context limit (max_model_len) is "
+                           f"{self.max_model_len}, which leaves no room for output", field)
+        if params.max_tokens is not None and len(ids) + params.max_tokens > self.max_model_len:
+            raise ApiError(f"max_tokens {params.max_tokens} + {len(ids)} prompt tokens exceed this model's context "
+                           f"limit (max_model_len) of {self.max_model_len}", max_tokens_field)
+
+    async def start(self, request_id, prompts, params):
+        """Submit every prompt; wait until the engine took each (its first update), so a refused
+        request is a 400 before anything is sent."""
+        gens = [self.client.generate(f"{request_id}-{i}", ids, params) for i, ids in enumerate(prompts)]
+        firsts = []
+        try:
+            for g in gens:
+                firsts.append(await g.__anext__())
+        except BaseException as e:
+            for g in gens:
+                await g.aclose()
+            if isinstance(e, ValueError):
+                raise engine_error(e) from None
+            raise
+        return _merge(gens, firsts, params.n)
+
+    def token_bytes(self, token_id) -> bytes:
+        if self._token_bytes is None:
+            self._token_bytes = self.tokenizer.token_bytes(self.vocab_size) if self.tokenizer else []
+        table = self._token_bytes
+        return table[token_id] if token_id < len(table) else f"token_id:{token_id}".encode()
+
+    def token_text(self, token_id) -> str:
+        return self.token_bytes(token_id).decode("utf-8", errors="replace")
+
+    def completion_logprobs(self, tokens):
+        out = CompletionLogprobs()
+        for tok, lp, top, offset in tokens:
+            text = self.token_text(tok)
+            out.tokens.append(text)
+            out.token_logprobs.append(lp)
+            out.top_logprobs.append({**{self.token_text(i): l for i, l in top}, text: lp})
+            out.text_offset.append(offset)
+        return out
+
+    def chat_logprobs(self, tokens):
+        def entry(cls, tok, lp, **kw):
+            return cls(token=self.token_text(tok), logprob=max(lp, -9999.0), bytes=list(self.token_bytes(tok)), **kw)
+        return ChatLogprobs(content=[entry(ChatLogprobEntry, tok, lp, top_logprobs=[entry(TopLogprob, i, l)
+                                                                                   for i, l in top])
+                                     for tok, lp, top, _ in tokens])
+
+
+async def _unless_disconnected(request: Request, coro):
+    """Run coro; cancel it (aborting its requests) when the client goes away."""
+    task = asyncio.ensure_future(coro)
+    try:
+        while not (await asyncio.wait({task}, timeout=0.25))[0]:
+            if await request.is_disconnected():
+                task.cancel()
+                raise ApiError("client disconnected", status=499, type="ClientDisconnected")
+        return task.result()
+    finally:
+        task.cancel()
+
+
+def _sse(request: Request, events, prefix="data: ", done=True):
+    """An SSE response of the JSON strings `events` yields; stops (and aborts) when the client
+    goes away; an engine failure mid-stream becomes an error event."""
+    async def body():
+        checked = time.monotonic()
+        async with aclosing(events):
+            try:
+                async for data in events:
+                    yield f"{prefix}{data}\n\n"
+                    if time.monotonic() - checked > 1.0:
+                        checked = time.monotonic()
+                        if await request.is_disconnected():
+                            return
+            except (ApiError, EngineError) as e:
+                info = ErrorInfo(message=str(e), type="ServiceUnavailableError", code=503)
+                yield f"{prefix}{ErrorResponse(error=info).model_dump_json()}\n\n"
+        if done:
+            yield "data: [DONE]\n\n"
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model_len: int,
+              default_params: dict = None, model_root: str = None) -> FastAPI:
+    """The app; default_params: generation_config.json's sampling defaults (temperature, top_p,
+    top_k, min_p, repetition_penalty, max_tokens) for fields a request leaves out."""
+    s = _Server(client, tokenizer, served_model_name, max_model_len, default_params or {})
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await client.shutdown()
+
+    app = FastAPI(title="lightllm", lifespan=lifespan)
+    app.state.server = s
+    app.add_exception_handler(ApiError, lambda req, e: _error(e.status, e.message, e.param, e.type))
+    app.add_exception_handler(RequestValidationError, lambda req, e: _validation_error(e))
+    app.add_exception_handler(HTTPException, lambda req, e: _error(e.status_code, str(e.detail)))
+    app.add_exception_handler(EngineError, lambda req, e: _error(503, str(e)))
+    app.add_exception_handler(Exception, lambda req, e: _error(500, f"internal error: {type(e).__name__}: {e}"))
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request):
+        s.check_model(body.model)
+        if body.echo:
+            raise ApiError("echo=true is not supported", "echo")
+        p = body.prompt
+        prompts = [p] if isinstance(p, str) or (p and isinstance(p[0], int)) else list(p)
+        if not prompts:
+            raise ApiError("prompt must not be empty", "prompt")
+        prompts = [s.encode(x, "prompt") if isinstance(x, str) else x for x in prompts]
+        params = body.to_sampling_params(s.defaults, body.max_tokens, body.logprobs)
+        for ids in prompts:
+            s.check_prompt(ids, params, "prompt")
+        rid, n = new_id("cmpl"), params.n
+        stream = await s.start(rid, prompts, params)
+        head = {"id": rid, "model": s.name}
+        num_prompt_tokens = sum(map(len, prompts))
+        if body.stream:
+            def chunk(c, u):
+                lps = s.completion_logprobs(c.tokens[-1:]) if u.logprob is not None else None
+                return CompletionChunk(**head, choices=[CompletionChoice(
+                    index=c.index, text=u.text, logprobs=lps, finish_reason=u.finish_reason, stop_reason=u.stop_reason)])
+            usage = body.include_usage and (lambda cs: CompletionChunk(**head, choices=[],
+                                                                        usage=_usage(num_prompt_tokens, cs)))
+            return _sse(request, _chunks(stream, len(prompts) * n, chunk, usage))
+        choices = await _unless_disconnected(request, _collect(stream, len(prompts) * n))
+        return CompletionResponse(**head, usage=_usage(num_prompt_tokens, choices), choices=[CompletionChoice(
+            index=c.index, text=c.text, finish_reason=c.finish_reason, stop_reason=c.stop_reason,
+            logprobs=s.completion_logprobs(c.tokens) if body.logprobs is not None else None) for c in choices])
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        s.check_model(body.model)
+        if s.tokenizer is None:
+            raise ApiError("this model has no tokenizer (and no chat template): use /v1/completions with token ids")
+        if not body.messages:
+            raise ApiError("messages must not be empty", "messages")
+        if body.top_logprobs is not None and not body.logprobs:
+            raise ApiError("top_logprobs needs logprobs=true", "top_logprobs")
+        try:
+            text = s.tokenizer.apply_chat_template(
+                body.conversation(), add_generation_prompt=body.add_generation_prompt, tokenize=False, tools=body.tools,
+                chat_template=body.chat_template, **(body.chat_template_kwargs or {}))
+        except ApiError:
+            raise
+        except Exception as e:  # the template rejects the conversation (raise_exception, bad fields)
+            raise ApiError(f"the chat template cannot render these messages: {e}", "messages") from None
+        ids = s.encode(text, "messages", add_special_tokens=False)
+        max_tokens = next((v for v in (body.max_completion_tokens, body.max_tokens) if v is not None),
+                          s.defaults.get("max_tokens"))
+        aliases = {"logprobs": "top_logprobs",
+                   "max_tokens": "max_tokens" if body.max_completion_tokens is None else "max_completion_tokens"}
+        params = body.to_sampling_params(s.defaults, max_tokens, (body.top_logprobs or 0) if body.logprobs else None,
+                                         aliases)
+        s.check_prompt(ids, params, "messages", aliases["max_tokens"])
+        rid, n = new_id("chatcmpl"), params.n
+        stream = await s.start(rid, [ids], params)
+        head = {"id": rid, "model": s.name}
+        if body.stream:
+            def chunk(c, u):
+                lps = s.chat_logprobs(c.tokens[-1:]) if u.logprob is not None else None
+                return ChatCompletionChunk(**head, choices=[ChatStreamChoice(
+                    index=c.index, delta=DeltaMessage(content=u.text or None), logprobs=lps,
+                    finish_reason=u.finish_reason, stop_reason=u.stop_reason)])
+            roles = [ChatCompletionChunk(**head, choices=[ChatStreamChoice(
+                index=i, delta=DeltaMessage(role="assistant", content=""))]) for i in range(n)]
+            usage = body.include_usage and (lambda cs: ChatCompletionChunk(**head, choices=[],
+                                                                            usage=_usage(len(ids), cs)))
+            return _sse(request, _chunks(stream, n, chunk, usage, roles))
+        choices = await _unless_disconnected(request, _collect(stream, n))
+        return ChatCompletionResponse(**head, usage=_usage(len(ids), choices), choices=[ChatChoice(
+            index=c.index, message=ChatMessage(content=c.text), finish_reason=c.finish_reason,
+            stop_reason=c.stop_reason, logprobs=s.chat_logprobs(c.tokens) if body.logprobs else None) for c in choices])
+
+    @app.get("/v1/models")
+    async def models():
+        return ModelList(data=[ModelCard(id=s.name, root=model_root, max_model_len=s.max_model_len)])
+
+    async def native(body: GenerateRequest):
+        ids = s.encode(body.inputs, "inputs", add_special_tokens=body.parameters.add_special_tokens)
+        params = body.parameters.to_sampling_params()
+        s.check_prompt(ids, params, "inputs", "parameters.max_new_tokens")
+        return ids, params, await s.start(new_id("generate"), [ids], params)
+
+    @app.post("/generate")
+    async def generate(body: GenerateRequest, request: Request):
+        ids, params, stream = await native(body)
+        choices = await _unless_disconnected(request, _collect(stream, params.n))
+        out = {"generated_text": [c.text for c in choices], "count_output_tokens": sum(c.num_tokens for c in choices),
+               "finish_reason": choices[0].finish_reason, "prompt_tokens": len(ids)}
+        if body.parameters.return_details:
+            out["tokens"] = [{"id": t, "text": s.token_text(t), "logprob": lp, "special": _is_special(s, t)}
+                             for t, lp, _, _ in choices[0].tokens]
+        return out
+
+    @app.post("/generate_stream")
+    async def generate_stream(body: GenerateRequest, request: Request):
+        if body.parameters.n != 1:
+            raise ApiError("/generate_stream streams one sample: parameters.n must be 1", "parameters.n")
+        ids, params, stream = await native(body)
+
+        async def events():
+            c = _Choice(0)
+            async with aclosing(stream):
+                async for _, u in stream:
+                    c.add(u)
+                    done = u.finish_reason is not None
+                    yield json.dumps({"token": {"id": u.token_id, "text": u.text, "logprob": u.logprob,
+                                                "special": _is_special(s, u.token_id),
+                                                "count_output_tokens": c.num_tokens, "prompt_tokens": len(ids)},
+                                      "generated_text": c.text if done else None, "finished": done,
+                                      "finish_reason": u.finish_reason, "details": None}, ensure_ascii=False)
+        return _sse(request, events(), prefix="data:", done=False)
+
+    @app.api_route("/health", methods=["GET", "HEAD"])
+    async def health():
+        ok = client.is_healthy()
+        return JSONResponse({"status": "ok" if ok else "unhealthy"}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(s.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _is_special(s: _Server, token_id):
+    return bool(s.tokenizer is not None and token_id in s.tokenizer.special_ids)
+
+
+def _usage(num_prompt_tokens, choices):
+    completion = sum(c.num_tokens for c in choices)
+    return UsageInfo(prompt_tokens=num_prompt_tokens, completion_tokens=completion,
+                     total_tokens=num_prompt_tokens + completion)
+
+
+async def _chunks(stream, num_choices, chunk, usage=None, preamble=()):
+    """A stream's JSON chunks: the preamble, chunk(choice, update) for each update that carries
+    text, a finish or logprobs, then usage(choices) when asked for."""
+    for first in preamble:
+        yield first.model_dump_json()
+    choices = [_Choice(i) for i in range(num_choices)]
+    async with aclosing(stream):
+        async for ci, u in stream:
+            choices[ci].add(u)
+            if u.text or u.finish_reason or u.logprob is not None:
+                yield chunk(choices[ci], u).model_dump_json()
+    if usage:
+        yield usage(choices).model_dump_json()
+
+
+async def _collect(stream, num_choices):
+    choices = [_Choice(i) for i in range(num_choices)]
+    async with aclosing(stream):
+        async for ci, u in stream:
+            choices[ci].add(u)
+    return choices
