@@ -21,6 +21,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 
 from conftest import ROOT, shared_path  # noqa: E402
+TESTS = os.path.dirname(os.path.abspath(__file__))  # cwd of server subprocesses: the installed package, not the source tree
 from lightllm.tokenizer import Tokenizer  # noqa: E402
 
 MODEL = "qwen3-tiny"
@@ -37,7 +38,7 @@ def _free_port():
 def _start(args, log_path):
     port = _free_port()
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "lightllm.server", "--port", str(port), *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "lightllm.server", "--port", str(port), *args], cwd=TESTS,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -316,7 +317,7 @@ def test_native_generate(server, tokenizer):
 
 
 def test_flags_and_sigterm(tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "lightllm.server", "--tp", "2"], cwd=ROOT, capture_output=True,
+    bad = subprocess.run([sys.executable, "-m", "lightllm.server", "--tp", "2"], cwd=TESTS, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode != 0 and "--tp" in bad.stderr
     proc, url = _start(["--max_model_len", "256", "--running_max_req_size", "8"], str(tmp_path / "demo.log"))
