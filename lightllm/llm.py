@@ -13,6 +13,22 @@ from lightllm.tokenizer import ByteTokenizer, Tokenizer
 PromptType = Union[str, List[int], dict]
 
 
+def load_model_info(model: Optional[str], tokenizer: Optional[str] = None):
+    """(C config dict, tokenizer or None, eos ids, generation defaults) of a checkpoint directory,
+    without its weights; model None → the built-in demo model."""
+    if model is None:
+        return dict(DEMO_CONFIG), ByteTokenizer(), [257], {}
+    if not os.path.isdir(model):
+        raise FileNotFoundError(f"model directory {model!r} does not exist")
+    config = load_model_config(model)
+    tok_dir = tokenizer or model
+    tok = Tokenizer.from_dir(tok_dir) if os.path.exists(os.path.join(tok_dir, "tokenizer.json")) else None
+    eos, defaults = load_generation_config(model)
+    if tok is not None and tok.eos_token_id is not None and not eos:
+        eos = [tok.eos_token_id]
+    return config, tok, eos, defaults
+
+
 class LLM:
     """LLM(model=None, **engine_args). No model → the built-in tiny demo model.
 
@@ -40,17 +56,7 @@ class LLM:
         if load_format not in ("auto", "safetensors", "dummy"):
             raise ValueError(f"load_format must be 'auto', 'safetensors' or 'dummy', got {load_format!r}")
         self.model = model
-        if model is None:
-            config, self.tokenizer, eos, self._defaults = dict(DEMO_CONFIG), ByteTokenizer(), [257], {}
-        else:
-            if not os.path.isdir(model):
-                raise FileNotFoundError(f"model directory {model!r} does not exist")
-            config = load_model_config(model)
-            tok_dir = tokenizer or model
-            self.tokenizer = Tokenizer.from_dir(tok_dir) if os.path.exists(os.path.join(tok_dir, "tokenizer.json")) else None
-            eos, self._defaults = load_generation_config(model)
-            if self.tokenizer is not None and self.tokenizer.eos_token_id is not None and not eos:
-                eos = [self.tokenizer.eos_token_id]
+        config, self.tokenizer, eos, self._defaults = load_model_info(model, tokenizer)
         vocab = None
         if self.tokenizer is not None:
             vocab = _C.DetokVocab(self.tokenizer.token_bytes(config["vocab_size"]), sorted(self.tokenizer.special_ids))

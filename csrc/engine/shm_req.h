@@ -115,8 +115,14 @@ typedef struct shm_req_token_record {
     float top_logprobs[SHM_REQ_MAX_TOP_LOGPROBS];
     uint64_t text_offset;                            /* set by push: bytes of the text stream before this token's */
     uint32_t text_bytes;                             /* set by push: bytes this token added (0: incomplete UTF-8) */
-    uint32_t flags;                                  /* reserved, 0 */
+    uint32_t flags;                                  /* SHM_REQ_RECORD_* */
 } shm_req_token_record;
+
+enum {
+    /* the producer's last record of a sequence that ends with this token: the slot turns
+     * FINISHED right after its text is out, so a reader can report both together */
+    SHM_REQ_RECORD_FINAL = 1u << 0,
+};
 
 /* One slot; 832 bytes (13 cache lines).  Offsets are pinned by static_asserts in shm_req.c. */
 typedef struct shm_req {

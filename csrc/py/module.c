@@ -28,7 +28,8 @@ PyMODINIT_FUNC PyInit__C(void)
     const int with_cuda = 0;
 #endif
     if (PyModule_AddIntConstant(m, "WITH_CUDA", with_cuda) < 0 ||
-        py_bench_register(m) < 0 || py_text_register(m) < 0 || py_engine_register(m) < 0) {
+        py_bench_register(m) < 0 || py_text_register(m) < 0 || py_engine_register(m) < 0 ||
+        py_server_register(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

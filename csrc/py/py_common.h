@@ -18,5 +18,6 @@ PyObject *py_raise_status(status_t code);
 int py_bench_register(PyObject *m);    /* py_bench.c: kernel micro-benchmarks (GEMM) */
 int py_text_register(PyObject *m);     /* py_text.c: Detokenizer type, find_stop */
 int py_engine_register(PyObject *m);   /* py_engine.c: Engine type, sampling validation */
+int py_server_register(PyObject *m);   /* py_server.c: shared-memory server parts (router, backend, client) */
 
 #endif

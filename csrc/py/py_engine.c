@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "engine/engine.h"
+#include "py/py_engine.h"
 #include "py/py_text.h"
 
 typedef struct py_engine {
@@ -74,7 +75,7 @@ static int py_get_float(PyObject *d, const char *key, float *out)
 }
 
 /* Copies a list of ints into a new int32 array (PyMem). */
-static int py_int_list(PyObject *obj, const char *what, int32_t **out, int32_t *n)
+int py_int_list(PyObject *obj, const char *what, int32_t **out, int32_t *n)
 {
     PyObject *seq = PySequence_Fast(obj, "");
     if (!seq) {
@@ -102,7 +103,7 @@ static int py_int_list(PyObject *obj, const char *what, int32_t **out, int32_t *
     return 0;
 }
 
-static int py_sampling_from_dict(PyObject *d, sampling_params_t *sp)
+int py_sampling_from_dict(PyObject *d, sampling_params_t *sp)
 {
     sampling_params_default(sp);
     if (!PyDict_Check(d)) { PyErr_SetString(PyExc_TypeError, "sampling parameters must be a dict"); return -1; }
@@ -425,6 +426,17 @@ static PyMethodDef py_engine_methods[] = {
     {"stats", (PyCFunction)py_engine_stats, METH_NOARGS, "engine counters and KV pool state"},
     {NULL, NULL, 0, NULL},
 };
+
+static PyTypeObject py_engine_type;
+
+engine *py_engine_get(PyObject *obj)
+{
+    if (!PyObject_TypeCheck(obj, &py_engine_type) || !((py_engine *)obj)->e) {
+        PyErr_SetString(PyExc_TypeError, "expected an initialised lightllm._C.Engine");
+        return NULL;
+    }
+    return ((py_engine *)obj)->e;
+}
 
 static PyTypeObject py_engine_type = {
     PyVarObject_HEAD_INIT(NULL, 0)

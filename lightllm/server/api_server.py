@@ -34,7 +34,8 @@ _TIME_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.7
 def _error(status, message, param=None, type=None):
     body = ErrorResponse(error=ErrorInfo(message=message, type=type or _ERROR_TYPES.get(status, "APIError"),
                                          param=param, code=status))
-    return JSONResponse(body.model_dump(), status_code=status)
+    headers = {"Retry-After": "1"} if status == 503 else None  # busy or restarting: retry shortly
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def _validation_error(exc: RequestValidationError):

@@ -1,6 +1,9 @@
-"""`python -m lightllm.server`: flags (LightLLM's names, dash or underscore spelling) → an
-InProcessEngineClient → build_app → uvicorn. SIGINT / SIGTERM shut down cleanly: uvicorn drains
-the connections, the app's lifespan stops the engine thread, the process exits 0."""
+"""`python -m lightllm.server`: flags (LightLLM's names, dash or underscore spelling) → the
+LightLLM v1.1 processes (this one serves HTTP; a C Router process and a C ModelBackend process
+share the requests through shared memory: processes.py, shm_client.py) → build_app → uvicorn.
+SIGINT / SIGTERM shut down cleanly (exit 0): uvicorn drains the connections, the children stop,
+the shared-memory segments are unlinked. A child that dies makes /health answer 503 and the
+server exit with status 1. --single-process serves from one in-process engine thread instead."""
 import argparse
 import logging
 import signal
@@ -29,6 +32,7 @@ FLAGS = [
     ("--disable-prefix-caching", [], dict(action="store_true")),
     ("--num-threads", [], dict(type=int, default=0, help="CPU backend threads (0: all cores)")),
     ("--log-level", [], dict(default="info", choices=["critical", "error", "warning", "info", "debug"])),
+    ("--single-process", [], dict(action="store_true", help="no router/backend processes: one engine thread here")),
 ]
 
 
@@ -57,20 +61,45 @@ def main(argv=None):
         parser.error(f"--tp {args.tp}: tensor parallelism is not available in this version; use --tp 1")
     import uvicorn
     from lightllm.server.api_server import build_app
-    from lightllm.server.engine_client import InProcessEngineClient
 
+    log = logging.getLogger("lightllm")
+    procs = None
     try:
-        client = InProcessEngineClient(args.model_dir, args.tokenizer, **engine_args(args))
+        if args.single_process:
+            from lightllm.server.engine_client import InProcessEngineClient
+            client = InProcessEngineClient(args.model_dir, args.tokenizer, **engine_args(args))
+            tokenizer, defaults, max_len = client.tokenizer, client.default_params, client.stats()["max_model_len"]
+        else:
+            from lightllm.llm import load_model_info
+            from lightllm.server.processes import ServerProcesses
+            from lightllm.server.shm_client import ShmEngineClient
+            config, tokenizer, _, defaults = load_model_info(args.model_dir, args.tokenizer)
+            limit = config["max_position_embeddings"]
+            if args.max_model_len and args.max_model_len > limit:
+                parser.error(f"--max-model-len {args.max_model_len} is larger than the model's max_position_embeddings {limit}")
+            max_len = args.max_model_len or limit
+            procs = ServerProcesses(args.model_dir, args.tokenizer, engine_args(args), max_len, args.router_interval_ms)
+            procs.start()
+            client = ShmEngineClient(procs.server_id, config["vocab_size"], max_len, procs.alive)
     except (ValueError, OSError, RuntimeError) as e:
         sys.exit(f"lightllm.server: cannot load the model: {e}")
     name = args.served_model_name or args.model_dir or "lightllm-demo"
-    app = build_app(client, client.tokenizer, name, client.stats()["max_model_len"], client.default_params,
-                    model_root=args.model_dir)
-    logging.getLogger("lightllm").info("serving %s on http://%s:%d", name, args.host, args.port)
+    app = build_app(client, tokenizer, name, max_len, defaults, model_root=args.model_dir)
+    log.info("serving %s on http://%s:%d", name, args.host, args.port)
     # uvicorn handles SIGINT/SIGTERM (graceful shutdown), then re-raises the signal to the handler
     # it found: make that one a no-op so a signalled shutdown ends with exit status 0.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=3,
-                access_log=args.log_level == "debug")
-    return 0
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                           timeout_graceful_shutdown=3, access_log=args.log_level == "debug"))
+    if procs is not None:
+        def on_death(message):
+            log.error("lightllm.server: %s; shutting down", message)
+            server.should_exit = True
+        procs.monitor(on_death)
+    try:
+        server.run()
+    finally:
+        if procs is not None:
+            procs.stop()
+    return 1 if procs is not None and procs.died else 0

@@ -1,0 +1,259 @@
+/* backend_loop.c — see backend_loop.h. */
+#include "engine/backend_loop.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+
+struct backend_slot {
+    int32_t active;                 /* handed to us by the router, not yet released */
+    int32_t finished;               /* the engine is done; finish fields below are final */
+    uint32_t finish_reason, stop_kind;
+    int32_t stop_value;
+    int32_t holdback;               /* longest stop string - 1 */
+    size_t text_sent;               /* bytes of the sequence's text queued so far */
+    shm_req_token_record *recs;     /* queued records [num_recs] */
+    int32_t num_recs, cap_recs, first_rec;
+    char *text;                     /* queued text bytes [text_len] */
+    size_t text_len, cap_text, first_text;
+    char error[SHM_REQ_ERROR_MESSAGE_BYTES];
+};
+
+status_t backend_loop_init(backend_loop *bl, engine *e, shm_req_pool *pool, io_buffer *io)
+{
+    memset(bl, 0, sizeof *bl);
+    bl->e = e;
+    bl->pool = pool;
+    bl->io = io;
+    bl->slots = log_xcalloc((size_t)pool->num_slots, sizeof *bl->slots);
+    return STATUS_OK;
+}
+
+void backend_loop_free(backend_loop *bl)
+{
+    if (!bl->slots) return;
+    for (int32_t i = 0; i < bl->pool->num_slots; i++) {
+        free(bl->slots[i].recs);
+        free(bl->slots[i].text);
+    }
+    free(bl->slots);
+    memset(bl, 0, sizeof *bl);
+}
+
+static void backend_slot_queue_text(backend_slot *b, const char *text, size_t n)
+{
+    if (n == 0) return;
+    if (b->text_len + n > b->cap_text) {
+        while (b->text_len + n > b->cap_text) b->cap_text = b->cap_text ? 2 * b->cap_text : 256;
+        b->text = realloc(b->text, b->cap_text);
+        LL_ASSERT(b->text);
+    }
+    memcpy(b->text + b->text_len, text, n);
+    b->text_len += n;
+}
+
+static void backend_slot_queue_record(backend_slot *b, const shm_req_token_record *r)
+{
+    if (b->num_recs == b->cap_recs) {
+        b->cap_recs = b->cap_recs ? 2 * b->cap_recs : 16;
+        b->recs = realloc(b->recs, (size_t)b->cap_recs * sizeof *b->recs);
+        LL_ASSERT(b->recs);
+    }
+    b->recs[b->num_recs++] = *r;
+}
+
+static void backend_slot_reset(backend_slot *b)
+{
+    b->active = b->finished = 0;
+    b->num_recs = b->first_rec = 0;
+    b->text_len = b->first_text = b->text_sent = 0;
+    b->error[0] = '\0';
+}
+
+/* ADD: the request in `slot` joins the engine (or finishes at once with the engine's error). */
+static void backend_loop_add(backend_loop *bl, int32_t slot)
+{
+    backend_slot *b = &bl->slots[slot];
+    shm_req *q = shm_req_get(bl->pool, slot);
+    backend_slot_reset(b);
+    b->active = 1;
+    bl->num_active++;
+    if (!shm_req_mark_running(bl->pool, slot)) { /* finished meanwhile (aborted before it ran) */
+        b->finished = 1;
+        b->finish_reason = q->finish_reason ? q->finish_reason : SHM_REQ_FINISH_ABORT;
+        return;
+    }
+    const char *stops[SHM_REQ_MAX_STOP_STRINGS];
+    char stop_buf[SHM_REQ_MAX_STOP_STRINGS][SHM_REQ_MAX_STOP_STRING_BYTES + 1];
+    int32_t holdback = 0;
+    for (uint32_t i = 0; i < q->num_stop_strings && i < SHM_REQ_MAX_STOP_STRINGS; i++) {
+        const uint32_t n = q->stop_string_bytes[i];
+        memcpy(stop_buf[i], q->stop_strings[i], n);
+        stop_buf[i][n] = '\0';
+        stops[i] = stop_buf[i];
+        if ((int32_t)n - 1 > holdback) holdback = (int32_t)n - 1;
+    }
+    b->holdback = holdback;
+    engine_request_params p = {
+        .sp = q->params,
+        .num_stops = (int32_t)q->num_stop_strings,
+        .stops = stops,
+        .stop_token_ids = q->stop_token_ids,
+        .num_stop_token_ids = (int32_t)q->num_stop_token_ids,
+        .include_stop_str_in_output = (q->flags & SHM_REQ_FLAG_INCLUDE_STOP_STR_IN_OUTPUT) != 0,
+        .skip_special_tokens = (q->flags & SHM_REQ_FLAG_SKIP_SPECIAL_TOKENS) != 0,
+    };
+    p.sp.n = 1; /* the n samples of a request are n slots */
+    status_t s = engine_add_request(bl->e, slot, shm_req_prompt(bl->pool, slot), q->num_prompt_tokens, &p);
+    if (s != STATUS_OK) {
+        b->finished = 1;
+        b->finish_reason = SHM_REQ_FINISH_ERROR;
+        snprintf(b->error, sizeof b->error, "%s", status_message());
+    }
+}
+
+/* Queues what one engine update adds to its slot's stream. */
+static void backend_loop_collect(backend_loop *bl, const seq *q)
+{
+    const int32_t slot = (int32_t)q->req_id;
+    backend_slot *b = &bl->slots[slot];
+    if (!b->active || b->finished) return;
+    if (q->has_new_token) {
+        shm_req_token_record r;
+        memset(&r, 0, sizeof r);
+        r.token_id = q->last.token;
+        if (q->req->sp.logprobs >= 0) {
+            r.logprob = q->last.logprob;
+            r.rank = q->last.rank;
+            r.num_top = q->last.num_top;
+            for (int32_t i = 0; i < q->last.num_top && i < SHM_REQ_MAX_TOP_LOGPROBS; i++) {
+                r.top_ids[i] = q->last.top_ids[i];
+                r.top_logprobs[i] = q->last.top_logprobs[i];
+            }
+        }
+        if (q->status == SEQ_FINISHED) r.flags |= SHM_REQ_RECORD_FINAL;
+        backend_slot_queue_record(b, &r);
+    }
+    const int done = q->status == SEQ_FINISHED;
+    size_t upto = q->text_len;
+    if (!done) {
+        upto = q->text_len > (size_t)b->holdback ? q->text_len - (size_t)b->holdback : 0;
+        while (upto > b->text_sent && upto < q->text_len && (((uint8_t)q->text[upto]) & 0xC0) == 0x80) upto--; /* whole chars */
+    }
+    if (upto > b->text_sent) {
+        backend_slot_queue_text(b, q->text + b->text_sent, upto - b->text_sent);
+        b->text_sent = upto;
+    }
+    if (done) {
+        b->finished = 1;
+        b->finish_reason = q->finish == SEQ_FINISH_STOP ? SHM_REQ_FINISH_STOP
+                           : q->finish == SEQ_FINISH_LENGTH ? SHM_REQ_FINISH_LENGTH : SHM_REQ_FINISH_ABORT;
+        b->stop_kind = q->stop_string >= 0 ? SHM_REQ_STOP_STRING : (q->stop_token >= 0 ? SHM_REQ_STOP_TOKEN : SHM_REQ_STOP_NONE);
+        b->stop_value = q->stop_string >= 0 ? q->stop_string : q->stop_token;
+        shm_req_get(bl->pool, slot)->num_cached_tokens = q->num_cached_tokens < 0 ? 0 : q->num_cached_tokens;
+    }
+}
+
+/* Bytes of text[0, n) that end on a UTF-8 character boundary (n itself when it does). */
+static size_t backend_loop_char_prefix(const char *text, size_t n)
+{
+    size_t k = n;
+    while (k > 0 && (((uint8_t)text[k - 1]) & 0xC0) == 0x80) k--;
+    if (k == 0) return n; /* no lead byte in sight: not UTF-8 we produced; send as is */
+    const uint8_t lead = (uint8_t)text[k - 1];
+    const size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return (n - (k - 1) >= need) ? n : k - 1;
+}
+
+/* Moves queued records and text into the ring; finishes the slot when all is out. */
+static void backend_loop_flush(backend_loop *bl, int32_t slot)
+{
+    backend_slot *b = &bl->slots[slot];
+    const uint32_t ring_text = bl->pool->num_ring_text_bytes;
+    while (b->first_rec < b->num_recs && shm_req_push_token(bl->pool, slot, &b->recs[b->first_rec], NULL, 0)) b->first_rec++;
+    while (b->first_text < b->text_len) {
+        size_t n = b->text_len - b->first_text;
+        if (n > ring_text / 2) n = backend_loop_char_prefix(b->text + b->first_text, ring_text / 2);
+        if (!shm_req_push_text(bl->pool, slot, b->text + b->first_text, (uint32_t)n)) break;
+        b->first_text += n;
+    }
+    if (b->first_rec == b->num_recs) b->first_rec = b->num_recs = 0;
+    if (b->first_text == b->text_len) b->first_text = b->text_len = 0;
+    if (b->finished && b->num_recs == 0 && b->text_len == 0) {
+        if (b->finish_reason == SHM_REQ_FINISH_ERROR) shm_req_finish_error(bl->pool, slot, b->error);
+        else if (shm_req_get_state(bl->pool, slot) == SHM_REQ_STATE_RUNNING)
+            shm_req_finish(bl->pool, slot, b->finish_reason, b->stop_kind, b->stop_value);
+        backend_slot_reset(b);
+        bl->num_active--;
+        shm_req_release(bl->pool, slot); /* the reference the router took for us */
+    }
+}
+
+static void backend_loop_publish(backend_loop *bl, int healthy)
+{
+    const scheduler *s = &bl->e->sched;
+    io_buffer_status st = {
+        .kv_slots_total = s->kv.num_slots, .kv_slots_free = s->kv.num_free,
+        .kv_slots_cached = s->rc ? radix_cache_evictable_tokens(s->rc) : 0,
+        .num_running = s->num_running, .num_waiting = s->num_waiting, .step = bl->num_steps,
+        .last_step_us = shm_req_now_us(), .healthy = healthy,
+    };
+    io_buffer_publish_status(bl->io, &st);
+}
+
+status_t backend_loop_step(backend_loop *bl, int *did_work)
+{
+    *did_work = 0;
+    io_buffer_cmd cmd;
+    while (io_buffer_pop_cmd(bl->io, &cmd)) {
+        *did_work = 1;
+        for (int32_t i = 0; i < cmd.num_slots; i++) {
+            const int32_t slot = cmd.slots[i];
+            if (cmd.kind == IO_BUFFER_CMD_ADD) backend_loop_add(bl, slot);
+            else if (bl->slots[slot].active && !bl->slots[slot].finished) engine_abort(bl->e, slot); /* ABORT, STOP */
+        }
+    }
+    if (engine_has_unfinished(bl->e) || bl->e->num_aborted > 0) {
+        *did_work = 1;
+        status_t s = engine_step(bl->e);
+        bl->num_steps++;
+        if (s != STATUS_OK) {
+            char msg[SHM_REQ_ERROR_MESSAGE_BYTES];
+            snprintf(msg, sizeof msg, "%s", status_message());
+            for (int32_t slot = 0; slot < bl->pool->num_slots; slot++) {
+                backend_slot *b = &bl->slots[slot];
+                if (!b->active) continue;
+                b->finished = 1;
+                b->finish_reason = SHM_REQ_FINISH_ERROR;
+                snprintf(b->error, sizeof b->error, "%s", msg);
+                b->num_recs = b->first_rec = 0;
+                b->text_len = b->first_text = 0;
+                backend_loop_flush(bl, slot);
+            }
+            backend_loop_publish(bl, 0);
+            return status_set(s, "%s", msg);
+        }
+        for (int32_t i = 0; i < bl->e->num_updates; i++) backend_loop_collect(bl, bl->e->updates[i]);
+    }
+    for (int32_t slot = 0; bl->num_active > 0 && slot < bl->pool->num_slots; slot++)
+        if (bl->slots[slot].active) backend_loop_flush(bl, slot);
+    backend_loop_publish(bl, 1);
+    return STATUS_OK;
+}
+
+status_t backend_loop_run(backend_loop *bl, volatile const int *stop)
+{
+    backend_loop_publish(bl, 1);
+    while (!*stop) {
+        int did_work;
+        STATUS_TRY(backend_loop_step(bl, &did_work));
+        if (!did_work) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000}; /* 0.1 ms idle poll */
+            nanosleep(&ts, NULL);
+        }
+    }
+    return STATUS_OK;
+}

@@ -1,0 +1,80 @@
+"""The multi-process server (HTTP + C Router + C ModelBackend over shared memory): greedy output
+equals transformers' through it, SIGTERM leaves no processes and no /dev/shm segments, and a
+backend killed with SIGKILL makes the server exit non-zero, again leaving nothing behind."""
+import os
+import re
+import signal
+import time
+
+import httpx
+import pytest
+
+from conftest import load_fixture
+from test_server import _start
+from lightllm import _C
+
+pytest.importorskip("fastapi")
+
+
+def _children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            if int(fields.get("PPid", "0").strip()) == pid and fields.get("State", "").strip()[:1] != "Z":
+                out.append((int(d), fields["Name"].strip()))
+    return out
+
+
+def _segments(pid):
+    return _C.shm_count_segments(f"lightllm-{pid}x")
+
+
+def _gone(pids, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/status").read().find("State:\tZ") < 0
+                   for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_greedy_through_router_and_backend_matches_transformers(tmp_path):
+    d, ref, _ = load_fixture("qwen3")
+    proc, url = _start(["--model-dir", d, "--device", "cpu", "--router-interval-ms", "1"], str(tmp_path / "s.log"))
+    try:
+        kids = _children(proc.pid)
+        assert len(kids) >= 2 and _segments(proc.pid) == 2
+        with httpx.Client(base_url=url, timeout=60) as h:
+            r = h.post("/v1/completions", json={"prompt": ref["prompts"], "max_tokens": 32, "temperature": 0,
+                                                 "ignore_eos": True, "logprobs": 1}).json()
+            got = sorted(r["choices"], key=lambda c: c["index"])
+            assert all(c["finish_reason"] == "length" for c in got)
+            tokens = [[int(t.split(":")[1]) for t in c["logprobs"]["tokens"]] for c in got]
+            assert tokens == ref["greedy"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert _gone([p for p, _ in kids]) and _segments(proc.pid) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_backend_killed_server_exits_nonzero_and_cleans_up(tmp_path):
+    log = tmp_path / "k.log"
+    proc, url = _start(["--max-model-len", "256"], str(log))
+    try:
+        kids = [p for p, _ in _children(proc.pid)]
+        backend = int(re.search(r"backend pid (\d+)", log.read_text()).group(1))
+        assert backend in kids and httpx.get(url + "/health").status_code == 200
+        os.kill(backend, signal.SIGKILL)
+        assert proc.wait(15) == 1
+        assert _gone(kids) and _segments(proc.pid) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
