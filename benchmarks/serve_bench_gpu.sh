@@ -1,5 +1,5 @@
 #!/bin/bash
-# GPU machine: install carried wheels (.whl), build, serve MODEL_DIR (default ${MODEL_DIR:-.dev/models/qwen3-8b}:
+# GPU machine: install carried wheels (.whl), build, serve MODEL_DIR (default .dev/models/qwen3-8b:
 # config.json + tokenizer, dummy weights), run bench_serving against it, stop it; logs in $OUT
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
