@@ -15,10 +15,11 @@ from typing import List
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
-from lightllm.server.engine_client import EngineClient, EngineError, RequestStats
+from lightllm.server.engine_client import EngineClient, EngineError
+from lightllm.server.metrics import Metrics
 from lightllm.server.protocol import (ApiError, ChatChoice, ChatCompletionChunk, ChatCompletionRequest,
                                       ChatCompletionResponse, ChatLogprobEntry, ChatLogprobs, ChatMessage,
                                       ChatStreamChoice, CompletionChoice, CompletionChunk, CompletionLogprobs,
@@ -28,7 +29,6 @@ from lightllm.server.protocol import (ApiError, ChatChoice, ChatCompletionChunk,
 
 _ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 405: "MethodNotAllowedError",
                 499: "ClientDisconnected", 500: "InternalServerError", 503: "ServiceUnavailableError"}
-_TIME_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0)
 
 
 def _error(status, message, param=None, type=None):
@@ -52,40 +52,6 @@ def _validation_error(exc: RequestValidationError):
     if param is None:
         return _error(400, "the request body must be a JSON object, sent with Content-Type: application/json")
     return _error(400, f"{param}: {err.get('msg', 'invalid request')}", param)
-
-
-class _Metrics:
-    def __init__(self, client: EngineClient):
-        self.client, self.registry = client, CollectorRegistry()
-        r = self.registry
-        self.ttft = Histogram("lightllm_time_to_first_token_seconds", "Time to first token", registry=r,
-                              buckets=_TIME_BUCKETS)
-        self.tpot = Histogram("lightllm_time_per_output_token_seconds", "Time per output token after the first",
-                              registry=r, buckets=_TIME_BUCKETS)
-        self.success = Counter("lightllm_request_success", "Requests finished", ["finished_reason"], registry=r)
-        self.aborted = Counter("lightllm_request_abort", "Requests aborted (client gone, shutdown)", registry=r)
-        self.gauges = {k: Gauge(f"lightllm_{k}", doc, registry=r) for k, doc in (
-            ("queue_length", "Requests waiting"), ("running_batch_size", "Sequences running"),
-            ("kv_slots_used", "KV token slots in use (held or cached)"), ("kv_slots_total", "KV token slots"),
-            ("prefix_cache_hit_rate", "Prompt tokens served by the prefix cache / prompt tokens"))}
-        client.on_request_finished(self.observe)
-
-    def observe(self, s: RequestStats):
-        if "abort" in s.finish_reasons:
-            return self.aborted.inc()
-        self.success.labels(s.finish_reasons[0]).inc()
-        for hist, value in ((self.ttft, s.time_to_first_token_s), (self.tpot, s.time_per_output_token_s)):
-            if value is not None:
-                hist.observe(value)
-
-    def render(self) -> bytes:
-        st, g = self.client.stats(), self.gauges
-        g["queue_length"].set(st["num_waiting"])
-        g["running_batch_size"].set(st["num_running"])
-        g["kv_slots_used"].set(st["num_kv_slots"] - st["num_free_slots"])
-        g["kv_slots_total"].set(st["num_kv_slots"])
-        g["prefix_cache_hit_rate"].set(st["num_cached_prompt_tokens"] / max(1, st["num_prompt_tokens"]))
-        return generate_latest(self.registry)
 
 
 class _Choice:
@@ -145,7 +111,7 @@ class _Server:
     def __init__(self, client, tokenizer, served_model_name, max_model_len, default_params):
         self.client, self.tokenizer, self.name, self.max_model_len = client, tokenizer, served_model_name, max_model_len
         self.defaults, self.vocab_size = default_params, client.stats().get("vocab_size")
-        self.metrics, self._token_bytes = _Metrics(client), None
+        self.metrics, self._token_bytes = Metrics(client), None
 
     def check_model(self, model):
         if model is not None and model != self.name:

@@ -79,7 +79,7 @@ class ShmEngineClient(EngineClient):
 
     def stats(self) -> dict:
         st = self._c.status()
-        return {"num_kv_slots": st["kv_slots_total"], "num_free_slots": st["kv_slots_free"] + st["kv_slots_cached"],
+        return {"num_kv_slots": st["kv_slots_total"], "num_free_slots": st["kv_slots_free"],   # cached counts as used
                 "num_cached_slots": st["kv_slots_cached"], "num_running": st["num_running"],
                 "num_waiting": max(0, st["num_in_use"] - st["num_running"]),   # submitted, not yet running
                 "num_prompt_tokens": self._prompt_tokens, "num_cached_prompt_tokens": self._cached_tokens,
