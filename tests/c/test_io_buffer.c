@@ -16,38 +16,8 @@
 #include "core/shm.h"
 #include "engine/io_buffer.h"
 #include "engine/shm_req.h"
+#include "test_shm_util.h"
 #include "test_util.h"
-
-static void io_buffer_test_name(char *out, size_t cap, const char *what)
-{
-    char id[32];
-    snprintf(id, sizeof id, "ut%d", (int)getpid());
-    CHECK_EQ_INT(shm_make_name(out, cap, id, what), STATUS_OK);
-}
-
-static int32_t io_buffer_test_leftovers(void)
-{
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "lightllm-ut%d-", (int)getpid());
-    int32_t n = -1;
-    CHECK_EQ_INT(shm_count_segments(prefix, &n), STATUS_OK);
-    return n;
-}
-
-static int io_buffer_test_wait(pid_t pid, int timeout_ms)
-{
-    for (int waited = 0;; waited++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        if (waited >= timeout_ms) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
-}
 
 /* Command i: kind cycles ADD/ABORT/STOP, 1..12 slots derived from i. */
 static int32_t io_buffer_test_cmd(uint64_t i, uint32_t *kind, int32_t *slots)
@@ -70,20 +40,20 @@ static int io_buffer_test_cmd_ok(uint64_t i, const io_buffer_cmd *c)
 TEST_CASE(io_buffer_capacity_checks)
 {
     char name[SHM_NAME_MAX_CHARS];
-    io_buffer_test_name(name, sizeof name, "cap");
+    test_shm_name(name, sizeof name, "cap");
     io_buffer io;
     CHECK_EQ_INT(io_buffer_create(&io, name, 0), STATUS_INVALID_ARG);
     CHECK(strstr(status_message(), "capacity") != NULL);
     CHECK_EQ_INT(io_buffer_create(&io, name, 12), STATUS_INVALID_ARG);
     CHECK_EQ_INT(io_buffer_create(&io, name, 1u << 21), STATUS_INVALID_ARG);
     io_buffer_detach(&io);
-    CHECK_EQ_INT(io_buffer_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(io_buffer_full_empty_wrap)
 {
     char name[SHM_NAME_MAX_CHARS];
-    io_buffer_test_name(name, sizeof name, "fe");
+    test_shm_name(name, sizeof name, "fe");
     io_buffer tx, rx;
     CHECK_EQ_INT(io_buffer_create(&tx, name, 8), STATUS_OK);
     CHECK_EQ_INT(io_buffer_attach(&rx, name), STATUS_OK);
@@ -126,14 +96,14 @@ TEST_CASE(io_buffer_full_empty_wrap)
     CHECK(next_pop > 5000);
     io_buffer_detach(&rx);
     CHECK_EQ_INT(io_buffer_destroy(&tx), STATUS_OK);
-    CHECK_EQ_INT(io_buffer_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(io_buffer_attach_checks)
 {
     char name[SHM_NAME_MAX_CHARS], pool_name[SHM_NAME_MAX_CHARS];
-    io_buffer_test_name(name, sizeof name, "chk");
-    io_buffer_test_name(pool_name, sizeof pool_name, "pool");
+    test_shm_name(name, sizeof name, "chk");
+    test_shm_name(pool_name, sizeof pool_name, "pool");
     io_buffer io, other;
     CHECK_EQ_INT(io_buffer_attach(&other, name), STATUS_NOT_FOUND);
     CHECK_EQ_INT(io_buffer_create(&io, name, 4), STATUS_OK);
@@ -156,14 +126,14 @@ TEST_CASE(io_buffer_attach_checks)
     io_buffer_detach(&other);
     CHECK_EQ_INT(io_buffer_destroy(&io), STATUS_OK);
     CHECK_EQ_INT(io_buffer_destroy(&io), STATUS_OK); /* already destroyed: no-op */
-    CHECK_EQ_INT(io_buffer_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(io_buffer_order_across_processes)
 {
     enum { NUM_CMDS = 100000, CAPACITY = 16 };
     char name[SHM_NAME_MAX_CHARS];
-    io_buffer_test_name(name, sizeof name, "order");
+    test_shm_name(name, sizeof name, "order");
     io_buffer rx;
     CHECK_EQ_INT(io_buffer_create(&rx, name, CAPACITY), STATUS_OK);
     _Atomic int64_t *num_full_seen = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -208,12 +178,12 @@ TEST_CASE(io_buffer_order_across_processes)
     }
     CHECK_EQ_INT(next, NUM_CMDS);
     CHECK_EQ_INT(bad, 0);
-    CHECK_EQ_INT(io_buffer_test_wait(pid, 30000), 0);
+    CHECK_EQ_INT(test_shm_wait(pid, 30000), 0);
     io_buffer_cmd c;
     CHECK_EQ_INT(io_buffer_pop_cmd(&rx, &c), 0); /* nothing duplicated at the end */
     munmap((void *)num_full_seen, 4096);
     CHECK_EQ_INT(io_buffer_destroy(&rx), STATUS_OK);
-    CHECK_EQ_INT(io_buffer_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 /* Status i: every field derived from the step, so a torn snapshot shows. */
@@ -233,7 +203,7 @@ static void io_buffer_test_status(uint64_t step, io_buffer_status *s)
 TEST_CASE(io_buffer_status_across_processes)
 {
     char name[SHM_NAME_MAX_CHARS];
-    io_buffer_test_name(name, sizeof name, "status");
+    test_shm_name(name, sizeof name, "status");
     io_buffer router;
     CHECK_EQ_INT(io_buffer_create(&router, name, 4), STATUS_OK);
     io_buffer_status st;
@@ -287,12 +257,12 @@ TEST_CASE(io_buffer_status_across_processes)
     CHECK(changes > 1);
     CHECK(st.step > 0);
     CHECK_EQ_INT(st.healthy, 0);
-    CHECK_EQ_INT(io_buffer_test_wait(pid, 30000), 0);
+    CHECK_EQ_INT(test_shm_wait(pid, 30000), 0);
 
     /* a writer that died mid-publish (odd version) makes the reader give up, not hang */
     atomic_fetch_add(&router.header->status_version, 1);
     CHECK_EQ_INT(io_buffer_read_status(&router, &st), 0);
     munmap((void *)stop, 4096);
     CHECK_EQ_INT(io_buffer_destroy(&router), STATUS_OK);
-    CHECK_EQ_INT(io_buffer_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }

@@ -15,26 +15,8 @@
 #include <unistd.h>
 
 #include "core/shm.h"
+#include "test_shm_util.h"
 #include "test_util.h"
-
-/* "/lightllm-ut<pid>-<what>" */
-static void shm_test_name(char *out, size_t cap, const char *what)
-{
-    char id[32];
-    snprintf(id, sizeof id, "ut%d", (int)getpid());
-    status_t st = shm_make_name(out, cap, id, what);
-    CHECK_EQ_INT(st, STATUS_OK);
-}
-
-/* Segments of this test process still in /dev/shm. */
-static int32_t shm_test_leftovers(void)
-{
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "lightllm-ut%d-", (int)getpid());
-    int32_t n = -1;
-    CHECK_EQ_INT(shm_count_segments(prefix, &n), STATUS_OK);
-    return n;
-}
 
 TEST_CASE(shm_make_name_checks)
 {
@@ -64,7 +46,7 @@ TEST_CASE(shm_make_name_checks)
 TEST_CASE(shm_create_attach_unlink)
 {
     char name[SHM_NAME_MAX_CHARS];
-    shm_test_name(name, sizeof name, "basic");
+    test_shm_name(name, sizeof name, "basic");
     int64_t before_ms = shm_now_unix_ms();
     shm_segment a, b;
     CHECK_EQ_INT(shm_create_segment(&a, name, 8192, SHM_KIND_TEST, 7), STATUS_OK);
@@ -92,7 +74,7 @@ TEST_CASE(shm_create_attach_unlink)
     /* two mappings of one object */
     ((uint8_t *)a.base)[5000] = 0xAB;
     CHECK_EQ_INT(((uint8_t *)b.base)[5000], 0xAB);
-    CHECK_EQ_INT(shm_test_leftovers(), 1);
+    CHECK_EQ_INT(test_shm_leftovers(), 1);
     /* a second create of the name fails and leaves the first alone */
     shm_segment c;
     CHECK_EQ_INT(shm_create_segment(&c, name, 4096, SHM_KIND_TEST, 7), STATUS_IO);
@@ -109,13 +91,13 @@ TEST_CASE(shm_create_attach_unlink)
     shm_detach_segment(&b);
     shm_detach_segment(&b); /* twice is fine */
     CHECK(a.base == NULL);
-    CHECK_EQ_INT(shm_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_attach_header_checks)
 {
     char name[SHM_NAME_MAX_CHARS];
-    shm_test_name(name, sizeof name, "hdr");
+    test_shm_name(name, sizeof name, "hdr");
     shm_segment a, b;
     CHECK_EQ_INT(shm_create_segment(&a, name, 4096, SHM_KIND_TEST, 3), STATUS_OK);
     shm_mark_ready(&a);
@@ -154,32 +136,15 @@ TEST_CASE(shm_attach_header_checks)
     CHECK_EQ_INT(shm_unlink_segment(name), STATUS_OK);
 
     CHECK_EQ_INT(shm_create_segment(&a, name, 16, SHM_KIND_TEST, 3), STATUS_INVALID_ARG);
-    CHECK_EQ_INT(shm_test_leftovers(), 0);
-}
-
-/* Waits up to timeout_ms for pid; returns its exit code, or -1 (killed on timeout / signal). */
-static int shm_test_wait(pid_t pid, int timeout_ms)
-{
-    for (int waited = 0;; waited++) {
-        int status;
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        if (waited >= timeout_ms) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_reclaim_stale_from_dead_child)
 {
     char stale[SHM_NAME_MAX_CHARS], live[SHM_NAME_MAX_CHARS], foreign[SHM_NAME_MAX_CHARS];
-    shm_test_name(stale, sizeof stale, "stale");
-    shm_test_name(live, sizeof live, "live");
-    shm_test_name(foreign, sizeof foreign, "foreign");
+    test_shm_name(stale, sizeof stale, "stale");
+    test_shm_name(live, sizeof live, "live");
+    test_shm_name(foreign, sizeof foreign, "foreign");
     pid_t pid = fork();
     if (pid == 0) {
         /* the crashed server: creates a segment and exits without unlinking */
@@ -188,7 +153,7 @@ TEST_CASE(shm_reclaim_stale_from_dead_child)
         shm_mark_ready(&s);
         _exit(0);
     }
-    CHECK_EQ_INT(shm_test_wait(pid, 5000), 0); /* reaped: kill(pid, 0) now fails with ESRCH */
+    CHECK_EQ_INT(test_shm_wait(pid, 5000), 0); /* reaped: kill(pid, 0) now fails with ESRCH */
     shm_segment l;
     CHECK_EQ_INT(shm_create_segment(&l, live, 4096, SHM_KIND_TEST, 1), STATUS_OK);
     shm_mark_ready(&l);
@@ -197,7 +162,7 @@ TEST_CASE(shm_reclaim_stale_from_dead_child)
     CHECK(fd >= 0);
     CHECK_EQ_INT(ftruncate(fd, 4096), 0);
     close(fd);
-    CHECK_EQ_INT(shm_test_leftovers(), 3);
+    CHECK_EQ_INT(test_shm_leftovers(), 3);
 
     char prefix[64];
     snprintf(prefix, sizeof prefix, "lightllm-ut%d-", (int)getpid());
@@ -212,18 +177,18 @@ TEST_CASE(shm_reclaim_stale_from_dead_child)
     CHECK_EQ_INT(num, 0);
     /* the default prefix works too (other runs' stale segments may go with it: that is its job) */
     CHECK_EQ_INT(shm_reclaim_stale(NULL, &num), STATUS_OK);
-    CHECK_EQ_INT(shm_test_leftovers(), 2);
+    CHECK_EQ_INT(test_shm_leftovers(), 2);
 
     shm_detach_segment(&l);
     CHECK_EQ_INT(shm_unlink_segment(live), STATUS_OK);
     CHECK_EQ_INT(shm_unlink_segment(foreign), STATUS_OK);
-    CHECK_EQ_INT(shm_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_mapping_shared_with_forked_child)
 {
     char name[SHM_NAME_MAX_CHARS];
-    shm_test_name(name, sizeof name, "fork");
+    test_shm_name(name, sizeof name, "fork");
     shm_segment a;
     CHECK_EQ_INT(shm_create_segment(&a, name, 4096, SHM_KIND_TEST, 1), STATUS_OK);
     shm_mark_ready(&a);
@@ -237,10 +202,10 @@ TEST_CASE(shm_mapping_shared_with_forked_child)
         shm_detach_segment(&b);
         _exit(0);
     }
-    CHECK_EQ_INT(shm_test_wait(pid, 5000), 0);
+    CHECK_EQ_INT(test_shm_wait(pid, 5000), 0);
     CHECK_EQ_INT(((uint8_t *)a.base)[100], 42);
     CHECK_EQ_INT(((uint8_t *)a.base)[200], 43);
     shm_detach_segment(&a);
     CHECK_EQ_INT(shm_unlink_segment(name), STATUS_OK);
-    CHECK_EQ_INT(shm_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }

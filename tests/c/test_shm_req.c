@@ -18,39 +18,8 @@
 #include "core/shm.h"
 #include "engine/io_buffer.h"
 #include "engine/shm_req.h"
+#include "test_shm_util.h"
 #include "test_util.h"
-
-static void shm_req_test_name(char *out, size_t cap, const char *what)
-{
-    char id[32];
-    snprintf(id, sizeof id, "ut%d", (int)getpid());
-    CHECK_EQ_INT(shm_make_name(out, cap, id, what), STATUS_OK);
-}
-
-static int32_t shm_req_test_leftovers(void)
-{
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "lightllm-ut%d-", (int)getpid());
-    int32_t n = -1;
-    CHECK_EQ_INT(shm_count_segments(prefix, &n), STATUS_OK);
-    return n;
-}
-
-/* Waits up to timeout_ms for pid; its exit code, or -1 (killed on timeout, or died by a signal). */
-static int shm_req_test_wait(pid_t pid, int timeout_ms)
-{
-    for (int waited = 0;; waited++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        if (waited >= timeout_ms) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
-}
 
 static int shm_req_test_past(int64_t deadline_us) { return shm_req_now_us() > deadline_us; }
 
@@ -78,7 +47,7 @@ static int32_t shm_req_test_submit_one(shm_req_pool *pool, int64_t request_id)
 TEST_CASE(shm_req_pool_config_checks)
 {
     char name[SHM_NAME_MAX_CHARS];
-    shm_req_test_name(name, sizeof name, "cfg");
+    test_shm_name(name, sizeof name, "cfg");
     shm_req_pool pool;
     shm_req_pool_config c = shm_req_test_config(0, 16, 8, 64);
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_INVALID_ARG);
@@ -93,14 +62,14 @@ TEST_CASE(shm_req_pool_config_checks)
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_INVALID_ARG);
     CHECK(strstr(status_message(), "num_ring_text_bytes") != NULL);
     shm_req_pool_detach(&pool); /* safe after a failed create */
-    CHECK_EQ_INT(shm_req_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_req_pool_attach_checks)
 {
     char name[SHM_NAME_MAX_CHARS], io_name[SHM_NAME_MAX_CHARS];
-    shm_req_test_name(name, sizeof name, "attach");
-    shm_req_test_name(io_name, sizeof io_name, "io");
+    test_shm_name(name, sizeof name, "attach");
+    test_shm_name(io_name, sizeof io_name, "io");
     shm_req_pool pool, other;
     shm_req_pool_config c = shm_req_test_config(3, 100, 16, 128);
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
@@ -141,13 +110,13 @@ TEST_CASE(shm_req_pool_attach_checks)
     /* missing */
     CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
     CHECK_EQ_INT(shm_req_pool_attach(&other, name), STATUS_NOT_FOUND);
-    CHECK_EQ_INT(shm_req_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_req_claim_until_full)
 {
     char name[SHM_NAME_MAX_CHARS];
-    shm_req_test_name(name, sizeof name, "full");
+    test_shm_name(name, sizeof name, "full");
     shm_req_pool pool;
     shm_req_pool_config c = shm_req_test_config(5, 8, 4, 64);
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
@@ -175,14 +144,14 @@ TEST_CASE(shm_req_claim_until_full)
     for (int i = 0; i < 5; i++) CHECK_EQ_INT(shm_req_release(&pool, i), 1);
     CHECK_EQ_INT(shm_req_pool_num_in_use(&pool), 0);
     CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
-    CHECK_EQ_INT(shm_req_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_req_claim_concurrent_processes)
 {
     enum { NUM_SLOTS = 64, NUM_CHILDREN = 4 };
     char name[SHM_NAME_MAX_CHARS];
-    shm_req_test_name(name, sizeof name, "race");
+    test_shm_name(name, sizeof name, "race");
     shm_req_pool pool;
     shm_req_pool_config c = shm_req_test_config(NUM_SLOTS, 8, 4, 64);
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
@@ -204,7 +173,7 @@ TEST_CASE(shm_req_claim_concurrent_processes)
     }
     int total = 0;
     for (int k = 0; k < NUM_CHILDREN; k++) {
-        int claimed = shm_req_test_wait(pids[k], 10000);
+        int claimed = test_shm_wait(pids[k], 10000);
         CHECK(claimed >= 0 && claimed <= NUM_SLOTS);
         total += claimed;
         int owned = 0;
@@ -218,13 +187,13 @@ TEST_CASE(shm_req_claim_concurrent_processes)
         CHECK_EQ_INT(shm_req_release(&pool, s), 1);
     }
     CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
-    CHECK_EQ_INT(shm_req_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_req_request_fields)
 {
     char name[SHM_NAME_MAX_CHARS];
-    shm_req_test_name(name, sizeof name, "fields");
+    test_shm_name(name, sizeof name, "fields");
     shm_req_pool pool, other;
     shm_req_pool_config c = shm_req_test_config(2, 6, 4, 64);
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
@@ -326,13 +295,13 @@ TEST_CASE(shm_req_request_fields)
         CHECK_EQ_INT(shm_req_release(&pool, again), 1);
     }
     CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
-    CHECK_EQ_INT(shm_req_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_req_ref_count_across_fork)
 {
     char name[SHM_NAME_MAX_CHARS];
-    shm_req_test_name(name, sizeof name, "refs");
+    test_shm_name(name, sizeof name, "refs");
     shm_req_pool pool;
     shm_req_pool_config c = shm_req_test_config(4, 8, 4, 64);
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
@@ -361,7 +330,7 @@ TEST_CASE(shm_req_ref_count_across_fork)
     CHECK_EQ_INT(shm_req_get_state(&pool, s), SHM_REQ_STATE_RUNNING);
     CHECK_EQ_INT(shm_req_get_ref_count(&pool, s), 2);
     shm_req_set_abort(&pool, s);
-    CHECK_EQ_INT(shm_req_test_wait(pid, 5000), 0);
+    CHECK_EQ_INT(test_shm_wait(pid, 5000), 0);
     CHECK_EQ_INT(shm_req_get_ref_count(&pool, s), 1);
     CHECK_EQ_INT(shm_req_get_state(&pool, s), SHM_REQ_STATE_RUNNING);
     CHECK_EQ_INT(shm_req_release(&pool, s), 1);
@@ -391,7 +360,7 @@ TEST_CASE(shm_req_ref_count_across_fork)
     CHECK_EQ_INT(shm_req_get_ref_count(&pool, s), 3);
     shm_req_set_abort(&pool, s);
     CHECK_EQ_INT(shm_req_release(&pool, s), 0);
-    CHECK_EQ_INT(shm_req_test_wait(pid, 5000), 0);
+    CHECK_EQ_INT(test_shm_wait(pid, 5000), 0);
     CHECK_EQ_INT(shm_req_get_state(&pool, s), SHM_REQ_STATE_FREE);
     CHECK_EQ_INT(shm_req_get_ref_count(&pool, s), 0);
     CHECK_EQ_INT(shm_req_pool_num_in_use(&pool), 0);
@@ -410,7 +379,7 @@ TEST_CASE(shm_req_ref_count_across_fork)
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
 
     CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
-    CHECK_EQ_INT(shm_req_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 /* A deterministic record for token i. */
@@ -454,7 +423,7 @@ static int shm_req_test_is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
 TEST_CASE(shm_req_ring_full_and_wrap)
 {
     char name[SHM_NAME_MAX_CHARS];
-    shm_req_test_name(name, sizeof name, "ring");
+    test_shm_name(name, sizeof name, "ring");
     shm_req_pool pool;
     shm_req_pool_config c = shm_req_test_config(2, 8, 4, 64);
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
@@ -533,13 +502,13 @@ TEST_CASE(shm_req_ring_full_and_wrap)
     CHECK_EQ_INT(next_pop, next_push);
     CHECK_EQ_INT(shm_req_release(&pool, s), 1);
     CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
-    CHECK_EQ_INT(shm_req_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_req_text_ring_utf8)
 {
     char name[SHM_NAME_MAX_CHARS];
-    shm_req_test_name(name, sizeof name, "utf8");
+    test_shm_name(name, sizeof name, "utf8");
     shm_req_pool pool;
     shm_req_pool_config c = shm_req_test_config(1, 8, 64, 64);
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
@@ -579,14 +548,14 @@ TEST_CASE(shm_req_text_ring_utf8)
     CHECK(memcmp(sent, got, num_sent) == 0);
     CHECK_EQ_INT(shm_req_release(&pool, s), 1);
     CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
-    CHECK_EQ_INT(shm_req_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_req_ring_across_processes_100k)
 {
     enum { NUM_TOKENS = 100000, RING_RECORDS = 64, RING_TEXT = 256 };
     char name[SHM_NAME_MAX_CHARS];
-    shm_req_test_name(name, sizeof name, "stream");
+    test_shm_name(name, sizeof name, "stream");
     shm_req_pool pool;
     shm_req_pool_config c = shm_req_test_config(3, 16, RING_RECORDS, RING_TEXT);
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
@@ -662,7 +631,7 @@ TEST_CASE(shm_req_ring_across_processes_100k)
     CHECK_EQ_INT(bad_records, 0);
     CHECK_EQ_INT(bad_text, 0);
     CHECK_EQ_INT(split, 0);
-    CHECK_EQ_INT(shm_req_test_wait(pid, 30000), 0);
+    CHECK_EQ_INT(test_shm_wait(pid, 30000), 0);
     /* finished, and nothing after the last record */
     CHECK_EQ_INT(shm_req_get_state(&pool, s), SHM_REQ_STATE_FINISHED);
     CHECK_EQ_INT(shm_req_get(&pool, s)->finish_reason, SHM_REQ_FINISH_LENGTH);
@@ -675,13 +644,13 @@ TEST_CASE(shm_req_ring_across_processes_100k)
     free(offsets);
     free(stream);
     CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
-    CHECK_EQ_INT(shm_req_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
 
 TEST_CASE(shm_req_abort_across_processes)
 {
     char name[SHM_NAME_MAX_CHARS];
-    shm_req_test_name(name, sizeof name, "abort");
+    test_shm_name(name, sizeof name, "abort");
     shm_req_pool pool;
     shm_req_pool_config c = shm_req_test_config(2, 8, 8, 64);
     CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
@@ -725,8 +694,8 @@ TEST_CASE(shm_req_abort_across_processes)
     CHECK(shm_req_get(&pool, s)->start_us > 0 && shm_req_get(&pool, s)->finish_us >= shm_req_get(&pool, s)->start_us);
     got += shm_req_pop_tokens(&pool, s, out, 8);
     CHECK(got >= 1 && got <= 5);
-    CHECK_EQ_INT(shm_req_test_wait(pid, 5000), 0);
+    CHECK_EQ_INT(test_shm_wait(pid, 5000), 0);
     CHECK_EQ_INT(shm_req_release(&pool, s), 1);
     CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
-    CHECK_EQ_INT(shm_req_test_leftovers(), 0);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
