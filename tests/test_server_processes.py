@@ -57,6 +57,11 @@ def test_greedy_through_router_and_backend_matches_transformers(tmp_path):
             assert all(c["finish_reason"] == "length" for c in got)
             tokens = [[int(t.split(":")[1]) for t in c["logprobs"]["tokens"]] for c in got]
             assert tokens == ref["greedy"]
+            body = {"prompt": ref["prompts"][2], "max_tokens": 16, "temperature": 1.0, "seed": 7, "n": 3,
+                    "ignore_eos": True, "logprobs": 0}
+            runs = [[c["logprobs"]["tokens"] for c in sorted(h.post("/v1/completions", json=body).json()["choices"],
+                                                             key=lambda c: c["index"])] for _ in range(2)]
+            assert runs[0] == runs[1] and len({tuple(t) for t in runs[0]}) == 3  # seeded: reproducible, samples differ
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         assert _gone([p for p, _ in kids]) and _segments(proc.pid) == 0

@@ -106,7 +106,9 @@ static void backend_loop_add(backend_loop *bl, int32_t slot)
         .include_stop_str_in_output = (q->flags & SHM_REQ_FLAG_INCLUDE_STOP_STR_IN_OUTPUT) != 0,
         .skip_special_tokens = (q->flags & SHM_REQ_FLAG_SKIP_SPECIAL_TOKENS) != 0,
     };
-    p.sp.n = 1; /* the n samples of a request are n slots */
+    p.sp.n = 1; /* the n samples of a request are n slots: a seeded request's samples get distinct
+                 * seeds derived from it, so they differ as the n samples of one engine request do */
+    if (p.sp.has_seed && q->sample_index > 0) p.sp.seed ^= 0x9E3779B97F4A7C15ull * (uint64_t)q->sample_index;
     status_t s = engine_add_request(bl->e, slot, shm_req_prompt(bl->pool, slot), q->num_prompt_tokens, &p);
     if (s != STATUS_OK) {
         b->finished = 1;
