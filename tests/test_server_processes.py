@@ -83,3 +83,27 @@ def test_backend_killed_server_exits_nonzero_and_cleans_up(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_full_request_pool_waits_then_503(tmp_path):
+    """--running-max-req-size 2 sizes the shared request pool: with no queue wait, requests beyond
+    two at once get 503 + Retry-After; with a wait, all of them complete."""
+    import concurrent.futures as cf
+    body = {"prompt": "hello", "max_tokens": 400, "ignore_eos": True, "temperature": 0}
+    for wait, log in (("0", "nowait.log"), ("30", "wait.log")):
+        proc, url = _start(["--running-max-req-size", "2", "--queue-wait-s", wait, "--max-model-len", "512"],
+                           str(tmp_path / log))
+        try:
+            with cf.ThreadPoolExecutor(6) as pool:
+                rs = list(pool.map(lambda _: httpx.post(url + "/v1/completions", json=body, timeout=60), range(6)))
+            codes = sorted(r.status_code for r in rs)
+            if wait == "0":
+                assert codes.count(200) >= 2 and 503 in codes
+                busy = next(r for r in rs if r.status_code == 503)
+                assert busy.headers["retry-after"] == "1" and "slots" in busy.json()["error"]["message"]
+            else:
+                assert codes == [200] * 6
+            assert httpx.get(url + "/health").status_code == 200
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)

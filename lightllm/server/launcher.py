@@ -33,6 +33,8 @@ FLAGS = [
     ("--num-threads", [], dict(type=int, default=0, help="CPU backend threads (0: all cores)")),
     ("--log-level", [], dict(default="info", choices=["critical", "error", "warning", "info", "debug"])),
     ("--single-process", [], dict(action="store_true", help="no router/backend processes: one engine thread here")),
+    ("--queue-wait-s", [], dict(type=float, default=30.0, help="how long a request waits for a free request slot "
+                                                                "before 503 + Retry-After")),
 ]
 
 
@@ -80,7 +82,7 @@ def main(argv=None):
             max_len = args.max_model_len or limit
             procs = ServerProcesses(args.model_dir, args.tokenizer, engine_args(args), max_len, args.router_interval_ms)
             procs.start()
-            client = ShmEngineClient(procs.server_id, config["vocab_size"], max_len, procs.alive)
+            client = ShmEngineClient(procs.server_id, config["vocab_size"], max_len, procs.alive, args.queue_wait_s)
     except (ValueError, OSError, RuntimeError) as e:
         sys.exit(f"lightllm.server: cannot load the model: {e}")
     name = args.served_model_name or args.model_dir or "lightllm-demo"

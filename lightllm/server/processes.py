@@ -48,7 +48,8 @@ class ServerProcesses:
     def start(self, timeout_s: float = 600.0):
         _C.shm_reclaim_stale()
         max_seqs = self.engine_args.get("max_num_seqs", 256)
-        _C.shm_server_create(self.server_id, max_seqs + 64, self.max_model_len, RING_RECORDS, RING_TEXT_BYTES, IO_CAPACITY)
+        # the ShmReq pool holds --running-max-req-size requests (LightLLM's meaning of the flag)
+        _C.shm_server_create(self.server_id, max_seqs, self.max_model_len, RING_RECORDS, RING_TEXT_BYTES, IO_CAPACITY)
         ctx = mp.get_context("spawn")
         backend = ctx.Process(target=_backend_main, name="lightllm-backend", daemon=True,
                               args=(self.server_id, self.model, self.tokenizer, self.engine_args))

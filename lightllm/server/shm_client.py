@@ -5,8 +5,9 @@ writes the prompt and parameters and marks it SUBMITTED; the C Router process ad
 C ModelBackend process, which streams token records and UTF-8 text into the slot's ring and
 finishes it (stop strings are held back there, so streamed text is final). One poller task reads
 every live slot's ring and feeds each request's asyncio.Queue; closing a stream early sets the
-slot's abort flag (the router forwards it, the backend frees the KV within a step). A full pool
-raises EngineBusy (the server answers 503 with Retry-After)."""
+slot's abort flag (the router forwards it, the backend frees the KV within a step). When every
+slot is taken a request waits for one (up to queue_wait_s), then raises EngineBusy (the server
+answers 503 with Retry-After)."""
 import asyncio
 import itertools
 import time
@@ -23,8 +24,10 @@ class EngineBusy(EngineError):
 
 
 class ShmEngineClient(EngineClient):
-    def __init__(self, server_id: str, vocab_size: int, max_model_len: int, alive: Callable[[], bool]):
+    def __init__(self, server_id: str, vocab_size: int, max_model_len: int, alive: Callable[[], bool],
+                 queue_wait_s: float = 30.0):
         super().__init__()
+        self._queue_wait_s = queue_wait_s
         self._c = _C.ShmClient(server_id)
         self._alive, self._vocab_size, self._max_model_len = alive, vocab_size, max_model_len
         self._live = {}                     # slot -> (queue, sample index, request stats)
@@ -42,10 +45,12 @@ class ShmEngineClient(EngineClient):
         stats = RequestStats(request_id, params.n, len(prompt_ids), time.monotonic())
         queue, slots, d = asyncio.Queue(), [], params.engine_dict()
         try:
+            deadline = time.monotonic() + self._queue_wait_s
             for i in range(params.n):
-                slot = self._c.submit(rid, rid, i, prompt_ids, d)   # ValueError names a bad field
-                if slot < 0:
-                    raise EngineBusy("all request slots are in use; retry shortly")
+                while (slot := self._c.submit(rid, rid, i, prompt_ids, d)) < 0:   # ValueError names a bad field
+                    if time.monotonic() >= deadline:
+                        raise EngineBusy("all request slots are in use (--running-max-req-size); retry shortly")
+                    await asyncio.sleep(0.005)
                 slots.append(slot)
                 self._live[slot] = (queue, i, stats)
         except BaseException:
