@@ -1,0 +1,112 @@
+/* grammar.h — the grammar IR every structured-generation front end produces.
+ *
+ * A context-free grammar over BYTES (UTF-8): nonterminals have names; a rule is
+ * `lhs ::= sym sym ...` (possibly empty); a symbol is either a nonterminal or a terminal that
+ * is one byte range [lo, hi] (a byte class).  Alternatives are several rules with the same
+ * lhs.  EBNF operators (?, *, +, {m,n}, groups) are desugared by the front ends into plain
+ * rules over fresh nonterminals with the helpers below (repetition is left-recursive, which
+ * suits the later LR(1) stage).  Non-ASCII character classes are code-point ranges that
+ * grammar_add_class() expands into UTF-8 byte-sequence alternatives.
+ *
+ * Front ends: ebnf.h (GBNF), regex.h (guided_regex, JSON Schema "pattern"), json_schema.h
+ * (JSON Schema, choice lists).  recognizer.c is the slow reference (Earley) used by tests.
+ *
+ * Memory: the grammar owns its names, rules and symbol arrays; grammar_free releases all.
+ * Allocation failure is fatal (LL_ASSERT), as in core/json.c.
+ */
+#ifndef LIGHTLLM_GRAMMAR_GRAMMAR_H
+#define LIGHTLLM_GRAMMAR_GRAMMAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+/* A symbol: terminal = lo | hi << 8 (bit 31 clear); nonterminal = GRAMMAR_NT_BIT | index. */
+typedef uint32_t grammar_sym;
+#define GRAMMAR_NT_BIT 0x80000000u
+#define grammar_is_nt(s) (((s) & GRAMMAR_NT_BIT) != 0)
+#define grammar_nt(i) (GRAMMAR_NT_BIT | (uint32_t)(i))
+#define grammar_nt_index(s) ((int32_t)((s) & ~GRAMMAR_NT_BIT))
+#define grammar_term(lo, hi) ((grammar_sym)((uint32_t)(uint8_t)(lo) | ((uint32_t)(uint8_t)(hi) << 8)))
+#define grammar_term_lo(s) ((uint8_t)((s) & 0xff))
+#define grammar_term_hi(s) ((uint8_t)(((s) >> 8) & 0xff))
+
+typedef struct grammar_rule {
+    int32_t lhs;          /* nonterminal index */
+    int32_t num_syms;
+    int32_t first_sym;    /* offset into grammar.syms */
+} grammar_rule;
+
+typedef struct grammar {
+    char **names;         /* [num_nts] owned, unique */
+    int32_t num_nts, cap_nts;
+    grammar_rule *rules;  /* [num_rules] in insertion order */
+    int32_t num_rules, cap_rules;
+    grammar_sym *syms;    /* [num_syms] rule bodies, back to back */
+    int64_t num_syms, cap_syms;
+    int32_t start;        /* start nonterminal, -1 until set */
+    void *name_index;     /* private: hash of names -> index */
+} grammar;
+
+/* A growable symbol sequence used to build rule bodies. */
+typedef struct grammar_seq {
+    grammar_sym *syms;
+    int32_t n, cap;
+} grammar_seq;
+
+/* A code-point range [lo, hi] for character classes. */
+typedef struct grammar_range {
+    uint32_t lo, hi;
+} grammar_range;
+
+#define GRAMMAR_MAX_CODEPOINT 0x10FFFFu
+
+void grammar_init(grammar *g);
+void grammar_free(grammar *g);
+
+/* New nonterminal; `name` is made unique by appending _N when taken.  Returns its index. */
+int32_t grammar_add_nonterminal(grammar *g, const char *name);
+/* Index of the nonterminal called `name`, or -1. */
+int32_t grammar_find_nonterminal(const grammar *g, const char *name);
+void grammar_add_rule(grammar *g, int32_t lhs, const grammar_sym *syms, int32_t num_syms);
+static inline const grammar_sym *grammar_rule_syms(const grammar *g, const grammar_rule *r)
+{
+    return g->syms + r->first_sym;
+}
+
+void grammar_seq_push(grammar_seq *s, grammar_sym sym);
+void grammar_seq_push_literal(grammar_seq *s, const char *bytes, size_t len);
+void grammar_seq_clear(grammar_seq *s);
+void grammar_seq_free(grammar_seq *s);
+
+/* Single-symbol helpers; each returns a symbol (a fresh nonterminal where needed). */
+grammar_sym grammar_add_literal(grammar *g, const char *prefix, const char *bytes, size_t len);
+grammar_sym grammar_add_optional(grammar *g, const char *prefix, grammar_sym x);   /* x? */
+grammar_sym grammar_add_star(grammar *g, const char *prefix, grammar_sym x);       /* x* */
+grammar_sym grammar_add_plus(grammar *g, const char *prefix, grammar_sym x);       /* x+ */
+/* x{min,max}; max < 0 means unbounded.  sep (or 0 for none) goes between repetitions. */
+grammar_sym grammar_add_repeat(grammar *g, const char *prefix, grammar_sym x, int64_t min, int64_t max,
+                               grammar_sym sep, int has_sep);
+/* Alternation of single symbols: X ::= a | b | ... */
+grammar_sym grammar_add_choice(grammar *g, const char *prefix, const grammar_sym *alts, int32_t n);
+/* A nonterminal with no rules (the empty language). */
+grammar_sym grammar_add_empty(grammar *g, const char *prefix);
+
+/* Character classes over code points.  Ranges may overlap / be unsorted; `negate` takes the
+ * complement within [0, 0x10FFFF] minus surrogates.  Returns a symbol matching exactly one
+ * UTF-8 encoded code point of the class (a plain byte terminal when all of it is ASCII). */
+grammar_sym grammar_add_class(grammar *g, const char *prefix, const grammar_range *ranges, int32_t n, int negate);
+/* Normalises a range set in place (sort, merge, drop surrogates); returns the new count.
+ * With negate the result is the complement; `out` must hold n + 2 ranges. */
+int32_t grammar_ranges_normalize(const grammar_range *in, int32_t n, int negate, grammar_range *out);
+
+/* Prints the grammar in GBNF-like syntax (start rule first) into a malloc'ed string. */
+char *grammar_print(const grammar *g);
+
+/* Reference recognizer (Earley over bytes; slow, for tests).  accepts: the whole input is a
+ * sentence of the start symbol; accepts_prefix: the input can be extended to a sentence. */
+int grammar_accepts(const grammar *g, const uint8_t *bytes, size_t len);
+int grammar_accepts_prefix(const grammar *g, const uint8_t *bytes, size_t len);
+
+#endif

@@ -1,0 +1,1312 @@
+/* json_schema.c — JSON Schema → grammar IR; decisions and coverage in json_schema.h.
+ *
+ * js_gen() compiles a CONJUNCTION of schema nodes (a list, so allOf and $ref-with-siblings
+ * are just more parts): it expands allOf/$ref, distributes the first pending anyOf/oneOf over
+ * its options, and otherwise merges the keywords of all parts and emits one alternative per
+ * allowed type.  Shared pieces (any value, string, number, separators) are built once. */
+#include "grammar/json_schema.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/json.h"
+#include "core/log.h"
+#include "grammar/regex.h"
+
+#define JS_MAX_PARTS 64
+#define JS_MAX_DEPTH 48
+#define JS_MAX_REPEAT 100000
+
+enum {
+    JS_T_NULL = 1, JS_T_BOOL = 2, JS_T_OBJECT = 4, JS_T_ARRAY = 8, JS_T_STRING = 16, JS_T_NUMBER = 32,
+    JS_T_INTEGER = 64, JS_T_ALL = 127,
+};
+enum { JS_SKIP_ANYOF = 1, JS_SKIP_ONEOF = 2 };
+
+typedef struct js_part {
+    const json_value *node;
+    unsigned skip;
+} js_part;
+
+typedef struct js_ref {
+    const json_value *target;
+    int32_t nt;
+} js_ref;
+
+typedef struct js_ctx {
+    grammar *g;
+    const json_value *root;
+    int whitespace;
+    int depth;
+    char path[1024];
+    size_t path_len;
+    js_ref *refs;
+    int32_t num_refs, cap_refs;
+    grammar_sym value, string, string_char, escape, chars, number, integer, comma, colon, digit, digits, frac_any;
+    int have_value, have_string, have_number, have_integer, have_seps, have_frac;
+} js_ctx;
+
+/* ---- paths and errors ---- */
+
+static size_t js_path_push(js_ctx *c, const char *seg)
+{
+    size_t old = c->path_len;
+    int n = snprintf(c->path + old, sizeof c->path - old, "/%s", seg);
+    if (n > 0) c->path_len = old + (size_t)n < sizeof c->path ? old + (size_t)n : sizeof c->path - 1;
+    return old;
+}
+
+static size_t js_path_push_index(js_ctx *c, const char *seg, int i)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s/%d", seg, i);
+    return js_path_push(c, buf);
+}
+
+static void js_path_pop(js_ctx *c, size_t old)
+{
+    c->path_len = old;
+    c->path[old] = '\0';
+}
+
+static status_t js_unsupported(js_ctx *c, const char *kw, const char *detail)
+{
+    return status_set(STATUS_INVALID_ARG, "unsupported JSON Schema keyword '%s'%s%s at #%s", kw,
+                      detail[0] ? ": " : "", detail, c->path);
+}
+
+static status_t js_invalid(js_ctx *c, const char *what)
+{
+    return status_set(STATUS_INVALID_ARG, "invalid JSON Schema: %s at #%s", what, c->path);
+}
+
+/* ---- literal helpers ---- */
+
+static grammar_sym js_lit(js_ctx *c, const char *s) { return grammar_add_literal(c->g, "lit", s, strlen(s)); }
+
+static grammar_sym js_seq(js_ctx *c, const char *prefix, const grammar_sym *syms, int32_t n)
+{
+    if (n == 1) return syms[0];
+    int32_t nt = grammar_add_nonterminal(c->g, prefix);
+    grammar_add_rule(c->g, nt, syms, n);
+    return grammar_nt(nt);
+}
+
+static grammar_sym js_range(uint8_t lo, uint8_t hi) { return grammar_term(lo, hi); }
+
+static void js_separators(js_ctx *c)
+{
+    if (c->have_seps) return;
+    c->have_seps = 1;
+    if (!c->whitespace) {
+        c->comma = grammar_term(',', ',');
+        c->colon = grammar_term(':', ':');
+        return;
+    }
+    grammar_sym sp = grammar_add_optional(c->g, "ws", grammar_term(' ', ' '));
+    grammar_sym a[2] = {grammar_term(',', ','), sp}, b[2] = {grammar_term(':', ':'), sp};
+    c->comma = js_seq(c, "comma", a, 2);
+    c->colon = js_seq(c, "colon", b, 2);
+}
+
+/* One character of a JSON string (raw code point or escape). */
+static grammar_sym js_string_char(js_ctx *c)
+{
+    if (c->have_string) return c->string_char;
+    grammar *g = c->g;
+    grammar_range raw[] = {{0x20, 0x21}, {0x23, 0x5B}, {0x5D, GRAMMAR_MAX_CODEPOINT}};
+    int32_t ch = grammar_add_nonterminal(g, "char");
+    grammar_sym r = grammar_add_class(g, "char_raw", raw, 3, 0);
+    grammar_add_rule(g, ch, &r, 1);
+    int32_t esc = grammar_add_nonterminal(g, "escape");
+    const char *simple = "\"\\/bfnrt";
+    for (const char *p = simple; *p; p++) {
+        grammar_sym s = grammar_term(*p, *p);
+        grammar_add_rule(g, esc, &s, 1);
+    }
+    int32_t hex = grammar_add_nonterminal(g, "hex");
+    grammar_sym h[3] = {js_range('0', '9'), js_range('A', 'F'), js_range('a', 'f')};
+    for (int i = 0; i < 3; i++) grammar_add_rule(g, hex, &h[i], 1);
+    grammar_sym u[5] = {grammar_term('u', 'u'), grammar_nt(hex), grammar_nt(hex), grammar_nt(hex), grammar_nt(hex)};
+    grammar_add_rule(g, esc, u, 5);
+    grammar_sym e[2] = {grammar_term('\\', '\\'), grammar_nt(esc)};
+    grammar_add_rule(g, ch, e, 2);
+    c->string_char = grammar_nt(ch);
+    c->escape = grammar_nt(esc);
+    grammar_sym chars = c->chars = grammar_add_star(g, "chars", c->string_char);
+    grammar_sym q[3] = {grammar_term('"', '"'), chars, grammar_term('"', '"')};
+    c->string = js_seq(c, "string", q, 3);
+    c->have_string = 1;
+    return c->string_char;
+}
+
+static grammar_sym js_string(js_ctx *c)
+{
+    js_string_char(c);
+    return c->string;
+}
+
+static void js_digits(js_ctx *c)
+{
+    if (c->have_frac) return;
+    c->have_frac = 1;
+    c->digit = js_range('0', '9');
+    c->digits = grammar_add_plus(c->g, "digits", c->digit);
+    grammar_sym f[2] = {grammar_term('.', '.'), c->digits};
+    c->frac_any = grammar_add_optional(c->g, "frac", js_seq(c, "frac", f, 2));
+}
+
+static grammar_sym js_integer(js_ctx *c)
+{
+    if (c->have_integer) return c->integer;
+    js_digits(c);
+    grammar *g = c->g;
+    int32_t nat = grammar_add_nonterminal(g, "nat");
+    grammar_sym zero = grammar_term('0', '0');
+    grammar_add_rule(g, nat, &zero, 1);
+    grammar_sym nz[2] = {js_range('1', '9'), grammar_add_star(g, "digits", c->digit)};
+    grammar_add_rule(g, nat, nz, 2);
+    int32_t in = grammar_add_nonterminal(g, "integer");
+    grammar_sym neg[2] = {grammar_term('-', '-'), grammar_nt(nat)};
+    grammar_sym pos = grammar_nt(nat);
+    grammar_add_rule(g, in, &pos, 1);
+    grammar_add_rule(g, in, neg, 2);
+    c->integer = grammar_nt(in);
+    c->have_integer = 1;
+    return c->integer;
+}
+
+static grammar_sym js_number(js_ctx *c)
+{
+    if (c->have_number) return c->number;
+    grammar *g = c->g;
+    grammar_sym in = js_integer(c);
+    int32_t ex = grammar_add_nonterminal(g, "exp");
+    grammar_sym sign = grammar_add_optional(g, "sign", grammar_add_choice(g, "sign", (grammar_sym[]){grammar_term('+', '+'), grammar_term('-', '-')}, 2));
+    grammar_sym e[3] = {grammar_add_choice(g, "e", (grammar_sym[]){grammar_term('e', 'e'), grammar_term('E', 'E')}, 2), sign, c->digits};
+    grammar_add_rule(g, ex, e, 3);
+    grammar_sym body[3] = {in, c->frac_any, grammar_add_optional(g, "exp", grammar_nt(ex))};
+    c->number = js_seq(c, "number", body, 3);
+    c->have_number = 1;
+    return c->number;
+}
+
+/* Any JSON value. */
+static grammar_sym js_value(js_ctx *c)
+{
+    if (c->have_value) return c->value;
+    grammar *g = c->g;
+    js_separators(c);
+    int32_t v = grammar_add_nonterminal(g, "value");
+    c->value = grammar_nt(v);
+    c->have_value = 1;
+    grammar_sym str = js_string(c);
+    /* object */
+    int32_t obj = grammar_add_nonterminal(g, "object");
+    grammar_sym mem[3] = {str, c->colon, c->value};
+    grammar_sym member = js_seq(c, "member", mem, 3);
+    grammar_sym members = grammar_add_repeat(g, "members", member, 1, -1, c->comma, 1);
+    grammar_sym o1[2] = {grammar_term('{', '{'), grammar_term('}', '}')};
+    grammar_sym o2[3] = {grammar_term('{', '{'), members, grammar_term('}', '}')};
+    grammar_add_rule(g, obj, o1, 2);
+    grammar_add_rule(g, obj, o2, 3);
+    int32_t arr = grammar_add_nonterminal(g, "array");
+    grammar_sym elems = grammar_add_repeat(g, "elements", c->value, 1, -1, c->comma, 1);
+    grammar_sym a1[2] = {grammar_term('[', '['), grammar_term(']', ']')};
+    grammar_sym a2[3] = {grammar_term('[', '['), elems, grammar_term(']', ']')};
+    grammar_add_rule(g, arr, a1, 2);
+    grammar_add_rule(g, arr, a2, 3);
+    grammar_sym alts[7] = {grammar_nt(obj), grammar_nt(arr), str, js_number(c), js_lit(c, "true"), js_lit(c, "false"),
+                           js_lit(c, "null")};
+    for (int i = 0; i < 7; i++) grammar_add_rule(g, v, &alts[i], 1);
+    return c->value;
+}
+
+/* ---- canonical JSON text of a value (json.dumps(separators=(",", ":"), ensure_ascii=False)) ---- */
+
+typedef struct js_text {
+    char *p;
+    size_t n, cap;
+} js_text;
+
+static void js_text_put(js_text *t, const char *s, size_t len)
+{
+    if (t->n + len + 1 > t->cap) {
+        while (t->n + len + 1 > t->cap) t->cap = t->cap ? t->cap * 2 : 64;
+        t->p = realloc(t->p, t->cap);
+        LL_ASSERT(t->p);
+    }
+    memcpy(t->p + t->n, s, len);
+    t->n += len;
+    t->p[t->n] = '\0';
+}
+
+static void js_text_string(js_text *t, const char *s, size_t len)
+{
+    js_text_put(t, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        char buf[8];
+        switch (ch) {
+        case '"': js_text_put(t, "\\\"", 2); break;
+        case '\\': js_text_put(t, "\\\\", 2); break;
+        case '\n': js_text_put(t, "\\n", 2); break;
+        case '\r': js_text_put(t, "\\r", 2); break;
+        case '\t': js_text_put(t, "\\t", 2); break;
+        case '\b': js_text_put(t, "\\b", 2); break;
+        case '\f': js_text_put(t, "\\f", 2); break;
+        default:
+            if (ch < 0x20) {
+                snprintf(buf, sizeof buf, "\\u%04x", ch);
+                js_text_put(t, buf, 6);
+            } else {
+                js_text_put(t, (const char *)&s[i], 1);
+            }
+        }
+    }
+    js_text_put(t, "\"", 1);
+}
+
+static void js_text_number(js_text *t, const json_value *v)
+{
+    char buf[64];
+    if ((double)v->i64 == v->num && fabs(v->num) < 1e16) {
+        snprintf(buf, sizeof buf, "%lld", (long long)v->i64);
+    } else {
+        for (int prec = 15; prec <= 17; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, v->num);
+            if (strtod(buf, NULL) == v->num) break;
+        }
+        if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
+    }
+    js_text_put(t, buf, strlen(buf));
+}
+
+static void js_text_value(js_text *t, const json_value *v)
+{
+    switch (v->type) {
+    case JSON_NULL: js_text_put(t, "null", 4); break;
+    case JSON_BOOL: v->boolean ? js_text_put(t, "true", 4) : js_text_put(t, "false", 5); break;
+    case JSON_NUMBER: js_text_number(t, v); break;
+    case JSON_STRING: js_text_string(t, v->str, v->str_len); break;
+    case JSON_ARRAY:
+    case JSON_OBJECT:
+        js_text_put(t, v->type == JSON_ARRAY ? "[" : "{", 1);
+        for (int32_t i = 0; i < v->count; i++) {
+            if (i) js_text_put(t, ",", 1);
+            if (v->type == JSON_OBJECT) {
+                js_text_string(t, v->items[i].key, strlen(v->items[i].key));
+                js_text_put(t, ":", 1);
+            }
+            js_text_value(t, &v->items[i]);
+        }
+        js_text_put(t, v->type == JSON_ARRAY ? "]" : "}", 1);
+        break;
+    }
+}
+
+static grammar_sym js_literal_value(js_ctx *c, const json_value *v)
+{
+    js_text t = {0};
+    js_text_value(&t, v);
+    grammar_sym s = grammar_add_literal(c->g, "const", t.p, t.n);
+    free(t.p);
+    return s;
+}
+
+/* ---- schema helpers ---- */
+
+static int js_is_schema(const json_value *v) { return v && (v->type == JSON_OBJECT || v->type == JSON_BOOL); }
+
+/* The first part defining `key` (and how many do). */
+static const json_value *js_kw(const js_part *parts, int n, const char *key, int *count)
+{
+    const json_value *first = NULL;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const json_value *v = json_get(parts[i].node, key);
+        if (v) { if (!first) first = v; k++; }
+    }
+    if (count) *count = k;
+    return first;
+}
+
+static status_t js_check_keywords(js_ctx *c, const json_value *node)
+{
+    static const char *const unsupported[] = {
+        "not", "patternProperties", "propertyNames", "dependencies", "dependentRequired", "dependentSchemas",
+        "contains", "minContains", "maxContains", "multipleOf", "unevaluatedProperties", "unevaluatedItems",
+        "$dynamicRef", "$recursiveRef", NULL,
+    };
+    for (int i = 0; unsupported[i]; i++)
+        if (json_get(node, unsupported[i])) return js_unsupported(c, unsupported[i], "");
+    if (json_get(node, "if") && (json_get(node, "then") || json_get(node, "else"))) return js_unsupported(c, "if", "");
+    const json_value *u = json_get(node, "uniqueItems");
+    if (u && !(u->type == JSON_BOOL && !u->boolean)) return js_unsupported(c, "uniqueItems", "");
+    return STATUS_OK;
+}
+
+static status_t js_resolve_ref(js_ctx *c, const char *ref, const json_value **out)
+{
+    if (ref[0] != '#') return js_unsupported(c, "$ref", "only local references (#...) are supported");
+    const json_value *v = c->root;
+    const char *p = ref + 1;
+    while (*p) {
+        if (*p != '/') return js_unsupported(c, "$ref", "only JSON-pointer references are supported");
+        p++;
+        char seg[256];
+        size_t n = 0;
+        while (*p && *p != '/' && n + 1 < sizeof seg) {
+            if (p[0] == '~' && p[1] == '0') { seg[n++] = '~'; p += 2; }
+            else if (p[0] == '~' && p[1] == '1') { seg[n++] = '/'; p += 2; }
+            else if (p[0] == '%' && p[1] && p[2]) {
+                char hx[3] = {p[1], p[2], 0};
+                seg[n++] = (char)strtol(hx, NULL, 16);
+                p += 3;
+            } else seg[n++] = *p++;
+        }
+        seg[n] = '\0';
+        if (v && v->type == JSON_ARRAY) {
+            char *end;
+            long idx = strtol(seg, &end, 10);
+            v = (*end == '\0' && idx >= 0 && idx < v->count) ? &v->items[idx] : NULL;
+        } else {
+            v = json_get(v, seg);
+        }
+        if (!v) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "unresolved $ref '%.300s'", ref);
+            return js_invalid(c, msg);
+        }
+    }
+    *out = v;
+    return STATUS_OK;
+}
+
+static status_t js_gen(js_ctx *c, const js_part *parts, int n, grammar_sym *out);
+
+static status_t js_gen_one(js_ctx *c, const json_value *node, grammar_sym *out)
+{
+    js_part p = {node, 0};
+    return js_gen(c, &p, 1, out);
+}
+
+static const char *const js_validating[] = {
+    "type", "properties", "required", "additionalProperties", "items", "prefixItems", "additionalItems", "enum",
+        "const", "anyOf", "oneOf", "allOf", "pattern", "minLength", "maxLength", "minimum", "maximum",
+        "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "minProperties", "maxProperties", "format",
+        "$ref", NULL,
+};
+
+/* Whether node has no validating keyword but `except` (annotations do not count). */
+static int js_only_keyword(const json_value *node, const char *except)
+{
+    for (int i = 0; js_validating[i]; i++)
+        if (strcmp(js_validating[i], except) != 0 && json_get(node, js_validating[i])) return 0;
+    return 1;
+}
+
+/* A lone $ref: nothing next to it changes validity. */
+static int js_is_ref_only(const json_value *node) { return js_only_keyword(node, "$ref"); }
+
+static status_t js_ref_symbol(js_ctx *c, const json_value *target, grammar_sym *out)
+{
+    for (int32_t i = 0; i < c->num_refs; i++)
+        if (c->refs[i].target == target) { *out = grammar_nt(c->refs[i].nt); return STATUS_OK; }
+    if (c->num_refs == c->cap_refs) {
+        c->cap_refs = c->cap_refs ? c->cap_refs * 2 : 16;
+        c->refs = realloc(c->refs, (size_t)c->cap_refs * sizeof *c->refs);
+        LL_ASSERT(c->refs);
+    }
+    int32_t nt = grammar_add_nonterminal(c->g, "ref");
+    c->refs[c->num_refs++] = (js_ref){target, nt};
+    grammar_sym body;
+    STATUS_TRY(js_gen_one(c, target, &body));
+    grammar_add_rule(c->g, nt, &body, 1);
+    *out = grammar_nt(nt);
+    return STATUS_OK;
+}
+
+/* Expands allOf and $ref of `node` into parts.  Returns 1 in *is_false for a false schema. */
+static status_t js_expand(js_ctx *c, const json_value *node, js_part *parts, int *n, int *is_false, int depth)
+{
+    if (depth > JS_MAX_DEPTH) return js_unsupported(c, "$ref", "reference cycle through allOf or sibling keywords");
+    if (node->type == JSON_BOOL) {
+        if (!node->boolean) *is_false = 1;
+        return STATUS_OK;
+    }
+    if (node->type != JSON_OBJECT) return js_invalid(c, "a schema must be an object or a boolean");
+    STATUS_TRY(js_check_keywords(c, node));
+    if (*n >= JS_MAX_PARTS) return js_unsupported(c, "allOf", "too many combined subschemas");
+    parts[(*n)++] = (js_part){node, 0};
+    const json_value *all = json_get(node, "allOf");
+    if (all) {
+        if (all->type != JSON_ARRAY) return js_invalid(c, "allOf must be an array");
+        for (int32_t i = 0; i < all->count; i++) {
+            size_t old = js_path_push_index(c, "allOf", i);
+            status_t st = js_expand(c, &all->items[i], parts, n, is_false, depth + 1);
+            js_path_pop(c, old);
+            STATUS_TRY(st);
+        }
+    }
+    const json_value *ref = json_get(node, "$ref");
+    if (ref) {
+        if (ref->type != JSON_STRING) return js_invalid(c, "$ref must be a string");
+        const json_value *target;
+        STATUS_TRY(js_resolve_ref(c, ref->str, &target));
+        STATUS_TRY(js_expand(c, target, parts, n, is_false, depth + 1));
+    }
+    return STATUS_OK;
+}
+
+/* ---- numbers ---- */
+
+/* Integers with `n` digits between the digit strings lo and hi (same length). */
+static grammar_sym js_same_len(js_ctx *c, const char *lo, const char *hi, int n)
+{
+    grammar *g = c->g;
+    js_digits(c);
+    if (n == 0) return grammar_add_literal(c->g, "eps", "", 0);  /* unreachable with n >= 1 */
+    if (memcmp(lo, hi, (size_t)n) == 0) return grammar_add_literal(g, "num", lo, (size_t)n);
+    if (lo[0] == hi[0]) {
+        grammar_sym s[2] = {grammar_term(lo[0], lo[0]), js_same_len(c, lo + 1, hi + 1, n - 1)};
+        return js_seq(c, "num", s, 2);
+    }
+    int32_t nt = grammar_add_nonterminal(g, "num");
+    int lo_rest_zero = 1, hi_rest_nine = 1;
+    for (int i = 1; i < n; i++) {
+        if (lo[i] != '0') lo_rest_zero = 0;
+        if (hi[i] != '9') hi_rest_nine = 0;
+    }
+    char mid_lo = lo_rest_zero ? lo[0] : (char)(lo[0] + 1), mid_hi = hi_rest_nine ? hi[0] : (char)(hi[0] - 1);
+    char nines[24], zeros[24];
+    memset(nines, '9', sizeof nines);
+    memset(zeros, '0', sizeof zeros);
+    if (!lo_rest_zero) {
+        grammar_sym s[2] = {grammar_term(lo[0], lo[0]), js_same_len(c, lo + 1, nines, n - 1)};
+        grammar_add_rule(g, nt, s, 2);
+    }
+    if (mid_lo <= mid_hi) {
+        grammar_seq seq = {0};
+        grammar_seq_push(&seq, grammar_term(mid_lo, mid_hi));
+        for (int i = 1; i < n; i++) grammar_seq_push(&seq, c->digit);
+        grammar_add_rule(g, nt, seq.syms, seq.n);
+        grammar_seq_free(&seq);
+    }
+    if (!hi_rest_nine) {
+        grammar_sym s[2] = {grammar_term(hi[0], hi[0]), js_same_len(c, zeros, hi + 1, n - 1)};
+        grammar_add_rule(g, nt, s, 2);
+    }
+    return grammar_nt(nt);
+}
+
+/* Adds to nt the canonical decimals of [a, b] (b_inf: no upper bound). */
+static void js_uint_range(js_ctx *c, int32_t nt, uint64_t a, uint64_t b, int b_inf)
+{
+    if (!b_inf && a > b) return;
+    char as[24], bs[24];
+    int la = snprintf(as, sizeof as, "%llu", (unsigned long long)a);
+    int lb = b_inf ? la : snprintf(bs, sizeof bs, "%llu", (unsigned long long)b);
+    for (int len = la; len <= lb; len++) {
+        char lo[24], hi[24];
+        if (len == la) memcpy(lo, as, (size_t)la);
+        else { lo[0] = '1'; memset(lo + 1, '0', (size_t)len - 1); }
+        if (len == lb && !b_inf) memcpy(hi, bs, (size_t)lb);
+        else memset(hi, '9', (size_t)len);
+        grammar_sym s = js_same_len(c, lo, hi, len);
+        grammar_add_rule(c->g, nt, &s, 1);
+    }
+    if (b_inf) {
+        /* more than la digits: [1-9][0-9]{la}[0-9]* */
+        grammar_seq seq = {0};
+        grammar_seq_push(&seq, js_range('1', '9'));
+        for (int i = 0; i < la; i++) grammar_seq_push(&seq, c->digit);
+        grammar_seq_push(&seq, grammar_add_star(c->g, "digits", c->digit));
+        grammar_add_rule(c->g, nt, seq.syms, seq.n);
+        grammar_seq_free(&seq);
+    }
+}
+
+typedef struct js_bound {
+    int has;
+    double v;
+    int excl;
+} js_bound;
+
+/* Magnitudes v = |x| of one sign: v in [lv (lincl), hv (hincl) or inf]; adds alternatives
+ * `prefix digits frac` to nt. */
+static void js_side(js_ctx *c, int32_t nt, const char *sign, uint64_t lv, int lincl, uint64_t hv, int hincl, int hinf,
+                    int integer)
+{
+    grammar *g = c->g;
+    js_digits(c);
+    grammar_sym signsym = sign[0] ? grammar_term(sign[0], sign[0]) : 0;
+    uint64_t any_lo = lincl ? lv : lv + 1;
+    int any_ok;
+    uint64_t any_hi = 0;
+    if (hinf) any_ok = 1;
+    else if (integer) { any_hi = hincl ? hv : hv - 1; any_ok = (hincl || hv > 0) && any_lo <= any_hi; }
+    else { any_hi = hv - 1; any_ok = hv > 0 && any_lo <= any_hi; }
+    if (any_ok) {
+        int32_t r = grammar_add_nonterminal(g, "range");
+        js_uint_range(c, r, any_lo, any_hi, hinf);
+        grammar_sym s[3];
+        int k = 0;
+        if (sign[0]) s[k++] = signsym;
+        s[k++] = grammar_nt(r);
+        if (!integer) s[k++] = c->frac_any;
+        grammar_add_rule(g, nt, s, k);
+    }
+    if (integer) return;
+    char buf[24];
+    if (!lincl && (hinf || lv < hv)) {
+        /* lv.F with F not all zeros */
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)lv);
+        grammar_sym nzd = js_range('1', '9');
+        grammar_sym zeros = grammar_add_star(g, "zeros", grammar_term('0', '0'));
+        grammar_sym f[4] = {grammar_term('.', '.'), zeros, nzd, grammar_add_star(g, "digits", c->digit)};
+        grammar_sym s[3];
+        int k = 0;
+        if (sign[0]) s[k++] = signsym;
+        s[k++] = grammar_add_literal(g, "num", buf, strlen(buf));
+        s[k++] = js_seq(c, "frac_nz", f, 4);
+        grammar_add_rule(g, nt, s, k);
+    }
+    if (!hinf && hincl && (lincl ? hv >= lv : hv > lv)) {
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)hv);
+        grammar_sym fz[2] = {grammar_term('.', '.'), grammar_add_plus(g, "zeros", grammar_term('0', '0'))};
+        grammar_sym s[3];
+        int k = 0;
+        if (sign[0]) s[k++] = signsym;
+        s[k++] = grammar_add_literal(g, "num", buf, strlen(buf));
+        s[k++] = grammar_add_optional(g, "frac_zero", js_seq(c, "frac_zero", fz, 2));
+        grammar_add_rule(g, nt, s, k);
+    }
+}
+
+static status_t js_numeric(js_ctx *c, const js_part *parts, int n, int integer, grammar_sym *out)
+{
+    js_bound lo = {0}, hi = {0};
+    for (int i = 0; i < n; i++) {
+        const json_value *node = parts[i].node;
+        const json_value *mn = json_get(node, "minimum"), *mx = json_get(node, "maximum");
+        const json_value *emn = json_get(node, "exclusiveMinimum"), *emx = json_get(node, "exclusiveMaximum");
+        const char *names[4] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+        const json_value *vals[4] = {mn, mx, emn, emx};
+        for (int k = 0; k < 4; k++) {
+            const json_value *v = vals[k];
+            if (!v) continue;
+            if (v->type == JSON_BOOL && k >= 2) continue;
+            if (v->type != JSON_NUMBER) return js_invalid(c, "numeric bound must be a number");
+            int excl = k >= 2 || (k == 0 && emn && emn->type == JSON_BOOL && emn->boolean) ||
+                       (k == 1 && emx && emx->type == JSON_BOOL && emx->boolean);
+            if (!integer && floor(v->num) != v->num)
+                return js_unsupported(c, names[k], "non-integer bound for type number");
+            if (!isfinite(v->num)) return js_invalid(c, "numeric bound is not finite");
+            js_bound *b = (k % 2 == 0) ? &lo : &hi;
+            int lower = k % 2 == 0;
+            int tighter = !b->has || (lower ? (v->num > b->v || (v->num == b->v && excl)) : (v->num < b->v || (v->num == b->v && excl)));
+            if (tighter) *b = (js_bound){1, v->num, excl};
+        }
+    }
+    if (!lo.has && !hi.has) {
+        *out = integer ? js_integer(c) : js_number(c);
+        return STATUS_OK;
+    }
+    if (integer) {
+        /* integral inclusive bounds */
+        if (lo.has) { double v = lo.excl ? floor(lo.v) + 1 : ceil(lo.v); lo = (js_bound){1, v, 0}; }
+        if (hi.has) { double v = hi.excl ? ceil(hi.v) - 1 : floor(hi.v); hi = (js_bound){1, v, 0}; }
+    }
+    const double lim = 1e19;
+    if (lo.has && lo.v <= -lim) lo.has = 0;   /* beyond any practical magnitude: no bound */
+    if (hi.has && hi.v >= lim) hi.has = 0;
+    if ((lo.has && lo.v >= lim) || (hi.has && hi.v <= -lim))
+        return js_unsupported(c, lo.has && lo.v >= lim ? "minimum" : "maximum", "bound too large");
+    int32_t nt = grammar_add_nonterminal(c->g, integer ? "int_range" : "num_range");
+    /* x >= 0 side */
+    if (!hi.has || hi.v >= 0) {
+        uint64_t lv = 0;
+        int lincl = 1;
+        if (lo.has && lo.v >= 0) { lv = (uint64_t)lo.v; lincl = !lo.excl; }
+        js_side(c, nt, "", lv, lincl, hi.has ? (uint64_t)hi.v : 0, hi.has ? !hi.excl : 0, !hi.has, integer);
+    }
+    /* x < 0 side: v = -x > 0 */
+    if (!lo.has || lo.v < 0) {
+        uint64_t lv = 0;
+        int lincl = 0;
+        if (hi.has && hi.v < 0) { lv = (uint64_t)(-hi.v); lincl = !hi.excl; }
+        else if (hi.has && hi.v == 0 && hi.excl) { lv = 0; lincl = 0; }
+        js_side(c, nt, "-", lv, lincl, lo.has ? (uint64_t)(-lo.v) : 0, lo.has ? !lo.excl : 0, !lo.has, integer);
+    }
+    *out = grammar_nt(nt);
+    return STATUS_OK;
+}
+
+/* ---- strings ---- */
+
+static const char *js_format_regex(const char *f)
+{
+    static const char *const table[][2] = {
+        {"date", "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"},
+        {"time", "^([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"},
+        {"date-time", "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"},
+        {"email", "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"},
+        {"uuid", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"},
+        {"ipv4", "^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])){3}$"},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(f, table[i][0]) == 0) return table[i][1];
+    return NULL;
+}
+
+static status_t js_get_count(js_ctx *c, const js_part *parts, int n, const char *key, int lower, int64_t *out)
+{
+    /* combined bound over all parts: the max of lower bounds / min of upper bounds; -1 if none */
+    *out = -1;
+    for (int i = 0; i < n; i++) {
+        const json_value *v = json_get(parts[i].node, key);
+        if (!v) continue;
+        if (v->type != JSON_NUMBER || v->num < 0 || floor(v->num) != v->num) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "'%s' must be a non-negative integer", key);
+            return js_invalid(c, msg);
+        }
+        int64_t x = v->num > 1e15 ? (int64_t)1e15 : (int64_t)v->num;
+        if (*out < 0 || (lower ? x > *out : x < *out)) *out = x;
+    }
+    return STATUS_OK;
+}
+
+static status_t js_string_schema(js_ctx *c, const js_part *parts, int n, grammar_sym *out)
+{
+    int npat, nfmt;
+    const json_value *pat = js_kw(parts, n, "pattern", &npat);
+    const json_value *fmt = js_kw(parts, n, "format", &nfmt);
+    int64_t minl, maxl;
+    STATUS_TRY(js_get_count(c, parts, n, "minLength", 1, &minl));
+    STATUS_TRY(js_get_count(c, parts, n, "maxLength", 0, &maxl));
+    if (minl <= 0 && maxl < 0) minl = -1;
+    if (pat && pat->type != JSON_STRING) return js_invalid(c, "pattern must be a string");
+    if (fmt && fmt->type != JSON_STRING) return js_invalid(c, "format must be a string");
+    const char *fre = NULL;
+    if (fmt) {
+        fre = js_format_regex(fmt->str);
+        if (!fre) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "format '%.200s'", fmt->str);
+            return js_unsupported(c, "format", msg);
+        }
+    }
+    int constraints = (pat != NULL) + (fre != NULL) + (minl >= 0 || maxl >= 0);
+    if (npat > 1) return js_unsupported(c, "pattern", "several patterns combined");
+    if (constraints > 1)
+        return js_unsupported(c, pat ? "pattern" : "format", "combined with another string constraint");
+    grammar_sym content;
+    if (pat || fre) {
+        const char *re = pat ? pat->str : fre;
+        size_t old = js_path_push(c, pat ? "pattern" : "format");
+        status_t st = grammar_add_regex(c->g, re, strlen(re), GRAMMAR_REGEX_JSON_STRING, &content);
+        if (st != STATUS_OK) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", status_message());
+            st = js_unsupported(c, "pattern", msg);
+        }
+        js_path_pop(c, old);
+        STATUS_TRY(st);
+    } else if (minl >= 0 || maxl >= 0) {
+        int64_t lo = minl < 0 ? 0 : minl;
+        if (lo > JS_MAX_REPEAT || maxl > JS_MAX_REPEAT) return js_unsupported(c, "maxLength", "length bound too large");
+        content = grammar_add_repeat(c->g, "chars", js_string_char(c), lo, maxl, 0, 0);
+    } else {
+        *out = js_string(c);
+        return STATUS_OK;
+    }
+    grammar_sym s[3] = {grammar_term('"', '"'), content, grammar_term('"', '"')};
+    *out = js_seq(c, "string", s, 3);
+    return STATUS_OK;
+}
+
+/* ---- objects ---- */
+
+typedef struct js_prop {
+    const char *name;
+    js_part schemas[8];
+    int num_schemas;
+    int required;
+} js_prop;
+
+static grammar_sym js_key(js_ctx *c, const char *name)
+{
+    js_text t = {0};
+    js_text_string(&t, name, strlen(name));
+    js_text_put(&t, "", 0);
+    grammar_sym k = grammar_add_literal(c->g, "key", t.p, t.n);
+    free(t.p);
+    grammar_sym s[2] = {k, c->colon};
+    return js_seq(c, "key", s, 2);
+}
+
+/* Decodes UTF-8 into code points; returns -1 when a name has a character that JSON must
+ * escape (then keys are not excluded, see js_extra_key). */
+static int js_decode_name(const char *s, uint32_t *out, int cap)
+{
+    int n = 0;
+    for (const uint8_t *p = (const uint8_t *)s; *p && n < cap;) {
+        uint32_t c = *p;
+        int k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
+        if (k > 1) c &= (1u << (7 - k)) - 1;
+        for (int i = 1; i < k; i++) {
+            if ((p[i] & 0xC0) != 0x80) return -1;
+            c = (c << 6) | (p[i] & 0x3F);
+        }
+        if (c < 0x20 || c == '"' || c == '\\') return -1;
+        out[n++] = c;
+        p += k;
+    }
+    return n;
+}
+
+/* The rest of a key (content + closing quote) given that its first d characters equal those
+ * of every name in names[0..n): any continuation that does not spell one of the names. */
+static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, int n, int d)
+{
+    grammar *g = c->g;
+    int32_t nt = grammar_add_nonterminal(g, "key_rest");
+    int is_end = 0;
+    grammar_range *r = malloc(((size_t)n + 3) * sizeof *r);
+    uint32_t **sub = malloc((size_t)n * sizeof *sub);
+    int *sublen = malloc((size_t)n * sizeof *sublen);
+    LL_ASSERT(r && sub && sublen);
+    int nr = 0;
+    r[nr++] = (grammar_range){0, 0x1F};
+    r[nr++] = (grammar_range){'"', '"'};
+    r[nr++] = (grammar_range){'\\', '\\'};
+    for (int i = 0; i < n; i++) {
+        if (lens[i] == d) { is_end = 1; continue; }
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = lens[j] > d && names[j][d] == names[i][d];
+        if (seen) continue;
+        uint32_t cp = names[i][d];
+        r[nr++] = (grammar_range){cp, cp};
+        int m = 0;
+        for (int j = i; j < n; j++)
+            if (lens[j] > d && names[j][d] == cp) { sub[m] = names[j]; sublen[m] = lens[j]; m++; }
+        grammar_seq seq = {0};
+        char b[4];
+        int k;
+        if (cp < 0x80) { b[0] = (char)cp; k = 1; }
+        else if (cp < 0x800) { b[0] = (char)(0xC0 | (cp >> 6)); b[1] = (char)(0x80 | (cp & 0x3F)); k = 2; }
+        else if (cp < 0x10000) { b[0] = (char)(0xE0 | (cp >> 12)); b[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F)); k = 3; }
+        else { b[0] = (char)(0xF0 | (cp >> 18)); b[1] = (char)(0x80 | ((cp >> 12) & 0x3F)); b[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F)); k = 4; }
+        grammar_seq_push_literal(&seq, b, (size_t)k);
+        uint32_t **sub2 = malloc((size_t)m * sizeof *sub2);
+        int *sublen2 = malloc((size_t)m * sizeof *sublen2);
+        LL_ASSERT(sub2 && sublen2);
+        memcpy(sub2, sub, (size_t)m * sizeof *sub2);
+        memcpy(sublen2, sublen, (size_t)m * sizeof *sublen2);
+        grammar_seq_push(&seq, js_excl_node(c, sub2, sublen2, m, d + 1));
+        free(sub2);
+        free(sublen2);
+        grammar_add_rule(g, nt, seq.syms, seq.n);
+        grammar_seq_free(&seq);
+    }
+    if (!is_end) {
+        grammar_sym q = grammar_term('"', '"');
+        grammar_add_rule(g, nt, &q, 1);
+    }
+    grammar_sym other = grammar_add_class(g, "key_char", r, nr, 1);
+    grammar_sym o[3] = {other, c->chars, grammar_term('"', '"')};
+    grammar_add_rule(g, nt, o, 3);
+    grammar_sym e[4] = {grammar_term('\\', '\\'), c->escape, c->chars, grammar_term('"', '"')};
+    grammar_add_rule(g, nt, e, 4);
+    free(r);
+    free(sub);
+    free(sublen);
+    return grammar_nt(nt);
+}
+
+/* The key of an additional property: any string but the declared names (when a declared name
+ * needs escapes, any string). */
+static grammar_sym js_extra_key(js_ctx *c, const char *const *names, int n)
+{
+    js_string_char(c);
+    if (n == 0) return c->string;
+    uint32_t **cps = calloc((size_t)n, sizeof *cps);
+    int *lens = calloc((size_t)n, sizeof *lens);
+    LL_ASSERT(cps && lens);
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+        size_t len = strlen(names[i]);
+        cps[i] = malloc((len + 1) * sizeof **cps);
+        LL_ASSERT(cps[i]);
+        lens[i] = js_decode_name(names[i], cps[i], (int)len + 1);
+        if (lens[i] < 0) ok = 0;
+    }
+    grammar_sym key = c->string;
+    if (ok) {
+        grammar_sym s[2] = {grammar_term('"', '"'), js_excl_node(c, cps, lens, n, 0)};
+        key = js_seq(c, "key", s, 2);
+    }
+    for (int i = 0; i < n; i++) free(cps[i]);
+    free(cps);
+    free(lens);
+    return key;
+}
+
+static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar_sym *out)
+{
+    grammar *g = c->g;
+    js_separators(c);
+    js_prop *props = NULL;
+    int num_props = 0, cap_props = 0;
+    status_t st = STATUS_OK;
+    /* properties in declaration order, then required-only names */
+    for (int pass = 0; pass < 2 && st == STATUS_OK; pass++) {
+        for (int i = 0; i < n && st == STATUS_OK; i++) {
+            const json_value *pv = json_get(parts[i].node, pass == 0 ? "properties" : "required");
+            if (!pv) continue;
+            if (pv->type != (pass == 0 ? JSON_OBJECT : JSON_ARRAY)) {
+                st = js_invalid(c, pass == 0 ? "properties must be an object" : "required must be an array");
+                break;
+            }
+            for (int32_t k = 0; k < pv->count; k++) {
+                const json_value *item = &pv->items[k];
+                const char *name = pass == 0 ? item->key : item->str;
+                if (pass == 1 && item->type != JSON_STRING) { st = js_invalid(c, "required must list strings"); break; }
+                int j;
+                for (j = 0; j < num_props; j++)
+                    if (strcmp(props[j].name, name) == 0) break;
+                if (j == num_props) {
+                    if (num_props == cap_props) {
+                        cap_props = cap_props ? cap_props * 2 : 8;
+                        props = realloc(props, (size_t)cap_props * sizeof *props);
+                        LL_ASSERT(props);
+                    }
+                    memset(&props[j], 0, sizeof props[j]);
+                    props[j].name = name;
+                    num_props++;
+                }
+                if (pass == 1) { props[j].required = 1; continue; }
+                if (props[j].num_schemas == 8) { st = js_unsupported(c, "allOf", "property declared too often"); break; }
+                props[j].schemas[props[j].num_schemas++] = (js_part){item, 0};
+            }
+        }
+    }
+    /* additionalProperties */
+    int nap;
+    const json_value *ap = js_kw(parts, n, "additionalProperties", &nap);
+    if (st == STATUS_OK && nap > 1) {
+        for (int i = 0; i < n; i++) {
+            const json_value *v = json_get(parts[i].node, "additionalProperties");
+            if (v && !(v->type == JSON_BOOL && !v->boolean)) {
+                st = js_unsupported(c, "additionalProperties", "in several allOf parts");
+                break;
+            }
+        }
+    }
+    int extra = !(ap && ap->type == JSON_BOOL && !ap->boolean);
+    int64_t minp = -1, maxp = -1;
+    if (st == STATUS_OK) st = js_get_count(c, parts, n, "minProperties", 1, &minp);
+    if (st == STATUS_OK) st = js_get_count(c, parts, n, "maxProperties", 0, &maxp);
+    int num_required = 0;
+    for (int i = 0; i < num_props; i++) num_required += props[i].required;
+    if (st == STATUS_OK && num_props > 0) {
+        if (minp > num_required) st = js_unsupported(c, "minProperties", "with optional or declared properties");
+        else if (maxp >= 0 && (extra || maxp < num_props))
+            st = js_unsupported(c, "maxProperties", "with declared or additional properties");
+    }
+    grammar_sym extra_member = 0;
+    if (st == STATUS_OK && extra) {
+        grammar_sym vs;
+        if (ap && ap->type == JSON_OBJECT) {
+            size_t old = js_path_push(c, "additionalProperties");
+            st = js_gen_one(c, ap, &vs);
+            js_path_pop(c, old);
+        } else {
+            vs = js_value(c);
+        }
+        if (st == STATUS_OK) {
+            const char **names = malloc(((size_t)num_props + 1) * sizeof *names);
+            LL_ASSERT(names);
+            for (int i = 0; i < num_props; i++) names[i] = props[i].name;
+            grammar_sym m[3] = {js_extra_key(c, names, num_props), c->colon, vs};
+            free(names);
+            extra_member = js_seq(c, "member", m, 3);
+        }
+    }
+    if (st != STATUS_OK) { free(props); return st; }
+    /* member symbols */
+    grammar_sym *members = calloc((size_t)num_props + 1, sizeof *members);
+    LL_ASSERT(members);
+    for (int i = 0; i < num_props && st == STATUS_OK; i++) {
+        grammar_sym vs;
+        size_t old = js_path_push(c, "properties");
+        size_t old2 = js_path_push(c, props[i].name);
+        if (props[i].num_schemas == 0) {
+            vs = js_value(c);
+        } else {
+            st = js_gen(c, props[i].schemas, props[i].num_schemas, &vs);
+        }
+        js_path_pop(c, old2);
+        js_path_pop(c, old);
+        if (st != STATUS_OK) break;
+        grammar_sym m[2] = {js_key(c, props[i].name), vs};
+        members[i] = js_seq(c, "prop", m, 2);
+    }
+    if (st == STATUS_OK) {
+        /* A_i: members i.. after at least one; B_i: members i.. with none yet. */
+        int32_t a_next = grammar_add_nonterminal(g, "props_a"), b_next = grammar_add_nonterminal(g, "props_b");
+        if (extra) {
+            int64_t lo = 0, hi = -1;
+            if (num_props == 0) { lo = minp < 0 ? 0 : minp; hi = maxp; }
+            grammar_sym cm[2] = {c->comma, extra_member};
+            grammar_sym tail = grammar_add_repeat(g, "extra", js_seq(c, "extra", cm, 2), 0, -1, 0, 0);
+            grammar_add_rule(g, a_next, &tail, 1);
+            grammar_sym first = grammar_add_repeat(g, "extra", extra_member, lo, hi, c->comma, 1);
+            grammar_add_rule(g, b_next, &first, 1);
+        } else {
+            grammar_add_rule(g, a_next, NULL, 0);
+            if (num_required == 0 && !(num_props == 0 && minp > 0)) grammar_add_rule(g, b_next, NULL, 0);
+        }
+        for (int i = num_props - 1; i >= 0; i--) {
+            int32_t a = grammar_add_nonterminal(g, "props_a"), b = grammar_add_nonterminal(g, "props_b");
+            grammar_sym ar[3] = {c->comma, members[i], grammar_nt(a_next)};
+            grammar_sym br[2] = {members[i], grammar_nt(a_next)};
+            grammar_add_rule(g, a, ar, 3);
+            grammar_add_rule(g, b, br, 2);
+            if (!props[i].required) {
+                grammar_sym an = grammar_nt(a_next), bn = grammar_nt(b_next);
+                grammar_add_rule(g, a, &an, 1);
+                grammar_add_rule(g, b, &bn, 1);
+            }
+            a_next = a;
+            b_next = b;
+        }
+        grammar_sym o[3] = {grammar_term('{', '{'), grammar_nt(b_next), grammar_term('}', '}')};
+        *out = js_seq(c, "object", o, 3);
+    }
+    free(members);
+    free(props);
+    return st;
+}
+
+/* ---- arrays ---- */
+
+static status_t js_array_schema(js_ctx *c, const js_part *parts, int n, grammar_sym *out)
+{
+    grammar *g = c->g;
+    js_separators(c);
+    int nprefix_kw, nitems;
+    const json_value *prefix = js_kw(parts, n, "prefixItems", &nprefix_kw);
+    const json_value *items = js_kw(parts, n, "items", &nitems);
+    const json_value *tail_schema = NULL;
+    const char *tail_name = "items";
+    if (nprefix_kw > 1 || nitems > 1) {
+        /* several parts constrain items: only identical constraints are supported */
+        return js_unsupported(c, nprefix_kw > 1 ? "prefixItems" : "items", "in several allOf parts");
+    }
+    if (prefix && prefix->type != JSON_ARRAY) return js_invalid(c, "prefixItems must be an array");
+    if (items && items->type == JSON_ARRAY) {
+        if (prefix) return js_invalid(c, "items array together with prefixItems");
+        prefix = items;
+        tail_schema = js_kw(parts, n, "additionalItems", NULL);
+        tail_name = "additionalItems";
+    } else if (items) {
+        if (!js_is_schema(items)) return js_invalid(c, "items must be a schema");
+        tail_schema = items;
+    }
+    int64_t min = -1, max = -1;
+    STATUS_TRY(js_get_count(c, parts, n, "minItems", 1, &min));
+    STATUS_TRY(js_get_count(c, parts, n, "maxItems", 0, &max));
+    if (min < 0) min = 0;
+    if (min > JS_MAX_REPEAT || max > JS_MAX_REPEAT) return js_unsupported(c, "maxItems", "bound too large");
+    int k = prefix ? prefix->count : 0;
+    int tail_allowed = !(tail_schema && tail_schema->type == JSON_BOOL && !tail_schema->boolean);
+    grammar_sym tail = 0;
+    if (tail_allowed) {
+        if (tail_schema) {
+            size_t old = js_path_push(c, tail_name);
+            status_t st = js_gen_one(c, tail_schema, &tail);
+            js_path_pop(c, old);
+            STATUS_TRY(st);
+        } else {
+            tail = js_value(c);
+        }
+    }
+    /* L_k: the tail after k prefix items */
+    int32_t next = grammar_add_nonterminal(g, "items");
+    if (max >= 0 && max < k) k = (int)max;  /* later prefix items can never appear */
+    if (tail_allowed && (max < 0 || max > k)) {
+        int64_t cmin = min > k ? min - k : 0, cmax = max < 0 ? -1 : max - k;
+        grammar_sym t;
+        if (k == 0) {
+            t = grammar_add_repeat(g, "items", tail, cmin, cmax, c->comma, 1);
+        } else {
+            grammar_sym ct[2] = {c->comma, tail};
+            t = grammar_add_repeat(g, "items", js_seq(c, "item", ct, 2), cmin, cmax, 0, 0);
+        }
+        grammar_add_rule(g, next, &t, 1);
+    } else if (k >= min) {
+        grammar_add_rule(g, next, NULL, 0);
+    }
+    for (int i = k - 1; i >= 0; i--) {
+        grammar_sym ps;
+        size_t old = js_path_push_index(c, items && items->type == JSON_ARRAY ? "items" : "prefixItems", i);
+        status_t st = js_gen_one(c, &prefix->items[i], &ps);
+        js_path_pop(c, old);
+        STATUS_TRY(st);
+        int32_t l = grammar_add_nonterminal(g, "items");
+        if (i >= min) grammar_add_rule(g, l, NULL, 0);
+        grammar_sym r[3];
+        int m = 0;
+        if (i > 0) r[m++] = c->comma;
+        r[m++] = ps;
+        r[m++] = grammar_nt(next);
+        grammar_add_rule(g, l, r, m);
+        next = l;
+    }
+    grammar_sym a[3] = {grammar_term('[', '['), grammar_nt(next), grammar_term(']', ']')};
+    *out = js_seq(c, "array", a, 3);
+    return STATUS_OK;
+}
+
+/* ---- the conjunction compiler ---- */
+
+static int js_type_bits(const char *t)
+{
+    if (strcmp(t, "null") == 0) return JS_T_NULL;
+    if (strcmp(t, "boolean") == 0) return JS_T_BOOL;
+    if (strcmp(t, "object") == 0) return JS_T_OBJECT;
+    if (strcmp(t, "array") == 0) return JS_T_ARRAY;
+    if (strcmp(t, "string") == 0) return JS_T_STRING;
+    if (strcmp(t, "number") == 0) return JS_T_NUMBER | JS_T_INTEGER;
+    if (strcmp(t, "integer") == 0) return JS_T_INTEGER;
+    return 0;
+}
+
+static int js_value_type_ok(const json_value *v, int types)
+{
+    switch (v->type) {
+    case JSON_NULL: return (types & JS_T_NULL) != 0;
+    case JSON_BOOL: return (types & JS_T_BOOL) != 0;
+    case JSON_STRING: return (types & JS_T_STRING) != 0;
+    case JSON_ARRAY: return (types & JS_T_ARRAY) != 0;
+    case JSON_OBJECT: return (types & JS_T_OBJECT) != 0;
+    case JSON_NUMBER: return (types & JS_T_NUMBER) || ((types & JS_T_INTEGER) && floor(v->num) == v->num);
+    }
+    return 0;
+}
+
+static int js_value_equal(const json_value *a, const json_value *b)
+{
+    if (a->type != b->type) return 0;
+    switch (a->type) {
+    case JSON_NULL: return 1;
+    case JSON_BOOL: return a->boolean == b->boolean;
+    case JSON_NUMBER: return a->num == b->num;
+    case JSON_STRING: return a->str_len == b->str_len && memcmp(a->str, b->str, a->str_len) == 0;
+    case JSON_ARRAY:
+    case JSON_OBJECT:
+        if (a->count != b->count) return 0;
+        for (int32_t i = 0; i < a->count; i++) {
+            if (a->type == JSON_OBJECT && strcmp(a->items[i].key, b->items[i].key) != 0) return 0;
+            if (!js_value_equal(&a->items[i], &b->items[i])) return 0;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static status_t js_gen(js_ctx *c, const js_part *in, int n_in, grammar_sym *out)
+{
+    grammar *g = c->g;
+    if (++c->depth > JS_MAX_DEPTH) { c->depth--; return js_unsupported(c, "$ref", "schema nested too deeply"); }
+    status_t st = STATUS_OK;
+    js_part parts[JS_MAX_PARTS];
+    int n = 0, is_false = 0;
+    /* a lone $ref (with only annotations) becomes a shared, possibly recursive nonterminal */
+    if (n_in == 1 && in[0].skip == 0 && in[0].node->type == JSON_OBJECT && json_get(in[0].node, "$ref") &&
+        js_is_ref_only(in[0].node)) {
+        const json_value *ref = json_get(in[0].node, "$ref"), *target;
+        if (ref->type != JSON_STRING) { st = js_invalid(c, "$ref must be a string"); goto done; }
+        if ((st = js_check_keywords(c, in[0].node)) != STATUS_OK) goto done;
+        if ((st = js_resolve_ref(c, ref->str, &target)) != STATUS_OK) goto done;
+        st = js_ref_symbol(c, target, out);
+        goto done;
+    }
+    for (int i = 0; i < n_in && st == STATUS_OK; i++) {
+        if (in[i].skip) {
+            /* already expanded (from a distributed anyOf) */
+            if (n >= JS_MAX_PARTS) { st = js_unsupported(c, "allOf", "too many combined subschemas"); break; }
+            parts[n++] = in[i];
+        } else {
+            st = js_expand(c, in[i].node, parts, &n, &is_false, 0);
+        }
+    }
+    if (st != STATUS_OK) goto done;
+    if (is_false) { *out = grammar_add_empty(g, "false"); goto done; }
+    for (int i = 0; i < n; i++) parts[i].skip |= 0x100;   /* mark expanded */
+    /* distribute the first pending anyOf / oneOf */
+    for (int i = 0; i < n; i++) {
+        const char *kw = NULL;
+        unsigned bit = 0;
+        if (!(parts[i].skip & JS_SKIP_ANYOF) && json_get(parts[i].node, "anyOf")) { kw = "anyOf"; bit = JS_SKIP_ANYOF; }
+        else if (!(parts[i].skip & JS_SKIP_ONEOF) && json_get(parts[i].node, "oneOf")) { kw = "oneOf"; bit = JS_SKIP_ONEOF; }
+        if (!kw) continue;
+        const json_value *opts = json_get(parts[i].node, kw);
+        if (opts->type != JSON_ARRAY || opts->count == 0) { st = js_invalid(c, "anyOf/oneOf must be a non-empty array"); goto done; }
+        int32_t nt = grammar_add_nonterminal(g, kw);
+        js_part sub[JS_MAX_PARTS + 1];
+        memcpy(sub, parts, (size_t)n * sizeof *sub);
+        sub[i].skip |= bit;
+        for (int32_t k = 0; k < opts->count; k++) {
+            size_t old = js_path_push_index(c, kw, k);
+            grammar_sym alt;
+            int m = n;
+            if (n == 1 && js_only_keyword(parts[0].node, kw)) {
+                st = js_gen_one(c, &opts->items[k], &alt);   /* a plain anyOf: options alone */
+            } else {
+                sub[m] = (js_part){&opts->items[k], 0};
+                st = js_gen(c, sub, m + 1, &alt);
+            }
+            js_path_pop(c, old);
+            if (st != STATUS_OK) goto done;
+            grammar_add_rule(g, nt, &alt, 1);
+        }
+        *out = grammar_nt(nt);
+        goto done;
+    }
+    /* types */
+    int types = JS_T_ALL;
+    for (int i = 0; i < n; i++) {
+        const json_value *t = json_get(parts[i].node, "type");
+        if (!t) continue;
+        int bits = 0;
+        if (t->type == JSON_STRING) {
+            bits = js_type_bits(t->str);
+            if (!bits) { st = js_invalid(c, "unknown type"); goto done; }
+        } else if (t->type == JSON_ARRAY) {
+            for (int32_t k = 0; k < t->count; k++) {
+                int b = t->items[k].type == JSON_STRING ? js_type_bits(t->items[k].str) : 0;
+                if (!b) { st = js_invalid(c, "unknown type"); goto done; }
+                bits |= b;
+            }
+        } else {
+            st = js_invalid(c, "type must be a string or an array");
+            goto done;
+        }
+        types &= bits;
+    }
+    /* enum / const: literal alternatives filtered by type and by the other enums */
+    for (int i = 0; i < n; i++) {
+        const json_value *e = json_get(parts[i].node, "enum"), *cv = json_get(parts[i].node, "const");
+        if (!e && !cv) continue;
+        if (e && e->type != JSON_ARRAY) { st = js_invalid(c, "enum must be an array"); goto done; }
+        int32_t nt = grammar_add_nonterminal(g, "enum");
+        int32_t count = cv ? 1 : e->count;
+        for (int32_t k = 0; k < count; k++) {
+            const json_value *v = cv ? cv : &e->items[k];
+            if (!js_value_type_ok(v, types)) continue;
+            int ok = 1;
+            for (int j = 0; j < n && ok; j++) {
+                if (j == i) continue;
+                const json_value *e2 = json_get(parts[j].node, "enum"), *c2 = json_get(parts[j].node, "const");
+                if (c2 && !js_value_equal(c2, v)) ok = 0;
+                if (e2 && e2->type == JSON_ARRAY) {
+                    int found = 0;
+                    for (int32_t q = 0; q < e2->count && !found; q++) found = js_value_equal(&e2->items[q], v);
+                    if (!found) ok = 0;
+                }
+            }
+            if (!ok) continue;
+            grammar_sym s = js_literal_value(c, v);
+            grammar_add_rule(g, nt, &s, 1);
+        }
+        *out = grammar_nt(nt);
+        goto done;
+    }
+    int32_t nt = grammar_add_nonterminal(g, "schema");
+    grammar_sym alt;
+    if (types & JS_T_NULL) { alt = js_lit(c, "null"); grammar_add_rule(g, nt, &alt, 1); }
+    if (types & JS_T_BOOL) {
+        alt = js_lit(c, "true"); grammar_add_rule(g, nt, &alt, 1);
+        alt = js_lit(c, "false"); grammar_add_rule(g, nt, &alt, 1);
+    }
+    if (types & (JS_T_NUMBER | JS_T_INTEGER)) {
+        if ((st = js_numeric(c, parts, n, !(types & JS_T_NUMBER), &alt)) != STATUS_OK) goto done;
+        grammar_add_rule(g, nt, &alt, 1);
+    }
+    if (types & JS_T_STRING) {
+        if ((st = js_string_schema(c, parts, n, &alt)) != STATUS_OK) goto done;
+        grammar_add_rule(g, nt, &alt, 1);
+    }
+    if (types & JS_T_ARRAY) {
+        if ((st = js_array_schema(c, parts, n, &alt)) != STATUS_OK) goto done;
+        grammar_add_rule(g, nt, &alt, 1);
+    }
+    if (types & JS_T_OBJECT) {
+        if ((st = js_object_schema(c, parts, n, &alt)) != STATUS_OK) goto done;
+        grammar_add_rule(g, nt, &alt, 1);
+    }
+    *out = grammar_nt(nt);
+done:
+    c->depth--;
+    return st;
+}
+
+status_t grammar_from_json_schema(const char *schema, size_t len, const grammar_json_options *opt, grammar *out)
+{
+    grammar_init(out);
+    json_doc *doc;
+    const json_value *root;
+    status_t st = json_parse(schema, len, &doc, &root);
+    if (st != STATUS_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", status_message());
+        return status_set(STATUS_INVALID_ARG, "invalid JSON Schema: %s", msg);
+    }
+    js_ctx c = {0};
+    c.g = out;
+    c.root = root;
+    c.whitespace = opt ? opt->whitespace : 0;
+    int32_t start = grammar_add_nonterminal(out, "root");
+    grammar_sym s;
+    st = js_gen_one(&c, root, &s);
+    if (st == STATUS_OK) {
+        grammar_add_rule(out, start, &s, 1);
+        out->start = start;
+    }
+    free(c.refs);
+    json_doc_free(doc);
+    return st;
+}
+
+status_t grammar_from_choices(const char *choices_json, size_t len, grammar *out)
+{
+    grammar_init(out);
+    json_doc *doc;
+    const json_value *root;
+    if (json_parse(choices_json, len, &doc, &root) != STATUS_OK)
+        return status_set(STATUS_INVALID_ARG, "choice list must be a JSON array of strings");
+    if (root->type != JSON_ARRAY) {
+        json_doc_free(doc);
+        return status_set(STATUS_INVALID_ARG, "choice list must be a JSON array of strings");
+    }
+    int32_t start = grammar_add_nonterminal(out, "root");
+    status_t st = STATUS_OK;
+    if (root->count == 0) st = status_set(STATUS_INVALID_ARG, "choice list is empty");
+    for (int32_t i = 0; i < root->count && st == STATUS_OK; i++) {
+        const json_value *v = &root->items[i];
+        if (v->type != JSON_STRING) { st = status_set(STATUS_INVALID_ARG, "choice %d is not a string", i); break; }
+        grammar_seq seq = {0};
+        grammar_seq_push_literal(&seq, v->str, v->str_len);
+        grammar_add_rule(out, start, seq.syms, seq.n);
+        grammar_seq_free(&seq);
+    }
+    out->start = start;
+    json_doc_free(doc);
+    return st;
+}

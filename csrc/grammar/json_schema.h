@@ -1,0 +1,44 @@
+/* json_schema.h — JSON Schema front end (and choice lists) → grammar IR.
+ *
+ * Output is the JSON text the model must produce.  Decisions (the model is forced into them):
+ *  - Compact by default: no whitespace anywhere.  With whitespace = 1, at most one space may
+ *    follow ':' and ','  (so json.dumps' default separators are accepted too).
+ *  - Object properties appear in the order the schema declares them (allOf parts in order,
+ *    then required names not declared in properties); optional ones may be skipped.  Extra
+ *    properties (additionalProperties true/absent or a schema) may follow the declared ones;
+ *    their keys are any string (not excluded from the declared names).
+ *  - Strings: any RFC 8259 escape in free strings; enum/const/pattern/format text uses the
+ *    canonical escapes of json.dumps(ensure_ascii=False).  minLength/maxLength count
+ *    characters (an escape counts as one).
+ *  - Numbers with minimum/maximum (inclusive or exclusive) are written without an exponent;
+ *    for type number the bounds must be integer-valued, for integer any bound works.
+ *  - oneOf is treated as anyOf (exclusivity is not enforced); allOf merges its parts
+ *    (properties/required unioned, bounds intersected, type sets intersected).
+ *  - $ref: local JSON pointers ("#", "#/$defs/x", "#/definitions/x", "#/properties/..."),
+ *    recursion allowed (one nonterminal per target).
+ *  - formats: date, time, date-time (RFC 3339, offset required), email, uuid, ipv4.
+ *  - enum/const values: filtered by "type"; other keywords are assumed to hold for them.
+ * Keywords that change validity but are not supported (not, if/then/else, patternProperties,
+ * propertyNames, dependencies, dependentRequired, dependentSchemas, uniqueItems: true,
+ * contains, multipleOf, unevaluated*, $dynamicRef, other formats, unsupported combinations)
+ * fail with STATUS_INVALID_ARG "unsupported JSON Schema keyword 'k' at #/path".  Any other
+ * keyword (annotations, vendor extensions) does not change validity and is ignored.
+ */
+#ifndef LIGHTLLM_GRAMMAR_JSON_SCHEMA_H
+#define LIGHTLLM_GRAMMAR_JSON_SCHEMA_H
+
+#include <stddef.h>
+
+#include "grammar/grammar.h"
+
+typedef struct grammar_json_options {
+    int whitespace;   /* 0: compact; 1: at most one space after ':' and ',' */
+} grammar_json_options;
+
+/* Compiles the schema text; *out is initialised here and freed by the caller (also on error). */
+status_t grammar_from_json_schema(const char *schema, size_t len, const grammar_json_options *opt, grammar *out);
+/* A choice list: `choices_json` is a JSON array of strings; the output is exactly one of them
+ * (raw text, not JSON-quoted). */
+status_t grammar_from_choices(const char *choices_json, size_t len, grammar *out);
+
+#endif

@@ -1,0 +1,416 @@
+/* regex.c — regex subset → grammar IR; see regex.h.  Recursive descent over the pattern:
+ * alternation → concatenation → quantified atoms, each turned into a symbol at once. */
+#include "grammar/regex.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+typedef struct regex_parser {
+    const char *s;
+    size_t len, pos;
+    grammar *g;
+    grammar_regex_mode mode;
+    int depth;
+} regex_parser;
+
+#define REGEX_MAX_DEPTH 100
+#define REGEX_MAX_REPEAT 10000
+
+typedef struct regex_class {
+    grammar_range *r;
+    int32_t n, cap;
+} regex_class;
+
+static void regex_class_add(regex_class *c, uint32_t lo, uint32_t hi)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 8;
+        c->r = realloc(c->r, (size_t)c->cap * sizeof *c->r);
+        LL_ASSERT(c->r);
+    }
+    c->r[c->n++] = (grammar_range){lo, hi};
+}
+
+static status_t regex_error(const regex_parser *p, const char *what)
+{
+    return status_set(STATUS_INVALID_ARG, "regex: %s at offset %zu of pattern '%.200s'", what, p->pos,
+                      p->s);
+}
+
+static const grammar_range regex_digit[] = {{'0', '9'}};
+static const grammar_range regex_word[] = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
+static const grammar_range regex_space[] = {{'\t', '\r'}, {' ', ' '}, {0xA0, 0xA0}, {0x1680, 0x1680},
+                                            {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F},
+                                            {0x205F, 0x205F}, {0x3000, 0x3000}, {0xFEFF, 0xFEFF}};
+
+static void regex_class_add_set(regex_class *c, const grammar_range *r, int32_t n, int negate)
+{
+    if (!negate) {
+        for (int32_t i = 0; i < n; i++) regex_class_add(c, r[i].lo, r[i].hi);
+        return;
+    }
+    grammar_range tmp[16];
+    int32_t k = grammar_ranges_normalize(r, n, 1, tmp);
+    for (int32_t i = 0; i < k; i++) regex_class_add(c, tmp[i].lo, tmp[i].hi);
+}
+
+static int regex_hex(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static status_t regex_utf8(regex_parser *p, uint32_t *cp)
+{
+    const uint8_t *s = (const uint8_t *)p->s + p->pos;
+    size_t left = p->len - p->pos;
+    uint32_t c = s[0];
+    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || (size_t)n > left) return regex_error(p, "invalid UTF-8");
+    if (n > 1) c &= (1u << (7 - n)) - 1;
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return regex_error(p, "invalid UTF-8");
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    p->pos += (size_t)n;
+    *cp = c;
+    return STATUS_OK;
+}
+
+/* Parses an escape after '\' (pos at the char after the backslash).  Either sets *cp (a single
+ * code point) and returns with *is_set = 0, or adds a class to c and sets *is_set = 1. */
+static status_t regex_escape(regex_parser *p, uint32_t *cp, regex_class *c, int *is_set, int in_class)
+{
+    *is_set = 0;
+    if (p->pos >= p->len) return regex_error(p, "pattern ends with '\\'");
+    char e = p->s[p->pos++];
+    int digits = 0;
+    switch (e) {
+    case 'd': case 'D': regex_class_add_set(c, regex_digit, 1, e == 'D'); *is_set = 1; return STATUS_OK;
+    case 'w': case 'W': regex_class_add_set(c, regex_word, 4, e == 'W'); *is_set = 1; return STATUS_OK;
+    case 's': case 'S': regex_class_add_set(c, regex_space, 10, e == 'S'); *is_set = 1; return STATUS_OK;
+    case 'n': *cp = '\n'; return STATUS_OK;
+    case 'r': *cp = '\r'; return STATUS_OK;
+    case 't': *cp = '\t'; return STATUS_OK;
+    case 'f': *cp = '\f'; return STATUS_OK;
+    case 'v': *cp = '\v'; return STATUS_OK;
+    case '0': *cp = 0; return STATUS_OK;
+    case 'b':
+        if (in_class) { *cp = '\b'; return STATUS_OK; }
+        p->pos -= 2;
+        return regex_error(p, "unsupported regex feature: word boundary \\b");
+    case 'B': p->pos -= 2; return regex_error(p, "unsupported regex feature: \\B");
+    case 'p': case 'P': p->pos -= 2; return regex_error(p, "unsupported regex feature: Unicode property \\p{..}");
+    case 'k': p->pos -= 2; return regex_error(p, "unsupported regex feature: backreference \\k<..>");
+    case 'c': p->pos -= 2; return regex_error(p, "unsupported regex feature: control escape \\c");
+    case 'x': digits = 2; break;
+    case 'u':
+        if (p->pos < p->len && p->s[p->pos] == '{') {
+            p->pos++;
+            uint32_t v = 0;
+            int n = 0;
+            while (p->pos < p->len && regex_hex(p->s[p->pos]) >= 0 && n < 8) {
+                v = v * 16 + (uint32_t)regex_hex(p->s[p->pos++]);
+                n++;
+            }
+            if (n == 0 || p->pos >= p->len || p->s[p->pos] != '}' || v > GRAMMAR_MAX_CODEPOINT)
+                return regex_error(p, "bad \\u{...} escape");
+            p->pos++;
+            *cp = v;
+            return STATUS_OK;
+        }
+        digits = 4;
+        break;
+    default:
+        if (e >= '1' && e <= '9') {
+            if (in_class) { p->pos -= 2; return regex_error(p, "unsupported regex escape in class"); }
+            p->pos -= 2;
+            return regex_error(p, "unsupported regex feature: backreference");
+        }
+        if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) {
+            p->pos -= 2;
+            return regex_error(p, "unknown regex escape");
+        }
+        p->pos--;
+        return regex_utf8(p, cp);  /* escaped punctuation or non-ASCII: itself */
+    }
+    uint32_t v = 0;
+    for (int i = 0; i < digits; i++) {
+        int h = p->pos < p->len ? regex_hex(p->s[p->pos]) : -1;
+        if (h < 0) return regex_error(p, "bad hex escape");
+        v = v * 16 + (uint32_t)h;
+        p->pos++;
+    }
+    /* \uD83D\uDE00: a surrogate pair spelled as two escapes */
+    if (digits == 4 && v >= 0xD800 && v <= 0xDBFF && p->pos + 6 <= p->len && p->s[p->pos] == '\\' &&
+        p->s[p->pos + 1] == 'u') {
+        uint32_t lo = 0;
+        int ok = 1;
+        for (int i = 0; i < 4; i++) {
+            int h = regex_hex(p->s[p->pos + 2 + (size_t)i]);
+            if (h < 0) ok = 0;
+            else lo = lo * 16 + (uint32_t)h;
+        }
+        if (ok && lo >= 0xDC00 && lo <= 0xDFFF) {
+            v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
+            p->pos += 6;
+        }
+    }
+    *cp = v;
+    return STATUS_OK;
+}
+
+static void regex_json_escape(uint32_t c, char *buf)
+{
+    switch (c) {
+    case '"': strcpy(buf, "\\\""); return;
+    case '\\': strcpy(buf, "\\\\"); return;
+    case '\n': strcpy(buf, "\\n"); return;
+    case '\r': strcpy(buf, "\\r"); return;
+    case '\t': strcpy(buf, "\\t"); return;
+    case '\b': strcpy(buf, "\\b"); return;
+    case '\f': strcpy(buf, "\\f"); return;
+    default: snprintf(buf, 8, "\\u%04x", c); return;
+    }
+}
+
+grammar_sym grammar_add_class_in_mode(grammar *g, const grammar_range *ranges, int32_t n, int negate,
+                                      grammar_regex_mode mode)
+{
+    if (mode == GRAMMAR_REGEX_WHOLE) return grammar_add_class(g, "cls", ranges, n, negate);
+    grammar_range *norm = malloc((size_t)(n + 2) * sizeof *norm);
+    grammar_range *raw = malloc((size_t)(n + 8) * 2 * sizeof *raw);
+    LL_ASSERT(norm && raw);
+    int32_t k = grammar_ranges_normalize(ranges, n, negate, norm);
+    int32_t nraw = 0;
+    int32_t nt = grammar_add_nonterminal(g, "jcls");
+    for (int32_t i = 0; i < k; i++) {
+        /* split around the specials 0x00-0x1F, '"' (0x22), '\\' (0x5C) */
+        static const grammar_range allowed[] = {{0x20, 0x21}, {0x23, 0x5B}, {0x5D, GRAMMAR_MAX_CODEPOINT}};
+        for (int a = 0; a < 3; a++) {
+            uint32_t lo = norm[i].lo > allowed[a].lo ? norm[i].lo : allowed[a].lo;
+            uint32_t hi = norm[i].hi < allowed[a].hi ? norm[i].hi : allowed[a].hi;
+            if (lo <= hi) raw[nraw++] = (grammar_range){lo, hi};
+        }
+        for (uint32_t c = norm[i].lo; c <= norm[i].hi && c <= 0x5C; c++) {
+            if (c < 0x20 || c == '"' || c == '\\') {
+                char buf[8];
+                regex_json_escape(c, buf);
+                grammar_sym s = grammar_add_literal(g, "esc", buf, strlen(buf));
+                grammar_add_rule(g, nt, &s, 1);
+            }
+        }
+    }
+    if (nraw) {
+        grammar_sym s = grammar_add_class(g, "cls", raw, nraw, 0);
+        grammar_add_rule(g, nt, &s, 1);
+    }
+    free(norm);
+    free(raw);
+    return grammar_nt(nt);
+}
+
+static grammar_sym regex_any(regex_parser *p, int dot)
+{
+    /* '.': any code point but line terminators (ECMAScript); the implicit search prefix: any */
+    static const grammar_range nl[] = {{'\n', '\n'}, {'\r', '\r'}, {0x2028, 0x2029}};
+    static const grammar_range all[] = {{0, GRAMMAR_MAX_CODEPOINT}};
+    return dot ? grammar_add_class_in_mode(p->g, nl, 3, 1, p->mode) : grammar_add_class_in_mode(p->g, all, 1, 0, p->mode);
+}
+
+static status_t regex_alternation(regex_parser *p, grammar_sym *out, int top);
+
+static status_t regex_atom(regex_parser *p, grammar_sym *out)
+{
+    char c = p->s[p->pos];
+    if (c == '(') {
+        p->pos++;
+        if (p->pos < p->len && p->s[p->pos] == '?') {
+            if (p->pos + 1 < p->len && p->s[p->pos + 1] == ':') {
+                p->pos += 2;
+            } else if (p->pos + 2 < p->len && p->s[p->pos + 1] == '<' && p->s[p->pos + 2] != '=' &&
+                       p->s[p->pos + 2] != '!') {
+                while (p->pos < p->len && p->s[p->pos] != '>') p->pos++;
+                if (p->pos >= p->len) return regex_error(p, "unterminated group name");
+                p->pos++;
+            } else {
+                p->pos--;
+                return regex_error(p, "unsupported regex feature: lookaround or inline flags '(?'");
+            }
+        }
+        if (++p->depth > REGEX_MAX_DEPTH) return regex_error(p, "regex nested too deeply");
+        STATUS_TRY(regex_alternation(p, out, 0));
+        p->depth--;
+        if (p->pos >= p->len || p->s[p->pos] != ')') return regex_error(p, "expected ')'");
+        p->pos++;
+        return STATUS_OK;
+    }
+    if (c == '.') {
+        p->pos++;
+        *out = regex_any(p, 1);
+        return STATUS_OK;
+    }
+    regex_class cls = {0};
+    status_t st = STATUS_OK;
+    int negate = 0;
+    if (c == '[') {
+        p->pos++;
+        if (p->pos < p->len && p->s[p->pos] == '^') { negate = 1; p->pos++; }
+        while (st == STATUS_OK) {
+            if (p->pos >= p->len) { st = regex_error(p, "unterminated character class"); break; }
+            if (p->s[p->pos] == ']') { p->pos++; break; }  /* "[]" matches nothing, "[^]" anything */
+            uint32_t lo, hi;
+            int is_set = 0;
+            if (p->s[p->pos] == '\\') {
+                p->pos++;
+                if ((st = regex_escape(p, &lo, &cls, &is_set, 1)) != STATUS_OK) break;
+            } else if ((st = regex_utf8(p, &lo)) != STATUS_OK) {
+                break;
+            }
+            if (is_set) continue;
+            hi = lo;
+            if (p->pos + 1 < p->len && p->s[p->pos] == '-' && p->s[p->pos + 1] != ']') {
+                p->pos++;
+                if (p->s[p->pos] == '\\') {
+                    p->pos++;
+                    if ((st = regex_escape(p, &hi, &cls, &is_set, 1)) != STATUS_OK) break;
+                    if (is_set) { regex_class_add(&cls, lo, lo); regex_class_add(&cls, '-', '-'); continue; }
+                } else if ((st = regex_utf8(p, &hi)) != STATUS_OK) {
+                    break;
+                }
+                if (hi < lo) { st = regex_error(p, "character range out of order"); break; }
+            }
+            regex_class_add(&cls, lo, hi);
+        }
+    } else if (c == '\\') {
+        p->pos++;
+        uint32_t cp;
+        int is_set;
+        st = regex_escape(p, &cp, &cls, &is_set, 0);
+        if (st == STATUS_OK && !is_set) regex_class_add(&cls, cp, cp);
+    } else if (c == '*' || c == '+' || c == '?') {
+        st = regex_error(p, "quantifier without an operand");
+    } else if (c == '^' || c == '$') {
+        st = regex_error(p, "unsupported regex feature: anchor inside the pattern");
+    } else {
+        uint32_t cp;
+        st = regex_utf8(p, &cp);
+        if (st == STATUS_OK) regex_class_add(&cls, cp, cp);
+    }
+    if (st == STATUS_OK) *out = grammar_add_class_in_mode(p->g, cls.r, cls.n, negate, p->mode);
+    free(cls.r);
+    return st;
+}
+
+/* Reads {m}, {m,}, {m,n} at pos; returns 0 (pos unchanged) when it is not a quantifier. */
+static int regex_braces(regex_parser *p, int64_t *min, int64_t *max)
+{
+    size_t i = p->pos + 1;
+    int64_t a = 0, b = -1;
+    int nd = 0;
+    while (i < p->len && p->s[i] >= '0' && p->s[i] <= '9' && nd < 9) { a = a * 10 + (p->s[i++] - '0'); nd++; }
+    if (nd == 0 || i >= p->len) return 0;
+    if (p->s[i] == '}') { b = a; }
+    else if (p->s[i] == ',') {
+        i++;
+        nd = 0;
+        if (i < p->len && p->s[i] >= '0' && p->s[i] <= '9') {
+            b = 0;
+            while (i < p->len && p->s[i] >= '0' && p->s[i] <= '9' && nd < 9) { b = b * 10 + (p->s[i++] - '0'); nd++; }
+        }
+        if (i >= p->len || p->s[i] != '}') return 0;
+    } else {
+        return 0;
+    }
+    p->pos = i + 1;
+    *min = a;
+    *max = b;
+    return 1;
+}
+
+static status_t regex_concat(regex_parser *p, grammar_seq *seq)
+{
+    while (p->pos < p->len) {
+        char c = p->s[p->pos];
+        if (c == '|' || c == ')') break;
+        if (c == '$' && p->depth == 0) break;   /* end anchor; checked by the caller */
+        grammar_sym atom;
+        STATUS_TRY(regex_atom(p, &atom));
+        for (;;) {
+            if (p->pos >= p->len) break;
+            char q = p->s[p->pos];
+            int64_t min = 0, max = -1;
+            if (q == '?') { p->pos++; max = 1; }
+            else if (q == '*') { p->pos++; }
+            else if (q == '+') { p->pos++; min = 1; }
+            else if (q == '{' && regex_braces(p, &min, &max)) {
+                if (max >= 0 && max < min) return regex_error(p, "repetition {m,n} with n < m");
+                if (min > REGEX_MAX_REPEAT || max > REGEX_MAX_REPEAT) return regex_error(p, "repetition count too large");
+            } else {
+                break;
+            }
+            if (p->pos < p->len && p->s[p->pos] == '?') p->pos++;  /* lazy: same language */
+            if (min == 0 && max == 1) atom = grammar_add_optional(p->g, "opt", atom);
+            else if (min == 0 && max < 0) atom = grammar_add_star(p->g, "star", atom);
+            else if (min == 1 && max < 0) atom = grammar_add_plus(p->g, "plus", atom);
+            else atom = grammar_add_repeat(p->g, "rep", atom, min, max, 0, 0);
+        }
+        grammar_seq_push(seq, atom);
+    }
+    return STATUS_OK;
+}
+
+static status_t regex_alternation(regex_parser *p, grammar_sym *out, int top)
+{
+    int32_t nt = grammar_add_nonterminal(p->g, top ? "regex" : "group");
+    grammar_seq seq = {0};
+    status_t st = STATUS_OK;
+    for (;;) {
+        grammar_seq_clear(&seq);
+        int anchored_start = 0, anchored_end = 0;
+        if (top && p->pos < p->len && p->s[p->pos] == '^') { p->pos++; anchored_start = 1; }
+        if (top && p->mode == GRAMMAR_REGEX_JSON_STRING && !anchored_start)
+            grammar_seq_push(&seq, grammar_add_star(p->g, "any", regex_any(p, 0)));
+        if ((st = regex_concat(p, &seq)) != STATUS_OK) break;
+        if (p->pos < p->len && p->s[p->pos] == '$') {
+            p->pos++;
+            anchored_end = 1;
+            if (p->pos < p->len && p->s[p->pos] != '|' && p->s[p->pos] != ')') {
+                st = regex_error(p, "unsupported regex feature: anchor '$' inside the pattern");
+                break;
+            }
+        }
+        if (top && p->mode == GRAMMAR_REGEX_JSON_STRING && !anchored_end)
+            grammar_seq_push(&seq, grammar_add_star(p->g, "any", regex_any(p, 0)));
+        grammar_add_rule(p->g, nt, seq.syms, seq.n);
+        if (p->pos < p->len && p->s[p->pos] == '|') { p->pos++; continue; }
+        break;
+    }
+    grammar_seq_free(&seq);
+    *out = grammar_nt(nt);
+    return st;
+}
+
+status_t grammar_add_regex(grammar *g, const char *pattern, size_t len, grammar_regex_mode mode, grammar_sym *out)
+{
+    regex_parser p = {pattern, len, 0, g, mode, 0};
+    STATUS_TRY(regex_alternation(&p, out, 1));
+    if (p.pos < p.len) return regex_error(&p, "unbalanced ')'");
+    return STATUS_OK;
+}
+
+status_t grammar_from_regex(const char *pattern, size_t len, grammar *out)
+{
+    grammar_init(out);
+    int32_t root = grammar_add_nonterminal(out, "root");
+    grammar_sym s;
+    STATUS_TRY(grammar_add_regex(out, pattern, len, GRAMMAR_REGEX_WHOLE, &s));
+    grammar_add_rule(out, root, &s, 1);
+    out->start = root;
+    return STATUS_OK;
+}

@@ -1,0 +1,39 @@
+/* regex.h — regular-expression front end → grammar IR (guided_regex, JSON Schema "pattern").
+ *
+ * Supported (ECMAScript-like): literals, '.', classes [a-z] [^...] with \d \w \s \D \W \S and
+ * escapes, groups ( ) (?: ) (?<name> ), '|', ? * + {m} {m,} {m,n} (lazy forms accepted, same
+ * language), escapes \n \r \t \f \v \0 \xHH \uHHHH \u{H..} and escaped punctuation.  Anchors
+ * '^' / '$' only at the start / end of a top-level alternative.  Lookaround, backreferences,
+ * \b \B, \p{..} and inline flags are rejected with an error naming the feature.
+ *
+ * Modes:
+ *   GRAMMAR_REGEX_WHOLE        the whole output matches (anchors implicit; ^/$ are no-ops).
+ *   GRAMMAR_REGEX_JSON_STRING  the language is the JSON-encoded CONTENT of a string (between
+ *                              the quotes) whose decoded value the pattern matches with
+ *                              JSON Schema's search semantics (an unanchored side gets .*);
+ *                              '"', '\\' and control characters appear in their canonical
+ *                              escaped form (\" \\ \n \r \t \b \f, else \u00xx lowercase).
+ */
+#ifndef LIGHTLLM_GRAMMAR_REGEX_H
+#define LIGHTLLM_GRAMMAR_REGEX_H
+
+#include <stddef.h>
+
+#include "grammar/grammar.h"
+
+typedef enum grammar_regex_mode {
+    GRAMMAR_REGEX_WHOLE = 0,
+    GRAMMAR_REGEX_JSON_STRING = 1,
+} grammar_regex_mode;
+
+/* Adds the pattern's language to g as a symbol (*out).  Errors are STATUS_INVALID_ARG naming
+ * the feature and the character offset. */
+status_t grammar_add_regex(grammar *g, const char *pattern, size_t len, grammar_regex_mode mode, grammar_sym *out);
+/* The pattern as a whole grammar (start symbol "root"); the caller frees *out, also on error. */
+status_t grammar_from_regex(const char *pattern, size_t len, grammar *out);
+/* A symbol matching one code point of the class, in the mode's encoding (JSON-escaped in
+ * GRAMMAR_REGEX_JSON_STRING mode). */
+grammar_sym grammar_add_class_in_mode(grammar *g, const grammar_range *ranges, int32_t n, int negate,
+                                      grammar_regex_mode mode);
+
+#endif
