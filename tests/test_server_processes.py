@@ -107,3 +107,18 @@ def test_full_request_pool_waits_then_503(tmp_path):
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)
+
+
+def test_single_process_mode_serves(tmp_path):
+    """--single-process: the same API from one in-process engine thread (no router/backend)."""
+    proc, url = _start(["--single-process", "--max-model-len", "256"], str(tmp_path / "single.log"))
+    try:
+        assert _children(proc.pid) == [] and _segments(proc.pid) == 0
+        r = httpx.post(url + "/v1/completions", json={"prompt": "hi", "max_tokens": 5, "ignore_eos": True}, timeout=30)
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 5
+        with httpx.stream("POST", url + "/v1/completions", timeout=30,
+                          json={"prompt": "hi", "max_tokens": 4, "ignore_eos": True, "stream": True}) as s:
+            assert sum(line.startswith("data: {") for line in s.iter_lines()) >= 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
