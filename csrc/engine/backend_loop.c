@@ -202,11 +202,22 @@ static void backend_loop_publish(backend_loop *bl, int healthy)
         .kv_slots_cached = s->rc ? radix_cache_evictable_tokens(s->rc) : 0,
         .num_running = s->num_running, .num_waiting = s->num_waiting, .step = bl->num_steps,
         .last_step_us = shm_req_now_us(), .healthy = healthy,
+        .forward_us = (int64_t)(bl->e->forward_seconds * 1e6), .active_us = bl->active_us,
     };
     io_buffer_publish_status(bl->io, &st);
 }
 
+static status_t backend_loop_iterate(backend_loop *bl, int *did_work);
+
 status_t backend_loop_step(backend_loop *bl, int *did_work)
+{
+    const int64_t t0 = shm_req_now_us();
+    status_t s = backend_loop_iterate(bl, did_work);
+    if (*did_work) bl->active_us += shm_req_now_us() - t0;
+    return s;
+}
+
+static status_t backend_loop_iterate(backend_loop *bl, int *did_work)
 {
     *did_work = 0;
     io_buffer_cmd cmd;

@@ -35,6 +35,7 @@ typedef struct backend_loop {
     backend_slot *slots;            /* [pool->num_slots] */
     int32_t num_active;
     uint64_t num_steps;
+    int64_t active_us;              /* time of iterations that had work (for the GPU idle fraction) */
 } backend_loop;
 
 status_t backend_loop_init(backend_loop *bl, engine *e, shm_req_pool *pool, io_buffer *io);

@@ -152,6 +152,8 @@ void io_buffer_publish_status(io_buffer *io, const io_buffer_status *s)
     atomic_store_explicit(&h->step, s->step, memory_order_relaxed);
     atomic_store_explicit(&h->last_step_us, s->last_step_us, memory_order_relaxed);
     atomic_store_explicit(&h->healthy, s->healthy, memory_order_relaxed);
+    atomic_store_explicit(&h->forward_us, s->forward_us, memory_order_relaxed);
+    atomic_store_explicit(&h->active_us, s->active_us, memory_order_relaxed);
     atomic_store_explicit(&h->status_version, v + 2, memory_order_release);
 }
 
@@ -173,6 +175,8 @@ int io_buffer_read_status(const io_buffer *io, io_buffer_status *out)
         out->step = atomic_load_explicit(&h->step, memory_order_relaxed);
         out->last_step_us = atomic_load_explicit(&h->last_step_us, memory_order_relaxed);
         out->healthy = atomic_load_explicit(&h->healthy, memory_order_relaxed);
+        out->forward_us = atomic_load_explicit(&h->forward_us, memory_order_relaxed);
+        out->active_us = atomic_load_explicit(&h->active_us, memory_order_relaxed);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&h->status_version, memory_order_relaxed) == v1) return 1;
     }

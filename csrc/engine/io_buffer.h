@@ -39,7 +39,7 @@
 #include "core/shm.h"
 #include "core/status.h"
 
-#define IO_BUFFER_LAYOUT_VERSION 1u
+#define IO_BUFFER_LAYOUT_VERSION 2u
 #define IO_BUFFER_CMD_MAX_SLOTS 12
 
 enum {
@@ -67,6 +67,9 @@ typedef struct io_buffer_status {
     int64_t last_step_us;        /* CLOCK_MONOTONIC microseconds (shm_req_now_us) of the last step */
     int32_t healthy;             /* 1 = serving; 0 = the backend hit an error */
     int32_t reserved;
+    int64_t forward_us;          /* total time inside the model's forward (the GPU busy, no overlap yet) */
+    int64_t active_us;           /* total time of backend iterations that had work; 1 - forward/active is
+                                  * the share of busy time the GPU waited for the CPU */
 } io_buffer_status;
 
 /* In the segment after shm_header; 384 bytes. */
@@ -91,7 +94,10 @@ typedef struct io_buffer_header {
     _Atomic uint64_t step;
     _Atomic int64_t last_step_us;
     _Atomic int32_t healthy;
-    uint8_t reserved3[132];
+    int32_t reserved4;
+    _Atomic int64_t forward_us;                  /* total time inside the model's forward */
+    _Atomic int64_t active_us;                   /* total time of loop iterations that had work */
+    uint8_t reserved3[112];
 } io_buffer_header;
 
 /* Process-local handle. */

@@ -352,11 +352,12 @@ static PyObject *py_shm_client_status(py_shm_client *self, PyObject *unused)
     io_buffer_status st;
     memset(&st, 0, sizeof st);
     const int ok = self->attached && io_buffer_read_status(&self->io, &st);
-    return Py_BuildValue("{s:L,s:L,s:L,s:i,s:i,s:K,s:L,s:O,s:i}", "kv_slots_total", (long long)st.kv_slots_total,
+    return Py_BuildValue("{s:L,s:L,s:L,s:i,s:i,s:K,s:L,s:O,s:i,s:L,s:L}", "kv_slots_total", (long long)st.kv_slots_total,
                          "kv_slots_free", (long long)st.kv_slots_free, "kv_slots_cached", (long long)st.kv_slots_cached,
                          "num_running", st.num_running, "num_waiting", st.num_waiting, "step", (unsigned long long)st.step,
                          "last_step_us", (long long)st.last_step_us, "healthy", (ok && st.healthy) ? Py_True : Py_False,
-                         "num_in_use", self->attached ? shm_req_pool_num_in_use(&self->pool) : 0);
+                         "num_in_use", self->attached ? shm_req_pool_num_in_use(&self->pool) : 0,
+                         "forward_us", (long long)st.forward_us, "active_us", (long long)st.active_us);
 }
 
 static PyMethodDef py_shm_client_methods[] = {

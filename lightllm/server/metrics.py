@@ -21,7 +21,9 @@ class Metrics:
         self.gauges = {k: Gauge(f"lightllm_{k}", doc, registry=r) for k, doc in (
             ("queue_length", "Requests waiting"), ("running_batch_size", "Sequences running"),
             ("kv_slots_used", "KV token slots in use (held or cached)"), ("kv_slots_total", "KV token slots"),
-            ("prefix_cache_hit_rate", "Prompt tokens served by the prefix cache / prompt tokens"))}
+            ("prefix_cache_hit_rate", "Prompt tokens served by the prefix cache / prompt tokens"),
+            ("gpu_idle_fraction", "Share of the backend's busy time outside the model forward (GPU waiting "
+                                  "for CPU work between steps), since start"))}
         client.on_request_finished(self.observe)
 
     def observe(self, s: RequestStats):
@@ -39,4 +41,6 @@ class Metrics:
         g["kv_slots_used"].set(st["num_kv_slots"] - st["num_free_slots"])
         g["kv_slots_total"].set(st["num_kv_slots"])
         g["prefix_cache_hit_rate"].set(st["num_cached_prompt_tokens"] / max(1, st["num_prompt_tokens"]))
+        if st.get("active_s"):
+            g["gpu_idle_fraction"].set(max(0.0, 1.0 - st["forward_s"] / st["active_s"]))
         return generate_latest(self.registry)

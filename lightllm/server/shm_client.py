@@ -57,7 +57,7 @@ class ShmEngineClient(EngineClient):
             for slot in slots:
                 self._drop(slot, abort=True)
             raise
-        self._by_name[request_id] = slots
+        self._by_name[request_id] = (slots, queue)
         self._wake.set()
         finished = 0
         try:
@@ -69,7 +69,8 @@ class ShmEngineClient(EngineClient):
                 yield item
         finally:
             self._by_name.pop(request_id, None)
-            left = [slot for slot in slots if slot in self._live]
+            # slots still ours: a finished slot may already be free and claimed by another request
+            left = [slot for slot in slots if self._live.get(slot, (None,))[0] is queue]
             for slot in left:
                 self._drop(slot, abort=True)
             if left:  # the client went away: the request ends as aborted
@@ -78,8 +79,9 @@ class ShmEngineClient(EngineClient):
                 self._notify(stats)
 
     async def abort(self, request_id):
-        for slot in self._by_name.get(request_id, []):
-            if slot in self._live:
+        slots, queue = self._by_name.get(request_id, ((), None))
+        for slot in slots:
+            if self._live.get(slot, (None,))[0] is queue:  # not a finished slot another request reuses
                 self._c.abort(slot)
 
     def stats(self) -> dict:
@@ -88,7 +90,8 @@ class ShmEngineClient(EngineClient):
                 "num_cached_slots": st["kv_slots_cached"], "num_running": st["num_running"],
                 "num_waiting": max(0, st["num_in_use"] - st["num_running"]),   # submitted, not yet running
                 "num_prompt_tokens": self._prompt_tokens, "num_cached_prompt_tokens": self._cached_tokens,
-                "num_steps": st["step"], "vocab_size": self._vocab_size, "max_model_len": self._max_model_len}
+                "num_steps": st["step"], "vocab_size": self._vocab_size, "max_model_len": self._max_model_len,
+                "forward_s": st["forward_us"] / 1e6, "active_s": st["active_us"] / 1e6}
 
     def is_healthy(self) -> bool:
         return self._alive() and self._c.status()["healthy"]
