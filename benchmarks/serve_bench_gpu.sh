@@ -11,8 +11,9 @@ python -m lightllm.server --model-dir ${MODEL_DIR:-.dev/models/qwen3-8b} --load-
 SP=$!
 for i in $(seq 1 240); do curl -sf http://127.0.0.1:8011/health > /dev/null && break; sleep 1; done
 echo "server ready after ${i}s"; tail -3 $OUT/server.log
-timeout 150 python benchmarks/bench_serving.py --base-url http://127.0.0.1:8011/v1 --num-prompts 256 --max-concurrency 64 \
-    --input-len 512 --output-len 128 --ignore-eos --tokenizer-dir ${MODEL_DIR:-.dev/models/qwen3-8b} --seed 0 \
+timeout 150 python benchmarks/bench_serving.py --base-url http://127.0.0.1:8011/v1 \
+    ${BENCH_ARGS:---num-prompts 256 --max-concurrency 64 --input-len 512 --output-len 128} \
+    --ignore-eos --tokenizer-dir ${MODEL_DIR:-.dev/models/qwen3-8b} --seed 0 \
     --result-json $OUT/serving.json 2>&1 | tee $OUT/bench_serving.log | tail -32
-curl -s http://127.0.0.1:8011/metrics | grep -E "^lightllm_(kv|running|queue|prefix)" | head
+curl -s http://127.0.0.1:8011/metrics | grep -E "^lightllm_(kv|running|queue|prefix|gpu)" | head
 kill -TERM $SP; wait $SP; echo "server exit $?"; ls /dev/shm | grep -c lightllm || true
