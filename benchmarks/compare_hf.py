@@ -9,7 +9,6 @@ Printed as ms per decode step and the ratio transformers / lightllm (> 1: lightl
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 

@@ -20,7 +20,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 
-from conftest import ROOT, shared_path  # noqa: E402
+from conftest import shared_path  # noqa: E402
 TESTS = os.path.dirname(os.path.abspath(__file__))  # cwd of server subprocesses: the installed package, not the source tree
 from lightllm.tokenizer import Tokenizer  # noqa: E402
 

@@ -6,25 +6,24 @@ GET /metrics (Prometheus, one registry per app). Every invalid request is a 400 
 404) with an OpenAI error body naming the field, decided before any byte is streamed: a request
 starts only after the engine accepted it. A client that disconnects aborts its request.
 """
-import asyncio
 import json
-import time
 from contextlib import aclosing, asynccontextmanager
 from typing import List
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
 from lightllm.server.engine_client import EngineClient, EngineError
 from lightllm.server.metrics import Metrics
+from lightllm.server.streams import Choice, chunks, collect, merge, sse, unless_disconnected, usage_info
 from lightllm.server.protocol import (ApiError, ChatChoice, ChatCompletionChunk, ChatCompletionRequest,
                                       ChatCompletionResponse, ChatLogprobEntry, ChatLogprobs, ChatMessage,
                                       ChatStreamChoice, CompletionChoice, CompletionChunk, CompletionLogprobs,
                                       CompletionRequest, CompletionResponse, DeltaMessage, ErrorInfo, ErrorResponse,
-                                      GenerateRequest, ModelCard, ModelList, TopLogprob, UsageInfo, engine_error,
+                                      GenerateRequest, ModelCard, ModelList, TopLogprob, engine_error,
                                       new_id)
 
 _ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 405: "MethodNotAllowedError",
@@ -52,59 +51,6 @@ def _validation_error(exc: RequestValidationError):
     if param is None:
         return _error(400, "the request body must be a JSON object, sent with Content-Type: application/json")
     return _error(400, f"{param}: {err.get('msg', 'invalid request')}", param)
-
-
-class _Choice:
-    """One output (prompt i, sample j) as it accumulates."""
-
-    def __init__(self, index):
-        self.index, self.pieces, self.num_tokens, self.finish_reason, self.stop_reason = index, [], 0, None, None
-        self.text_len, self.tokens = 0, []  # with logprobs: (token_id, logprob, top, text offset)
-
-    def add(self, u):
-        if u.logprob is not None:
-            self.tokens.append((u.token_id, u.logprob, u.top_logprobs, self.text_len))
-        self.pieces.append(u.text)
-        self.text_len += len(u.text)
-        self.num_tokens += u.token_id is not None
-        if u.finish_reason is not None:
-            self.finish_reason, self.stop_reason = u.finish_reason, u.stop_reason
-
-    @property
-    def text(self):
-        return "".join(self.pieces)
-
-
-async def _merge(gens, firsts, n):
-    """(choice index, Update) from every prompt's stream as they come; closing aborts them all."""
-    queue, tasks = asyncio.Queue(), []
-
-    async def pump(i, gen):
-        try:
-            async for u in gen:
-                queue.put_nowait((i * n + u.index, u))
-            queue.put_nowait(None)
-        except Exception as e:
-            queue.put_nowait(e)
-    try:
-        for i, u in enumerate(firsts):
-            yield i * n + u.index, u
-        if len(gens) == 1:
-            async for u in gens[0]:
-                yield u.index, u
-            return
-        tasks = [asyncio.ensure_future(pump(i, g)) for i, g in enumerate(gens)]
-        for _ in gens:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for g in gens:
-            await g.aclose()
 
 
 class _Server:
@@ -155,7 +101,7 @@ class _Server:
             if isinstance(e, ValueError):
                 raise engine_error(e) from None
             raise
-        return _merge(gens, firsts, params.n)
+        return merge(gens, firsts, params.n)
 
     def token_bytes(self, token_id) -> bytes:
         if self._token_bytes is None:
@@ -182,40 +128,6 @@ class _Server:
         return ChatLogprobs(content=[entry(ChatLogprobEntry, tok, lp, top_logprobs=[entry(TopLogprob, i, l)
                                                                                    for i, l in top])
                                      for tok, lp, top, _ in tokens])
-
-
-async def _unless_disconnected(request: Request, coro):
-    """Run coro; cancel it (aborting its requests) when the client goes away."""
-    task = asyncio.ensure_future(coro)
-    try:
-        while not (await asyncio.wait({task}, timeout=0.25))[0]:
-            if await request.is_disconnected():
-                task.cancel()
-                raise ApiError("client disconnected", status=499, type="ClientDisconnected")
-        return task.result()
-    finally:
-        task.cancel()
-
-
-def _sse(request: Request, events, prefix="data: ", done=True):
-    """An SSE response of the JSON strings `events` yields; stops (and aborts) when the client
-    goes away; an engine failure mid-stream becomes an error event."""
-    async def body():
-        checked = time.monotonic()
-        async with aclosing(events):
-            try:
-                async for data in events:
-                    yield f"{prefix}{data}\n\n"
-                    if time.monotonic() - checked > 1.0:
-                        checked = time.monotonic()
-                        if await request.is_disconnected():
-                            return
-            except (ApiError, EngineError) as e:
-                info = ErrorInfo(message=str(e), type="ServiceUnavailableError", code=503)
-                yield f"{prefix}{ErrorResponse(error=info).model_dump_json()}\n\n"
-        if done:
-            yield "data: [DONE]\n\n"
-    return StreamingResponse(body(), media_type="text/event-stream")
 
 
 def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model_len: int,
@@ -260,10 +172,10 @@ def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model
                 return CompletionChunk(**head, choices=[CompletionChoice(
                     index=c.index, text=u.text, logprobs=lps, finish_reason=u.finish_reason, stop_reason=u.stop_reason)])
             usage = body.include_usage and (lambda cs: CompletionChunk(**head, choices=[],
-                                                                        usage=_usage(num_prompt_tokens, cs)))
-            return _sse(request, _chunks(stream, len(prompts) * n, chunk, usage))
-        choices = await _unless_disconnected(request, _collect(stream, len(prompts) * n))
-        return CompletionResponse(**head, usage=_usage(num_prompt_tokens, choices), choices=[CompletionChoice(
+                                                                        usage=usage_info(num_prompt_tokens, cs)))
+            return sse(request, chunks(stream, len(prompts) * n, chunk, usage))
+        choices = await unless_disconnected(request, collect(stream, len(prompts) * n))
+        return CompletionResponse(**head, usage=usage_info(num_prompt_tokens, choices), choices=[CompletionChoice(
             index=c.index, text=c.text, finish_reason=c.finish_reason, stop_reason=c.stop_reason,
             logprobs=s.completion_logprobs(c.tokens) if body.logprobs is not None else None) for c in choices])
 
@@ -304,10 +216,10 @@ def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model
             roles = [ChatCompletionChunk(**head, choices=[ChatStreamChoice(
                 index=i, delta=DeltaMessage(role="assistant", content=""))]) for i in range(n)]
             usage = body.include_usage and (lambda cs: ChatCompletionChunk(**head, choices=[],
-                                                                            usage=_usage(len(ids), cs)))
-            return _sse(request, _chunks(stream, n, chunk, usage, roles))
-        choices = await _unless_disconnected(request, _collect(stream, n))
-        return ChatCompletionResponse(**head, usage=_usage(len(ids), choices), choices=[ChatChoice(
+                                                                            usage=usage_info(len(ids), cs)))
+            return sse(request, chunks(stream, n, chunk, usage, roles))
+        choices = await unless_disconnected(request, collect(stream, n))
+        return ChatCompletionResponse(**head, usage=usage_info(len(ids), choices), choices=[ChatChoice(
             index=c.index, message=ChatMessage(content=c.text), finish_reason=c.finish_reason,
             stop_reason=c.stop_reason, logprobs=s.chat_logprobs(c.tokens) if body.logprobs else None) for c in choices])
 
@@ -324,7 +236,7 @@ def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model
     @app.post("/generate")
     async def generate(body: GenerateRequest, request: Request):
         ids, params, stream = await native(body)
-        choices = await _unless_disconnected(request, _collect(stream, params.n))
+        choices = await unless_disconnected(request, collect(stream, params.n))
         out = {"generated_text": [c.text for c in choices], "count_output_tokens": sum(c.num_tokens for c in choices),
                "finish_reason": choices[0].finish_reason, "prompt_tokens": len(ids)}
         if body.parameters.return_details:
@@ -339,7 +251,7 @@ def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model
         ids, params, stream = await native(body)
 
         async def events():
-            c = _Choice(0)
+            c = Choice(0)
             async with aclosing(stream):
                 async for _, u in stream:
                     c.add(u)
@@ -349,7 +261,7 @@ def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model
                                                 "count_output_tokens": c.num_tokens, "prompt_tokens": len(ids)},
                                       "generated_text": c.text if done else None, "finished": done,
                                       "finish_reason": u.finish_reason, "details": None}, ensure_ascii=False)
-        return _sse(request, events(), prefix="data:", done=False)
+        return sse(request, events(), prefix="data:", done=False)
 
     @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
@@ -365,32 +277,3 @@ def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model
 
 def _is_special(s: _Server, token_id):
     return bool(s.tokenizer is not None and token_id in s.tokenizer.special_ids)
-
-
-def _usage(num_prompt_tokens, choices):
-    completion = sum(c.num_tokens for c in choices)
-    return UsageInfo(prompt_tokens=num_prompt_tokens, completion_tokens=completion,
-                     total_tokens=num_prompt_tokens + completion)
-
-
-async def _chunks(stream, num_choices, chunk, usage=None, preamble=()):
-    """A stream's JSON chunks: the preamble, chunk(choice, update) for each update that carries
-    text, a finish or logprobs, then usage(choices) when asked for."""
-    for first in preamble:
-        yield first.model_dump_json()
-    choices = [_Choice(i) for i in range(num_choices)]
-    async with aclosing(stream):
-        async for ci, u in stream:
-            choices[ci].add(u)
-            if u.text or u.finish_reason or u.logprob is not None:
-                yield chunk(choices[ci], u).model_dump_json()
-    if usage:
-        yield usage(choices).model_dump_json()
-
-
-async def _collect(stream, num_choices):
-    choices = [_Choice(i) for i in range(num_choices)]
-    async with aclosing(stream):
-        async for ci, u in stream:
-            choices[ci].add(u)
-    return choices
