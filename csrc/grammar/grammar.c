@@ -364,12 +364,7 @@ grammar_sym grammar_add_class(grammar *g, const char *prefix, const grammar_rang
 
 /* ---- printer ---- */
 
-typedef struct grammar_buf {
-    char *p;
-    size_t n, cap;
-} grammar_buf;
-
-static void grammar_buf_put(grammar_buf *b, const char *s, size_t len)
+void grammar_buf_put(grammar_buf *b, const char *s, size_t len)
 {
     if (b->n + len + 1 > b->cap) {
         while (b->n + len + 1 > b->cap) b->cap = b->cap ? b->cap * 2 : 1024;

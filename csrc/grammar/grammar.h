@@ -104,6 +104,14 @@ int32_t grammar_ranges_normalize(const grammar_range *in, int32_t n, int negate,
 /* Prints the grammar in GBNF-like syntax (start rule first) into a malloc'ed string. */
 char *grammar_print(const grammar *g);
 
+/* A growing NUL-terminated byte string (the printer's and the JSON Schema front end's text);
+ * zero-initialise, append with grammar_buf_put, free(p) when done. */
+typedef struct grammar_buf {
+    char *p;
+    size_t n, cap;
+} grammar_buf;
+void grammar_buf_put(grammar_buf *b, const char *s, size_t len);
+
 /* Reference recognizer (Earley over bytes; slow, for tests).  accepts: the whole input is a
  * sentence of the start symbol; accepts_prefix: the input can be extended to a sentence. */
 int grammar_accepts(const grammar *g, const uint8_t *bytes, size_t len);

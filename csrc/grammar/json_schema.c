@@ -226,50 +226,33 @@ static grammar_sym js_value(js_ctx *c)
 
 /* ---- canonical JSON text of a value (json.dumps(separators=(",", ":"), ensure_ascii=False)) ---- */
 
-typedef struct js_text {
-    char *p;
-    size_t n, cap;
-} js_text;
-
-static void js_text_put(js_text *t, const char *s, size_t len)
+static void js_text_string(grammar_buf *t, const char *s, size_t len)
 {
-    if (t->n + len + 1 > t->cap) {
-        while (t->n + len + 1 > t->cap) t->cap = t->cap ? t->cap * 2 : 64;
-        t->p = realloc(t->p, t->cap);
-        LL_ASSERT(t->p);
-    }
-    memcpy(t->p + t->n, s, len);
-    t->n += len;
-    t->p[t->n] = '\0';
-}
-
-static void js_text_string(js_text *t, const char *s, size_t len)
-{
-    js_text_put(t, "\"", 1);
+    grammar_buf_put(t, "\"", 1);
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
         char buf[8];
         switch (ch) {
-        case '"': js_text_put(t, "\\\"", 2); break;
-        case '\\': js_text_put(t, "\\\\", 2); break;
-        case '\n': js_text_put(t, "\\n", 2); break;
-        case '\r': js_text_put(t, "\\r", 2); break;
-        case '\t': js_text_put(t, "\\t", 2); break;
-        case '\b': js_text_put(t, "\\b", 2); break;
-        case '\f': js_text_put(t, "\\f", 2); break;
+        case '"': grammar_buf_put(t, "\\\"", 2); break;
+        case '\\': grammar_buf_put(t, "\\\\", 2); break;
+        case '\n': grammar_buf_put(t, "\\n", 2); break;
+        case '\r': grammar_buf_put(t, "\\r", 2); break;
+        case '\t': grammar_buf_put(t, "\\t", 2); break;
+        case '\b': grammar_buf_put(t, "\\b", 2); break;
+        case '\f': grammar_buf_put(t, "\\f", 2); break;
         default:
             if (ch < 0x20) {
                 snprintf(buf, sizeof buf, "\\u%04x", ch);
-                js_text_put(t, buf, 6);
+                grammar_buf_put(t, buf, 6);
             } else {
-                js_text_put(t, (const char *)&s[i], 1);
+                grammar_buf_put(t, (const char *)&s[i], 1);
             }
         }
     }
-    js_text_put(t, "\"", 1);
+    grammar_buf_put(t, "\"", 1);
 }
 
-static void js_text_number(js_text *t, const json_value *v)
+static void js_text_number(grammar_buf *t, const json_value *v)
 {
     char buf[64];
     if ((double)v->i64 == v->num && fabs(v->num) < 1e16) {
@@ -281,35 +264,35 @@ static void js_text_number(js_text *t, const json_value *v)
         }
         if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
     }
-    js_text_put(t, buf, strlen(buf));
+    grammar_buf_put(t, buf, strlen(buf));
 }
 
-static void js_text_value(js_text *t, const json_value *v)
+static void js_text_value(grammar_buf *t, const json_value *v)
 {
     switch (v->type) {
-    case JSON_NULL: js_text_put(t, "null", 4); break;
-    case JSON_BOOL: v->boolean ? js_text_put(t, "true", 4) : js_text_put(t, "false", 5); break;
+    case JSON_NULL: grammar_buf_put(t, "null", 4); break;
+    case JSON_BOOL: v->boolean ? grammar_buf_put(t, "true", 4) : grammar_buf_put(t, "false", 5); break;
     case JSON_NUMBER: js_text_number(t, v); break;
     case JSON_STRING: js_text_string(t, v->str, v->str_len); break;
     case JSON_ARRAY:
     case JSON_OBJECT:
-        js_text_put(t, v->type == JSON_ARRAY ? "[" : "{", 1);
+        grammar_buf_put(t, v->type == JSON_ARRAY ? "[" : "{", 1);
         for (int32_t i = 0; i < v->count; i++) {
-            if (i) js_text_put(t, ",", 1);
+            if (i) grammar_buf_put(t, ",", 1);
             if (v->type == JSON_OBJECT) {
                 js_text_string(t, v->items[i].key, strlen(v->items[i].key));
-                js_text_put(t, ":", 1);
+                grammar_buf_put(t, ":", 1);
             }
             js_text_value(t, &v->items[i]);
         }
-        js_text_put(t, v->type == JSON_ARRAY ? "]" : "}", 1);
+        grammar_buf_put(t, v->type == JSON_ARRAY ? "]" : "}", 1);
         break;
     }
 }
 
 static grammar_sym js_literal_value(js_ctx *c, const json_value *v)
 {
-    js_text t = {0};
+    grammar_buf t = {0};
     js_text_value(&t, v);
     grammar_sym s = grammar_add_literal(c->g, "const", t.p, t.n);
     free(t.p);
@@ -740,9 +723,9 @@ typedef struct js_prop {
 
 static grammar_sym js_key(js_ctx *c, const char *name)
 {
-    js_text t = {0};
+    grammar_buf t = {0};
     js_text_string(&t, name, strlen(name));
-    js_text_put(&t, "", 0);
+    grammar_buf_put(&t, "", 0);
     grammar_sym k = grammar_add_literal(c->g, "key", t.p, t.n);
     free(t.p);
     grammar_sym s[2] = {k, c->colon};
