@@ -1,6 +1,7 @@
 """The multi-process server (HTTP + C Router + C ModelBackend over shared memory): greedy output
 equals transformers' through it, SIGTERM leaves no processes and no /dev/shm segments, and a
 backend killed with SIGKILL makes the server exit non-zero, again leaving nothing behind."""
+import json
 import os
 import re
 import signal
@@ -120,6 +121,16 @@ def test_single_process_mode_serves(tmp_path):
         with httpx.stream("POST", url + "/v1/completions", timeout=30,
                           json={"prompt": "hi", "max_tokens": 4, "ignore_eos": True, "stream": True}) as s:
             assert sum(line.startswith("data: {") for line in s.iter_lines()) >= 4
+        # a stop string: the streamed pieces never contain text that the stop later cuts
+        greedy = {"prompt": "hi", "max_tokens": 40, "ignore_eos": True, "temperature": 0}
+        full = httpx.post(url + "/v1/completions", json=greedy, timeout=30).json()["choices"][0]["text"]
+        stop = full[12:14]
+        cut = httpx.post(url + "/v1/completions", json={**greedy, "stop": [stop]}, timeout=30).json()["choices"][0]
+        assert cut["finish_reason"] == "stop" and cut["text"] == full[:full.index(stop)]
+        with httpx.stream("POST", url + "/v1/completions", timeout=30, json={**greedy, "stop": [stop], "stream": True}) as s:
+            pieces = [json.loads(line[6:])["choices"][0]["text"] for line in s.iter_lines()
+                      if line.startswith("data: {")]
+        assert "".join(pieces) == cut["text"]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0

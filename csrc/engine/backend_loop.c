@@ -13,7 +13,6 @@ struct backend_slot {
     int32_t finished;               /* the engine is done; finish fields below are final */
     uint32_t finish_reason, stop_kind;
     int32_t stop_value;
-    int32_t holdback;               /* longest stop string - 1 */
     size_t text_sent;               /* bytes of the sequence's text queued so far */
     shm_req_token_record *recs;     /* queued records [num_recs] */
     int32_t num_recs, cap_recs, first_rec;
@@ -88,15 +87,12 @@ static void backend_loop_add(backend_loop *bl, int32_t slot)
     }
     const char *stops[SHM_REQ_MAX_STOP_STRINGS];
     char stop_buf[SHM_REQ_MAX_STOP_STRINGS][SHM_REQ_MAX_STOP_STRING_BYTES + 1];
-    int32_t holdback = 0;
     for (uint32_t i = 0; i < q->num_stop_strings && i < SHM_REQ_MAX_STOP_STRINGS; i++) {
         const uint32_t n = q->stop_string_bytes[i];
         memcpy(stop_buf[i], q->stop_strings[i], n);
         stop_buf[i][n] = '\0';
         stops[i] = stop_buf[i];
-        if ((int32_t)n - 1 > holdback) holdback = (int32_t)n - 1;
     }
-    b->holdback = holdback;
     engine_request_params p = {
         .sp = q->params,
         .num_stops = (int32_t)q->num_stop_strings,
@@ -140,11 +136,7 @@ static void backend_loop_collect(backend_loop *bl, const seq *q)
         backend_slot_queue_record(b, &r);
     }
     const int done = q->status == SEQ_FINISHED;
-    size_t upto = q->text_len;
-    if (!done) {
-        upto = q->text_len > (size_t)b->holdback ? q->text_len - (size_t)b->holdback : 0;
-        while (upto > b->text_sent && upto < q->text_len && (((uint8_t)q->text[upto]) & 0xC0) == 0x80) upto--; /* whole chars */
-    }
+    const size_t upto = engine_seq_stable_len(q);
     if (upto > b->text_sent) {
         backend_slot_queue_text(b, q->text + b->text_sent, upto - b->text_sent);
         b->text_sent = upto;

@@ -4,9 +4,9 @@
  * Each iteration: (1) pops the router's commands — ADD copies the slot's request (params, stop
  * strings/ids, prompt) into engine_add_request and marks the slot RUNNING; ABORT aborts it;
  * (2) runs one engine_step when the engine has work; (3) for each sequence that produced a token
- * or finished, queues a token record and the new text, holding back the last
- * (longest stop string − 1) bytes while it runs, so text that a stop string later cuts is never
- * sent (the final text is exact); (4) flushes the queues into the rings as far as they have
+ * or finished, queues a token record and the new text up to engine_seq_stable_len (a tail that
+ * could still begin a stop string waits), so text that a stop string later cuts is never sent;
+ * (4) flushes the queues into the rings as far as they have
  * room (back-pressure: what does not fit waits for the next iteration; other requests are not
  * held up), and once a finished request's queue is empty, writes its finish fields, sets
  * FINISHED and releases the reference the router took for the backend; (5) publishes its status

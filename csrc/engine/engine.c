@@ -283,6 +283,25 @@ status_t engine_abort(engine *e, int64_t req_id)
     return STATUS_OK;
 }
 
+size_t engine_seq_stable_len(const seq *q)
+{
+    if (q->status == SEQ_FINISHED) return q->text_len;
+    const engine_stop_strings *st = &q->req->stops;
+    size_t keep = 0;
+    for (int32_t i = 0; i < st->num; i++) {
+        size_t k = st->lens[i] - 1 < q->text_len ? st->lens[i] - 1 : q->text_len;
+        for (; k > keep; k--) {
+            if (memcmp(q->text + q->text_len - k, st->strs[i], k) == 0) {
+                keep = k;
+                break;
+            }
+        }
+    }
+    size_t stable = q->text_len - keep;
+    while (stable > 0 && stable < q->text_len && (((uint8_t)q->text[stable]) & 0xC0) == 0x80) stable--;
+    return stable;
+}
+
 static void engine_text_reserve(seq *q, size_t extra)
 {
     if (q->text_len + extra + 1 <= q->text_cap) return;

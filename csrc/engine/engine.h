@@ -112,5 +112,9 @@ int engine_has_unfinished(const engine *e);
  * scoring. */
 status_t engine_score(engine *e, const int32_t *ids, int32_t n, float *logits);
 const char *engine_finish_name(seq_finish f);
+/* Bytes of the sequence's text that no stop string can cut any more: all of it once finished;
+ * while running, all but the longest tail that is a proper prefix of one of its stop strings
+ * (never splitting a character).  Never decreases.  Streams send text up to here. */
+size_t engine_seq_stable_len(const seq *q);
 
 #endif

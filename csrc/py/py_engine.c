@@ -330,9 +330,11 @@ static PyObject *py_engine_update(engine *e, seq *q)
                 PyList_SET_ITEM(top, i, Py_BuildValue("(id)", q->last.top_ids[i], (double)q->last.top_logprobs[i]));
         }
     }
-    const size_t from = q->text_reported < q->text_len ? q->text_reported : q->text_len;
-    PyObject *delta = PyUnicode_DecodeUTF8(q->text + from, (Py_ssize_t)(q->text_len - from), "replace");
-    q->text_reported = q->text_len;
+    /* the delta stops short of a tail a stop string may still cut: streamed text is final */
+    const size_t stable = engine_seq_stable_len(q);
+    const size_t from = q->text_reported < stable ? q->text_reported : stable;
+    PyObject *delta = PyUnicode_DecodeUTF8(q->text + from, (Py_ssize_t)(stable - from), "replace");
+    if (stable > q->text_reported) q->text_reported = stable;
     if (q->status == SEQ_FINISHED) {
         owned[3] = finish = PyUnicode_FromString(engine_finish_name(q->finish));
         if (q->stop_string >= 0) owned[4] = stop = PyUnicode_FromString(q->req->stops.strs[q->stop_string]);

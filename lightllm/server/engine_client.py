@@ -101,35 +101,17 @@ class EngineClient(abc.ABC):
 
 
 class _Request:
-    """One request as the engine thread sees it (its asyncio side is the queue)."""
+    """One request as the engine thread sees it (its asyncio side is the queue). The engine's
+    text deltas are final: it holds back a tail that a stop string could still cut."""
 
-    def __init__(self, engine_id, loop, stats, stops):
+    def __init__(self, engine_id, loop, stats):
         self.engine_id, self.loop, self.stats, self.queue = engine_id, loop, stats, asyncio.Queue()
-        self.stops = stops                       # with stop strings, per sample: text held back, chars sent
-        self.held = [""] * stats.num_samples if stops else None
-        self.num_sent = [0] * stats.num_samples
 
     def post(self, item):
         try:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
         except RuntimeError:  # the event loop is gone
             pass
-
-    def safe_text(self, index, delta, full):
-        """The text of this update that can be shown now. The engine may cut text it already
-        reported when a stop string completes, so hold back a tail that could begin one; at the
-        finish, send the rest of the engine's final text."""
-        if self.held is None:
-            return delta
-        if full is not None:
-            out, self.num_sent[index] = full[self.num_sent[index]:], len(full)
-            return out
-        tail = self.held[index] + delta
-        k = max((k for s in self.stops for k in range(min(len(s) - 1, len(tail)), 0, -1) if tail.endswith(s[:k])),
-                default=0)
-        out, self.held[index] = tail[:len(tail) - k], tail[len(tail) - k:]
-        self.num_sent[index] += len(out)
-        return out
 
 
 class InProcessEngineClient(EngineClient):
@@ -159,7 +141,7 @@ class InProcessEngineClient(EngineClient):
         if request_id in self._by_name:
             raise ValueError(f"request id {request_id!r} is already running")
         stats = RequestStats(request_id, params.n, len(prompt_ids), time.monotonic())
-        req = _Request(next(self._ids), asyncio.get_running_loop(), stats, params.stop)
+        req = _Request(next(self._ids), asyncio.get_running_loop(), stats)
         self._by_name[request_id] = req
         self._submit(("add", req, list(prompt_ids), params.engine_dict()))
         num_finished = 0
@@ -241,7 +223,7 @@ class InProcessEngineClient(EngineClient):
 
     def _dispatch(self, updates, now):
         batches = {}
-        for rid, index, token, lp, top, delta, finish, stop, full, cached, _times in updates:
+        for rid, index, token, lp, top, delta, finish, stop, _full, cached, _times in updates:
             req = self._live.get(rid)
             if req is None:
                 continue
@@ -250,8 +232,7 @@ class InProcessEngineClient(EngineClient):
                 s.num_output_tokens += 1
                 if s.first_token_s is None:
                     s.first_token_s = now
-            text = req.safe_text(index, delta, full if finish is not None else None)
-            update = Update(index, token, lp and lp[0], lp and lp[1], top, text, finish, stop, cached)
+            update = Update(index, token, lp and lp[0], lp and lp[1], top, delta, finish, stop, cached)
             batches.setdefault(req, []).append(update)
             if finish is not None:
                 s.finish_reasons.append(finish)
