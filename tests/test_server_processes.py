@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -69,6 +70,57 @@ def test_greedy_through_router_and_backend_matches_transformers(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _mixed_load(url, bodies):
+    def one(body):
+        with httpx.Client(base_url=url, timeout=120) as h:
+            r = h.post("/v1/completions", json=body)
+            assert r.status_code == 200, r.text
+            return [(c["finish_reason"], c["logprobs"]["tokens"]) for c in sorted(r.json()["choices"],
+                                                                                key=lambda c: c["index"])]
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(one, bodies))
+
+
+def test_overlap_on_and_off_give_the_same_output(tmp_path):
+    """The backend's two folding threads (the default) and one thread (--disable-overlap) give the
+    same tokens under a concurrent mixed load: greedy of several lengths, early stops on a stop
+    token (a step for the sequence is already launched when it stops), seeded sampling with n = 2,
+    and a KV pool small enough (with a short admission estimate) that sequences are paused and
+    recomputed."""
+    d, ref, _ = load_fixture("qwen3")
+    bodies = []
+    for i, p in enumerate(ref["prompts"]):
+        for mt in (1, 3, 32, 40):
+            bodies.append({"prompt": p, "max_tokens": mt, "temperature": 0, "ignore_eos": True, "logprobs": 0})
+        bodies.append({"prompt": p, "max_tokens": 40, "temperature": 0, "ignore_eos": True, "logprobs": 0,
+                       "stop_token_ids": [ref["greedy"][i][6]]})
+        bodies.append({"prompt": p, "max_tokens": 24, "temperature": 0.8, "seed": 100 + i, "n": 2,
+                       "ignore_eos": True, "logprobs": 0})
+    results = {}
+    for mode in ("overlap", "serial"):
+        args = ["--model-dir", d, "--device", "cpu", "--router-interval-ms", "1", "--running-max-req-size", "8",
+                "--max-total-token-num", "100", "--router-max-new-token-len", "2"] + (["--disable-overlap"] if mode == "serial" else [])
+        proc, url = _start(args, str(tmp_path / f"{mode}.log"))
+        try:
+            results[mode] = _mixed_load(url, bodies)
+            with httpx.Client(base_url=url, timeout=10) as h:
+                metrics = h.get("/metrics").text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+        assert float(re.search(r"^lightllm_num_preemptions ([0-9.e+]+)$", metrics, re.M).group(1)) > 0
+    assert results["overlap"] == results["serial"]
+    for body, got in zip(bodies, results["overlap"]):
+        i = ref["prompts"].index(body["prompt"])
+        if body["temperature"] == 0:
+            (finish, toks), = got
+            ids, greedy = [int(t.split(":")[1]) for t in toks], ref["greedy"][i]  # the reference has 32 tokens
+            stop = body.get("stop_token_ids", [None])[0]
+            assert len(ids) == (greedy.index(stop) + 1 if stop is not None else body["max_tokens"])
+            assert ids[:32] == greedy[:len(ids[:32])]
+            assert finish == ("stop" if stop is not None else "length")
 
 
 def test_backend_killed_server_exits_nonzero_and_cleans_up(tmp_path):

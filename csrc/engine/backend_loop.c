@@ -1,6 +1,7 @@
 /* backend_loop.c — see backend_loop.h. */
 #include "engine/backend_loop.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,19 +22,25 @@ struct backend_slot {
     char error[SHM_REQ_ERROR_MESSAGE_BYTES];
 };
 
-status_t backend_loop_init(backend_loop *bl, engine *e, shm_req_pool *pool, io_buffer *io)
+status_t backend_loop_init(backend_loop *bl, engine *e, shm_req_pool *pool, io_buffer *io, int overlap)
 {
     memset(bl, 0, sizeof *bl);
     bl->e = e;
     bl->pool = pool;
     bl->io = io;
+    bl->overlap = overlap != 0;
+    bl->busy_since = -1;
     bl->slots = log_xcalloc((size_t)pool->num_slots, sizeof *bl->slots);
+    pthread_mutex_init(&bl->mu, NULL);
+    pthread_cond_init(&bl->cv, NULL);
     return STATUS_OK;
 }
 
 void backend_loop_free(backend_loop *bl)
 {
     if (!bl->slots) return;
+    pthread_mutex_destroy(&bl->mu);
+    pthread_cond_destroy(&bl->cv);
     for (int32_t i = 0; i < bl->pool->num_slots; i++) {
         free(bl->slots[i].recs);
         free(bl->slots[i].text);
@@ -189,76 +196,165 @@ static void backend_loop_flush(backend_loop *bl, int32_t slot)
 static void backend_loop_publish(backend_loop *bl, int healthy)
 {
     const scheduler *s = &bl->e->sched;
+    const int64_t now = shm_req_now_us();
     io_buffer_status st = {
         .kv_slots_total = s->kv.num_slots, .kv_slots_free = s->kv.num_free,
         .kv_slots_cached = s->rc ? radix_cache_evictable_tokens(s->rc) : 0,
         .num_running = s->num_running, .num_waiting = s->num_waiting, .step = bl->num_steps,
-        .last_step_us = shm_req_now_us(), .healthy = healthy,
-        .forward_us = (int64_t)(bl->e->forward_seconds * 1e6), .active_us = bl->active_us,
+        .last_step_us = now, .healthy = healthy,
+        .forward_us = (int64_t)(bl->e->forward_seconds * 1e6),
+        .active_us = bl->active_us + (bl->busy_since >= 0 ? now - bl->busy_since : 0),
+        .num_preemptions = s->num_preemptions,
     };
     io_buffer_publish_status(bl->io, &st);
 }
 
-static status_t backend_loop_iterate(backend_loop *bl, int *did_work);
-
-status_t backend_loop_step(backend_loop *bl, int *did_work)
+/* Pops the router's commands; returns whether there were any. */
+static int backend_loop_commands(backend_loop *bl)
 {
-    const int64_t t0 = shm_req_now_us();
-    status_t s = backend_loop_iterate(bl, did_work);
-    if (*did_work) bl->active_us += shm_req_now_us() - t0;
-    return s;
-}
-
-static status_t backend_loop_iterate(backend_loop *bl, int *did_work)
-{
-    *did_work = 0;
+    int any = 0;
     io_buffer_cmd cmd;
     while (io_buffer_pop_cmd(bl->io, &cmd)) {
-        *did_work = 1;
+        any = 1;
         for (int32_t i = 0; i < cmd.num_slots; i++) {
             const int32_t slot = cmd.slots[i];
             if (cmd.kind == IO_BUFFER_CMD_ADD) backend_loop_add(bl, slot);
             else if (bl->slots[slot].active && !bl->slots[slot].finished) engine_abort(bl->e, slot); /* ABORT, STOP */
         }
     }
-    if (engine_has_unfinished(bl->e) || bl->e->num_aborted > 0) {
-        *did_work = 1;
-        status_t s = engine_step(bl->e);
-        bl->num_steps++;
-        if (s != STATUS_OK) {
-            char msg[SHM_REQ_ERROR_MESSAGE_BYTES];
-            snprintf(msg, sizeof msg, "%s", status_message());
-            for (int32_t slot = 0; slot < bl->pool->num_slots; slot++) {
-                backend_slot *b = &bl->slots[slot];
-                if (!b->active) continue;
-                b->finished = 1;
-                b->finish_reason = SHM_REQ_FINISH_ERROR;
-                snprintf(b->error, sizeof b->error, "%s", msg);
-                b->num_recs = b->first_rec = 0;
-                b->text_len = b->first_text = 0;
-                backend_loop_flush(bl, slot);
-            }
-            backend_loop_publish(bl, 0);
-            return status_set(s, "%s", msg);
-        }
-        for (int32_t i = 0; i < bl->e->num_updates; i++) backend_loop_collect(bl, bl->e->updates[i]);
-    }
-    for (int32_t slot = 0; bl->num_active > 0 && slot < bl->pool->num_slots; slot++)
-        if (bl->slots[slot].active) backend_loop_flush(bl, slot);
-    backend_loop_publish(bl, 1);
-    return STATUS_OK;
+    return any;
 }
 
-status_t backend_loop_run(backend_loop *bl, volatile const int *stop)
+/* An engine error: every request finishes with its message; the loop stops. */
+static status_t backend_loop_fail(backend_loop *bl, status_t s)
 {
+    char msg[SHM_REQ_ERROR_MESSAGE_BYTES];
+    snprintf(msg, sizeof msg, "%s", status_message());
+    for (int32_t slot = 0; slot < bl->pool->num_slots; slot++) {
+        backend_slot *b = &bl->slots[slot];
+        if (!b->active) continue;
+        b->finished = 1;
+        b->finish_reason = SHM_REQ_FINISH_ERROR;
+        snprintf(b->error, sizeof b->error, "%s", msg);
+        b->num_recs = b->first_rec = 0;
+        b->text_len = b->first_text = 0;
+        backend_loop_flush(bl, slot);
+    }
+    backend_loop_publish(bl, 0);
+    bl->quit = 1;
+    snprintf(bl->error, sizeof bl->error, "%s", msg);
+    return status_set(s, "%s", msg);
+}
+
+/* Waits (holding mu) until *turn == k; 0 when the loop is quitting instead. */
+static int backend_loop_wait_turn(backend_loop *bl, const int64_t *turn, int64_t k)
+{
+    while (*turn != k && !bl->quit) pthread_cond_wait(&bl->cv, &bl->mu);
+    return !bl->quit;
+}
+
+static void backend_loop_pass_turn(backend_loop *bl, int64_t *turn)
+{
+    (*turn)++;
+    pthread_cond_broadcast(&bl->cv);
+}
+
+/* Step k of the loop: prepare (commands in, schedule), execute (forward + sampling, outside the
+ * lock), complete (tokens and text out, rings flushed, status published); each phase in step
+ * order across the threads.  *did_work says whether anything happened. */
+static status_t backend_loop_ticket(backend_loop *bl, int64_t k, volatile const int *stop, int *did_work)
+{
+    engine *e = bl->e;
+    engine_step_ctx *c = NULL;
+    status_t s = STATUS_OK;
+    *did_work = 0;
+    pthread_mutex_lock(&bl->mu);
+    if (!backend_loop_wait_turn(bl, &bl->turn_prepare, k)) goto out;
+    if (*stop) {
+        bl->quit = 1;
+        pthread_cond_broadcast(&bl->cv);
+        goto out;
+    }
+    *did_work = backend_loop_commands(bl);
+    if (engine_has_unfinished(e)) s = engine_prepare(e, &c);
+    if (s != STATUS_OK) {
+        s = backend_loop_fail(bl, s);
+        pthread_cond_broadcast(&bl->cv);
+        goto out;
+    }
+    if (c) {
+        *did_work = 1;
+        bl->num_steps++;
+        if (bl->busy_since < 0) bl->busy_since = shm_req_now_us();
+    }
+    backend_loop_pass_turn(bl, &bl->turn_prepare);
+    if (!backend_loop_wait_turn(bl, &bl->turn_execute, k)) goto out;
+    pthread_mutex_unlock(&bl->mu);
+    if (c) engine_execute(e, c);
+    pthread_mutex_lock(&bl->mu);
+    backend_loop_pass_turn(bl, &bl->turn_execute);
+    if (!backend_loop_wait_turn(bl, &bl->turn_complete, k)) goto out;
+    if (c || e->num_deferred > 0) *did_work = 1;
+    s = engine_complete(e, c);
+    if (s != STATUS_OK) {
+        s = backend_loop_fail(bl, s);
+        pthread_cond_broadcast(&bl->cv);
+        goto out;
+    }
+    for (int32_t i = 0; i < e->num_updates; i++) backend_loop_collect(bl, e->updates[i]);
+    for (int32_t slot = 0; bl->num_active > 0 && slot < bl->pool->num_slots; slot++)
+        if (bl->slots[slot].active) backend_loop_flush(bl, slot);
+    const int64_t now = shm_req_now_us();
+    if (bl->busy_since >= 0) bl->active_us += now - bl->busy_since;
+    bl->busy_since = engine_has_unfinished(e) || engine_num_inflight(e) > 0 ? now : -1;
     backend_loop_publish(bl, 1);
-    while (!*stop) {
+    backend_loop_pass_turn(bl, &bl->turn_complete);
+out:
+    pthread_mutex_unlock(&bl->mu);
+    return s;
+}
+
+typedef struct backend_loop_thread_arg {
+    backend_loop *bl;
+    int64_t first, stride;
+    volatile const int *stop;
+    status_t status;
+} backend_loop_thread_arg;
+
+static void *backend_loop_thread(void *p)
+{
+    backend_loop_thread_arg *a = p;
+    backend_loop *bl = a->bl;
+    for (int64_t k = a->first; a->status == STATUS_OK; k += a->stride) {
         int did_work;
-        STATUS_TRY(backend_loop_step(bl, &did_work));
+        a->status = backend_loop_ticket(bl, k, a->stop, &did_work);
+        pthread_mutex_lock(&bl->mu);
+        const int quit = bl->quit;
+        pthread_mutex_unlock(&bl->mu);
+        if (quit) break;
         if (!did_work) {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000}; /* 0.1 ms idle poll */
             nanosleep(&ts, NULL);
         }
     }
+    return NULL;
+}
+
+status_t backend_loop_run(backend_loop *bl, volatile const int *stop)
+{
+    pthread_mutex_lock(&bl->mu);
+    backend_loop_publish(bl, 1);
+    pthread_mutex_unlock(&bl->mu);
+    const int n = bl->overlap ? 2 : 1;
+    backend_loop_thread_arg args[2];
+    pthread_t threads[2];
+    for (int i = 0; i < n; i++) args[i] = (backend_loop_thread_arg){.bl = bl, .first = i, .stride = n, .stop = stop};
+    /* the second thread is ours; the first runs on the caller's */
+    if (n == 2 && pthread_create(&threads[1], NULL, backend_loop_thread, &args[1]) != 0)
+        return status_set(STATUS_NO_MEMORY, "cannot start the backend's second inference thread");
+    backend_loop_thread(&args[0]);
+    if (n == 2) pthread_join(threads[1], NULL);
+    for (int i = 0; i < n; i++)
+        if (args[i].status != STATUS_OK) return status_set(args[i].status, "%s", bl->error); /* set on its thread */
     return STATUS_OK;
 }

@@ -1,9 +1,9 @@
 /* backend_loop.h — the ModelBackend's main loop: IO-buffer commands in, engine steps, tokens and
  * text out through each request's shared-memory ring.
  *
- * Each iteration: (1) pops the router's commands — ADD copies the slot's request (params, stop
+ * Each step: (1) pops the router's commands — ADD copies the slot's request (params, stop
  * strings/ids, prompt) into engine_add_request and marks the slot RUNNING; ABORT aborts it;
- * (2) runs one engine_step when the engine has work; (3) for each sequence that produced a token
+ * (2) runs one engine step (engine.h: prepare, execute, complete) when the engine has work; (3) for each sequence that produced a token
  * or finished, queues a token record and the new text up to engine_seq_stable_len (a tail that
  * could still begin a stop string waits), so text that a stop string later cuts is never sent;
  * (4) flushes the queues into the rings as far as they have
@@ -13,12 +13,19 @@
  * (KV slots, running, waiting, step) for the router and /metrics.  An engine error finishes every
  * request with an error message, publishes healthy = 0 and returns the error (the process exits
  * and the launcher reports the server unhealthy).  Requests are engine request id = slot number.
- * Overlap of CPU post-processing with the next forward (two folding threads) is not here yet:
- * steps run one after another on this thread.
+ *
+ * Overlap (LightLLM v1.1's CPU-GPU folding; on unless turned off): two inference threads take
+ * steps alternately.  Step k's thread prepares k (1-2) under the lock, executes it without the
+ * lock (the forward and sampling), then completes it (3-5) under the lock.  Each phase runs in
+ * step order, so while one thread executes k+1 the other completes k and prepares k+2: the
+ * host's bookkeeping, detokenization and ring writes hide under the forward.  Decode inputs of
+ * k+1 come from the next-token table (engine.h).  With overlap off one thread runs the three
+ * phases back to back.  Greedy output is the same either way.
  */
 #ifndef LIGHTLLM_ENGINE_BACKEND_LOOP_H
 #define LIGHTLLM_ENGINE_BACKEND_LOOP_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -35,14 +42,20 @@ typedef struct backend_loop {
     backend_slot *slots;            /* [pool->num_slots] */
     int32_t num_active;
     uint64_t num_steps;
-    int64_t active_us;              /* time of iterations that had work (for the GPU idle fraction) */
+    int64_t active_us;              /* wall time the engine had work (for the GPU idle fraction) */
+    int64_t busy_since;             /* start of the current busy stretch, -1 when idle */
+    int overlap;                    /* two folding threads (1) or one (0) */
+    pthread_mutex_t mu;             /* everything above and the engine's host side */
+    pthread_cond_t cv;
+    int64_t turn_prepare, turn_execute, turn_complete; /* the step whose phase may run next */
+    int quit;                       /* stop requested or an error: every thread leaves */
+    char error[256];                /* the error's message (messages are per thread) */
 } backend_loop;
 
-status_t backend_loop_init(backend_loop *bl, engine *e, shm_req_pool *pool, io_buffer *io);
+/* overlap: run two folding inference threads (see above). */
+status_t backend_loop_init(backend_loop *bl, engine *e, shm_req_pool *pool, io_buffer *io, int overlap);
 void backend_loop_free(backend_loop *bl);
-/* One iteration; *did_work says whether anything happened (the caller may idle otherwise). */
-status_t backend_loop_step(backend_loop *bl, int *did_work);
-/* Iterates until *stop is set or an error; idles briefly when there is nothing to do. */
+/* Runs steps until *stop is set or an error; idles briefly when there is nothing to do. */
 status_t backend_loop_run(backend_loop *bl, volatile const int *stop);
 
 #endif

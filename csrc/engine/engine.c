@@ -2,6 +2,7 @@
  * See engine.h for the step; scheduler.h for batching and KV policy. */
 #include "engine/engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,13 +34,32 @@ const char *engine_finish_name(seq_finish f)
     }
 }
 
-/* The host kv_slots array grows by doubling to the largest batch seen (sum of KV lengths). */
-static void engine_reserve_kv_slots(engine *e, int64_t n)
+/* A step's host kv_slots array grows by doubling to the largest batch seen (sum of KV lengths). */
+static void engine_reserve_kv_slots(engine_step_ctx *c, int64_t n)
 {
-    if (n <= e->cap_kv_slots) return;
-    while (e->cap_kv_slots < n) e->cap_kv_slots = e->cap_kv_slots ? 2 * e->cap_kv_slots : 4096;
-    free(e->b_kv_slots);
-    e->b_kv_slots = log_xmalloc((size_t)e->cap_kv_slots * sizeof(int32_t));
+    if (n <= c->cap_kv_slots) return;
+    while (c->cap_kv_slots < n) c->cap_kv_slots = c->cap_kv_slots ? 2 * c->cap_kv_slots : 4096;
+    free(c->kv_slots);
+    c->kv_slots = log_xmalloc((size_t)c->cap_kv_slots * sizeof(int32_t));
+}
+
+static void engine_step_ctx_init(engine_step_ctx *c, size_t max_tokens, size_t max_seqs)
+{
+    int32_t **arrs[] = {&c->tokens, &c->positions, &c->slots, &c->token_seq, &c->logit_tokens};
+    for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) *arrs[i] = log_xmalloc(max_tokens * sizeof(int32_t));
+    c->q_start = log_xmalloc((max_seqs + 1) * sizeof(int32_t));
+    c->kv_start = log_xmalloc((max_seqs + 1) * sizeof(int32_t));
+    engine_reserve_kv_slots(c, (int64_t)max_tokens * 4);
+    c->seqs = log_xmalloc(max_seqs * sizeof(seq *));
+    c->logit_seqs = log_xmalloc(max_seqs * sizeof(seq *));
+    c->results = log_xmalloc(max_seqs * sizeof(sampling_result_t));
+}
+
+static void engine_step_ctx_free(engine_step_ctx *c)
+{
+    free(c->tokens); free(c->positions); free(c->slots); free(c->token_seq); free(c->logit_tokens);
+    free(c->q_start); free(c->kv_start); free(c->kv_slots);
+    free(c->seqs); free(c->logit_seqs); free(c->results);
 }
 
 status_t engine_create(model *m, const engine_args *args, const detok_vocab *vocab, const int32_t *eos_ids,
@@ -104,13 +124,8 @@ status_t engine_create(model *m, const engine_args *args, const detok_vocab *voc
     if (num_eos > 0) memcpy(e->eos_ids, eos_ids, (size_t)num_eos * sizeof(int32_t));
     e->scratch = sampling_scratch_create(c->vocab_size);
     e->text_tmp = log_xmalloc((size_t)(vocab ? detok_max_token_bytes(vocab) : 0) + 16);
-    const size_t T = (size_t)a.max_batch_tokens, S = (size_t)a.max_num_seqs;
-    int32_t **arrs[] = {&e->b_tokens, &e->b_positions, &e->b_slots, &e->b_token_seq, &e->b_logit_tokens};
-    for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) *arrs[i] = log_xmalloc(T * sizeof(int32_t));
-    e->b_q_start = log_xmalloc((S + 1) * sizeof(int32_t));
-    e->b_kv_start = log_xmalloc((S + 1) * sizeof(int32_t));
-    engine_reserve_kv_slots(e, (int64_t)a.max_batch_tokens * 4);
-    e->b_logit_seqs = log_xmalloc(S * sizeof(seq *));
+    const size_t S = (size_t)a.max_num_seqs;
+    for (int i = 0; i < ENGINE_MAX_INFLIGHT; i++) engine_step_ctx_init(&e->steps[i], (size_t)a.max_batch_tokens, S);
     e->logits = malloc(S * (size_t)c->vocab_size * sizeof(float));
     if (!e->logits) {
         engine_free(e);
@@ -119,8 +134,8 @@ status_t engine_create(model *m, const engine_args *args, const detok_vocab *voc
     e->cap_updates = e->cap_to_free = 64;
     e->updates = log_xmalloc((size_t)e->cap_updates * sizeof(seq *));
     e->to_free = log_xmalloc((size_t)e->cap_to_free * sizeof(seq *));
-    e->cap_aborted = 16;
-    e->aborted = log_xmalloc((size_t)e->cap_aborted * sizeof(seq *));
+    e->cap_deferred = 16;
+    e->deferred = log_xmalloc((size_t)e->cap_deferred * sizeof(seq *));
     *out = e;
     return STATUS_OK;
 }
@@ -140,17 +155,11 @@ static void engine_free_seq(engine *e, seq *q)
     }
 }
 
-static void engine_free_finished(engine *e)
-{
-    for (int32_t i = 0; i < e->num_to_free; i++) engine_free_seq(e, e->to_free[i]);
-    e->num_to_free = 0;
-}
-
 void engine_free(engine *e)
 {
     if (!e) return;
-    engine_free_finished(e);
-    for (int32_t i = 0; i < e->num_aborted; i++) engine_free_seq(e, e->aborted[i]);
+    for (int32_t i = 0; i < e->num_to_free; i++) engine_free_seq(e, e->to_free[i]);
+    for (int32_t i = 0; i < e->num_deferred; i++) engine_free_seq(e, e->deferred[i]);
     scheduler *s = &e->sched;
     while (s->num_running > 0) { seq *q = s->running[0]; scheduler_release(s, q); engine_free_seq(e, q); }
     while (s->num_waiting > 0) { seq *q = s->waiting[0]; scheduler_release(s, q); engine_free_seq(e, q); }
@@ -158,13 +167,11 @@ void engine_free(engine *e)
     sampling_scratch_free(e->scratch);
     free(e->eos_ids);
     free(e->text_tmp);
-    free(e->b_tokens); free(e->b_positions); free(e->b_slots); free(e->b_token_seq); free(e->b_logit_tokens);
-    free(e->b_q_start); free(e->b_kv_start); free(e->b_kv_slots);
-    free(e->b_logit_seqs);
+    for (int i = 0; i < ENGINE_MAX_INFLIGHT; i++) engine_step_ctx_free(&e->steps[i]);
     free(e->logits);
     free(e->updates);
     free(e->to_free);
-    free(e->aborted);
+    free(e->deferred);
     model_free(e->m);
     free(e);
 }
@@ -242,7 +249,7 @@ status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, in
         q->cap_tokens = num_prompt + max_tokens + 1;
         q->tokens = log_xmalloc((size_t)q->cap_tokens * sizeof(int32_t));
         memcpy(q->tokens, prompt, (size_t)num_prompt * sizeof(int32_t));
-        q->num_tokens = q->num_prompt = num_prompt;
+        q->num_tokens = q->num_prompt = q->dev_len = num_prompt;
         q->max_tokens = max_tokens;
         q->num_cached_tokens = -1;
         q->rng_key = engine_mix(base_key ^ engine_mix((uint64_t)i + 0x51ull));
@@ -255,14 +262,15 @@ status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, in
     return STATUS_OK;
 }
 
-/* A sequence is done: release its KV; it is freed after the step that reports it. */
-static void engine_finish(engine *e, seq *q, seq_finish why)
+/* A sequence is done: release its KV.  Finished inside a complete it is reported by that
+ * complete (report_now), otherwise by the next; it is freed after that. */
+static void engine_finish(engine *e, seq *q, seq_finish why, int report_now)
 {
     if (q->status != SEQ_FINISHED) scheduler_release(&e->sched, q);
     q->finish = why;
     q->finish_time = engine_now();
-    if (why == SEQ_FINISH_ABORT) engine_push(&e->aborted, &e->num_aborted, &e->cap_aborted, q);
-    else engine_push(&e->to_free, &e->num_to_free, &e->cap_to_free, q);
+    if (report_now) engine_push(&e->to_free, &e->num_to_free, &e->cap_to_free, q);
+    else engine_push(&e->deferred, &e->num_deferred, &e->cap_deferred, q);
 }
 
 status_t engine_abort(engine *e, int64_t req_id)
@@ -275,7 +283,7 @@ status_t engine_abort(engine *e, int64_t req_id)
         for (int32_t i = *num - 1; i >= 0; i--) {
             seq *q = list[i];
             if (q->req_id != req_id) continue;
-            engine_finish(e, q, SEQ_FINISH_ABORT);
+            engine_finish(e, q, SEQ_FINISH_ABORT, 0);
             found = 1;
         }
     }
@@ -324,13 +332,14 @@ static int engine_has_id(const int32_t *ids, int32_t n, int32_t id)
     return 0;
 }
 
-/* Appends the sampled token; returns the finish reason (NONE to continue). */
+/* Appends the token execute sampled (already at tokens[num_tokens]); returns the finish reason
+ * (NONE to continue). */
 static seq_finish engine_append(engine *e, seq *q, const sampling_result_t *res)
 {
     engine_request *r = q->req;
     const int32_t tok = res->token;
-    LL_ASSERT(q->num_tokens < q->cap_tokens);
-    q->tokens[q->num_tokens++] = tok;
+    LL_ASSERT(q->num_tokens < q->dev_len && q->tokens[q->num_tokens] == tok);
+    q->num_tokens++;
     q->num_output++;
     q->has_new_token = 1;
     q->last = *res;
@@ -374,94 +383,166 @@ static void engine_flush_text(engine *e, seq *q)
     engine_text_append(q, e->text_tmp, n);
 }
 
-static void engine_sample(engine *e, seq *q, float *logits)
+/* Execute side: samples the sequence's next token from its logits into tokens[dev_len++]. */
+static void engine_sample(engine *e, seq *q, float *logits, sampling_result_t *res)
 {
     engine_request *r = q->req;
+    const int32_t num_output = q->dev_len - q->num_prompt;
     int32_t banned[64];
     int32_t num_banned = 0;
-    if (q->num_output < r->sp.min_tokens) {
+    if (num_output < r->sp.min_tokens) {
         for (int32_t i = 0; i < e->num_eos && num_banned < 64; i++) banned[num_banned++] = e->eos_ids[i];
         for (int32_t i = 0; i < r->num_stop_token_ids && num_banned < 64; i++) banned[num_banned++] = r->stop_token_ids[i];
     }
-    sampling_result_t res;
     sampling_sample_row(&r->sp, logits, e->m->cfg.vocab_size, q->tokens, q->num_prompt, q->tokens + q->num_prompt,
-                        q->num_output, banned, num_banned, NULL, q->rng_key, (uint64_t)q->num_output, e->scratch, &res);
-    seq_finish f = engine_append(e, q, &res);
+                        num_output, banned, num_banned, NULL, q->rng_key, (uint64_t)num_output, e->scratch, res);
+    LL_ASSERT(q->dev_len < q->cap_tokens);
+    q->tokens[q->dev_len++] = res->token;
+}
+
+/* Complete side: the host takes the token execute sampled. */
+static void engine_take(engine *e, seq *q, const sampling_result_t *res)
+{
+    seq_finish f = engine_append(e, q, res);
     engine_push(&e->updates, &e->num_updates, &e->cap_updates, q);
     if (f != SEQ_FINISH_NONE) {
         if (f != SEQ_FINISH_STOP || q->stop_string < 0) engine_flush_text(e, q);
-        engine_finish(e, q, f);
+        engine_finish(e, q, f, 1);
     }
 }
 
-status_t engine_step(engine *e)
+status_t engine_prepare(engine *e, engine_step_ctx **out)
 {
     scheduler *s = &e->sched;
-    /* sequences finished since the last step (aborts) are reported now, then freed next time */
-    for (int32_t i = 0; i < e->num_updates; i++) e->updates[i]->has_new_token = 0;
-    e->num_updates = 0;
-    engine_free_finished(e);
-    for (int32_t i = 0; i < e->num_aborted; i++) {
-        engine_push(&e->updates, &e->num_updates, &e->cap_updates, e->aborted[i]);
-        engine_push(&e->to_free, &e->num_to_free, &e->cap_to_free, e->aborted[i]);
-    }
-    e->num_aborted = 0;
-
+    *out = NULL;
+    LL_ASSERT(engine_num_inflight(e) < ENGINE_MAX_INFLIGHT);
     scheduler_schedule(s);
     for (int32_t i = 0; i < s->num_finished_by_capacity; i++) {
         seq *q = s->finished_by_capacity[i];
         engine_flush_text(e, q);
-        engine_finish(e, q, SEQ_FINISH_LENGTH);
-        engine_push(&e->updates, &e->num_updates, &e->cap_updates, q);
+        engine_finish(e, q, SEQ_FINISH_LENGTH, 0);
     }
     if (s->num_batch == 0) return STATUS_OK;
 
+    engine_step_ctx *c = &e->steps[e->num_prepared % ENGINE_MAX_INFLIGHT];
     int32_t T = 0, L = 0;
     int64_t total_kv = 0;
     int32_t max_q = 0, max_kv = 0;
     for (int32_t i = 0; i < s->num_batch; i++) total_kv += s->batch[i]->num_computed + s->batch[i]->q_len;
-    engine_reserve_kv_slots(e, total_kv);
+    engine_reserve_kv_slots(c, total_kv);
     total_kv = 0;
     for (int32_t i = 0; i < s->num_batch; i++) {
         seq *q = s->batch[i];
         const int32_t *row = kv_cache_row(&s->kv, q->row);
         const int32_t kv_len = q->num_computed + q->q_len;
-        e->b_q_start[i] = T;
-        e->b_kv_start[i] = (int32_t)total_kv;
-        memcpy(e->b_kv_slots + total_kv, row, (size_t)kv_len * sizeof(int32_t));
+        c->seqs[i] = q;
+        q->num_inflight++;
+        c->q_start[i] = T;
+        c->kv_start[i] = (int32_t)total_kv;
+        memcpy(c->kv_slots + total_kv, row, (size_t)kv_len * sizeof(int32_t));
         total_kv += kv_len;
         if (q->q_len > max_q) max_q = q->q_len;
         if (kv_len > max_kv) max_kv = kv_len;
         for (int32_t j = 0; j < q->q_len; j++) {
             const int32_t pos = q->num_computed + j;
-            e->b_tokens[T] = q->tokens[pos];
-            e->b_positions[T] = pos;
-            e->b_slots[T] = row[pos];
-            e->b_token_seq[T] = i;
+            c->tokens[T] = pos < q->num_tokens ? q->tokens[pos] : -1;
+            c->positions[T] = pos;
+            c->slots[T] = row[pos];
+            c->token_seq[T] = i;
             T++;
         }
-        if (kv_len == q->num_tokens) {
-            e->b_logit_tokens[L] = T - 1;
-            e->b_logit_seqs[L] = q;
+        if (kv_len == seq_len(q)) {
+            c->logit_tokens[L] = T - 1;
+            c->logit_seqs[L] = q;
             L++;
+            q->num_pending++;
         }
     }
-    e->b_q_start[s->num_batch] = T;
-    e->b_kv_start[s->num_batch] = (int32_t)total_kv;
-    const forward_batch batch = {
-        .num_tokens = T, .token_ids = e->b_tokens, .positions = e->b_positions, .slots = e->b_slots,
-        .token_seq = e->b_token_seq, .num_seqs = s->num_batch, .q_start = e->b_q_start, .kv_start = e->b_kv_start,
-        .kv_slots = e->b_kv_slots, .max_q_len = max_q, .max_kv_len = max_kv, .num_logits = L,
-        .logit_tokens = e->b_logit_tokens,
+    c->q_start[s->num_batch] = T;
+    c->kv_start[s->num_batch] = (int32_t)total_kv;
+    c->batch = (forward_batch){
+        .num_tokens = T, .token_ids = c->tokens, .positions = c->positions, .slots = c->slots,
+        .token_seq = c->token_seq, .num_seqs = s->num_batch, .q_start = c->q_start, .kv_start = c->kv_start,
+        .kv_slots = c->kv_slots, .max_q_len = max_q, .max_kv_len = max_kv, .num_logits = L,
+        .logit_tokens = c->logit_tokens,
     };
-    const double t0 = engine_now();
-    model_forward(e->m, &batch, e->logits);
-    STATUS_TRY(e->m->be->ops->last_error(e->m->be));
-    e->forward_seconds += engine_now() - t0;
-    e->num_steps++;
+    c->status = STATUS_OK;
+    c->error[0] = '\0';
     scheduler_commit(s);
-    for (int32_t i = 0; i < L; i++) engine_sample(e, e->b_logit_seqs[i], e->logits + (int64_t)i * e->m->cfg.vocab_size);
+    e->num_prepared++;
+    *out = c;
     return STATUS_OK;
+}
+
+void engine_execute(engine *e, engine_step_ctx *c)
+{
+    const backend_ops *ops = e->m->be->ops;
+    c->forward_seconds = 0.0;
+    c->status = ops->last_error(e->m->be); /* a failed step before this one: refuse */
+    if (c->status == STATUS_OK) {
+        for (int32_t t = 0; t < c->batch.num_tokens; t++) {
+            if (c->tokens[t] >= 0) continue;
+            const seq *q = c->seqs[c->token_seq[t]];
+            LL_ASSERT(c->positions[t] < q->dev_len);
+            c->tokens[t] = q->tokens[c->positions[t]];
+        }
+        const double t0 = engine_now();
+        model_forward(e->m, &c->batch, e->logits);
+        c->status = ops->last_error(e->m->be);
+        c->forward_seconds = engine_now() - t0;
+    }
+    if (c->status != STATUS_OK) {
+        snprintf(c->error, sizeof c->error, "%s", status_message());
+        return;
+    }
+    const int64_t vocab = e->m->cfg.vocab_size;
+    for (int32_t i = 0; i < c->batch.num_logits; i++)
+        engine_sample(e, c->logit_seqs[i], e->logits + (int64_t)i * vocab, &c->results[i]);
+}
+
+status_t engine_complete(engine *e, engine_step_ctx *c)
+{
+    for (int32_t i = 0; i < e->num_updates; i++) e->updates[i]->has_new_token = 0;
+    e->num_updates = 0;
+    const int32_t num_reported = e->num_to_free; /* reported by earlier completes */
+    for (int32_t i = 0; i < e->num_deferred; i++) {
+        engine_push(&e->updates, &e->num_updates, &e->cap_updates, e->deferred[i]);
+        engine_push(&e->to_free, &e->num_to_free, &e->cap_to_free, e->deferred[i]);
+    }
+    e->num_deferred = 0;
+    status_t st = STATUS_OK;
+    if (c) {
+        LL_ASSERT(c == &e->steps[e->num_completed % ENGINE_MAX_INFLIGHT] && engine_num_inflight(e) > 0);
+        e->num_completed++;
+        e->forward_seconds += c->forward_seconds;
+        if (c->status != STATUS_OK) {
+            st = status_set(c->status, "%s", c->error);
+        } else {
+            e->num_steps++;
+            for (int32_t i = 0; i < c->batch.num_logits; i++) {
+                seq *q = c->logit_seqs[i];
+                q->num_pending--;
+                if (q->status != SEQ_FINISHED) engine_take(e, q, &c->results[i]); /* else: finished meanwhile */
+            }
+        }
+        for (int32_t i = 0; i < c->batch.num_seqs; i++) c->seqs[i]->num_inflight--;
+    }
+    int32_t kept = 0;
+    for (int32_t i = 0; i < e->num_to_free; i++) {
+        seq *q = e->to_free[i];
+        if (i < num_reported && q->num_inflight == 0) engine_free_seq(e, q);
+        else e->to_free[kept++] = q;
+    }
+    e->num_to_free = kept;
+    return st;
+}
+
+status_t engine_step(engine *e)
+{
+    engine_step_ctx *c;
+    STATUS_TRY(engine_prepare(e, &c));
+    if (c) engine_execute(e, c);
+    return engine_complete(e, c);
 }
 
 int engine_has_unfinished(const engine *e)
@@ -472,6 +553,8 @@ int engine_has_unfinished(const engine *e)
 status_t engine_score(engine *e, const int32_t *ids, int32_t n, float *logits)
 {
     scheduler *s = &e->sched;
+    engine_step_ctx *c = &e->steps[0];
+    LL_ASSERT(engine_num_inflight(e) == 0);
     const int32_t vocab = e->m->cfg.vocab_size;
     for (int32_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= vocab)
@@ -490,17 +573,17 @@ status_t engine_score(engine *e, const int32_t *ids, int32_t n, float *logits)
         int32_t q = n - done;
         if (q > e->args.max_batch_tokens) q = e->args.max_batch_tokens;
         for (int32_t j = 0; j < q; j++) {
-            e->b_tokens[j] = ids[done + j];
-            e->b_positions[j] = done + j;
-            e->b_slots[j] = slots[done + j];
-            e->b_token_seq[j] = 0;
-            e->b_logit_tokens[j] = j;
+            c->tokens[j] = ids[done + j];
+            c->positions[j] = done + j;
+            c->slots[j] = slots[done + j];
+            c->token_seq[j] = 0;
+            c->logit_tokens[j] = j;
         }
         const int32_t q_start[2] = {0, q}, kv_start[2] = {0, done + q};
         const forward_batch batch = {
-            .num_tokens = q, .token_ids = e->b_tokens, .positions = e->b_positions, .slots = e->b_slots,
-            .token_seq = e->b_token_seq, .num_seqs = 1, .q_start = q_start, .kv_start = kv_start, .kv_slots = slots,
-            .max_q_len = q, .max_kv_len = done + q, .num_logits = q, .logit_tokens = e->b_logit_tokens,
+            .num_tokens = q, .token_ids = c->tokens, .positions = c->positions, .slots = c->slots,
+            .token_seq = c->token_seq, .num_seqs = 1, .q_start = q_start, .kv_start = kv_start, .kv_slots = slots,
+            .max_q_len = q, .max_kv_len = done + q, .num_logits = q, .logit_tokens = c->logit_tokens,
         };
         model_forward(e->m, &batch, logits + (int64_t)done * vocab);
         if (e->m->be->ops->last_error(e->m->be) != STATUS_OK) break;

@@ -1,14 +1,27 @@
 /* engine.h — the inference engine: requests in, one scheduled forward + sampling per step,
  * sequences' tokens, text and finish states out.
  *
- * engine_step(): schedule (scheduler.c) → gather the batch → model_forward → commit →
- * sample each sequence whose logits were computed (sampling.c) → append token, detokenize
- * (detokenizer.c), check eos / stop ids / stop strings / max_tokens / context limit → release
- * finished sequences' KV.  After a step, e->updates lists every sequence that produced a token
- * or finished; finished ones are freed at the start of the next step (the caller reads them
- * first).  Greedy output does not depend on batch composition, chunking, or the prefix cache:
- * every op computes a row independently of the others, and the RNG is keyed per sequence and
- * output index.
+ * A step has three phases, so that two threads can fold one step's CPU work under the next
+ * step's forward (LightLLM's overlap; engine/backend_loop.c drives it):
+ *   engine_prepare  (host, under the caller's lock): schedule (scheduler.c), commit, gather the
+ *                   batch into one of ENGINE_MAX_INFLIGHT step contexts.  A decode input that a
+ *                   launched step has not sampled yet is left as -1 (the next-token table: the
+ *                   execute side reads it from the sequence when the step runs).
+ *   engine_execute  (the device side, one at a time in prepare order, no lock needed):
+ *                   model_forward, then sample each sequence whose logits were computed
+ *                   (sampling.c), writing the token at tokens[dev_len++].
+ *   engine_complete (host, in prepare order, under the lock): append each sampled token,
+ *                   detokenize (detokenizer.c), check eos / stop ids / stop strings / max_tokens /
+ *                   context limit, release finished sequences' KV.  A sequence that finished
+ *                   while a later step was already prepared for it ignores that step's token.
+ * Order: prepare(k) < prepare(k+1); execute(k) < execute(k+1); complete(k) < complete(k+1);
+ * complete(k-1) < prepare(k+1).  prepare(k+1) may come before or after complete(k).
+ * engine_step() runs the three back to back.  After a complete, e->updates lists every sequence
+ * that produced a token or finished (finishes from engine_abort and from scheduling for
+ * capacity are reported by the next complete); finished ones are freed by a later complete once
+ * no launched step holds them (the caller reads them first).  Greedy output does not depend on
+ * batch composition, chunking, the prefix cache or overlap: every op computes a row
+ * independently of the others, and the RNG is keyed per sequence and output index.
  */
 #ifndef LIGHTLLM_ENGINE_ENGINE_H
 #define LIGHTLLM_ENGINE_ENGINE_H
@@ -64,6 +77,24 @@ typedef struct engine_request_params {
     int32_t skip_special_tokens;
 } engine_request_params;
 
+#define ENGINE_MAX_INFLIGHT 2
+
+/* One prepared step: the batch (read by execute) and what execute sampled (read by complete). */
+typedef struct engine_step_ctx {
+    int32_t *tokens, *positions, *slots, *token_seq, *logit_tokens; /* [max_batch_tokens]; tokens[t] = -1:
+                                                                     * sampled by the step before (read at execute) */
+    int32_t *q_start, *kv_start;    /* [max_num_seqs + 1] */
+    int32_t *kv_slots;              /* [cap_kv_slots] */
+    int64_t cap_kv_slots;
+    seq **seqs;                     /* [max_num_seqs] the batch's sequences */
+    seq **logit_seqs;               /* [max_num_seqs] those sampled, in logits order */
+    sampling_result_t *results;     /* [max_num_seqs] what execute sampled for logit_seqs */
+    forward_batch batch;
+    status_t status;                /* execute's result, and its message (messages are per thread) */
+    char error[256];
+    double forward_seconds;
+} engine_step_ctx;
+
 typedef struct engine {
     model *m;                       /* owned */
     const detok_vocab *vocab;       /* not owned (may be NULL: no text) */
@@ -76,19 +107,15 @@ typedef struct engine {
     uint64_t num_requests;
     char *text_tmp;                 /* [detok_max_token_bytes + 8] */
 
-    /* step buffers, sized at create */
-    int32_t *b_tokens, *b_positions, *b_slots, *b_token_seq, *b_logit_tokens;   /* [max_batch_tokens] */
-    int32_t *b_q_start, *b_kv_start;                                            /* [max_num_seqs + 1] */
-    int32_t *b_kv_slots;                                                        /* [cap_kv_slots] */
-    int64_t cap_kv_slots;
-    seq **b_logit_seqs;
-    float *logits;                  /* [max_num_seqs, vocab] */
+    engine_step_ctx steps[ENGINE_MAX_INFLIGHT];   /* step k uses steps[k % ENGINE_MAX_INFLIGHT] */
+    int64_t num_prepared, num_completed;
+    float *logits;                  /* [max_num_seqs, vocab] (execute side) */
     seq **updates;
     int32_t num_updates, cap_updates;
-    seq **to_free;                  /* reported by this step, freed by the next */
+    seq **to_free;                  /* finished and reported: freed by a later complete */
     int32_t num_to_free, cap_to_free;
-    seq **aborted;                  /* aborted between steps, reported by the next */
-    int32_t num_aborted, cap_aborted;
+    seq **deferred;                 /* finished outside a complete (abort, capacity): reported by the next */
+    int32_t num_deferred, cap_deferred;
 
     /* counters */
     int64_t num_steps, num_generated_tokens;
@@ -106,8 +133,17 @@ status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, in
 /* Finishes every sequence of req_id with reason "abort" (reported by the next step).
  * STATUS_NOT_FOUND if no live sequence has that id. */
 status_t engine_abort(engine *e, int64_t req_id);
+/* *out = the prepared step, or NULL when nothing is scheduled (complete(NULL) still reports
+ * aborts and capacity finishes).  At most ENGINE_MAX_INFLIGHT steps are prepared and not
+ * completed. */
+status_t engine_prepare(engine *e, engine_step_ctx **out);
+void engine_execute(engine *e, engine_step_ctx *c);
+/* The device error of execute, if any (the engine then refuses further work). */
+status_t engine_complete(engine *e, engine_step_ctx *c);
 status_t engine_step(engine *e);
 int engine_has_unfinished(const engine *e);
+/* Prepared steps not yet completed. */
+static inline int32_t engine_num_inflight(const engine *e) { return (int32_t)(e->num_prepared - e->num_completed); }
 /* Full-prompt logits of ids (fp32 [n, vocab]) using free KV slots, no caching; for tests and
  * scoring. */
 status_t engine_score(engine *e, const int32_t *ids, int32_t n, float *logits);

@@ -154,6 +154,7 @@ void io_buffer_publish_status(io_buffer *io, const io_buffer_status *s)
     atomic_store_explicit(&h->healthy, s->healthy, memory_order_relaxed);
     atomic_store_explicit(&h->forward_us, s->forward_us, memory_order_relaxed);
     atomic_store_explicit(&h->active_us, s->active_us, memory_order_relaxed);
+    atomic_store_explicit(&h->num_preemptions, s->num_preemptions, memory_order_relaxed);
     atomic_store_explicit(&h->status_version, v + 2, memory_order_release);
 }
 
@@ -177,6 +178,7 @@ int io_buffer_read_status(const io_buffer *io, io_buffer_status *out)
         out->healthy = atomic_load_explicit(&h->healthy, memory_order_relaxed);
         out->forward_us = atomic_load_explicit(&h->forward_us, memory_order_relaxed);
         out->active_us = atomic_load_explicit(&h->active_us, memory_order_relaxed);
+        out->num_preemptions = atomic_load_explicit(&h->num_preemptions, memory_order_relaxed);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&h->status_version, memory_order_relaxed) == v1) return 1;
     }

@@ -39,7 +39,7 @@
 #include "core/shm.h"
 #include "core/status.h"
 
-#define IO_BUFFER_LAYOUT_VERSION 2u
+#define IO_BUFFER_LAYOUT_VERSION 3u
 #define IO_BUFFER_CMD_MAX_SLOTS 12
 
 enum {
@@ -67,9 +67,10 @@ typedef struct io_buffer_status {
     int64_t last_step_us;        /* CLOCK_MONOTONIC microseconds (shm_req_now_us) of the last step */
     int32_t healthy;             /* 1 = serving; 0 = the backend hit an error */
     int32_t reserved;
-    int64_t forward_us;          /* total time inside the model's forward (the GPU busy, no overlap yet) */
-    int64_t active_us;           /* total time of backend iterations that had work; 1 - forward/active is
-                                  * the share of busy time the GPU waited for the CPU */
+    int64_t forward_us;          /* total time inside the model's forward (the GPU busy) */
+    int64_t active_us;           /* total wall time the backend had work; 1 - forward/active is the share
+                                  * of busy time the GPU waited for the CPU */
+    int64_t num_preemptions;     /* sequences paused for KV room (they recompute) */
 } io_buffer_status;
 
 /* In the segment after shm_header; 384 bytes. */
@@ -96,8 +97,9 @@ typedef struct io_buffer_header {
     _Atomic int32_t healthy;
     int32_t reserved4;
     _Atomic int64_t forward_us;                  /* total time inside the model's forward */
-    _Atomic int64_t active_us;                   /* total time of loop iterations that had work */
-    uint8_t reserved3[112];
+    _Atomic int64_t active_us;                   /* total wall time the backend had work */
+    _Atomic int64_t num_preemptions;
+    uint8_t reserved3[104];
 } io_buffer_header;
 
 /* Process-local handle. */

@@ -84,12 +84,13 @@ int scheduler_make_room(scheduler *s, int32_t n)
 }
 
 /* Hands the sequence's computed KV to the tree (deduplicating against what the tree already
- * holds) or back to the pool; leaves the row's slots for [0, num_computed) tree-owned. */
+ * holds) or back to the pool; leaves the row's slots for [0, n) tree-owned, n = the computed
+ * tokens whose ids the host has (a launched step's sampled input may not be appended yet). */
 static void scheduler_cache_prefix(scheduler *s, seq *q)
 {
     int32_t *row = kv_cache_row(&s->kv, q->row);
     if (!s->rc) return;
-    const int32_t n = q->num_computed;
+    const int32_t n = q->num_computed < q->num_tokens ? q->num_computed : q->num_tokens;
     const int32_t present = radix_cache_insert(s->rc, q->tokens, row, n);
     if (present > q->num_in_tree) kv_cache_release(&s->kv, row + q->num_in_tree, present - q->num_in_tree);
     radix_node *node;
@@ -109,6 +110,7 @@ static void scheduler_drop_kv(scheduler *s, seq *q)
     if (s->rc) {
         if (q->num_computed > 0) scheduler_cache_prefix(s, q);
         if (q->node) radix_cache_unlock(s->rc, q->node);
+        if (q->num_computed > q->num_in_tree) kv_cache_release(&s->kv, row + q->num_in_tree, q->num_computed - q->num_in_tree);
     } else if (q->num_computed > 0) {
         kv_cache_release(&s->kv, row, q->num_computed);
     }
@@ -184,10 +186,10 @@ int64_t scheduler_peak_tokens(scheduler *s, const seq *extra)
     for (int32_t i = 0; i <= s->num_running; i++) {
         const seq *q = i < s->num_running ? s->running[i] : extra;
         if (!q) continue;
-        int64_t rem = q->max_tokens - q->num_output;
+        int64_t rem = q->max_tokens - q->num_output - q->num_pending;
         if (s->estimate_max_new_tokens > 0 && rem > s->estimate_max_new_tokens) rem = s->estimate_max_new_tokens;
         pairs[2 * n] = rem > 0 ? rem : 0;
-        pairs[2 * n + 1] = q->num_tokens;
+        pairs[2 * n + 1] = seq_len(q);
         n++;
     }
     return scheduler_peak_of(pairs, n);
@@ -210,7 +212,7 @@ static void scheduler_take(scheduler *s, seq *q, int32_t n)
 
 static int32_t scheduler_chunk(const scheduler *s, const seq *q)
 {
-    int32_t n = q->num_tokens - q->num_computed;
+    int32_t n = seq_len(q) - q->num_computed;
     const int32_t budget = s->max_batch_tokens - s->num_batch_tokens;
     if (n > s->chunk_size) n = s->chunk_size;
     if (n > budget) n = budget;
@@ -222,6 +224,8 @@ static void scheduler_schedule_running(scheduler *s)
 {
     for (int32_t i = 0; i < s->num_running; i++) {
         seq *q = s->running[i];
+        /* its pending token is its last: the step that appends it finishes it */
+        if (q->num_pending > 0 && (q->num_output + q->num_pending >= q->max_tokens || seq_len(q) >= s->max_seq_len)) continue;
         const int32_t n = scheduler_chunk(s, q);
         if (n <= 0) break; /* token budget spent: later sequences wait a step */
         int fits = scheduler_make_room(s, n);
@@ -254,7 +258,9 @@ static void scheduler_schedule_waiting(scheduler *s)
     int32_t i = 0;
     while (i < s->num_waiting && s->num_running < s->max_num_seqs && s->num_batch_tokens < s->max_batch_tokens) {
         seq *q = s->waiting[i];
-        if (s->rc && q->sample_index > 0 && q->group_prefilled && !*q->group_prefilled) {
+        /* a paused sequence whose last sampled token is not appended yet, or a sample waiting for
+         * sample 0's prompt KV, is admitted a step later */
+        if (q->num_pending > 0 || (s->rc && q->sample_index > 0 && q->group_prefilled && !*q->group_prefilled)) {
             i++;
             continue;
         }

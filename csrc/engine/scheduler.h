@@ -21,6 +21,12 @@
  * prompt completes, its KV is inserted into the prefix tree at once (so siblings and other
  * requests reuse it while it runs).  scheduler_release() returns a finished sequence's KV (to
  * the tree when caching is on).
+ * Overlapped steps: a sequence is planned at seq_len() (its tokens + those launched steps will
+ * sample).  One whose pending token is its last (max_tokens or the context limit) is not
+ * scheduled again; a paused one with a pending token is re-admitted only after it is appended;
+ * the tree only receives KV of tokens the host has.  Releasing KV while a launched step still
+ * writes it is safe: steps run on the device in order, so a slot handed out again is written by
+ * a later step only.
  */
 #ifndef LIGHTLLM_ENGINE_SCHEDULER_H
 #define LIGHTLLM_ENGINE_SCHEDULER_H

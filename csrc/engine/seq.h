@@ -36,6 +36,11 @@ typedef struct seq {
 
     int32_t *tokens;            /* [cap_tokens] prompt + output */
     int32_t num_tokens, cap_tokens, num_prompt;
+    int32_t dev_len;            /* tokens[0, dev_len) written: num_tokens + sampled, not yet appended
+                                 * (written only by the execute side) */
+    int32_t num_pending;        /* tokens that prepared steps will sample and the host has not appended */
+    int32_t num_inflight;       /* prepared steps not yet completed that include this sequence: it is
+                                 * freed only at 0 */
     int32_t max_tokens;         /* output tokens allowed */
 
     int32_t row;                /* req_to_token row, -1 when none */
@@ -59,5 +64,8 @@ typedef struct seq {
     sampling_result_t last;     /* the token sampled this step, with logprobs */
     double arrival_time, first_token_time, finish_time;
 } seq;
+
+/* Length the scheduler plans with: host tokens + those launched steps will add. */
+static inline int32_t seq_len(const seq *q) { return q->num_tokens + q->num_pending; }
 
 #endif

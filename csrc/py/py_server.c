@@ -1,7 +1,7 @@
 /* py_server.c — the multi-process server's C parts as seen from Python:
  *   shm_server_create / shm_server_destroy / shm_reclaim_stale / shm_count_segments: the two
  *     segments of a server (request pool "reqs", IO buffer "io") named by a server id;
- *   router_main(...) and backend_main(engine, server_id): the Router and ModelBackend loops, run
+ *   router_main(...) and backend_main(engine, server_id, overlap=True): the Router and ModelBackend loops, run
  *     with the GIL released in their own processes until SIGTERM/SIGINT;
  *   ShmClient(server_id): the API server's side of the request pool (submit, poll, abort,
  *     release, backend status).
@@ -141,7 +141,8 @@ static PyObject *py_backend_main(PyObject *self, PyObject *args)
 {
     PyObject *engine_obj;
     const char *id;
-    if (!PyArg_ParseTuple(args, "Os", &engine_obj, &id)) return NULL;
+    int overlap = 1;
+    if (!PyArg_ParseTuple(args, "Os|p", &engine_obj, &id, &overlap)) return NULL;
     engine *e = py_engine_get(engine_obj);
     if (!e) return NULL;
     shm_req_pool pool;
@@ -152,7 +153,7 @@ static PyObject *py_backend_main(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     s = py_server_attach(id, &pool, &io);
     if (s == STATUS_OK) {
-        s = backend_loop_init(&bl, e, &pool, &io);
+        s = backend_loop_init(&bl, e, &pool, &io, overlap);
         if (s == STATUS_OK) {
             s = backend_loop_run(&bl, (volatile const int *)&py_server_stop);
             backend_loop_free(&bl);
@@ -352,12 +353,13 @@ static PyObject *py_shm_client_status(py_shm_client *self, PyObject *unused)
     io_buffer_status st;
     memset(&st, 0, sizeof st);
     const int ok = self->attached && io_buffer_read_status(&self->io, &st);
-    return Py_BuildValue("{s:L,s:L,s:L,s:i,s:i,s:K,s:L,s:O,s:i,s:L,s:L}", "kv_slots_total", (long long)st.kv_slots_total,
+    return Py_BuildValue("{s:L,s:L,s:L,s:i,s:i,s:K,s:L,s:O,s:i,s:L,s:L,s:L}", "kv_slots_total", (long long)st.kv_slots_total,
                          "kv_slots_free", (long long)st.kv_slots_free, "kv_slots_cached", (long long)st.kv_slots_cached,
                          "num_running", st.num_running, "num_waiting", st.num_waiting, "step", (unsigned long long)st.step,
                          "last_step_us", (long long)st.last_step_us, "healthy", (ok && st.healthy) ? Py_True : Py_False,
                          "num_in_use", self->attached ? shm_req_pool_num_in_use(&self->pool) : 0,
-                         "forward_us", (long long)st.forward_us, "active_us", (long long)st.active_us);
+                         "forward_us", (long long)st.forward_us, "active_us", (long long)st.active_us,
+                         "num_preemptions", (long long)st.num_preemptions);
 }
 
 static PyMethodDef py_shm_client_methods[] = {
@@ -391,7 +393,7 @@ static PyMethodDef py_server_functions[] = {
     {"shm_count_segments", py_shm_count_segments, METH_O, "shm_count_segments(prefix) -> int"},
     {"router_main", py_router_main, METH_VARARGS,
      "router_main(server_id, interval_ms, max_num_seqs, max_model_len, estimate_max_new_tokens): runs until SIGTERM"},
-    {"backend_main", py_backend_main, METH_VARARGS, "backend_main(engine, server_id): runs until SIGTERM"},
+    {"backend_main", py_backend_main, METH_VARARGS, "backend_main(engine, server_id, overlap=True): runs until SIGTERM"},
     {NULL, NULL, 0, NULL},
 };
 

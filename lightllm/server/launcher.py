@@ -33,6 +33,8 @@ FLAGS = [
     ("--num-threads", [], dict(type=int, default=0, help="CPU backend threads (0: all cores)")),
     ("--log-level", [], dict(default="info", choices=["critical", "error", "warning", "info", "debug"])),
     ("--single-process", [], dict(action="store_true", help="no router/backend processes: one engine thread here")),
+    ("--disable-overlap", ["--disable-overlap-schedule"], dict(action="store_true", help="one backend inference "
+                                                               "thread: no folding of CPU work under the forward")),
     ("--queue-wait-s", [], dict(type=float, default=30.0, help="how long a request waits for a free request slot "
                                                                 "before 503 + Retry-After")),
 ]
@@ -80,7 +82,8 @@ def main(argv=None):
             if args.max_model_len and args.max_model_len > limit:
                 parser.error(f"--max-model-len {args.max_model_len} is larger than the model's max_position_embeddings {limit}")
             max_len = args.max_model_len or limit
-            procs = ServerProcesses(args.model_dir, args.tokenizer, engine_args(args), max_len, args.router_interval_ms)
+            procs = ServerProcesses(args.model_dir, args.tokenizer, engine_args(args), max_len, args.router_interval_ms,
+                                    overlap=not args.disable_overlap)
             procs.start()
             client = ShmEngineClient(procs.server_id, config["vocab_size"], max_len, procs.alive, args.queue_wait_s)
     except (ValueError, OSError, RuntimeError) as e:

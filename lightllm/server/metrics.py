@@ -1,6 +1,7 @@
 """Prometheus metrics of one app (its own registry): TTFT and per-token latency histograms and
 request counters fed by the EngineClient's finished-request listener; queue length, running batch
-size, KV slots used/total and the prefix-cache hit rate read from the client's stats at scrape."""
+size, KV slots used/total, the prefix-cache hit rate, preemptions and the GPU idle fraction read
+from the client's stats at scrape."""
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from lightllm.server.engine_client import EngineClient, RequestStats
@@ -22,6 +23,7 @@ class Metrics:
             ("queue_length", "Requests waiting"), ("running_batch_size", "Sequences running"),
             ("kv_slots_used", "KV token slots in use (held or cached)"), ("kv_slots_total", "KV token slots"),
             ("prefix_cache_hit_rate", "Prompt tokens served by the prefix cache / prompt tokens"),
+            ("num_preemptions", "Sequences paused for KV room and recomputed later, since start"),
             ("gpu_idle_fraction", "Share of the backend's busy time outside the model forward (GPU waiting "
                                   "for CPU work between steps), since start"))}
         client.on_request_finished(self.observe)
@@ -41,6 +43,7 @@ class Metrics:
         g["kv_slots_used"].set(st["num_kv_slots"] - st["num_free_slots"])
         g["kv_slots_total"].set(st["num_kv_slots"])
         g["prefix_cache_hit_rate"].set(st["num_cached_prompt_tokens"] / max(1, st["num_prompt_tokens"]))
+        g["num_preemptions"].set(st["num_preemptions"])
         if st.get("active_s"):
             g["gpu_idle_fraction"].set(max(0.0, 1.0 - st["forward_s"] / st["active_s"]))
         return generate_latest(self.registry)

@@ -26,11 +26,11 @@ def _die_with_parent():
         pass
 
 
-def _backend_main(server_id, model, tokenizer, engine_args):
+def _backend_main(server_id, model, tokenizer, engine_args, overlap):
     _die_with_parent()
     from lightllm.llm import LLM
     llm = LLM(model, tokenizer, **engine_args)
-    _C.backend_main(llm._engine, server_id)
+    _C.backend_main(llm._engine, server_id, overlap)
 
 
 def _router_main(server_id, interval_ms, max_num_seqs, max_model_len, estimate_cap):
@@ -39,9 +39,10 @@ def _router_main(server_id, interval_ms, max_num_seqs, max_model_len, estimate_c
 
 
 class ServerProcesses:
-    def __init__(self, model, tokenizer, engine_args: dict, max_model_len: int, router_interval_ms: float):
+    def __init__(self, model, tokenizer, engine_args: dict, max_model_len: int, router_interval_ms: float,
+                 overlap: bool = True):
         self.server_id = f"{os.getpid()}x{secrets.token_hex(4)}"
-        self.model, self.tokenizer, self.engine_args = model, tokenizer, engine_args
+        self.model, self.tokenizer, self.engine_args, self.overlap = model, tokenizer, engine_args, overlap
         self.max_model_len, self.interval_ms = max_model_len, router_interval_ms
         self.children, self.stopping, self.died = [], False, None
 
@@ -52,7 +53,7 @@ class ServerProcesses:
         _C.shm_server_create(self.server_id, max_seqs, self.max_model_len, RING_RECORDS, RING_TEXT_BYTES, IO_CAPACITY)
         ctx = mp.get_context("spawn")
         backend = ctx.Process(target=_backend_main, name="lightllm-backend", daemon=True,
-                              args=(self.server_id, self.model, self.tokenizer, self.engine_args))
+                              args=(self.server_id, self.model, self.tokenizer, self.engine_args, self.overlap))
         router = ctx.Process(target=_router_main, name="lightllm-router", daemon=True,
                              args=(self.server_id, self.interval_ms, max_seqs, self.max_model_len,
                                    self.engine_args.get("router_max_new_token_len", 0)))

@@ -91,7 +91,8 @@ class ShmEngineClient(EngineClient):
                 "num_waiting": max(0, st["num_in_use"] - st["num_running"]),   # submitted, not yet running
                 "num_prompt_tokens": self._prompt_tokens, "num_cached_prompt_tokens": self._cached_tokens,
                 "num_steps": st["step"], "vocab_size": self._vocab_size, "max_model_len": self._max_model_len,
-                "forward_s": st["forward_us"] / 1e6, "active_s": st["active_us"] / 1e6}
+                "forward_s": st["forward_us"] / 1e6, "active_s": st["active_us"] / 1e6,
+                "num_preemptions": st["num_preemptions"]}
 
     def is_healthy(self) -> bool:
         return self._alive() and self._c.status()["healthy"]

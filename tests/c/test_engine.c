@@ -55,8 +55,28 @@ static void qwen3_fixture_config(model_config *c)
     c->rope.theta = 1e6;
 }
 
+/* One tick of the engine.  mode 0: engine_step.  1, 2: the overlap order of the backend's two
+ * threads on one thread — step k+1 is prepared before step k completes, so the scheduler plans
+ * with pending tokens, inputs come from the next-token table and a sequence can finish while
+ * a step for it is already launched; execute(k+1) runs after (1) or before (2) complete(k). */
+static int64_t table_inputs; /* decode inputs left to the next-token table */
+
+static status_t tick(engine *e, int mode, engine_step_ctx **prev)
+{
+    if (mode == 0) return engine_step(e);
+    engine_step_ctx *next = NULL;
+    status_t s = engine_prepare(e, &next);
+    if (s != STATUS_OK) return s;
+    for (int32_t t = 0; next && t < next->batch.num_tokens; t++) table_inputs += next->tokens[t] < 0;
+    if (mode == 2 && next) engine_execute(e, next);
+    s = engine_complete(e, *prev);
+    if (mode == 1 && next) engine_execute(e, next);
+    *prev = next;
+    return s;
+}
+
 /* Runs every fixture prompt (twice, as requests 0..2k-1) and checks the greedy tokens. */
-static void run_greedy(int32_t num_slots, int32_t estimate_cap, int32_t chunk, int abort_one)
+static void run_greedy(int32_t num_slots, int32_t estimate_cap, int32_t chunk, int abort_one, int mode)
 {
     const char *dir = "tests/fixtures/qwen3";
     fixture f;
@@ -90,8 +110,10 @@ static void run_greedy(int32_t num_slots, int32_t estimate_cap, int32_t chunk, i
         CHECK_EQ_INT(engine_add_request(e, r, ids, pr->count, &p), STATUS_OK);
     }
     int32_t finished = 0, aborted = 0, steps = 0;
-    while (engine_has_unfinished(e) && steps++ < 10000) {
-        CHECK_EQ_INT(engine_step(e), STATUS_OK);
+    engine_step_ctx *prev = NULL;
+    table_inputs = 0;
+    while ((engine_has_unfinished(e) || engine_num_inflight(e) > 0) && steps++ < 10000) {
+        CHECK_EQ_INT(tick(e, mode, &prev), STATUS_OK);
         if (abort_one && steps == 3) CHECK_EQ_INT(engine_abort(e, 2 * np - 1), STATUS_OK);
         for (int32_t u = 0; u < e->num_updates; u++) {
             seq *q = e->updates[u];
@@ -105,7 +127,9 @@ static void run_greedy(int32_t num_slots, int32_t estimate_cap, int32_t chunk, i
             finished++;
         }
     }
-    CHECK_EQ_INT(engine_step(e), STATUS_OK); /* reports a late abort, frees the last sequences */
+    CHECK_EQ_INT(tick(e, mode, &prev), STATUS_OK); /* reports a late abort, frees the last sequences */
+    CHECK_EQ_INT(engine_num_inflight(e), 0);
+    if (mode) CHECK(table_inputs > 0);
     aborted += e->num_updates;
     CHECK_EQ_INT(finished + aborted, 2 * np);
     if (abort_one) CHECK_EQ_INT(aborted, 1);
@@ -116,6 +140,9 @@ static void run_greedy(int32_t num_slots, int32_t estimate_cap, int32_t chunk, i
     json_doc_free(f.doc);
 }
 
-TEST_CASE(engine_fixture_greedy_matches_transformers) { run_greedy(0, 0, 0, 0); }
-TEST_CASE(engine_fixture_small_pool_preempts_and_matches) { run_greedy(80, 4, 16, 0); }
-TEST_CASE(engine_fixture_chunked_prefill_with_abort) { run_greedy(0, 0, 3, 1); }
+TEST_CASE(engine_fixture_greedy_matches_transformers) { run_greedy(0, 0, 0, 0, 0); }
+TEST_CASE(engine_fixture_small_pool_preempts_and_matches) { run_greedy(80, 4, 16, 0, 0); }
+TEST_CASE(engine_fixture_chunked_prefill_with_abort) { run_greedy(0, 0, 3, 1, 0); }
+TEST_CASE(engine_overlap_greedy_matches_transformers) { run_greedy(0, 0, 0, 0, 1); run_greedy(0, 0, 0, 0, 2); }
+TEST_CASE(engine_overlap_small_pool_preempts_and_matches) { run_greedy(80, 4, 16, 0, 1); run_greedy(80, 4, 16, 0, 2); }
+TEST_CASE(engine_overlap_chunked_prefill_with_abort) { run_greedy(0, 0, 3, 1, 1); run_greedy(0, 0, 3, 1, 2); }
