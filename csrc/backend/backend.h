@@ -15,6 +15,7 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
+#include "engine/sampling.h"
 
 /* One forward step over a ragged batch: num_seqs sequences, each contributing q_len new tokens
  * (concatenated in sequence order) whose KV lands in `slots`.  Attention reads each sequence's
@@ -44,6 +45,19 @@ typedef struct attention_shape {
     int32_t num_heads, num_kv_heads, head_dim;
     float scale;                /* softmax scale, head_dim^-0.5 */
 } attention_shape;
+
+/* One row for backend_ops.sample: what sampling_sample_row takes besides the logits. */
+typedef struct backend_sample_row {
+    const sampling_params_t *sp;
+    const int32_t *prompt_ids;      /* [num_prompt] (penalties) */
+    int32_t num_prompt;
+    const int32_t *output_ids;      /* [num_output] (penalties) */
+    int32_t num_output;
+    const int32_t *banned_ids;      /* [num_banned] */
+    int32_t num_banned;
+    const uint32_t *allowed_mask;   /* [ceil(vocab/32)] or NULL */
+    uint64_t rng_key, rng_counter;
+} backend_sample_row;
 
 typedef struct backend_ops {
     const char *name;
@@ -95,8 +109,15 @@ typedef struct backend_ops {
     void (*silu_mul)(backend *b, const void *gate, const void *up, int32_t n, int32_t dim, void *out);
     /* out[m, dim] = x[rows[i], :] */
     void (*gather_rows)(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out);
+    /* Waits until the device has finished every op issued so far (the CPU backend: no-op); for
+     * timing the forward. */
+    void (*synchronize)(backend *b);
     /* fp32 host copy of logits[m, vocab] (the CPU backend: memcpy) */
     void (*logits_to_host)(backend *b, const void *logits, int64_t count, float *host);
+    /* Picks each row's next token from logits[n, vocab] (fp32, as linear_logits wrote them; may be
+     * modified) exactly as sampling_sample_row does with rows[i]; out[n] on the host. */
+    void (*sample)(backend *b, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows,
+                   sampling_result_t *out);
 } backend_ops;
 
 struct backend {

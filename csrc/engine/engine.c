@@ -122,15 +122,11 @@ status_t engine_create(model *m, const engine_args *args, const detok_vocab *voc
     e->num_eos = num_eos;
     e->eos_ids = log_xmalloc((size_t)(num_eos + 1) * sizeof(int32_t));
     if (num_eos > 0) memcpy(e->eos_ids, eos_ids, (size_t)num_eos * sizeof(int32_t));
-    e->scratch = sampling_scratch_create(c->vocab_size);
     e->text_tmp = log_xmalloc((size_t)(vocab ? detok_max_token_bytes(vocab) : 0) + 16);
     const size_t S = (size_t)a.max_num_seqs;
     for (int i = 0; i < ENGINE_MAX_INFLIGHT; i++) engine_step_ctx_init(&e->steps[i], (size_t)a.max_batch_tokens, S);
-    e->logits = malloc(S * (size_t)c->vocab_size * sizeof(float));
-    if (!e->logits) {
-        engine_free(e);
-        return status_set(STATUS_NO_MEMORY, "cannot allocate logits for %zu sequences", S);
-    }
+    e->sample_rows = log_xmalloc(S * sizeof *e->sample_rows);
+    e->banned = log_xmalloc(S * ENGINE_MAX_BANNED * sizeof(int32_t));
     e->cap_updates = e->cap_to_free = 64;
     e->updates = log_xmalloc((size_t)e->cap_updates * sizeof(seq *));
     e->to_free = log_xmalloc((size_t)e->cap_to_free * sizeof(seq *));
@@ -164,11 +160,11 @@ void engine_free(engine *e)
     while (s->num_running > 0) { seq *q = s->running[0]; scheduler_release(s, q); engine_free_seq(e, q); }
     while (s->num_waiting > 0) { seq *q = s->waiting[0]; scheduler_release(s, q); engine_free_seq(e, q); }
     if (s->running) scheduler_free(s);
-    sampling_scratch_free(e->scratch);
     free(e->eos_ids);
     free(e->text_tmp);
     for (int i = 0; i < ENGINE_MAX_INFLIGHT; i++) engine_step_ctx_free(&e->steps[i]);
-    free(e->logits);
+    free(e->sample_rows);
+    free(e->banned);
     free(e->updates);
     free(e->to_free);
     free(e->deferred);
@@ -383,21 +379,22 @@ static void engine_flush_text(engine *e, seq *q)
     engine_text_append(q, e->text_tmp, n);
 }
 
-/* Execute side: samples the sequence's next token from its logits into tokens[dev_len++]. */
-static void engine_sample(engine *e, seq *q, float *logits, sampling_result_t *res)
+/* Execute side: what sampling needs for the sequence's next token (row i of the step). */
+static void engine_sample_row(engine *e, const seq *q, int32_t i, backend_sample_row *row)
 {
-    engine_request *r = q->req;
+    const engine_request *r = q->req;
     const int32_t num_output = q->dev_len - q->num_prompt;
-    int32_t banned[64];
-    int32_t num_banned = 0;
+    int32_t *banned = e->banned + (int64_t)i * ENGINE_MAX_BANNED, num_banned = 0;
     if (num_output < r->sp.min_tokens) {
-        for (int32_t i = 0; i < e->num_eos && num_banned < 64; i++) banned[num_banned++] = e->eos_ids[i];
-        for (int32_t i = 0; i < r->num_stop_token_ids && num_banned < 64; i++) banned[num_banned++] = r->stop_token_ids[i];
+        for (int32_t k = 0; k < e->num_eos && num_banned < ENGINE_MAX_BANNED; k++) banned[num_banned++] = e->eos_ids[k];
+        for (int32_t k = 0; k < r->num_stop_token_ids && num_banned < ENGINE_MAX_BANNED; k++)
+            banned[num_banned++] = r->stop_token_ids[k];
     }
-    sampling_sample_row(&r->sp, logits, e->m->cfg.vocab_size, q->tokens, q->num_prompt, q->tokens + q->num_prompt,
-                        num_output, banned, num_banned, NULL, q->rng_key, (uint64_t)num_output, e->scratch, res);
-    LL_ASSERT(q->dev_len < q->cap_tokens);
-    q->tokens[q->dev_len++] = res->token;
+    *row = (backend_sample_row){
+        .sp = &r->sp, .prompt_ids = q->tokens, .num_prompt = q->num_prompt, .output_ids = q->tokens + q->num_prompt,
+        .num_output = num_output, .banned_ids = banned, .num_banned = num_banned, .allowed_mask = NULL,
+        .rng_key = q->rng_key, .rng_counter = (uint64_t)num_output,
+    };
 }
 
 /* Complete side: the host takes the token execute sampled. */
@@ -487,17 +484,24 @@ void engine_execute(engine *e, engine_step_ctx *c)
             c->tokens[t] = q->tokens[c->positions[t]];
         }
         const double t0 = engine_now();
-        model_forward(e->m, &c->batch, e->logits);
+        float *logits = model_forward_logits(e->m, &c->batch);
+        ops->synchronize(e->m->be); /* forward_seconds is the device's time */
         c->status = ops->last_error(e->m->be);
         c->forward_seconds = engine_now() - t0;
+        const int32_t L = c->batch.num_logits;
+        for (int32_t i = 0; i < L && c->status == STATUS_OK; i++) engine_sample_row(e, c->logit_seqs[i], i, &e->sample_rows[i]);
+        if (c->status == STATUS_OK) ops->sample(e->m->be, logits, L, e->m->cfg.vocab_size, e->sample_rows, c->results);
+        if (c->status == STATUS_OK) c->status = ops->last_error(e->m->be);
     }
     if (c->status != STATUS_OK) {
         snprintf(c->error, sizeof c->error, "%s", status_message());
         return;
     }
-    const int64_t vocab = e->m->cfg.vocab_size;
-    for (int32_t i = 0; i < c->batch.num_logits; i++)
-        engine_sample(e, c->logit_seqs[i], e->logits + (int64_t)i * vocab, &c->results[i]);
+    for (int32_t i = 0; i < c->batch.num_logits; i++) {
+        seq *q = c->logit_seqs[i];
+        LL_ASSERT(q->dev_len < q->cap_tokens);
+        q->tokens[q->dev_len++] = c->results[i].token;
+    }
 }
 
 status_t engine_complete(engine *e, engine_step_ctx *c)

@@ -8,8 +8,9 @@
  *                   launched step has not sampled yet is left as -1 (the next-token table: the
  *                   execute side reads it from the sequence when the step runs).
  *   engine_execute  (the device side, one at a time in prepare order, no lock needed):
- *                   model_forward, then sample each sequence whose logits were computed
- *                   (sampling.c), writing the token at tokens[dev_len++].
+ *                   model_forward_logits, then backend_ops.sample for each sequence whose
+ *                   logits were computed (sampling.c semantics), writing the token at
+ *                   tokens[dev_len++].
  *   engine_complete (host, in prepare order, under the lock): append each sampled token,
  *                   detokenize (detokenizer.c), check eos / stop ids / stop strings / max_tokens /
  *                   context limit, release finished sequences' KV.  A sequence that finished
@@ -78,6 +79,7 @@ typedef struct engine_request_params {
 } engine_request_params;
 
 #define ENGINE_MAX_INFLIGHT 2
+#define ENGINE_MAX_BANNED 64        /* eos + stop ids banned before min_tokens */
 
 /* One prepared step: the batch (read by execute) and what execute sampled (read by complete). */
 typedef struct engine_step_ctx {
@@ -102,14 +104,14 @@ typedef struct engine {
     int32_t *eos_ids;
     int32_t num_eos;
     scheduler sched;
-    sampling_scratch_t *scratch;
     int64_t next_arrival;
     uint64_t num_requests;
     char *text_tmp;                 /* [detok_max_token_bytes + 8] */
 
     engine_step_ctx steps[ENGINE_MAX_INFLIGHT];   /* step k uses steps[k % ENGINE_MAX_INFLIGHT] */
     int64_t num_prepared, num_completed;
-    float *logits;                  /* [max_num_seqs, vocab] (execute side) */
+    backend_sample_row *sample_rows; /* [max_num_seqs] (execute side) */
+    int32_t *banned;                /* [max_num_seqs, ENGINE_MAX_BANNED] (execute side) */
     seq **updates;
     int32_t num_updates, cap_updates;
     seq **to_free;                  /* finished and reported: freed by a later complete */

@@ -14,14 +14,13 @@
 
 #include "core/log.h"
 
-void model_forward(model *m, const forward_batch *host_batch, float *logits)
+/* The layers over the batch (uploaded): h in act_residual + act_hidden (the last layer's
+ * residual add is left to the logits). */
+static void llama_layers(model *m, const forward_batch *batch)
 {
     const model_config *c = &m->cfg;
     backend *be = m->be;
     const backend_ops *ops = be->ops;
-    forward_batch dev_batch;
-    ops->upload_batch(be, host_batch, &dev_batch);
-    const forward_batch *batch = &dev_batch;
     const int32_t T = batch->num_tokens, H = c->hidden_size, I = c->intermediate_size;
     const attention_shape shape = {
         .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
@@ -47,14 +46,41 @@ void model_forward(model *m, const forward_batch *host_batch, float *logits)
         ops->silu_mul(be, m->act_gate, m->act_up, T, I, m->act_gate);
         ops->linear(be, m->act_gate, &ly->down, NULL, T, m->act_hidden);
     }
-    /* final residual add, then norm + lm_head on the wanted rows, max_logits rows at a time */
-    for (int32_t done = 0; done < batch->num_logits; done += m->max_logits) {
-        int32_t n = batch->num_logits - done;
+}
+
+/* Final residual add, norm and lm_head for logit rows [done, done + n) into act_logits. */
+static void llama_logits(model *m, const forward_batch *batch, int32_t done, int32_t n)
+{
+    const model_config *c = &m->cfg;
+    backend *be = m->be;
+    const backend_ops *ops = be->ops;
+    const int32_t H = c->hidden_size;
+    ops->gather_rows(be, m->act_residual, batch->logit_tokens + done, n, H, m->act_logits_in);
+    ops->gather_rows(be, m->act_hidden, batch->logit_tokens + done, n, H, m->act_logits_delta);
+    ops->add_rmsnorm(be, m->act_logits_in, m->act_logits_delta, &m->final_norm, c->rms_norm_eps, n, H, m->act_logits_in);
+    ops->linear_logits(be, m->act_logits_in, &m->lm_head, n, m->act_logits);
+}
+
+void model_forward(model *m, const forward_batch *host_batch, float *logits)
+{
+    forward_batch batch;
+    m->be->ops->upload_batch(m->be, host_batch, &batch);
+    llama_layers(m, &batch);
+    const int64_t vocab = m->cfg.vocab_size;
+    for (int32_t done = 0; done < batch.num_logits; done += m->max_logits) { /* max_logits rows at a time */
+        int32_t n = batch.num_logits - done;
         if (n > m->max_logits) n = m->max_logits;
-        ops->gather_rows(be, m->act_residual, batch->logit_tokens + done, n, H, m->act_logits_in);
-        ops->gather_rows(be, m->act_hidden, batch->logit_tokens + done, n, H, m->act_logits_delta);
-        ops->add_rmsnorm(be, m->act_logits_in, m->act_logits_delta, &m->final_norm, c->rms_norm_eps, n, H, m->act_logits_in);
-        ops->linear_logits(be, m->act_logits_in, &m->lm_head, n, m->act_logits);
-        ops->logits_to_host(be, m->act_logits, (int64_t)n * c->vocab_size, logits + (int64_t)done * c->vocab_size);
+        llama_logits(m, &batch, done, n);
+        m->be->ops->logits_to_host(m->be, m->act_logits, (int64_t)n * vocab, logits + (int64_t)done * vocab);
     }
+}
+
+float *model_forward_logits(model *m, const forward_batch *host_batch)
+{
+    LL_ASSERT(host_batch->num_logits <= m->max_logits);
+    forward_batch batch;
+    m->be->ops->upload_batch(m->be, host_batch, &batch);
+    llama_layers(m, &batch);
+    if (batch.num_logits > 0) llama_logits(m, &batch, 0, batch.num_logits);
+    return m->act_logits;
 }

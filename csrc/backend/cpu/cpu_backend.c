@@ -18,6 +18,7 @@ static void cpu_backend_destroy(backend *b)
     cpu_backend *c = cpu_backend_of(b);
     threadpool_free(c->tp);
     free(c->attn_scratch);
+    cpu_sample_free(c);
     free(c);
 }
 
@@ -69,6 +70,8 @@ static void cpu_backend_copy_to_device(backend *b, void *dst, const void *src, s
     if (dst != src) memcpy(dst, src, bytes);
 }
 
+static void cpu_backend_synchronize(backend *b) {}
+
 static void cpu_backend_logits_to_host(backend *b, const void *logits, int64_t count, float *host)
 {
     if ((const void *)host != logits) memcpy(host, logits, (size_t)count * sizeof(float));
@@ -94,7 +97,9 @@ static const backend_ops cpu_backend_ops = {
     .attention = cpu_attention,
     .silu_mul = cpu_ops_silu_mul,
     .gather_rows = cpu_ops_gather_rows,
+    .synchronize = cpu_backend_synchronize,
     .logits_to_host = cpu_backend_logits_to_host,
+    .sample = cpu_sample,
 };
 
 status_t backend_cpu_create(int num_threads, backend **out)

@@ -3,7 +3,7 @@
  *
  * Activations and KV are bf16; 2-D weights are uploaded as bf16 (F16/F32 converted on the
  * host first), 1-D weights (norms, biases) as fp32, as kernels.h expects.  Everything runs on
- * one stream created at create; copy_to_device and logits_to_host synchronise it, nothing
+ * one stream created at create; copy_to_device, synchronize, logits_to_host and sample synchronise it, nothing
  * else does.  upload_batch packs all index arrays of a step into one pinned staging buffer
  * and sends them with a single async copy.  The first failing CUDA or cuBLAS call is recorded
  * (code + text) and makes every later op a no-op; ops->last_error reports it.
@@ -73,6 +73,7 @@ static void cuda_backend_destroy(backend *b)
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
     cuda_backend_free_step_buffers(c);
+    cuda_sample_free(c);
     for (int64_t i = 0; i < c->num_owned; i++) cudaFree(c->owned[i]);
     free(c->owned);
     cuda_gemm_free(c);
@@ -391,6 +392,12 @@ static void cuda_ops_gather_rows(backend *b, const void *x, const int32_t *rows,
     cuda_backend_check(c, kernels_gather_rows(x, rows, m, dim, out, c->stream), "kernels_gather_rows");
 }
 
+static void cuda_backend_synchronize(backend *b)
+{
+    cuda_backend *c = cuda_backend_of(b);
+    if (!cuda_backend_failed(c)) cuda_backend_check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize");
+}
+
 static void cuda_backend_logits_to_host(backend *b, const void *logits, int64_t count, float *host)
 {
     cuda_backend *c = cuda_backend_of(b);
@@ -423,7 +430,9 @@ static const backend_ops cuda_backend_ops = {
     .attention = cuda_ops_attention,
     .silu_mul = cuda_ops_silu_mul,
     .gather_rows = cuda_ops_gather_rows,
+    .synchronize = cuda_backend_synchronize,
     .logits_to_host = cuda_backend_logits_to_host,
+    .sample = cuda_sample,
 };
 
 int backend_cuda_device_count(void)

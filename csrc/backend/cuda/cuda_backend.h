@@ -1,7 +1,7 @@
 /* cuda_backend.h — internals shared by the CUDA backend's files (not part of the op table).
  *
  * One device, one stream, one cuBLASLt handle per backend.  Ops are asynchronous on the
- * stream; logits_to_host is the only per-step synchronisation.  Errors are sticky: the first
+ * stream; per step, synchronize (timing the forward) and sample wait for it.  Errors are sticky: the first
  * failing CUDA/cuBLAS call records its text in the backend, every later op returns without
  * launching, and ops->last_error (= cuda_backend_status) reports it after the forward.
  */
@@ -53,6 +53,12 @@ typedef struct cuda_backend {
     void *attn_workspace;
     size_t attn_workspace_bytes;
 
+    /* sample (cuda_sample.c): pinned logits staging [sample_capacity floats] and one scratch */
+    float *sample_host;
+    int64_t sample_capacity;
+    sampling_scratch_t *sample_scratch;
+    int32_t sample_vocab;
+
     /* allocations made by upload_weight, freed by destroy */
     void **owned;
     int64_t num_owned, cap_owned;
@@ -66,6 +72,11 @@ status_t cuda_backend_status(backend *b);
 int cuda_backend_check(cuda_backend *c, cudaError_t e, const char *what);
 /* Records a failure with a ready message (first one wins). */
 void cuda_backend_fail(cuda_backend *c, status_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* cuda_sample.c: backend_ops.sample, and freeing its buffers. */
+void cuda_sample(backend *b, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows,
+                 sampling_result_t *out);
+void cuda_sample_free(cuda_backend *c);
 
 /* cuda_gemm.c: D[n, m] = X[n, k] · W[m, k]^T in row-major terms, bf16 inputs, fp32 compute,
  * bf16 or fp32 output.  Plans are cached per shape; failures are recorded in the backend. */
