@@ -16,9 +16,9 @@
 static void cpu_backend_destroy(backend *b)
 {
     cpu_backend *c = cpu_backend_of(b);
+    host_sampler_free(&c->sampler);
     threadpool_free(c->tp);
     free(c->attn_scratch);
-    cpu_sample_free(c);
     free(c);
 }
 
@@ -72,6 +72,12 @@ static void cpu_backend_copy_to_device(backend *b, void *dst, const void *src, s
 
 static void cpu_backend_synchronize(backend *b) {}
 
+static void cpu_backend_sample(backend *b, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows,
+                               sampling_result_t *out)
+{
+    host_sampler_run(&cpu_backend_of(b)->sampler, logits, n, vocab, rows, out);
+}
+
 static void cpu_backend_logits_to_host(backend *b, const void *logits, int64_t count, float *host)
 {
     if ((const void *)host != logits) memcpy(host, logits, (size_t)count * sizeof(float));
@@ -99,7 +105,7 @@ static const backend_ops cpu_backend_ops = {
     .gather_rows = cpu_ops_gather_rows,
     .synchronize = cpu_backend_synchronize,
     .logits_to_host = cpu_backend_logits_to_host,
-    .sample = cpu_sample,
+    .sample = cpu_backend_sample,
 };
 
 status_t backend_cpu_create(int num_threads, backend **out)
@@ -113,6 +119,7 @@ status_t backend_cpu_create(int num_threads, backend **out)
         return status_set(STATUS_NO_MEMORY, "CPU backend: cannot start worker threads");
     }
     c->num_threads = threadpool_num_threads(c->tp);
+    host_sampler_init(&c->sampler, c->tp, 0); /* borrows the pool: cannot fail */
     *out = &c->base;
     return STATUS_OK;
 }

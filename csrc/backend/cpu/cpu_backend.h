@@ -3,6 +3,7 @@
 #define LIGHTLLM_BACKEND_CPU_BACKEND_H
 
 #include "backend/backend.h"
+#include "backend/host_sampler.h"
 #include "core/threadpool.h"
 
 typedef struct cpu_backend {
@@ -11,8 +12,7 @@ typedef struct cpu_backend {
     int num_threads;
     int32_t max_tokens, max_seq_len;
     float *attn_scratch;        /* [num_threads, max_seq_len] scores */
-    sampling_scratch_t **sample_scratch; /* [num_threads], for sample_vocab tokens (made at first use) */
-    int32_t sample_vocab;
+    host_sampler sampler;       /* on tp */
 } cpu_backend;
 
 static inline cpu_backend *cpu_backend_of(backend *b) { return (cpu_backend *)b; }
@@ -28,9 +28,6 @@ void cpu_ops_qk_norm_rope_store(backend *b, void *q, void *k, const void *v, con
                                 const attention_shape *shape, const forward_batch *batch, void *kv_pool);
 void cpu_ops_silu_mul(backend *b, const void *gate, const void *up, int32_t n, int32_t dim, void *out);
 void cpu_ops_gather_rows(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out);
-void cpu_sample(backend *b, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows,
-                sampling_result_t *out);
-void cpu_sample_free(cpu_backend *c);
 void cpu_attention(backend *b, const void *q, const void *kv_pool, const attention_shape *shape,
                    const forward_batch *batch, void *out);
 

@@ -467,6 +467,7 @@ status_t backend_cuda_create(int device, backend **out)
         s = cuda_backend_status(&c->base);
     if (s == STATUS_OK) s = cuda_backend_malloc(c, CUDA_GEMM_WORKSPACE_BYTES, "the cuBLASLt workspace", &c->gemm_workspace);
     if (s == STATUS_OK) s = cuda_gemm_init(c);
+    if (s == STATUS_OK) s = cuda_sample_init(c);
     if (s != STATUS_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", status_message());

@@ -12,6 +12,7 @@
 #include <cuda_runtime_api.h>
 
 #include "backend/backend.h"
+#include "backend/host_sampler.h"
 
 #define CUDA_GEMM_WORKSPACE_BYTES ((size_t)32 << 20)
 
@@ -53,11 +54,10 @@ typedef struct cuda_backend {
     void *attn_workspace;
     size_t attn_workspace_bytes;
 
-    /* sample (cuda_sample.c): pinned logits staging [sample_capacity floats] and one scratch */
+    /* sample (cuda_sample.c): pinned logits staging [sample_capacity floats], host sampler */
     float *sample_host;
     int64_t sample_capacity;
-    sampling_scratch_t *sample_scratch;
-    int32_t sample_vocab;
+    host_sampler sampler;
 
     /* allocations made by upload_weight, freed by destroy */
     void **owned;
@@ -73,7 +73,8 @@ int cuda_backend_check(cuda_backend *c, cudaError_t e, const char *what);
 /* Records a failure with a ready message (first one wins). */
 void cuda_backend_fail(cuda_backend *c, status_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* cuda_sample.c: backend_ops.sample, and freeing its buffers. */
+/* cuda_sample.c: backend_ops.sample; its state made at create and freed at destroy. */
+status_t cuda_sample_init(cuda_backend *c);
 void cuda_sample(backend *b, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows,
                  sampling_result_t *out);
 void cuda_sample_free(cuda_backend *c);
