@@ -50,6 +50,63 @@ cudaError_t kernels_attention(const void *q, const void *kv_pool, int32_t num_he
                               const int32_t *kv_start, const int32_t *kv_slots, int32_t max_q_len, int32_t max_kv_len,
                               void *out, void *workspace, size_t workspace_bytes, cudaStream_t st);
 
+/* ---- Sampling (csrc/kernels/sampling.cu): logits processing + sampling, one block per row.
+ * Reproduces the CPU sampler engine/sampling.c (sampling_sample_row) step for step: logprobs of
+ * the raw logits; banned ids and the allowed mask -> -inf; repetition / frequency / presence
+ * penalties; greedy argmax (temperature 0 or top_k 1, ties -> lowest id); else the same
+ * bucketed top_k / top_p / min_p selection and the same inverse-CDF order, with u from the
+ * same Philox-4x32-10 (sampling_uniform).  Where the two can differ: see sampling.cu. */
+#define KERNELS_SAMPLING_MAX_LOGPROBS 20
+#define KERNELS_SAMPLING_NO_TABLE 1u        /* flags: do not write this row's next-token table entry */
+#define KERNELS_SAMPLING_NUM_DIAG 4         /* doubles per row of the optional diagnostics */
+
+/* Per-row parameters (host builds them from sampling_params_t; values must pass
+ * sampling_params_validate).  56 bytes, no implicit padding. */
+typedef struct kernels_sampling_params_t {
+    float temperature;          /* 0 = greedy */
+    float top_p;                /* 1 = off */
+    int32_t top_k;              /* -1 or 0 = off; 1 = greedy */
+    float min_p;                /* 0 = off */
+    float repetition_penalty;   /* 1 = off */
+    float presence_penalty;     /* 0 = off */
+    float frequency_penalty;    /* 0 = off */
+    int32_t num_logprobs;       /* -1 = off; 0 = the sampled token's logprob + rank; N <= 20: + top N */
+    uint64_t rng_key;           /* Philox key (the request's seed) */
+    uint64_t rng_counter;       /* Philox counter (e.g. the output position) */
+    uint32_t flags;             /* KERNELS_SAMPLING_* */
+    uint32_t reserved;          /* 0 */
+} kernels_sampling_params_t;
+
+/* Largest vocab_size kernels_sampling accepts on the current device (shared-memory bound;
+ * about 450k on H100/H200), or 0 when the device cannot run it. */
+int32_t kernels_sampling_max_vocab(void);
+
+/* Samples one token per row of logits[m, vocab_size] (fp32, read only; m <= 65535 rows).
+ *   params[m]                   per-row parameters.
+ *   penalty_offsets[m + 1]      CSR of the penalty set (NULL = no penalties): row i's entries
+ *   penalty_ids[nnz]              are [penalty_offsets[i], penalty_offsets[i+1]); its ids are the
+ *   penalty_counts[nnz]           DISTINCT tokens of prompt ∪ output, STRICTLY ASCENDING, each
+ *                                 with its number of occurrences in the output (0 = prompt only).
+ *   banned_offsets[m + 1]       CSR of ids set to -inf (min_tokens not reached: EOS + stop ids;
+ *   banned_ids[nnz]               NULL = none; any order, duplicates allowed).
+ *   allowed_mask[m, ceil(vocab/32)]  bit i%32 of word i/32 set = token i allowed; NULL = all.
+ * Out-of-range ids in either CSR are ignored.
+ * Outputs (all written for every row): out_tokens[m]; out_logprobs[m] (raw log_softmax of the
+ * token, 0 when num_logprobs < 0); out_ranks[m] (1 + number of raw logits above the token's, 0
+ * when off); out_top_ids / out_top_logprobs [m, 20] (the first max(num_logprobs, 0) slots:
+ * top raw logprobs, highest first, ties -> lower id; unused slots: id -1, logprob -inf).
+ *   next_token_table / table_index[m]: next_token_table[table_index[i]] = out_tokens[i] unless
+ *   table_index[i] < 0 or params[i].flags has KERNELS_SAMPLING_NO_TABLE (both NULL = no table).
+ *   diag[m, KERNELS_SAMPLING_NUM_DIAG] or NULL: test diagnostics (u, relative margin of the draw
+ *   to the nearest inverse-CDF boundary, relative margin of the top_p cut, path code).
+ * No workspace: everything per row lives in the block's shared memory. */
+cudaError_t kernels_sampling(const float *logits, int32_t m, int32_t vocab_size, const kernels_sampling_params_t *params,
+                             const int32_t *penalty_offsets, const int32_t *penalty_ids, const int32_t *penalty_counts,
+                             const int32_t *banned_offsets, const int32_t *banned_ids, const uint32_t *allowed_mask,
+                             int32_t *out_tokens, float *out_logprobs, int32_t *out_ranks, int32_t *out_top_ids,
+                             float *out_top_logprobs, int32_t *next_token_table, const int32_t *table_index,
+                             double *diag, cudaStream_t st);
+
 #ifdef __cplusplus
 }
 #endif

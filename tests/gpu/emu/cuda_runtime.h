@@ -1,0 +1,2 @@
+/* cuda_runtime.h (emulation stub): see cuda_runtime_api.h. */
+#include "cuda_runtime_api.h"
