@@ -1,6 +1,7 @@
 """Whole models on the CUDA backend (bf16) against Hugging Face transformers (the fixtures) and
 against themselves: logits close, >= 95% of greedy tokens before the first divergence, greedy
-output independent of batch composition, chunked prefill and the prefix cache."""
+output independent of batch composition, chunked prefill and the prefix cache; the device
+sampler gives the host sampler's tokens and logprobs on the same model."""
 import os
 import sys
 
@@ -76,3 +77,31 @@ def test_gpu_greedy_invariant_to_batch_chunking_prefix_cache(name):
     cached = LLM(d, device="cuda")
     greedy(cached, ref["prompts"])
     assert greedy(cached, ref["prompts"]) == base
+
+
+SAMPLED = [SamplingParams(temperature=0.9, top_p=0.9, top_k=50, seed=1, max_tokens=24, ignore_eos=True, logprobs=5),
+           SamplingParams(temperature=1.0, min_p=0.05, repetition_penalty=1.2, presence_penalty=0.5,
+                          frequency_penalty=0.3, seed=2, max_tokens=24, ignore_eos=True, logprobs=0),
+           SamplingParams(temperature=0.0, max_tokens=24, min_tokens=24, logprobs=3)]
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES[:3])
+def test_gpu_device_sampler_matches_host_sampler(name, monkeypatch):
+    """backend_ops.sample on the device (kernels_sampling, the default) and on the host
+    (LIGHTLLM_HOST_SAMPLING=1: the CPU sampler over the same logits) pick the same tokens with
+    the same logprobs, for seeded top-k/top-p, min-p with all three penalties, and greedy with
+    EOS banned until min_tokens, batched over the fixture's prompts."""
+    d, ref, _ = load_fixture(name)
+    runs = {}
+    for host in ("0", "1"):
+        monkeypatch.setenv("LIGHTLLM_HOST_SAMPLING", host)
+        llm = LLM(d, device="cuda")
+        runs[host] = [[o.outputs[0] for o in llm.generate([{"prompt_token_ids": p} for p in ref["prompts"]], sp,
+                                                          use_tqdm=False)] for sp in SAMPLED]
+    for sp, dev, hst in zip(SAMPLED, runs["0"], runs["1"]):
+        for a, b in zip(dev, hst):
+            assert a.token_ids == b.token_ids, f"{name} {sp}: device {a.token_ids} != host {b.token_ids}"
+            for step, (x, y) in enumerate(zip(a.logprobs, b.logprobs)):
+                assert x.keys() == y.keys(), f"{name} {sp} step {step}: top ids {list(x)} != {list(y)}"
+                for tok in x:
+                    assert abs(x[tok].logprob - y[tok].logprob) < 1e-4 and x[tok].rank == y[tok].rank

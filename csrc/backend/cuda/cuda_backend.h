@@ -54,8 +54,17 @@ typedef struct cuda_backend {
     void *attn_workspace;
     size_t attn_workspace_bytes;
 
-    /* sample (cuda_sample.c): pinned logits staging [sample_capacity floats], host sampler */
-    float *sample_host;
+    /* sample (cuda_sample.c): the device sampler's inputs staged in pinned memory and sent in one
+     * copy (params, penalty and banned CSR, masks), its outputs back in one copy; the host
+     * sampler when the vocabulary is too large for it (logits to pinned memory) */
+    void *sample_in_host, *sample_in_dev;     /* [sample_in_capacity bytes] */
+    size_t sample_in_capacity;
+    void *sample_out_host, *sample_out_dev;   /* [sample_out_capacity bytes] */
+    size_t sample_out_capacity;
+    int32_t *sample_pairs;                     /* [cap_sample_pairs] host scratch for penalty sets */
+    int64_t cap_sample_pairs;
+    int32_t sample_max_vocab;                  /* kernels_sampling_max_vocab() */
+    float *sample_host;                        /* host path: logits [sample_capacity floats] */
     int64_t sample_capacity;
     host_sampler sampler;
 
