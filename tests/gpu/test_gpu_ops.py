@@ -69,7 +69,7 @@ def ops_exe():
         _run([nvcc, "-c", stub, "-o", stub + ".o", "-Icsrc", "-Xcompiler", "-fPIC", *gencode])
         objs.append(stub + ".o")
     srcs = [s for d in ("core", "backend") for s in glob.glob(os.path.join(ROOT, "csrc", d, "**", "*.c"), recursive=True)]
-    srcs.append(os.path.join(ROOT, "tests", "gpu", "test_ops.c"))
+    srcs += [os.path.join(ROOT, "csrc", "engine", "sampling.c"), os.path.join(ROOT, "tests", "gpu", "test_ops.c")]
     libdirs = [os.path.join(cuda_home, d) for d in ("lib64", "lib", "targets/x86_64-linux/lib")
                if os.path.isdir(os.path.join(cuda_home, d))]
     exe = os.path.join(out, "test_ops")
