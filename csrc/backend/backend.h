@@ -25,7 +25,8 @@
  * backend: the host arrays themselves). */
 typedef struct forward_batch {
     int32_t num_tokens;
-    const int32_t *token_ids;   /* [num_tokens] */
+    const int32_t *token_ids;   /* [num_tokens]; -1 - r: entry r of the next-token table (the token a
+                                 * previous step sampled there, not known to the host yet) */
     const int32_t *positions;   /* [num_tokens] position of each token in its sequence */
     const int32_t *slots;       /* [num_tokens] KV slot written for each token */
     const int32_t *token_seq;   /* [num_tokens] sequence index of each token */
@@ -57,14 +58,18 @@ typedef struct backend_sample_row {
     int32_t num_banned;
     const uint32_t *allowed_mask;   /* [ceil(vocab/32)] or NULL */
     uint64_t rng_key, rng_counter;
+    int32_t table_index;            /* next-token table entry that receives the token (-1: none) */
 } backend_sample_row;
+
+#define BACKEND_STEP_SLOTS 2        /* steps in flight at once (engine.h: ENGINE_MAX_INFLIGHT) */
 
 typedef struct backend_ops {
     const char *name;
     void (*destroy)(backend *b);
     /* Sizes per-step buffers once, before the first forward (nothing allocates per step):
      * at most max_tokens tokens, max_seqs sequences, max_total_kv kv_slots entries per batch,
-     * max_seq_len positions per sequence, attention with num_heads heads of head_dim. */
+     * max_seq_len positions per sequence, attention with num_heads heads of head_dim; the
+     * next-token table has max_seqs entries. */
     status_t (*prepare)(backend *b, int32_t max_tokens, int32_t max_seqs, int64_t max_total_kv, int32_t max_seq_len,
                         int32_t num_heads, int32_t head_dim);
     /* The first device error since creation (sticky: a backend that failed refuses further work
@@ -83,7 +88,8 @@ typedef struct backend_ops {
     /* Host → device copy of int32 step inputs (the CPU backend: no-op alias). */
     void (*copy_to_device)(backend *b, void *dst, const void *src, size_t bytes);
 
-    /* out[n, dim] = table[ids[i], :] */
+    /* out[n, dim] = table[ids[i], :]; ids[i] < 0 reads the token from the next-token table
+     * entry -1 - ids[i] (written by an earlier sample, in step order) */
     void (*embedding)(backend *b, const tensor_t *table, const int32_t *ids, int32_t n, void *out);
     /* out[n, dim] = rmsnorm(x) * w */
     void (*rmsnorm)(backend *b, const void *x, const tensor_t *w, float eps, int32_t n, int32_t dim, void *out);
@@ -109,15 +115,19 @@ typedef struct backend_ops {
     void (*silu_mul)(backend *b, const void *gate, const void *up, int32_t n, int32_t dim, void *out);
     /* out[m, dim] = x[rows[i], :] */
     void (*gather_rows)(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out);
-    /* Waits until the device has finished every op issued so far (the CPU backend: no-op); for
-     * timing the forward. */
-    void (*synchronize)(backend *b);
     /* fp32 host copy of logits[m, vocab] (the CPU backend: memcpy) */
     void (*logits_to_host)(backend *b, const void *logits, int64_t count, float *host);
+    /* Steps are asynchronous: step_begin(slot) marks the start of a step's device work, sample
+     * ends it, sample_wait collects it.  A slot (0 .. BACKEND_STEP_SLOTS-1) is reused only after
+     * its sample_wait; the next step may be launched before the previous one is waited for. */
+    void (*step_begin)(backend *b, int slot);
     /* Picks each row's next token from logits[n, vocab] (fp32, as linear_logits wrote them; may be
-     * modified) exactly as sampling_sample_row does with rows[i]; out[n] on the host. */
-    void (*sample)(backend *b, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows,
-                   sampling_result_t *out);
+     * modified) exactly as sampling_sample_row does with rows[i], and writes it to next-token
+     * table entry rows[i].table_index.  Reads rows only during the call. */
+    void (*sample)(backend *b, int slot, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows);
+    /* Waits for the slot's step: out[n] (the rows of its sample) on the host, and the device time
+     * from its step_begin to the end of its sampling (excluding time spent queued). */
+    void (*sample_wait)(backend *b, int slot, int32_t n, sampling_result_t *out, double *device_seconds);
 } backend_ops;
 
 struct backend {

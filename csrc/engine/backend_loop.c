@@ -259,9 +259,10 @@ static void backend_loop_pass_turn(backend_loop *bl, int64_t *turn)
     pthread_cond_broadcast(&bl->cv);
 }
 
-/* Step k of the loop: prepare (commands in, schedule), execute (forward + sampling, outside the
- * lock), complete (tokens and text out, rings flushed, status published); each phase in step
- * order across the threads.  *did_work says whether anything happened. */
+/* Step k of the loop: prepare (commands in, schedule), launch (forward + sampling, outside the
+ * lock; after the previous collect when the step needs_history), collect (wait for the device,
+ * outside the lock), complete (tokens and text out, rings flushed, status published); each
+ * phase in step order across the threads.  *did_work says whether anything happened. */
 static status_t backend_loop_ticket(backend_loop *bl, int64_t k, volatile const int *stop, int *did_work)
 {
     engine *e = bl->e;
@@ -288,11 +289,17 @@ static status_t backend_loop_ticket(backend_loop *bl, int64_t k, volatile const 
         if (bl->busy_since < 0) bl->busy_since = shm_req_now_us();
     }
     backend_loop_pass_turn(bl, &bl->turn_prepare);
-    if (!backend_loop_wait_turn(bl, &bl->turn_execute, k)) goto out;
+    if (!backend_loop_wait_turn(bl, &bl->turn_launch, k)) goto out;
+    if (c && c->needs_history && !backend_loop_wait_turn(bl, &bl->turn_collect, k)) goto out;
     pthread_mutex_unlock(&bl->mu);
-    if (c) engine_execute(e, c);
+    if (c) engine_launch(e, c);
     pthread_mutex_lock(&bl->mu);
-    backend_loop_pass_turn(bl, &bl->turn_execute);
+    backend_loop_pass_turn(bl, &bl->turn_launch);
+    if (!backend_loop_wait_turn(bl, &bl->turn_collect, k)) goto out;
+    pthread_mutex_unlock(&bl->mu);
+    if (c) engine_collect(e, c);
+    pthread_mutex_lock(&bl->mu);
+    backend_loop_pass_turn(bl, &bl->turn_collect);
     if (!backend_loop_wait_turn(bl, &bl->turn_complete, k)) goto out;
     if (c || e->num_deferred > 0) *did_work = 1;
     s = engine_complete(e, c);

@@ -15,12 +15,15 @@
  * and the launcher reports the server unhealthy).  Requests are engine request id = slot number.
  *
  * Overlap (LightLLM v1.1's CPU-GPU folding; on unless turned off): two inference threads take
- * steps alternately.  Step k's thread prepares k (1-2) under the lock, executes it without the
- * lock (the forward and sampling), then completes it (3-5) under the lock.  Each phase runs in
- * step order, so while one thread executes k+1 the other completes k and prepares k+2: the
- * host's bookkeeping, detokenization and ring writes hide under the forward.  Decode inputs of
- * k+1 come from the next-token table (engine.h).  With overlap off one thread runs the three
- * phases back to back.  Greedy output is the same either way.
+ * steps alternately.  Step k's thread prepares k (1-2) under the lock, launches it (forward and
+ * sampling, asynchronous on the device) and collects it (waits for its tokens) without the lock,
+ * then completes it (3-5) under the lock.  Each phase runs in step order, so while the device
+ * runs step k the other thread has already launched k+1 behind it, and then completes k and
+ * prepares k+2 while k+1 runs: the host's scheduling, bookkeeping, detokenization and ring
+ * writes hide under the device's work.  Decode inputs of k+1 come from the next-token table
+ * (engine.h); a step whose sampling needs the previous tokens on the host (penalties) is
+ * launched after the previous collect.  With overlap off one thread runs the four phases back
+ * to back.  Greedy output is the same either way.
  */
 #ifndef LIGHTLLM_ENGINE_BACKEND_LOOP_H
 #define LIGHTLLM_ENGINE_BACKEND_LOOP_H
@@ -47,7 +50,7 @@ typedef struct backend_loop {
     int overlap;                    /* two folding threads (1) or one (0) */
     pthread_mutex_t mu;             /* everything above and the engine's host side */
     pthread_cond_t cv;
-    int64_t turn_prepare, turn_execute, turn_complete; /* the step whose phase may run next */
+    int64_t turn_prepare, turn_launch, turn_collect, turn_complete; /* the step whose phase may run next */
     int quit;                       /* stop requested or an error: every thread leaves */
     char error[256];                /* the error's message (messages are per thread) */
 } backend_loop;

@@ -52,6 +52,7 @@ static void engine_step_ctx_init(engine_step_ctx *c, size_t max_tokens, size_t m
     engine_reserve_kv_slots(c, (int64_t)max_tokens * 4);
     c->seqs = log_xmalloc(max_seqs * sizeof(seq *));
     c->logit_seqs = log_xmalloc(max_seqs * sizeof(seq *));
+    c->logit_rows = log_xmalloc(max_seqs * sizeof(int32_t));
     c->results = log_xmalloc(max_seqs * sizeof(sampling_result_t));
 }
 
@@ -59,7 +60,7 @@ static void engine_step_ctx_free(engine_step_ctx *c)
 {
     free(c->tokens); free(c->positions); free(c->slots); free(c->token_seq); free(c->logit_tokens);
     free(c->q_start); free(c->kv_start); free(c->kv_slots);
-    free(c->seqs); free(c->logit_seqs); free(c->results);
+    free(c->seqs); free(c->logit_seqs); free(c->logit_rows); free(c->results);
 }
 
 status_t engine_create(model *m, const engine_args *args, const detok_vocab *vocab, const int32_t *eos_ids,
@@ -124,7 +125,11 @@ status_t engine_create(model *m, const engine_args *args, const detok_vocab *voc
     if (num_eos > 0) memcpy(e->eos_ids, eos_ids, (size_t)num_eos * sizeof(int32_t));
     e->text_tmp = log_xmalloc((size_t)(vocab ? detok_max_token_bytes(vocab) : 0) + 16);
     const size_t S = (size_t)a.max_num_seqs;
-    for (int i = 0; i < ENGINE_MAX_INFLIGHT; i++) engine_step_ctx_init(&e->steps[i], (size_t)a.max_batch_tokens, S);
+    LL_ASSERT(ENGINE_MAX_INFLIGHT <= BACKEND_STEP_SLOTS);
+    for (int i = 0; i < ENGINE_MAX_INFLIGHT; i++) {
+        engine_step_ctx_init(&e->steps[i], (size_t)a.max_batch_tokens, S);
+        e->steps[i].slot = i;
+    }
     e->sample_rows = log_xmalloc(S * sizeof *e->sample_rows);
     e->banned = log_xmalloc(S * ENGINE_MAX_BANNED * sizeof(int32_t));
     e->cap_updates = e->cap_to_free = 64;
@@ -245,7 +250,7 @@ status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, in
         q->cap_tokens = num_prompt + max_tokens + 1;
         q->tokens = log_xmalloc((size_t)q->cap_tokens * sizeof(int32_t));
         memcpy(q->tokens, prompt, (size_t)num_prompt * sizeof(int32_t));
-        q->num_tokens = q->num_prompt = q->dev_len = num_prompt;
+        q->num_tokens = q->num_prompt = q->dev_len = q->num_launched = num_prompt;
         q->max_tokens = max_tokens;
         q->num_cached_tokens = -1;
         q->rng_key = engine_mix(base_key ^ engine_mix((uint64_t)i + 0x51ull));
@@ -379,11 +384,19 @@ static void engine_flush_text(engine *e, seq *q)
     engine_text_append(q, e->text_tmp, n);
 }
 
-/* Execute side: what sampling needs for the sequence's next token (row i of the step). */
-static void engine_sample_row(engine *e, const seq *q, int32_t i, backend_sample_row *row)
+static int engine_has_penalty(const sampling_params_t *p)
 {
+    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+}
+
+/* Launch side: what sampling needs for the sequence's next token (row i of step c).  Reads only
+ * what the host side does not change meanwhile. */
+static void engine_sample_row(engine *e, const engine_step_ctx *c, int32_t i, backend_sample_row *row)
+{
+    const seq *q = c->logit_seqs[i];
     const engine_request *r = q->req;
-    const int32_t num_output = q->dev_len - q->num_prompt;
+    const int32_t num_output = q->num_launched - q->num_prompt;
+    LL_ASSERT(!engine_has_penalty(&r->sp) || q->dev_len == q->num_launched); /* needs_history honoured */
     int32_t *banned = e->banned + (int64_t)i * ENGINE_MAX_BANNED, num_banned = 0;
     if (num_output < r->sp.min_tokens) {
         for (int32_t k = 0; k < e->num_eos && num_banned < ENGINE_MAX_BANNED; k++) banned[num_banned++] = e->eos_ids[k];
@@ -393,7 +406,7 @@ static void engine_sample_row(engine *e, const seq *q, int32_t i, backend_sample
     *row = (backend_sample_row){
         .sp = &r->sp, .prompt_ids = q->tokens, .num_prompt = q->num_prompt, .output_ids = q->tokens + q->num_prompt,
         .num_output = num_output, .banned_ids = banned, .num_banned = num_banned, .allowed_mask = NULL,
-        .rng_key = q->rng_key, .rng_counter = (uint64_t)num_output,
+        .rng_key = q->rng_key, .rng_counter = (uint64_t)num_output, .table_index = c->logit_rows[i],
     };
 }
 
@@ -424,6 +437,7 @@ status_t engine_prepare(engine *e, engine_step_ctx **out)
     engine_step_ctx *c = &e->steps[e->num_prepared % ENGINE_MAX_INFLIGHT];
     int32_t T = 0, L = 0;
     int64_t total_kv = 0;
+    c->needs_history = 0;
     int32_t max_q = 0, max_kv = 0;
     for (int32_t i = 0; i < s->num_batch; i++) total_kv += s->batch[i]->num_computed + s->batch[i]->q_len;
     engine_reserve_kv_slots(c, total_kv);
@@ -442,7 +456,7 @@ status_t engine_prepare(engine *e, engine_step_ctx **out)
         if (kv_len > max_kv) max_kv = kv_len;
         for (int32_t j = 0; j < q->q_len; j++) {
             const int32_t pos = q->num_computed + j;
-            c->tokens[T] = pos < q->num_tokens ? q->tokens[pos] : -1;
+            c->tokens[T] = pos < q->num_tokens ? q->tokens[pos] : -1 - q->row; /* next-token table */
             c->positions[T] = pos;
             c->slots[T] = row[pos];
             c->token_seq[T] = i;
@@ -451,8 +465,10 @@ status_t engine_prepare(engine *e, engine_step_ctx **out)
         if (kv_len == seq_len(q)) {
             c->logit_tokens[L] = T - 1;
             c->logit_seqs[L] = q;
+            c->logit_rows[L] = q->row;
             L++;
             q->num_pending++;
+            c->needs_history |= engine_has_penalty(&q->req->sp);
         }
     }
     c->q_start[s->num_batch] = T;
@@ -471,28 +487,29 @@ status_t engine_prepare(engine *e, engine_step_ctx **out)
     return STATUS_OK;
 }
 
-void engine_execute(engine *e, engine_step_ctx *c)
+void engine_launch(engine *e, engine_step_ctx *c)
 {
     const backend_ops *ops = e->m->be->ops;
     c->forward_seconds = 0.0;
     c->status = ops->last_error(e->m->be); /* a failed step before this one: refuse */
     if (c->status == STATUS_OK) {
-        for (int32_t t = 0; t < c->batch.num_tokens; t++) {
-            if (c->tokens[t] >= 0) continue;
-            const seq *q = c->seqs[c->token_seq[t]];
-            LL_ASSERT(c->positions[t] < q->dev_len);
-            c->tokens[t] = q->tokens[c->positions[t]];
-        }
-        const double t0 = engine_now();
-        float *logits = model_forward_logits(e->m, &c->batch);
-        ops->synchronize(e->m->be); /* forward_seconds is the device's time */
-        c->status = ops->last_error(e->m->be);
-        c->forward_seconds = engine_now() - t0;
         const int32_t L = c->batch.num_logits;
-        for (int32_t i = 0; i < L && c->status == STATUS_OK; i++) engine_sample_row(e, c->logit_seqs[i], i, &e->sample_rows[i]);
-        if (c->status == STATUS_OK) ops->sample(e->m->be, logits, L, e->m->cfg.vocab_size, e->sample_rows, c->results);
-        if (c->status == STATUS_OK) c->status = ops->last_error(e->m->be);
+        ops->step_begin(e->m->be, c->slot);
+        float *logits = model_forward_logits(e->m, &c->batch);
+        for (int32_t i = 0; i < L; i++) engine_sample_row(e, c, i, &e->sample_rows[i]);
+        ops->sample(e->m->be, c->slot, logits, L, e->m->cfg.vocab_size, e->sample_rows);
+        for (int32_t i = 0; i < L; i++) c->logit_seqs[i]->num_launched++;
+        c->status = ops->last_error(e->m->be);
     }
+    if (c->status != STATUS_OK) snprintf(c->error, sizeof c->error, "%s", status_message());
+}
+
+void engine_collect(engine *e, engine_step_ctx *c)
+{
+    const backend_ops *ops = e->m->be->ops;
+    if (c->status != STATUS_OK) return;
+    ops->sample_wait(e->m->be, c->slot, c->batch.num_logits, c->results, &c->forward_seconds);
+    c->status = ops->last_error(e->m->be);
     if (c->status != STATUS_OK) {
         snprintf(c->error, sizeof c->error, "%s", status_message());
         return;
@@ -541,11 +558,30 @@ status_t engine_complete(engine *e, engine_step_ctx *c)
     return st;
 }
 
+status_t engine_step_ahead(engine *e)
+{
+    engine_step_ctx *next = NULL, *prev = e->ahead;
+    STATUS_TRY(engine_prepare(e, &next));
+    int collected = 0;
+    if (next && next->needs_history && prev) { /* its sampling reads prev's tokens */
+        engine_collect(e, prev);
+        collected = 1;
+    }
+    if (next) engine_launch(e, next);
+    if (prev && !collected) engine_collect(e, prev);
+    e->ahead = next;
+    return engine_complete(e, prev);
+}
+
 status_t engine_step(engine *e)
 {
+    LL_ASSERT(!e->ahead);
     engine_step_ctx *c;
     STATUS_TRY(engine_prepare(e, &c));
-    if (c) engine_execute(e, c);
+    if (c) {
+        engine_launch(e, c);
+        engine_collect(e, c);
+    }
     return engine_complete(e, c);
 }
 

@@ -5,19 +5,23 @@
  * step's forward (LightLLM's overlap; engine/backend_loop.c drives it):
  *   engine_prepare  (host, under the caller's lock): schedule (scheduler.c), commit, gather the
  *                   batch into one of ENGINE_MAX_INFLIGHT step contexts.  A decode input that a
- *                   launched step has not sampled yet is left as -1 (the next-token table: the
- *                   execute side reads it from the sequence when the step runs).
- *   engine_execute  (the device side, one at a time in prepare order, no lock needed):
- *                   model_forward_logits, then backend_ops.sample for each sequence whose
- *                   logits were computed (sampling.c semantics), writing the token at
- *                   tokens[dev_len++].
+ *                   launched step samples is -1 - row: the device reads it from the backend's
+ *                   next-token table, where that step's sampling wrote it.
+ *   engine_launch   (the device side, in prepare order, no lock needed): model_forward_logits
+ *                   and backend_ops.sample for each sequence whose logits are computed
+ *                   (sampling.c semantics), asynchronously.  A step whose rows need the previous
+ *                   tokens' values on the host (penalties: needs_history) is launched only after
+ *                   the previous step is collected.
+ *   engine_collect  (the device side, in prepare order): waits for the step; writes each
+ *                   sampled token at tokens[dev_len++].
  *   engine_complete (host, in prepare order, under the lock): append each sampled token,
  *                   detokenize (detokenizer.c), check eos / stop ids / stop strings / max_tokens /
  *                   context limit, release finished sequences' KV.  A sequence that finished
  *                   while a later step was already prepared for it ignores that step's token.
- * Order: prepare(k) < prepare(k+1); execute(k) < execute(k+1); complete(k) < complete(k+1);
- * complete(k-1) < prepare(k+1).  prepare(k+1) may come before or after complete(k).
- * engine_step() runs the three back to back.  After a complete, e->updates lists every sequence
+ * Order: each phase in step order; launch(k) < collect(k) < complete(k); complete(k-1) <
+ * prepare(k+1); collect(k-1) < launch(k) when step k needs_history.  launch(k+1) may come
+ * before collect(k) (the device runs it after step k) and prepare(k+1) before complete(k).
+ * engine_step() runs the four back to back.  After a complete, e->updates lists every sequence
  * that produced a token or finished (finishes from engine_abort and from scheduling for
  * capacity are reported by the next complete); finished ones are freed by a later complete once
  * no launched step holds them (the caller reads them first).  Greedy output does not depend on
@@ -81,20 +85,23 @@ typedef struct engine_request_params {
 #define ENGINE_MAX_INFLIGHT 2
 #define ENGINE_MAX_BANNED 64        /* eos + stop ids banned before min_tokens */
 
-/* One prepared step: the batch (read by execute) and what execute sampled (read by complete). */
+/* One prepared step: the batch (read by launch) and what collect received (read by complete). */
 typedef struct engine_step_ctx {
-    int32_t *tokens, *positions, *slots, *token_seq, *logit_tokens; /* [max_batch_tokens]; tokens[t] = -1:
-                                                                     * sampled by the step before (read at execute) */
+    int32_t *tokens, *positions, *slots, *token_seq, *logit_tokens; /* [max_batch_tokens]; tokens[t] = -1 - r:
+                                                                     * the next-token table's entry r */
     int32_t *q_start, *kv_start;    /* [max_num_seqs + 1] */
     int32_t *kv_slots;              /* [cap_kv_slots] */
     int64_t cap_kv_slots;
     seq **seqs;                     /* [max_num_seqs] the batch's sequences */
     seq **logit_seqs;               /* [max_num_seqs] those sampled, in logits order */
-    sampling_result_t *results;     /* [max_num_seqs] what execute sampled for logit_seqs */
+    int32_t *logit_rows;            /* [max_num_seqs] their rows at prepare: next-token table entries */
+    sampling_result_t *results;     /* [max_num_seqs] what was sampled for logit_seqs */
     forward_batch batch;
-    status_t status;                /* execute's result, and its message (messages are per thread) */
+    int32_t slot;                   /* its index in engine.steps: the backend's step slot */
+    int32_t needs_history;          /* a row's sampling reads the previous tokens' values */
+    status_t status;                /* launch's and collect's result, and its message (per thread) */
     char error[256];
-    double forward_seconds;
+    double forward_seconds;         /* device time of the step */
 } engine_step_ctx;
 
 typedef struct engine {
@@ -110,8 +117,9 @@ typedef struct engine {
 
     engine_step_ctx steps[ENGINE_MAX_INFLIGHT];   /* step k uses steps[k % ENGINE_MAX_INFLIGHT] */
     int64_t num_prepared, num_completed;
-    backend_sample_row *sample_rows; /* [max_num_seqs] (execute side) */
-    int32_t *banned;                /* [max_num_seqs, ENGINE_MAX_BANNED] (execute side) */
+    engine_step_ctx *ahead;         /* engine_step_ahead: launched, completed by the next call */
+    backend_sample_row *sample_rows; /* [max_num_seqs] (launch side) */
+    int32_t *banned;                /* [max_num_seqs, ENGINE_MAX_BANNED] (launch side) */
     seq **updates;
     int32_t num_updates, cap_updates;
     seq **to_free;                  /* finished and reported: freed by a later complete */
@@ -139,11 +147,22 @@ status_t engine_abort(engine *e, int64_t req_id);
  * aborts and capacity finishes).  At most ENGINE_MAX_INFLIGHT steps are prepared and not
  * completed. */
 status_t engine_prepare(engine *e, engine_step_ctx **out);
-void engine_execute(engine *e, engine_step_ctx *c);
-/* The device error of execute, if any (the engine then refuses further work). */
+void engine_launch(engine *e, engine_step_ctx *c);
+void engine_collect(engine *e, engine_step_ctx *c);
+/* The device error of launch or collect, if any (the engine then refuses further work). */
 status_t engine_complete(engine *e, engine_step_ctx *c);
 status_t engine_step(engine *e);
+/* One step in the device-ahead order on one thread: prepares and launches the next step before
+ * waiting for the one the previous call launched, then completes that one (the updates are
+ * its), so the host's complete and prepare run while the device works.  Loop while
+ * engine_has_work.  Do not mix with engine_step while a step is ahead. */
+status_t engine_step_ahead(engine *e);
 int engine_has_unfinished(const engine *e);
+/* Requests waiting or running, or a step launched and not completed. */
+static inline int engine_has_work(const engine *e)
+{
+    return engine_has_unfinished(e) || e->num_prepared > e->num_completed;
+}
 /* Prepared steps not yet completed. */
 static inline int32_t engine_num_inflight(const engine *e) { return (int32_t)(e->num_prepared - e->num_completed); }
 /* Full-prompt logits of ids (fp32 [n, vocab]) using free KV slots, no caching; for tests and

@@ -240,7 +240,9 @@ static void scheduler_schedule_running(scheduler *s)
         if (fits) {
             scheduler_take(s, q, n);
         } else if (s->num_batch == 0) {
-            /* alone and the pool cannot hold one more token: it ends here */
+            /* alone and the pool cannot hold one more token: it ends here, once the token a
+             * launched step samples for it is appended */
+            if (q->num_pending > 0) continue;
             q->finish = SEQ_FINISH_LENGTH;
             scheduler_release(s, q);
             s->finished_by_capacity[s->num_finished_by_capacity++] = q;

@@ -5,6 +5,13 @@
  * the rest are owned by the sequence.  The last token of a decoding sequence has no KV yet: it
  * is the input of the next step.  A paused (preempted) sequence is WAITING again with no row,
  * num_computed 0 and its output kept; it recomputes, reusing what the prefix cache still has.
+ *
+ * Steps overlap (engine.h): a step is prepared before the previous one's results are read, so a
+ * sequence can have tokens that a launched step samples but the host has not appended yet
+ * (num_pending); their values reach the next step through the backend's next-token table.
+ * Launching a step counts its samples (num_launched); collecting it writes the sampled values
+ * at tokens[dev_len++]; completing it appends them (num_tokens++).  seq_len() is the length the
+ * scheduler plans with.
  */
 #ifndef LIGHTLLM_ENGINE_SEQ_H
 #define LIGHTLLM_ENGINE_SEQ_H
@@ -36,8 +43,9 @@ typedef struct seq {
 
     int32_t *tokens;            /* [cap_tokens] prompt + output */
     int32_t num_tokens, cap_tokens, num_prompt;
-    int32_t dev_len;            /* tokens[0, dev_len) written: num_tokens + sampled, not yet appended
-                                 * (written only by the execute side) */
+    int32_t num_launched;       /* num_tokens + samples launched (their index keys the RNG) */
+    int32_t dev_len;            /* tokens[0, dev_len) written: num_tokens + collected, not yet appended
+                                 * (num_launched and dev_len: written only by the execute side) */
     int32_t num_pending;        /* tokens that prepared steps will sample and the host has not appended */
     int32_t num_inflight;       /* prepared steps not yet completed that include this sequence: it is
                                  * freed only at 0 */

@@ -17,8 +17,10 @@
 extern "C" {
 #endif
 
-/* out[n, dim] = table[ids[i], :] */
-cudaError_t kernels_embedding(const void *table, const int32_t *ids, int32_t n, int32_t dim, void *out, cudaStream_t st);
+/* out[n, dim] = table[ids[i], :]; ids[i] < 0: the id is next_tokens[-1 - ids[i]] (the next-token
+ * table; may be NULL when no id is negative) */
+cudaError_t kernels_embedding(const void *table, const int32_t *ids, const int32_t *next_tokens, int32_t n, int32_t dim,
+                              void *out, cudaStream_t st);
 /* out[n, dim] = x * rsqrt(mean(x^2) + eps) * w[dim] */
 cudaError_t kernels_rmsnorm(const void *x, const float *w, float eps, int32_t n, int32_t dim, void *out, cudaStream_t st);
 /* residual[n, dim] += x; out = rmsnorm(residual) * w  (out may alias x) */

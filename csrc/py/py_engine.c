@@ -354,7 +354,7 @@ static PyObject *py_engine_step(py_engine *self, PyObject *unused)
     if (!py_engine_ready(self)) return NULL;
     status_t s;
     Py_BEGIN_ALLOW_THREADS
-    s = engine_step(self->e);
+    s = engine_step_ahead(self->e);
     Py_END_ALLOW_THREADS
     if (s != STATUS_OK) return py_raise_status(s);
     PyObject *list = PyList_New(self->e->num_updates);
@@ -377,7 +377,7 @@ static PyObject *py_engine_abort(py_engine *self, PyObject *arg)
 static PyObject *py_engine_has_unfinished(py_engine *self, PyObject *unused)
 {
     if (!py_engine_ready(self)) return NULL;
-    return PyBool_FromLong(engine_has_unfinished(self->e));
+    return PyBool_FromLong(engine_has_work(self->e));
 }
 
 static PyObject *py_engine_score(py_engine *self, PyObject *arg)
@@ -421,9 +421,10 @@ static PyMethodDef py_engine_methods[] = {
      "add_request(req_id, prompt_token_ids, params: dict): queue a request (n sequences)"},
     {"step", (PyCFunction)py_engine_step, METH_NOARGS,
      "step() -> list of (req_id, index, token|None, (logprob, rank)|None, top|None, text_delta, finish_reason|None, "
-     "stop_reason, full_text|None, num_cached_tokens, (arrival, first_token, finish) times)"},
+     "stop_reason, full_text|None, num_cached_tokens, (arrival, first_token, finish) times); device-ahead: launches "
+     "the next step before completing the last one"},
     {"abort", (PyCFunction)py_engine_abort, METH_O, "abort(req_id) -> bool: finish a request with reason 'abort'"},
-    {"has_unfinished", (PyCFunction)py_engine_has_unfinished, METH_NOARGS, "any request still waiting or running"},
+    {"has_unfinished", (PyCFunction)py_engine_has_unfinished, METH_NOARGS, "any request still waiting or running, or a step still on the device"},
     {"score", (PyCFunction)py_engine_score, METH_O, "score(ids) -> bytes: fp32 logits [len(ids), vocab] of a prompt"},
     {"stats", (PyCFunction)py_engine_stats, METH_NOARGS, "engine counters and KV pool state"},
     {NULL, NULL, 0, NULL},

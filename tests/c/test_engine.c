@@ -55,22 +55,35 @@ static void qwen3_fixture_config(model_config *c)
     c->rope.theta = 1e6;
 }
 
-/* One tick of the engine.  mode 0: engine_step.  1, 2: the overlap order of the backend's two
- * threads on one thread — step k+1 is prepared before step k completes, so the scheduler plans
- * with pending tokens, inputs come from the next-token table and a sequence can finish while
- * a step for it is already launched; execute(k+1) runs after (1) or before (2) complete(k). */
+/* One tick of the engine.  mode 0: engine_step.  1: step k+1 is prepared before step k
+ * completes and launched after it, so the scheduler plans with pending tokens, inputs come from
+ * the next-token table and a sequence can finish while a step for it is already prepared.
+ * 2: engine_step_ahead, the device-ahead order of the backend loop — step k+1 is also launched
+ * before step k is collected. */
 static int64_t table_inputs; /* decode inputs left to the next-token table */
+
+static void count_table_inputs(const engine_step_ctx *c)
+{
+    for (int32_t t = 0; c && t < c->batch.num_tokens; t++) table_inputs += c->tokens[t] < 0;
+}
 
 static status_t tick(engine *e, int mode, engine_step_ctx **prev)
 {
     if (mode == 0) return engine_step(e);
+    if (mode == 2) {
+        status_t s = engine_step_ahead(e);
+        count_table_inputs(e->ahead);
+        return s;
+    }
     engine_step_ctx *next = NULL;
     status_t s = engine_prepare(e, &next);
     if (s != STATUS_OK) return s;
-    for (int32_t t = 0; next && t < next->batch.num_tokens; t++) table_inputs += next->tokens[t] < 0;
-    if (mode == 2 && next) engine_execute(e, next);
-    s = engine_complete(e, *prev);
-    if (mode == 1 && next) engine_execute(e, next);
+    count_table_inputs(next);
+    s = engine_complete(e, *prev); /* prev was collected by the last tick */
+    if (next) {
+        engine_launch(e, next);
+        engine_collect(e, next);
+    }
     *prev = next;
     return s;
 }
@@ -112,7 +125,7 @@ static void run_greedy(int32_t num_slots, int32_t estimate_cap, int32_t chunk, i
     int32_t finished = 0, aborted = 0, steps = 0;
     engine_step_ctx *prev = NULL;
     table_inputs = 0;
-    while ((engine_has_unfinished(e) || engine_num_inflight(e) > 0) && steps++ < 10000) {
+    while (engine_has_work(e) && steps++ < 10000) {
         CHECK_EQ_INT(tick(e, mode, &prev), STATUS_OK);
         if (abort_one && steps == 3) CHECK_EQ_INT(engine_abort(e, 2 * np - 1), STATUS_OK);
         for (int32_t u = 0; u < e->num_updates; u++) {
@@ -140,9 +153,83 @@ static void run_greedy(int32_t num_slots, int32_t estimate_cap, int32_t chunk, i
     json_doc_free(f.doc);
 }
 
+/* Seeded sampling with penalties (steps that need the previous tokens on the host), n = 2,
+ * min_tokens and greedy requests mixed in one batch: every overlap order gives the tokens of
+ * engine_step. */
+static void run_sampled(int mode, int32_t out[8][2][24])
+{
+    fixture f;
+    if (!fixture_load("tests/fixtures/qwen3", &f)) {
+        test_failures++;
+        return;
+    }
+    model_config c;
+    qwen3_fixture_config(&c);
+    backend *be;
+    model *m;
+    engine *e;
+    CHECK_EQ_INT(backend_cpu_create(2, &be), STATUS_OK);
+    CHECK_EQ_INT(model_load(&c, "tests/fixtures/qwen3", 0, 0, be, &m), STATUS_OK);
+    engine_args a = {.max_num_seqs = 8, .max_batch_tokens = 64, .chunked_prefill_size = 16, .kv_memory_bytes = 1 << 24,
+                     .enable_prefix_caching = 1};
+    const int32_t eos = 2;
+    CHECK_EQ_INT(engine_create(m, &a, NULL, &eos, 1, &e), STATUS_OK);
+    const int32_t np = f.prompts->count;
+    for (int32_t r = 0; r < 2 * np; r++) {
+        engine_request_params p;
+        memset(&p, 0, sizeof p);
+        sampling_params_default(&p.sp);
+        p.sp.max_tokens = 24;
+        p.sp.ignore_eos = 1;
+        if (r % 2 == 0) { /* penalised, seeded, two samples */
+            p.sp.temperature = 0.8f;
+            p.sp.repetition_penalty = 1.3f;
+            p.sp.frequency_penalty = 0.5f;
+            p.sp.presence_penalty = 0.2f;
+            p.sp.min_tokens = 5;
+            p.sp.n = 2;
+            p.sp.has_seed = 1;
+            p.sp.seed = 1000 + (uint64_t)r;
+        } else {
+            p.sp.temperature = 0.0f;
+        }
+        const json_value *pr = &f.prompts->items[r % np];
+        int32_t ids[64];
+        for (int32_t i = 0; i < pr->count; i++) ids[i] = (int32_t)pr->items[i].i64;
+        CHECK_EQ_INT(engine_add_request(e, r, ids, pr->count, &p), STATUS_OK);
+    }
+    engine_step_ctx *prev = NULL;
+    for (int32_t steps = 0; engine_has_work(e) && steps < 10000; steps++) {
+        CHECK_EQ_INT(tick(e, mode, &prev), STATUS_OK);
+        for (int32_t u = 0; u < e->num_updates; u++) {
+            const seq *q = e->updates[u];
+            if (q->status != SEQ_FINISHED) continue;
+            CHECK_EQ_INT(q->num_output, 24);
+            for (int32_t i = 0; i < 24 && i < q->num_output; i++) out[q->req_id][q->sample_index][i] = q->tokens[q->num_prompt + i];
+        }
+    }
+    CHECK_EQ_INT(tick(e, mode, &prev), STATUS_OK);
+    engine_free(e);
+    be->ops->destroy(be);
+    json_doc_free(f.doc);
+}
+
+TEST_CASE(engine_overlap_sampled_with_penalties_matches_serial)
+{
+    static int32_t want[8][2][24], got[8][2][24];
+    memset(want, 0xff, sizeof want);
+    run_sampled(0, want);
+    for (int mode = 1; mode <= 2; mode++) {
+        memset(got, 0xff, sizeof got);
+        run_sampled(mode, got);
+        CHECK(memcmp(want, got, sizeof want) == 0);
+    }
+    CHECK(want[0][0][0] >= 0 && want[0][1][0] >= 0 && memcmp(want[0][0], want[0][1], sizeof want[0][0]) != 0);
+}
+
 TEST_CASE(engine_fixture_greedy_matches_transformers) { run_greedy(0, 0, 0, 0, 0); }
 TEST_CASE(engine_fixture_small_pool_preempts_and_matches) { run_greedy(80, 4, 16, 0, 0); }
 TEST_CASE(engine_fixture_chunked_prefill_with_abort) { run_greedy(0, 0, 3, 1, 0); }
-TEST_CASE(engine_overlap_greedy_matches_transformers) { run_greedy(0, 0, 0, 0, 1); run_greedy(0, 0, 0, 0, 2); }
-TEST_CASE(engine_overlap_small_pool_preempts_and_matches) { run_greedy(80, 4, 16, 0, 1); run_greedy(80, 4, 16, 0, 2); }
-TEST_CASE(engine_overlap_chunked_prefill_with_abort) { run_greedy(0, 0, 3, 1, 1); run_greedy(0, 0, 3, 1, 2); }
+TEST_CASE(engine_overlap_greedy_matches_transformers) { for (int m = 1; m <= 2; m++) run_greedy(0, 0, 0, 0, m); }
+TEST_CASE(engine_overlap_small_pool_preempts_and_matches) { for (int m = 1; m <= 2; m++) run_greedy(80, 4, 16, 0, m); }
+TEST_CASE(engine_overlap_chunked_prefill_with_abort) { for (int m = 1; m <= 2; m++) run_greedy(0, 0, 3, 1, m); }

@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -19,6 +20,8 @@ static void cpu_backend_destroy(backend *b)
     host_sampler_free(&c->sampler);
     threadpool_free(c->tp);
     free(c->attn_scratch);
+    free(c->next_tokens);
+    for (int i = 0; i < BACKEND_STEP_SLOTS; i++) free(c->slot_results[i]);
     free(c);
 }
 
@@ -32,6 +35,13 @@ static status_t cpu_backend_prepare(backend *b, int32_t max_tokens, int32_t max_
         return status_set(STATUS_NO_MEMORY, "CPU backend: cannot allocate attention scratch for %d tokens", max_seq_len);
     c->max_tokens = max_tokens;
     c->max_seq_len = max_seq_len;
+    c->max_seqs = max_seqs;
+    free(c->next_tokens);
+    c->next_tokens = log_xcalloc((size_t)max_seqs, sizeof(int32_t));
+    for (int i = 0; i < BACKEND_STEP_SLOTS; i++) {
+        free(c->slot_results[i]);
+        c->slot_results[i] = log_xcalloc((size_t)max_seqs, sizeof(sampling_result_t));
+    }
     return STATUS_OK;
 }
 
@@ -70,12 +80,36 @@ static void cpu_backend_copy_to_device(backend *b, void *dst, const void *src, s
     if (dst != src) memcpy(dst, src, bytes);
 }
 
-static void cpu_backend_synchronize(backend *b) {}
-
-static void cpu_backend_sample(backend *b, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows,
-                               sampling_result_t *out)
+static double cpu_backend_now(void)
 {
-    host_sampler_run(&cpu_backend_of(b)->sampler, logits, n, vocab, rows, out);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Steps run synchronously here: sample finishes the step; sample_wait hands its results over. */
+static void cpu_backend_step_begin(backend *b, int slot) { cpu_backend_of(b)->slot_begin[slot] = cpu_backend_now(); }
+
+static void cpu_backend_sample(backend *b, int slot, float *logits, int32_t n, int32_t vocab,
+                               const backend_sample_row *rows)
+{
+    cpu_backend *c = cpu_backend_of(b);
+    LL_ASSERT(slot >= 0 && slot < BACKEND_STEP_SLOTS && n <= c->max_seqs);
+    sampling_result_t *out = c->slot_results[slot];
+    if (n > 0) host_sampler_run(&c->sampler, logits, n, vocab, rows, out);
+    for (int32_t i = 0; i < n; i++) {
+        if (rows[i].table_index < 0) continue;
+        LL_ASSERT(rows[i].table_index < c->max_seqs);
+        c->next_tokens[rows[i].table_index] = out[i].token;
+    }
+    c->slot_seconds[slot] = cpu_backend_now() - c->slot_begin[slot];
+}
+
+static void cpu_backend_sample_wait(backend *b, int slot, int32_t n, sampling_result_t *out, double *device_seconds)
+{
+    cpu_backend *c = cpu_backend_of(b);
+    memcpy(out, c->slot_results[slot], (size_t)n * sizeof *out);
+    *device_seconds = c->slot_seconds[slot];
 }
 
 static void cpu_backend_logits_to_host(backend *b, const void *logits, int64_t count, float *host)
@@ -103,9 +137,10 @@ static const backend_ops cpu_backend_ops = {
     .attention = cpu_attention,
     .silu_mul = cpu_ops_silu_mul,
     .gather_rows = cpu_ops_gather_rows,
-    .synchronize = cpu_backend_synchronize,
     .logits_to_host = cpu_backend_logits_to_host,
+    .step_begin = cpu_backend_step_begin,
     .sample = cpu_backend_sample,
+    .sample_wait = cpu_backend_sample_wait,
 };
 
 status_t backend_cpu_create(int num_threads, backend **out)

@@ -13,6 +13,10 @@ typedef struct cpu_backend {
     int32_t max_tokens, max_seq_len;
     float *attn_scratch;        /* [num_threads, max_seq_len] scores */
     host_sampler sampler;       /* on tp */
+    int32_t *next_tokens;       /* [max_seqs] the next-token table */
+    int32_t max_seqs;
+    sampling_result_t *slot_results[BACKEND_STEP_SLOTS]; /* [max_seqs] each: a step's sample output */
+    double slot_begin[BACKEND_STEP_SLOTS], slot_seconds[BACKEND_STEP_SLOTS];
 } cpu_backend;
 
 static inline cpu_backend *cpu_backend_of(backend *b) { return (cpu_backend *)b; }

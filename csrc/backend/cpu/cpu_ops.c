@@ -14,10 +14,12 @@
 
 void cpu_ops_embedding(backend *b, const tensor_t *table, const int32_t *ids, int32_t n, void *out)
 {
+    const cpu_backend *c = cpu_backend_of(b);
     const int64_t dim = table->shape[1];
     float *y = out;
     for (int32_t i = 0; i < n; i++) {
-        const int64_t base = (int64_t)ids[i] * dim;
+        const int32_t id = ids[i] >= 0 ? ids[i] : c->next_tokens[-1 - ids[i]];
+        const int64_t base = (int64_t)id * dim;
         for (int64_t j = 0; j < dim; j++) y[i * dim + j] = dtype_load_f32(table->data, table->dtype, base + j);
     }
 }

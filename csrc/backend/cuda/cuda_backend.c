@@ -3,8 +3,8 @@
  *
  * Activations and KV are bf16; 2-D weights are uploaded as bf16 (F16/F32 converted on the
  * host first), 1-D weights (norms, biases) as fp32, as kernels.h expects.  Everything runs on
- * one stream created at create; copy_to_device, synchronize, logits_to_host and sample synchronise it, nothing
- * else does.  upload_batch packs all index arrays of a step into one pinned staging buffer
+ * one stream created at create; copy_to_device and logits_to_host synchronise it, sample_wait
+ * waits for its step's event, nothing else waits.  upload_batch packs all index arrays of a step into one pinned staging buffer
  * and sends them with a single async copy.  The first failing CUDA or cuBLAS call is recorded
  * (code + text) and makes every later op a no-op; ops->last_error reports it.
  */
@@ -146,7 +146,7 @@ static status_t cuda_backend_prepare(backend *b, int32_t max_tokens, int32_t max
     c->max_seq_len = max_seq_len;
     c->num_heads = num_heads;
     c->head_dim = head_dim;
-    return STATUS_OK;
+    return cuda_sample_prepare(c, max_seqs);
 }
 
 /* ---- memory ---- */
@@ -303,7 +303,8 @@ static void cuda_ops_embedding(backend *b, const tensor_t *table, const int32_t 
     cuda_backend *c = cuda_backend_of(b);
     if (cuda_backend_failed(c)) return;
     LL_ASSERT(table->dtype == DTYPE_BF16 && table->ndim == 2);
-    cuda_backend_check(c, kernels_embedding(table->data, ids, n, (int32_t)table->shape[1], out, c->stream), "kernels_embedding");
+    cuda_backend_check(c, kernels_embedding(table->data, ids, c->next_tokens_dev, n, (int32_t)table->shape[1], out, c->stream),
+                       "kernels_embedding");
 }
 
 static void cuda_ops_rmsnorm(backend *b, const void *x, const tensor_t *w, float eps, int32_t n, int32_t dim, void *out)
@@ -392,12 +393,6 @@ static void cuda_ops_gather_rows(backend *b, const void *x, const int32_t *rows,
     cuda_backend_check(c, kernels_gather_rows(x, rows, m, dim, out, c->stream), "kernels_gather_rows");
 }
 
-static void cuda_backend_synchronize(backend *b)
-{
-    cuda_backend *c = cuda_backend_of(b);
-    if (!cuda_backend_failed(c)) cuda_backend_check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize");
-}
-
 static void cuda_backend_logits_to_host(backend *b, const void *logits, int64_t count, float *host)
 {
     cuda_backend *c = cuda_backend_of(b);
@@ -430,9 +425,10 @@ static const backend_ops cuda_backend_ops = {
     .attention = cuda_ops_attention,
     .silu_mul = cuda_ops_silu_mul,
     .gather_rows = cuda_ops_gather_rows,
-    .synchronize = cuda_backend_synchronize,
     .logits_to_host = cuda_backend_logits_to_host,
+    .step_begin = cuda_step_begin,
     .sample = cuda_sample,
+    .sample_wait = cuda_sample_wait,
 };
 
 int backend_cuda_device_count(void)

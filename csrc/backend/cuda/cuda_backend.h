@@ -1,7 +1,7 @@
 /* cuda_backend.h — internals shared by the CUDA backend's files (not part of the op table).
  *
  * One device, one stream, one cuBLASLt handle per backend.  Ops are asynchronous on the
- * stream; per step, synchronize (timing the forward) and sample wait for it.  Errors are sticky: the first
+ * stream; per step, sample_wait waits for that step's sampling (steps are launched ahead).  Errors are sticky: the first
  * failing CUDA/cuBLAS call records its text in the backend, every later op returns without
  * launching, and ops->last_error (= cuda_backend_status) reports it after the forward.
  */
@@ -54,16 +54,22 @@ typedef struct cuda_backend {
     void *attn_workspace;
     size_t attn_workspace_bytes;
 
-    /* sample (cuda_sample.c): the device sampler's inputs staged in pinned memory and sent in one
-     * copy (params, penalty and banned CSR, masks), its outputs back in one copy; the host
-     * sampler when the vocabulary is too large for it (logits to pinned memory) */
-    void *sample_in_host, *sample_in_dev;     /* [sample_in_capacity bytes] */
-    size_t sample_in_capacity;
-    void *sample_out_host, *sample_out_dev;   /* [sample_out_capacity bytes] */
-    size_t sample_out_capacity;
+    /* steps and sampling (cuda_sample.c), per step slot: the device sampler's inputs staged in
+     * pinned memory and sent in one copy (params, penalty and banned CSR, masks, table
+     * indices), its outputs back in one copy; events around the step.  The host sampler when
+     * the vocabulary is too large for the kernel (logits to pinned memory). */
+    void *sample_in_host[BACKEND_STEP_SLOTS], *sample_in_dev[BACKEND_STEP_SLOTS];
+    size_t sample_in_capacity[BACKEND_STEP_SLOTS];
+    void *sample_out_host[BACKEND_STEP_SLOTS], *sample_out_dev[BACKEND_STEP_SLOTS];
+    size_t sample_out_capacity[BACKEND_STEP_SLOTS];
+    sampling_result_t *slot_results[BACKEND_STEP_SLOTS]; /* [max_seqs] host path results */
+    int slot_on_host[BACKEND_STEP_SLOTS];      /* the slot's step sampled on the host */
+    cudaEvent_t step_start[BACKEND_STEP_SLOTS], step_end[BACKEND_STEP_SLOTS];
+    int32_t *next_tokens_dev;                  /* [max_seqs] the next-token table */
+    int32_t *next_tokens_host;                 /* [max_seqs] pinned mirror (host path) */
     int32_t *sample_pairs;                     /* [cap_sample_pairs] host scratch for penalty sets */
     int64_t cap_sample_pairs;
-    int32_t sample_max_vocab;                  /* kernels_sampling_max_vocab() */
+    int32_t sample_max_vocab;                  /* kernels_sampling_max_vocab(), 0 = host path */
     float *sample_host;                        /* host path: logits [sample_capacity floats] */
     int64_t sample_capacity;
     host_sampler sampler;
@@ -82,10 +88,13 @@ int cuda_backend_check(cuda_backend *c, cudaError_t e, const char *what);
 /* Records a failure with a ready message (first one wins). */
 void cuda_backend_fail(cuda_backend *c, status_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* cuda_sample.c: backend_ops.sample; its state made at create and freed at destroy. */
+/* cuda_sample.c: backend_ops.step_begin / sample / sample_wait; state made at create, the
+ * next-token table at prepare, all freed at destroy. */
 status_t cuda_sample_init(cuda_backend *c);
-void cuda_sample(backend *b, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows,
-                 sampling_result_t *out);
+status_t cuda_sample_prepare(cuda_backend *c, int32_t max_seqs);
+void cuda_step_begin(backend *b, int slot);
+void cuda_sample(backend *b, int slot, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows);
+void cuda_sample_wait(backend *b, int slot, int32_t n, sampling_result_t *out, double *device_seconds);
 void cuda_sample_free(cuda_backend *c);
 
 /* cuda_gemm.c: D[n, m] = X[n, k] · W[m, k]^T in row-major terms, bf16 inputs, fp32 compute,
