@@ -6,8 +6,10 @@ each figure printed beside its physical floor measured in the same run.
 Floors: decode step = (weight bytes + KV bytes read) / measured device-to-device copy bandwidth;
 prefill = FLOPs (2 x params x tokens + attention) / measured bf16 GEMM rate. The ceilings are
 measured with torch on the same card when torch is importable (copy of 2 GiB; 8192^3 bf16
-matmul), else reported as n/a. Step times are wall-clock per engine step (forward + logits to
-host + CPU sampling), median over the timed steps; 'fwd' is the forward alone."""
+matmul), else reported as n/a. Step times are wall-clock per engine step in the device-ahead order
+(engine.step(): the next step is launched before the last one is waited for, so the host's work
+overlaps the device's), median over the timed steps; 'fwd' is the device time of one step
+(forward + sampling, from CUDA events)."""
 import argparse
 import json
 import os
