@@ -117,16 +117,19 @@ typedef struct backend_ops {
     void (*gather_rows)(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out);
     /* fp32 host copy of logits[m, vocab] (the CPU backend: memcpy) */
     void (*logits_to_host)(backend *b, const void *logits, int64_t count, float *host);
-    /* Steps are asynchronous: step_begin(slot) marks the start of a step's device work, sample
-     * ends it, sample_wait collects it.  A slot (0 .. BACKEND_STEP_SLOTS-1) is reused only after
-     * its sample_wait; the next step may be launched before the previous one is waited for. */
+    /* Steps are asynchronous: step_begin(slot) marks the start of a step's forward, step_forward_end
+     * its end, sample does the step's sampling, sample_wait collects it.  A slot (0 ..
+     * BACKEND_STEP_SLOTS-1) is reused only after its sample_wait; the next step may be launched
+     * before the previous one is waited for.  The host may enqueue sample well after the forward
+     * (it computes what sampling needs meanwhile). */
     void (*step_begin)(backend *b, int slot);
+    void (*step_forward_end)(backend *b, int slot);
     /* Picks each row's next token from logits[n, vocab] (fp32, as linear_logits wrote them; may be
      * modified) exactly as sampling_sample_row does with rows[i], and writes it to next-token
      * table entry rows[i].table_index.  Reads rows only during the call. */
     void (*sample)(backend *b, int slot, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows);
     /* Waits for the slot's step: out[n] (the rows of its sample) on the host, and the device time
-     * from its step_begin to the end of its sampling (excluding time spent queued). */
+     * of its forward and of its sampling (not the time queued, nor a wait between the two). */
     void (*sample_wait)(backend *b, int slot, int32_t n, sampling_result_t *out, double *device_seconds);
 } backend_ops;
 

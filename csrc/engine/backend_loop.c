@@ -260,9 +260,10 @@ static void backend_loop_pass_turn(backend_loop *bl, int64_t *turn)
 }
 
 /* Step k of the loop: prepare (commands in, schedule), launch (forward + sampling, outside the
- * lock; after the previous collect when the step needs_history), collect (wait for the device,
- * outside the lock), complete (tokens and text out, rings flushed, status published); each
- * phase in step order across the threads.  *did_work says whether anything happened. */
+ * lock; a needs_history step's sampling once the previous step is collected), collect (wait
+ * for the device, outside the lock), complete (tokens and text out, rings flushed, status
+ * published); each phase in step order across the threads.  *did_work says whether anything
+ * happened. */
 static status_t backend_loop_ticket(backend_loop *bl, int64_t k, volatile const int *stop, int *did_work)
 {
     engine *e = bl->e;
@@ -290,10 +291,15 @@ static status_t backend_loop_ticket(backend_loop *bl, int64_t k, volatile const 
     }
     backend_loop_pass_turn(bl, &bl->turn_prepare);
     if (!backend_loop_wait_turn(bl, &bl->turn_launch, k)) goto out;
-    if (c && c->needs_history && !backend_loop_wait_turn(bl, &bl->turn_collect, k)) goto out;
     pthread_mutex_unlock(&bl->mu);
     if (c) engine_launch(e, c);
     pthread_mutex_lock(&bl->mu);
+    if (c && !c->sampled) { /* needs_history: sampled once the previous step is collected */
+        if (!backend_loop_wait_turn(bl, &bl->turn_collect, k)) goto out;
+        pthread_mutex_unlock(&bl->mu);
+        engine_launch_sample(e, c);
+        pthread_mutex_lock(&bl->mu);
+    }
     backend_loop_pass_turn(bl, &bl->turn_launch);
     if (!backend_loop_wait_turn(bl, &bl->turn_collect, k)) goto out;
     pthread_mutex_unlock(&bl->mu);

@@ -487,21 +487,33 @@ status_t engine_prepare(engine *e, engine_step_ctx **out)
     return STATUS_OK;
 }
 
+void engine_launch_sample(engine *e, engine_step_ctx *c)
+{
+    const backend_ops *ops = e->m->be->ops;
+    if (c->sampled || c->status != STATUS_OK) return;
+    c->sampled = 1;
+    const int32_t L = c->batch.num_logits;
+    for (int32_t i = 0; i < L; i++) engine_sample_row(e, c, i, &e->sample_rows[i]);
+    ops->sample(e->m->be, c->slot, c->logits, L, e->m->cfg.vocab_size, e->sample_rows);
+    for (int32_t i = 0; i < L; i++) c->logit_seqs[i]->num_launched++;
+    c->status = ops->last_error(e->m->be);
+    if (c->status != STATUS_OK) snprintf(c->error, sizeof c->error, "%s", status_message());
+}
+
 void engine_launch(engine *e, engine_step_ctx *c)
 {
     const backend_ops *ops = e->m->be->ops;
     c->forward_seconds = 0.0;
+    c->sampled = 0;
     c->status = ops->last_error(e->m->be); /* a failed step before this one: refuse */
     if (c->status == STATUS_OK) {
-        const int32_t L = c->batch.num_logits;
         ops->step_begin(e->m->be, c->slot);
-        float *logits = model_forward_logits(e->m, &c->batch);
-        for (int32_t i = 0; i < L; i++) engine_sample_row(e, c, i, &e->sample_rows[i]);
-        ops->sample(e->m->be, c->slot, logits, L, e->m->cfg.vocab_size, e->sample_rows);
-        for (int32_t i = 0; i < L; i++) c->logit_seqs[i]->num_launched++;
+        c->logits = model_forward_logits(e->m, &c->batch);
+        ops->step_forward_end(e->m->be, c->slot);
         c->status = ops->last_error(e->m->be);
     }
     if (c->status != STATUS_OK) snprintf(c->error, sizeof c->error, "%s", status_message());
+    else if (!c->needs_history) engine_launch_sample(e, c);
 }
 
 void engine_collect(engine *e, engine_step_ctx *c)
@@ -562,13 +574,9 @@ status_t engine_step_ahead(engine *e)
 {
     engine_step_ctx *next = NULL, *prev = e->ahead;
     STATUS_TRY(engine_prepare(e, &next));
-    int collected = 0;
-    if (next && next->needs_history && prev) { /* its sampling reads prev's tokens */
-        engine_collect(e, prev);
-        collected = 1;
-    }
-    if (next) engine_launch(e, next);
-    if (prev && !collected) engine_collect(e, prev);
+    if (next) engine_launch(e, next); /* the forward, and the sampling unless it reads prev's tokens */
+    if (prev) engine_collect(e, prev);
+    if (next) engine_launch_sample(e, next); /* computed while next's forward runs */
     e->ahead = next;
     return engine_complete(e, prev);
 }
@@ -580,6 +588,7 @@ status_t engine_step(engine *e)
     STATUS_TRY(engine_prepare(e, &c));
     if (c) {
         engine_launch(e, c);
+        engine_launch_sample(e, c);
         engine_collect(e, c);
     }
     return engine_complete(e, c);

@@ -9,19 +9,20 @@
  *                   next-token table, where that step's sampling wrote it.
  *   engine_launch   (the device side, in prepare order, no lock needed): model_forward_logits
  *                   and backend_ops.sample for each sequence whose logits are computed
- *                   (sampling.c semantics), asynchronously.  A step whose rows need the previous
- *                   tokens' values on the host (penalties: needs_history) is launched only after
- *                   the previous step is collected.
+ *                   (sampling.c semantics), asynchronously.  When a step's rows need the previous
+ *                   tokens' values on the host (penalties: needs_history), launch enqueues the
+ *                   forward only and engine_launch_sample, called after the previous step is
+ *                   collected, the sampling: the host prepares it while the forward runs.
  *   engine_collect  (the device side, in prepare order): waits for the step; writes each
  *                   sampled token at tokens[dev_len++].
  *   engine_complete (host, in prepare order, under the lock): append each sampled token,
  *                   detokenize (detokenizer.c), check eos / stop ids / stop strings / max_tokens /
  *                   context limit, release finished sequences' KV.  A sequence that finished
  *                   while a later step was already prepared for it ignores that step's token.
- * Order: each phase in step order; launch(k) < collect(k) < complete(k); complete(k-1) <
- * prepare(k+1); collect(k-1) < launch(k) when step k needs_history.  launch(k+1) may come
- * before collect(k) (the device runs it after step k) and prepare(k+1) before complete(k).
- * engine_step() runs the four back to back.  After a complete, e->updates lists every sequence
+ * Order: each phase in step order; launch(k) < launch_sample(k) < launch(k+1); launch(k) <
+ * collect(k) < complete(k); complete(k-1) < prepare(k+1); collect(k-1) < launch_sample(k).
+ * launch(k+1) may come before collect(k) (the device runs it after step k) and prepare(k+1)
+ * before complete(k).  engine_step() runs them back to back.  After a complete, e->updates lists every sequence
  * that produced a token or finished (finishes from engine_abort and from scheduling for
  * capacity are reported by the next complete); finished ones are freed by a later complete once
  * no launched step holds them (the caller reads them first).  Greedy output does not depend on
@@ -99,6 +100,8 @@ typedef struct engine_step_ctx {
     forward_batch batch;
     int32_t slot;                   /* its index in engine.steps: the backend's step slot */
     int32_t needs_history;          /* a row's sampling reads the previous tokens' values */
+    int32_t sampled;                /* its sampling is launched */
+    float *logits;                  /* the forward's logits (device) until sampled */
     status_t status;                /* launch's and collect's result, and its message (per thread) */
     char error[256];
     double forward_seconds;         /* device time of the step */
@@ -148,6 +151,8 @@ status_t engine_abort(engine *e, int64_t req_id);
  * completed. */
 status_t engine_prepare(engine *e, engine_step_ctx **out);
 void engine_launch(engine *e, engine_step_ctx *c);
+/* The sampling of a needs_history step (a no-op when launch did it). */
+void engine_launch_sample(engine *e, engine_step_ctx *c);
 void engine_collect(engine *e, engine_step_ctx *c);
 /* The device error of launch or collect, if any (the engine then refuses further work). */
 status_t engine_complete(engine *e, engine_step_ctx *c);

@@ -82,6 +82,7 @@ static status_t tick(engine *e, int mode, engine_step_ctx **prev)
     s = engine_complete(e, *prev); /* prev was collected by the last tick */
     if (next) {
         engine_launch(e, next);
+        engine_launch_sample(e, next);
         engine_collect(e, next);
     }
     *prev = next;

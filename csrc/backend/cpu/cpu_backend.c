@@ -90,11 +90,18 @@ static double cpu_backend_now(void)
 /* Steps run synchronously here: sample finishes the step; sample_wait hands its results over. */
 static void cpu_backend_step_begin(backend *b, int slot) { cpu_backend_of(b)->slot_begin[slot] = cpu_backend_now(); }
 
+static void cpu_backend_step_forward_end(backend *b, int slot)
+{
+    cpu_backend *c = cpu_backend_of(b);
+    c->slot_seconds[slot] = cpu_backend_now() - c->slot_begin[slot];
+}
+
 static void cpu_backend_sample(backend *b, int slot, float *logits, int32_t n, int32_t vocab,
                                const backend_sample_row *rows)
 {
     cpu_backend *c = cpu_backend_of(b);
     LL_ASSERT(slot >= 0 && slot < BACKEND_STEP_SLOTS && n <= c->max_seqs);
+    const double t0 = cpu_backend_now();
     sampling_result_t *out = c->slot_results[slot];
     if (n > 0) host_sampler_run(&c->sampler, logits, n, vocab, rows, out);
     for (int32_t i = 0; i < n; i++) {
@@ -102,7 +109,7 @@ static void cpu_backend_sample(backend *b, int slot, float *logits, int32_t n, i
         LL_ASSERT(rows[i].table_index < c->max_seqs);
         c->next_tokens[rows[i].table_index] = out[i].token;
     }
-    c->slot_seconds[slot] = cpu_backend_now() - c->slot_begin[slot];
+    c->slot_seconds[slot] += cpu_backend_now() - t0;
 }
 
 static void cpu_backend_sample_wait(backend *b, int slot, int32_t n, sampling_result_t *out, double *device_seconds)
@@ -139,6 +146,7 @@ static const backend_ops cpu_backend_ops = {
     .gather_rows = cpu_ops_gather_rows,
     .logits_to_host = cpu_backend_logits_to_host,
     .step_begin = cpu_backend_step_begin,
+    .step_forward_end = cpu_backend_step_forward_end,
     .sample = cpu_backend_sample,
     .sample_wait = cpu_backend_sample_wait,
 };

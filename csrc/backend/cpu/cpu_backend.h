@@ -16,7 +16,7 @@ typedef struct cpu_backend {
     int32_t *next_tokens;       /* [max_seqs] the next-token table */
     int32_t max_seqs;
     sampling_result_t *slot_results[BACKEND_STEP_SLOTS]; /* [max_seqs] each: a step's sample output */
-    double slot_begin[BACKEND_STEP_SLOTS], slot_seconds[BACKEND_STEP_SLOTS];
+    double slot_begin[BACKEND_STEP_SLOTS], slot_seconds[BACKEND_STEP_SLOTS]; /* host timers */
 } cpu_backend;
 
 static inline cpu_backend *cpu_backend_of(backend *b) { return (cpu_backend *)b; }

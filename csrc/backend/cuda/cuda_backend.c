@@ -427,6 +427,7 @@ static const backend_ops cuda_backend_ops = {
     .gather_rows = cuda_ops_gather_rows,
     .logits_to_host = cuda_backend_logits_to_host,
     .step_begin = cuda_step_begin,
+    .step_forward_end = cuda_step_forward_end,
     .sample = cuda_sample,
     .sample_wait = cuda_sample_wait,
 };

@@ -64,7 +64,8 @@ typedef struct cuda_backend {
     size_t sample_out_capacity[BACKEND_STEP_SLOTS];
     sampling_result_t *slot_results[BACKEND_STEP_SLOTS]; /* [max_seqs] host path results */
     int slot_on_host[BACKEND_STEP_SLOTS];      /* the slot's step sampled on the host */
-    cudaEvent_t step_start[BACKEND_STEP_SLOTS], step_end[BACKEND_STEP_SLOTS];
+    cudaEvent_t step_start[BACKEND_STEP_SLOTS], step_fwd_end[BACKEND_STEP_SLOTS]; /* forward */
+    cudaEvent_t sample_start[BACKEND_STEP_SLOTS], step_end[BACKEND_STEP_SLOTS];   /* sampling */
     int32_t *next_tokens_dev;                  /* [max_seqs] the next-token table */
     int32_t *next_tokens_host;                 /* [max_seqs] pinned mirror (host path) */
     int32_t *sample_pairs;                     /* [cap_sample_pairs] host scratch for penalty sets */
@@ -93,6 +94,7 @@ void cuda_backend_fail(cuda_backend *c, status_t code, const char *fmt, ...) __a
 status_t cuda_sample_init(cuda_backend *c);
 status_t cuda_sample_prepare(cuda_backend *c, int32_t max_seqs);
 void cuda_step_begin(backend *b, int slot);
+void cuda_step_forward_end(backend *b, int slot);
 void cuda_sample(backend *b, int slot, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows);
 void cuda_sample_wait(backend *b, int slot, int32_t n, sampling_result_t *out, double *device_seconds);
 void cuda_sample_free(cuda_backend *c);

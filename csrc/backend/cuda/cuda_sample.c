@@ -7,8 +7,8 @@
  * ascending, each with its output count; only rows with a penalty), banned ids (CSR), allowed
  * masks ([m, ceil(vocab/32)] when any row has one) and table indices are packed into one pinned
  * buffer and sent with one copy; the outputs (token, logprob, rank, top ids, top logprobs) come
- * back with one async copy; events at step_begin and after that copy time the step and let
- * sample_wait wait for it alone.  Buffers grow to the largest step and stay.  A vocabulary
+ * back with one async copy; events around the forward and around the sampling time the step's
+ * device work and let sample_wait wait for it alone.  Buffers grow to the largest step and stay.  A vocabulary
  * larger than the kernel takes (shared memory), or LIGHTLLM_HOST_SAMPLING=1 (tests compare the
  * two), samples on the host instead: logits to pinned memory, the host sampler, the table's
  * entries sent back through a pinned mirror.  After a device failure no row is sampled from
@@ -49,10 +49,11 @@ status_t cuda_sample_init(cuda_backend *c)
     const int n = cpus < 1 ? 1 : cpus > CUDA_SAMPLE_MAX_THREADS ? CUDA_SAMPLE_MAX_THREADS : (int)cpus;
     const char *host = getenv("LIGHTLLM_HOST_SAMPLING");
     c->sample_max_vocab = host && strcmp(host, "1") == 0 ? 0 : kernels_sampling_max_vocab();
-    for (int s = 0; s < BACKEND_STEP_SLOTS; s++)
-        if (cuda_backend_check(c, cudaEventCreate(&c->step_start[s]), "cudaEventCreate(step start)") ||
-            cuda_backend_check(c, cudaEventCreate(&c->step_end[s]), "cudaEventCreate(step end)"))
-            return cuda_backend_status(&c->base);
+    for (int s = 0; s < BACKEND_STEP_SLOTS; s++) {
+        cudaEvent_t *ev[] = {&c->step_start[s], &c->step_fwd_end[s], &c->sample_start[s], &c->step_end[s]};
+        for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++)
+            if (cuda_backend_check(c, cudaEventCreate(ev[i]), "cudaEventCreate(step timing)")) return cuda_backend_status(&c->base);
+    }
     return host_sampler_init(&c->sampler, NULL, n);
 }
 
@@ -81,12 +82,14 @@ void cuda_sample_free(cuda_backend *c)
         if (c->sample_out_host[s]) cudaFreeHost(c->sample_out_host[s]);
         if (c->sample_in_dev[s]) cudaFree(c->sample_in_dev[s]);
         if (c->sample_out_dev[s]) cudaFree(c->sample_out_dev[s]);
-        if (c->step_start[s]) cudaEventDestroy(c->step_start[s]);
-        if (c->step_end[s]) cudaEventDestroy(c->step_end[s]);
+        cudaEvent_t *ev[] = {&c->step_start[s], &c->step_fwd_end[s], &c->sample_start[s], &c->step_end[s]};
+        for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) {
+            if (*ev[i]) cudaEventDestroy(*ev[i]);
+            *ev[i] = NULL;
+        }
         free(c->slot_results[s]);
         c->sample_in_host[s] = c->sample_out_host[s] = c->sample_in_dev[s] = c->sample_out_dev[s] = NULL;
         c->sample_in_capacity[s] = c->sample_out_capacity[s] = 0;
-        c->step_start[s] = c->step_end[s] = NULL;
         c->slot_results[s] = NULL;
     }
     if (c->next_tokens_dev) cudaFree(c->next_tokens_dev);
@@ -156,6 +159,12 @@ void cuda_step_begin(backend *b, int slot)
 {
     cuda_backend *c = cuda_backend_of(b);
     if (c->error == STATUS_OK) cuda_backend_check(c, cudaEventRecord(c->step_start[slot], c->stream), "cudaEventRecord(step start)");
+}
+
+void cuda_step_forward_end(backend *b, int slot)
+{
+    cuda_backend *c = cuda_backend_of(b);
+    if (c->error == STATUS_OK) cuda_backend_check(c, cudaEventRecord(c->step_fwd_end[slot], c->stream), "cudaEventRecord(forward end)");
 }
 
 /* The host path: synchronous; results in slot_results, table entries through the mirror. */
@@ -267,6 +276,7 @@ void cuda_sample(backend *b, int slot, float *logits, int32_t n, int32_t vocab, 
     LL_ASSERT(slot >= 0 && slot < BACKEND_STEP_SLOTS && n <= c->max_seqs);
     c->slot_on_host[slot] = vocab > c->sample_max_vocab;
     if (c->error != STATUS_OK) return;
+    if (cuda_backend_check(c, cudaEventRecord(c->sample_start[slot], c->stream), "cudaEventRecord(sample start)")) return;
     if (n > 0 && c->slot_on_host[slot]) cuda_sample_on_host(c, slot, logits, n, vocab, rows);
     else if (n > 0) cuda_sample_on_device(c, slot, logits, n, vocab, rows);
     if (c->error == STATUS_OK) cuda_backend_check(c, cudaEventRecord(c->step_end[slot], c->stream), "cudaEventRecord(step end)");
@@ -278,11 +288,12 @@ void cuda_sample_wait(backend *b, int slot, int32_t n, sampling_result_t *out, d
     memset(out, 0, (size_t)n * sizeof *out);
     *device_seconds = 0.0;
     if (c->error != STATUS_OK) return;
-    float ms = 0.0f;
+    float fwd_ms = 0.0f, sample_ms = 0.0f;
     if (cuda_backend_check(c, cudaEventSynchronize(c->step_end[slot]), "cudaEventSynchronize(step end)") ||
-        cuda_backend_check(c, cudaEventElapsedTime(&ms, c->step_start[slot], c->step_end[slot]), "cudaEventElapsedTime(step)"))
+        cuda_backend_check(c, cudaEventElapsedTime(&fwd_ms, c->step_start[slot], c->step_fwd_end[slot]), "cudaEventElapsedTime(forward)") ||
+        cuda_backend_check(c, cudaEventElapsedTime(&sample_ms, c->sample_start[slot], c->step_end[slot]), "cudaEventElapsedTime(sampling)"))
         return;
-    *device_seconds = (double)ms * 1e-3;
+    *device_seconds = ((double)fwd_ms + (double)sample_ms) * 1e-3;
     if (n <= 0) return;
     if (c->slot_on_host[slot]) {
         memcpy(out, c->slot_results[slot], (size_t)n * sizeof *out);
