@@ -45,6 +45,50 @@ typedef struct attention_shape {
     float scale;                /* softmax scale, head_dim^-0.5 */
 } attention_shape;
 
+/* Per-row parameters of backend_ops.sample: the layout of kernels_sampling_params_t
+ * (csrc/kernels/kernels.h; the CUDA backend checks it at compile time).  Values must pass
+ * sampling_params_validate (engine/sampling.h), whose fields they copy. */
+#define SAMPLE_MAX_LOGPROBS 20
+#define SAMPLE_NO_TABLE 1u          /* flags: do not write this row's next-token table entry */
+typedef struct sample_params {
+    float temperature;          /* 0 = greedy */
+    float top_p;                /* 1 = off */
+    int32_t top_k;              /* -1 or 0 = off */
+    float min_p;                /* 0 = off */
+    float repetition_penalty;   /* 1 = off */
+    float presence_penalty;     /* 0 = off */
+    float frequency_penalty;    /* 0 = off */
+    int32_t num_logprobs;       /* -1 = off; 0 = the token's logprob + rank; N <= 20: + top N */
+    uint64_t rng_key;           /* Philox key and counter: sampling_uniform(rng_key, rng_counter) */
+    uint64_t rng_counter;
+    uint32_t flags;             /* SAMPLE_* */
+    uint32_t reserved;
+} sample_params;
+
+/* Inputs of backend_ops.sample, every array device-readable (copy_to_device into backend
+ * memory; the CPU backend: host memory).  CSR arrays may be NULL (none). */
+typedef struct sample_batch {
+    int32_t num_rows;
+    const sample_params *params;      /* [num_rows] */
+    const int32_t *penalty_offsets;   /* [num_rows + 1]: row i's entries [off[i], off[i+1]) */
+    const int32_t *penalty_ids;       /*   distinct ids of prompt ∪ output, strictly ascending */
+    const int32_t *penalty_counts;    /*   occurrences of each in the output (0 = prompt only) */
+    const int32_t *banned_offsets;    /* [num_rows + 1] ids forced to -inf (EOS + stop ids under */
+    const int32_t *banned_ids;        /*   min_tokens); any order */
+    const uint32_t *allowed_mask;     /* [num_rows, ceil(vocab/32)] bit set = allowed, or NULL */
+    const int32_t *table_index;       /* [num_rows] next-token table entry of each row (< 0: none), or NULL */
+} sample_batch;
+
+/* Outputs of backend_ops.sample (device memory; every slot written). */
+typedef struct sample_output {
+    int32_t *tokens;                  /* [num_rows] */
+    float *logprobs;                  /* [num_rows] raw log_softmax of the token (0 when off) */
+    int32_t *ranks;                   /* [num_rows] 1 + #raw logits above it (0 when off) */
+    int32_t *top_ids;                 /* [num_rows, 20] top raw logprobs (unused: -1) */
+    float *top_logprobs;              /* [num_rows, 20] (unused: -inf) */
+    int32_t *next_token_table;        /* table[table_index[i]] = tokens[i]; NULL = none */
+} sample_output;
+
 typedef struct backend_ops {
     const char *name;
     void (*destroy)(backend *b);
@@ -97,6 +141,12 @@ typedef struct backend_ops {
     void (*gather_rows)(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out);
     /* fp32 host copy of logits[m, vocab] (the CPU backend: memcpy) */
     void (*logits_to_host)(backend *b, const void *logits, int64_t count, float *host);
+    /* One token per row of logits[num_rows, vocab] (fp32, read only), with engine/sampling.h's
+     * semantics (masks, penalties, greedy / temperature / top_k / top_p / min_p, Philox draw,
+     * raw logprobs), and the token written into the next-token table.  CPU backend:
+     * sampling_sample_row per row (the reference); CUDA: kernels_sampling (same tokens but for
+     * draws within float rounding of a boundary, see csrc/kernels/sampling.cu). */
+    void (*sample)(backend *b, const float *logits, int32_t vocab, const sample_batch *batch, const sample_output *out);
 } backend_ops;
 
 struct backend {

@@ -823,8 +823,8 @@ extern "C" int32_t kernels_sampling_max_vocab(void)
     const long long optin = device_smem_optin();
     const long long room = optin - (long long)sizeof(Smem);
     if (room < 8) return 0;
-    const long long v = room / 8 * 32;
-    return v > INT32_MAX ? INT32_MAX : (int32_t)v;
+    const long long v = room / 8 * 32; /* two bits per token */
+    return v > (1 << 22) ? (1 << 22) : (int32_t)v; /* 2^22: the fixed-point mass (p * 2^42) fits 64 bits */
 }
 
 extern "C" cudaError_t kernels_sampling(const float *logits, int32_t m, int32_t vocab_size,

@@ -42,7 +42,8 @@ def build(out_dir, cap):
     major, minor = cap.split(".")[:2]
     arch = f"{major}{minor}" + ("a" if major == "9" else "")
     objs = []
-    for src in sorted(glob.glob(os.path.join(ROOT, "csrc/backend/cpu/*.c")) + glob.glob(os.path.join(ROOT, "csrc/core/*.c"))):
+    for src in sorted(glob.glob(os.path.join(ROOT, "csrc/backend/cpu/*.c")) + glob.glob(os.path.join(ROOT, "csrc/core/*.c"))
+                      + [os.path.join(ROOT, "csrc/engine/sampling.c")]):  # the CPU backend's sample op
         obj = os.path.join(out_dir, os.path.basename(src)[:-2] + ".o")
         subprocess.run(["gcc", "-std=c11", "-D_GNU_SOURCE", "-O2", "-I" + os.path.join(ROOT, "csrc"), "-c", src, "-o", obj],
                        check=True)

@@ -1,6 +1,6 @@
 """CUDA backend ops against the CPU backend (tests/gpu/test_ops.c), one pytest case per op.
 
-Builds build/gpu-ops/test_ops from csrc/core + csrc/backend (CPU and CUDA) + tests/gpu/test_ops.c
+Builds build/gpu-ops/test_ops from csrc/core + csrc/backend (CPU and CUDA) + engine/sampling.c + tests/gpu/test_ops.c
 with gcc, and csrc/kernels/*.cu with nvcc (the flags of setup.py; LIGHTLLM_CUDA_ARCHS, default
 90a), then runs one op group per case.  Skipped without nvidia-smi / a visible GPU / nvcc."""
 import glob
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.gpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPS = ["embedding", "gather_rows", "rmsnorm", "add_rmsnorm", "silu_mul", "linear", "linear_logits",
-       "qk_norm_rope_store", "errors"]
+       "qk_norm_rope_store", "sample", "errors"]
 ATTENTION_STUB = """#include "kernels/kernels.h"
 extern "C" size_t kernels_attention_workspace_bytes(int32_t, int32_t, int32_t, int32_t) { return 256; }
 extern "C" cudaError_t kernels_attention(const void *, const void *, int32_t, int32_t, int32_t, float, int32_t, int32_t,
@@ -69,6 +69,7 @@ def ops_exe():
         _run([nvcc, "-c", stub, "-o", stub + ".o", "-Icsrc", "-Xcompiler", "-fPIC", *gencode])
         objs.append(stub + ".o")
     srcs = [s for d in ("core", "backend") for s in glob.glob(os.path.join(ROOT, "csrc", d, "**", "*.c"), recursive=True)]
+    srcs.append(os.path.join(ROOT, "csrc", "engine", "sampling.c"))  # the CPU backend's sample op
     srcs.append(os.path.join(ROOT, "tests", "gpu", "test_ops.c"))
     libdirs = [os.path.join(cuda_home, d) for d in ("lib64", "lib", "targets/x86_64-linux/lib")
                if os.path.isdir(os.path.join(cuda_home, d))]

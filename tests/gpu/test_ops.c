@@ -465,6 +465,119 @@ static void test_rope(void)
 
 /* ---- error handling: OOM is a clean status; a bad weight poisons only its own backend ---- */
 
+/* ---- sample: the CUDA op (kernels_sampling) against the CPU op (sampling_sample_row) ----
+ * The exhaustive comparison is tests/gpu/test_sampling.cu; this checks the op wiring: the
+ * struct layout, the CSR and mask pointers, the outputs and the next-token table. */
+static void test_sample(void)
+{
+    const int32_t vocabs[] = {1000, 151936}, rows_cases[] = {7, 64};
+    for (int vi = 0; vi < 2; vi++)
+        for (int ri = 0; ri < 2; ri++) {
+            const int32_t vocab = vocabs[vi], m = rows_cases[ri], words = (vocab + 31) / 32;
+            float *logits = malloc((size_t)m * vocab * sizeof(float));
+            for (int64_t i = 0; i < (int64_t)m * vocab; i++) logits[i] = 4.0f * rng_uniform();
+            sample_params *prm = calloc((size_t)m, sizeof *prm);
+            int32_t *pen_off = malloc((size_t)(m + 1) * 4), *ban_off = malloc((size_t)(m + 1) * 4);
+            int32_t *pen_ids = malloc((size_t)m * 40 * 4), *pen_cnt = malloc((size_t)m * 40 * 4);
+            int32_t *ban_ids = malloc((size_t)m * 2 * 4), *tindex = malloc((size_t)m * 4);
+            uint32_t *mask = malloc((size_t)m * words * 4);
+            int32_t np = 0, nb = 0;
+            pen_off[0] = ban_off[0] = 0;
+            for (int32_t r = 0; r < m; r++) {
+                sample_params *p = &prm[r];
+                p->temperature = r % 3 == 0 ? 0.0f : 0.5f + 0.1f * (float)(r % 7);
+                p->top_p = r % 4 == 1 ? 0.9f : 1.0f;
+                p->top_k = r % 5 == 2 ? 40 : -1;
+                p->min_p = r % 6 == 3 ? 0.05f : 0.0f;
+                p->repetition_penalty = r % 2 ? 1.3f : 1.0f;
+                p->frequency_penalty = r % 2 ? 0.4f : 0.0f;
+                p->presence_penalty = r % 2 ? 0.2f : 0.0f;
+                p->num_logprobs = r % 4 == 0 ? -1 : (r % 4 == 1 ? 0 : 5 * (r % 4));
+                p->rng_key = 0x1234567ull * (uint64_t)(r + 1);
+                p->rng_counter = (uint64_t)r * 977u;
+                p->flags = r == 5 ? SAMPLE_NO_TABLE : 0u;
+                for (int32_t j = 0; j < 40; j++) { /* distinct ascending ids with counts */
+                    pen_ids[np] = j * (vocab / 40) + (r % (vocab / 40));
+                    pen_cnt[np++] = j % 3;
+                }
+                pen_off[r + 1] = np;
+                if (r % 3 == 1) ban_ids[nb++] = rng_int(vocab);
+                ban_off[r + 1] = nb;
+                for (int32_t w = 0; w < words; w++) mask[(size_t)r * words + w] = r % 5 == 4 ? 0x5555AAAAu : 0xFFFFFFFFu;
+                tindex[r] = m - 1 - r;
+            }
+            const sample_batch hb = {m, prm, pen_off, pen_ids, pen_cnt, ban_off, ban_ids, mask, tindex};
+            const sample_batch db = {m, gpu_raw(prm, (size_t)m * sizeof *prm), gpu_raw(pen_off, (size_t)(m + 1) * 4),
+                                     gpu_raw(pen_ids, (size_t)np * 4), gpu_raw(pen_cnt, (size_t)np * 4),
+                                     gpu_raw(ban_off, (size_t)(m + 1) * 4), gpu_raw(ban_ids, (size_t)(nb ? nb : 1) * 4),
+                                     gpu_raw(mask, (size_t)m * words * 4), gpu_raw(tindex, (size_t)m * 4)};
+            const size_t nt = (size_t)m * SAMPLE_MAX_LOGPROBS;
+            int32_t *ct = malloc((size_t)m * 4), *cr = malloc((size_t)m * 4), *cti = malloc(nt * 4), *ctab = malloc((size_t)m * 4);
+            float *cl = malloc((size_t)m * 4), *ctl = malloc(nt * 4);
+            for (int32_t r = 0; r < m; r++) ctab[r] = -7;
+            const sample_output co = {ct, cl, cr, cti, ctl, ctab};
+            g_cpu->ops->sample(g_cpu, logits, vocab, &hb, &co);
+            const sample_output go = {gpu_alloc((size_t)m * 4), gpu_alloc((size_t)m * 4), gpu_alloc((size_t)m * 4),
+                                      gpu_alloc(nt * 4), gpu_alloc(nt * 4), gpu_raw(ctab, (size_t)m * 4)};
+            for (int32_t r = 0; r < m; r++) ctab[r] = -7; /* the GPU table starts as -7 too */
+            const sample_output go_poisoned = go;
+            gpu_poison(go.tokens, (size_t)m * 4);
+            gpu_poison(go.logprobs, (size_t)m * 4);
+            gpu_poison(go.ranks, (size_t)m * 4);
+            gpu_poison(go.top_ids, nt * 4);
+            gpu_poison(go.top_logprobs, nt * 4);
+            CUDA_OK(cudaMemcpy(go.next_token_table, ctab, (size_t)m * 4, cudaMemcpyHostToDevice));
+            float *dl = gpu_raw(logits, (size_t)m * vocab * sizeof(float));
+            g_gpu->ops->sample(g_gpu, dl, vocab, &db, &go_poisoned);
+            backend_ok("sample");
+            int32_t *gt = malloc((size_t)m * 4), *gr = malloc((size_t)m * 4), *gti = malloc(nt * 4), *gtab = malloc((size_t)m * 4);
+            float *gl = malloc((size_t)m * 4), *gtl = malloc(nt * 4);
+            CUDA_OK(cudaMemcpy(gt, go.tokens, (size_t)m * 4, cudaMemcpyDeviceToHost));
+            CUDA_OK(cudaMemcpy(gr, go.ranks, (size_t)m * 4, cudaMemcpyDeviceToHost));
+            CUDA_OK(cudaMemcpy(gti, go.top_ids, nt * 4, cudaMemcpyDeviceToHost));
+            CUDA_OK(cudaMemcpy(gtab, go.next_token_table, (size_t)m * 4, cudaMemcpyDeviceToHost));
+            CUDA_OK(cudaMemcpy(gl, go.logprobs, (size_t)m * 4, cudaMemcpyDeviceToHost));
+            CUDA_OK(cudaMemcpy(gtl, go.top_logprobs, nt * 4, cudaMemcpyDeviceToHost));
+            int greedy_bad = 0, sampled_bad = 0, lp_bad = 0, table_bad = 0;
+            double lp_err = 0.0;
+            for (int32_t r = 0; r < m; r++) {
+                const int greedy = prm[r].temperature == 0.0f;
+                if (gt[r] != ct[r]) {
+                    if (greedy) greedy_bad++;
+                    else sampled_bad++;
+                    printf("  sample row %d (T=%g): gpu %d cpu %d\n", r, (double)prm[r].temperature, gt[r], ct[r]);
+                    continue;
+                }
+                if (gr[r] != cr[r]) lp_bad++;
+                const double e = fabs((double)gl[r] - cl[r]);
+                if (!(e <= 1e-4)) lp_bad++;
+                if (e > lp_err) lp_err = e;
+                for (size_t j = 0; j < SAMPLE_MAX_LOGPROBS; j++) {
+                    const size_t k = (size_t)r * SAMPLE_MAX_LOGPROBS + j;
+                    if (gti[k] != cti[k] || (cti[k] >= 0 && !(fabs((double)gtl[k] - ctl[k]) <= 1e-4))) lp_bad++;
+                }
+                const int32_t want = prm[r].flags & SAMPLE_NO_TABLE ? -7 : gt[r];
+                if (gtab[tindex[r]] != want) table_bad++;
+            }
+            char shape[96];
+            snprintf(shape, sizeof shape, "vocab=%d m=%d greedy tokens", vocab, m);
+            report("sample", shape, greedy_bad, 0);
+            snprintf(shape, sizeof shape, "vocab=%d m=%d sampled tokens (rows differing)", vocab, m);
+            report("sample", shape, sampled_bad, 1);
+            snprintf(shape, sizeof shape, "vocab=%d m=%d logprobs/ranks/top (bad entries)", vocab, m);
+            report("sample", shape, lp_bad, 0);
+            snprintf(shape, sizeof shape, "vocab=%d m=%d next-token table (bad entries)", vocab, m);
+            report("sample", shape, table_bad, 0);
+            void *dev[] = {(void *)db.params, (void *)db.penalty_offsets, (void *)db.penalty_ids, (void *)db.penalty_counts,
+                           (void *)db.banned_offsets, (void *)db.banned_ids, (void *)db.allowed_mask, (void *)db.table_index,
+                           go.tokens, go.logprobs, go.ranks, go.top_ids, go.top_logprobs, go.next_token_table, dl};
+            for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) g_gpu->ops->release(g_gpu, dev[i]);
+            void *host[] = {logits, prm, pen_off, ban_off, pen_ids, pen_cnt, ban_ids, tindex, mask, ct, cr, cti, ctab,
+                            cl, ctl, gt, gr, gti, gtab, gl, gtl};
+            for (size_t i = 0; i < sizeof host / sizeof host[0]; i++) free(host[i]);
+        }
+}
+
 static void test_errors(void)
 {
     void *p = NULL;
@@ -535,6 +648,7 @@ int main(int argc, char **argv)
     if (want(argc, argv, "linear")) test_linear(0);
     if (want(argc, argv, "linear_logits")) test_linear(1);
     if (want(argc, argv, "qk_norm_rope_store")) test_rope();
+    if (want(argc, argv, "sample")) test_sample();
     if (want(argc, argv, "errors")) test_errors();
     backend_ok("end");
     g_gpu->ops->destroy(g_gpu);

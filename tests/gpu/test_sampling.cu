@@ -107,6 +107,7 @@ struct Batch {
     int table_size = 0;
 };
 
+static int g_scale = 1, g_force_shape = -1; /* --scale: more seeds (emulator); --shape: one logits shape */
 static const char *SHAPES[] = {"normal", "llm", "ties", "constant", "nan-inf", "narrow"};
 #define NUM_SHAPES 6
 #define NUM_COMBOS 16
@@ -185,6 +186,7 @@ static void build_batch(Batch &b, int m, int vocab, bool with_mask)
         RowIn &ri = b.rows[r];
         ri.combo = rng_int(NUM_COMBOS);
         ri.shape = rng_int(10) < 5 ? rng_int(2) : rng_int(NUM_SHAPES);
+        if (g_force_shape >= 0) ri.shape = g_force_shape % NUM_SHAPES;
         fill_logits(&b.logits[(size_t)r * vocab], vocab, ri.shape);
         set_combo(&ri.sp, ri.combo, vocab);
         static const int LP[] = {-1, 0, 5, 20};
@@ -711,6 +713,9 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--quick")) quick = true;
         if (!strcmp(argv[i], "--bench")) bench_only = true;
         if (!strcmp(argv[i], "--small")) small = quick = true; /* the host emulator: few rows, no timing */
+        if (!strcmp(argv[i], "--scale") && i + 1 < argc) g_scale = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--shape") && i + 1 < argc) g_force_shape = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--seed") && i + 1 < argc) g_rng = strtoull(argv[++i], nullptr, 0);
     }
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -725,7 +730,7 @@ int main(int argc, char **argv)
         for (int vocab : vocabs) {
             for (int m : rows) {
                 if (small && (m > 7 || (vocab > 1000 && m > 1))) continue;
-                const int seeds = small ? (vocab == 1000 ? 40 : vocab == 32000 ? 6 : 3)
+                const int seeds = small ? g_scale * (vocab == 1000 ? (m == 1 ? 16 : 8) : vocab == 32000 ? 3 : 1)
                                         : quick ? 1 : (vocab == 1000 ? 12 : vocab == 32000 ? 6 : (m == 256 ? 2 : 3));
                 Tally t;
                 for (int sd = 0; sd < seeds; sd++) {

@@ -18,6 +18,7 @@ static void cpu_backend_destroy(backend *b)
     cpu_backend *c = cpu_backend_of(b);
     threadpool_free(c->tp);
     free(c->attn_scratch);
+    cpu_sample_free(c);
     free(c);
 }
 
@@ -95,6 +96,7 @@ static const backend_ops cpu_backend_ops = {
     .silu_mul = cpu_ops_silu_mul,
     .gather_rows = cpu_ops_gather_rows,
     .logits_to_host = cpu_backend_logits_to_host,
+    .sample = cpu_sample,
 };
 
 status_t backend_cpu_create(int num_threads, backend **out)

@@ -11,6 +11,12 @@ typedef struct cpu_backend {
     int num_threads;
     int32_t max_tokens, max_seq_len;
     float *attn_scratch;        /* [num_threads, max_seq_len] scores */
+    /* sample: made at the first call, regrown for a larger vocabulary (cpu_sample.c) */
+    struct sampling_scratch_t *sample_scratch;
+    int32_t sample_vocab;
+    float *sample_row;          /* [sample_vocab] the row the CPU sampler may rewrite */
+    int32_t *sample_ids;        /* [sample_ids_cap] prompt / output / banned id lists */
+    int64_t sample_ids_cap;
 } cpu_backend;
 
 static inline cpu_backend *cpu_backend_of(backend *b) { return (cpu_backend *)b; }
@@ -26,6 +32,8 @@ void cpu_ops_qk_norm_rope_store(backend *b, void *q, void *k, const void *v, con
                                 const attention_shape *shape, const forward_batch *batch, void *kv_pool);
 void cpu_ops_silu_mul(backend *b, const void *gate, const void *up, int32_t n, int32_t dim, void *out);
 void cpu_ops_gather_rows(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out);
+void cpu_sample(backend *b, const float *logits, int32_t vocab, const sample_batch *batch, const sample_output *out);
+void cpu_sample_free(cpu_backend *c);
 void cpu_attention(backend *b, const void *q, const void *kv_pool, const attention_shape *shape,
                    const forward_batch *batch, void *out);
 

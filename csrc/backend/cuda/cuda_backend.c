@@ -11,6 +11,7 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,6 +392,30 @@ static void cuda_ops_gather_rows(backend *b, const void *x, const int32_t *rows,
     cuda_backend_check(c, kernels_gather_rows(x, rows, m, dim, out, c->stream), "kernels_gather_rows");
 }
 
+/* backend.h's sample_params is kernels_sampling_params_t: one struct crosses the boundary. */
+_Static_assert(sizeof(sample_params) == sizeof(kernels_sampling_params_t), "sample_params layout");
+_Static_assert(offsetof(sample_params, num_logprobs) == offsetof(kernels_sampling_params_t, num_logprobs) &&
+                   offsetof(sample_params, rng_key) == offsetof(kernels_sampling_params_t, rng_key) &&
+                   offsetof(sample_params, rng_counter) == offsetof(kernels_sampling_params_t, rng_counter) &&
+                   offsetof(sample_params, flags) == offsetof(kernels_sampling_params_t, flags),
+               "sample_params layout");
+_Static_assert(SAMPLE_NO_TABLE == KERNELS_SAMPLING_NO_TABLE && SAMPLE_MAX_LOGPROBS == KERNELS_SAMPLING_MAX_LOGPROBS,
+               "sample constants");
+
+static void cuda_ops_sample(backend *b, const float *logits, int32_t vocab, const sample_batch *batch,
+                            const sample_output *out)
+{
+    cuda_backend *c = cuda_backend_of(b);
+    if (cuda_backend_failed(c)) return;
+    cuda_backend_check(c,
+                       kernels_sampling(logits, batch->num_rows, vocab, (const kernels_sampling_params_t *)batch->params,
+                                        batch->penalty_offsets, batch->penalty_ids, batch->penalty_counts,
+                                        batch->banned_offsets, batch->banned_ids, batch->allowed_mask, out->tokens,
+                                        out->logprobs, out->ranks, out->top_ids, out->top_logprobs,
+                                        out->next_token_table, batch->table_index, NULL, c->stream),
+                       "kernels_sampling");
+}
+
 static void cuda_backend_logits_to_host(backend *b, const void *logits, int64_t count, float *host)
 {
     cuda_backend *c = cuda_backend_of(b);
@@ -424,6 +449,7 @@ static const backend_ops cuda_backend_ops = {
     .silu_mul = cuda_ops_silu_mul,
     .gather_rows = cuda_ops_gather_rows,
     .logits_to_host = cuda_backend_logits_to_host,
+    .sample = cuda_ops_sample,
 };
 
 int backend_cuda_device_count(void)
