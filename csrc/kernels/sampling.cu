@@ -59,6 +59,7 @@ constexpr int kMaxTop = KERNELS_SAMPLING_MAX_LOGPROBS;
 constexpr float kMassScale = 4398046511104.0f; /* 2^42: fixed-point mass unit */
 constexpr unsigned kFull = 0xffffffffu;
 constexpr unsigned long long kNoLimit = ~0ull;
+constexpr int kUnroll = 4;                 /* float4 loads in flight per thread in a row pass */
 
 enum { MODE_COUNT = 0, MODE_MASS_GE = 1, MODE_MASS_GT = 2 };
 enum { PATH_GREEDY = 0, PATH_BUCKET = 1, PATH_BOUNDARY = 2, PATH_ARGMAX = 3, PATH_LAST = 4, PATH_ROW_SOURCE = 16 };
@@ -251,9 +252,26 @@ __device__ __forceinline__ void warp_top_offer(float &lv, int &li, float &wv, in
 
 /* ------------------------------------------------------------------ the row */
 
+/* x[base .. base+3] into v (NaN past the end); one 16-byte load when vec (vocab % 4 == 0 and
+ * the logits 16-byte aligned). */
+__device__ __forceinline__ void load4(const float *x, int base, int vocab, bool vec, float v[4])
+{
+    if (vec && base < vocab) {
+        const float4 q = __ldg(reinterpret_cast<const float4 *>(x + base));
+        v[0] = q.x;
+        v[1] = q.y;
+        v[2] = q.z;
+        v[3] = q.w;
+    } else {
+#pragma unroll
+        for (int e = 0; e < 4; e++) v[e] = base + e < vocab ? __ldg(x + base + e) : __int_as_float(0x7fffffff);
+    }
+}
+
 struct Row {
     const float *x;                   /* [vocab] raw logits */
     int vocab;
+    bool vec;                         /* float4 loads allowed */
     const uint32_t *mask;             /* [ceil(vocab/32)] or NULL */
     const uint32_t *banned;           /* shared bitset or NULL */
     const uint32_t *penalized;        /* shared bitset or NULL */
@@ -290,9 +308,9 @@ struct Row {
 
     /* Token i's bucket (tail: no mass), p = exp(z), and rank key ((~ord(z)) << id_bits | i):
      * ascending key = z descending, then id ascending (sampling.c exp_shifted + bucket_row). */
-    __device__ __forceinline__ void member(int i, int &bucket, unsigned long long &key, float &p) const
+    __device__ __forceinline__ void member(int i, float raw, int &bucket, unsigned long long &key, float &p) const
     {
-        const float y = final_logit(i, __ldg(x + i));
+        const float y = final_logit(i, raw);
         const float d = __fdiv_rn(__fsub_rn(y, m), temperature);
         const uint32_t db = __float_as_uint(d), mag = db & 0x7FFFFFFFu;
         if (mag > kZCutBits) { /* below the cut, -inf or NaN */
@@ -308,6 +326,26 @@ struct Row {
         const uint32_t zb = mag == 0 ? 0u : db;
         const uint32_t ord = (zb & 0x80000000u) ? ~zb : (zb | 0x80000000u);
         key = ((unsigned long long)(~ord) << id_bits) | (unsigned long long)i;
+    }
+
+    /* f(i, raw logit) for every token: 4 consecutive tokens per thread per step, the loads of
+     * kUnroll steps issued before any use (one block per row needs the memory parallelism).
+     * Per-thread trip counts differ: f must not contain barriers or warp operations. */
+    template <class F>
+    __device__ __forceinline__ void for_each(F &&f) const
+    {
+        for (int base0 = threadIdx.x * 4; base0 < vocab; base0 += 4 * kThreads * kUnroll) {
+            float v[kUnroll][4];
+#pragma unroll
+            for (int u = 0; u < kUnroll; u++) load4(x, base0 + u * 4 * kThreads, vocab, vec, v[u]);
+#pragma unroll
+            for (int u = 0; u < kUnroll; u++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = base0 + u * 4 * kThreads + e;
+                    if (i < vocab) f(i, v[u][e]);
+                }
+        }
     }
 };
 
@@ -350,18 +388,18 @@ __device__ bool ensure_window(const Row &r, Smem &s, Window &w, int b)
     const int bhi = lo;
     if (threadIdx.x == 0) s.win_n = 0;
     __syncthreads();
-    for (int i = threadIdx.x; i < r.vocab; i += kThreads) {
+    r.for_each([&](int i, float raw) {
         int bk;
         unsigned long long key;
         float p;
-        r.member(i, bk, key, p);
+        r.member(i, raw, bk, key, p);
         if (bk >= blo && bk <= bhi) {
             const unsigned int slot = atomicAdd(&s.win_n, 1u);
             s.win_key[slot] = key;
             s.win_p[slot] = p;
             s.win_bucket[slot] = (unsigned short)bk;
         }
-    }
+    });
     __syncthreads();
     w.lo = blo;
     w.hi = bhi;
@@ -402,13 +440,13 @@ __device__ Found descend(const Row &r, Smem &s, Window &w, int b, bool rank, uns
             for (unsigned int j = tid; j < w.n; j += kThreads)
                 if (s.win_bucket[j] == b) visit(s.win_key[j], s.win_p[j]);
         } else {
-            for (int i = tid; i < r.vocab; i += kThreads) {
+            r.for_each([&](int i, float raw) {
                 int bk;
                 unsigned long long key;
                 float p;
-                r.member(i, bk, key, p);
+                r.member(i, raw, bk, key, p);
                 if (bk == b) visit(key, p);
-            }
+            });
         }
         __syncthreads();
         if (tid < 32) {
@@ -534,6 +572,7 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     Row r;
     r.x = a.logits + (size_t)row * vocab;
     r.vocab = vocab;
+    r.vec = (vocab & 3) == 0 && (((uintptr_t)a.logits) & 15u) == 0;
     r.mask = a.mask ? a.mask + (size_t)row * words : nullptr;
     r.use_rep = P.repetition_penalty != 1.0f;
     r.use_out = P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
@@ -579,25 +618,17 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     unsigned long long best = 0; /* (key ^ sign) << 32 | ~id: max = largest key, then smallest id */
     float lv = NEG_INF, wv = NEG_INF;
     int li = INT32_MAX, wi = INT32_MAX;
-    const bool vec = (vocab & 3) == 0 && (((uintptr_t)a.logits) & 15u) == 0;
-    const int iters = (vocab + 4 * kThreads - 1) / (4 * kThreads);
+    /* the same walk as Row::for_each, but with a block-uniform trip count (warp ops inside) */
+    const int iters = (vocab + 4 * kThreads * kUnroll - 1) / (4 * kThreads * kUnroll);
     for (int it = 0; it < iters; it++) {
-        const int base = (it * kThreads + tid) * 4;
-        float v[4];
-        if (vec && base < vocab) {
-            const float4 q = __ldg(reinterpret_cast<const float4 *>(r.x + base));
-            v[0] = q.x;
-            v[1] = q.y;
-            v[2] = q.z;
-            v[3] = q.w;
-        } else {
+        const int base0 = it * 4 * kThreads * kUnroll + tid * 4;
+        float v[kUnroll][4];
 #pragma unroll
-            for (int e = 0; e < 4; e++) v[e] = base + e < vocab ? __ldg(r.x + base + e) : __int_as_float(0x7fffffff);
-        }
+        for (int u = 0; u < kUnroll; u++) load4(r.x, base0 + u * 4 * kThreads, vocab, r.vec, v[u]);
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int i = base + e;
-            const float xv = v[e];
+        for (int q = 0; q < 4 * kUnroll; q++) {
+            const int i = base0 + (q >> 2) * 4 * kThreads + (q & 3);
+            const float xv = v[q >> 2][q & 3];
             if (i >= vocab) continue;
             if (want_lp && xv == xv) { /* NaN never counts */
                 raw_max_key = max(raw_max_key, float_key(xv));
@@ -618,8 +649,11 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
         }
         if (num_top > 0) {
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                warp_top_offer(lv, li, wv, wi, v[e], base + e, base + e < vocab && v[e] == v[e], num_top);
+            for (int q = 0; q < 4 * kUnroll; q++) {
+                const int i = base0 + (q >> 2) * 4 * kThreads + (q & 3);
+                const float xv = v[q >> 2][q & 3];
+                warp_top_offer(lv, li, wv, wi, xv, i, i < vocab && xv == xv, num_top);
+            }
         }
     }
     best = block_max_u64(best, s);
@@ -687,17 +721,17 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
         __syncthreads();
         const float min_p = P.min_p;
         int num_min_p = 0;
-        for (int i = tid; i < vocab; i += kThreads) {
+        r.for_each([&](int i, float raw) {
             int bk;
             unsigned long long key;
             float p;
-            r.member(i, bk, key, p);
+            r.member(i, raw, bk, key, p);
             if (bk < r.tail) {
                 atomicAdd(&s.count[bk], 1u);
                 atomicAdd(&s.mass[bk], mass_fx(p));
             }
             num_min_p += min_p > 0.0f && p >= min_p;
-        }
+        });
         num_min_p = block_reduce_i32(num_min_p, 2, s);
         block_exclusive_scan4(s.count, reinterpret_cast<unsigned int *>(s.red_i32));
         block_exclusive_scan4(s.mass, s.red_u64);
@@ -782,7 +816,7 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     if (want_lp) {
         const float v = __ldg(r.x + token);
         int above = 0;
-        for (int i = tid; i < vocab; i += kThreads) above += __ldg(r.x + i) > v;
+        r.for_each([&](int, float raw) { above += raw > v; });
         above = block_reduce_i32(above, 2, s);
         if (tid == 0) {
             a.logprobs[row] = (float)((double)v - lse);
