@@ -76,6 +76,8 @@ struct Smem {
     unsigned long long red_u64[kWarps];
     double red_f64[kWarps];
     int red_i32[kWarps];
+    float top_v[kMaxTop];                  /* the raw top-N values, best first (top_n valid) */
+    int top_n;
     /* descent step result (written by one lane of warp 0) */
     unsigned long long d_mass_add, d_p, d_total_mass;
     unsigned int d_cnt_add, d_total_cnt;
@@ -660,9 +662,10 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     min_key = block_reduce_i32(min_key, 1, s);
     const int argmax = best == 0 ? 0 : (int)(0xFFFFFFFFu - (uint32_t)best);
     double lse = 0.0;
+    float mraw = 0.0f;
     if (want_lp) {
         raw_max_key = block_reduce_i32(raw_max_key, 0, s);
-        const float mraw = key_float(raw_max_key);
+        mraw = key_float(raw_max_key);
         if (mraw > NEG_INF && mraw < -NEG_INF) {
             const double part = run_max > NEG_INF ? run_sum * exp((double)run_max - (double)mraw) : 0.0;
             lse = (double)mraw + log(block_sum_f64(part, s));
@@ -683,6 +686,9 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
                 const bool ok = (idx % kMaxTop) < num_top && e.y != INT32_MAX;
                 warp_top_offer(lv, li, wv, wi, __int_as_float(e.x), e.y, ok, num_top);
             }
+            const unsigned valid = __ballot_sync(kFull, lane < num_top && li != INT32_MAX);
+            if (lane < num_top) s.top_v[lane] = lv;
+            if (lane == 0) s.top_n = __popc(valid);
             if (lane < kMaxTop) {
                 const bool ok = lane < num_top && li != INT32_MAX;
                 a.top_ids[(size_t)row * kMaxTop + lane] = ok ? li : -1;
@@ -812,12 +818,25 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
         if (row_source) path += PATH_ROW_SOURCE;
     }
 
-    /* rank of the token among the raw logits */
+    /* rank of the token among the raw logits: from the top-N list (or the max) when the token
+     * is in it (every raw logit above the token's is then in the list), else a pass */
     if (want_lp) {
         const float v = __ldg(r.x + token);
         int above = 0;
-        r.for_each([&](int, float raw) { above += raw > v; });
-        above = block_reduce_i32(above, 2, s);
+        bool known = false;
+        if (num_top > 0) {
+            const int n = s.top_n;
+            if (n < num_top || (n > 0 && v >= s.top_v[n - 1])) {
+                known = true;
+                for (int j = 0; j < n; j++) above += s.top_v[j] > v;
+            }
+        } else if (v >= mraw) {
+            known = true;
+        }
+        if (!known) {
+            r.for_each([&](int, float raw) { above += raw > v; });
+            above = block_reduce_i32(above, 2, s);
+        }
         if (tid == 0) {
             a.logprobs[row] = (float)((double)v - lse);
             a.ranks[row] = above + 1;

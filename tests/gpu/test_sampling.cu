@@ -727,13 +727,15 @@ int main(int argc, char **argv)
     printf("kernels_sampling_max_vocab = %d\n", kernels_sampling_max_vocab());
     sampling_scratch_t *scratch = sampling_scratch_create(151936);
     if (!bench_only) {
-        const int vocabs[] = {1000, 32000, 151936, 50257}; /* 50257: odd, no 16-byte row alignment */
+        /* 50257: odd, no 16-byte row alignment; 1..33: degenerate tiny vocabularies */
+        const int vocabs[] = {1000, 32000, 151936, 50257, 1, 2, 3, 5, 33};
         const int rows[] = {1, 7, 64, 256};
         for (int vocab : vocabs) {
             for (int m : rows) {
                 if (small && (m > 7 || (vocab > 1000 && m > 1))) continue;
-                if (vocab == 50257 && m > 64) continue;
-                const int seeds = small ? g_scale * (vocab == 1000 ? (m == 1 ? 16 : 8) : vocab == 32000 ? 3 : 1)
+                if ((vocab == 50257 && m > 64) || (vocab < 100 && m != 7)) continue;
+                const int seeds = vocab < 100 ? 6 * g_scale
+                                  : small ? g_scale * (vocab == 1000 ? (m == 1 ? 16 : 8) : vocab == 32000 ? 3 : 1)
                                         : quick ? 1 : (vocab == 1000 ? 12 : vocab == 32000 ? 6 : (m == 256 ? 2 : 3));
                 Tally t;
                 const int fail_before = g_fail;
