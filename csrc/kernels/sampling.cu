@@ -3,12 +3,12 @@
  * sampling_sample_row) is the specification; this file re-does its steps with the same
  * float arithmetic so that the same inputs give the same token.
  *
- * Per row (all state in shared memory):
+ * Per row (all state in shared memory, ~110 KB + 2 bits per token):
  *   0. bitsets of the banned ids and of the penalty ids (CSR inputs), so that every pass can
  *      compute the FINAL logit y of token i on the fly from the raw logit: allowed-mask bit
  *      clear or banned -> -inf; in the penalty set -> the CPU's penalty arithmetic, with the
  *      output count found by binary search in the row's ascending id list.  The raw logits are
- *      never written (so the rank pass sees them as they were).
+ *      never written.
  *   P1 one pass over the row: raw max + log-sum-exp (online, double), the raw top-N (a sorted
  *      list per warp held one entry per lane, insertion by ballot + shuffle, then merged by
  *      warp 0), the argmax of y (lowest id on ties; NaN never wins) and y's finite minimum.
@@ -23,25 +23,38 @@
  *      decisions are binary searches over the prefix sums; decisions inside one bucket use a
  *      radix descent (8-bit digits) over the members' keys — rank order (z descending, id
  *      ascending) or id order — with a count or a mass criterion.  The members come from a
- *      window of up to 4096 tokens gathered into shared memory by one pass over the row (a
- *      run of consecutive buckets around the one asked for), or, for a bucket larger than the
- *      window (massive ties), straight from the row (one pass per digit: slow but rare).
+ *      window of up to 4096 tokens gathered into shared memory by one pass over the row (the
+ *      longest run of buckets ending at the one asked for, extended forward), or, for a bucket
+ *      larger than the window (massive exact ties), straight from the row (one pass per
+ *      digit: slow but rare; diag flags it).
  *   The draw: u = Philox-4x32-10(rng_key, rng_counter) exactly as sampling_uniform; the
  *      inverse CDF in the CPU's order: whole buckets ascending with ids ascending inside, then
  *      the boundary bucket's kept members in rank order.
- *   Last pass (logprobs on): rank = 1 + #raw logits above the token's raw logit.
+ *   Rank (logprobs on): 1 + #raw logits above the token's — read off the raw top-N list (or
+ *      the raw max) when the token is in it, else one more pass.
+ * Row reads: greedy 1; sampling typically 3 (P1, P2, one window gather) + 1 when the rank
+ * needs its pass.  Passes issue kUnroll float4 loads per thread before use: a single block
+ * per row is latency-bound, so m = 1 is far from the bandwidth floor (several blocks or a
+ * cluster per row would be the next step); large batches fill the GPU with rows.
  *
  * Where GPU and CPU can differ (everything else is bit-identical given the same inputs):
- *   - masses: the CPU sums p in double in its own order; the GPU sums round(p * 2^42) exactly.
- *     The two differ by ~1e-13 relative (at most 2^-43 per token), so the top_p cut (cum >=
- *     top_p * mass) and the draw (cum > u * total) can land on a neighbouring token only when
- *     the target lies that close to a boundary (diag reports the GPU's margin); a token with p
- *     < 2^-43 (prob < ~1e-13 relative to the top token) has zero mass on the GPU.
+ *   - masses: the CPU sums p (the top token's p is 1) in double in its own order; the GPU sums
+ *     round(p * 2^42) exactly.  Each p moves by at most 2^-43, so a sum moves by at most
+ *     vocab * 2^-43 (~1.7e-8 at 152k tokens; typically sqrt(vocab) * 2^-44, ~1e-11): the top_p
+ *     cut (first cum >= top_p * mass) and the draw (first cum > u * total) can pick the
+ *     neighbouring token only when their target lies that close to a boundary; diag reports
+ *     the GPU's relative margins (tests accept a mismatch only with a margin < 1e-9).  A token
+ *     with p < 2^-43 (1e-13 of the top token's probability) has zero mass here and is never
+ *     drawn (the CPU draws it with that probability).
  *   - logprobs: the GPU's log-sum-exp uses expf with an online max (the CPU: its polynomial
- *     after a max pass); logprobs agree to ~1e-6, ranks and top ids exactly.
- *   - the CPU's unreachable fallbacks (zero total mass, no member crossing the target) take the
- *     argmax of z there and of y here; these differ only if T is so large that z underflows.
- *   - the CPU build must not contract float ops into FMAs (C11 mode default: -ffp-contract=off).
+ *     after a max pass): logprobs agree to ~1e-6; top ids, ranks and tokens exactly.
+ *   - the CPU's unreachable fallbacks (zero total mass; no kept token reached by the draw)
+ *     take the argmax of z there and of y here; these differ only if T is so large that z
+ *     underflows to zero for a token below the max.
+ *   - out-of-range ids in the CSR inputs are ignored here (the CPU sampler asserts).
+ *   - exact equality assumes the CPU build does not contract float ops into FMAs (C11 mode,
+ *     -std=c11: -ffp-contract=off) and uses IEEE division; setup.py's flags do.
+ * tests/gpu/emu runs this file on the host (KERNELS_SAMPLING_EMULATE: two #ifdefs below).
  */
 #include <stdint.h>
 
