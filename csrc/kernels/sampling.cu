@@ -91,6 +91,7 @@ struct Smem {
     int red_i32[kWarps];
     float top_v[kMaxTop];                  /* the raw top-N values, best first (top_n valid) */
     int top_n;
+    alignas(8) unsigned char row[160]; /* the Row (loop invariants kept in shared memory, not registers) */
     /* descent step result (written by one lane of warp 0) */
     unsigned long long d_mass_add, d_p, d_total_mass;
     unsigned int d_cnt_add, d_total_cnt;
@@ -296,6 +297,7 @@ struct Row {
     float rep, presence, frequency;
     /* sampling (after P1) */
     float m, temperature, inv_w, top;
+    float fscale, rtemp;              /* inv_w / T and 1 / T, for the bucket prefilter only */
     uint32_t top_bits;
     int tail, id_bits;
 
@@ -321,18 +323,38 @@ struct Row {
         return v;
     }
 
+    /* Can a token with final logit y fall in a bucket of [blo, bhi] (bhi < tail)?  A cheap,
+     * conservative test before the exact arithmetic: the bucket is trunc(f) (clamped), with
+     * f = |z| * inv_w within 4e-7 relative of (m - y) * inv_w / T (three roundings), and the
+     * bucket is monotone in y; the 1e-5 margins leave room for the float estimate's own
+     * roundings.  NaN fails every comparison and is passed on to the exact path. */
+    __device__ __forceinline__ bool maybe_bucket(float y, int blo, int bhi) const
+    {
+        const float dm = m - y;
+        if (bhi >= tail - 1) {
+            if (dm * rtemp > kZCut * 1.00001f) return false; /* surely below the cut: the tail */
+        } else if (dm * fscale * 0.99999f >= (float)(bhi + 1)) {
+            return false;
+        }
+        if (blo > 0 && dm * fscale * 1.00001f < (float)blo) return false;
+        return true;
+    }
+
     /* Token i's bucket (tail: no mass), p = exp(z), and rank key ((~ord(z)) << id_bits | i):
-     * ascending key = z descending, then id ascending (sampling.c exp_shifted + bucket_row). */
-    __device__ __forceinline__ void member(int i, float raw, int &bucket, unsigned long long &key, float &p) const
+     * ascending key = z descending, then id ascending (sampling.c exp_shifted + bucket_row).
+     * Returns false, computing nothing, when the prefilter rules out buckets [blo, bhi]. */
+    __device__ __forceinline__ bool member(int i, float raw, int blo, int bhi, int &bucket, unsigned long long &key,
+                                           float &p) const
     {
         const float y = final_logit(i, raw);
+        if (!maybe_bucket(y, blo, bhi)) return false;
         const float d = __fdiv_rn(__fsub_rn(y, m), temperature);
         const uint32_t db = __float_as_uint(d), mag = db & 0x7FFFFFFFu;
         if (mag > kZCutBits) { /* below the cut, -inf or NaN */
             bucket = tail;
             key = 0;
             p = 0.0f;
-            return;
+            return true;
         }
         p = exp_nonpositive(d);
         float f = __fmul_rn(__uint_as_float(mag), inv_w);
@@ -341,20 +363,23 @@ struct Row {
         const uint32_t zb = mag == 0 ? 0u : db;
         const uint32_t ord = (zb & 0x80000000u) ? ~zb : (zb | 0x80000000u);
         key = ((unsigned long long)(~ord) << id_bits) | (unsigned long long)i;
+        return true;
     }
 
     /* f(i, raw logit) for every token: 4 consecutive tokens per thread per step, the loads of
-     * kUnroll steps issued before any use (one block per row needs the memory parallelism).
-     * Per-thread trip counts differ: f must not contain barriers or warp operations. */
-    template <class F>
+     * U steps issued before any use.  A light f (a compare) needs U = kUnroll for memory
+     * parallelism (one block per row); a heavy f (the exact bucket arithmetic) hides the
+     * latency itself and takes U = 1 (16 inlined copies would spill).  Per-thread trip counts
+     * differ: f must not contain barriers or warp operations. */
+    template <int U, class F>
     __device__ __forceinline__ void for_each(F &&f) const
     {
-        for (int base0 = threadIdx.x * 4; base0 < vocab; base0 += 4 * kThreads * kUnroll) {
-            float v[kUnroll][4];
+        for (int base0 = threadIdx.x * 4; base0 < vocab; base0 += 4 * kThreads * U) {
+            float v[U][4];
 #pragma unroll
-            for (int u = 0; u < kUnroll; u++) load4(x, base0 + u * 4 * kThreads, vocab, vec, v[u]);
+            for (int u = 0; u < U; u++) load4(x, base0 + u * 4 * kThreads, vocab, vec, v[u]);
 #pragma unroll
-            for (int u = 0; u < kUnroll; u++)
+            for (int u = 0; u < U; u++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int i = base0 + u * 4 * kThreads + e;
@@ -403,12 +428,11 @@ __device__ bool ensure_window(const Row &r, Smem &s, Window &w, int b)
     const int bhi = lo;
     if (threadIdx.x == 0) s.win_n = 0;
     __syncthreads();
-    r.for_each([&](int i, float raw) {
+    r.for_each<1>([&](int i, float raw) {
         int bk;
         unsigned long long key;
         float p;
-        r.member(i, raw, bk, key, p);
-        if (bk >= blo && bk <= bhi) {
+        if (r.member(i, raw, blo, bhi, bk, key, p) && bk >= blo && bk <= bhi) {
             const unsigned int slot = atomicAdd(&s.win_n, 1u);
             s.win_key[slot] = key;
             s.win_p[slot] = p;
@@ -455,12 +479,11 @@ __device__ Found descend(const Row &r, Smem &s, Window &w, int b, bool rank, uns
             for (unsigned int j = tid; j < w.n; j += kThreads)
                 if (s.win_bucket[j] == b) visit(s.win_key[j], s.win_p[j]);
         } else {
-            r.for_each([&](int i, float raw) {
+            r.for_each<1>([&](int i, float raw) {
                 int bk;
                 unsigned long long key;
                 float p;
-                r.member(i, raw, bk, key, p);
-                if (bk == b) visit(key, p);
+                if (r.member(i, raw, b, b, bk, key, p) && bk == b) visit(key, p);
             });
         }
         __syncthreads();
@@ -584,7 +607,8 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     uint32_t *banned_bits = reinterpret_cast<uint32_t *>(smem_raw + sizeof(Smem));
     uint32_t *pen_bits = banned_bits + words;
 
-    Row r;
+    Row rl; /* built by every thread, published by thread 0: see Smem::row */
+    Row &r = rl;
     r.x = a.logits + (size_t)row * vocab;
     r.vocab = vocab;
     r.vec = (vocab & 3) == 0 && (((uintptr_t)a.logits) & 15u) == 0;
@@ -603,6 +627,7 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     r.pen_cnt = has_pen ? a.pen_cnt + pen_lo : nullptr;
     r.pen_n = has_pen ? pen_hi - pen_lo : 0;
     r.id_bits = vocab > 1 ? 32 - __clz(vocab - 1) : 1;
+    static_assert(sizeof(Row) <= sizeof(s.row), "Smem::row too small");
 
     /* 0. bitsets */
     if (has_ban || has_pen) {
@@ -725,12 +750,17 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
         float span = __fdiv_rn(__fsub_rn(mfin, lo_v), P.temperature);
         if (!(span >= 1e-6f)) span = 1.0f;
         else if (span > kZCut) span = kZCut;
-        r.m = mfin;
-        r.temperature = P.temperature;
-        r.tail = vocab + 1 < kMaxBuckets - 1 ? vocab + 1 : kMaxBuckets - 1;
-        r.inv_w = __fdiv_rn((float)(r.tail - 1), span);
-        r.top = (float)(r.tail - 1);
-        r.top_bits = __float_as_uint(r.top);
+        rl.m = mfin;
+        rl.temperature = P.temperature;
+        rl.tail = vocab + 1 < kMaxBuckets - 1 ? vocab + 1 : kMaxBuckets - 1;
+        rl.inv_w = __fdiv_rn((float)(rl.tail - 1), span);
+        rl.top = (float)(rl.tail - 1);
+        rl.fscale = rl.inv_w / P.temperature;
+        rl.rtemp = 1.0f / P.temperature;
+        rl.top_bits = __float_as_uint(rl.top);
+        if (tid == 0) *reinterpret_cast<Row *>(s.row) = rl;
+        __syncthreads();
+        const Row &r = *reinterpret_cast<const Row *>(s.row);
 
         /* P2: histograms */
         for (int b = tid; b < kMaxBuckets; b += kThreads) {
@@ -740,15 +770,13 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
         __syncthreads();
         const float min_p = P.min_p;
         int num_min_p = 0;
-        r.for_each([&](int i, float raw) {
+        r.for_each<1>([&](int i, float raw) {
             int bk;
             unsigned long long key;
             float p;
-            r.member(i, raw, bk, key, p);
-            if (bk < r.tail) {
-                atomicAdd(&s.count[bk], 1u);
-                atomicAdd(&s.mass[bk], mass_fx(p));
-            }
+            if (!r.member(i, raw, 0, r.tail - 1, bk, key, p) || bk == r.tail) return; /* the tail: no mass */
+            atomicAdd(&s.count[bk], 1u);
+            atomicAdd(&s.mass[bk], mass_fx(p));
             num_min_p += min_p > 0.0f && p >= min_p;
         });
         num_min_p = block_reduce_i32(num_min_p, 2, s);
@@ -847,7 +875,7 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
             known = true;
         }
         if (!known) {
-            r.for_each([&](int, float raw) { above += raw > v; });
+            r.for_each<kUnroll>([&](int, float raw) { above += raw > v; });
             above = block_reduce_i32(above, 2, s);
         }
         if (tid == 0) {

@@ -109,8 +109,8 @@ struct Batch {
 };
 
 static int g_scale = 1, g_force_shape = -1; /* --scale: more seeds (emulator); --shape: one logits shape */
-static const char *SHAPES[] = {"normal", "llm", "ties", "constant", "nan-inf", "narrow"};
-#define NUM_SHAPES 6
+static const char *SHAPES[] = {"normal", "llm", "ties", "constant", "nan-inf", "narrow", "offset"};
+#define NUM_SHAPES 7
 #define NUM_COMBOS 16
 
 static void fill_logits(float *x, int vocab, int shape)
@@ -137,8 +137,11 @@ static void fill_logits(float *x, int vocab, int shape)
         for (int j = 0; j < 1 + vocab / 300; j++) x[rng_int(vocab)] = -INFINITY;
         x[rng_int(vocab)] = -1.0e4f;
         break;
-    default: /* narrow: tiny spread (span < 1e-6 after / T for some T) */
+    case 5: /* narrow: tiny spread (span < 1e-6 after / T for some T) */
         for (int i = 0; i < vocab; i++) x[i] = 0.5f + 1e-7f * (float)rng_int(5);
+        break;
+    default: /* offset: large magnitudes, so y - max rounds */
+        for (int i = 0; i < vocab; i++) x[i] = 3000.0f + 3.0f * rng_normal();
         break;
     }
 }
