@@ -33,9 +33,13 @@
  *   Rank (logprobs on): 1 + #raw logits above the token's — read off the raw top-N list (or
  *      the raw max) when the token is in it, else one more pass.
  * Row reads: greedy 1; sampling typically 3 (P1, P2, one window gather) + 1 when the rank
- * needs its pass.  Passes issue kUnroll float4 loads per thread before use: a single block
- * per row is latency-bound, so m = 1 is far from the bandwidth floor (several blocks or a
- * cluster per row would be the next step); large batches fill the GPU with rows.
+ * needs its pass.  The exact bucket arithmetic (IEEE division, the exp polynomial) costs
+ * ~50 instructions a token, so P2 is compute-bound; later passes run it only for tokens that
+ * a conservative float prefilter (Row::maybe_bucket) cannot rule out.  Light passes issue
+ * kUnroll float4 loads per thread before use.  One block per row leaves m = 1 far from the
+ * bandwidth floor (several blocks or a cluster per row would be the next step); large
+ * batches fill the GPU with rows.  The sampling phase keeps its loop invariants (Row) in
+ * shared memory: 1024 threads have 64 registers each.
  *
  * Where GPU and CPU can differ (everything else is bit-identical given the same inputs):
  *   - masses: the CPU sums p (the top token's p is 1) in double in its own order; the GPU sums
