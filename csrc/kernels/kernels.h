@@ -99,8 +99,10 @@ int32_t kernels_sampling_max_vocab(void);
  * top raw logprobs, highest first, ties -> lower id; unused slots: id -1, logprob -inf).
  *   next_token_table / table_index[m]: next_token_table[table_index[i]] = out_tokens[i] unless
  *   table_index[i] < 0 or params[i].flags has KERNELS_SAMPLING_NO_TABLE (both NULL = no table).
- *   diag[m, KERNELS_SAMPLING_NUM_DIAG] or NULL: test diagnostics (u, relative margin of the draw
- *   to the nearest inverse-CDF boundary, relative margin of the top_p cut, path code).
+ *   diag[m, KERNELS_SAMPLING_NUM_DIAG] or NULL (tests): u (-1: no draw); the draw's distance to
+ *   the nearest inverse-CDF boundary and the top_p cut's distance to its target, each relative
+ *   to its mass (-1: none); the path (0 greedy, 1 draw in a whole bucket, 2 draw in the
+ *   boundary bucket, 3 argmax fallback, 4 last-token fallback; +16: a bucket read from the row).
  * No workspace: everything per row lives in the block's shared memory. */
 cudaError_t kernels_sampling(const float *logits, int32_t m, int32_t vocab_size, const kernels_sampling_params_t *params,
                              const int32_t *penalty_offsets, const int32_t *penalty_ids, const int32_t *penalty_counts,

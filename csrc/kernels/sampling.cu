@@ -3,12 +3,12 @@
  * sampling_sample_row) is the specification; this file re-does its steps with the same
  * float arithmetic so that the same inputs give the same token.
  *
- * Per row (all state in shared memory):
+ * Per row (all state in shared memory, ~110 KB + 2 bits per token):
  *   0. bitsets of the banned ids and of the penalty ids (CSR inputs), so that every pass can
  *      compute the FINAL logit y of token i on the fly from the raw logit: allowed-mask bit
  *      clear or banned -> -inf; in the penalty set -> the CPU's penalty arithmetic, with the
  *      output count found by binary search in the row's ascending id list.  The raw logits are
- *      never written (so the rank pass sees them as they were).
+ *      never written.
  *   P1 one pass over the row: raw max + log-sum-exp (online, double), the raw top-N (a sorted
  *      list per warp held one entry per lane, insertion by ballot + shuffle, then merged by
  *      warp 0), the argmax of y (lowest id on ties; NaN never wins) and y's finite minimum.
@@ -23,25 +23,42 @@
  *      decisions are binary searches over the prefix sums; decisions inside one bucket use a
  *      radix descent (8-bit digits) over the members' keys — rank order (z descending, id
  *      ascending) or id order — with a count or a mass criterion.  The members come from a
- *      window of up to 4096 tokens gathered into shared memory by one pass over the row (a
- *      run of consecutive buckets around the one asked for), or, for a bucket larger than the
- *      window (massive ties), straight from the row (one pass per digit: slow but rare).
+ *      window of up to 4096 tokens gathered into shared memory by one pass over the row (the
+ *      longest run of buckets ending at the one asked for, extended forward), or, for a bucket
+ *      larger than the window (massive exact ties), straight from the row (one pass per
+ *      digit: slow but rare; diag flags it).
  *   The draw: u = Philox-4x32-10(rng_key, rng_counter) exactly as sampling_uniform; the
  *      inverse CDF in the CPU's order: whole buckets ascending with ids ascending inside, then
  *      the boundary bucket's kept members in rank order.
- *   Last pass (logprobs on): rank = 1 + #raw logits above the token's raw logit.
+ *   Rank (logprobs on): 1 + #raw logits above the token's — read off the raw top-N list (or
+ *      the raw max) when the token is in it, else one more pass.
+ * Row reads: greedy 1; sampling typically 3 (P1, P2, one window gather) + 1 when the rank
+ * needs its pass.  The exact bucket arithmetic (IEEE division, the exp polynomial) costs
+ * ~50 instructions a token, so P2 is compute-bound; later passes run it only for tokens that
+ * a conservative float prefilter (Row::maybe_bucket) cannot rule out.  Light passes issue
+ * kUnroll float4 loads per thread before use.  One block per row leaves m = 1 far from the
+ * bandwidth floor (several blocks or a cluster per row would be the next step); large
+ * batches fill the GPU with rows.  The sampling phase keeps its loop invariants (Row) in
+ * shared memory: 1024 threads have 64 registers each.
  *
  * Where GPU and CPU can differ (everything else is bit-identical given the same inputs):
- *   - masses: the CPU sums p in double in its own order; the GPU sums round(p * 2^42) exactly.
- *     The two differ by ~1e-13 relative (at most 2^-43 per token), so the top_p cut (cum >=
- *     top_p * mass) and the draw (cum > u * total) can land on a neighbouring token only when
- *     the target lies that close to a boundary (diag reports the GPU's margin); a token with p
- *     < 2^-43 (prob < ~1e-13 relative to the top token) has zero mass on the GPU.
+ *   - masses: the CPU sums p (the top token's p is 1) in double in its own order; the GPU sums
+ *     round(p * 2^42) exactly.  Each p moves by at most 2^-43, so a sum moves by at most
+ *     vocab * 2^-43 (~1.7e-8 at 152k tokens; typically sqrt(vocab) * 2^-44, ~1e-11): the top_p
+ *     cut (first cum >= top_p * mass) and the draw (first cum > u * total) can pick the
+ *     neighbouring token only when their target lies that close to a boundary; diag reports
+ *     the GPU's relative margins (tests accept a mismatch only with a margin < 1e-9).  A token
+ *     with p < 2^-43 (1e-13 of the top token's probability) has zero mass here and is never
+ *     drawn (the CPU draws it with that probability).
  *   - logprobs: the GPU's log-sum-exp uses expf with an online max (the CPU: its polynomial
- *     after a max pass); logprobs agree to ~1e-6, ranks and top ids exactly.
- *   - the CPU's unreachable fallbacks (zero total mass, no member crossing the target) take the
- *     argmax of z there and of y here; these differ only if T is so large that z underflows.
- *   - the CPU build must not contract float ops into FMAs (C11 mode default: -ffp-contract=off).
+ *     after a max pass): logprobs agree to ~1e-6; top ids, ranks and tokens exactly.
+ *   - the CPU's unreachable fallbacks (zero total mass; no kept token reached by the draw)
+ *     take the argmax of z there and of y here; these differ only if T is so large that z
+ *     underflows to zero for a token below the max.
+ *   - out-of-range ids in the CSR inputs are ignored here (the CPU sampler asserts).
+ *   - exact equality assumes the CPU build does not contract float ops into FMAs (C11 mode,
+ *     -std=c11: -ffp-contract=off) and uses IEEE division; setup.py's flags do.
+ * tests/gpu/emu runs this file on the host (KERNELS_SAMPLING_EMULATE: two #ifdefs below).
  */
 #include <stdint.h>
 
@@ -59,6 +76,7 @@ constexpr int kMaxTop = KERNELS_SAMPLING_MAX_LOGPROBS;
 constexpr float kMassScale = 4398046511104.0f; /* 2^42: fixed-point mass unit */
 constexpr unsigned kFull = 0xffffffffu;
 constexpr unsigned long long kNoLimit = ~0ull;
+constexpr int kUnroll = 4;                 /* float4 loads in flight per thread in a row pass */
 
 enum { MODE_COUNT = 0, MODE_MASS_GE = 1, MODE_MASS_GT = 2 };
 enum { PATH_GREEDY = 0, PATH_BUCKET = 1, PATH_BOUNDARY = 2, PATH_ARGMAX = 3, PATH_LAST = 4, PATH_ROW_SOURCE = 16 };
@@ -75,6 +93,9 @@ struct Smem {
     unsigned long long red_u64[kWarps];
     double red_f64[kWarps];
     int red_i32[kWarps];
+    float top_v[kMaxTop];                  /* the raw top-N values, best first (top_n valid) */
+    int top_n;
+    alignas(8) unsigned char row[160]; /* the Row (loop invariants kept in shared memory, not registers) */
     /* descent step result (written by one lane of warp 0) */
     unsigned long long d_mass_add, d_p, d_total_mass;
     unsigned int d_cnt_add, d_total_cnt;
@@ -251,9 +272,26 @@ __device__ __forceinline__ void warp_top_offer(float &lv, int &li, float &wv, in
 
 /* ------------------------------------------------------------------ the row */
 
+/* x[base .. base+3] into v (NaN past the end); one 16-byte load when vec (vocab % 4 == 0 and
+ * the logits 16-byte aligned). */
+__device__ __forceinline__ void load4(const float *x, int base, int vocab, bool vec, float v[4])
+{
+    if (vec && base < vocab) {
+        const float4 q = __ldg(reinterpret_cast<const float4 *>(x + base));
+        v[0] = q.x;
+        v[1] = q.y;
+        v[2] = q.z;
+        v[3] = q.w;
+    } else {
+#pragma unroll
+        for (int e = 0; e < 4; e++) v[e] = base + e < vocab ? __ldg(x + base + e) : __int_as_float(0x7fffffff);
+    }
+}
+
 struct Row {
     const float *x;                   /* [vocab] raw logits */
     int vocab;
+    bool vec;                         /* float4 loads allowed */
     const uint32_t *mask;             /* [ceil(vocab/32)] or NULL */
     const uint32_t *banned;           /* shared bitset or NULL */
     const uint32_t *penalized;        /* shared bitset or NULL */
@@ -263,6 +301,7 @@ struct Row {
     float rep, presence, frequency;
     /* sampling (after P1) */
     float m, temperature, inv_w, top;
+    float fscale, rtemp;              /* inv_w / T and 1 / T, for the bucket prefilter only */
     uint32_t top_bits;
     int tail, id_bits;
 
@@ -288,18 +327,38 @@ struct Row {
         return v;
     }
 
-    /* Token i's bucket (tail: no mass), p = exp(z), and rank key ((~ord(z)) << id_bits | i):
-     * ascending key = z descending, then id ascending (sampling.c exp_shifted + bucket_row). */
-    __device__ __forceinline__ void member(int i, int &bucket, unsigned long long &key, float &p) const
+    /* Can a token with final logit y fall in a bucket of [blo, bhi] (bhi < tail)?  A cheap,
+     * conservative test before the exact arithmetic: the bucket is trunc(f) (clamped), with
+     * f = |z| * inv_w within 4e-7 relative of (m - y) * inv_w / T (three roundings), and the
+     * bucket is monotone in y; the 1e-5 margins leave room for the float estimate's own
+     * roundings.  NaN fails every comparison and is passed on to the exact path. */
+    __device__ __forceinline__ bool maybe_bucket(float y, int blo, int bhi) const
     {
-        const float y = final_logit(i, __ldg(x + i));
+        const float dm = m - y;
+        if (bhi >= tail - 1) {
+            if (dm * rtemp > kZCut * 1.00001f) return false; /* surely below the cut: the tail */
+        } else if (dm * fscale * 0.99999f >= (float)(bhi + 1)) {
+            return false;
+        }
+        if (blo > 0 && dm * fscale * 1.00001f < (float)blo) return false;
+        return true;
+    }
+
+    /* Token i's bucket (tail: no mass), p = exp(z), and rank key ((~ord(z)) << id_bits | i):
+     * ascending key = z descending, then id ascending (sampling.c exp_shifted + bucket_row).
+     * Returns false, computing nothing, when the prefilter rules out buckets [blo, bhi]. */
+    __device__ __forceinline__ bool member(int i, float raw, int blo, int bhi, int &bucket, unsigned long long &key,
+                                           float &p) const
+    {
+        const float y = final_logit(i, raw);
+        if (!maybe_bucket(y, blo, bhi)) return false;
         const float d = __fdiv_rn(__fsub_rn(y, m), temperature);
         const uint32_t db = __float_as_uint(d), mag = db & 0x7FFFFFFFu;
         if (mag > kZCutBits) { /* below the cut, -inf or NaN */
             bucket = tail;
             key = 0;
             p = 0.0f;
-            return;
+            return true;
         }
         p = exp_nonpositive(d);
         float f = __fmul_rn(__uint_as_float(mag), inv_w);
@@ -308,6 +367,29 @@ struct Row {
         const uint32_t zb = mag == 0 ? 0u : db;
         const uint32_t ord = (zb & 0x80000000u) ? ~zb : (zb | 0x80000000u);
         key = ((unsigned long long)(~ord) << id_bits) | (unsigned long long)i;
+        return true;
+    }
+
+    /* f(i, raw logit) for every token: 4 consecutive tokens per thread per step, the loads of
+     * U steps issued before any use.  A light f (a compare) needs U = kUnroll for memory
+     * parallelism (one block per row); a heavy f (the exact bucket arithmetic) hides the
+     * latency itself and takes U = 1 (16 inlined copies would spill).  Per-thread trip counts
+     * differ: f must not contain barriers or warp operations. */
+    template <int U, class F>
+    __device__ __forceinline__ void for_each(F &&f) const
+    {
+        for (int base0 = threadIdx.x * 4; base0 < vocab; base0 += 4 * kThreads * U) {
+            float v[U][4];
+#pragma unroll
+            for (int u = 0; u < U; u++) load4(x, base0 + u * 4 * kThreads, vocab, vec, v[u]);
+#pragma unroll
+            for (int u = 0; u < U; u++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = base0 + u * 4 * kThreads + e;
+                    if (i < vocab) f(i, v[u][e]);
+                }
+        }
     }
 };
 
@@ -350,18 +432,17 @@ __device__ bool ensure_window(const Row &r, Smem &s, Window &w, int b)
     const int bhi = lo;
     if (threadIdx.x == 0) s.win_n = 0;
     __syncthreads();
-    for (int i = threadIdx.x; i < r.vocab; i += kThreads) {
+    r.for_each<1>([&](int i, float raw) {
         int bk;
         unsigned long long key;
         float p;
-        r.member(i, bk, key, p);
-        if (bk >= blo && bk <= bhi) {
+        if (r.member(i, raw, blo, bhi, bk, key, p) && bk >= blo && bk <= bhi) {
             const unsigned int slot = atomicAdd(&s.win_n, 1u);
             s.win_key[slot] = key;
             s.win_p[slot] = p;
             s.win_bucket[slot] = (unsigned short)bk;
         }
-    }
+    });
     __syncthreads();
     w.lo = blo;
     w.hi = bhi;
@@ -402,13 +483,12 @@ __device__ Found descend(const Row &r, Smem &s, Window &w, int b, bool rank, uns
             for (unsigned int j = tid; j < w.n; j += kThreads)
                 if (s.win_bucket[j] == b) visit(s.win_key[j], s.win_p[j]);
         } else {
-            for (int i = tid; i < r.vocab; i += kThreads) {
+            r.for_each<1>([&](int i, float raw) {
                 int bk;
                 unsigned long long key;
                 float p;
-                r.member(i, bk, key, p);
-                if (bk == b) visit(key, p);
-            }
+                if (r.member(i, raw, b, b, bk, key, p) && bk == b) visit(key, p);
+            });
         }
         __syncthreads();
         if (tid < 32) {
@@ -531,9 +611,11 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     uint32_t *banned_bits = reinterpret_cast<uint32_t *>(smem_raw + sizeof(Smem));
     uint32_t *pen_bits = banned_bits + words;
 
-    Row r;
+    Row rl; /* built by every thread, published by thread 0: see Smem::row */
+    Row &r = rl;
     r.x = a.logits + (size_t)row * vocab;
     r.vocab = vocab;
+    r.vec = (vocab & 3) == 0 && (((uintptr_t)a.logits) & 15u) == 0;
     r.mask = a.mask ? a.mask + (size_t)row * words : nullptr;
     r.use_rep = P.repetition_penalty != 1.0f;
     r.use_out = P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
@@ -549,6 +631,7 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     r.pen_cnt = has_pen ? a.pen_cnt + pen_lo : nullptr;
     r.pen_n = has_pen ? pen_hi - pen_lo : 0;
     r.id_bits = vocab > 1 ? 32 - __clz(vocab - 1) : 1;
+    static_assert(sizeof(Row) <= sizeof(s.row), "Smem::row too small");
 
     /* 0. bitsets */
     if (has_ban || has_pen) {
@@ -579,25 +662,17 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     unsigned long long best = 0; /* (key ^ sign) << 32 | ~id: max = largest key, then smallest id */
     float lv = NEG_INF, wv = NEG_INF;
     int li = INT32_MAX, wi = INT32_MAX;
-    const bool vec = (vocab & 3) == 0 && (((uintptr_t)a.logits) & 15u) == 0;
-    const int iters = (vocab + 4 * kThreads - 1) / (4 * kThreads);
+    /* the same walk as Row::for_each, but with a block-uniform trip count (warp ops inside) */
+    const int iters = (vocab + 4 * kThreads * kUnroll - 1) / (4 * kThreads * kUnroll);
     for (int it = 0; it < iters; it++) {
-        const int base = (it * kThreads + tid) * 4;
-        float v[4];
-        if (vec && base < vocab) {
-            const float4 q = __ldg(reinterpret_cast<const float4 *>(r.x + base));
-            v[0] = q.x;
-            v[1] = q.y;
-            v[2] = q.z;
-            v[3] = q.w;
-        } else {
+        const int base0 = it * 4 * kThreads * kUnroll + tid * 4;
+        float v[kUnroll][4];
 #pragma unroll
-            for (int e = 0; e < 4; e++) v[e] = base + e < vocab ? __ldg(r.x + base + e) : __int_as_float(0x7fffffff);
-        }
+        for (int u = 0; u < kUnroll; u++) load4(r.x, base0 + u * 4 * kThreads, vocab, r.vec, v[u]);
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int i = base + e;
-            const float xv = v[e];
+        for (int q = 0; q < 4 * kUnroll; q++) {
+            const int i = base0 + (q >> 2) * 4 * kThreads + (q & 3);
+            const float xv = v[q >> 2][q & 3];
             if (i >= vocab) continue;
             if (want_lp && xv == xv) { /* NaN never counts */
                 raw_max_key = max(raw_max_key, float_key(xv));
@@ -618,17 +693,21 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
         }
         if (num_top > 0) {
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                warp_top_offer(lv, li, wv, wi, v[e], base + e, base + e < vocab && v[e] == v[e], num_top);
+            for (int q = 0; q < 4 * kUnroll; q++) {
+                const int i = base0 + (q >> 2) * 4 * kThreads + (q & 3);
+                const float xv = v[q >> 2][q & 3];
+                warp_top_offer(lv, li, wv, wi, xv, i, i < vocab && xv == xv, num_top);
+            }
         }
     }
     best = block_max_u64(best, s);
     min_key = block_reduce_i32(min_key, 1, s);
     const int argmax = best == 0 ? 0 : (int)(0xFFFFFFFFu - (uint32_t)best);
     double lse = 0.0;
+    float mraw = 0.0f;
     if (want_lp) {
         raw_max_key = block_reduce_i32(raw_max_key, 0, s);
-        const float mraw = key_float(raw_max_key);
+        mraw = key_float(raw_max_key);
         if (mraw > NEG_INF && mraw < -NEG_INF) {
             const double part = run_max > NEG_INF ? run_sum * exp((double)run_max - (double)mraw) : 0.0;
             lse = (double)mraw + log(block_sum_f64(part, s));
@@ -649,6 +728,9 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
                 const bool ok = (idx % kMaxTop) < num_top && e.y != INT32_MAX;
                 warp_top_offer(lv, li, wv, wi, __int_as_float(e.x), e.y, ok, num_top);
             }
+            const unsigned valid = __ballot_sync(kFull, lane < num_top && li != INT32_MAX);
+            if (lane < num_top) s.top_v[lane] = lv;
+            if (lane == 0) s.top_n = __popc(valid);
             if (lane < kMaxTop) {
                 const bool ok = lane < num_top && li != INT32_MAX;
                 a.top_ids[(size_t)row * kMaxTop + lane] = ok ? li : -1;
@@ -672,12 +754,17 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
         float span = __fdiv_rn(__fsub_rn(mfin, lo_v), P.temperature);
         if (!(span >= 1e-6f)) span = 1.0f;
         else if (span > kZCut) span = kZCut;
-        r.m = mfin;
-        r.temperature = P.temperature;
-        r.tail = vocab + 1 < kMaxBuckets - 1 ? vocab + 1 : kMaxBuckets - 1;
-        r.inv_w = __fdiv_rn((float)(r.tail - 1), span);
-        r.top = (float)(r.tail - 1);
-        r.top_bits = __float_as_uint(r.top);
+        rl.m = mfin;
+        rl.temperature = P.temperature;
+        rl.tail = vocab + 1 < kMaxBuckets - 1 ? vocab + 1 : kMaxBuckets - 1;
+        rl.inv_w = __fdiv_rn((float)(rl.tail - 1), span);
+        rl.top = (float)(rl.tail - 1);
+        rl.fscale = rl.inv_w / P.temperature;
+        rl.rtemp = 1.0f / P.temperature;
+        rl.top_bits = __float_as_uint(rl.top);
+        if (tid == 0) *reinterpret_cast<Row *>(s.row) = rl;
+        __syncthreads();
+        const Row &r = *reinterpret_cast<const Row *>(s.row);
 
         /* P2: histograms */
         for (int b = tid; b < kMaxBuckets; b += kThreads) {
@@ -687,17 +774,15 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
         __syncthreads();
         const float min_p = P.min_p;
         int num_min_p = 0;
-        for (int i = tid; i < vocab; i += kThreads) {
+        r.for_each<1>([&](int i, float raw) {
             int bk;
             unsigned long long key;
             float p;
-            r.member(i, bk, key, p);
-            if (bk < r.tail) {
-                atomicAdd(&s.count[bk], 1u);
-                atomicAdd(&s.mass[bk], mass_fx(p));
-            }
+            if (!r.member(i, raw, 0, r.tail - 1, bk, key, p) || bk == r.tail) return; /* the tail: no mass */
+            atomicAdd(&s.count[bk], 1u);
+            atomicAdd(&s.mass[bk], mass_fx(p));
             num_min_p += min_p > 0.0f && p >= min_p;
-        }
+        });
         num_min_p = block_reduce_i32(num_min_p, 2, s);
         block_exclusive_scan4(s.count, reinterpret_cast<unsigned int *>(s.red_i32));
         block_exclusive_scan4(s.mass, s.red_u64);
@@ -778,12 +863,25 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
         if (row_source) path += PATH_ROW_SOURCE;
     }
 
-    /* rank of the token among the raw logits */
+    /* rank of the token among the raw logits: from the top-N list (or the max) when the token
+     * is in it (every raw logit above the token's is then in the list), else a pass */
     if (want_lp) {
         const float v = __ldg(r.x + token);
         int above = 0;
-        for (int i = tid; i < vocab; i += kThreads) above += __ldg(r.x + i) > v;
-        above = block_reduce_i32(above, 2, s);
+        bool known = false;
+        if (num_top > 0) {
+            const int n = s.top_n;
+            if (n < num_top || (n > 0 && v >= s.top_v[n - 1])) {
+                known = true;
+                for (int j = 0; j < n; j++) above += s.top_v[j] > v;
+            }
+        } else if (v >= mraw) {
+            known = true;
+        }
+        if (!known) {
+            r.for_each<kUnroll>([&](int, float raw) { above += raw > v; });
+            above = block_reduce_i32(above, 2, s);
+        }
         if (tid == 0) {
             a.logprobs[row] = (float)((double)v - lse);
             a.ranks[row] = above + 1;
@@ -823,8 +921,8 @@ extern "C" int32_t kernels_sampling_max_vocab(void)
     const long long optin = device_smem_optin();
     const long long room = optin - (long long)sizeof(Smem);
     if (room < 8) return 0;
-    const long long v = room / 8 * 32;
-    return v > INT32_MAX ? INT32_MAX : (int32_t)v;
+    const long long v = room / 8 * 32; /* two bits per token */
+    return v > (1 << 22) ? (1 << 22) : (int32_t)v; /* 2^22: the fixed-point mass (p * 2^42) fits 64 bits */
 }
 
 extern "C" cudaError_t kernels_sampling(const float *logits, int32_t m, int32_t vocab_size,

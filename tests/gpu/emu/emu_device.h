@@ -89,8 +89,13 @@ static inline T __shfl_up_sync(unsigned, T v, unsigned d)
 }
 static inline unsigned __ballot_sync(unsigned, int pred)
 {
+    unsigned char *slot = (unsigned char *)emu_warp_slot();
+    const int lane = (int)(emu_thread_index() & 31);
+    slot[8 * lane] = pred != 0;
+    emu_sync_warp();
     unsigned bits = 0;
-    for (int l = 0; l < 32; l++) bits |= (unsigned)(emu_exchange<int>(pred != 0, l) != 0) << l;
+    for (int l = 0; l < 32; l++) bits |= (unsigned)slot[8 * l] << l;
+    emu_sync_warp();
     return bits;
 }
 static inline int __popc(unsigned v) { return __builtin_popcount(v); }

@@ -80,10 +80,29 @@ void trampoline()
     abort(); /* never resumed */
 }
 
+/* Barrier bookkeeping: a fiber that arrives counts itself; the last arrival of its scope
+ * (32 lanes of the warp, or every thread of the block) queues the whole scope to run again. */
+std::vector<unsigned> g_queue;
+size_t g_queue_head;
+std::vector<int> g_warp_waiting;
+int g_block_waiting, g_done;
+
 void yield(int state)
 {
     Fiber &f = g_fibers[g_current];
     f.state = state;
+    if (state == AT_WARP) {
+        const unsigned w = g_current / 32;
+        if (++g_warp_waiting[w] == 32) {
+            g_warp_waiting[w] = 0;
+            for (unsigned l = 0; l < 32; l++) g_queue.push_back(w * 32 + l);
+        }
+    } else if (state == AT_BLOCK) {
+        if (++g_block_waiting == (int)g_block_dim) {
+            g_block_waiting = 0;
+            for (unsigned t = 0; t < g_block_dim; t++) g_queue.push_back(t);
+        }
+    }
     switch_to_sched(f);
 }
 
@@ -109,56 +128,37 @@ void fiber_init(Fiber &f, char *stack)
 void run_block()
 {
     const unsigned n = g_block_dim;
+    g_queue.clear();
+    g_queue_head = 0;
+    g_warp_waiting.assign((n + 31) / 32, 0);
+    g_block_waiting = 0;
+    g_done = 0;
     for (unsigned t = 0; t < n; t++) {
         Fiber &f = g_fibers[t];
         fiber_init(f, &g_stacks[(size_t)t * kStack]);
         f.state = RUNNABLE;
+        g_queue.push_back(t);
     }
-    for (;;) {
-        bool ran = false;
-        for (unsigned t = 0; t < n; t++) {
-            if (g_fibers[t].state != RUNNABLE) continue;
-            g_current = t;
-            switch_to_fiber(g_fibers[t]);
-            ran = true;
+    while (g_queue_head < g_queue.size()) {
+        const unsigned t = g_queue[g_queue_head++];
+        if (g_queue_head == g_queue.size()) { /* keep the queue small */
+            g_queue.clear();
+            g_queue_head = 0;
         }
-        /* release warp barriers whose 32 lanes all arrived */
-        bool released = false;
-        for (unsigned w = 0; w * 32 < n; w++) {
-            int at = 0, live = 0;
-            for (unsigned l = 0; l < 32; l++) {
-                const int s = g_fibers[w * 32 + l].state;
-                at += s == AT_WARP;
-                live += s != DONE;
-            }
-            if (at > 0 && at == 32) {
-                for (unsigned l = 0; l < 32; l++) g_fibers[w * 32 + l].state = RUNNABLE;
-                released = true;
-            } else if (at > 0 && at < 32 && at == live) {
-                fprintf(stderr, "emu: block %u warp %u: warp op reached by %d of 32 lanes (others exited)\n", g_block, w, at);
-                abort();
-            }
-        }
-        /* release the block barrier when every live thread is there */
-        int at_block = 0, live = 0;
+        g_current = t;
+        g_fibers[t].state = RUNNABLE;
+        switch_to_fiber(g_fibers[t]);
+        if (g_fibers[t].state == DONE) g_done++;
+    }
+    if (g_done != (int)n) {
+        int at_block = 0, at_warp = 0;
         for (unsigned t = 0; t < n; t++) {
             at_block += g_fibers[t].state == AT_BLOCK;
-            live += g_fibers[t].state != DONE;
+            at_warp += g_fibers[t].state == AT_WARP;
         }
-        if (live == 0) return;
-        if (at_block == live) {
-            if (live != (int)n) {
-                fprintf(stderr, "emu: block %u: __syncthreads reached after %d threads exited\n", g_block, (int)n - live);
-                abort();
-            }
-            for (unsigned t = 0; t < n; t++) g_fibers[t].state = RUNNABLE;
-            released = true;
-        }
-        if (!ran && !released) {
-            fprintf(stderr, "emu: block %u: deadlock (%d of %d live threads at __syncthreads, the rest at warp ops)\n",
-                    g_block, at_block, live);
-            abort();
-        }
+        fprintf(stderr, "emu: block %u: deadlock: %d threads exited, %d at __syncthreads, %d at warp ops "
+                        "(a barrier or warp op not reached by its whole scope)\n", g_block, g_done, at_block, at_warp);
+        abort();
     }
 }
 
