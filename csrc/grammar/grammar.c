@@ -378,19 +378,28 @@ int32_t grammar_byte_classes(const grammar *g, uint8_t class_of[256])
         uint32_t key = s & 0xffffu;
         if (seen[key >> 6] >> (key & 63) & 1) continue;
         seen[key >> 6] |= 1ull << (key & 63);
-        int16_t remap[256];
-        for (int c = 0; c < 256; c++) remap[c] = -1;
+        int16_t remap[512];
+        for (int c = 0; c < 512; c++) remap[c] = -1;
         for (int b = grammar_term_lo(s); b <= grammar_term_hi(s); b++) {
             if (remap[cls[b]] < 0) remap[cls[b]] = (int16_t)num++;
             cls[b] = remap[cls[b]];
         }
-        int16_t ren[512];
-        for (int c = 0; c < 512; c++) ren[c] = -1;
-        num = 0;
-        for (int b = 0; b < 256; b++) {
-            if (ren[cls[b]] < 0) ren[cls[b]] = (int16_t)num++;
-            cls[b] = ren[cls[b]];
+        if (num > 256) {   /* compact (ids stay below 512 between compactions) */
+            int16_t ren[512];
+            for (int c = 0; c < 512; c++) ren[c] = -1;
+            num = 0;
+            for (int b = 0; b < 256; b++) {
+                if (ren[cls[b]] < 0) ren[cls[b]] = (int16_t)num++;
+                cls[b] = ren[cls[b]];
+            }
         }
+    }
+    int16_t ren[512];
+    for (int c = 0; c < 512; c++) ren[c] = -1;
+    num = 0;
+    for (int b = 0; b < 256; b++) {
+        if (ren[cls[b]] < 0) ren[cls[b]] = (int16_t)num++;
+        cls[b] = ren[cls[b]];
     }
     for (int b = 0; b < 256; b++) class_of[b] = (uint8_t)cls[b];
     free(seen);

@@ -1,8 +1,10 @@
 /* lr.c — LR(0) item sets + DeRemer–Pennello LALR(1) lookaheads over byte classes; see lr.h.
  *
  * Internal symbols of a rule body ("xsym"): >= 0 a nonterminal, -1 EOF, <= -2 a terminal
- * range r = lo | hi << 8 encoded as -(r + 2).  LR symbols of transitions: classes
- * 0..C-1, EOF = C, nonterminal A = C + 1 + A.  Items are rule_base[rule] + dot. */
+ * SET of classes (id k encoded as -(k + 2), the class list interned in `sets`).  Rules that
+ * differ only in a final terminal (regularize's  A ::= B [a-c] | B [x-z]) are merged into one
+ * rule over the union set, so they share one LR state.  LR symbols of transitions: classes
+ * 0..C-1, EOF = C, nonterminal A = C + 1 + A.  Items are body_off[rule] + rule + dot. */
 #include "grammar/lr.h"
 
 #include <stdio.h>
@@ -26,8 +28,8 @@ typedef struct lr_ctx {
     int32_t *item_rule;             /* [num_items] */
     int32_t num_items;
     uint8_t *nullable;              /* [nn] */
-    int32_t *range_cls;             /* [65536] offset+1 into range_pool */
-    vec_i32 range_pool;
+    int32_t *range_set;             /* [65536] set id + 1 of a terminal range */
+    vec_intern sets;                /* class lists of terminal sets */
     vec_intern kernels;
     VEC(lr_trans) trans;            /* sorted by from (construction order) */
     int64_t *trans_start;           /* [num_states + 1] */
@@ -44,23 +46,25 @@ static int32_t lr_next_sym(const lr_ctx *c, int32_t item)
     return dot < c->body_off[r + 1] - c->body_off[r] ? c->body[c->body_off[r] + dot] : INT32_MIN;
 }
 
-static const int32_t *lr_range_classes(lr_ctx *c, uint32_t range, int32_t *n)
+static const int32_t *lr_set_classes(const lr_ctx *c, int32_t set, int32_t *n)
 {
-    if (!c->range_cls[range]) {
-        c->range_cls[range] = (int32_t)c->range_pool.n + 1;
-        int64_t at = c->range_pool.n;
-        VEC_PUSH(c->range_pool, 0);
+    return vec_intern_get(&c->sets, set, n);
+}
+
+static int32_t lr_range_set(lr_ctx *c, uint32_t range)
+{
+    if (!c->range_set[range]) {
         uint8_t seen[256] = {0};
+        int32_t cl[256], n = 0;
         for (int b = (int)(range & 0xff); b <= (int)(range >> 8); b++) {
             if (seen[c->a->class_of[b]]) continue;
             seen[c->a->class_of[b]] = 1;
-            VEC_PUSH(c->range_pool, c->a->class_of[b]);
-            c->range_pool.p[at]++;
+            cl[n++] = c->a->class_of[b];
         }
+        int added;
+        c->range_set[range] = vec_intern_add(&c->sets, cl, n, &added) + 1;
     }
-    int32_t off = c->range_cls[range] - 1;
-    *n = c->range_pool.p[off];
-    return c->range_pool.p + off + 1;
+    return c->range_set[range] - 1;
 }
 
 static void lr_goto_put(lr_automaton *a, int32_t state, int32_t nt, int32_t to)
@@ -196,7 +200,7 @@ static void lr_put_class(const lr_automaton *a, int32_t t, char *buf, size_t cap
 static void lr_put_rule(const lr_ctx *c, int32_t r, grammar_buf *out)
 {
     const grammar *g = c->g;
-    const char *lhs = r == c->nr - 1 ? "$start" : g->names[g->rules[r].lhs];
+    const char *lhs = r == c->nr - 1 ? "$start" : g->names[c->a->rule_lhs[r]];
     grammar_buf_put(out, lhs, strlen(lhs));
     grammar_buf_put(out, " ::=", 4);
     for (int32_t i = c->body_off[r]; i < c->body_off[r + 1]; i++) {
@@ -209,11 +213,34 @@ static void lr_put_rule(const lr_ctx *c, int32_t r, grammar_buf *out)
             continue;
         }
         if (s == -1) { grammar_buf_put(out, " $", 2); continue; }
-        uint32_t range = (uint32_t)(-s - 2);
-        int lo = (int)(range & 0xff), hi = (int)(range >> 8);
-        if (lo == hi && lo >= 0x20 && lo < 0x7f) snprintf(tmp, sizeof tmp, " '%c'", lo);
-        else snprintf(tmp, sizeof tmp, " [\\x%02X-\\x%02X]", lo, hi);
-        grammar_buf_put(out, tmp, strlen(tmp));
+        int32_t m;
+        const int32_t *cl = lr_set_classes(c, -s - 2, &m);
+        uint8_t in[256] = {0};
+        int count = 0, first = -1;
+        for (int b = 0; b < 256; b++)
+            for (int32_t j = 0; j < m; j++)
+                if (c->a->class_of[b] == cl[j]) { in[b] = 1; count++; if (first < 0) first = b; }
+        if (count == 1 && first >= 0x20 && first < 0x7f) {
+            snprintf(tmp, sizeof tmp, " '%c'", first);
+            grammar_buf_put(out, tmp, strlen(tmp));
+            continue;
+        }
+        grammar_buf_put(out, " [", 2);
+        for (int b = 0; b < 256;) {
+            if (!in[b]) { b++; continue; }
+            int e = b;
+            while (e + 1 < 256 && in[e + 1]) e++;
+            if (b >= 0x21 && b < 0x7f && b != ']' && b != '\\') snprintf(tmp, sizeof tmp, "%c", b);
+            else snprintf(tmp, sizeof tmp, "\\x%02X", b);
+            grammar_buf_put(out, tmp, strlen(tmp));
+            if (e > b) {
+                if (e >= 0x21 && e < 0x7f && e != ']' && e != '\\') snprintf(tmp, sizeof tmp, "-%c", e);
+                else snprintf(tmp, sizeof tmp, "-\\x%02X", e);
+                grammar_buf_put(out, tmp, strlen(tmp));
+            }
+            b = e + 1;
+        }
+        grammar_buf_put(out, "]", 1);
     }
 }
 
@@ -277,7 +304,7 @@ static status_t lr_conflict(lr_ctx *c, int32_t q, int32_t t, int32_t r1, int32_t
             if (s == -1) hit = t == c->C;
             else if (s <= -2) {
                 int32_t m;
-                const int32_t *cl = lr_range_classes(c, (uint32_t)(-s - 2), &m);
+                const int32_t *cl = lr_set_classes(c, -s - 2, &m);
                 for (int32_t j = 0; j < m; j++) hit |= cl[j] == t;
             }
             if (hit) {
@@ -327,7 +354,7 @@ static void lr_walk(lr_ctx *c, const lr_walk_out *o, int32_t x, int32_t r, int32
             cur = a->action[(int64_t)cur * a->num_terms + c->C] - 1;
         } else {
             int32_t m;
-            const int32_t *cl = lr_range_classes(c, (uint32_t)(-s - 2), &m);
+            const int32_t *cl = lr_set_classes(c, -s - 2, &m);
             int32_t first = a->action[(int64_t)cur * a->num_terms + cl[0]] - 1;
             for (int32_t j = 1; j < m; j++) {
                 int32_t v = a->action[(int64_t)cur * a->num_terms + cl[j]] - 1;
@@ -362,20 +389,62 @@ static status_t lr_build_ctx(lr_ctx *c)
     const grammar *g = c->g;
     lr_automaton *a = c->a;
     status_t st = STATUS_OK;
-    /* bodies */
+    /* classes, then bodies with terminal sets; merge rules that differ only in a final terminal */
+    a->num_classes = c->C = grammar_byte_classes(g, a->class_of);
+    a->num_terms = c->C + 1;
+    c->range_set = calloc(65536, sizeof *c->range_set);
+    LL_ASSERT(c->range_set);
     c->nn = g->num_nts + 1;
-    c->nr = g->num_rules + 1;
+    vec_intern groups = {0};   /* [lhs, n, body[0..n-1) ...] -> merged rule */
+    vec_i32 key = {0}, mlhs = {0}, moff = {0}, mbody = {0};
+    VEC(uint64_t) mlast = {0};   /* per merged rule: class bitset of a mergeable final terminal (4 words) */
+    vec_i32 mmerge = {0};        /* 1 when the final symbol is a mergeable terminal */
+    int added;
+    for (int32_t r = 0; r < g->num_rules; r++) {
+        const grammar_sym *s = grammar_rule_syms(g, &g->rules[r]);
+        int32_t n = g->rules[r].num_syms;
+        key.n = 0;
+        VEC_PUSH(key, g->rules[r].lhs);
+        VEC_PUSH(key, n);
+        for (int32_t i = 0; i < n; i++)
+            VEC_PUSH(key, grammar_is_nt(s[i]) ? grammar_nt_index(s[i]) : -lr_range_set(c, s[i] & 0xffffu) - 2);
+        int last_term = n > 0 && !grammar_is_nt(s[n - 1]);
+        int32_t id = vec_intern_add(&groups, key.p, (int32_t)(last_term ? key.n - 1 : key.n), &added);
+        if (!last_term && !added) {
+            /* an exact duplicate of a rule without a final terminal: keep one copy */
+            continue;
+        }
+        if (added) {
+            VEC_PUSH(mlhs, g->rules[r].lhs);
+            VEC_PUSH(moff, (int32_t)mbody.n);
+            for (int32_t i = 0; i < n; i++) VEC_PUSH(mbody, key.p[2 + i]);
+            VEC_PUSH(mmerge, last_term);
+            for (int w = 0; w < 4; w++) VEC_PUSH(mlast, 0);
+        }
+        if (last_term) {
+            int32_t m;
+            const int32_t *cl = lr_set_classes(c, -key.p[key.n - 1] - 2, &m);
+            for (int32_t j = 0; j < m; j++) mlast.p[(int64_t)id * 4 + cl[j] / 64] |= 1ull << (cl[j] % 64);
+        }
+    }
+    int32_t nm = (int32_t)mlhs.n;
+    c->nr = nm + 1;
     c->body_off = malloc(((size_t)c->nr + 1) * sizeof *c->body_off);
-    c->body = malloc(((size_t)g->num_syms + 2) * sizeof *c->body);
+    c->body = malloc(((size_t)mbody.n + 2) * sizeof *c->body);
     LL_ASSERT(c->body_off && c->body);
     int32_t at = 0;
-    for (int32_t r = 0; r < g->num_rules; r++) {
+    for (int32_t r = 0; r < nm; r++) {
         c->body_off[r] = at;
-        const grammar_sym *s = grammar_rule_syms(g, &g->rules[r]);
-        for (int32_t i = 0; i < g->rules[r].num_syms; i++)
-            c->body[at++] = grammar_is_nt(s[i]) ? grammar_nt_index(s[i]) : -(int32_t)(s[i] & 0xffffu) - 2;
+        int32_t end = r + 1 < nm ? moff.p[r + 1] : (int32_t)mbody.n;
+        for (int32_t i = moff.p[r]; i < end; i++) c->body[at++] = mbody.p[i];
+        if (mmerge.p[r]) {
+            int32_t cl[256], m = 0;
+            for (int32_t k = 0; k < c->C; k++)
+                if (mlast.p[(int64_t)r * 4 + k / 64] >> (k % 64) & 1) cl[m++] = k;
+            c->body[at - 1] = -vec_intern_add(&c->sets, cl, m, &added) - 2;
+        }
     }
-    c->body_off[g->num_rules] = at;
+    c->body_off[nm] = at;
     c->body[at++] = g->start;
     c->body[at++] = -1;
     c->body_off[c->nr] = at;
@@ -386,8 +455,10 @@ static status_t lr_build_ctx(lr_ctx *c)
     LL_ASSERT(a->rule_len && a->rule_lhs);
     for (int32_t r = 0; r < c->nr; r++) {
         a->rule_len[r] = c->body_off[r + 1] - c->body_off[r];
-        a->rule_lhs[r] = r < g->num_rules ? g->rules[r].lhs : g->num_nts;
+        a->rule_lhs[r] = r < nm ? mlhs.p[r] : g->num_nts;
     }
+    vec_intern_free(&groups);
+    VEC_FREE(key); VEC_FREE(mlhs); VEC_FREE(moff); VEC_FREE(mbody); VEC_FREE(mlast); VEC_FREE(mmerge);
     c->rstart = calloc((size_t)c->nn + 1, sizeof *c->rstart);
     c->rlist = malloc((size_t)c->nr * sizeof *c->rlist);
     LL_ASSERT(c->rstart && c->rlist);
@@ -428,21 +499,21 @@ static status_t lr_build_ctx(lr_ctx *c)
             ns[base + d] = ns[base + d + 1] && s >= 0 && c->nullable[s];
         }
     }
-    /* classes */
-    a->num_classes = c->C = grammar_byte_classes(g, a->class_of);
-    a->num_terms = c->C + 1;
     c->W = (a->num_terms + 63) / 64;
-    c->range_cls = calloc(65536, sizeof *c->range_cls);
     c->nt_mark = calloc((size_t)c->nn + 1, sizeof *c->nt_mark);
-    LL_ASSERT(c->range_cls && c->nt_mark);
+    LL_ASSERT(c->nt_mark);
     /* LR(0) */
-    int added;
     int32_t k0 = c->body_off[c->nr - 1] + c->nr - 1;
     vec_intern_add(&c->kernels, &k0, 1, &added);
     vec_i32 items = {0}, kern = {0};
     VEC(lr_pair) pairs = {0};
     VEC(int64_t) tstart = {0};
     for (int32_t s = 0; s < vec_intern_num(&c->kernels); s++) {
+        if (s >= LR_MAX_STATES) {
+            VEC_FREE(pairs); VEC_FREE(kern); VEC_FREE(tstart); VEC_FREE(items);
+            free(ns);
+            return status_set(STATUS_INVALID_ARG, "grammar too large: more than %d LR states", LR_MAX_STATES);
+        }
         VEC_PUSH(tstart, c->trans.n);
         int32_t kn;
         const int32_t *kernel = vec_intern_get(&c->kernels, s, &kn);
@@ -463,7 +534,7 @@ static status_t lr_build_ctx(lr_ctx *c)
                 VEC_PUSH(pairs, ((lr_pair){c->C, it + 1}));
             } else {
                 int32_t m;
-                const int32_t *cl = lr_range_classes(c, (uint32_t)(-sym - 2), &m);
+                const int32_t *cl = lr_set_classes(c, -sym - 2, &m);
                 for (int32_t j = 0; j < m; j++) VEC_PUSH(pairs, ((lr_pair){cl[j], it + 1}));
             }
         }
@@ -628,8 +699,8 @@ status_t lr_build(const grammar *g, lr_automaton *out)
     c.a = out;
     status_t st = lr_build_ctx(&c);
     free(c.body_off); free(c.body); free(c.rstart); free(c.rlist); free(c.item_rule); free(c.nullable);
-    free(c.range_cls); free(c.nt_mark); free(c.trans_start);
-    VEC_FREE(c.range_pool);
+    free(c.range_set); free(c.nt_mark); free(c.trans_start);
+    vec_intern_free(&c.sets);
     vec_intern_free(&c.kernels);
     VEC_FREE(c.trans);
     VEC_FREE(c.red_state);

@@ -22,6 +22,8 @@
 
 #include "grammar/grammar.h"
 
+#define LR_MAX_STATES 200000   /* larger grammars fail with STATUS_INVALID_ARG */
+
 typedef struct lr_automaton {
     int32_t num_states;
     int32_t num_classes;     /* byte classes; the EOF terminal is num_classes */

@@ -39,6 +39,8 @@ typedef struct rz {
     int32_t *memo_vals;
     int64_t memo_cap, memo_n;
     int32_t cur;               /* the opaque nonterminal being built */
+    uint8_t *delim;            /* [num_nts] see rz_delimited */
+    int64_t work;              /* NFA states built, failed attempts included */
     vec_i32 todo;              /* opaque nonterminals still to emit */
 } rz;
 
@@ -221,22 +223,52 @@ static void rz_closure(rz *z, vec_i32 *set)
 
 typedef struct rz_trans {
     int32_t from;
-    uint32_t label;   /* class (< 256) or an output nonterminal symbol */
+    uint32_t label;   /* an output nonterminal symbol, or RZ_EPS: the byte set `bytes` */
     int32_t to;
+    uint64_t bytes[4];
 } rz_trans;
 
-static int rz_cmp_trans(const void *a, const void *b)
+/* Makes the inlined child of v with the largest expansion opaque; 0 if there is none. */
+static void rz_mark_opaque(rz *z, int32_t w)
 {
-    const rz_trans *x = a, *y = b;
-    if (x->from != y->from) return x->from < y->from ? -1 : 1;
-    if (x->to != y->to) return x->to < y->to ? -1 : 1;
-    return x->label < y->label ? -1 : x->label > y->label;
+    if (getenv("RZ_DEBUG")) fprintf(stderr, "opaque <- %s size %lld\n", z->g->names[w], (long long)z->size[w]);
+    z->opaque[w] = 1;
+    z->out_nt[w] = grammar_add_nonterminal(z->out, z->g->names[w]);
+    VEC_PUSH(z->todo, w);
 }
 
-/* Makes the inlined child of v with the largest expansion opaque; 0 if there is none. */
+/* v's automaton is over budget: make inlined descendants opaque.  First choice: the outermost
+ * "delimited" ones (every string starts with '{' or '[': nested objects and arrays), whose
+ * boundaries stay LR(1) as separate nonterminals; else the largest direct child.  Returns 0
+ * when nothing is left to split. */
 static int rz_split(rz *z, int32_t v)
 {
     const grammar *g = z->g;
+    int found = 0;
+    uint8_t *seen = calloc((size_t)g->num_nts + 1, 1);
+    vec_i32 stack = {0};
+    LL_ASSERT(seen);
+    VEC_PUSH(stack, v);
+    seen[v] = 1;
+    while (stack.n) {
+        int32_t u = stack.p[--stack.n];
+        for (int32_t k = z->rstart[u]; k < z->rstart[u + 1]; k++) {
+            const grammar_rule *r = &g->rules[z->rlist[k]];
+            const grammar_sym *s = grammar_rule_syms(g, r);
+            for (int32_t i = 0; i < r->num_syms; i++) {
+                if (!grammar_is_nt(s[i])) continue;
+                int32_t w = grammar_nt_index(s[i]);
+                if (seen[w] || z->opaque[w]) continue;
+                seen[w] = 1;
+                if (z->delim[w] && z->size[w] >= 32) { rz_mark_opaque(z, w); found++; }
+                else VEC_PUSH(stack, w);
+            }
+        }
+    }
+    free(seen);
+    VEC_FREE(stack);
+    if (found) return 1;
+    /* direct children: every large one at once (fewer retries), else the largest */
     int32_t best = -1;
     for (int32_t k = z->rstart[v]; k < z->rstart[v + 1]; k++) {
         const grammar_rule *r = &g->rules[z->rlist[k]];
@@ -244,14 +276,75 @@ static int rz_split(rz *z, int32_t v)
         for (int32_t i = 0; i < r->num_syms; i++) {
             if (!grammar_is_nt(s[i])) continue;
             int32_t w = grammar_nt_index(s[i]);
-            if (w != v && !z->opaque[w] && (best < 0 || z->size[w] > z->size[best])) best = w;
+            if (w == v || z->opaque[w]) continue;
+            if (z->size[w] >= GRAMMAR_REGULARIZE_MAX_NFA_STATES / 8) { rz_mark_opaque(z, w); found++; continue; }
+            if (best < 0 || z->size[w] > z->size[best]) best = w;
         }
     }
+    if (found) return 1;
     if (best < 0) return 0;
-    z->opaque[best] = 1;
-    z->out_nt[best] = grammar_add_nonterminal(z->out, z->g->names[best]);
-    VEC_PUSH(z->todo, best);
+    rz_mark_opaque(z, best);
     return 1;
+}
+
+/* delim[nt]: nt is not nullable and all its strings start with '{' or '[' (FIRST sets by
+ * fixpoint passes over the nonterminals, sinks first) */
+static void rz_delimited(rz *z, const vec_i32 *order)
+{
+    const grammar *g = z->g;
+    int32_t nn = g->num_nts;
+    uint64_t *first = calloc((size_t)nn * 4 + 4, sizeof *first);
+    uint8_t *nullable = calloc((size_t)nn + 1, 1);
+    z->delim = calloc((size_t)nn + 1, 1);
+    LL_ASSERT(first && nullable && z->delim);
+    for (int pass = 0, changed = 1; changed && pass < 64; pass++) {
+        changed = 0;
+        for (int64_t oi = 0; oi < order->n; oi++) {
+            int32_t v = order->p[oi];
+            uint64_t f[4] = {first[v * 4], first[v * 4 + 1], first[v * 4 + 2], first[v * 4 + 3]};
+            int nul = nullable[v];
+            for (int32_t k = z->rstart[v]; k < z->rstart[v + 1]; k++) {
+                const grammar_rule *r = &g->rules[z->rlist[k]];
+                const grammar_sym *s = grammar_rule_syms(g, r);
+                int32_t i = 0;
+                for (; i < r->num_syms; i++) {
+                    if (!grammar_is_nt(s[i])) {
+                        for (int b = grammar_term_lo(s[i]); b <= grammar_term_hi(s[i]); b++) f[b >> 6] |= 1ull << (b & 63);
+                        break;
+                    }
+                    int32_t w = grammar_nt_index(s[i]);
+                    for (int j = 0; j < 4; j++) f[j] |= first[w * 4 + j];
+                    if (!nullable[w]) break;
+                }
+                if (i == r->num_syms) nul = 1;
+            }
+            for (int j = 0; j < 4; j++) {
+                if (f[j] != first[v * 4 + j]) { first[v * 4 + j] = f[j]; changed = 1; }
+            }
+            if (nul != nullable[v]) { nullable[v] = (uint8_t)nul; changed = 1; }
+        }
+    }
+    uint64_t ok[4] = {0, 0, 0, 0};
+    ok['{' >> 6] |= 1ull << ('{' & 63);
+    ok['[' >> 6] |= 1ull << ('[' & 63);
+    for (int32_t v = 0; v < nn; v++) {
+        int d = !nullable[v] && (first[v * 4] | first[v * 4 + 1] | first[v * 4 + 2] | first[v * 4 + 3]) != 0;
+        for (int j = 0; j < 4 && d; j++) d = (first[v * 4 + j] & ~ok[j]) == 0;
+        z->delim[v] = (uint8_t)d;
+    }
+    free(first);
+    free(nullable);
+}
+
+/* the first bit >= from that is `set` (1) or clear (0); 256 when none */
+static int rz_next_bit(const uint64_t bytes[4], int from, int set)
+{
+    for (int w = from >> 6; w < 4; w++) {
+        uint64_t x = set ? bytes[w] : ~bytes[w];
+        if (w == from >> 6) x &= ~0ull << (from & 63);
+        if (x) return w * 64 + __builtin_ctzll(x);
+    }
+    return 256;
 }
 
 /* NFA → DFA → left-linear rules for opaque nonterminal v.  Returns 1 with *st set, or 0 when
@@ -269,7 +362,8 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     vec_intern dfa = {0};
     VEC(rz_trans) trans = {0};
     VEC(rz_pair) pairs = {0};
-    vec_i32 set = {0};
+    vec_i32 set = {0}, prev = {0}, bval = {0}, bnext = {0};
+    int32_t bhead[256];
     status_t st = STATUS_OK;
     int added;
     VEC_PUSH(set, entry);
@@ -279,16 +373,13 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         if (d >= GRAMMAR_REGULARIZE_MAX_DFA_STATES) {
             st = status_set(STATUS_INVALID_ARG, "grammar too large: the automaton of rule '%s' exceeds %d states",
                             z->g->names[v], GRAMMAR_REGULARIZE_MAX_DFA_STATES);
-            if (rz_split(z, v)) {
-                vec_intern_free(&dfa);
-                VEC_FREE(trans);
-                VEC_FREE(pairs);
-                VEC_FREE(set);
-                return 0;
-            }
-            break;
+            vec_intern_free(&dfa);
+            VEC_FREE(trans); VEC_FREE(pairs); VEC_FREE(set); VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
+            return 0;   /* the caller splits v and retries, or reports */
         }
-        pairs.n = 0;
+        /* NFA targets per class (linked buckets) and per nonterminal label */
+        pairs.n = bval.n = bnext.n = 0;
+        for (int32_t c = 0; c < z->num_classes; c++) bhead[c] = -1;
         int32_t m;
         const int32_t *mem = vec_intern_get(&dfa, d, &m);
         for (int32_t i = 0; i < m; i++) {
@@ -301,23 +392,59 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                 }
                 int32_t nc;
                 const int32_t *cl = rz_range_classes(z, ed.label, &nc);
-                for (int32_t k = 0; k < nc; k++) VEC_PUSH(pairs, ((rz_pair){(uint32_t)cl[k], ed.to}));
+                for (int32_t k = 0; k < nc; k++) {
+                    VEC_PUSH(bval, ed.to);
+                    VEC_PUSH(bnext, bhead[cl[k]]);
+                    bhead[cl[k]] = (int32_t)bval.n - 1;
+                }
             }
         }
-        qsort(pairs.p, (size_t)pairs.n, sizeof *pairs.p, rz_cmp_pair);
-        for (int64_t i = 0; i < pairs.n;) {
-            int64_t j = i;
+        int64_t first_trans = trans.n;
+        int32_t prev_id = -1;
+        for (int32_t c = 0; c < z->num_classes; c++) {
+            if (bhead[c] < 0) continue;
             set.n = 0;
-            while (j < pairs.n && pairs.p[j].label == pairs.p[i].label) {
-                if (j == i || pairs.p[j].to != pairs.p[j - 1].to) VEC_PUSH(set, pairs.p[j].to);
-                j++;
+            for (int32_t k = bhead[c]; k >= 0; k = bnext.p[k]) {
+                int32_t t = bval.p[k], j = (int32_t)set.n;
+                VEC_PUSH(set, t);
+                while (j > 0 && set.p[j - 1] > t) { set.p[j] = set.p[j - 1]; j--; }
+                set.p[j] = t;
+                if (j > 0 && set.p[j - 1] == t) {   /* duplicate: remove */
+                    memmove(set.p + j, set.p + j + 1, (size_t)(set.n - j - 1) * sizeof *set.p);
+                    set.n--;
+                }
             }
-            rz_closure(z, &set);
-            int32_t to = vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
-            VEC_PUSH(trans, ((rz_trans){d, pairs.p[i].label, to}));
-            i = j;
+            int32_t to;
+            if (prev_id >= 0 && prev.n == set.n && memcmp(prev.p, set.p, (size_t)set.n * sizeof *set.p) == 0) {
+                to = prev_id;
+            } else {
+                prev.n = 0;
+                for (int64_t k = 0; k < set.n; k++) VEC_PUSH(prev, set.p[k]);
+                rz_closure(z, &set);
+                to = prev_id = vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
+            }
+            int64_t k = first_trans;
+            while (k < trans.n && trans.p[k].to != to) k++;
+            if (k == trans.n) VEC_PUSH(trans, ((rz_trans){d, RZ_EPS, to, {0, 0, 0, 0}}));
+            for (int w = 0; w < 4; w++) trans.p[k].bytes[w] |= z->class_bytes[c][w];
+        }
+        if (pairs.n) {
+            qsort(pairs.p, (size_t)pairs.n, sizeof *pairs.p, rz_cmp_pair);
+            for (int64_t i = 0; i < pairs.n;) {
+                int64_t j = i;
+                set.n = 0;
+                while (j < pairs.n && pairs.p[j].label == pairs.p[i].label) {
+                    if (j == i || pairs.p[j].to != pairs.p[j - 1].to) VEC_PUSH(set, pairs.p[j].to);
+                    j++;
+                }
+                rz_closure(z, &set);
+                int32_t to = vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
+                VEC_PUSH(trans, ((rz_trans){d, pairs.p[i].label, to, {0, 0, 0, 0}}));
+                i = j;
+            }
         }
     }
+    if (getenv("RZ_DEBUG")) fprintf(stderr, "opaque %s: nfa %lld dfa %d trans %lld\n", z->g->names[v], (long long)z->head.n, vec_intern_num(&dfa), (long long)trans.n);
     if (st == STATUS_OK) {
         /* emission */
         grammar *out = z->out;
@@ -333,33 +460,24 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                 lnt[d] = grammar_add_nonterminal(out, name);
             }
         }
-        qsort(trans.p, (size_t)trans.n, sizeof *trans.p, rz_cmp_trans);
         int32_t vo = z->out_nt[v];
-        for (int64_t i = 0; i < trans.n;) {
+        for (int64_t i = 0; i < trans.n; i++) {
             int32_t d = trans.p[i].from, to = trans.p[i].to;
-            uint64_t bytes[4] = {0, 0, 0, 0};
-            int64_t j = i;
-            for (; j < trans.n && trans.p[j].from == d && trans.p[j].to == to; j++) {
-                uint32_t lab = trans.p[j].label;
-                grammar_sym body[2];
-                if (grammar_is_nt(lab)) {
-                    if (d == 0) { body[0] = lab; grammar_add_rule(out, lnt[to], body, 1); }
-                    if (lnt[d] >= 0) { body[0] = grammar_nt(lnt[d]); body[1] = lab; grammar_add_rule(out, lnt[to], body, 2); }
-                } else {
-                    for (int w = 0; w < 4; w++) bytes[w] |= z->class_bytes[lab][w];
-                }
+            uint32_t lab = trans.p[i].label;
+            grammar_sym body[2];
+            if (lab != RZ_EPS) {
+                if (d == 0) { body[0] = lab; grammar_add_rule(out, lnt[to], body, 1); }
+                if (lnt[d] >= 0) { body[0] = grammar_nt(lnt[d]); body[1] = lab; grammar_add_rule(out, lnt[to], body, 2); }
+                continue;
             }
-            for (int b = 0; b < 256;) {
-                if (!(bytes[b >> 6] >> (b & 63) & 1)) { b++; continue; }
-                int e = b;
-                while (e + 1 < 256 && (bytes[(e + 1) >> 6] >> ((e + 1) & 63) & 1)) e++;
-                grammar_sym body[2];
+            const uint64_t *bytes = trans.p[i].bytes;
+            for (int b = rz_next_bit(bytes, 0, 1); b < 256; b = rz_next_bit(bytes, b, 1)) {
+                int e = rz_next_bit(bytes, b, 0) - 1;   /* the run [b, e] */
                 grammar_sym t = grammar_term(b, e);
                 if (d == 0) { body[0] = t; grammar_add_rule(out, lnt[to], body, 1); }
                 if (lnt[d] >= 0) { body[0] = grammar_nt(lnt[d]); body[1] = t; grammar_add_rule(out, lnt[to], body, 2); }
                 b = e + 1;
             }
-            i = j;
         }
         for (int32_t d = 0; d < nd; d++) {
             int32_t m;
@@ -375,6 +493,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         }
         free(lnt);
     }
+    VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
     vec_intern_free(&dfa);
     VEC_FREE(trans);
     VEC_FREE(pairs);
@@ -552,19 +671,30 @@ status_t grammar_regularize(const grammar *in, grammar *out)
     for (int b = 0; b < 256; b++) z.class_bytes[z.class_of[b]][b >> 6] |= 1ull << (b & 63);
     z.range_cls = calloc(65536, sizeof *z.range_cls);
     LL_ASSERT(z.range_cls);
+    rz_delimited(&z, &order);
     for (int64_t oi = order.n - 1; oi >= 0; oi--)
         if (z.opaque[order.p[oi]]) VEC_PUSH(z.todo, order.p[oi]);
     for (int64_t i = 0; i < z.todo.n && st == STATUS_OK; i++) {
         int32_t v = z.todo.p[i];
-        while (!rz_opaque(&z, v, &st)) {
+        for (;;) {
+            int ok = rz_opaque(&z, v, &st);
+            z.work += z.head.n;
+            if (z.work > GRAMMAR_REGULARIZE_MAX_WORK && st == STATUS_OK) {
+                st = status_set(STATUS_INVALID_ARG, "grammar too large: its automata exceed %d NFA states in all",
+                                GRAMMAR_REGULARIZE_MAX_WORK);
+                break;
+            }
+            if (ok) break;
             if (!rz_split(&z, v)) {
-                st = status_set(STATUS_INVALID_ARG, "grammar too large: rule '%s' expands beyond %d automaton states",
-                                g->names[v], GRAMMAR_REGULARIZE_MAX_NFA_STATES);
+                st = status_set(STATUS_INVALID_ARG,
+                                "grammar too large: the automaton of rule '%s' exceeds %d NFA / %d DFA states",
+                                g->names[v], GRAMMAR_REGULARIZE_MAX_NFA_STATES, GRAMMAR_REGULARIZE_MAX_DFA_STATES);
                 break;
             }
         }
     }
     VEC_FREE(z.todo);
+    free(z.delim);
     free(z.memo_keys);
     free(z.memo_vals);
     VEC_FREE(order);

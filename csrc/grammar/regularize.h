@@ -7,8 +7,8 @@
  *  - Nonterminals in a recursive cycle (strongly connected component of the "uses" graph,
  *    except plain left/right-linear self-recursion) and the start symbol stay nonterminals
  *    ("opaque").  Every other nonterminal is inlined into the opaque ones that use it; when an
- *    automaton exceeds its budget, the largest inlined child is made opaque and the build is
- *    retried.  Inlined instances with the same continuation are shared (tail sharing), so
+ *    automaton exceeds its budget, its outermost inlined objects/arrays (or else its largest
+ *    inlined child) are made opaque and the build is retried.  Inlined instances with the same continuation are shared (tail sharing), so
  *    chains of optional members stay linear.
  *  - The body of each opaque nonterminal N becomes an NFA (Thompson-style, over byte classes
  *    and opaque nonterminals), then a DFA by subset construction.
@@ -28,9 +28,10 @@
 
 #include "grammar/grammar.h"
 
-#define GRAMMAR_REGULARIZE_MAX_NFA_STATES 60000 /* per opaque nonterminal, before splitting */
-#define GRAMMAR_REGULARIZE_MAX_DFA_STATES 30000 /* per opaque nonterminal, before splitting */
+#define GRAMMAR_REGULARIZE_MAX_NFA_STATES 20000 /* per opaque nonterminal, before splitting */
+#define GRAMMAR_REGULARIZE_MAX_DFA_STATES 10000 /* per opaque nonterminal, before splitting */
 #define GRAMMAR_REGULARIZE_MAX_DEPTH 3000       /* nesting of inlined nonterminals */
+#define GRAMMAR_REGULARIZE_MAX_WORK 1000000     /* NFA states built in all (retries included) */
 
 status_t grammar_regularize(const grammar *in, grammar *out);
 
