@@ -170,6 +170,8 @@ int32_t detok_vocab_size(const detok_vocab *v) { return v->vocab_size; }
 
 int32_t detok_max_token_bytes(const detok_vocab *v) { return v->max_token_bytes; }
 
+int detok_is_special(const detok_vocab *v, int32_t token) { return v->is_special[token]; }
+
 const uint8_t *detok_token_bytes(const detok_vocab *v, int32_t token, int32_t *len)
 {
     LL_ASSERT(token >= 0 && token < v->vocab_size);

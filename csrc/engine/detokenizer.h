@@ -45,6 +45,9 @@ int32_t detok_max_token_bytes(const detok_vocab *v);
 /* The raw bytes of a token (for grammar work later); *len receives the length. */
 const uint8_t *detok_token_bytes(const detok_vocab *v, int32_t token, int32_t *len);
 
+/* 1 when the token was marked special at creation. */
+int detok_is_special(const detok_vocab *v, int32_t token);
+
 size_t detok_append(const detok_vocab *v, detok_state *s, int32_t token, int skip_special,
                     char *out);
 size_t detok_flush(detok_state *s, char *out);

@@ -362,6 +362,50 @@ grammar_sym grammar_add_class(grammar *g, const char *prefix, const grammar_rang
     return result;
 }
 
+/* ---- byte classes ---- */
+
+int32_t grammar_byte_classes(const grammar *g, uint8_t class_of[256])
+{
+    /* refine the partition by each distinct range (a 64K-bit map dedupes ranges), then
+     * renumber classes by their smallest byte */
+    uint64_t *seen = calloc(1024, sizeof *seen);
+    LL_ASSERT(seen);
+    int16_t cls[256] = {0};
+    int32_t num = 1;
+    for (int64_t i = 0; i < g->num_syms; i++) {
+        grammar_sym s = g->syms[i];
+        if (grammar_is_nt(s)) continue;
+        uint32_t key = s & 0xffffu;
+        if (seen[key >> 6] >> (key & 63) & 1) continue;
+        seen[key >> 6] |= 1ull << (key & 63);
+        int16_t remap[512];
+        for (int c = 0; c < 512; c++) remap[c] = -1;
+        for (int b = grammar_term_lo(s); b <= grammar_term_hi(s); b++) {
+            if (remap[cls[b]] < 0) remap[cls[b]] = (int16_t)num++;
+            cls[b] = remap[cls[b]];
+        }
+        if (num > 256) {   /* compact (ids stay below 512 between compactions) */
+            int16_t ren[512];
+            for (int c = 0; c < 512; c++) ren[c] = -1;
+            num = 0;
+            for (int b = 0; b < 256; b++) {
+                if (ren[cls[b]] < 0) ren[cls[b]] = (int16_t)num++;
+                cls[b] = ren[cls[b]];
+            }
+        }
+    }
+    int16_t ren[512];
+    for (int c = 0; c < 512; c++) ren[c] = -1;
+    num = 0;
+    for (int b = 0; b < 256; b++) {
+        if (ren[cls[b]] < 0) ren[cls[b]] = (int16_t)num++;
+        cls[b] = ren[cls[b]];
+    }
+    for (int b = 0; b < 256; b++) class_of[b] = (uint8_t)cls[b];
+    free(seen);
+    return num;
+}
+
 /* ---- printer ---- */
 
 void grammar_buf_put(grammar_buf *b, const char *s, size_t len)

@@ -101,6 +101,11 @@ grammar_sym grammar_add_class(grammar *g, const char *prefix, const grammar_rang
  * With negate the result is the complement; `out` must hold n + 2 ranges. */
 int32_t grammar_ranges_normalize(const grammar_range *in, int32_t n, int negate, grammar_range *out);
 
+/* Partitions the 256 byte values into classes that no terminal of g distinguishes: two bytes
+ * share a class iff every terminal range contains both or neither.  Writes class_of[256];
+ * returns the number of classes (classes are numbered by their smallest byte). */
+int32_t grammar_byte_classes(const grammar *g, uint8_t class_of[256]);
+
 /* Prints the grammar in GBNF-like syntax (start rule first) into a malloc'ed string. */
 char *grammar_print(const grammar *g);
 

@@ -44,8 +44,10 @@ typedef struct js_ctx {
     size_t path_len;
     js_ref *refs;
     int32_t num_refs, cap_refs;
-    grammar_sym value, string, string_char, escape, chars, number, integer, comma, colon, digit, digits, frac_any;
+    grammar_sym value, string, string_char, escape, chars, string_tail, number, integer, comma, colon, digit, digits, frac_any;
     int have_value, have_string, have_number, have_integer, have_seps, have_frac;
+    grammar_sym key_nonascii_tail, key_escaped_tail;   /* shared tails of excluded-key nodes */
+    int have_key_tails;
 } js_ctx;
 
 /* ---- paths and errors ---- */
@@ -138,6 +140,9 @@ static grammar_sym js_string_char(js_ctx *c)
     grammar_sym chars = c->chars = grammar_add_star(g, "chars", c->string_char);
     grammar_sym q[3] = {grammar_term('"', '"'), chars, grammar_term('"', '"')};
     c->string = js_seq(c, "string", q, 3);
+    /* the rest of a string, as one nonterminal: key alternatives that end with it share one
+     * automaton copy (regularize.c shares instances with the same continuation) */
+    c->string_tail = js_seq(c, "string_tail", q + 1, 2);
     c->have_string = 1;
     return c->string_char;
 }
@@ -759,7 +764,7 @@ static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, in
     grammar *g = c->g;
     int32_t nt = grammar_add_nonterminal(g, "key_rest");
     int is_end = 0;
-    grammar_range *r = malloc(((size_t)n + 3) * sizeof *r);
+    grammar_range *r = malloc(((size_t)n + 4) * sizeof *r);
     uint32_t **sub = malloc((size_t)n * sizeof *sub);
     int *sublen = malloc((size_t)n * sizeof *sublen);
     LL_ASSERT(r && sub && sublen);
@@ -800,11 +805,27 @@ static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, in
         grammar_sym q = grammar_term('"', '"');
         grammar_add_rule(g, nt, &q, 1);
     }
+    /* the tails after a character no name continues with: one shared nonterminal each for
+     * escapes and (when every name continues with ASCII here) non-ASCII characters, so the
+     * automaton has one copy of them instead of one per trie node */
+    if (!c->have_key_tails) {
+        c->have_key_tails = 1;
+        grammar_range na[1] = {{0x80, GRAMMAR_MAX_CODEPOINT}};
+        grammar_sym t[2] = {grammar_add_class(g, "key_char", na, 1, 0), c->string_tail};
+        c->key_nonascii_tail = js_seq(c, "key_tail", t, 2);
+        grammar_sym e[3] = {grammar_term('\\', '\\'), c->escape, c->string_tail};
+        c->key_escaped_tail = js_seq(c, "key_tail", e, 3);
+    }
+    int ascii = 1;
+    for (int i = 0; i < nr; i++) ascii &= r[i].hi < 0x80;
+    if (ascii) {
+        r[nr++] = (grammar_range){0x80, GRAMMAR_MAX_CODEPOINT};
+        grammar_add_rule(g, nt, &c->key_nonascii_tail, 1);
+    }
     grammar_sym other = grammar_add_class(g, "key_char", r, nr, 1);
-    grammar_sym o[3] = {other, c->chars, grammar_term('"', '"')};
-    grammar_add_rule(g, nt, o, 3);
-    grammar_sym e[4] = {grammar_term('\\', '\\'), c->escape, c->chars, grammar_term('"', '"')};
-    grammar_add_rule(g, nt, e, 4);
+    grammar_sym o[2] = {other, c->string_tail};
+    grammar_add_rule(g, nt, o, 2);
+    grammar_add_rule(g, nt, &c->key_escaped_tail, 1);
     free(r);
     free(sub);
     free(sublen);

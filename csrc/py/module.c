@@ -29,7 +29,7 @@ PyMODINIT_FUNC PyInit__C(void)
 #endif
     if (PyModule_AddIntConstant(m, "WITH_CUDA", with_cuda) < 0 ||
         py_bench_register(m) < 0 || py_text_register(m) < 0 || py_engine_register(m) < 0 ||
-        py_server_register(m) < 0 || py_grammar_register(m) < 0) {
+        py_server_register(m) < 0 || py_grammar_register(m) < 0 || py_grammar_matcher_register(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -20,5 +20,6 @@ int py_text_register(PyObject *m);     /* py_text.c: Detokenizer type, find_stop
 int py_engine_register(PyObject *m);   /* py_engine.c: Engine type, sampling validation */
 int py_server_register(PyObject *m);   /* py_server.c: shared-memory server parts (router, backend, client) */
 int py_grammar_register(PyObject *m);  /* py_grammar.c: grammar front ends + reference recognizer */
+int py_grammar_matcher_register(PyObject *m);  /* py_grammar_matcher.c: compiler cache, DPDA matcher, masks */
 
 #endif

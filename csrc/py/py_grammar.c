@@ -6,22 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grammar/ebnf.h"
 #include "grammar/grammar.h"
-#include "grammar/json_schema.h"
-#include "grammar/regex.h"
+#include "grammar/grammar_cache.h"
 
 static status_t py_grammar_compile(const char *kind, const char *src, Py_ssize_t len, int whitespace, grammar *g)
 {
-    if (strcmp(kind, "json_schema") == 0) {
-        grammar_json_options opt = {whitespace};
-        return grammar_from_json_schema(src, (size_t)len, &opt, g);
-    }
-    if (strcmp(kind, "ebnf") == 0) return grammar_from_ebnf(src, (size_t)len, g);
-    if (strcmp(kind, "regex") == 0) return grammar_from_regex(src, (size_t)len, g);
-    if (strcmp(kind, "choice") == 0) return grammar_from_choices(src, (size_t)len, g);
-    grammar_init(g);
-    return status_set(STATUS_INVALID_ARG, "unknown grammar kind '%s' (json_schema, ebnf, regex, choice)", kind);
+    return grammar_compile_spec(kind, src, (size_t)len, whitespace, g);
 }
 
 static PyObject *py_grammar_print(const char *kind, const char *src, Py_ssize_t len, int whitespace)

@@ -1,0 +1,247 @@
+/* dpda.c — edges of the Pre³-style DPDA and the matcher; see dpda.h. */
+#include "grammar/dpda.h"
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "grammar/regularize.h"
+#include "grammar/vec.h"
+
+#define DPDA_MAX_CHAIN 100000
+
+/* Simulates class c from state s (phase post: c already shifted) on a virtual stack; the
+ * edge is appended to `e` as [kind, num_pop, nt, post, push...]. */
+static status_t dpda_simulate(const lr_automaton *a, int32_t s, int32_t c, int post, vec_i32 *vs, vec_i32 *e)
+{
+    vs->n = 0;
+    e->n = 0;
+    VEC_PUSH(*vs, s);
+    int32_t aug = a->num_rules - 1;
+    for (int32_t steps = 0;; steps++) {
+        if (steps > DPDA_MAX_CHAIN)
+            return status_set(STATUS_INVALID_ARG, "grammar has a cycle of reductions that consume no input");
+        int32_t top = vs->p[vs->n - 1], r;
+        if (!post) {
+            int32_t v = a->action[(int64_t)top * a->num_terms + c];
+            if (v == 0) { VEC_PUSH(*e, DPDA_REJECT); return STATUS_OK; }
+            if (v > 0) { VEC_PUSH(*vs, v - 1); post = 1; continue; }
+            r = -v - 1;
+        } else {
+            r = a->default_rule[top];
+            if (r < 0 || r == aug) {
+                int32_t hdr[4] = {DPDA_END, 0, 0, 0};
+                for (int i = 0; i < 4; i++) VEC_PUSH(*e, hdr[i]);
+                for (int64_t i = 1; i < vs->n; i++) VEC_PUSH(*e, vs->p[i]);
+                return STATUS_OK;
+            }
+        }
+        int32_t n = a->rule_len[r], A = a->rule_lhs[r];
+        if (n < vs->n) {
+            vs->n -= n;
+            int32_t q = lr_goto(a, vs->p[vs->n - 1], A);
+            LL_ASSERT(q >= 0);
+            VEC_PUSH(*vs, q);
+            continue;
+        }
+        int32_t hdr[4] = {DPDA_EXPOSE, n - (int32_t)(vs->n - 1), A, post};
+        for (int i = 0; i < 4; i++) VEC_PUSH(*e, hdr[i]);
+        return STATUS_OK;
+    }
+}
+
+status_t dpda_compile(const grammar *g, dpda **out)
+{
+    *out = NULL;
+    grammar rg;
+    status_t st = grammar_regularize(g, &rg);
+    if (st != STATUS_OK) { grammar_free(&rg); return st; }
+    dpda *d = calloc(1, sizeof *d);
+    LL_ASSERT(d);
+    struct timespec t0, t1, t2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    st = lr_build(&rg, &d->lr);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    d->num_rules = rg.num_rules;
+    d->num_nts = rg.num_nts;
+    grammar_free(&rg);
+    if (st != STATUS_OK) { free(d); return st; }
+    const lr_automaton *a = &d->lr;
+    d->num_states = a->num_states;
+    d->num_terms = a->num_terms;
+    d->eof = a->num_classes;
+    memcpy(d->class_of, a->class_of, 256);
+    d->pre = calloc((size_t)d->num_states * (size_t)d->num_terms, sizeof *d->pre);
+    d->post = malloc((size_t)d->num_states * sizeof *d->post);
+    LL_ASSERT(d->pre && d->post);
+    vec_intern edges = {0};
+    vec_i32 vs = {0}, e = {0};
+    int added;
+    int32_t rej[1] = {DPDA_REJECT}, nop[4] = {DPDA_END, 0, 0, 0};
+    vec_intern_add(&edges, rej, 1, &added);
+    vec_intern_add(&edges, nop, 4, &added);
+    for (int32_t s = 0; s < d->num_states && st == STATUS_OK; s++) {
+        for (int32_t c = 0; c < d->num_terms && st == STATUS_OK; c++) {
+            if (a->action[(int64_t)s * a->num_terms + c] == 0) continue;
+            st = dpda_simulate(a, s, c, 0, &vs, &e);
+            d->pre[(int64_t)s * d->num_terms + c] = vec_intern_add(&edges, e.p, (int32_t)e.n, &added);
+        }
+        if (st == STATUS_OK) st = dpda_simulate(a, s, 0, 1, &vs, &e);
+        d->post[s] = vec_intern_add(&edges, e.p, (int32_t)e.n, &added);
+    }
+    VEC_FREE(vs);
+    VEC_FREE(e);
+    if (st == STATUS_OK) {
+        int32_t ne = vec_intern_num(&edges);
+        d->num_edges = ne;
+        d->edges = calloc((size_t)ne, sizeof *d->edges);
+        d->push_pool = malloc(((size_t)edges.pool.n + 1) * sizeof *d->push_pool);
+        LL_ASSERT(d->edges && d->push_pool);
+        int32_t np = 0;
+        for (int32_t i = 0; i < ne; i++) {
+            int32_t n;
+            const int32_t *v = vec_intern_get(&edges, i, &n);
+            dpda_edge *E = &d->edges[i];
+            E->kind = v[0];
+            if (v[0] == DPDA_REJECT) continue;
+            E->num_pop = v[1];
+            E->nt = v[2];
+            E->post = v[3];
+            E->push_off = np;
+            E->num_push = n - 4;
+            for (int32_t k = 4; k < n; k++) d->push_pool[np++] = v[k];
+        }
+    }
+    vec_intern_free(&edges);
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    if (getenv("DPDA_DEBUG"))
+        fprintf(stderr, "dpda: %d rules %d nts -> %d states %d classes %d edges; lr %.2f ms edges %.2f ms\n", d->num_rules,
+                d->num_nts, d->num_states, d->num_terms - 1, d->num_edges,
+                (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
+                (t2.tv_sec - t1.tv_sec) * 1e3 + (t2.tv_nsec - t1.tv_nsec) / 1e6);
+    if (st != STATUS_OK) { dpda_free(d); return st; }
+    *out = d;
+    return STATUS_OK;
+}
+
+void dpda_free(dpda *d)
+{
+    if (!d) return;
+    lr_free(&d->lr);
+    free(d->pre);
+    free(d->post);
+    free(d->edges);
+    free(d->push_pool);
+    free(d);
+}
+
+/* ---- matcher ---- */
+
+static inline int32_t dpda_push(dpda_matcher *m, int32_t state, int32_t parent)
+{
+    if (m->num_nodes == m->cap_nodes) {
+        m->cap_nodes = m->cap_nodes ? m->cap_nodes * 2 : 1024;
+        m->nodes = realloc(m->nodes, (size_t)m->cap_nodes * sizeof *m->nodes);
+        LL_ASSERT(m->nodes);
+    }
+    m->nodes[m->num_nodes] = (dpda_node){state, parent};
+    return m->num_nodes++;
+}
+
+static int32_t dpda_run(const dpda *d, dpda_matcher *m, int32_t top, int32_t cls, int32_t e)
+{
+    for (;;) {
+        const dpda_edge *E = &d->edges[e];
+        if (E->kind == DPDA_REJECT) return -1;
+        for (int32_t k = 0; k < E->num_pop; k++) {
+            top = m->nodes[top].parent;
+            if (top < 0) return -2;   /* popped below a partial (virtual) stack */
+        }
+        if (E->kind == DPDA_END) {
+            for (int32_t k = 0; k < E->num_push; k++) top = dpda_push(m, d->push_pool[E->push_off + k], top);
+            return top;
+        }
+        int32_t q = lr_goto(&d->lr, m->nodes[top].state, E->nt);
+        if (q < 0) return -1;
+        top = dpda_push(m, q, top);
+        e = E->post ? d->post[q] : d->pre[(int64_t)q * d->num_terms + cls];
+    }
+}
+
+int32_t dpda_step(const dpda *d, dpda_matcher *m, int32_t top, int32_t cls)
+{
+    return dpda_run(d, m, top, cls, d->pre[(int64_t)m->nodes[top].state * d->num_terms + cls]);
+}
+
+void dpda_matcher_init(dpda_matcher *m, const dpda *d)
+{
+    memset(m, 0, sizeof *m);
+    m->d = d;
+    dpda_matcher_reset(m);
+}
+
+void dpda_matcher_reset(dpda_matcher *m)
+{
+    m->num_nodes = 0;
+    m->num_bytes = 0;
+    int32_t top = dpda_push(m, m->d->lr.start_state, -1);
+    m->top = dpda_run(m->d, m, top, 0, m->d->post[m->d->lr.start_state]);
+    LL_ASSERT(m->top >= 0);
+}
+
+void dpda_matcher_free(dpda_matcher *m)
+{
+    free(m->nodes);
+    free(m->hist);
+    memset(m, 0, sizeof *m);
+}
+
+int dpda_matcher_advance(dpda_matcher *m, uint8_t byte)
+{
+    int32_t mark = m->num_nodes;
+    int32_t t = dpda_step(m->d, m, m->top, m->d->class_of[byte]);
+    if (t < 0) {   /* -1 reject; -2 cannot happen on a full stack */
+        m->num_nodes = mark;
+        return 0;
+    }
+    if (m->num_bytes == m->cap_hist) {
+        m->cap_hist = m->cap_hist ? m->cap_hist * 2 : 256;
+        m->hist = realloc(m->hist, (size_t)m->cap_hist * 2 * sizeof *m->hist);
+        LL_ASSERT(m->hist);
+    }
+    m->hist[2 * m->num_bytes] = m->top;
+    m->hist[2 * m->num_bytes + 1] = mark;
+    m->num_bytes++;
+    m->top = t;
+    return 1;
+}
+
+int dpda_matcher_advance_bytes(dpda_matcher *m, const uint8_t *bytes, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (!dpda_matcher_advance(m, bytes[i])) {
+            dpda_matcher_rollback(m, (int32_t)i);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int dpda_matcher_is_accepting(dpda_matcher *m)
+{
+    int32_t mark = m->num_nodes;
+    int32_t t = dpda_step(m->d, m, m->top, m->d->eof);
+    m->num_nodes = mark;
+    return t >= 0;
+}
+
+void dpda_matcher_rollback(dpda_matcher *m, int32_t num_bytes)
+{
+    if (num_bytes <= 0) return;
+    if (num_bytes > m->num_bytes) num_bytes = m->num_bytes;
+    m->num_bytes -= num_bytes;
+    m->top = m->hist[2 * m->num_bytes];
+    m->num_nodes = m->hist[2 * m->num_bytes + 1];
+}

@@ -1,0 +1,95 @@
+/* dpda.h — the Pre³-style deterministic pushdown automaton built from the LALR(1) automaton,
+ * and its runtime matcher.
+ *
+ * Compile (dpda_compile): grammar → grammar_regularize → lr_build → edges.  For every LR
+ * state s and byte class c the whole reaction to c — the chain of reductions decided by the
+ * lookahead, the shift, and the default reductions that follow the shift — is simulated once
+ * on a virtual stack that knows only s and what the chain itself pushes, and stored as ONE
+ * edge:
+ *   END      pop num_pop states, push push[0..num_push): done;
+ *   EXPOSE   pop num_pop states; the chain now depends on the state p exposed below (the edge
+ *            is conditioned on that stack suffix): push goto(p, nt) and continue with that
+ *            state's edge (its `pre` edge for c, or its `post` edge once c was shifted) —
+ *            the back-edge that breaks reduction cycles (a chain of right-nested closings
+ *            is followed one exposed state at a time, never re-simulated);
+ *   REJECT   c is not allowed.
+ * Edges are interned (many (state, class) pairs share one).  One byte = one deterministic
+ * walk over edges; no runtime exploration, no backtracking.
+ *
+ * Runtime (dpda_matcher): the parse stack is a persistent linked stack in an arena
+ * (node = state + parent), so advancing never destroys the previous stack: a rejected byte
+ * leaves the matcher unchanged, and rollback(N bytes) restores the top and the arena length
+ * recorded before each byte (for MTP verification / jump-forward).
+ *
+ * Threading: a compiled dpda is immutable and shareable; a matcher belongs to one thread.
+ */
+#ifndef LIGHTLLM_GRAMMAR_DPDA_H
+#define LIGHTLLM_GRAMMAR_DPDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "grammar/grammar.h"
+#include "grammar/lr.h"
+
+enum { DPDA_REJECT = 0, DPDA_END = 1, DPDA_EXPOSE = 2 };
+
+typedef struct dpda_edge {
+    int32_t kind;       /* DPDA_REJECT / DPDA_END / DPDA_EXPOSE */
+    int32_t num_pop;    /* states popped from the real stack */
+    int32_t nt;         /* EXPOSE: goto on nt from the exposed state */
+    int32_t post;       /* EXPOSE: 1 = c already shifted (continue with post[]), 0 = pre[] */
+    int32_t push_off;   /* END: states pushed = push_pool[push_off .. push_off + num_push) */
+    int32_t num_push;
+} dpda_edge;
+
+typedef struct dpda {
+    lr_automaton lr;
+    int32_t num_states, num_terms;   /* num_terms = byte classes + EOF */
+    uint8_t class_of[256];
+    int32_t eof;                     /* the EOF class */
+    int32_t *pre;                    /* [num_states * num_terms] edge id; 0 = reject */
+    int32_t *post;                   /* [num_states] edge id; 1 = nothing to do */
+    dpda_edge *edges;                /* [num_edges]; 0 = REJECT, 1 = END with no change */
+    int32_t num_edges;
+    int32_t *push_pool;
+    int32_t num_rules, num_nts;      /* of the regularized grammar (for stats) */
+} dpda;
+
+/* Compiles g (any front end's output).  Errors: STATUS_INVALID_ARG naming an LALR(1)
+ * conflict or the size limit.  *out is NULL on error. */
+status_t dpda_compile(const grammar *g, dpda **out);
+void dpda_free(dpda *d);
+
+typedef struct dpda_node {
+    int32_t state, parent;
+} dpda_node;
+
+typedef struct dpda_matcher {
+    const dpda *d;
+    dpda_node *nodes;          /* [num_nodes] arena of the persistent stack */
+    int32_t num_nodes, cap_nodes;
+    int32_t top;               /* node index of the stack top */
+    int32_t *hist;             /* [2 * num_bytes]: (top, num_nodes) before each accepted byte */
+    int32_t num_bytes, cap_hist;
+} dpda_matcher;
+
+void dpda_matcher_init(dpda_matcher *m, const dpda *d);
+void dpda_matcher_free(dpda_matcher *m);
+void dpda_matcher_reset(dpda_matcher *m);
+/* 1: byte accepted (the matcher moved); 0: rejected (the matcher is unchanged). */
+int dpda_matcher_advance(dpda_matcher *m, uint8_t byte);
+/* Advances over all bytes or none: returns 1, or 0 with the matcher unchanged. */
+int dpda_matcher_advance_bytes(dpda_matcher *m, const uint8_t *bytes, size_t len);
+/* The input so far is a complete sentence. */
+int dpda_matcher_is_accepting(dpda_matcher *m);
+/* Undo the last num_bytes accepted bytes (clamped to what was accepted). */
+void dpda_matcher_rollback(dpda_matcher *m, int32_t num_bytes);
+
+/* Low level (token_mask.c): one byte class from stack top `top` in matcher m's arena;
+ * returns the new top, -1 (rejected) or -2 (the chain pops below the bottom of a partial
+ * stack whose bottom node has parent -2: the answer depends on states not given).  Nodes it
+ * pushes stay in the arena; the caller truncates m->num_nodes to drop them. */
+int32_t dpda_step(const dpda *d, dpda_matcher *m, int32_t top, int32_t cls);
+
+#endif

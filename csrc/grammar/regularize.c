@@ -1,0 +1,708 @@
+/* regularize.c — determinise the regular parts of a grammar; see regularize.h.
+ *
+ * Passes: productive rules (worklist) → reachable nonterminals → strongly connected
+ * components (iterative Tarjan, sinks first) → which nonterminals stay opaque and the inline
+ * size of the rest → per opaque nonterminal: NFA, subset construction, left-linear rules. */
+#include "grammar/regularize.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "grammar/vec.h"
+
+#define RZ_EPS 0xFFFFFFFFu
+
+typedef struct rz_edge {
+    uint32_t label;   /* RZ_EPS, a terminal (grammar_sym) or an OUTPUT nonterminal symbol */
+    int32_t to, next;
+} rz_edge;
+
+typedef struct rz {
+    const grammar *g;
+    grammar *out;
+    int32_t *rstart, *rlist;   /* [num_nts + 1], [num productive rules]: rules by lhs */
+    uint8_t *opaque, *linear;  /* [num_nts] */
+    int64_t *size;             /* [num_nts] inline expansion size */
+    int32_t *out_nt;           /* [num_nts] output index of opaque nonterminals, else -1 */
+    uint8_t class_of[256];
+    int32_t num_classes;
+    uint64_t class_bytes[256][4];
+    int32_t *range_cls;        /* [65536] offset+1 into range_pool of a range's class list */
+    vec_i32 range_pool;        /* count, classes... */
+    vec_i32 head;              /* NFA: first edge of each state */
+    VEC(rz_edge) edges;
+    vec_i32 mark;              /* closure stamps per NFA state */
+    int32_t stamp;
+    uint64_t *memo_keys;       /* (nt, to) -> entry state of a built instance */
+    int32_t *memo_vals;
+    int64_t memo_cap, memo_n;
+    int32_t cur;               /* the opaque nonterminal being built */
+    uint8_t *delim;            /* [num_nts] see rz_delimited */
+    int64_t work;              /* NFA states built, failed attempts included */
+    vec_i32 todo;              /* opaque nonterminals still to emit */
+} rz;
+
+static int32_t rz_state(rz *z)
+{
+    VEC_PUSH(z->head, -1);
+    VEC_PUSH(z->mark, 0);
+    return (int32_t)z->head.n - 1;
+}
+
+static void rz_add_edge(rz *z, int32_t from, uint32_t label, int32_t to)
+{
+    rz_edge e = {label, to, z->head.p[from]};
+    VEC_PUSH(z->edges, e);
+    z->head.p[from] = (int32_t)z->edges.n - 1;
+}
+
+/* ---- NFA construction ----
+ * rz_build(M, from, to) adds M's language between two states.  Instances are memoised by
+ * (M, to): a nonterminal used in tail position with the same continuation (the optional
+ * members of an object: A_i ::= "," m_i A_i+1 | A_i+1) is built once, so the NFA stays
+ * linear where naive inlining would be exponential.  Left-linear self-recursion loops on an
+ * exit state; right-linear self-recursion is a memo hit back to the entry. */
+
+static int32_t rz_memo_get(rz *z, int32_t nt, int32_t to)
+{
+    if (!z->memo_cap) return -1;
+    uint64_t key = (uint64_t)(uint32_t)nt << 32 | (uint32_t)to;
+    uint64_t i = (key * 0x9E3779B97F4A7C15ull >> 20) & (uint64_t)(z->memo_cap - 1);
+    while (z->memo_keys[i] != UINT64_MAX) {
+        if (z->memo_keys[i] == key) return z->memo_vals[i];
+        i = (i + 1) & (uint64_t)(z->memo_cap - 1);
+    }
+    return -1;
+}
+
+static void rz_memo_put(rz *z, int32_t nt, int32_t to, int32_t entry)
+{
+    if ((z->memo_n + 1) * 2 > z->memo_cap) {
+        int64_t old = z->memo_cap;
+        uint64_t *ok = z->memo_keys;
+        int32_t *ov = z->memo_vals;
+        z->memo_cap = old ? old * 2 : 1024;
+        z->memo_keys = malloc((size_t)z->memo_cap * sizeof *z->memo_keys);
+        z->memo_vals = malloc((size_t)z->memo_cap * sizeof *z->memo_vals);
+        LL_ASSERT(z->memo_keys && z->memo_vals);
+        memset(z->memo_keys, 0xff, (size_t)z->memo_cap * sizeof *z->memo_keys);
+        z->memo_n = 0;
+        for (int64_t i = 0; i < old; i++)
+            if (ok[i] != UINT64_MAX) rz_memo_put(z, (int32_t)(ok[i] >> 32), (int32_t)(uint32_t)ok[i], ov[i]);
+        free(ok);
+        free(ov);
+    }
+    uint64_t key = (uint64_t)(uint32_t)nt << 32 | (uint32_t)to;
+    uint64_t i = (key * 0x9E3779B97F4A7C15ull >> 20) & (uint64_t)(z->memo_cap - 1);
+    while (z->memo_keys[i] != UINT64_MAX) i = (i + 1) & (uint64_t)(z->memo_cap - 1);
+    z->memo_keys[i] = key;
+    z->memo_vals[i] = entry;
+    z->memo_n++;
+}
+
+static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth);
+
+static int rz_sym(rz *z, grammar_sym s, int32_t from, int32_t to, int depth)
+{
+    if (!grammar_is_nt(s)) { rz_add_edge(z, from, s & 0xffffu, to); return 1; }
+    return rz_build(z, grammar_nt_index(s), from, to, depth + 1);
+}
+
+static int rz_seq(rz *z, const grammar_sym *s, int32_t n, int32_t from, int32_t to, int depth)
+{
+    if (n == 0) { rz_add_edge(z, from, RZ_EPS, to); return 1; }
+    int32_t cur = from;
+    for (int32_t i = 0; i + 1 < n; i++) {
+        int32_t t = rz_state(z);
+        if (!rz_sym(z, s[i], cur, t, depth)) return 0;
+        cur = t;
+    }
+    return rz_sym(z, s[n - 1], cur, to, depth);
+}
+
+/* Returns 0 when the NFA exceeds its budget (the caller makes a child opaque and retries). */
+static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
+{
+    if (nt != z->cur && z->opaque[nt]) { rz_add_edge(z, from, grammar_nt(z->out_nt[nt]), to); return 1; }
+    if (nt == z->cur && depth > 0 && !z->linear[nt]) { rz_add_edge(z, from, grammar_nt(z->out_nt[nt]), to); return 1; }
+    if (z->head.n > GRAMMAR_REGULARIZE_MAX_NFA_STATES || depth > GRAMMAR_REGULARIZE_MAX_DEPTH) return 0;
+    int32_t e = rz_memo_get(z, nt, to);
+    if (e >= 0) { rz_add_edge(z, from, RZ_EPS, e); return 1; }
+    e = rz_state(z);
+    rz_add_edge(z, from, RZ_EPS, e);
+    rz_memo_put(z, nt, to, e);
+    const grammar *g = z->g;
+    grammar_sym self = grammar_nt(nt);
+    int32_t x = to;
+    if (z->linear[nt]) {
+        for (int32_t k = z->rstart[nt]; k < z->rstart[nt + 1] && x == to; k++) {
+            const grammar_rule *r = &g->rules[z->rlist[k]];
+            if (r->num_syms > 1 && grammar_rule_syms(g, r)[0] == self) x = rz_state(z);
+        }
+    }
+    for (int32_t k = z->rstart[nt]; k < z->rstart[nt + 1]; k++) {
+        const grammar_rule *r = &g->rules[z->rlist[k]];
+        const grammar_sym *s = grammar_rule_syms(g, r);
+        int32_t n = r->num_syms;
+        if (z->linear[nt] && n >= 1 && s[0] == self) {
+            if (n > 1 && !rz_seq(z, s + 1, n - 1, x, x, depth)) return 0;
+        } else if (!rz_seq(z, s, n, e, x, depth)) {
+            return 0;
+        }
+    }
+    if (x != to) rz_add_edge(z, x, RZ_EPS, to);
+    return 1;
+}
+
+static const int32_t *rz_range_classes(rz *z, uint32_t range, int32_t *n)
+{
+    if (!z->range_cls[range]) {
+        z->range_cls[range] = (int32_t)z->range_pool.n + 1;
+        int64_t at = z->range_pool.n;
+        VEC_PUSH(z->range_pool, 0);
+        uint8_t seen[256] = {0};
+        for (int b = (int)(range & 0xff); b <= (int)(range >> 8); b++) {
+            if (seen[z->class_of[b]]) continue;
+            seen[z->class_of[b]] = 1;
+            VEC_PUSH(z->range_pool, z->class_of[b]);
+            z->range_pool.p[at]++;
+        }
+    }
+    int32_t off = z->range_cls[range] - 1;
+    *n = z->range_pool.p[off];
+    return z->range_pool.p + off + 1;
+}
+
+static int rz_cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct rz_pair {
+    uint32_t label;
+    int32_t to;
+} rz_pair;
+
+static int rz_cmp_pair(const void *a, const void *b)
+{
+    const rz_pair *x = a, *y = b;
+    if (x->label != y->label) return x->label < y->label ? -1 : 1;
+    return x->to < y->to ? -1 : x->to > y->to;
+}
+
+/* epsilon closure of seeds (modified in place into the sorted closure) */
+static void rz_closure(rz *z, vec_i32 *set)
+{
+    z->stamp++;
+    int64_t n0 = set->n;
+    set->n = 0;
+    vec_i32 stack = {0};
+    for (int64_t i = 0; i < n0; i++) {
+        int32_t s = set->p[i];
+        if (z->mark.p[s] == z->stamp) continue;
+        z->mark.p[s] = z->stamp;
+        VEC_PUSH(stack, s);
+    }
+    while (stack.n) {
+        int32_t s = stack.p[--stack.n];
+        VEC_PUSH(*set, s);
+        for (int32_t e = z->head.p[s]; e >= 0; e = z->edges.p[e].next) {
+            if (z->edges.p[e].label != RZ_EPS) continue;
+            int32_t t = z->edges.p[e].to;
+            if (z->mark.p[t] == z->stamp) continue;
+            z->mark.p[t] = z->stamp;
+            VEC_PUSH(stack, t);
+        }
+    }
+    VEC_FREE(stack);
+    qsort(set->p, (size_t)set->n, sizeof *set->p, rz_cmp_i32);
+}
+
+typedef struct rz_trans {
+    int32_t from;
+    uint32_t label;   /* an output nonterminal symbol, or RZ_EPS: the byte set `bytes` */
+    int32_t to;
+    uint64_t bytes[4];
+} rz_trans;
+
+/* Makes the inlined child of v with the largest expansion opaque; 0 if there is none. */
+static void rz_mark_opaque(rz *z, int32_t w)
+{
+    if (getenv("RZ_DEBUG")) fprintf(stderr, "opaque <- %s size %lld\n", z->g->names[w], (long long)z->size[w]);
+    z->opaque[w] = 1;
+    z->out_nt[w] = grammar_add_nonterminal(z->out, z->g->names[w]);
+    VEC_PUSH(z->todo, w);
+}
+
+/* v's automaton is over budget: make inlined descendants opaque.  First choice: the outermost
+ * "delimited" ones (every string starts with '{' or '[': nested objects and arrays), whose
+ * boundaries stay LR(1) as separate nonterminals; else the largest direct child.  Returns 0
+ * when nothing is left to split. */
+static int rz_split(rz *z, int32_t v)
+{
+    const grammar *g = z->g;
+    int found = 0;
+    uint8_t *seen = calloc((size_t)g->num_nts + 1, 1);
+    vec_i32 stack = {0};
+    LL_ASSERT(seen);
+    VEC_PUSH(stack, v);
+    seen[v] = 1;
+    while (stack.n) {
+        int32_t u = stack.p[--stack.n];
+        for (int32_t k = z->rstart[u]; k < z->rstart[u + 1]; k++) {
+            const grammar_rule *r = &g->rules[z->rlist[k]];
+            const grammar_sym *s = grammar_rule_syms(g, r);
+            for (int32_t i = 0; i < r->num_syms; i++) {
+                if (!grammar_is_nt(s[i])) continue;
+                int32_t w = grammar_nt_index(s[i]);
+                if (seen[w] || z->opaque[w]) continue;
+                seen[w] = 1;
+                if (z->delim[w] && z->size[w] >= 32) { rz_mark_opaque(z, w); found++; }
+                else VEC_PUSH(stack, w);
+            }
+        }
+    }
+    free(seen);
+    VEC_FREE(stack);
+    if (found) return 1;
+    /* direct children: every large one at once (fewer retries), else the largest */
+    int32_t best = -1;
+    for (int32_t k = z->rstart[v]; k < z->rstart[v + 1]; k++) {
+        const grammar_rule *r = &g->rules[z->rlist[k]];
+        const grammar_sym *s = grammar_rule_syms(g, r);
+        for (int32_t i = 0; i < r->num_syms; i++) {
+            if (!grammar_is_nt(s[i])) continue;
+            int32_t w = grammar_nt_index(s[i]);
+            if (w == v || z->opaque[w]) continue;
+            if (z->size[w] >= GRAMMAR_REGULARIZE_MAX_NFA_STATES / 8) { rz_mark_opaque(z, w); found++; continue; }
+            if (best < 0 || z->size[w] > z->size[best]) best = w;
+        }
+    }
+    if (found) return 1;
+    if (best < 0) return 0;
+    rz_mark_opaque(z, best);
+    return 1;
+}
+
+/* delim[nt]: nt is not nullable and all its strings start with '{' or '[' (FIRST sets by
+ * fixpoint passes over the nonterminals, sinks first) */
+static void rz_delimited(rz *z, const vec_i32 *order)
+{
+    const grammar *g = z->g;
+    int32_t nn = g->num_nts;
+    uint64_t *first = calloc((size_t)nn * 4 + 4, sizeof *first);
+    uint8_t *nullable = calloc((size_t)nn + 1, 1);
+    z->delim = calloc((size_t)nn + 1, 1);
+    LL_ASSERT(first && nullable && z->delim);
+    for (int pass = 0, changed = 1; changed && pass < 64; pass++) {
+        changed = 0;
+        for (int64_t oi = 0; oi < order->n; oi++) {
+            int32_t v = order->p[oi];
+            uint64_t f[4] = {first[v * 4], first[v * 4 + 1], first[v * 4 + 2], first[v * 4 + 3]};
+            int nul = nullable[v];
+            for (int32_t k = z->rstart[v]; k < z->rstart[v + 1]; k++) {
+                const grammar_rule *r = &g->rules[z->rlist[k]];
+                const grammar_sym *s = grammar_rule_syms(g, r);
+                int32_t i = 0;
+                for (; i < r->num_syms; i++) {
+                    if (!grammar_is_nt(s[i])) {
+                        for (int b = grammar_term_lo(s[i]); b <= grammar_term_hi(s[i]); b++) f[b >> 6] |= 1ull << (b & 63);
+                        break;
+                    }
+                    int32_t w = grammar_nt_index(s[i]);
+                    for (int j = 0; j < 4; j++) f[j] |= first[w * 4 + j];
+                    if (!nullable[w]) break;
+                }
+                if (i == r->num_syms) nul = 1;
+            }
+            for (int j = 0; j < 4; j++) {
+                if (f[j] != first[v * 4 + j]) { first[v * 4 + j] = f[j]; changed = 1; }
+            }
+            if (nul != nullable[v]) { nullable[v] = (uint8_t)nul; changed = 1; }
+        }
+    }
+    uint64_t ok[4] = {0, 0, 0, 0};
+    ok['{' >> 6] |= 1ull << ('{' & 63);
+    ok['[' >> 6] |= 1ull << ('[' & 63);
+    for (int32_t v = 0; v < nn; v++) {
+        int d = !nullable[v] && (first[v * 4] | first[v * 4 + 1] | first[v * 4 + 2] | first[v * 4 + 3]) != 0;
+        for (int j = 0; j < 4 && d; j++) d = (first[v * 4 + j] & ~ok[j]) == 0;
+        z->delim[v] = (uint8_t)d;
+    }
+    free(first);
+    free(nullable);
+}
+
+/* the first bit >= from that is `set` (1) or clear (0); 256 when none */
+static int rz_next_bit(const uint64_t bytes[4], int from, int set)
+{
+    for (int w = from >> 6; w < 4; w++) {
+        uint64_t x = set ? bytes[w] : ~bytes[w];
+        if (w == from >> 6) x &= ~0ull << (from & 63);
+        if (x) return w * 64 + __builtin_ctzll(x);
+    }
+    return 256;
+}
+
+/* NFA → DFA → left-linear rules for opaque nonterminal v.  Returns 1 with *st set, or 0 when
+ * a budget was exceeded (the caller splits v and retries). */
+static int rz_opaque(rz *z, int32_t v, status_t *st_out)
+{
+    z->head.n = z->edges.n = z->mark.n = 0;
+    if (z->memo_cap) memset(z->memo_keys, 0xff, (size_t)z->memo_cap * sizeof *z->memo_keys);
+    z->memo_n = 0;
+    z->cur = v;
+    int32_t entry = rz_state(z);
+    int32_t exit = rz_state(z);
+    *st_out = STATUS_OK;
+    if (!rz_build(z, v, entry, exit, 0)) return 0;
+    vec_intern dfa = {0};
+    VEC(rz_trans) trans = {0};
+    VEC(rz_pair) pairs = {0};
+    vec_i32 set = {0}, prev = {0}, bval = {0}, bnext = {0};
+    int32_t bhead[256];
+    status_t st = STATUS_OK;
+    int added;
+    VEC_PUSH(set, entry);
+    rz_closure(z, &set);
+    vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
+    for (int32_t d = 0; d < vec_intern_num(&dfa); d++) {
+        if (d >= GRAMMAR_REGULARIZE_MAX_DFA_STATES) {
+            st = status_set(STATUS_INVALID_ARG, "grammar too large: the automaton of rule '%s' exceeds %d states",
+                            z->g->names[v], GRAMMAR_REGULARIZE_MAX_DFA_STATES);
+            vec_intern_free(&dfa);
+            VEC_FREE(trans); VEC_FREE(pairs); VEC_FREE(set); VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
+            return 0;   /* the caller splits v and retries, or reports */
+        }
+        /* NFA targets per class (linked buckets) and per nonterminal label */
+        pairs.n = bval.n = bnext.n = 0;
+        for (int32_t c = 0; c < z->num_classes; c++) bhead[c] = -1;
+        int32_t m;
+        const int32_t *mem = vec_intern_get(&dfa, d, &m);
+        for (int32_t i = 0; i < m; i++) {
+            for (int32_t e = z->head.p[mem[i]]; e >= 0; e = z->edges.p[e].next) {
+                rz_edge ed = z->edges.p[e];
+                if (ed.label == RZ_EPS) continue;
+                if (grammar_is_nt(ed.label)) {
+                    VEC_PUSH(pairs, ((rz_pair){ed.label, ed.to}));
+                    continue;
+                }
+                int32_t nc;
+                const int32_t *cl = rz_range_classes(z, ed.label, &nc);
+                for (int32_t k = 0; k < nc; k++) {
+                    VEC_PUSH(bval, ed.to);
+                    VEC_PUSH(bnext, bhead[cl[k]]);
+                    bhead[cl[k]] = (int32_t)bval.n - 1;
+                }
+            }
+        }
+        int64_t first_trans = trans.n;
+        int32_t prev_id = -1;
+        for (int32_t c = 0; c < z->num_classes; c++) {
+            if (bhead[c] < 0) continue;
+            set.n = 0;
+            for (int32_t k = bhead[c]; k >= 0; k = bnext.p[k]) {
+                int32_t t = bval.p[k], j = (int32_t)set.n;
+                VEC_PUSH(set, t);
+                while (j > 0 && set.p[j - 1] > t) { set.p[j] = set.p[j - 1]; j--; }
+                set.p[j] = t;
+                if (j > 0 && set.p[j - 1] == t) {   /* duplicate: remove */
+                    memmove(set.p + j, set.p + j + 1, (size_t)(set.n - j - 1) * sizeof *set.p);
+                    set.n--;
+                }
+            }
+            int32_t to;
+            if (prev_id >= 0 && prev.n == set.n && memcmp(prev.p, set.p, (size_t)set.n * sizeof *set.p) == 0) {
+                to = prev_id;
+            } else {
+                prev.n = 0;
+                for (int64_t k = 0; k < set.n; k++) VEC_PUSH(prev, set.p[k]);
+                rz_closure(z, &set);
+                to = prev_id = vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
+            }
+            int64_t k = first_trans;
+            while (k < trans.n && trans.p[k].to != to) k++;
+            if (k == trans.n) VEC_PUSH(trans, ((rz_trans){d, RZ_EPS, to, {0, 0, 0, 0}}));
+            for (int w = 0; w < 4; w++) trans.p[k].bytes[w] |= z->class_bytes[c][w];
+        }
+        if (pairs.n) {
+            qsort(pairs.p, (size_t)pairs.n, sizeof *pairs.p, rz_cmp_pair);
+            for (int64_t i = 0; i < pairs.n;) {
+                int64_t j = i;
+                set.n = 0;
+                while (j < pairs.n && pairs.p[j].label == pairs.p[i].label) {
+                    if (j == i || pairs.p[j].to != pairs.p[j - 1].to) VEC_PUSH(set, pairs.p[j].to);
+                    j++;
+                }
+                rz_closure(z, &set);
+                int32_t to = vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
+                VEC_PUSH(trans, ((rz_trans){d, pairs.p[i].label, to, {0, 0, 0, 0}}));
+                i = j;
+            }
+        }
+    }
+    if (getenv("RZ_DEBUG")) fprintf(stderr, "opaque %s: nfa %lld dfa %d trans %lld\n", z->g->names[v], (long long)z->head.n, vec_intern_num(&dfa), (long long)trans.n);
+    if (st == STATUS_OK) {
+        /* emission */
+        grammar *out = z->out;
+        int32_t nd = vec_intern_num(&dfa);
+        int32_t *lnt = malloc((size_t)nd * sizeof *lnt);
+        LL_ASSERT(lnt);
+        for (int32_t d = 0; d < nd; d++) lnt[d] = -1;
+        char name[300];
+        for (int64_t i = 0; i < trans.n; i++) {
+            int32_t d = trans.p[i].to;
+            if (lnt[d] < 0) {
+                snprintf(name, sizeof name, "%.250s@%d", z->g->names[v], (int)d);
+                lnt[d] = grammar_add_nonterminal(out, name);
+            }
+        }
+        int32_t vo = z->out_nt[v];
+        for (int64_t i = 0; i < trans.n; i++) {
+            int32_t d = trans.p[i].from, to = trans.p[i].to;
+            uint32_t lab = trans.p[i].label;
+            grammar_sym body[2];
+            if (lab != RZ_EPS) {
+                if (d == 0) { body[0] = lab; grammar_add_rule(out, lnt[to], body, 1); }
+                if (lnt[d] >= 0) { body[0] = grammar_nt(lnt[d]); body[1] = lab; grammar_add_rule(out, lnt[to], body, 2); }
+                continue;
+            }
+            const uint64_t *bytes = trans.p[i].bytes;
+            for (int b = rz_next_bit(bytes, 0, 1); b < 256; b = rz_next_bit(bytes, b, 1)) {
+                int e = rz_next_bit(bytes, b, 0) - 1;   /* the run [b, e] */
+                grammar_sym t = grammar_term(b, e);
+                if (d == 0) { body[0] = t; grammar_add_rule(out, lnt[to], body, 1); }
+                if (lnt[d] >= 0) { body[0] = grammar_nt(lnt[d]); body[1] = t; grammar_add_rule(out, lnt[to], body, 2); }
+                b = e + 1;
+            }
+        }
+        for (int32_t d = 0; d < nd; d++) {
+            int32_t m;
+            const int32_t *mem = vec_intern_get(&dfa, d, &m);
+            int acc = 0;
+            for (int32_t i = 0; i < m && !acc; i++) acc = mem[i] == exit;
+            if (!acc) continue;
+            if (d == 0) grammar_add_rule(out, vo, NULL, 0);
+            if (lnt[d] >= 0) {
+                grammar_sym s = grammar_nt(lnt[d]);
+                grammar_add_rule(out, vo, &s, 1);
+            }
+        }
+        free(lnt);
+    }
+    VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
+    vec_intern_free(&dfa);
+    VEC_FREE(trans);
+    VEC_FREE(pairs);
+    VEC_FREE(set);
+    *st_out = st;
+    return 1;
+}
+
+/* inline size of nt (self references cost nothing when linear, 1 when opaque) */
+static int64_t rz_size(const rz *z, int32_t nt)
+{
+    const grammar *g = z->g;
+    int64_t total = 0;
+    for (int32_t k = z->rstart[nt]; k < z->rstart[nt + 1]; k++) {
+        const grammar_rule *r = &g->rules[z->rlist[k]];
+        const grammar_sym *s = grammar_rule_syms(g, r);
+        total += 1;
+        for (int32_t i = 0; i < r->num_syms; i++) {
+            if (!grammar_is_nt(s[i])) { total += 1; continue; }
+            int32_t w = grammar_nt_index(s[i]);
+            total += w == nt ? (z->linear[nt] ? 0 : 1) : z->opaque[w] ? 1 : z->size[w];
+        }
+        if (total > ((int64_t)1 << 40)) total = (int64_t)1 << 40;
+    }
+    return total;
+}
+
+status_t grammar_regularize(const grammar *in, grammar *out)
+{
+    grammar_init(out);
+    if (in->start < 0) return status_set(STATUS_INVALID_ARG, "grammar has no start rule");
+    const grammar *g = in;
+    int32_t nn = g->num_nts, nr = g->num_rules;
+    rz z;
+    memset(&z, 0, sizeof z);
+    z.g = g;
+    z.out = out;
+    /* productive rules: count unproductive occurrences per rule, worklist by nonterminal */
+    int32_t *cnt = calloc((size_t)nr + 1, sizeof *cnt);
+    int32_t *occ_start = calloc((size_t)nn + 1, sizeof *occ_start);
+    uint8_t *prod = calloc((size_t)nn + 1, 1);
+    LL_ASSERT(cnt && occ_start && prod);
+    for (int32_t r = 0; r < nr; r++) {
+        const grammar_sym *s = grammar_rule_syms(g, &g->rules[r]);
+        for (int32_t i = 0; i < g->rules[r].num_syms; i++)
+            if (grammar_is_nt(s[i])) { cnt[r]++; occ_start[grammar_nt_index(s[i]) + 1]++; }
+    }
+    for (int32_t i = 0; i < nn; i++) occ_start[i + 1] += occ_start[i];
+    int32_t *occ = malloc(((size_t)occ_start[nn] + 1) * sizeof *occ);
+    int32_t *fill = malloc(((size_t)nn + 1) * sizeof *fill);
+    LL_ASSERT(occ && fill);
+    memcpy(fill, occ_start, (size_t)nn * sizeof *fill);
+    for (int32_t r = 0; r < nr; r++) {
+        const grammar_sym *s = grammar_rule_syms(g, &g->rules[r]);
+        for (int32_t i = 0; i < g->rules[r].num_syms; i++)
+            if (grammar_is_nt(s[i])) occ[fill[grammar_nt_index(s[i])]++] = r;
+    }
+    vec_i32 work = {0};
+    for (int32_t r = 0; r < nr; r++)
+        if (cnt[r] == 0 && !prod[g->rules[r].lhs]) { prod[g->rules[r].lhs] = 1; VEC_PUSH(work, g->rules[r].lhs); }
+    while (work.n) {
+        int32_t a = work.p[--work.n];
+        for (int32_t k = occ_start[a]; k < occ_start[a + 1]; k++) {
+            int32_t r = occ[k];
+            if (--cnt[r] == 0 && !prod[g->rules[r].lhs]) { prod[g->rules[r].lhs] = 1; VEC_PUSH(work, g->rules[r].lhs); }
+        }
+    }
+    free(occ);
+    free(occ_start);
+    status_t st = STATUS_OK;
+    if (!prod[g->start]) {
+        st = status_set(STATUS_INVALID_ARG, "the grammar's language is empty (rule '%s' derives no string)", g->names[g->start]);
+        free(cnt); free(fill); free(prod); VEC_FREE(work);
+        return st;
+    }
+    /* productive rules by lhs */
+    z.rstart = calloc((size_t)nn + 1, sizeof *z.rstart);
+    z.rlist = malloc(((size_t)nr + 1) * sizeof *z.rlist);
+    LL_ASSERT(z.rstart && z.rlist);
+    for (int32_t r = 0; r < nr; r++) if (cnt[r] == 0) z.rstart[g->rules[r].lhs + 1]++;
+    for (int32_t i = 0; i < nn; i++) z.rstart[i + 1] += z.rstart[i];
+    memcpy(fill, z.rstart, (size_t)nn * sizeof *fill);
+    for (int32_t r = 0; r < nr; r++) if (cnt[r] == 0) z.rlist[fill[g->rules[r].lhs]++] = r;
+    free(cnt);
+    free(fill);
+    /* Tarjan over reachable nonterminals (iterative); SCCs come out sinks first */
+    int32_t *idx = malloc((size_t)nn * sizeof *idx), *low = malloc((size_t)nn * sizeof *low);
+    int32_t *scc = malloc((size_t)nn * sizeof *scc), *scc_size = calloc((size_t)nn + 1, sizeof *scc_size);
+    uint8_t *on = calloc((size_t)nn + 1, 1), *selfloop = calloc((size_t)nn + 1, 1);
+    LL_ASSERT(idx && low && scc && scc_size && on && selfloop);
+    for (int32_t i = 0; i < nn; i++) idx[i] = -1;
+    vec_i32 order = {0};   /* nonterminals in SCC completion order */
+    vec_i32 tstack = {0};
+    typedef struct { int32_t v, k, i; } frame;   /* rule slot k, symbol i */
+    VEC(frame) calls = {0};
+    int32_t counter = 0, num_scc = 0;
+    VEC_PUSH(calls, ((frame){g->start, z.rstart[g->start], 0}));
+    idx[g->start] = low[g->start] = counter++;
+    VEC_PUSH(tstack, g->start);
+    on[g->start] = 1;
+    while (calls.n) {
+        frame *f = &calls.p[calls.n - 1];
+        int32_t v = f->v, w = -1;
+        while (f->k < z.rstart[v + 1]) {
+            const grammar_rule *r = &g->rules[z.rlist[f->k]];
+            if (f->i >= r->num_syms) { f->k++; f->i = 0; continue; }
+            grammar_sym s = grammar_rule_syms(g, r)[f->i++];
+            if (!grammar_is_nt(s)) continue;
+            w = grammar_nt_index(s);
+            if (w == v) selfloop[v] = 1;
+            if (idx[w] < 0) break;
+            if (on[w] && idx[w] < low[v]) low[v] = idx[w];
+            w = -1;
+        }
+        if (w >= 0) {
+            idx[w] = low[w] = counter++;
+            VEC_PUSH(tstack, w);
+            on[w] = 1;
+            VEC_PUSH(calls, ((frame){w, z.rstart[w], 0}));
+            continue;
+        }
+        if (low[v] == idx[v]) {
+            int32_t x, n = 0;
+            do {
+                x = tstack.p[--tstack.n];
+                on[x] = 0;
+                scc[x] = num_scc;
+                VEC_PUSH(order, x);
+                n++;
+            } while (x != v);
+            scc_size[num_scc++] = n;
+        }
+        calls.n--;
+        if (calls.n) {
+            int32_t u = calls.p[calls.n - 1].v;
+            if (low[v] < low[u]) low[u] = low[v];
+        }
+    }
+    VEC_FREE(calls);
+    VEC_FREE(tstack);
+    z.opaque = calloc((size_t)nn + 1, 1);
+    z.linear = calloc((size_t)nn + 1, 1);
+    z.size = calloc((size_t)nn + 1, sizeof *z.size);
+    z.out_nt = malloc(((size_t)nn + 1) * sizeof *z.out_nt);
+    LL_ASSERT(z.opaque && z.linear && z.size && z.out_nt);
+    for (int64_t oi = 0; oi < order.n; oi++) {
+        int32_t v = order.p[oi];
+        if (v == g->start || scc_size[scc[v]] > 1) z.opaque[v] = 1;
+        if (scc_size[scc[v]] == 1 && selfloop[v]) {
+            int lin = 1;
+            grammar_sym self = grammar_nt(v);
+            for (int32_t k = z.rstart[v]; k < z.rstart[v + 1] && lin; k++) {
+                const grammar_rule *r = &g->rules[z.rlist[k]];
+                const grammar_sym *s = grammar_rule_syms(g, r);
+                int32_t n = r->num_syms, c = 0;
+                for (int32_t i = 0; i < n; i++) c += s[i] == self;
+                if (c > 1 || (c == 1 && s[0] != self && s[n - 1] != self)) lin = 0;
+            }
+            z.linear[v] = (uint8_t)lin;
+            if (!lin) z.opaque[v] = 1;
+        }
+        z.size[v] = rz_size(&z, v);
+    }
+    free(idx); free(low); free(scc); free(scc_size); free(on); free(selfloop); free(prod);
+    VEC_FREE(work);
+    /* output nonterminals for the reachable opaque ones, start first */
+    for (int32_t i = 0; i < nn; i++) z.out_nt[i] = -1;
+    z.out_nt[g->start] = grammar_add_nonterminal(out, g->names[g->start]);
+    for (int64_t oi = 0; oi < order.n; oi++) {
+        int32_t v = order.p[oi];
+        if (z.opaque[v] && z.out_nt[v] < 0) z.out_nt[v] = grammar_add_nonterminal(out, g->names[v]);
+    }
+    out->start = z.out_nt[g->start];
+    z.num_classes = grammar_byte_classes(g, z.class_of);
+    for (int b = 0; b < 256; b++) z.class_bytes[z.class_of[b]][b >> 6] |= 1ull << (b & 63);
+    z.range_cls = calloc(65536, sizeof *z.range_cls);
+    LL_ASSERT(z.range_cls);
+    rz_delimited(&z, &order);
+    for (int64_t oi = order.n - 1; oi >= 0; oi--)
+        if (z.opaque[order.p[oi]]) VEC_PUSH(z.todo, order.p[oi]);
+    for (int64_t i = 0; i < z.todo.n && st == STATUS_OK; i++) {
+        int32_t v = z.todo.p[i];
+        for (;;) {
+            int ok = rz_opaque(&z, v, &st);
+            z.work += z.head.n;
+            if (z.work > GRAMMAR_REGULARIZE_MAX_WORK && st == STATUS_OK) {
+                st = status_set(STATUS_INVALID_ARG, "grammar too large: its automata exceed %d NFA states in all",
+                                GRAMMAR_REGULARIZE_MAX_WORK);
+                break;
+            }
+            if (ok) break;
+            if (!rz_split(&z, v)) {
+                st = status_set(STATUS_INVALID_ARG,
+                                "grammar too large: the automaton of rule '%s' exceeds %d NFA / %d DFA states",
+                                g->names[v], GRAMMAR_REGULARIZE_MAX_NFA_STATES, GRAMMAR_REGULARIZE_MAX_DFA_STATES);
+                break;
+            }
+        }
+    }
+    VEC_FREE(z.todo);
+    free(z.delim);
+    free(z.memo_keys);
+    free(z.memo_vals);
+    VEC_FREE(order);
+    free(z.rstart); free(z.rlist); free(z.opaque); free(z.linear); free(z.size); free(z.out_nt);
+    free(z.range_cls);
+    VEC_FREE(z.range_pool);
+    VEC_FREE(z.head);
+    VEC_FREE(z.edges);
+    VEC_FREE(z.mark);
+    return st;
+}

@@ -1,0 +1,375 @@
+/* token_mask.c — vocabulary trie, per-(below, top) token classification cache, masks; see
+ * token_mask.h. */
+#include "grammar/token_mask.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "grammar/vec.h"
+
+struct token_vocab {
+    const detok_vocab *dv;
+    int32_t size, words;
+    uint8_t *usable;         /* [size] 1 = a grammar may allow it (not special, not empty) */
+    uint8_t *is_eos;         /* [size] */
+    int32_t *eos;            /* [num_eos] */
+    int32_t num_eos;
+    /* trie in preorder; the root is implicit (depth 0) */
+    int32_t num_nodes, max_depth;
+    uint8_t *byte;           /* [num_nodes] */
+    int32_t *depth;          /* [num_nodes] 1.. */
+    int32_t *end;            /* [num_nodes] index after the subtree */
+    int32_t *tok_start;      /* [num_nodes] into sorted */
+    int32_t *tok_count;      /* [num_nodes] tokens whose bytes end here */
+    int32_t *sorted;         /* [num_sorted] usable tokens in byte order */
+    int32_t num_sorted;
+};
+
+static const detok_vocab *token_sort_vocab;
+
+static int token_cmp(const void *a, const void *b)
+{
+    int32_t la, lb;
+    const uint8_t *x = detok_token_bytes(token_sort_vocab, *(const int32_t *)a, &la);
+    const uint8_t *y = detok_token_bytes(token_sort_vocab, *(const int32_t *)b, &lb);
+    int c = memcmp(x, y, (size_t)(la < lb ? la : lb));
+    if (c) return c;
+    if (la != lb) return la < lb ? -1 : 1;
+    return *(const int32_t *)a < *(const int32_t *)b ? -1 : 1;
+}
+
+status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32_t num_eos, token_vocab **out)
+{
+    *out = NULL;
+    int32_t n = detok_vocab_size(dv);
+    for (int32_t i = 0; i < num_eos; i++)
+        if (eos_ids[i] < 0 || eos_ids[i] >= n)
+            return status_set(STATUS_INVALID_ARG, "eos id %d is outside the vocabulary [0, %d)", (int)eos_ids[i], (int)n);
+    token_vocab *tv = calloc(1, sizeof *tv);
+    LL_ASSERT(tv);
+    tv->dv = dv;
+    tv->size = n;
+    tv->words = (n + 31) / 32;
+    tv->usable = calloc((size_t)n, 1);
+    tv->is_eos = calloc((size_t)n, 1);
+    tv->eos = malloc(((size_t)num_eos + 1) * sizeof *tv->eos);
+    tv->sorted = malloc((size_t)n * sizeof *tv->sorted);
+    LL_ASSERT(tv->usable && tv->is_eos && tv->eos && tv->sorted);
+    tv->num_eos = num_eos;
+    for (int32_t i = 0; i < num_eos; i++) { tv->eos[i] = eos_ids[i]; tv->is_eos[eos_ids[i]] = 1; }
+    int64_t total = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t len;
+        detok_token_bytes(dv, i, &len);
+        if (len > 0 && !detok_is_special(dv, i) && !tv->is_eos[i]) {
+            tv->usable[i] = 1;
+            tv->sorted[tv->num_sorted++] = i;
+            total += len;
+        }
+    }
+    token_sort_vocab = dv;   /* qsort has no context argument in C11 */
+    qsort(tv->sorted, (size_t)tv->num_sorted, sizeof *tv->sorted, token_cmp);
+    /* nodes: at most total bytes */
+    tv->byte = malloc((size_t)total + 1);
+    tv->depth = malloc(((size_t)total + 1) * sizeof *tv->depth);
+    tv->end = malloc(((size_t)total + 1) * sizeof *tv->end);
+    tv->tok_start = malloc(((size_t)total + 1) * sizeof *tv->tok_start);
+    tv->tok_count = calloc((size_t)total + 1, sizeof *tv->tok_count);
+    LL_ASSERT(tv->byte && tv->depth && tv->end && tv->tok_start && tv->tok_count);
+    vec_i32 path = {0};   /* path.p[d] = node at depth d + 1 on the current branch */
+    vec_i32 open = {0};   /* nodes whose subtree is still open */
+    const uint8_t *prev = NULL;
+    int32_t prev_len = 0, nn = 0;
+    for (int32_t k = 0; k < tv->num_sorted; k++) {
+        int32_t len;
+        const uint8_t *b = detok_token_bytes(dv, tv->sorted[k], &len);
+        int32_t l = 0;
+        while (l < len && l < prev_len && b[l] == prev[l]) l++;
+        for (int32_t d = l; d < len; d++) {
+            while (open.n && tv->depth[open.p[open.n - 1]] >= d + 1) tv->end[open.p[--open.n]] = nn;
+            tv->byte[nn] = b[d];
+            tv->depth[nn] = d + 1;
+            tv->tok_start[nn] = 0;
+            VEC_RESERVE(path, d + 1);
+            if (path.n < d + 1) path.n = d + 1;
+            path.p[d] = nn;
+            VEC_PUSH(open, nn);
+            nn++;
+        }
+        int32_t node = path.p[len - 1];
+        if (tv->tok_count[node] == 0) tv->tok_start[node] = k;
+        tv->tok_count[node]++;
+        if (len > tv->max_depth) tv->max_depth = len;
+        prev = b;
+        prev_len = len;
+    }
+    while (open.n) tv->end[open.p[--open.n]] = nn;
+    tv->num_nodes = nn;
+    VEC_FREE(path);
+    VEC_FREE(open);
+    *out = tv;
+    return STATUS_OK;
+}
+
+void token_vocab_free(token_vocab *tv)
+{
+    if (!tv) return;
+    free(tv->usable); free(tv->is_eos); free(tv->eos); free(tv->sorted);
+    free(tv->byte); free(tv->depth); free(tv->end); free(tv->tok_start); free(tv->tok_count);
+    free(tv);
+}
+
+int32_t token_vocab_size(const token_vocab *tv) { return tv->size; }
+int32_t token_vocab_mask_words(const token_vocab *tv) { return tv->words; }
+int token_vocab_is_eos(const token_vocab *tv, int32_t token) { return token >= 0 && token < tv->size && tv->is_eos[token]; }
+int32_t token_vocab_num_nodes(const token_vocab *tv) { return tv->num_nodes; }
+
+/* ---- the classification cache ---- */
+
+typedef struct token_mask_entry {
+    uint32_t *accepted;   /* [words] */
+    int32_t *unc;         /* [num_unc] uncertain tokens in trie order */
+    int32_t *unc_lcp;     /* [num_unc] common prefix length with the previous uncertain token */
+    int32_t num_unc;
+    int32_t num_accepted;
+} token_mask_entry;
+
+struct token_mask_table {
+    const dpda *d;
+    const token_vocab *tv;
+    uint64_t *keys;       /* [cap] (below + 1) << 32 | top; UINT64_MAX empty */
+    int32_t *vals;        /* [cap] entry index */
+    int64_t cap;
+    VEC(token_mask_entry) entries;
+    int64_t bytes;
+    dpda_matcher scratch; /* arena for classification walks */
+    int32_t *tops;        /* [max_depth + 1] */
+    int32_t *marks;       /* [max_depth + 1] arena length after tops[d] */
+};
+
+token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
+{
+    token_mask_table *t = calloc(1, sizeof *t);
+    LL_ASSERT(t);
+    t->d = d;
+    t->tv = tv;
+    t->cap = 64;
+    t->keys = malloc((size_t)t->cap * sizeof *t->keys);
+    t->vals = malloc((size_t)t->cap * sizeof *t->vals);
+    t->tops = malloc(((size_t)tv->max_depth + 2) * sizeof *t->tops);
+    t->marks = malloc(((size_t)tv->max_depth + 2) * sizeof *t->marks);
+    LL_ASSERT(t->keys && t->vals && t->tops && t->marks);
+    memset(t->keys, 0xff, (size_t)t->cap * sizeof *t->keys);
+    dpda_matcher_init(&t->scratch, d);
+    return t;
+}
+
+void token_mask_table_free(token_mask_table *t)
+{
+    if (!t) return;
+    for (int64_t i = 0; i < t->entries.n; i++) {
+        free(t->entries.p[i].accepted);
+        free(t->entries.p[i].unc);
+        free(t->entries.p[i].unc_lcp);
+    }
+    VEC_FREE(t->entries);
+    free(t->keys); free(t->vals); free(t->tops); free(t->marks);
+    dpda_matcher_free(&t->scratch);
+    free(t);
+}
+
+int64_t token_mask_table_num_entries(const token_mask_table *t) { return t->entries.n; }
+int64_t token_mask_table_bytes(const token_mask_table *t) { return t->bytes; }
+
+static uint64_t token_mask_slot(uint64_t key, int64_t cap)
+{
+    uint64_t h = key * 0x9E3779B97F4A7C15ull;
+    return (h ^ (h >> 29)) & (uint64_t)(cap - 1);
+}
+
+static void token_mask_put(token_mask_table *t, uint64_t key, int32_t val)
+{
+    if ((t->entries.n + 1) * 2 > t->cap) {
+        int64_t cap = t->cap * 2;
+        uint64_t *keys = malloc((size_t)cap * sizeof *keys);
+        int32_t *vals = malloc((size_t)cap * sizeof *vals);
+        LL_ASSERT(keys && vals);
+        memset(keys, 0xff, (size_t)cap * sizeof *keys);
+        for (int64_t i = 0; i < t->cap; i++) {
+            if (t->keys[i] == UINT64_MAX) continue;
+            uint64_t j = token_mask_slot(t->keys[i], cap);
+            while (keys[j] != UINT64_MAX) j = (j + 1) & (uint64_t)(cap - 1);
+            keys[j] = t->keys[i];
+            vals[j] = t->vals[i];
+        }
+        free(t->keys);
+        free(t->vals);
+        t->keys = keys;
+        t->vals = vals;
+        t->cap = cap;
+    }
+    uint64_t j = token_mask_slot(key, t->cap);
+    while (t->keys[j] != UINT64_MAX) j = (j + 1) & (uint64_t)(t->cap - 1);
+    t->keys[j] = key;
+    t->vals[j] = val;
+}
+
+static int32_t token_mask_find(const token_mask_table *t, uint64_t key)
+{
+    uint64_t j = token_mask_slot(key, t->cap);
+    while (t->keys[j] != UINT64_MAX) {
+        if (t->keys[j] == key) return t->vals[j];
+        j = (j + 1) & (uint64_t)(t->cap - 1);
+    }
+    return -1;
+}
+
+static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
+{
+    int32_t la, lb;
+    const uint8_t *x = detok_token_bytes(tv->dv, a, &la);
+    const uint8_t *y = detok_token_bytes(tv->dv, b, &lb);
+    int32_t l = 0;
+    while (l < la && l < lb && x[l] == y[l]) l++;
+    return l;
+}
+
+/* One trie walk from the partial stack [below, top] (below < 0: top is the bottom). */
+static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t top)
+{
+    const token_vocab *tv = t->tv;
+    const dpda *d = t->d;
+    dpda_matcher *s = &t->scratch;
+    s->num_nodes = 0;
+    /* a partial stack: the bottom node's parent is -2 ("unknown") */
+    dpda_node *nodes;
+    if (s->cap_nodes < 2) {
+        s->cap_nodes = 1024;
+        s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+        LL_ASSERT(s->nodes);
+    }
+    nodes = s->nodes;
+    if (below >= 0) {
+        nodes[0] = (dpda_node){below, -2};
+        nodes[1] = (dpda_node){top, 0};
+        s->num_nodes = 2;
+    } else {
+        nodes[0] = (dpda_node){top, -2};
+        s->num_nodes = 1;
+    }
+    token_mask_entry e = {0};
+    e.accepted = calloc((size_t)tv->words, sizeof *e.accepted);
+    LL_ASSERT(e.accepted);
+    vec_i32 unc = {0};
+    t->tops[0] = s->num_nodes - 1;
+    t->marks[0] = s->num_nodes;
+    for (int32_t i = 0; i < tv->num_nodes;) {
+        int32_t dep = tv->depth[i];
+        s->num_nodes = t->marks[dep - 1];
+        int32_t r = dpda_step(d, s, t->tops[dep - 1], d->class_of[tv->byte[i]]);
+        if (r == -1) { i = tv->end[i]; continue; }
+        if (r == -2) {
+            /* every token of the subtree depends on the stack below */
+            for (int32_t j = i; j < tv->end[i]; j++)
+                for (int32_t k = 0; k < tv->tok_count[j]; k++) VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
+            i = tv->end[i];
+            continue;
+        }
+        t->tops[dep] = r;
+        t->marks[dep] = s->num_nodes;
+        for (int32_t k = 0; k < tv->tok_count[i]; k++) {
+            int32_t tok = tv->sorted[tv->tok_start[i] + k];
+            e.accepted[tok >> 5] |= 1u << (tok & 31);
+            e.num_accepted++;
+        }
+        i++;
+    }
+    e.num_unc = (int32_t)unc.n;
+    e.unc = unc.p ? unc.p : malloc(sizeof(int32_t));
+    e.unc_lcp = malloc(((size_t)unc.n + 1) * sizeof *e.unc_lcp);
+    LL_ASSERT(e.unc && e.unc_lcp);
+    for (int64_t k = 0; k < unc.n; k++) e.unc_lcp[k] = k ? token_lcp(tv, unc.p[k - 1], unc.p[k]) : 0;
+    t->bytes += (int64_t)tv->words * 4 + unc.n * 8;
+    VEC_PUSH(t->entries, e);
+    int32_t id = (int32_t)t->entries.n - 1;
+    token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
+    return id;
+}
+
+int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
+{
+    const token_vocab *tv = t->tv;
+    const dpda *d = t->d;
+    int32_t top_node = m->top;
+    int32_t parent = m->nodes[top_node].parent;
+    int32_t below = parent >= 0 ? m->nodes[parent].state : -1, top = m->nodes[top_node].state;
+    uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top;
+    int32_t id = token_mask_find(t, key);
+    if (id < 0) id = token_mask_classify(t, below, top);
+    const token_mask_entry *e = &t->entries.p[id];
+    memcpy(mask, e->accepted, (size_t)tv->words * sizeof *mask);
+    int32_t count = e->num_accepted;
+    /* uncertain tokens on the real stack; tops[j] = stack after j bytes of the current token */
+    int32_t base = m->num_nodes;
+    int32_t *tops = t->tops, *marks = t->marks;
+    tops[0] = top_node;
+    marks[0] = base;
+    int32_t valid = 0, fail_at = INT32_MAX;
+    for (int32_t k = 0; k < e->num_unc; k++) {
+        int32_t tok = e->unc[k], len;
+        const uint8_t *b = detok_token_bytes(tv->dv, tok, &len);
+        int32_t l = e->unc_lcp[k];
+        if (l > fail_at) continue;   /* extends a prefix that was rejected */
+        int32_t j = l < valid ? l : valid;
+        fail_at = INT32_MAX;
+        for (; j < len; j++) {
+            m->num_nodes = marks[j];
+            int32_t r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
+            if (r < 0) break;
+            tops[j + 1] = r;
+            marks[j + 1] = m->num_nodes;
+        }
+        valid = j;
+        if (j < len) { fail_at = j; continue; }
+        mask[tok >> 5] |= 1u << (tok & 31);
+        count++;
+    }
+    m->num_nodes = base;
+    if (tv->num_eos) {
+        int acc = dpda_matcher_is_accepting(m);
+        for (int32_t i = 0; i < tv->num_eos; i++) {
+            int32_t tok = tv->eos[i];
+            if (acc) { mask[tok >> 5] |= 1u << (tok & 31); count++; }
+        }
+    }
+    return count;
+}
+
+int32_t token_mask_fill_brute(const token_vocab *tv, dpda_matcher *m, uint32_t *mask)
+{
+    memset(mask, 0, (size_t)tv->words * sizeof *mask);
+    int32_t count = 0;
+    for (int32_t tok = 0; tok < tv->size; tok++) {
+        if (token_mask_advance_token(tv, m, tok)) {
+            mask[tok >> 5] |= 1u << (tok & 31);
+            count++;
+            if (!tv->is_eos[tok]) {
+                int32_t len;
+                detok_token_bytes(tv->dv, tok, &len);
+                dpda_matcher_rollback(m, len);
+            }
+        }
+    }
+    return count;
+}
+
+int token_mask_advance_token(const token_vocab *tv, dpda_matcher *m, int32_t token)
+{
+    if (token < 0 || token >= tv->size) return 0;
+    if (tv->is_eos[token]) return dpda_matcher_is_accepting(m);
+    if (!tv->usable[token]) return 0;
+    int32_t len;
+    const uint8_t *b = detok_token_bytes(tv->dv, token, &len);
+    return dpda_matcher_advance_bytes(m, b, (size_t)len);
+}

@@ -1,0 +1,59 @@
+/* token_mask.h — allowed-token bitmasks for a DPDA matcher over a real vocabulary.
+ *
+ * token_vocab: the vocabulary's byte strings as a trie, built once per vocabulary from the
+ * detokenizer's token → bytes table (engine/detokenizer.h).  Nodes are stored in preorder
+ * (byte, depth, end of subtree, tokens ending here), so a walk is a linear scan that skips a
+ * rejected subtree in one jump; tokens sharing a prefix share its walk.  Special tokens and
+ * empty byte strings are never allowed by a grammar; the EOS ids are allowed exactly when the
+ * matcher is in an accepting state.
+ *
+ * token_mask_table: per (dpda, vocab) cache, filled lazily.  Its key is the top two states of
+ * the parse stack (below, top).  For a key, one trie walk from a PARTIAL stack [below, top]
+ * classifies every token: accepted or rejected whatever lies under `below`, or uncertain
+ * (its walk pops `below`).  The entry stores the accepted tokens as a bitmask and the
+ * uncertain ones as a list in trie order with the common-prefix length to the previous
+ * entry.  A mask is then: copy the accepted bits, walk the uncertain list on the real stack
+ * (shared prefixes walked once, a failed prefix skips every token that extends it), then EOS.
+ * Uncertain tokens are typically few (those that close a string or value).  Not thread-safe:
+ * one table per thread, or external locking.
+ *
+ * Masks: uint32 words [token_vocab_mask_words(v)], bit (i % 32) of word i / 32 set = token i
+ * allowed (sampling_sample_row's allowed_mask layout).
+ */
+#ifndef LIGHTLLM_GRAMMAR_TOKEN_MASK_H
+#define LIGHTLLM_GRAMMAR_TOKEN_MASK_H
+
+#include <stdint.h>
+
+#include "engine/detokenizer.h"
+#include "grammar/dpda.h"
+
+typedef struct token_vocab token_vocab;
+
+/* Builds the trie from v (which must outlive the token_vocab); eos_ids: tokens that end the
+ * output.  Errors: STATUS_INVALID_ARG for an EOS id outside the vocabulary. */
+status_t token_vocab_create(const detok_vocab *v, const int32_t *eos_ids, int32_t num_eos, token_vocab **out);
+void token_vocab_free(token_vocab *tv);
+int32_t token_vocab_size(const token_vocab *tv);
+int32_t token_vocab_mask_words(const token_vocab *tv);   /* ceil(size / 32) */
+int token_vocab_is_eos(const token_vocab *tv, int32_t token);
+int32_t token_vocab_num_nodes(const token_vocab *tv);
+
+typedef struct token_mask_table token_mask_table;
+
+token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv);
+void token_mask_table_free(token_mask_table *t);
+/* Cache statistics: entries and bytes held. */
+int64_t token_mask_table_num_entries(const token_mask_table *t);
+int64_t token_mask_table_bytes(const token_mask_table *t);
+
+/* mask[token_vocab_mask_words] for the matcher's current state; returns the number of allowed
+ * tokens.  The matcher is unchanged (its arena is used as scratch above num_nodes). */
+int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask);
+/* Reference: every token's bytes fed to the matcher one by one (slow; for tests). */
+int32_t token_mask_fill_brute(const token_vocab *tv, dpda_matcher *m, uint32_t *mask);
+/* Advances by one token's bytes: 1 accepted, 0 rejected (matcher unchanged).  An EOS id is
+ * accepted (without moving) iff the matcher is accepting; special/empty tokens are rejected. */
+int token_mask_advance_token(const token_vocab *tv, dpda_matcher *m, int32_t token);
+
+#endif

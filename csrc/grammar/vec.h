@@ -1,0 +1,111 @@
+/* vec.h — small containers shared by the grammar compiler files (regularize, lr, dpda,
+ * token_mask).  VEC(T) is a struct {T *p; int64_t n, cap;}; VEC_PUSH appends (allocation
+ * failure is fatal, as everywhere in csrc/grammar); VEC_FREE releases.  vec_intern maps
+ * int32 arrays (DFA subsets, LR kernels) to dense ids. */
+#ifndef LIGHTLLM_GRAMMAR_VEC_H
+#define LIGHTLLM_GRAMMAR_VEC_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+#define VEC(T) struct { T *p; int64_t n, cap; }
+
+#define VEC_RESERVE(v, need)                                                              \
+    do {                                                                                  \
+        if ((int64_t)(need) > (v).cap) {                                                  \
+            int64_t vec_cap_ = (v).cap ? (v).cap : 16;                                    \
+            while (vec_cap_ < (int64_t)(need)) vec_cap_ *= 2;                             \
+            void *vec_p_ = realloc((v).p, (size_t)vec_cap_ * sizeof *(v).p);              \
+            LL_ASSERT(vec_p_);                                                            \
+            (v).p = vec_p_;                                                               \
+            (v).cap = vec_cap_;                                                           \
+        }                                                                                 \
+    } while (0)
+
+#define VEC_PUSH(v, x)                                                                    \
+    do {                                                                                  \
+        VEC_RESERVE(v, (v).n + 1);                                                        \
+        (v).p[(v).n++] = (x);                                                             \
+    } while (0)
+
+#define VEC_FREE(v)                                                                       \
+    do {                                                                                  \
+        free((v).p);                                                                      \
+        (v).p = NULL;                                                                     \
+        (v).n = (v).cap = 0;                                                              \
+    } while (0)
+
+typedef VEC(int32_t) vec_i32;
+typedef VEC(int64_t) vec_i64;
+
+typedef struct vec_intern {
+    int32_t *slots;   /* [cap] id or -1 */
+    int64_t cap;
+    vec_i32 pool;     /* the arrays back to back */
+    vec_i64 off;      /* [num + 1] offsets into pool */
+} vec_intern;
+
+static inline uint64_t vec_hash_i32(const int32_t *a, int64_t n)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)n;
+    for (int64_t i = 0; i < n; i++) h = (h ^ (uint32_t)a[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+static inline int32_t vec_intern_num(const vec_intern *t) { return t->off.n ? (int32_t)(t->off.n - 1) : 0; }
+static inline const int32_t *vec_intern_get(const vec_intern *t, int32_t id, int32_t *n)
+{
+    *n = (int32_t)(t->off.p[id + 1] - t->off.p[id]);
+    return t->pool.p + t->off.p[id];
+}
+
+/* Returns the id of a[0..n); *added = 1 when it is new. */
+static inline int32_t vec_intern_add(vec_intern *t, const int32_t *a, int32_t n, int *added)
+{
+    if (t->off.n == 0) VEC_PUSH(t->off, 0);
+    int32_t num = vec_intern_num(t);
+    if ((int64_t)num * 2 + 2 > t->cap) {
+        int64_t cap = t->cap ? t->cap * 2 : 256;
+        while ((int64_t)num * 2 + 2 > cap) cap *= 2;
+        free(t->slots);
+        t->slots = malloc((size_t)cap * sizeof *t->slots);
+        LL_ASSERT(t->slots);
+        for (int64_t i = 0; i < cap; i++) t->slots[i] = -1;
+        t->cap = cap;
+        for (int32_t id = 0; id < num; id++) {
+            int32_t m;
+            const int32_t *b = vec_intern_get(t, id, &m);
+            uint64_t i = vec_hash_i32(b, m) & (uint64_t)(cap - 1);
+            while (t->slots[i] >= 0) i = (i + 1) & (uint64_t)(cap - 1);
+            t->slots[i] = id;
+        }
+    }
+    uint64_t i = vec_hash_i32(a, n) & (uint64_t)(t->cap - 1);
+    while (t->slots[i] >= 0) {
+        int32_t m;
+        const int32_t *b = vec_intern_get(t, t->slots[i], &m);
+        if (m == n && (n == 0 || memcmp(a, b, (size_t)n * sizeof *a) == 0)) { *added = 0; return t->slots[i]; }
+        i = (i + 1) & (uint64_t)(t->cap - 1);
+    }
+    t->slots[i] = num;
+    VEC_RESERVE(t->pool, t->pool.n + n);
+    if (n) memcpy(t->pool.p + t->pool.n, a, (size_t)n * sizeof *a);
+    t->pool.n += n;
+    VEC_PUSH(t->off, t->pool.n);
+    *added = 1;
+    return num;
+}
+
+static inline void vec_intern_free(vec_intern *t)
+{
+    free(t->slots);
+    VEC_FREE(t->pool);
+    VEC_FREE(t->off);
+    t->slots = NULL;
+    t->cap = 0;
+}
+
+#endif

@@ -1,0 +1,118 @@
+"""The grammar compiler (csrc/grammar: regularize → LALR(1) → DPDA) and token masks through
+lightllm._C.GrammarCompiler / GrammarMatcher: the matcher agrees with the Earley reference on
+MaskBench instances (whole-text acceptance on a sample, byte-by-byte prefix acceptance on a
+smaller one), the fast mask equals brute force with the real Qwen3 vocabulary, the content
+cache hits, rollback works, and conflicts / unsupported keywords fail with clear errors."""
+import json
+import os
+import random
+import sys
+
+import pytest
+
+from lightllm import _C
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_grammar_frontends import MASKBENCH, dump, reorder  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QWEN3 = os.path.join(ROOT, "..", "shared", "tokenizers", "qwen3")
+
+
+def test_compile_match_rollback():
+    gc = _C.GrammarCompiler()
+    g = gc.compile("regex", r"(a|ab)(c|bcd)(d*)")
+    assert not g.cache_hit and gc.compile("regex", r"(a|ab)(c|bcd)(d*)").cache_hit and gc.num_cached == 1
+    m = g.matcher()
+    assert m.advance_bytes(b"abcd") and m.is_accepting() and m.num_bytes == 4
+    assert not m.advance_bytes(b"dx") and m.num_bytes == 4          # all or nothing
+    m.rollback_bytes(2)
+    assert m.num_bytes == 2 and not m.is_accepting() and m.advance_bytes(b"c") and m.is_accepting()
+    e = gc.compile("ebnf", 'root ::= "{" ("\\"k\\":" [0-9]+)? "}"').matcher()
+    assert e.advance_bytes(b'{"k":12}') and e.is_accepting()
+    c = gc.compile("choice", '["yes", "no", "n/a"]').matcher()
+    assert c.advance_bytes(b"n") and not c.is_accepting() and c.advance_bytes(b"o") and c.is_accepting()
+    with pytest.raises(ValueError, match=r"not LALR\(1\): reduce/reduce conflict on '\(' after input '\('"):
+        gc.compile("ebnf", 'root ::= x | y\nx ::= "(" x ")" | "a"\ny ::= "(" y ")" | "a"\n')
+    with pytest.raises(ValueError, match="unsupported JSON Schema keyword 'not'"):
+        gc.compile("json_schema", '{"not": {}}')
+
+
+def _cases(step):
+    files = sorted(os.listdir(MASKBENCH))
+    for name in files[::step]:
+        with open(os.path.join(MASKBENCH, name), encoding="utf-8") as f:
+            case = json.load(f)
+        yield name, case, json.dumps(case["schema"], ensure_ascii=False)
+
+
+@pytest.mark.skipif(not os.path.isdir(MASKBENCH), reason="MaskBench data not present")
+def test_maskbench_agrees_with_earley():
+    gc = _C.GrammarCompiler()
+    stats = dict(front_end=0, compiled=0, texts=0, prefix_texts=0)
+    errors = {}
+    for i, (name, case, schema) in enumerate(_cases(40)):
+        try:
+            _C.grammar_from_json_schema(schema)
+        except ValueError:
+            continue
+        stats["front_end"] += 1
+        try:
+            g = gc.compile("json_schema", schema)
+        except ValueError as e:
+            errors[name] = str(e)[:160]
+            continue
+        stats["compiled"] += 1
+        for t in case["tests"]:
+            text = dump(reorder(t["data"], case["schema"], case["schema"]))
+            if text is None or len(text) > 4000:
+                continue
+            m = g.matcher()
+            ok = m.advance_bytes(text) and m.is_accepting()
+            assert ok == _C.grammar_accepts("json_schema", schema, text), (name, text[:200])
+            stats["texts"] += 1
+            if i % 3 == 0 and len(text) <= 160:   # byte by byte (Earley per prefix is quadratic)
+                m = g.matcher()
+                for k in range(len(text)):
+                    got = m.advance_bytes(text[k:k + 1])
+                    assert got == _C.grammar_accepts("json_schema", schema, text[:k + 1], prefix=True), (name, k)
+                    if not got:
+                        break
+                stats["prefix_texts"] += 1
+    print(f"\nDPDA on a MaskBench sample: {stats}; conflict-free {100 * stats['compiled'] / stats['front_end']:.1f}% "
+          f"of the schemas the front end accepts")
+    for k, v in list(errors.items())[:5]:
+        print("  ", k, v)
+    assert stats["compiled"] >= 0.85 * stats["front_end"]
+
+
+@pytest.mark.skipif(not (os.path.isdir(MASKBENCH) and os.path.isdir(QWEN3)), reason="MaskBench / Qwen3 tokenizer absent")
+def test_masks_equal_brute_force_qwen3():
+    from lightllm.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(QWEN3)
+    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
+    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    rng = random.Random(0)
+    checked = 0
+    for name, case, schema in _cases(300):
+        try:
+            g = gc.compile("json_schema", schema)
+        except ValueError:
+            continue
+        valid = [t for t in case["tests"] if t["valid"]]
+        if not valid:
+            continue
+        text = dump(reorder(valid[0]["data"], case["schema"], case["schema"]))
+        if text is None:
+            continue
+        ids = tok.encode(text.decode("utf-8"), add_special_tokens=False)
+        m = g.matcher()
+        picks = set(rng.sample(range(len(ids) + 1), min(3, len(ids) + 1)))
+        for i, tid in enumerate(ids + [tok.eos_token_id]):
+            if i in picks:
+                assert m.mask() == m.mask_brute(), (name, i)
+                checked += 1
+            assert m.advance_token(tid), (name, i)
+        m.rollback_tokens(len(ids) + 1)   # the EOS counts as a token of 0 bytes
+        assert m.num_bytes == 0 and m.mask() == m.mask_brute()
+    assert checked >= 20
