@@ -6,6 +6,7 @@ the shared-memory segments are unlinked. A child that dies makes /health answer 
 server exit with status 1. --single-process serves from one in-process engine thread instead."""
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -35,6 +36,7 @@ FLAGS = [
     ("--single-process", [], dict(action="store_true", help="no router/backend processes: one engine thread here")),
     ("--disable-overlap", ["--disable-overlap-schedule"], dict(action="store_true", help="one backend inference "
                                                                "thread: no folding of CPU work under the forward")),
+    ("--disable-cudagraph", [], dict(action="store_true", help="run decode steps eagerly instead of as CUDA graphs")),
     ("--queue-wait-s", [], dict(type=float, default=30.0, help="how long a request waits for a free request slot "
                                                                 "before 503 + Retry-After")),
 ]
@@ -63,6 +65,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.tp != 1:
         parser.error(f"--tp {args.tp}: tensor parallelism is not available in this version; use --tp 1")
+    if args.disable_cudagraph:
+        os.environ["LIGHTLLM_CUDA_GRAPHS"] = "0"  # read by the CUDA backend, here or in the backend process
     import uvicorn
     from lightllm.server.api_server import build_app
 
