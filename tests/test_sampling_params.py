@@ -2,13 +2,12 @@
 in tests/c/test_sampling.c check the sampler's distributions exactly)."""
 import json
 import math
-import os
 import shutil
 
 import numpy as np
 import pytest
 
-from conftest import load_fixture, shared_path
+from conftest import load_fixture, tiny_qwen3_dir
 from lightllm import LLM, SamplingParams
 
 
@@ -145,17 +144,7 @@ def test_invalid_values_name_the_parameter(kw, field):
 def test_stop_strings_with_real_tokenizer(tmp_path):
     """Dummy-weight Qwen3-shaped model with the real Qwen3 vocabulary: text is exactly the HF
     decode of the tokens, stop strings cut the text (or keep it with include_stop_str_in_output)."""
-    tok = shared_path("tokenizers", "qwen3")
-    d = tmp_path / "qwen3-tiny"
-    d.mkdir()
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(tok, f), d / f)
-    cfg = {"architectures": ["Qwen3ForCausalLM"], "vocab_size": 151936, "hidden_size": 64, "intermediate_size": 128,
-           "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
-           "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1e6, "tie_word_embeddings": True,
-           "eos_token_id": 151645}
-    (d / "config.json").write_text(json.dumps(cfg))
-    llm = LLM(str(d), load_format="dummy")
+    llm = LLM(tiny_qwen3_dir(tmp_path / "qwen3-tiny", 512), load_format="dummy")
     tk = llm.get_tokenizer()
     outs = llm.generate(["你好, world! 🚀"] * 3, [SamplingParams(temperature=1.0, max_tokens=48, seed=s, ignore_eos=True)
                                               for s in range(3)], use_tqdm=False)

@@ -5,7 +5,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +19,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 
-from conftest import shared_path  # noqa: E402
+from conftest import tiny_qwen3_dir  # noqa: E402
 TESTS = os.path.dirname(os.path.abspath(__file__))  # cwd of server subprocesses: the installed package, not the source tree
 from lightllm.tokenizer import Tokenizer  # noqa: E402
 
@@ -57,17 +56,7 @@ def _start(args, log_path):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    tok = shared_path("tokenizers", "qwen3")
-    d = tmp_path_factory.mktemp("server") / MODEL
-    d.mkdir()
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(tok, f), d / f)
-    cfg = {"architectures": ["Qwen3ForCausalLM"], "vocab_size": 151936, "hidden_size": 64, "intermediate_size": 128,
-           "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
-           "max_position_embeddings": MAX_MODEL_LEN, "rms_norm_eps": 1e-6, "rope_theta": 1e6,
-           "tie_word_embeddings": True, "eos_token_id": 151645}
-    (d / "config.json").write_text(json.dumps(cfg))
-    return str(d)
+    return tiny_qwen3_dir(tmp_path_factory.mktemp("server") / MODEL, MAX_MODEL_LEN)
 
 
 @pytest.fixture(scope="module")

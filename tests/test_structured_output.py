@@ -8,10 +8,9 @@ leave the grammar (num_grammar_rejects stays 0)."""
 import json
 import os
 import re
-import shutil
 
 import pytest
-from conftest import shared_path
+from conftest import tiny_qwen3_dir
 
 jsonschema = pytest.importorskip("jsonschema")
 from lightllm import LLM, SamplingParams  # noqa: E402
@@ -23,17 +22,8 @@ NUM_SCHEMAS = 60
 
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory):
-    tok = shared_path("tokenizers", "qwen3")
-    d = tmp_path_factory.mktemp("structured") / "qwen3-tiny"
-    d.mkdir()
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(tok, f), d / f)
-    cfg = {"architectures": ["Qwen3ForCausalLM"], "vocab_size": 151936, "hidden_size": 64, "intermediate_size": 128,
-           "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
-           "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "rope_theta": 1e6, "tie_word_embeddings": True,
-           "eos_token_id": 151645}
-    (d / "config.json").write_text(json.dumps(cfg))
-    return LLM(str(d), load_format="dummy", device="cpu", max_model_len=1024, max_num_seqs=128, seed=3)
+    d = tiny_qwen3_dir(tmp_path_factory.mktemp("structured") / "qwen3-tiny", 2048)
+    return LLM(d, load_format="dummy", device="cpu", max_model_len=1024, max_num_seqs=128, seed=3)
 
 
 def maskbench_schemas(n):

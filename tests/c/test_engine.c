@@ -89,27 +89,39 @@ static status_t tick(engine *e, int mode, engine_step_ctx **prev)
     return s;
 }
 
-/* Runs every fixture prompt (twice, as requests 0..2k-1) and checks the greedy tokens. */
-static void run_greedy(int32_t num_slots, int32_t estimate_cap, int32_t chunk, int abort_one, int mode)
+/* The qwen3 fixture's prompts and an engine over its checkpoint on the CPU backend (8 sequences,
+ * 64 tokens a step, eos 2); 0 when the fixture cannot be read. */
+static int fixture_engine(const engine_args *args, fixture *f, backend **be, engine **e)
 {
     const char *dir = "tests/fixtures/qwen3";
-    fixture f;
-    if (!fixture_load(dir, &f)) {
+    if (!fixture_load(dir, f)) {
         fprintf(stderr, "cannot read %s/reference.json (run from the repository root)\n", dir);
         test_failures++;
-        return;
+        return 0;
     }
     model_config c;
     qwen3_fixture_config(&c);
-    backend *be;
     model *m;
-    engine *e;
-    CHECK_EQ_INT(backend_cpu_create(2, &be), STATUS_OK);
-    CHECK_EQ_INT(model_load(&c, dir, 0, 0, be, &m), STATUS_OK);
-    engine_args a = {.max_num_seqs = 8, .max_batch_tokens = 64, .chunked_prefill_size = chunk, .num_kv_slots = num_slots,
-                     .kv_memory_bytes = 1 << 24, .enable_prefix_caching = 1, .estimate_max_new_tokens = estimate_cap};
+    CHECK_EQ_INT(backend_cpu_create(2, be), STATUS_OK);
+    CHECK_EQ_INT(model_load(&c, dir, 0, 0, *be, &m), STATUS_OK);
+    engine_args a = *args;
+    a.max_num_seqs = 8;
+    a.max_batch_tokens = 64;
+    a.kv_memory_bytes = 1 << 24;
+    a.enable_prefix_caching = 1;
     const int32_t eos = 2;
-    CHECK_EQ_INT(engine_create(m, &a, NULL, &eos, 1, &e), STATUS_OK);
+    CHECK_EQ_INT(engine_create(m, &a, NULL, &eos, 1, e), STATUS_OK);
+    return 1;
+}
+
+/* Runs every fixture prompt (twice, as requests 0..2k-1) and checks the greedy tokens. */
+static void run_greedy(int32_t num_slots, int32_t estimate_cap, int32_t chunk, int abort_one, int mode)
+{
+    fixture f;
+    backend *be;
+    engine *e;
+    const engine_args a = {.chunked_prefill_size = chunk, .num_kv_slots = num_slots, .estimate_max_new_tokens = estimate_cap};
+    if (!fixture_engine(&a, &f, &be, &e)) return;
     engine_request_params p;
     memset(&p, 0, sizeof p);
     sampling_params_default(&p.sp);
@@ -160,21 +172,10 @@ static void run_greedy(int32_t num_slots, int32_t estimate_cap, int32_t chunk, i
 static void run_sampled(int mode, int32_t out[8][2][24])
 {
     fixture f;
-    if (!fixture_load("tests/fixtures/qwen3", &f)) {
-        test_failures++;
-        return;
-    }
-    model_config c;
-    qwen3_fixture_config(&c);
     backend *be;
-    model *m;
     engine *e;
-    CHECK_EQ_INT(backend_cpu_create(2, &be), STATUS_OK);
-    CHECK_EQ_INT(model_load(&c, "tests/fixtures/qwen3", 0, 0, be, &m), STATUS_OK);
-    engine_args a = {.max_num_seqs = 8, .max_batch_tokens = 64, .chunked_prefill_size = 16, .kv_memory_bytes = 1 << 24,
-                     .enable_prefix_caching = 1};
-    const int32_t eos = 2;
-    CHECK_EQ_INT(engine_create(m, &a, NULL, &eos, 1, &e), STATUS_OK);
+    const engine_args a = {.chunked_prefill_size = 16};
+    if (!fixture_engine(&a, &f, &be, &e)) return;
     const int32_t np = f.prompts->count;
     for (int32_t r = 0; r < 2 * np; r++) {
         engine_request_params p;
