@@ -2,9 +2,7 @@
 #include "grammar/dpda.h"
 
 #include <stdlib.h>
-#include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/log.h"
 #include "grammar/regularize.h"
@@ -60,10 +58,7 @@ status_t dpda_compile(const grammar *g, dpda **out)
     if (st != STATUS_OK) { grammar_free(&rg); return st; }
     dpda *d = calloc(1, sizeof *d);
     LL_ASSERT(d);
-    struct timespec t0, t1, t2;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     st = lr_build(&rg, &d->lr);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     d->num_rules = rg.num_rules;
     d->num_nts = rg.num_nts;
     grammar_free(&rg);
@@ -115,12 +110,6 @@ status_t dpda_compile(const grammar *g, dpda **out)
         }
     }
     vec_intern_free(&edges);
-    clock_gettime(CLOCK_MONOTONIC, &t2);
-    if (getenv("DPDA_DEBUG"))
-        fprintf(stderr, "dpda: %d rules %d nts -> %d states %d classes %d edges; lr %.2f ms edges %.2f ms\n", d->num_rules,
-                d->num_nts, d->num_states, d->num_terms - 1, d->num_edges,
-                (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
-                (t2.tv_sec - t1.tv_sec) * 1e3 + (t2.tv_nsec - t1.tv_nsec) / 1e6);
     if (st != STATUS_OK) { dpda_free(d); return st; }
     *out = d;
     return STATUS_OK;
