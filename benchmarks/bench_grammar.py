@@ -48,13 +48,14 @@ def summary(name, mask_ns, compile_s, compiled, tried, extra=""):
 class Peers:
     """xgrammar / llguidance on the same tokenizer.json (through transformers' fast tokenizer)."""
 
-    def __init__(self, names, tok_dir, vocab_size, eos):
+    def __init__(self, names, tok_dir, vocab_size, eos, eos_token):
         self.engines = {}
         self.errors = {}
         hf = None
         try:
             import transformers
-            hf = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(tok_dir, "tokenizer.json"))
+            hf = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(tok_dir, "tokenizer.json"),
+                                                      eos_token=eos_token)
         except Exception as e:  # noqa: BLE001
             self.errors["transformers"] = repr(e)
         if hf is not None and "llguidance" in names:
@@ -119,7 +120,7 @@ def bench_vocab(vname, args, cases):
     eos = tok.eos_token_id
     vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
     gc = _C.GrammarCompiler(vocab, [eos])
-    peers = Peers(args.peers.split(",") if args.peers else [], tok_dir, vocab.vocab_size, eos)
+    peers = Peers(args.peers.split(",") if args.peers else [], tok_dir, vocab.vocab_size, eos, tok.eos_token)
     print(f"\n== {vname}: vocab {vocab.vocab_size}, trie nodes built once; eos {eos}; peers: "
           f"{', '.join(peers.engines) or 'none'}" + (f"; unavailable: {peers.errors}" if peers.errors else ""))
     res = {k: dict(mask=[], compile=[], ok=0, tried=0, rejected=0) for k in ["lightllm", "lightllm_py", *peers.engines]}

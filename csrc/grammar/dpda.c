@@ -234,3 +234,27 @@ void dpda_matcher_rollback(dpda_matcher *m, int32_t num_bytes)
     m->top = m->hist[2 * m->num_bytes];
     m->num_nodes = m->hist[2 * m->num_bytes + 1];
 }
+
+int32_t dpda_matcher_forced_bytes(dpda_matcher *m, uint8_t *out, int32_t max)
+{
+    int32_t n = 0;
+    const dpda *d = m->d;
+    while (n < max && !dpda_matcher_is_accepting(m)) {
+        /* classes that step; a forced byte is the only byte of the only such class */
+        int32_t cls = -1, count = 0, mark = m->num_nodes;
+        for (int32_t c = 0; c < d->eof && count < 2; c++) {
+            if (!d->pre[(int64_t)m->nodes[m->top].state * d->num_terms + c]) continue;
+            int32_t t = dpda_step(d, m, m->top, c);
+            m->num_nodes = mark;
+            if (t >= 0) { cls = c; count++; }
+        }
+        if (count != 1) break;
+        int b0 = -1, nb = 0;
+        for (int b = 0; b < 256; b++)
+            if (d->class_of[b] == cls) { b0 = b; nb++; }
+        if (nb != 1 || !dpda_matcher_advance(m, (uint8_t)b0)) break;
+        out[n++] = (uint8_t)b0;
+    }
+    dpda_matcher_rollback(m, n);
+    return n;
+}
