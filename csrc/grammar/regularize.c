@@ -382,13 +382,6 @@ static void rz_part_split(rz_part *p)
     }
 }
 
-static const int32_t *rz_sort_labels;
-static int rz_cmp_by_label(const void *a, const void *b)
-{
-    int32_t x = rz_sort_labels[*(const int32_t *)a], y = rz_sort_labels[*(const int32_t *)b];
-    return x < y ? -1 : x > y;
-}
-
 /* Minimises a complete-or-partial DFA (all states reachable and co-reachable): transitions
  * tail[i] -label[i]-> head[i].  Writes block[state]; returns the number of blocks. */
 static int32_t rz_minimize(int32_t n, int32_t m, const int32_t *tail, const int32_t *label, const int32_t *head,
@@ -400,8 +393,16 @@ static int32_t rz_minimize(int32_t n, int32_t m, const int32_t *tail, const int3
     rz_part_split(&B);
     rz_part_init(&C, m);
     if (m) {
-        rz_sort_labels = label;
-        qsort(C.E, (size_t)m, sizeof *C.E, rz_cmp_by_label);
+        /* transitions ordered by label (counting sort; no shared state, compiles may run in
+         * several threads) */
+        int32_t max_label = 0;
+        for (int32_t i = 0; i < m; i++) if (label[i] > max_label) max_label = label[i];
+        int32_t *cnt = calloc((size_t)max_label + 2, sizeof *cnt);
+        LL_ASSERT(cnt);
+        for (int32_t i = 0; i < m; i++) cnt[label[i] + 1]++;
+        for (int32_t k = 0; k <= max_label; k++) cnt[k + 1] += cnt[k];
+        for (int32_t i = 0; i < m; i++) C.E[cnt[label[i]]++] = i;
+        free(cnt);
         C.z = 0;
         C.M[0] = 0;
         int32_t a = label[C.E[0]];

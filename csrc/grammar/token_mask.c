@@ -52,17 +52,18 @@ typedef struct token_region {
     token_mask_entry e;
 } token_region;
 
-static const detok_vocab *token_sort_vocab;
+typedef struct token_sort_item {
+    const uint8_t *bytes;
+    int32_t len, id;
+} token_sort_item;
 
 static int token_cmp(const void *a, const void *b)
 {
-    int32_t la, lb;
-    const uint8_t *x = detok_token_bytes(token_sort_vocab, *(const int32_t *)a, &la);
-    const uint8_t *y = detok_token_bytes(token_sort_vocab, *(const int32_t *)b, &lb);
-    int c = memcmp(x, y, (size_t)(la < lb ? la : lb));
+    const token_sort_item *x = a, *y = b;
+    int c = memcmp(x->bytes, y->bytes, (size_t)(x->len < y->len ? x->len : y->len));
     if (c) return c;
-    if (la != lb) return la < lb ? -1 : 1;
-    return *(const int32_t *)a < *(const int32_t *)b ? -1 : 1;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->id < y->id ? -1 : 1;
 }
 
 status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32_t num_eos, token_vocab **out)
@@ -94,8 +95,15 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
             total += len;
         }
     }
-    token_sort_vocab = dv;   /* qsort has no context argument in C11 */
-    qsort(tv->sorted, (size_t)tv->num_sorted, sizeof *tv->sorted, token_cmp);
+    token_sort_item *items = malloc(((size_t)tv->num_sorted + 1) * sizeof *items);
+    LL_ASSERT(items);
+    for (int32_t k = 0; k < tv->num_sorted; k++) {
+        items[k].id = tv->sorted[k];
+        items[k].bytes = detok_token_bytes(dv, items[k].id, &items[k].len);
+    }
+    qsort(items, (size_t)tv->num_sorted, sizeof *items, token_cmp);
+    for (int32_t k = 0; k < tv->num_sorted; k++) tv->sorted[k] = items[k].id;
+    free(items);
     /* nodes: at most total bytes */
     tv->byte = malloc((size_t)total + 1);
     tv->depth = malloc(((size_t)total + 1) * sizeof *tv->depth);
