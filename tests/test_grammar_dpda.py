@@ -29,7 +29,8 @@ def test_compile_match_rollback():
     m.rollback_bytes(2)
     assert m.num_bytes == 2 and not m.is_accepting() and m.advance_bytes(b"c") and m.is_accepting()
     e = gc.compile("ebnf", 'root ::= "{" ("\\"k\\":" [0-9]+)? "}"').matcher()
-    assert e.advance_bytes(b'{"k":12}') and e.is_accepting()
+    assert e.forced_bytes() == b"{" and e.advance_bytes(b'{"') and e.forced_bytes() == b'k":' and e.num_bytes == 2
+    assert e.advance_bytes(b'k":12}') and e.is_accepting()
     c = gc.compile("choice", '["yes", "no", "n/a"]').matcher()
     assert c.advance_bytes(b"n") and not c.is_accepting() and c.advance_bytes(b"o") and c.is_accepting()
     with pytest.raises(ValueError, match=r"not LALR\(1\): reduce/reduce conflict on '\(' after input '\('"):

@@ -2,9 +2,7 @@
 #include "grammar/dpda.h"
 
 #include <stdlib.h>
-#include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/log.h"
 #include "grammar/regularize.h"
@@ -60,10 +58,7 @@ status_t dpda_compile(const grammar *g, dpda **out)
     if (st != STATUS_OK) { grammar_free(&rg); return st; }
     dpda *d = calloc(1, sizeof *d);
     LL_ASSERT(d);
-    struct timespec t0, t1, t2;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     st = lr_build(&rg, &d->lr);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     d->num_rules = rg.num_rules;
     d->num_nts = rg.num_nts;
     grammar_free(&rg);
@@ -115,12 +110,6 @@ status_t dpda_compile(const grammar *g, dpda **out)
         }
     }
     vec_intern_free(&edges);
-    clock_gettime(CLOCK_MONOTONIC, &t2);
-    if (getenv("DPDA_DEBUG"))
-        fprintf(stderr, "dpda: %d rules %d nts -> %d states %d classes %d edges; lr %.2f ms edges %.2f ms\n", d->num_rules,
-                d->num_nts, d->num_states, d->num_terms - 1, d->num_edges,
-                (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
-                (t2.tv_sec - t1.tv_sec) * 1e3 + (t2.tv_nsec - t1.tv_nsec) / 1e6);
     if (st != STATUS_OK) { dpda_free(d); return st; }
     *out = d;
     return STATUS_OK;
@@ -244,4 +233,28 @@ void dpda_matcher_rollback(dpda_matcher *m, int32_t num_bytes)
     m->num_bytes -= num_bytes;
     m->top = m->hist[2 * m->num_bytes];
     m->num_nodes = m->hist[2 * m->num_bytes + 1];
+}
+
+int32_t dpda_matcher_forced_bytes(dpda_matcher *m, uint8_t *out, int32_t max)
+{
+    int32_t n = 0;
+    const dpda *d = m->d;
+    while (n < max && !dpda_matcher_is_accepting(m)) {
+        /* classes that step; a forced byte is the only byte of the only such class */
+        int32_t cls = -1, count = 0, mark = m->num_nodes;
+        for (int32_t c = 0; c < d->eof && count < 2; c++) {
+            if (!d->pre[(int64_t)m->nodes[m->top].state * d->num_terms + c]) continue;
+            int32_t t = dpda_step(d, m, m->top, c);
+            m->num_nodes = mark;
+            if (t >= 0) { cls = c; count++; }
+        }
+        if (count != 1) break;
+        int b0 = -1, nb = 0;
+        for (int b = 0; b < 256; b++)
+            if (d->class_of[b] == cls) { b0 = b; nb++; }
+        if (nb != 1 || !dpda_matcher_advance(m, (uint8_t)b0)) break;
+        out[n++] = (uint8_t)b0;
+    }
+    dpda_matcher_rollback(m, n);
+    return n;
 }

@@ -85,6 +85,10 @@ int dpda_matcher_advance_bytes(dpda_matcher *m, const uint8_t *bytes, size_t len
 int dpda_matcher_is_accepting(dpda_matcher *m);
 /* Undo the last num_bytes accepted bytes (clamped to what was accepted). */
 void dpda_matcher_rollback(dpda_matcher *m, int32_t num_bytes);
+/* Jump-forward hook: writes to out (up to max) the bytes every continuation must start with
+ * (each the only byte allowed, stopping at an accepting state); returns how many.  The matcher
+ * is unchanged: advance_bytes(out, n) applies them. */
+int32_t dpda_matcher_forced_bytes(dpda_matcher *m, uint8_t *out, int32_t max);
 
 /* Low level (token_mask.c): one byte class from stack top `top` in matcher m's arena;
  * returns the new top, -1 (rejected) or -2 (the chain pops below the bottom of a partial

@@ -10,6 +10,9 @@
  *
  * Front ends: ebnf.h (GBNF), regex.h (guided_regex, JSON Schema "pattern"), json_schema.h
  * (JSON Schema, choice lists).  recognizer.c is the slow reference (Earley) used by tests.
+ * Compilation for generation: regularize.h (determinise regular parts) → lr.h (LALR(1) over
+ * byte classes) → dpda.h (Pre³-style DPDA + matcher) → token_mask.h (vocabulary trie, masks);
+ * grammar_cache.h caches compiled grammars by content.
  *
  * Memory: the grammar owns its names, rules and symbol arrays; grammar_free releases all.
  * Allocation failure is fatal (LL_ASSERT), as in core/json.c.

@@ -14,6 +14,9 @@ typedef struct regex_parser {
     grammar *g;
     grammar_regex_mode mode;
     int depth;
+    grammar_sym any_star;   /* the search-mode `.*` (one nonterminal, so every alternative's
+                               trailing copy is the same automaton after regularize) */
+    int have_any_star;
 } regex_parser;
 
 #define REGEX_MAX_DEPTH 100
@@ -225,6 +228,15 @@ static grammar_sym regex_any(regex_parser *p, int dot)
 
 static status_t regex_alternation(regex_parser *p, grammar_sym *out, int top);
 
+static grammar_sym regex_any_star(regex_parser *p)
+{
+    if (!p->have_any_star) {
+        p->any_star = grammar_add_star(p->g, "any", regex_any(p, 0));
+        p->have_any_star = 1;
+    }
+    return p->any_star;
+}
+
 static status_t regex_atom(regex_parser *p, grammar_sym *out)
 {
     char c = p->s[p->pos];
@@ -374,8 +386,7 @@ static status_t regex_alternation(regex_parser *p, grammar_sym *out, int top)
         grammar_seq_clear(&seq);
         int anchored_start = 0, anchored_end = 0;
         if (top && p->pos < p->len && p->s[p->pos] == '^') { p->pos++; anchored_start = 1; }
-        if (top && p->mode == GRAMMAR_REGEX_JSON_STRING && !anchored_start)
-            grammar_seq_push(&seq, grammar_add_star(p->g, "any", regex_any(p, 0)));
+        if (top && p->mode == GRAMMAR_REGEX_JSON_STRING && !anchored_start) grammar_seq_push(&seq, regex_any_star(p));
         if ((st = regex_concat(p, &seq)) != STATUS_OK) break;
         if (p->pos < p->len && p->s[p->pos] == '$') {
             p->pos++;
@@ -385,8 +396,7 @@ static status_t regex_alternation(regex_parser *p, grammar_sym *out, int top)
                 break;
             }
         }
-        if (top && p->mode == GRAMMAR_REGEX_JSON_STRING && !anchored_end)
-            grammar_seq_push(&seq, grammar_add_star(p->g, "any", regex_any(p, 0)));
+        if (top && p->mode == GRAMMAR_REGEX_JSON_STRING && !anchored_end) grammar_seq_push(&seq, regex_any_star(p));
         grammar_add_rule(p->g, nt, seq.syms, seq.n);
         if (p->pos < p->len && p->s[p->pos] == '|') { p->pos++; continue; }
         break;
@@ -398,7 +408,7 @@ static status_t regex_alternation(regex_parser *p, grammar_sym *out, int top)
 
 status_t grammar_add_regex(grammar *g, const char *pattern, size_t len, grammar_regex_mode mode, grammar_sym *out)
 {
-    regex_parser p = {pattern, len, 0, g, mode, 0};
+    regex_parser p = {pattern, len, 0, g, mode, 0, 0, 0};
     STATUS_TRY(regex_alternation(&p, out, 1));
     if (p.pos < p.len) return regex_error(&p, "unbalanced ')'");
     return STATUS_OK;

@@ -231,7 +231,6 @@ typedef struct rz_trans {
 /* Makes the inlined child of v with the largest expansion opaque; 0 if there is none. */
 static void rz_mark_opaque(rz *z, int32_t w)
 {
-    if (getenv("RZ_DEBUG")) fprintf(stderr, "opaque <- %s size %lld\n", z->g->names[w], (long long)z->size[w]);
     z->opaque[w] = 1;
     z->out_nt[w] = grammar_add_nonterminal(z->out, z->g->names[w]);
     VEC_PUSH(z->todo, w);
@@ -334,6 +333,122 @@ static void rz_delimited(rz *z, const vec_i32 *order)
     }
     free(first);
     free(nullable);
+}
+
+/* ---- DFA minimisation: Valmari & Lehtinen's partition refinement (Hopcroft's bound) ---- */
+
+typedef struct rz_part {
+    int32_t z, w;
+    int32_t *E, *L, *S, *F, *P, *M, *W;   /* elements, location, set of, first, past, marks, touched */
+} rz_part;
+
+static void rz_part_init(rz_part *p, int32_t n)
+{
+    size_t k = (size_t)n + 1;
+    p->z = n > 0;
+    p->w = 0;
+    p->E = malloc(k * sizeof *p->E); p->L = malloc(k * sizeof *p->L); p->S = malloc(k * sizeof *p->S);
+    p->F = malloc(k * sizeof *p->F); p->P = malloc(k * sizeof *p->P); p->M = calloc(k, sizeof *p->M);
+    p->W = malloc(k * sizeof *p->W);
+    LL_ASSERT(p->E && p->L && p->S && p->F && p->P && p->M && p->W);
+    for (int32_t i = 0; i < n; i++) { p->E[i] = p->L[i] = i; p->S[i] = 0; }
+    if (p->z) { p->F[0] = 0; p->P[0] = n; }
+}
+
+static void rz_part_free(rz_part *p)
+{
+    free(p->E); free(p->L); free(p->S); free(p->F); free(p->P); free(p->M); free(p->W);
+}
+
+static void rz_part_mark(rz_part *p, int32_t e)
+{
+    int32_t s = p->S[e], i = p->L[e], j = p->F[s] + p->M[s];
+    p->E[i] = p->E[j];
+    p->L[p->E[i]] = i;
+    p->E[j] = e;
+    p->L[e] = j;
+    if (!p->M[s]++) p->W[p->w++] = s;
+}
+
+static void rz_part_split(rz_part *p)
+{
+    while (p->w) {
+        int32_t s = p->W[--p->w], j = p->F[s] + p->M[s];
+        if (j == p->P[s]) { p->M[s] = 0; continue; }
+        if (p->M[s] <= p->P[s] - j) { p->F[p->z] = p->F[s]; p->P[p->z] = p->F[s] = j; }
+        else { p->P[p->z] = p->P[s]; p->F[p->z] = p->P[s] = j; }
+        for (int32_t i = p->F[p->z]; i < p->P[p->z]; i++) p->S[p->E[i]] = p->z;
+        p->M[s] = p->M[p->z++] = 0;
+    }
+}
+
+/* Minimises a complete-or-partial DFA (all states reachable and co-reachable): transitions
+ * tail[i] -label[i]-> head[i].  Writes block[state]; returns the number of blocks. */
+static int32_t rz_minimize(int32_t n, int32_t m, const int32_t *tail, const int32_t *label, const int32_t *head,
+                           const uint8_t *acc, int32_t *block)
+{
+    rz_part B, C;
+    rz_part_init(&B, n);
+    for (int32_t d = 0; d < n; d++) if (acc[d]) rz_part_mark(&B, d);
+    rz_part_split(&B);
+    rz_part_init(&C, m);
+    if (m) {
+        /* transitions ordered by label (counting sort; no shared state, compiles may run in
+         * several threads) */
+        int32_t max_label = 0;
+        for (int32_t i = 0; i < m; i++) if (label[i] > max_label) max_label = label[i];
+        int32_t *cnt = calloc((size_t)max_label + 2, sizeof *cnt);
+        LL_ASSERT(cnt);
+        for (int32_t i = 0; i < m; i++) cnt[label[i] + 1]++;
+        for (int32_t k = 0; k <= max_label; k++) cnt[k + 1] += cnt[k];
+        for (int32_t i = 0; i < m; i++) C.E[cnt[label[i]]++] = i;
+        free(cnt);
+        C.z = 0;
+        C.M[0] = 0;
+        int32_t a = label[C.E[0]];
+        C.F[0] = 0;
+        for (int32_t i = 0; i < m; i++) {
+            int32_t t = C.E[i];
+            if (label[t] != a) {
+                a = label[t];
+                C.P[C.z++] = i;
+                C.F[C.z] = i;
+                C.M[C.z] = 0;
+            }
+            C.S[t] = C.z;
+            C.L[t] = i;
+        }
+        C.P[C.z++] = m;
+    }
+    /* incoming transitions per state */
+    int32_t *in_off = calloc((size_t)n + 2, sizeof *in_off), *in = malloc(((size_t)m + 1) * sizeof *in);
+    LL_ASSERT(in_off && in);
+    for (int32_t i = 0; i < m; i++) in_off[head[i] + 1]++;
+    for (int32_t d = 0; d < n; d++) in_off[d + 1] += in_off[d];
+    int32_t *fill = malloc(((size_t)n + 1) * sizeof *fill);
+    LL_ASSERT(fill);
+    memcpy(fill, in_off, (size_t)n * sizeof *fill);
+    for (int32_t i = 0; i < m; i++) in[fill[head[i]]++] = i;
+    free(fill);
+    int32_t b = 1, c = 0;
+    while (c < C.z) {
+        for (int32_t i = C.F[c]; i < C.P[c]; i++) rz_part_mark(&B, tail[C.E[i]]);
+        rz_part_split(&B);
+        c++;
+        while (b < B.z) {
+            for (int32_t i = B.F[b]; i < B.P[b]; i++)
+                for (int32_t j = in_off[B.E[i]]; j < in_off[B.E[i] + 1]; j++) rz_part_mark(&C, in[j]);
+            rz_part_split(&C);
+            b++;
+        }
+    }
+    for (int32_t d = 0; d < n; d++) block[d] = B.S[d];
+    int32_t nb = B.z;
+    free(in_off);
+    free(in);
+    rz_part_free(&B);
+    rz_part_free(&C);
+    return nb;
 }
 
 /* the first bit >= from that is `set` (1) or clear (0); 256 when none */
@@ -444,11 +559,78 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
             }
         }
     }
-    if (getenv("RZ_DEBUG")) fprintf(stderr, "opaque %s: nfa %lld dfa %d trans %lld\n", z->g->names[v], (long long)z->head.n, vec_intern_num(&dfa), (long long)trans.n);
+    int32_t nd = vec_intern_num(&dfa);
+    uint8_t *acc = calloc((size_t)nd + 1, 1);
+    LL_ASSERT(acc);
+    for (int32_t d = 0; d < nd; d++) {
+        int32_t m;
+        const int32_t *mem = vec_intern_get(&dfa, d, &m);
+        for (int32_t i = 0; i < m && !acc[d]; i++) acc[d] = mem[i] == exit;
+    }
+    {
+        /* minimise: per-class transitions, blocks, then transitions of one member per block */
+        vec_i32 tl = {0}, lb = {0}, hd = {0};
+        for (int64_t i = 0; i < trans.n; i++) {
+            if (trans.p[i].label != RZ_EPS) {
+                VEC_PUSH(tl, trans.p[i].from);
+                VEC_PUSH(lb, 256 + (int32_t)grammar_nt_index(trans.p[i].label));
+                VEC_PUSH(hd, trans.p[i].to);
+                continue;
+            }
+            for (int32_t c = 0; c < z->num_classes; c++) {
+                if (!((z->class_bytes[c][0] & trans.p[i].bytes[0]) | (z->class_bytes[c][1] & trans.p[i].bytes[1]) |
+                      (z->class_bytes[c][2] & trans.p[i].bytes[2]) | (z->class_bytes[c][3] & trans.p[i].bytes[3])))
+                    continue;
+                VEC_PUSH(tl, trans.p[i].from);
+                VEC_PUSH(lb, c);
+                VEC_PUSH(hd, trans.p[i].to);
+            }
+        }
+        int32_t *block = malloc(((size_t)nd + 1) * sizeof *block);
+        LL_ASSERT(block);
+        int32_t nb = rz_minimize(nd, (int32_t)tl.n, tl.p, lb.p, hd.p, acc, block);
+        VEC_FREE(tl); VEC_FREE(lb); VEC_FREE(hd);
+        if (nb < nd) {
+            /* the start state's block becomes 0 */
+            int32_t b0 = block[0];
+            for (int32_t d = 0; d < nd; d++) block[d] = block[d] == b0 ? 0 : block[d] == 0 ? b0 : block[d];
+            int32_t *rep = malloc((size_t)nb * sizeof *rep);
+            uint8_t *bacc = calloc((size_t)nb + 1, 1);
+            LL_ASSERT(rep && bacc);
+            for (int32_t k = 0; k < nb; k++) rep[k] = -1;
+            for (int32_t d = 0; d < nd; d++) {
+                if (rep[block[d]] < 0) rep[block[d]] = d;
+                bacc[block[d]] = acc[d];
+            }
+            int64_t w = 0, group = 0;
+            for (int64_t i = 0; i < trans.n; i++) {
+                rz_trans t = trans.p[i];
+                if (rep[block[t.from]] != t.from) continue;
+                t.from = block[t.from];
+                t.to = block[t.to];
+                if (w == 0 || trans.p[w - 1].from != t.from) group = w;
+                int64_t k = group;
+                if (t.label == RZ_EPS)
+                    while (k < w && !(trans.p[k].label == RZ_EPS && trans.p[k].to == t.to)) k++;
+                else
+                    k = w;
+                if (k < w) {
+                    for (int q = 0; q < 4; q++) trans.p[k].bytes[q] |= t.bytes[q];
+                } else {
+                    trans.p[w++] = t;
+                }
+            }
+            trans.n = w;
+            free(acc);
+            acc = bacc;
+            free(rep);
+            nd = nb;
+        }
+        free(block);
+    }
     if (st == STATUS_OK) {
         /* emission */
         grammar *out = z->out;
-        int32_t nd = vec_intern_num(&dfa);
         int32_t *lnt = malloc((size_t)nd * sizeof *lnt);
         LL_ASSERT(lnt);
         for (int32_t d = 0; d < nd; d++) lnt[d] = -1;
@@ -480,11 +662,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
             }
         }
         for (int32_t d = 0; d < nd; d++) {
-            int32_t m;
-            const int32_t *mem = vec_intern_get(&dfa, d, &m);
-            int acc = 0;
-            for (int32_t i = 0; i < m && !acc; i++) acc = mem[i] == exit;
-            if (!acc) continue;
+            if (!acc[d]) continue;
             if (d == 0) grammar_add_rule(out, vo, NULL, 0);
             if (lnt[d] >= 0) {
                 grammar_sym s = grammar_nt(lnt[d]);
@@ -494,6 +672,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         free(lnt);
     }
     VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
+    free(acc);
     vec_intern_free(&dfa);
     VEC_FREE(trans);
     VEC_FREE(pairs);

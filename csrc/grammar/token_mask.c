@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+#include <stdio.h>
+
 #include "core/log.h"
 #include "grammar/vec.h"
 
@@ -24,19 +27,43 @@ struct token_vocab {
     int32_t *tok_count;      /* [num_nodes] tokens whose bytes end here */
     int32_t *sorted;         /* [num_sorted] usable tokens in byte order */
     int32_t num_sorted;
+    /* region cache, shared by every grammar over this vocabulary (see token_mask_region) */
+    pthread_mutex_t region_lock;
+    struct token_region *regions;
+    int32_t num_regions, cap_regions;
 };
 
-static const detok_vocab *token_sort_vocab;
+/* A classification: accepted tokens as a bitmask, uncertain ones in trie order. */
+typedef struct token_mask_entry {
+    uint32_t *accepted;   /* [words] */
+    int32_t *unc;         /* [num_unc] uncertain tokens in trie order */
+    int32_t *unc_lcp;     /* [num_unc] common prefix length with the previous uncertain token */
+    int32_t num_unc;
+    int32_t num_accepted;
+    int32_t *extra;       /* [num_extra] accepted besides `accepted` (a region's refinement) */
+    int32_t num_extra;
+    int owns_accepted;    /* 0: `accepted` belongs to the vocabulary's region cache */
+} token_mask_entry;
+
+typedef struct token_region {
+    uint64_t hash;
+    int32_t *sig;         /* [sig_len] the local automaton over bytes, canonically numbered */
+    int32_t sig_len;
+    token_mask_entry e;
+} token_region;
+
+typedef struct token_sort_item {
+    const uint8_t *bytes;
+    int32_t len, id;
+} token_sort_item;
 
 static int token_cmp(const void *a, const void *b)
 {
-    int32_t la, lb;
-    const uint8_t *x = detok_token_bytes(token_sort_vocab, *(const int32_t *)a, &la);
-    const uint8_t *y = detok_token_bytes(token_sort_vocab, *(const int32_t *)b, &lb);
-    int c = memcmp(x, y, (size_t)(la < lb ? la : lb));
+    const token_sort_item *x = a, *y = b;
+    int c = memcmp(x->bytes, y->bytes, (size_t)(x->len < y->len ? x->len : y->len));
     if (c) return c;
-    if (la != lb) return la < lb ? -1 : 1;
-    return *(const int32_t *)a < *(const int32_t *)b ? -1 : 1;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->id < y->id ? -1 : 1;
 }
 
 status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32_t num_eos, token_vocab **out)
@@ -68,8 +95,15 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
             total += len;
         }
     }
-    token_sort_vocab = dv;   /* qsort has no context argument in C11 */
-    qsort(tv->sorted, (size_t)tv->num_sorted, sizeof *tv->sorted, token_cmp);
+    token_sort_item *items = malloc(((size_t)tv->num_sorted + 1) * sizeof *items);
+    LL_ASSERT(items);
+    for (int32_t k = 0; k < tv->num_sorted; k++) {
+        items[k].id = tv->sorted[k];
+        items[k].bytes = detok_token_bytes(dv, items[k].id, &items[k].len);
+    }
+    qsort(items, (size_t)tv->num_sorted, sizeof *items, token_cmp);
+    for (int32_t k = 0; k < tv->num_sorted; k++) tv->sorted[k] = items[k].id;
+    free(items);
     /* nodes: at most total bytes */
     tv->byte = malloc((size_t)total + 1);
     tv->depth = malloc(((size_t)total + 1) * sizeof *tv->depth);
@@ -106,6 +140,7 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
     }
     while (open.n) tv->end[open.p[--open.n]] = nn;
     tv->num_nodes = nn;
+    pthread_mutex_init(&tv->region_lock, NULL);
     VEC_FREE(path);
     VEC_FREE(open);
     *out = tv;
@@ -115,6 +150,14 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
 void token_vocab_free(token_vocab *tv)
 {
     if (!tv) return;
+    for (int32_t i = 0; i < tv->num_regions; i++) {
+        free(tv->regions[i].sig);
+        free(tv->regions[i].e.accepted);
+        free(tv->regions[i].e.unc);
+        free(tv->regions[i].e.unc_lcp);
+    }
+    free(tv->regions);
+    pthread_mutex_destroy(&tv->region_lock);
     free(tv->usable); free(tv->is_eos); free(tv->eos); free(tv->sorted);
     free(tv->byte); free(tv->depth); free(tv->end); free(tv->tok_start); free(tv->tok_count);
     free(tv);
@@ -127,13 +170,7 @@ int32_t token_vocab_num_nodes(const token_vocab *tv) { return tv->num_nodes; }
 
 /* ---- the classification cache ---- */
 
-typedef struct token_mask_entry {
-    uint32_t *accepted;   /* [words] */
-    int32_t *unc;         /* [num_unc] uncertain tokens in trie order */
-    int32_t *unc_lcp;     /* [num_unc] common prefix length with the previous uncertain token */
-    int32_t num_unc;
-    int32_t num_accepted;
-} token_mask_entry;
+
 
 struct token_mask_table {
     const dpda *d;
@@ -146,7 +183,12 @@ struct token_mask_table {
     dpda_matcher scratch; /* arena for classification walks */
     int32_t *tops;        /* [max_depth + 1] */
     int32_t *marks;       /* [max_depth + 1] arena length after tops[d] */
+    uint64_t *memo_key;   /* [TOKEN_MEMO] direct-mapped: walk id << 40 | state << 8 | class */
+    int32_t *memo_val;    /* [TOKEN_MEMO] same-depth successor, -1 rejected, -2 other */
+    uint64_t walk_id;
 };
+
+#define TOKEN_MEMO 8192
 
 token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
 {
@@ -161,6 +203,9 @@ token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
     t->marks = malloc(((size_t)tv->max_depth + 2) * sizeof *t->marks);
     LL_ASSERT(t->keys && t->vals && t->tops && t->marks);
     memset(t->keys, 0xff, (size_t)t->cap * sizeof *t->keys);
+    t->memo_key = calloc(TOKEN_MEMO, sizeof *t->memo_key);
+    t->memo_val = malloc(TOKEN_MEMO * sizeof *t->memo_val);
+    LL_ASSERT(t->memo_key && t->memo_val);
     dpda_matcher_init(&t->scratch, d);
     return t;
 }
@@ -169,12 +214,13 @@ void token_mask_table_free(token_mask_table *t)
 {
     if (!t) return;
     for (int64_t i = 0; i < t->entries.n; i++) {
-        free(t->entries.p[i].accepted);
+        if (t->entries.p[i].owns_accepted) free(t->entries.p[i].accepted);
         free(t->entries.p[i].unc);
         free(t->entries.p[i].unc_lcp);
+        free(t->entries.p[i].extra);
     }
     VEC_FREE(t->entries);
-    free(t->keys); free(t->vals); free(t->tops); free(t->marks);
+    free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo_key); free(t->memo_val);
     dpda_matcher_free(&t->scratch);
     free(t);
 }
@@ -235,6 +281,190 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
     return l;
 }
 
+/* ---- regions: states whose bytes move the stack [.., below, x] to [.., below, x'] ----
+ * Inside a string, a number or any other looping regular piece, the parser stays at one depth
+ * and the byte-level behaviour from x is a small automaton ("region") that is identical in
+ * every grammar and at every place where the same piece occurs.  Its canonical byte table is
+ * the key of a cache in the vocabulary: the trie walk that classifies tokens from x (accepted:
+ * stay in the region; rejected; uncertain: leave it) runs once per distinct region, with one
+ * table lookup per trie node, and every grammar on this vocabulary reuses it. */
+
+#define TOKEN_REGION_MAX 48    /* states searched from the top */
+#define TOKEN_REGION_DEPTH 7   /* bytes searched from the top (a 6-byte u-escape loops back) */
+
+/* x' (same depth), -1 (rejected) or -2 (leaves the region) for class c from [below, x] */
+static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
+{
+    dpda_matcher *s = &t->scratch;
+    s->nodes[1].state = x;
+    s->num_nodes = 2;
+    int32_t r = dpda_step(t->d, s, 1, c);
+    if (r == -1) return -1;
+    if (r < 0 || s->nodes[r].parent != 0) return -2;
+    return s->nodes[r].state;
+}
+
+static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i32 *unc);
+
+static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_mask_entry *out)
+{
+    const dpda *d = t->d;
+    token_vocab *tv = (token_vocab *)t->tv;
+    int32_t C = d->num_terms - 1;
+    int loops = 0;
+    for (int32_t c = 0; c < C && !loops; c++) loops = token_region_step(t, top, c) == top;
+    if (!loops) return 0;
+    /* forward search from top (bounded), then keep the states that reach back to top: the
+     * strongly connected piece top loops in; edges out of it count as leaving the region */
+    int32_t states[TOKEN_REGION_MAX], dist[TOKEN_REGION_MAX], n = 1;
+    int32_t *local = malloc((size_t)TOKEN_REGION_MAX * (size_t)C * sizeof *local);
+    LL_ASSERT(local);
+    states[0] = top;
+    dist[0] = 0;
+    for (int32_t i = 0; i < n; i++) {
+        for (int32_t c = 0; c < C; c++) {
+            int32_t r = dist[i] < TOKEN_REGION_DEPTH ? token_region_step(t, states[i], c) : -2;
+            if (r >= 0) {
+                int32_t k = 0;
+                while (k < n && states[k] != r) k++;
+                if (k == n && n < TOKEN_REGION_MAX) { states[n] = r; dist[n] = dist[i] + 1; n++; }
+                r = k < n ? k : -2;
+            }
+            local[i * C + c] = r;
+        }
+    }
+    uint8_t back[TOKEN_REGION_MAX] = {0};
+    back[0] = 1;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int32_t i = 0; i < n; i++) {
+            if (back[i]) continue;
+            for (int32_t c = 0; c < C && !back[i]; c++) {
+                int32_t r = local[i * C + c];
+                if (r >= 0 && back[r]) { back[i] = 1; changed = 1; }
+            }
+        }
+    }
+    int32_t ren[TOKEN_REGION_MAX], m = 0;
+    for (int32_t i = 0; i < n; i++) ren[i] = back[i] ? m++ : -1;
+    for (int32_t i = 0; i < n; i++) {
+        if (!back[i]) continue;
+        for (int32_t c = 0; c < C; c++) {
+            int32_t r = local[i * C + c];
+            local[ren[i] * C + c] = r == -1 ? -1 : r >= 0 && back[r] ? ren[r] : -2;
+        }
+    }
+    n = m;
+    int32_t sig_len = n * 256;
+    int32_t *sig = malloc((size_t)sig_len * sizeof *sig);
+    LL_ASSERT(sig);
+    for (int32_t i = 0; i < n; i++)
+        for (int b = 0; b < 256; b++) sig[i * 256 + b] = local[i * C + d->class_of[b]];
+    uint64_t h = vec_hash_i32(sig, sig_len);
+    pthread_mutex_lock(&tv->region_lock);
+    for (int32_t i = 0; i < tv->num_regions; i++) {
+        token_region *r = &tv->regions[i];
+        if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
+            *out = r->e;
+            pthread_mutex_unlock(&tv->region_lock);
+            free(sig);
+            free(local);
+            return 1;
+        }
+    }
+    pthread_mutex_unlock(&tv->region_lock);
+    /* classify: one table lookup per trie node */
+    token_mask_entry e = {0};
+    e.accepted = calloc((size_t)tv->words, sizeof *e.accepted);
+    LL_ASSERT(e.accepted);
+    vec_i32 unc = {0};
+    int32_t *ys = t->tops;
+    ys[0] = 0;
+    for (int32_t i = 0; i < tv->num_nodes;) {
+        int32_t dep = tv->depth[i];
+        int32_t r = sig[ys[dep - 1] * 256 + tv->byte[i]];
+        if (r == -1) { i = tv->end[i]; continue; }
+        if (r == -2) {
+            for (int32_t j = i; j < tv->end[i]; j++)
+                for (int32_t k = 0; k < tv->tok_count[j]; k++) VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
+            i = tv->end[i];
+            continue;
+        }
+        ys[dep] = r;
+        for (int32_t k = 0; k < tv->tok_count[i]; k++) {
+            int32_t tok = tv->sorted[tv->tok_start[i] + k];
+            e.accepted[tok >> 5] |= 1u << (tok & 31);
+            e.num_accepted++;
+        }
+        i++;
+    }
+    e.owns_accepted = 1;
+    token_mask_set_unc(tv, &e, &unc);
+    pthread_mutex_lock(&tv->region_lock);
+    if (tv->num_regions == tv->cap_regions) {
+        tv->cap_regions = tv->cap_regions ? tv->cap_regions * 2 : 64;
+        tv->regions = realloc(tv->regions, (size_t)tv->cap_regions * sizeof *tv->regions);
+        LL_ASSERT(tv->regions);
+    }
+    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e};
+    pthread_mutex_unlock(&tv->region_lock);
+    *out = e;
+    free(local);
+    return 1;
+}
+
+/* Walks a token list (trie order; lcp[k] = common prefix with token k - 1) from node `top`
+ * of m's arena: shared prefixes are stepped once and a failed prefix settles every token that
+ * extends it.  Accepted tokens go to `mask` (bits) or `acc` (ids); tokens whose walk pops below
+ * a partial stack (-2) go to `unc`.  Returns the number accepted.  m's arena is restored. */
+static int32_t token_walk(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t top, const int32_t *toks,
+                          const int32_t *lcp, int32_t n, int32_t *tops, int32_t *marks, uint32_t *mask, vec_i32 *acc,
+                          vec_i32 *unc)
+{
+    int32_t base = m->num_nodes, count = 0;
+    tops[0] = top;
+    marks[0] = base;
+    int32_t valid = 0, fail_at = INT32_MAX, fail_kind = -1;
+    for (int32_t k = 0; k < n; k++) {
+        int32_t tok = toks[k], len;
+        const uint8_t *b = detok_token_bytes(tv->dv, tok, &len);
+        int32_t l = lcp[k];
+        if (l > fail_at) {   /* extends a prefix that failed */
+            if (fail_kind == -2 && unc) VEC_PUSH(*unc, tok);
+            continue;
+        }
+        int32_t j = l < valid ? l : valid;
+        fail_at = INT32_MAX;
+        for (; j < len; j++) {
+            m->num_nodes = marks[j];
+            int32_t r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
+            if (r < 0) { fail_kind = r; break; }
+            tops[j + 1] = r;
+            marks[j + 1] = m->num_nodes;
+        }
+        valid = j;
+        if (j < len) {
+            fail_at = j;
+            if (fail_kind == -2 && unc) VEC_PUSH(*unc, tok);
+            continue;
+        }
+        if (mask) mask[tok >> 5] |= 1u << (tok & 31);
+        if (acc) VEC_PUSH(*acc, tok);
+        count++;
+    }
+    m->num_nodes = base;
+    return count;
+}
+
+static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i32 *unc)
+{
+    e->num_unc = (int32_t)unc->n;
+    e->unc = unc->p ? unc->p : malloc(sizeof(int32_t));
+    e->unc_lcp = malloc(((size_t)unc->n + 1) * sizeof *e->unc_lcp);
+    LL_ASSERT(e->unc && e->unc_lcp);
+    for (int64_t k = 0; k < unc->n; k++) e->unc_lcp[k] = k ? token_lcp(tv, unc->p[k - 1], unc->p[k]) : 0;
+}
+
 /* One trie walk from the partial stack [below, top] (below < 0: top is the bottom). */
 static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t top)
 {
@@ -243,7 +473,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     dpda_matcher *s = &t->scratch;
     s->num_nodes = 0;
     /* a partial stack: the bottom node's parent is -2 ("unknown") */
-    dpda_node *nodes;
+    dpda_node *nodes;   /* valid until the first dpda_step (which may grow the arena) */
     if (s->cap_nodes < 2) {
         s->cap_nodes = 1024;
         s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
@@ -259,15 +489,67 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         s->num_nodes = 1;
     }
     token_mask_entry e = {0};
+    e.owns_accepted = 1;
+    token_mask_entry r;
+    if (below >= 0 && token_mask_region(t, below, top, &r)) {
+        /* the region's accepted set is shared; its uncertain tokens are settled here as far as
+         * [below, top] allows */
+        e.accepted = r.accepted;
+        e.owns_accepted = 0;
+        e.num_accepted = r.num_accepted;
+        s->nodes[0] = (dpda_node){below, -2};
+        s->nodes[1] = (dpda_node){top, 0};
+        s->num_nodes = 2;
+        vec_i32 acc = {0}, unc = {0};
+        e.num_extra = token_walk(d, tv, s, 1, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
+        e.extra = acc.p;
+        e.num_accepted += e.num_extra;
+        token_mask_set_unc(tv, &e, &unc);
+        t->bytes += (acc.n + unc.n) * 8;
+        VEC_PUSH(t->entries, e);
+        int32_t id = (int32_t)t->entries.n - 1;
+        token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
+        return id;
+    }
+    if (below >= 0) s->nodes[1] = (dpda_node){top, 0};   /* the region probe reused node 1 */
+    s->num_nodes = below >= 0 ? 2 : 1;
     e.accepted = calloc((size_t)tv->words, sizeof *e.accepted);
     LL_ASSERT(e.accepted);
     vec_i32 unc = {0};
     t->tops[0] = s->num_nodes - 1;
     t->marks[0] = s->num_nodes;
+    /* steps from a stack [below, x] that end at the same depth are memoised for this walk
+     * (most steps inside regular pieces): one lookup instead of an edge walk */
+    uint64_t walk = ++t->walk_id;
     for (int32_t i = 0; i < tv->num_nodes;) {
         int32_t dep = tv->depth[i];
         s->num_nodes = t->marks[dep - 1];
-        int32_t r = dpda_step(d, s, t->tops[dep - 1], d->class_of[tv->byte[i]]);
+        int32_t from = t->tops[dep - 1], cls = d->class_of[tv->byte[i]], r;
+        if (below >= 0 && s->nodes[from].parent == 0) {
+            int32_t x = s->nodes[from].state;
+            uint64_t key = walk << 40 | (uint64_t)(uint32_t)x << 8 | (uint64_t)cls;
+            uint64_t h = ((uint64_t)x * 0x9E3779B97F4A7C15ull ^ (uint64_t)cls * 0xC2B2AE3D27D4EB4Full) >> 51;
+            if (t->memo_key[h] == key) {
+                int32_t v = t->memo_val[h];
+                if (v >= 0) {
+                    r = s->num_nodes;
+                    if (s->num_nodes == s->cap_nodes) {
+                        s->cap_nodes *= 2;
+                        s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+                        LL_ASSERT(s->nodes);
+                    }
+                    s->nodes[s->num_nodes++] = (dpda_node){v, 0};
+                } else {
+                    r = v == -1 ? -1 : dpda_step(d, s, from, cls);
+                }
+            } else {
+                r = dpda_step(d, s, from, cls);
+                t->memo_key[h] = key;
+                t->memo_val[h] = r == -1 ? -1 : r >= 0 && s->nodes[r].parent == 0 ? s->nodes[r].state : -2;
+            }
+        } else {
+            r = dpda_step(d, s, from, cls);
+        }
         if (r == -1) { i = tv->end[i]; continue; }
         if (r == -2) {
             /* every token of the subtree depends on the stack below */
@@ -285,11 +567,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         }
         i++;
     }
-    e.num_unc = (int32_t)unc.n;
-    e.unc = unc.p ? unc.p : malloc(sizeof(int32_t));
-    e.unc_lcp = malloc(((size_t)unc.n + 1) * sizeof *e.unc_lcp);
-    LL_ASSERT(e.unc && e.unc_lcp);
-    for (int64_t k = 0; k < unc.n; k++) e.unc_lcp[k] = k ? token_lcp(tv, unc.p[k - 1], unc.p[k]) : 0;
+    token_mask_set_unc(tv, &e, &unc);
     t->bytes += (int64_t)tv->words * 4 + unc.n * 8;
     VEC_PUSH(t->entries, e);
     int32_t id = (int32_t)t->entries.n - 1;
@@ -310,32 +588,9 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     const token_mask_entry *e = &t->entries.p[id];
     memcpy(mask, e->accepted, (size_t)tv->words * sizeof *mask);
     int32_t count = e->num_accepted;
-    /* uncertain tokens on the real stack; tops[j] = stack after j bytes of the current token */
-    int32_t base = m->num_nodes;
-    int32_t *tops = t->tops, *marks = t->marks;
-    tops[0] = top_node;
-    marks[0] = base;
-    int32_t valid = 0, fail_at = INT32_MAX;
-    for (int32_t k = 0; k < e->num_unc; k++) {
-        int32_t tok = e->unc[k], len;
-        const uint8_t *b = detok_token_bytes(tv->dv, tok, &len);
-        int32_t l = e->unc_lcp[k];
-        if (l > fail_at) continue;   /* extends a prefix that was rejected */
-        int32_t j = l < valid ? l : valid;
-        fail_at = INT32_MAX;
-        for (; j < len; j++) {
-            m->num_nodes = marks[j];
-            int32_t r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
-            if (r < 0) break;
-            tops[j + 1] = r;
-            marks[j + 1] = m->num_nodes;
-        }
-        valid = j;
-        if (j < len) { fail_at = j; continue; }
-        mask[tok >> 5] |= 1u << (tok & 31);
-        count++;
-    }
-    m->num_nodes = base;
+    for (int32_t k = 0; k < e->num_extra; k++) mask[e->extra[k] >> 5] |= 1u << (e->extra[k] & 31);
+    /* uncertain tokens on the real stack */
+    count += token_walk(d, tv, m, m->top, e->unc, e->unc_lcp, e->num_unc, t->tops, t->marks, mask, NULL, NULL);
     if (tv->num_eos) {
         int acc = dpda_matcher_is_accepting(m);
         for (int32_t i = 0; i < tv->num_eos; i++) {

@@ -14,8 +14,15 @@
  * uncertain ones as a list in trie order with the common-prefix length to the previous
  * entry.  A mask is then: copy the accepted bits, walk the uncertain list on the real stack
  * (shared prefixes walked once, a failed prefix skips every token that extends it), then EOS.
- * Uncertain tokens are typically few (those that close a string or value).  Not thread-safe:
- * one table per thread, or external locking.
+ * Uncertain tokens are typically few (those that close a string or value).
+ *
+ * Regions: when the top state loops at the same stack depth (inside a string, a number, any
+ * repeated regular piece), its byte-level automaton up to where it leaves that depth is
+ * numbered canonically and looked up in a cache held by the token_vocab, shared by all
+ * grammars on the vocabulary (guarded by a mutex): the same piece in another place or another
+ * schema reuses the classification, and a new one costs one table lookup per trie node.
+ * A token_mask_table is not thread-safe: one per thread, or external locking
+ * (grammar_cache.h does the latter).
  *
  * Masks: uint32 words [token_vocab_mask_words(v)], bit (i % 32) of word i / 32 set = token i
  * allowed (sampling_sample_row's allowed_mask layout).

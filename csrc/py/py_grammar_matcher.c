@@ -8,7 +8,8 @@
  *       .cache_hit, .mask_cache_entries, .mask_cache_bytes
  *   GrammarMatcher(compiled):
  *       .advance_bytes(b) -> bool (all or nothing), .advance_token(id) -> bool,
- *       .is_accepting() -> bool, .rollback_bytes(n), .rollback_tokens(n), .reset(), .num_bytes
+ *       .is_accepting() -> bool, .rollback_bytes(n), .rollback_tokens(n), .reset(), .num_bytes,
+ *       .forced_bytes(max=64) -> bytes (jump-forward: what every continuation starts with)
  *       .fill_mask(buf) -> allowed count (buf: writable buffer of mask_words uint32, e.g. a
  *        numpy uint32 array; bit i % 32 of word i / 32 = token i allowed), .mask() -> bytes,
  *        .mask_brute() -> bytes (reference, slow), .bench(token_ids) -> (ns per mask, accepted, cache miss per mask)
@@ -326,6 +327,20 @@ static PyObject *py_gc_matcher_rollback_tokens(py_gc_matcher *self, PyObject *ar
     Py_RETURN_NONE;
 }
 
+static PyObject *py_gc_matcher_forced_bytes(py_gc_matcher *self, PyObject *args)
+{
+    int max = 64;
+    if (!PyArg_ParseTuple(args, "|i:forced_bytes", &max)) return NULL;
+    if (!py_gc_matcher_ready(self, 0)) return NULL;
+    if (max < 0) max = 0;
+    uint8_t *buf = PyMem_Malloc((size_t)max + 1);
+    if (!buf) return PyErr_NoMemory();
+    int32_t n = dpda_matcher_forced_bytes(&self->m, buf, max);
+    PyObject *r = PyBytes_FromStringAndSize((const char *)buf, n);
+    PyMem_Free(buf);
+    return r;
+}
+
 static PyObject *py_gc_matcher_reset(py_gc_matcher *self, PyObject *unused)
 {
     if (!py_gc_matcher_ready(self, 0)) return NULL;
@@ -442,6 +457,8 @@ static PyMethodDef py_gc_matcher_methods[] = {
     {"rollback_bytes", (PyCFunction)py_gc_matcher_rollback_bytes, METH_O, "rollback_bytes(n)"},
     {"rollback_tokens", (PyCFunction)py_gc_matcher_rollback_tokens, METH_O, "rollback_tokens(n)"},
     {"reset", (PyCFunction)py_gc_matcher_reset, METH_NOARGS, "reset() to the start"},
+    {"forced_bytes", (PyCFunction)py_gc_matcher_forced_bytes, METH_VARARGS,
+     "forced_bytes(max=64) -> bytes every continuation starts with (jump-forward); the matcher is unchanged"},
     {"fill_mask", (PyCFunction)py_gc_matcher_fill_mask, METH_O, "fill_mask(buf) -> allowed count"},
     {"mask", (PyCFunction)py_gc_matcher_mask, METH_NOARGS, "mask() -> bytes (uint32 words)"},
     {"mask_brute", (PyCFunction)py_gc_matcher_mask_brute, METH_NOARGS, "mask_brute() -> bytes: the slow reference"},

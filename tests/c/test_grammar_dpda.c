@@ -158,6 +158,16 @@ TEST_CASE(grammar_dpda_json_schema)
     }
 }
 
+TEST_CASE(grammar_dpda_choice)
+{
+    const char *ch = "[\"yes\",\"no\",\"n/a\",\"nope\",\"\"]";
+    const char *strs[] = {"yes", "no", "n/a", "nope", "", "nop", "yesno"};
+    grammar g;
+    CHECK_EQ_INT(grammar_from_choices(ch, strlen(ch), &g), STATUS_OK);
+    check_strings(&g, strs, (int)(sizeof strs / sizeof strs[0]), 20);
+    grammar_free(&g);
+}
+
 TEST_CASE(grammar_dpda_rollback_and_conflict)
 {
     grammar g;
@@ -177,6 +187,13 @@ TEST_CASE(grammar_dpda_rollback_and_conflict)
         CHECK(dpda_matcher_advance_bytes(&m, (const uint8_t *)":7}", 3) && dpda_matcher_is_accepting(&m));
         dpda_matcher_rollback(&m, 100);
         CHECK_EQ_INT(m.num_bytes, 0);
+        uint8_t fw[16];
+        CHECK_EQ_INT(dpda_matcher_forced_bytes(&m, fw, 16), 1);   /* '{' then a choice */
+        CHECK(fw[0] == '{' && m.num_bytes == 0);
+        CHECK(dpda_matcher_advance_bytes(&m, (const uint8_t *)"{\"", 2));
+        CHECK_EQ_INT(dpda_matcher_forced_bytes(&m, fw, 16), 3);   /* k": */
+        CHECK(memcmp(fw, "k\":", 3) == 0);
+        dpda_matcher_rollback(&m, 2);
         CHECK(dpda_matcher_advance_bytes(&m, (const uint8_t *)"{}", 2) && dpda_matcher_is_accepting(&m));
         dpda_matcher_free(&m);
         dpda_free(d);
