@@ -81,6 +81,10 @@ typedef struct engine_request_params {
     int32_t num_stop_token_ids;
     int32_t include_stop_str_in_output;
     int32_t skip_special_tokens;
+    const char *grammar_kind;       /* "json_schema" | "regex" | "choice" | "ebnf"; NULL = unconstrained */
+    const char *grammar;            /* [grammar_len] the spec's text */
+    size_t grammar_len;
+    int32_t grammar_whitespace;     /* bounded whitespace in JSON (json_schema) */
 } engine_request_params;
 
 #define ENGINE_MAX_INFLIGHT 2
