@@ -67,10 +67,12 @@ def params_count(cfg):
     return l * (h * (q + 2 * kv) + q * h + 3 * h * i), v * h
 
 
-def timed_decode(llm, batch, context, steps):
-    """Median engine step time of `batch` sequences decoding at `context` tokens."""
+def timed_decode(llm, batch, context, steps, params=None):
+    """Median engine step time of `batch` sequences decoding at `context` tokens (greedy, or
+    `params`: a SamplingParams whose max_tokens is replaced)."""
     eng = llm._engine
-    sp = SamplingParams(temperature=0.0, max_tokens=steps + 4, ignore_eos=True).engine_dict()
+    p = params or SamplingParams(temperature=0.0, ignore_eos=True)
+    sp = dict(p.engine_dict(), max_tokens=steps + 4)
     base = 10_000_000 + batch * 100_000 + context
     for i in range(batch):
         eng.add_request(base + i, [(7 * i + 13 * j) % 1000 + 10 for j in range(context)], sp)

@@ -147,7 +147,8 @@ def test_max_tokens_truncation_is_length(client):
         _check_json(c.text, c.finish_reason, schema)
     r = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_completion_tokens=1,
                                        response_format=_schema_format(SCHEMAS[0]))
-    assert r.choices[0].finish_reason == "length" and r.choices[0].message.content == '{"'
+    assert r.choices[0].finish_reason == "length" and r.choices[0].message.content.startswith("{")
+    _check_json(r.choices[0].message.content, "length", SCHEMAS[0])
 
 
 @needs_engine

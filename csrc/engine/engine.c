@@ -141,19 +141,41 @@ status_t engine_create(model *m, const engine_args *args, const detok_vocab *voc
     return STATUS_OK;
 }
 
+static void engine_free_request(engine *e, engine_request *r)
+{
+    for (int32_t i = 0; i < r->stops.num; i++) free(r->stops.strs[i]);
+    free(r->stops.strs);
+    free(r->stops.lens);
+    free(r->stop_token_ids);
+    if (r->grammar) grammar_cache_release(e->grammars, r->grammar);
+    free(r);
+}
+
 static void engine_free_seq(engine *e, seq *q)
 {
     engine_request *r = q->req;
+    if (q->matcher) dpda_matcher_free(q->matcher);
+    free(q->matcher);
     free(q->tokens);
     free(q->text);
     free(q);
-    if (--r->num_live == 0) {
-        for (int32_t i = 0; i < r->stops.num; i++) free(r->stops.strs[i]);
-        free(r->stops.strs);
-        free(r->stops.lens);
-        free(r->stop_token_ids);
-        free(r);
-    }
+    if (--r->num_live == 0) engine_free_request(e, r);
+}
+
+/* Structured output needs the vocabulary's byte trie and the grammar cache: made once, at the
+ * first constrained request. */
+static status_t engine_grammar_init(engine *e)
+{
+    if (e->grammars) return STATUS_OK;
+    if (!e->vocab)
+        return status_set(STATUS_INVALID_ARG, "structured output (a grammar or schema) needs the model's tokenizer; "
+                                              "this engine has no vocabulary");
+    STATUS_TRY(token_vocab_create(e->vocab, e->eos_ids, e->num_eos, &e->grammar_vocab));
+    e->grammars = grammar_cache_create(e->grammar_vocab, 64);
+    const int32_t words_model = (e->m->cfg.vocab_size + 31) / 32, words_vocab = token_vocab_mask_words(e->grammar_vocab);
+    e->mask_words = words_model > words_vocab ? words_model : words_vocab;
+    e->masks = log_xcalloc((size_t)e->args.max_num_seqs * (size_t)e->mask_words, sizeof(uint32_t));
+    return STATUS_OK;
 }
 
 void engine_free(engine *e)
@@ -165,6 +187,9 @@ void engine_free(engine *e)
     while (s->num_running > 0) { seq *q = s->running[0]; scheduler_release(s, q); engine_free_seq(e, q); }
     while (s->num_waiting > 0) { seq *q = s->waiting[0]; scheduler_release(s, q); engine_free_seq(e, q); }
     if (s->running) scheduler_free(s);
+    if (e->grammars) grammar_cache_free(e->grammars); /* every request released its grammar above */
+    if (e->grammar_vocab) token_vocab_free(e->grammar_vocab);
+    free(e->masks);
     free(e->eos_ids);
     free(e->text_tmp);
     for (int i = 0; i < ENGINE_MAX_INFLIGHT; i++) engine_step_ctx_free(&e->steps[i]);
@@ -216,8 +241,16 @@ status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, in
     for (int32_t i = 0; i < p->num_stops; i++)
         if (p->stops[i][0] == '\0') return status_set(STATUS_INVALID_ARG, "stop[%d] is an empty string", i);
     if (engine_seq_live(e, req_id)) return status_set(STATUS_INVALID_ARG, "request id %lld is already running", (long long)req_id);
+    grammar_compiled *gc = NULL;
+    if (p->grammar_kind) {
+        STATUS_TRY(engine_grammar_init(e));
+        status_t s = grammar_cache_get(e->grammars, p->grammar_kind, p->grammar ? p->grammar : "", p->grammar_len,
+                                       p->grammar_whitespace, &gc, NULL);
+        if (s != STATUS_OK) return STATUS_INVALID_ARG; /* the front end's message names the problem */
+    }
 
     engine_request *r = log_xcalloc(1, sizeof *r);
+    r->grammar = gc;
     r->req_id = req_id;
     r->sp = p->sp;
     r->include_stop_str_in_output = p->include_stop_str_in_output;
@@ -258,6 +291,10 @@ status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, in
         q->text = log_xmalloc(q->text_cap);
         q->stop_string = q->stop_token = -1;
         q->arrival_time = now;
+        if (gc) {
+            q->matcher = log_xmalloc(sizeof *q->matcher);
+            dpda_matcher_init(q->matcher, gc->d);
+        }
         scheduler_add(&e->sched, q);
     }
     return STATUS_OK;
@@ -393,10 +430,20 @@ static int engine_has_penalty(const sampling_params_t *p)
  * what the host side does not change meanwhile. */
 static void engine_sample_row(engine *e, const engine_step_ctx *c, int32_t i, backend_sample_row *row)
 {
-    const seq *q = c->logit_seqs[i];
+    seq *q = c->logit_seqs[i];
     const engine_request *r = q->req;
     const int32_t num_output = q->num_launched - q->num_prompt;
-    LL_ASSERT(!engine_has_penalty(&r->sp) || q->dev_len == q->num_launched); /* needs_history honoured */
+    LL_ASSERT(!(engine_has_penalty(&r->sp) || q->matcher) || q->dev_len == q->num_launched); /* needs_history honoured */
+    const uint32_t *mask = NULL;
+    if (q->matcher) { /* the grammar takes the tokens collected since, then gives the allowed set */
+        for (; q->num_prompt + q->num_matched < q->dev_len; q->num_matched++)
+            if (!token_mask_advance_token(e->grammar_vocab, q->matcher, q->tokens[q->num_prompt + q->num_matched]))
+                e->num_grammar_rejects++; /* cannot happen: the token was drawn under the mask */
+        uint32_t *m = e->masks + (int64_t)i * e->mask_words;
+        memset(m, 0, (size_t)e->mask_words * sizeof(uint32_t));
+        grammar_compiled_fill_mask(r->grammar, q->matcher, m);
+        mask = m;
+    }
     int32_t *banned = e->banned + (int64_t)i * ENGINE_MAX_BANNED, num_banned = 0;
     if (num_output < r->sp.min_tokens) {
         for (int32_t k = 0; k < e->num_eos && num_banned < ENGINE_MAX_BANNED; k++) banned[num_banned++] = e->eos_ids[k];
@@ -405,7 +452,7 @@ static void engine_sample_row(engine *e, const engine_step_ctx *c, int32_t i, ba
     }
     *row = (backend_sample_row){
         .sp = &r->sp, .prompt_ids = q->tokens, .num_prompt = q->num_prompt, .output_ids = q->tokens + q->num_prompt,
-        .num_output = num_output, .banned_ids = banned, .num_banned = num_banned, .allowed_mask = NULL,
+        .num_output = num_output, .banned_ids = banned, .num_banned = num_banned, .allowed_mask = mask,
         .rng_key = q->rng_key, .rng_counter = (uint64_t)num_output, .table_index = c->logit_rows[i],
     };
 }
@@ -468,7 +515,7 @@ status_t engine_prepare(engine *e, engine_step_ctx **out)
             c->logit_rows[L] = q->row;
             L++;
             q->num_pending++;
-            c->needs_history |= engine_has_penalty(&q->req->sp);
+            c->needs_history |= engine_has_penalty(&q->req->sp) || q->matcher != NULL;
         }
     }
     c->q_start[s->num_batch] = T;

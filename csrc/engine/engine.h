@@ -38,6 +38,7 @@
 #include "engine/sampling.h"
 #include "engine/scheduler.h"
 #include "engine/seq.h"
+#include "grammar/grammar_cache.h"
 #include "model/model.h"
 
 typedef struct engine_args {
@@ -70,6 +71,7 @@ struct engine_request {
     int32_t skip_special_tokens;
     int32_t num_live;               /* sequences not yet freed */
     int32_t group_prefilled;        /* seq.group_prefilled points here */
+    grammar_compiled *grammar;      /* structured output (held from the engine's cache), or NULL */
 };
 
 /* What a request asks for besides its prompt (copied by engine_add_request). */
@@ -81,10 +83,12 @@ typedef struct engine_request_params {
     int32_t num_stop_token_ids;
     int32_t include_stop_str_in_output;
     int32_t skip_special_tokens;
-    const char *grammar_kind;       /* "json_schema" | "regex" | "choice" | "ebnf"; NULL = unconstrained */
-    const char *grammar;            /* [grammar_len] the spec's text */
+    /* structured output (grammar/grammar_cache.h): kind "json_schema", "regex", "choice" (a JSON
+     * list of strings) or "ebnf"; NULL = none.  whitespace: bounded whitespace allowed in JSON */
+    const char *grammar_kind;
+    const char *grammar;
     size_t grammar_len;
-    int32_t grammar_whitespace;     /* bounded whitespace in JSON (json_schema) */
+    int32_t grammar_whitespace;
 } engine_request_params;
 
 #define ENGINE_MAX_INFLIGHT 2
@@ -127,6 +131,12 @@ typedef struct engine {
     engine_step_ctx *ahead;         /* engine_step_ahead: launched, completed by the next call */
     backend_sample_row *sample_rows; /* [max_num_seqs] (launch side) */
     int32_t *banned;                /* [max_num_seqs, ENGINE_MAX_BANNED] (launch side) */
+    /* structured output, made at the first constrained request (needs a vocabulary) */
+    token_vocab *grammar_vocab;
+    grammar_cache *grammars;
+    uint32_t *masks;                /* [max_num_seqs, mask_words] allowed tokens (launch side) */
+    int32_t mask_words;
+    int64_t num_grammar_rejects;    /* sampled tokens the grammar refused (a bug if ever > 0) */
     seq **updates;
     int32_t num_updates, cap_updates;
     seq **to_free;                  /* finished and reported: freed by a later complete */

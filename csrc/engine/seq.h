@@ -29,6 +29,7 @@ typedef enum seq_finish {
 } seq_finish;
 
 typedef struct engine_request engine_request;
+typedef struct dpda_matcher dpda_matcher;
 
 typedef struct seq {
     int64_t req_id;
@@ -44,6 +45,9 @@ typedef struct seq {
     int32_t *tokens;            /* [cap_tokens] prompt + output */
     int32_t num_tokens, cap_tokens, num_prompt;
     int32_t num_launched;       /* num_tokens + samples launched (their index keys the RNG) */
+    dpda_matcher *matcher;      /* structured output: the grammar's state after tokens[num_prompt,
+                                 * num_prompt + num_matched) (launch side); NULL = unconstrained */
+    int32_t num_matched;
     int32_t dev_len;            /* tokens[0, dev_len) written: num_tokens + collected, not yet appended
                                  * (num_launched and dev_len: written only by the execute side) */
     int32_t num_pending;        /* tokens that prepared steps will sample and the host has not appended */

@@ -306,6 +306,19 @@ static PyObject *py_engine_add_request(py_engine *self, PyObject *args)
     }
     p.stop_token_ids = stop_ids;
     p.num_stop_token_ids = num_stop_ids;
+    v = PyDict_GetItemString(params, "grammar_kind");
+    if (v && v != Py_None) { /* structured output: kind + source text (SamplingParams.engine_dict) */
+        PyObject *g = PyDict_GetItemString(params, "grammar");
+        Py_ssize_t glen = 0;
+        if (!PyUnicode_Check(v) || !(p.grammar_kind = PyUnicode_AsUTF8(v)) || !g || !PyUnicode_Check(g) ||
+            !(p.grammar = PyUnicode_AsUTF8AndSize(g, &glen))) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "grammar_kind and grammar must be strings");
+            goto done;
+        }
+        p.grammar_len = (size_t)glen;
+        if ((v = PyDict_GetItemString(params, "grammar_whitespace"))) p.grammar_whitespace = PyObject_IsTrue(v);
+    }
     status_t s = engine_add_request(self->e, req_id, prompt, n, &p);
     if (s != STATUS_OK) py_raise_status(s);
     else result = Py_NewRef(Py_None);
@@ -404,7 +417,7 @@ static PyObject *py_engine_stats(py_engine *self, PyObject *unused)
     const engine *e = self->e;
     const scheduler *s = &e->sched;
     return Py_BuildValue(
-        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:d,s:L,s:L,s:s,s:i}",
+        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:d,s:L,s:L,s:s,s:i,s:i,s:L}",
         "num_kv_slots", s->kv.num_slots, "num_free_slots", s->kv.num_free,
         "num_cached_slots", s->rc ? radix_cache_total_tokens(s->rc) : 0,
         "num_evictable_slots", s->rc ? radix_cache_evictable_tokens(s->rc) : 0,
@@ -413,7 +426,9 @@ static PyObject *py_engine_stats(py_engine *self, PyObject *unused)
         "num_cached_prompt_tokens", (long long)s->num_cached_prompt_tokens, "num_steps", (long long)e->num_steps,
         "num_generated_tokens", (long long)e->num_generated_tokens, "forward_seconds", e->forward_seconds,
         "kv_bytes_per_token", (long long)model_kv_bytes_per_token(e->m), "weight_bytes", (long long)model_weight_bytes(e->m),
-        "backend", self->be->ops->name, "vocab_size", e->m->cfg.vocab_size);
+        "backend", self->be->ops->name, "vocab_size", e->m->cfg.vocab_size,
+        "num_grammars", e->grammars ? grammar_cache_num_entries(e->grammars) : 0,
+        "num_grammar_rejects", (long long)e->num_grammar_rejects);
 }
 
 static PyMethodDef py_engine_methods[] = {
