@@ -76,6 +76,8 @@ class GuidedFields(BaseModel):
 def grammar_error(message: str, first_word: Optional[str], field: Optional[str]):
     """The API field an engine error names: the grammar's field when the request has one and the
     message is not about another field (the compiler's messages name no request field)."""
-    if field and (first_word is None or first_word not in _OTHER_FIELDS):
-        return f"{field}: {message}", field
-    return message, None
+    if not field or first_word in _OTHER_FIELDS:
+        return message, None
+    if first_word in GUIDED_FIELDS:  # SamplingParams' own check, already naming a guided_* field
+        return message, field
+    return f"{field}: {message}", field
