@@ -234,3 +234,11 @@ def test_bad_grammars_get_400_and_server_keeps_serving(server, client):
     c = client.completions.create(model=MODEL, prompt="still?", max_tokens=16,
                                   extra_body={"guided_choice": CHOICES}).choices[0]
     assert c.text in CHOICES
+
+
+def test_max_grammar_bytes_flag_is_checked():
+    import sys
+    from test_server import TESTS
+    bad = subprocess.run([sys.executable, "-m", "lightllm.server", "--max-grammar-bytes", "100"], cwd=TESTS,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--max-grammar-bytes 100" in bad.stderr

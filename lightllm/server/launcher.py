@@ -36,7 +36,8 @@ FLAGS = [
     ("--disable-overlap", ["--disable-overlap-schedule"], dict(action="store_true", help="one backend inference "
                                                                "thread: no folding of CPU work under the forward")),
     ("--max-grammar-bytes", [], dict(type=int, default=65536, help="bytes of a request's grammar spec (JSON Schema, "
-                                     "regex, choices, grammar) the shared request slot holds; a multiple of 64")),
+                                     "regex, choices, grammar) a shared request slot holds (multi-process server); "
+                                     "a multiple of 64")),
     ("--queue-wait-s", [], dict(type=float, default=30.0, help="how long a request waits for a free request slot "
                                                                 "before 503 + Retry-After")),
 ]
