@@ -38,6 +38,8 @@ typedef struct forward_batch {
     int32_t max_kv_len;         /* max over sequences of kv_len */
     int32_t num_logits;
     const int32_t *logit_tokens;/* [num_logits] token indices whose logits are wanted */
+    int32_t graph_key;          /* 0: run the ops; else 1 + the backend's graph key (backend_ops.graph_key):
+                                 * the device copy is padded to the key's sizes */
 } forward_batch;
 
 typedef struct backend backend;
@@ -75,8 +77,19 @@ typedef struct backend_ops {
     /* The first device error since creation (sticky: a backend that failed refuses further work
      * rather than produce garbage); STATUS_OK on the CPU. Checked after every forward. */
     status_t (*last_error)(backend *b);
-    /* Gives the ops a device-readable copy of the batch's index arrays (CPU: *dev = *host). */
+    /* Gives the ops a device-readable copy of the batch's index arrays (CPU: *dev = *host).  With
+     * host->graph_key set, the copy is padded to the key's batch (extra rows: token 0 at position
+     * 0 writing and reading only the pad KV slot b->kv_pad_slot) and max_kv_len to the key's. */
     void (*upload_batch)(backend *b, const forward_batch *host, forward_batch *dev);
+    /* CUDA graphs (NULL on the CPU backend).  graph_key: 1 + a key for a decode batch that can run
+     * as a captured graph, 0 when it cannot (or graphs are off).  graph_run launches the key's
+     * graph when one is captured (1) or returns 0; graph_begin starts capturing the ops that
+     * follow (0: not this time — a key runs eagerly once before it is captured); graph_end ends
+     * the capture and launches it. */
+    int32_t (*graph_key)(backend *b, const forward_batch *host);
+    int (*graph_run)(backend *b, int32_t key);
+    int (*graph_begin)(backend *b, int32_t key);
+    void (*graph_end)(backend *b, int32_t key);
     /* Free and total bytes of the memory the backend allocates from (device memory; host RAM for
      * the CPU backend), for sizing the KV pool. */
     status_t (*memory_info)(backend *b, size_t *free_bytes, size_t *total_bytes);
@@ -136,6 +149,8 @@ typedef struct backend_ops {
 struct backend {
     const backend_ops *ops;
     dtype_t act_dtype;          /* activation / KV dtype */
+    int32_t kv_pad_slot;        /* a KV slot no sequence owns (padding rows of graph batches) */
+    int64_t num_graph_replays;  /* forwards run as a captured CUDA graph */
 };
 
 /* CPU backend: num_threads <= 0 = one per available CPU (or LIGHTLLM_NUM_THREADS). */

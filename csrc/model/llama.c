@@ -63,8 +63,9 @@ static void llama_logits(model *m, const forward_batch *batch, int32_t done, int
 
 void model_forward(model *m, const forward_batch *host_batch, float *logits)
 {
-    forward_batch batch;
-    m->be->ops->upload_batch(m->be, host_batch, &batch);
+    forward_batch hb = *host_batch, batch;
+    hb.graph_key = 0; /* rows are copied out one by one: no padded graph batch */
+    m->be->ops->upload_batch(m->be, &hb, &batch);
     llama_layers(m, &batch);
     const int64_t vocab = m->cfg.vocab_size;
     for (int32_t done = 0; done < batch.num_logits; done += m->max_logits) { /* max_logits rows at a time */
@@ -77,10 +78,16 @@ void model_forward(model *m, const forward_batch *host_batch, float *logits)
 
 float *model_forward_logits(model *m, const forward_batch *host_batch)
 {
+    backend *be = m->be;
+    const backend_ops *ops = be->ops;
     LL_ASSERT(host_batch->num_logits <= m->max_logits);
-    forward_batch batch;
-    m->be->ops->upload_batch(m->be, host_batch, &batch);
+    forward_batch hb = *host_batch, batch;
+    hb.graph_key = ops->graph_key ? ops->graph_key(be, &hb) : 0;
+    ops->upload_batch(be, &hb, &batch);
+    if (hb.graph_key && ops->graph_run(be, hb.graph_key - 1)) return m->act_logits;
+    const int capture = hb.graph_key && ops->graph_begin(be, hb.graph_key - 1);
     llama_layers(m, &batch);
     if (batch.num_logits > 0) llama_logits(m, &batch, 0, batch.num_logits);
+    if (capture) ops->graph_end(be, hb.graph_key - 1);
     return m->act_logits;
 }

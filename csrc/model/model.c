@@ -230,7 +230,8 @@ status_t model_alloc_runtime(model *m, int32_t max_tokens, int32_t max_seq_len, 
     m->be->ops->copy_to_device(m->be, m->rope_table, table, (size_t)max_seq_len * D * sizeof(float));
     free(table);
     m->kv_pools = log_xcalloc((size_t)c->num_layers, sizeof *m->kv_pools);
-    const size_t pool_bytes = (size_t)num_slots * 2 * c->num_kv_heads * D * es;
+    const size_t pool_bytes = (size_t)(num_slots + 1) * 2 * c->num_kv_heads * D * es; /* + the pad slot */
+    m->be->kv_pad_slot = num_slots;
     for (int32_t i = 0; i < c->num_layers; i++) {
         status_t s = model_own(m, pool_bytes, &m->kv_pools[i]);
         if (s != STATUS_OK)

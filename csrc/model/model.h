@@ -53,8 +53,9 @@ int64_t model_weight_bytes(const model *m);
 /* llama.c: runs the batch, writes fp32 logits[num_logits, vocab] to host memory. */
 void model_forward(model *m, const forward_batch *batch, float *logits);
 /* The same for a batch of at most max_logits logit rows, leaving the logits where the backend
- * computed them: returns m->act_logits ([num_logits, vocab] fp32, on the device) for
- * backend_ops.sample. */
+ * computed them: returns m->act_logits ([num_logits, vocab] fp32, on the device; rows past
+ * num_logits may hold a graph batch's padding) for backend_ops.sample.  A decode batch the
+ * backend can run as a CUDA graph replays it (captured the second time its key is seen). */
 float *model_forward_logits(model *m, const forward_batch *batch);
 
 #endif

@@ -417,7 +417,7 @@ static PyObject *py_engine_stats(py_engine *self, PyObject *unused)
     const engine *e = self->e;
     const scheduler *s = &e->sched;
     return Py_BuildValue(
-        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:d,s:L,s:L,s:s,s:i,s:i,s:L}",
+        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:d,s:L,s:L,s:s,s:i,s:i,s:L,s:L}",
         "num_kv_slots", s->kv.num_slots, "num_free_slots", s->kv.num_free,
         "num_cached_slots", s->rc ? radix_cache_total_tokens(s->rc) : 0,
         "num_evictable_slots", s->rc ? radix_cache_evictable_tokens(s->rc) : 0,
@@ -428,7 +428,8 @@ static PyObject *py_engine_stats(py_engine *self, PyObject *unused)
         "kv_bytes_per_token", (long long)model_kv_bytes_per_token(e->m), "weight_bytes", (long long)model_weight_bytes(e->m),
         "backend", self->be->ops->name, "vocab_size", e->m->cfg.vocab_size,
         "num_grammars", e->grammars ? grammar_cache_num_entries(e->grammars) : 0,
-        "num_grammar_rejects", (long long)e->num_grammar_rejects);
+        "num_grammar_rejects", (long long)e->num_grammar_rejects,
+        "num_graph_replays", (long long)self->be->num_graph_replays);
 }
 
 static PyMethodDef py_engine_methods[] = {

@@ -6,6 +6,7 @@ the shared-memory segments are unlinked. A child that dies makes /health answer 
 server exit with status 1. --single-process serves from one in-process engine thread instead."""
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -38,6 +39,7 @@ FLAGS = [
     ("--max-grammar-bytes", [], dict(type=int, default=65536, help="bytes of a request's grammar spec (JSON Schema, "
                                      "regex, choices, grammar) a shared request slot holds (multi-process server); "
                                      "a multiple of 64")),
+    ("--disable-cudagraph", [], dict(action="store_true", help="run decode steps eagerly instead of as CUDA graphs")),
     ("--queue-wait-s", [], dict(type=float, default=30.0, help="how long a request waits for a free request slot "
                                                                 "before 503 + Retry-After")),
 ]
@@ -68,6 +70,8 @@ def main(argv=None):
         parser.error(f"--max-grammar-bytes {args.max_grammar_bytes}: must be 0 or a multiple of 64 up to 16 MiB")
     if args.tp != 1:
         parser.error(f"--tp {args.tp}: tensor parallelism is not available in this version; use --tp 1")
+    if args.disable_cudagraph:
+        os.environ["LIGHTLLM_CUDA_GRAPHS"] = "0"  # read by the CUDA backend, here or in the backend process
     import uvicorn
     from lightllm.server.api_server import build_app
 

@@ -1,7 +1,7 @@
 """Whole models on the CUDA backend (bf16) against Hugging Face transformers (the fixtures) and
 against themselves: logits close, >= 95% of greedy tokens before the first divergence, greedy
-output independent of batch composition, chunked prefill and the prefix cache; the device
-sampler gives the host sampler's tokens and logprobs on the same model."""
+output independent of batch composition, chunked prefill, the prefix cache and CUDA graphs; the
+device sampler gives the host sampler's tokens and logprobs on the same model."""
 import os
 import sys
 
@@ -105,3 +105,19 @@ def test_gpu_device_sampler_matches_host_sampler(name, monkeypatch):
                 assert x.keys() == y.keys(), f"{name} {sp} step {step}: top ids {list(x)} != {list(y)}"
                 for tok in x:
                     assert abs(x[tok].logprob - y[tok].logprob) < 1e-4 and x[tok].rank == y[tok].rank
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_gpu_greedy_same_with_and_without_cuda_graphs(name, monkeypatch):
+    """Decode steps replayed as CUDA graphs (padded to a batch bucket, KV length to a bucket)
+    give the eager forward's greedy tokens, batched (bucket 4) and alone (bucket 1); the graphs
+    did run."""
+    d, ref, _ = load_fixture(name)
+    runs = {}
+    for graphs in ("0", "1"):
+        monkeypatch.setenv("LIGHTLLM_CUDA_GRAPHS", graphs)
+        llm = LLM(d, device="cuda", enable_prefix_caching=False)
+        runs[graphs] = greedy(llm, ref["prompts"]) + [greedy(llm, [p])[0] for p in ref["prompts"][:2]]
+        replays = llm.stats()["num_graph_replays"]
+        assert (replays > 0) == (graphs == "1"), replays
+    assert runs["1"] == runs["0"]

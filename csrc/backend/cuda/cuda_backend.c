@@ -74,6 +74,7 @@ static void cuda_backend_destroy(backend *b)
     if (c->stream) cudaStreamSynchronize(c->stream);
     cuda_backend_free_step_buffers(c);
     cuda_sample_free(c);
+    cuda_graph_free(c);
     for (int64_t i = 0; i < c->num_owned; i++) cudaFree(c->owned[i]);
     free(c->owned);
     cuda_gemm_free(c);
@@ -146,6 +147,7 @@ static status_t cuda_backend_prepare(backend *b, int32_t max_tokens, int32_t max
     c->max_seq_len = max_seq_len;
     c->num_heads = num_heads;
     c->head_dim = head_dim;
+    cuda_graph_prepare(c, max_seqs, max_seq_len);
     return cuda_sample_prepare(c, max_seqs);
 }
 
@@ -243,13 +245,16 @@ static status_t cuda_backend_upload_weight(backend *b, const tensor_t *host, ten
 
 /* ---- per step ---- */
 
-static const int32_t *cuda_backend_stage(cuda_backend *c, int64_t *used, const int32_t *src, int64_t count)
+/* Stages src[count] and then pad entries (fill + step * j for j = 1..pad) in the staging buffer. */
+static const int32_t *cuda_backend_stage_padded(cuda_backend *c, int64_t *used, const int32_t *src, int64_t count,
+                                                int64_t pad, int32_t fill, int32_t step)
 {
     if (!src) return NULL;
     int32_t *dst = c->index_host + *used;
     if (count > 0) memcpy(dst, src, (size_t)count * sizeof(int32_t));
+    for (int64_t j = 0; j < pad; j++) dst[count + j] = fill + step * (int32_t)(j + 1);
     const int32_t *dev = c->index_dev + *used;
-    *used += (count + 3) & ~(int64_t)3; /* keep every array 16-byte aligned */
+    *used += (count + pad + 3) & ~(int64_t)3; /* keep every array 16-byte aligned */
     return dev;
 }
 
@@ -269,14 +274,26 @@ static void cuda_backend_upload_batch(backend *b, const forward_batch *host, for
     c->index_copy_pending = 0;
     int64_t used = 0;
     const int64_t nt = host->num_tokens, ns = host->num_seqs;
-    dev->token_ids = cuda_backend_stage(c, &used, host->token_ids, nt);
-    dev->positions = cuda_backend_stage(c, &used, host->positions, nt);
-    dev->slots = cuda_backend_stage(c, &used, host->slots, nt);
-    dev->token_seq = cuda_backend_stage(c, &used, host->token_seq, nt);
-    dev->q_start = cuda_backend_stage(c, &used, host->q_start, ns + 1);
-    dev->kv_start = cuda_backend_stage(c, &used, host->kv_start, ns + 1);
-    dev->kv_slots = cuda_backend_stage(c, &used, host->kv_slots, num_kv);
-    dev->logit_tokens = cuda_backend_stage(c, &used, host->logit_tokens, host->num_logits);
+    /* a graph batch is padded to its key's size (rows write and read only the pad slot) */
+    int32_t rows = (int32_t)nt, kv_bucket = host->max_kv_len;
+    if (host->graph_key) cuda_graph_key_sizes(c, host->graph_key - 1, &rows, &kv_bucket);
+    const int64_t pad = rows - nt, slot = b->kv_pad_slot;
+    LL_ASSERT(pad == 0 || (nt == ns && host->num_logits == nt));
+    /* sizes fixed per graph key come first, the kv_slots array (its length varies) last, so a
+     * key's arrays sit at the same addresses every step */
+    dev->token_ids = cuda_backend_stage_padded(c, &used, host->token_ids, nt, pad, 0, 0);
+    dev->positions = cuda_backend_stage_padded(c, &used, host->positions, nt, pad, 0, 0);
+    dev->slots = cuda_backend_stage_padded(c, &used, host->slots, nt, pad, (int32_t)slot, 0);
+    dev->token_seq = cuda_backend_stage_padded(c, &used, host->token_seq, nt, pad, (int32_t)ns - 1, 1);
+    dev->q_start = cuda_backend_stage_padded(c, &used, host->q_start, ns + 1, pad, (int32_t)nt, 1);
+    dev->kv_start = cuda_backend_stage_padded(c, &used, host->kv_start, ns + 1, pad, (int32_t)num_kv, 1);
+    dev->logit_tokens = cuda_backend_stage_padded(c, &used, host->logit_tokens, host->num_logits, pad,
+                                                  (int32_t)host->num_logits - 1, 1);
+    dev->kv_slots = cuda_backend_stage_padded(c, &used, host->kv_slots, num_kv, pad, (int32_t)slot, 0);
+    if (pad > 0 || host->graph_key) {
+        dev->num_tokens = dev->num_seqs = dev->num_logits = rows;
+        dev->max_kv_len = kv_bucket;
+    }
     LL_ASSERT(used <= c->index_capacity);
     if (used == 0) return;
     if (cuda_backend_check(c, cudaMemcpyAsync(c->index_dev, c->index_host, (size_t)used * sizeof(int32_t),
@@ -411,6 +428,10 @@ static const backend_ops cuda_backend_ops = {
     .prepare = cuda_backend_prepare,
     .last_error = cuda_backend_last_error,
     .upload_batch = cuda_backend_upload_batch,
+    .graph_key = cuda_graph_key,
+    .graph_run = cuda_graph_run,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
     .memory_info = cuda_backend_memory_info,
     .alloc = cuda_backend_alloc,
     .release = cuda_backend_release,

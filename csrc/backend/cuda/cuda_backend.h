@@ -15,6 +15,7 @@
 #include "backend/host_sampler.h"
 
 #define CUDA_GEMM_WORKSPACE_BYTES ((size_t)32 << 20)
+#define CUDA_GRAPH_MAX_BUCKETS 32
 
 /* One cached GEMM plan: layouts and the heuristic's algorithm for a (m, n, k, out dtype,
  * alignment) shape.  Inline opaque descriptors: looking a plan up allocates nothing. */
@@ -75,6 +76,14 @@ typedef struct cuda_backend {
     int64_t sample_capacity;
     host_sampler sampler;
 
+    /* CUDA graphs of decode batches (cuda_graph.c): key = batch bucket x KV-length bucket */
+    int graphs_enabled;                        /* LIGHTLLM_CUDA_GRAPHS=0 turns them off */
+    int32_t graph_batches[CUDA_GRAPH_MAX_BUCKETS], num_graph_batches;
+    int32_t graph_kv[CUDA_GRAPH_MAX_BUCKETS], num_graph_kv;
+    cudaGraphExec_t *graph_exec;               /* [num_graph_batches * num_graph_kv], NULL until captured */
+    uint8_t *graph_seen;                       /* the key ran eagerly once (warm-up before capture) */
+    int64_t num_graph_captures;
+
     /* allocations made by upload_weight, freed by destroy */
     void **owned;
     int64_t num_owned, cap_owned;
@@ -98,6 +107,15 @@ void cuda_step_forward_end(backend *b, int slot);
 void cuda_sample(backend *b, int slot, float *logits, int32_t n, int32_t vocab, const backend_sample_row *rows);
 void cuda_sample_wait(backend *b, int slot, int32_t n, sampling_result_t *out, double *device_seconds);
 void cuda_sample_free(cuda_backend *c);
+
+/* cuda_graph.c: backend_ops.graph_*; buckets made at prepare, graphs freed at destroy. */
+void cuda_graph_prepare(cuda_backend *c, int32_t max_seqs, int32_t max_seq_len);
+void cuda_graph_free(cuda_backend *c);
+void cuda_graph_key_sizes(const cuda_backend *c, int32_t key, int32_t *rows, int32_t *kv_len);
+int32_t cuda_graph_key(backend *b, const forward_batch *host);
+int cuda_graph_run(backend *b, int32_t key);
+int cuda_graph_begin(backend *b, int32_t key);
+void cuda_graph_end(backend *b, int32_t key);
 
 /* cuda_gemm.c: D[n, m] = X[n, k] · W[m, k]^T in row-major terms, bf16 inputs, fp32 compute,
  * bf16 or fp32 output.  Plans are cached per shape; failures are recorded in the backend. */
