@@ -186,3 +186,32 @@ def test_single_process_mode_serves(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+def test_shm_client_submit_carries_a_grammar_spec():
+    """ShmClient.submit writes the engine dict's grammar spec into the slot's grammar region
+    (--max-grammar-bytes per slot, one byte kept for the NUL); a spec that does not fit, an
+    unknown kind or a non-string spec is a ValueError naming the grammar, and leaks no slot."""
+    sid = f"{os.getpid()}xguided"
+    _C.shm_server_create(sid, 2, 64, 8, 256, 128, 16)
+    try:
+        c = _C.ShmClient(sid)
+        base = {"max_tokens": 4, "n": 1, "logprobs": -1}
+        spec = {**base, "grammar_kind": "regex", "grammar": "é" * 63, "grammar_whitespace": False}  # 126 bytes
+        for bad, words in (({**spec, "grammar": "x" * 128}, "grammar spec is 128 bytes"),
+                           ({**spec, "grammar": "é" * 64}, "--max-grammar-bytes 128"),
+                           ({**spec, "grammar_kind": "lark"}, "grammar_kind"),
+                           ({**spec, "grammar": None}, "grammar must be a string")):
+            with pytest.raises(ValueError, match=re.escape(words)):
+                c.submit(1, 1, 0, [1, 2], bad)
+        slots = [c.submit(2, 2, 0, [1, 2], {**spec, "grammar": "x" * 127}),
+                 c.submit(3, 3, 0, [1, 2], {**base, "grammar_kind": None})]  # unconstrained
+        assert sorted(slots) == [0, 1] and c.submit(4, 4, 0, [1], base) == -1  # both slots taken, none leaked
+        for s in slots:
+            c.abort(s)
+            c.release(s)
+        assert c.submit(5, 5, 0, [1, 2], {**spec, "grammar_kind": "json_schema", "grammar_whitespace": True}) >= 0
+        del c
+    finally:
+        _C.shm_server_destroy(sid)
+    assert _C.shm_count_segments(f"lightllm-{sid}") == 0

@@ -108,6 +108,10 @@ static void backend_loop_add(backend_loop *bl, int32_t slot)
         .num_stop_token_ids = (int32_t)q->num_stop_token_ids,
         .include_stop_str_in_output = (q->flags & SHM_REQ_FLAG_INCLUDE_STOP_STR_IN_OUTPUT) != 0,
         .skip_special_tokens = (q->flags & SHM_REQ_FLAG_SKIP_SPECIAL_TOKENS) != 0,
+        .grammar_kind = shm_req_grammar_kind_name(q->grammar_kind), /* NULL for SHM_REQ_GRAMMAR_NONE */
+        .grammar = q->grammar_kind != SHM_REQ_GRAMMAR_NONE ? shm_req_grammar(bl->pool, slot) : NULL,
+        .grammar_len = q->grammar_bytes,
+        .grammar_whitespace = (q->flags & SHM_REQ_FLAG_GRAMMAR_WHITESPACE) != 0,
     };
     p.sp.n = 1; /* the n samples of a request are n slots: a seeded request's samples get distinct
                  * seeds derived from it, so they differ as the n samples of one engine request do */
@@ -242,7 +246,7 @@ static status_t backend_loop_fail(backend_loop *bl, status_t s)
     }
     backend_loop_publish(bl, 0);
     bl->quit = 1;
-    snprintf(bl->error, sizeof bl->error, "%s", msg);
+    snprintf(bl->error, sizeof bl->error, "%.255s", msg);
     return status_set(s, "%s", msg);
 }
 

@@ -21,15 +21,18 @@ static_assert(SHM_REQ_MAX_TOP_LOGPROBS == SAMPLING_MAX_LOGPROBS, "top logprobs c
 static_assert(sizeof(shm_req_token_record) == 192, "token record layout");
 static_assert(offsetof(shm_req_token_record, top_ids) == 16 && offsetof(shm_req_token_record, top_logprobs) == 96 &&
               offsetof(shm_req_token_record, text_offset) == 176, "token record layout");
-static_assert(sizeof(shm_req) == 832, "slot layout");
+static_assert(sizeof(shm_req) == 1728, "slot layout");
 static_assert(offsetof(shm_req, generation) == 16 && offsetof(shm_req, request_id) == 32, "slot layout");
 static_assert(offsetof(shm_req, params) == 64 && offsetof(shm_req, num_stop_strings) == 128, "slot layout");
 static_assert(offsetof(shm_req, stop_token_ids) == 152 && offsetof(shm_req, stop_strings) == 216, "slot layout");
+static_assert(offsetof(shm_req, grammar_kind) == 472 && offsetof(shm_req, grammar_bytes) == 476, "slot layout");
 static_assert(offsetof(shm_req, finish_reason) == 480 && offsetof(shm_req, claim_us) == 496, "slot layout");
 static_assert(offsetof(shm_req, error_message) == 536, "slot layout");
-static_assert(offsetof(shm_req, record_write) == 704 && offsetof(shm_req, record_read) == 768, "slot layout");
+static_assert(offsetof(shm_req, record_write) == 1600 && offsetof(shm_req, record_read) == 1664, "slot layout");
 static_assert(sizeof(shm_req_pool_header) == 128 && offsetof(shm_req_pool_header, claim_hint) == 64 &&
               offsetof(shm_req_pool_header, submit_counter) == 72, "pool header layout");
+static_assert(offsetof(shm_req_pool_header, grammars_offset) == 56 &&
+              offsetof(shm_req_pool_header, max_grammar_bytes) == 80, "pool header layout");
 
 /* The plain fields reset at claim: from submit_seq up to the producer line. */
 #define SHM_REQ_RESET_BEGIN offsetof(shm_req, submit_seq)
@@ -55,7 +58,8 @@ static uint64_t shm_req_layout(const shm_req_pool_config *cfg, shm_req_pool_head
     h->prompts_offset = shm_req_align_up(h->slots_offset + n * sizeof(shm_req));
     h->records_offset = shm_req_align_up(h->prompts_offset + n * (uint64_t)cfg->max_prompt_tokens * sizeof(int32_t));
     h->texts_offset = shm_req_align_up(h->records_offset + n * cfg->num_ring_records * sizeof(shm_req_token_record));
-    return shm_req_align_up(h->texts_offset + n * cfg->num_ring_text_bytes);
+    h->grammars_offset = shm_req_align_up(h->texts_offset + n * cfg->num_ring_text_bytes);
+    return shm_req_align_up(h->grammars_offset + n * cfg->max_grammar_bytes);
 }
 
 static status_t shm_req_check_config(const shm_req_pool_config *cfg)
@@ -73,6 +77,9 @@ static status_t shm_req_check_config(const shm_req_pool_config *cfg)
         cfg->num_ring_text_bytes > (1u << 24))
         return status_set(STATUS_INVALID_ARG, "request pool num_ring_text_bytes must be a power of two in "
                           "[64, 2^24], got %u", cfg->num_ring_text_bytes);
+    if (cfg->max_grammar_bytes % SHM_REQ_ALIGN != 0 || cfg->max_grammar_bytes > SHM_REQ_MAX_GRAMMAR_BYTES)
+        return status_set(STATUS_INVALID_ARG, "request pool max_grammar_bytes must be 0 or a multiple of 64 in "
+                          "[64, 2^24], got %u", cfg->max_grammar_bytes);
     return STATUS_OK;
 }
 
@@ -86,6 +93,8 @@ static void shm_req_pool_bind(shm_req_pool *pool)
     pool->prompts = (int32_t *)(base + h->prompts_offset);
     pool->records = (shm_req_token_record *)(base + h->records_offset);
     pool->texts = base + h->texts_offset;
+    pool->grammars = (char *)(base + h->grammars_offset);
+    pool->max_grammar_bytes = h->max_grammar_bytes;
     pool->num_slots = h->num_slots;
     pool->max_prompt_tokens = h->max_prompt_tokens;
     pool->num_ring_records = h->num_ring_records;
@@ -105,12 +114,14 @@ status_t shm_req_pool_create(shm_req_pool *pool, const char *name, const shm_req
     h->max_prompt_tokens = cfg->max_prompt_tokens;
     h->num_ring_records = cfg->num_ring_records;
     h->num_ring_text_bytes = cfg->num_ring_text_bytes;
+    h->max_grammar_bytes = cfg->max_grammar_bytes;
     h->slot_bytes = sizeof(shm_req);
     h->record_bytes = sizeof(shm_req_token_record);
     h->slots_offset = layout.slots_offset;
     h->prompts_offset = layout.prompts_offset;
     h->records_offset = layout.records_offset;
     h->texts_offset = layout.texts_offset;
+    h->grammars_offset = layout.grammars_offset;
     pool->is_creator = 1;
     shm_req_pool_bind(pool);
     /* The mapping is zero-filled: every slot is FREE with ref_count 0. */
@@ -124,7 +135,8 @@ status_t shm_req_pool_attach(shm_req_pool *pool, const char *name)
     memset(pool, 0, sizeof(*pool));
     STATUS_TRY(shm_attach_segment(&pool->seg, name, SHM_KIND_REQ_POOL, SHM_REQ_LAYOUT_VERSION));
     shm_req_pool_header *h = (shm_req_pool_header *)((uint8_t *)pool->seg.base + sizeof(shm_header));
-    shm_req_pool_config cfg = {h->num_slots, h->max_prompt_tokens, h->num_ring_records, h->num_ring_text_bytes};
+    shm_req_pool_config cfg = {h->num_slots, h->max_prompt_tokens, h->num_ring_records, h->num_ring_text_bytes,
+                               h->max_grammar_bytes};
     shm_req_pool_header expect;
     memset(&expect, 0, sizeof expect);
     status_t st = STATUS_OK;
@@ -140,7 +152,7 @@ status_t shm_req_pool_attach(shm_req_pool *pool, const char *name)
                         h->slot_bytes, h->record_bytes, sizeof(shm_req), sizeof(shm_req_token_record));
     else if (shm_req_layout(&cfg, &expect) != pool->seg.total_bytes || expect.slots_offset != h->slots_offset ||
              expect.prompts_offset != h->prompts_offset || expect.records_offset != h->records_offset ||
-             expect.texts_offset != h->texts_offset)
+             expect.texts_offset != h->texts_offset || expect.grammars_offset != h->grammars_offset)
         st = status_set(STATUS_FORMAT, "request pool %s: region offsets do not match its configuration", name);
     if (st != STATUS_OK) {
         shm_detach_segment(&pool->seg);
@@ -158,7 +170,9 @@ void shm_req_pool_detach(shm_req_pool *pool)
     pool->prompts = NULL;
     pool->records = NULL;
     pool->texts = NULL;
+    pool->grammars = NULL;
     pool->num_slots = 0;
+    pool->max_grammar_bytes = 0;
 }
 
 status_t shm_req_pool_destroy(shm_req_pool *pool)
@@ -224,14 +238,15 @@ status_t shm_req_set_request(shm_req_pool *pool, int32_t slot, int64_t request_i
     STATUS_TRY(sampling_params_validate(params));
     if (sample_index < 0 || sample_index >= params->n)
         return status_set(STATUS_INVALID_ARG, "sample_index must be in [0, n=%d), got %d", params->n, sample_index);
-    uint32_t known = SHM_REQ_FLAG_INCLUDE_STOP_STR_IN_OUTPUT | SHM_REQ_FLAG_SKIP_SPECIAL_TOKENS;
+    uint32_t known = SHM_REQ_FLAG_INCLUDE_STOP_STR_IN_OUTPUT | SHM_REQ_FLAG_SKIP_SPECIAL_TOKENS; /* the grammar
+                                                                                      * bit: set_grammar's */
     if (flags & ~known) return status_set(STATUS_INVALID_ARG, "request flags 0x%x has unknown bits", flags);
     r->request_id = request_id;
     r->group_id = group_id;
     r->sample_index = sample_index;
     r->num_samples = params->n;
     r->params = *params;
-    r->flags = flags;
+    r->flags = flags | (r->flags & SHM_REQ_FLAG_GRAMMAR_WHITESPACE);
     return STATUS_OK;
 }
 
@@ -275,6 +290,46 @@ status_t shm_req_set_stop(shm_req_pool *pool, int32_t slot, const char *const *s
     if (num_token_ids > 0) memcpy(r->stop_token_ids, token_ids, (size_t)num_token_ids * sizeof(int32_t));
     r->num_stop_strings = (uint32_t)num_strings;
     r->num_stop_token_ids = (uint32_t)num_token_ids;
+    return STATUS_OK;
+}
+
+static const char *const shm_req_grammar_kind_names[SHM_REQ_GRAMMAR_NUM_KINDS] = {
+    [SHM_REQ_GRAMMAR_JSON_SCHEMA] = "json_schema", [SHM_REQ_GRAMMAR_REGEX] = "regex",
+    [SHM_REQ_GRAMMAR_CHOICE] = "choice", [SHM_REQ_GRAMMAR_EBNF] = "ebnf"};
+
+const char *shm_req_grammar_kind_name(uint32_t kind)
+{
+    return kind < SHM_REQ_GRAMMAR_NUM_KINDS ? shm_req_grammar_kind_names[kind] : NULL;
+}
+
+status_t shm_req_grammar_kind_from_name(const char *name, uint32_t *kind)
+{
+    for (uint32_t k = 1; k < SHM_REQ_GRAMMAR_NUM_KINDS; k++)
+        if (strcmp(name, shm_req_grammar_kind_names[k]) == 0) {
+            *kind = k;
+            return STATUS_OK;
+        }
+    return status_set(STATUS_INVALID_ARG, "grammar_kind must be one of json_schema, regex, choice, ebnf, got '%.40s'",
+                      name);
+}
+
+status_t shm_req_set_grammar(shm_req_pool *pool, int32_t slot, uint32_t kind, const char *text, size_t num_bytes,
+                             int whitespace)
+{
+    shm_req *r = shm_req_claimed(pool, slot);
+    if (shm_req_grammar_kind_name(kind) == NULL)
+        return status_set(STATUS_INVALID_ARG, "grammar_kind %u is not a grammar kind", kind);
+    if (num_bytes >= pool->max_grammar_bytes)
+        return status_set(STATUS_INVALID_ARG, "grammar spec is %zu bytes, more than the %u bytes a request slot holds "
+                          "(--max-grammar-bytes %u)", num_bytes, pool->max_grammar_bytes ? pool->max_grammar_bytes - 1 : 0,
+                          pool->max_grammar_bytes);
+    char *dst = (char *)shm_req_grammar(pool, slot);
+    if (num_bytes > 0) memcpy(dst, text, num_bytes);
+    dst[num_bytes] = '\0';
+    r->grammar_kind = kind;
+    r->grammar_bytes = (uint32_t)num_bytes;
+    if (whitespace) r->flags |= SHM_REQ_FLAG_GRAMMAR_WHITESPACE;
+    else r->flags &= ~(uint32_t)SHM_REQ_FLAG_GRAMMAR_WHITESPACE;
     return STATUS_OK;
 }
 

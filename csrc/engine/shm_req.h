@@ -8,13 +8,27 @@
  * Segment layout (offsets from the segment base, every region 64-byte aligned):
  *   [0, 64)        shm_header
  *   [64, 192)      shm_req_pool_header (config, region offsets, claim hint, counters)
- *   slots_offset   shm_req              [num_slots]                          (832 bytes each)
+ *   slots_offset   shm_req              [num_slots]                          (1728 bytes each)
  *   prompts_offset int32_t              [num_slots, max_prompt_tokens]       prompt token ids
  *   records_offset shm_req_token_record [num_slots, num_ring_records]        (192 bytes each)
  *   texts_offset   uint8_t              [num_slots, num_ring_text_bytes]     UTF-8 bytes
+ *   grammars_offset char                [num_slots, max_grammar_bytes]       grammar specs
  * Only fixed-width types, natural alignment and explicit padding; static_asserts pin every size
  * and the key offsets.  SHM_REQ_LAYOUT_VERSION changes whenever any of it changes (including
  * sampling_params_t, which the slot embeds); attach refuses another version.
+ *
+ * Layout history: v1 had no grammar; v2 adds the grammar region, the slot's grammar_kind /
+ * grammar_bytes and SHM_REQ_FLAG_GRAMMAR_WHITESPACE, and widens error_message to 1024 bytes (the
+ * grammar compiler's messages quote the offending input).
+ *
+ * GRAMMAR (structured generation): a request's grammar spec is its kind (SHM_REQ_GRAMMAR_*:
+ * engine_request_params.grammar_kind by name), its text (the JSON Schema as JSON text, the regex,
+ * the choices as a JSON list, or the GBNF/EBNF grammar; UTF-8) and the whitespace flag.  The text
+ * lives in the slot's row of the grammar region, NUL-terminated, so a spec holds at most
+ * max_grammar_bytes - 1 bytes (the server's --max-grammar-bytes; 0 = no grammar requests); a
+ * longer one is STATUS_INVALID_ARG at submit naming the grammar.  The region is separate from the
+ * prompt so both keep their full capacity; pages of it are touched only by slots that carry a
+ * spec.  The backend hands kind/text/length to engine_add_request, which compiles it.
  *
  * Slot lifecycle (state, C11 atomics; stores release, loads acquire):
  *   FREE --claim (front end, CAS)--> CLAIMED --submit--> SUBMITTED --mark_running (backend, CAS)-->
@@ -32,7 +46,7 @@
  *
  * Who writes what:
  *   front end (state CLAIMED): request id, group id / sample index (the n samples of a request
- *     are n slots with one group id), sampling params, flags, stop strings / ids, prompt;
+ *     are n slots with one group id), sampling params, flags, stop strings / ids, prompt, grammar;
  *     read-only after submit.  abort_requested: any holder, any time (a disconnecting client).
  *   router: nothing in the slot except abort handling (it may finish a SUBMITTED slot it never
  *     handed to a backend, with SHM_REQ_FINISH_ABORT).
@@ -69,13 +83,14 @@
 #include "core/status.h"
 #include "engine/sampling.h"
 
-#define SHM_REQ_LAYOUT_VERSION 1u
+#define SHM_REQ_LAYOUT_VERSION 2u
 #define SHM_REQ_MAX_SLOTS 65536
 #define SHM_REQ_MAX_STOP_STRINGS 4
 #define SHM_REQ_MAX_STOP_STRING_BYTES 64
 #define SHM_REQ_MAX_STOP_TOKEN_IDS 16
 #define SHM_REQ_MAX_TOP_LOGPROBS 20
-#define SHM_REQ_ERROR_MESSAGE_BYTES 128
+#define SHM_REQ_ERROR_MESSAGE_BYTES 1024
+#define SHM_REQ_MAX_GRAMMAR_BYTES (1u << 24)      /* upper bound of max_grammar_bytes */
 
 enum {
     SHM_REQ_STATE_FREE = 0,
@@ -102,7 +117,17 @@ enum {
 enum {
     SHM_REQ_FLAG_INCLUDE_STOP_STR_IN_OUTPUT = 1u << 0,
     SHM_REQ_FLAG_SKIP_SPECIAL_TOKENS = 1u << 1,
+    SHM_REQ_FLAG_GRAMMAR_WHITESPACE = 1u << 2,      /* grammar_whitespace: bounded whitespace in JSON */
     /* ignore_eos lives in params.ignore_eos (one source of truth) */
+};
+
+enum {
+    SHM_REQ_GRAMMAR_NONE = 0,     /* unconstrained */
+    SHM_REQ_GRAMMAR_JSON_SCHEMA = 1,
+    SHM_REQ_GRAMMAR_REGEX = 2,
+    SHM_REQ_GRAMMAR_CHOICE = 3,
+    SHM_REQ_GRAMMAR_EBNF = 4,
+    SHM_REQ_GRAMMAR_NUM_KINDS = 5,
 };
 
 /* One output token; 192 bytes. */
@@ -124,7 +149,7 @@ enum {
     SHM_REQ_RECORD_FINAL = 1u << 0,
 };
 
-/* One slot; 832 bytes (13 cache lines).  Offsets are pinned by static_asserts in shm_req.c. */
+/* One slot; 1728 bytes (27 cache lines).  Offsets are pinned by static_asserts in shm_req.c. */
 typedef struct shm_req {
     /* lifecycle (offset 0) */
     _Atomic uint32_t state;                          /* SHM_REQ_STATE_* */
@@ -146,7 +171,8 @@ typedef struct shm_req {
     uint32_t stop_string_bytes[SHM_REQ_MAX_STOP_STRINGS];
     int32_t stop_token_ids[SHM_REQ_MAX_STOP_TOKEN_IDS];
     char stop_strings[SHM_REQ_MAX_STOP_STRINGS][SHM_REQ_MAX_STOP_STRING_BYTES]; /* not NUL-terminated */
-    uint32_t reserved0[2];
+    uint32_t grammar_kind;                           /* SHM_REQ_GRAMMAR_* */
+    uint32_t grammar_bytes;                          /* text bytes in the grammar region (no NUL) */
     /* results, written by the backend (offset 480) */
     uint32_t finish_reason;                          /* SHM_REQ_FINISH_* */
     uint32_t stop_reason_kind;                       /* SHM_REQ_STOP_* */
@@ -159,11 +185,11 @@ typedef struct shm_req {
     int64_t finish_us;
     char error_message[SHM_REQ_ERROR_MESSAGE_BYTES]; /* NUL-terminated, for SHM_REQ_FINISH_ERROR */
     uint8_t reserved1[40];
-    /* output ring, producer side (offset 704) */
+    /* output ring, producer side (offset 1600) */
     _Atomic uint64_t record_write;
     _Atomic uint64_t text_write;
     uint8_t reserved2[48];
-    /* output ring, consumer side (offset 768) */
+    /* output ring, consumer side (offset 1664) */
     _Atomic uint64_t record_read;
     _Atomic uint64_t text_read;
     uint8_t reserved3[48];
@@ -181,11 +207,12 @@ typedef struct shm_req_pool_header {
     uint64_t prompts_offset;
     uint64_t records_offset;
     uint64_t texts_offset;
-    uint64_t reserved0;
+    uint64_t grammars_offset;
     _Atomic uint32_t claim_hint;                     /* where the next claim starts looking */
     _Atomic uint32_t num_in_use;                     /* slots not FREE */
     _Atomic uint64_t submit_counter;                 /* last submit_seq handed out */
-    uint64_t reserved1[6];
+    uint32_t max_grammar_bytes;
+    uint32_t reserved1[11];
 } shm_req_pool_header;
 
 typedef struct shm_req_pool_config {
@@ -193,6 +220,8 @@ typedef struct shm_req_pool_config {
     int32_t max_prompt_tokens;      /* >= 1: prompt capacity of every slot */
     uint32_t num_ring_records;      /* power of two in [2, 2^20]: token records per slot */
     uint32_t num_ring_text_bytes;   /* power of two in [64, 2^24]: text bytes per slot */
+    uint32_t max_grammar_bytes;     /* 0, or a multiple of 64 in [64, 2^24]: grammar region per slot
+                                     * (a spec holds max_grammar_bytes - 1 bytes; 0: none accepted) */
 } shm_req_pool_config;
 
 /* Process-local handle: pointers into this process's mapping. */
@@ -204,10 +233,12 @@ typedef struct shm_req_pool {
     int32_t *prompts;               /* [num_slots, max_prompt_tokens] */
     shm_req_token_record *records;  /* [num_slots, num_ring_records] */
     uint8_t *texts;                 /* [num_slots, num_ring_text_bytes] */
+    char *grammars;                 /* [num_slots, max_grammar_bytes] */
     int32_t num_slots;
     int32_t max_prompt_tokens;
     uint32_t num_ring_records;
     uint32_t num_ring_text_bytes;
+    uint32_t max_grammar_bytes;
 } shm_req_pool;
 
 /* --- pool --- */
@@ -235,6 +266,18 @@ static inline int32_t *shm_req_prompt(const shm_req_pool *pool, int32_t slot)
     return pool->prompts + (int64_t)slot * pool->max_prompt_tokens;
 }
 
+/* The slot's grammar text [max_grammar_bytes]: grammar_bytes bytes, then a NUL (when a spec is
+ * set).  NULL when the pool has no grammar region. */
+static inline const char *shm_req_grammar(const shm_req_pool *pool, int32_t slot)
+{
+    LL_ASSERT(slot >= 0 && slot < pool->num_slots);
+    return pool->max_grammar_bytes ? pool->grammars + (int64_t)slot * pool->max_grammar_bytes : NULL;
+}
+/* "json_schema" | "regex" | "choice" | "ebnf" for SHM_REQ_GRAMMAR_*; NULL for NONE or unknown. */
+const char *shm_req_grammar_kind_name(uint32_t kind);
+/* The SHM_REQ_GRAMMAR_* of a name; STATUS_INVALID_ARG naming grammar_kind for another name. */
+status_t shm_req_grammar_kind_from_name(const char *name, uint32_t *kind);
+
 /* --- lifecycle --- */
 /* Front end: takes a FREE slot (CAS), resets it, state CLAIMED, ref_count 1.  -1 when all
  * slots are in use. */
@@ -250,6 +293,11 @@ status_t shm_req_set_prompt(shm_req_pool *pool, int32_t slot, const int32_t *ids
 status_t shm_req_set_stop(shm_req_pool *pool, int32_t slot, const char *const *strings,
                           const int32_t *string_bytes, int32_t num_strings, const int32_t *token_ids,
                           int32_t num_token_ids);
+/* Front end, CLAIMED: the grammar spec (see GRAMMAR above): kind != NONE, text[num_bytes] (no
+ * NUL needed), whitespace 0/1.  STATUS_INVALID_ARG naming the field for an unknown kind or a
+ * text that does not fit the slot's region (max_grammar_bytes - 1). */
+status_t shm_req_set_grammar(shm_req_pool *pool, int32_t slot, uint32_t kind, const char *text, size_t num_bytes,
+                             int whitespace);
 /* Front end: CLAIMED -> SUBMITTED (release), after the prompt is set; assigns submit_seq. */
 void shm_req_submit(shm_req_pool *pool, int32_t slot);
 uint32_t shm_req_get_state(const shm_req_pool *pool, int32_t slot);

@@ -302,7 +302,7 @@ static status_t lr_conflict(lr_ctx *c, int32_t q, int32_t t, int32_t r1, int32_t
             int32_t s = lr_next_sym(c, items.p[i]);
             int hit = 0;
             if (s == -1) hit = t == c->C;
-            else if (s <= -2) {
+            else if (s <= -2 && s != INT32_MIN) { /* INT32_MIN: a complete item shifts nothing */
                 int32_t m;
                 const int32_t *cl = lr_set_classes(c, -s - 2, &m);
                 for (int32_t j = 0; j < m; j++) hit |= cl[j] == t;

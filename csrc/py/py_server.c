@@ -62,8 +62,8 @@ static PyObject *py_shm_server_create(PyObject *self, PyObject *args)
     const char *id;
     shm_req_pool_config cfg;
     unsigned int io_capacity;
-    if (!PyArg_ParseTuple(args, "siiIII", &id, &cfg.num_slots, &cfg.max_prompt_tokens, &cfg.num_ring_records,
-                          &cfg.num_ring_text_bytes, &io_capacity))
+    if (!PyArg_ParseTuple(args, "siiIIII", &id, &cfg.num_slots, &cfg.max_prompt_tokens, &cfg.num_ring_records,
+                          &cfg.num_ring_text_bytes, &cfg.max_grammar_bytes, &io_capacity))
         return NULL;
     char reqs[128], ion[128];
     if (py_server_names(id, reqs, ion) < 0) return NULL;
@@ -213,6 +213,32 @@ static int py_shm_client_slot(py_shm_client *self, PyObject *arg, int32_t *slot)
     return 0;
 }
 
+/* The grammar spec of a params dict (SamplingParams.engine_dict: grammar_kind, grammar,
+ * grammar_whitespace); *kind = SHM_REQ_GRAMMAR_NONE when grammar_kind is absent or None.  The text
+ * points into the dict's str (valid while the dict lives). */
+static int py_shm_grammar_from_dict(PyObject *params, uint32_t *kind, const char **text, Py_ssize_t *len, int *ws)
+{
+    *kind = SHM_REQ_GRAMMAR_NONE;
+    *text = NULL;
+    *len = 0;
+    *ws = 0;
+    PyObject *v = PyDict_GetItemString(params, "grammar_kind");
+    if (!v || v == Py_None) return 0;
+    const char *name = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : NULL;
+    if (!name) { PyErr_Clear(); PyErr_SetString(PyExc_ValueError, "grammar_kind must be a string"); return -1; }
+    status_t s = shm_req_grammar_kind_from_name(name, kind);
+    if (s != STATUS_OK) { py_raise_status(s); return -1; }
+    v = PyDict_GetItemString(params, "grammar");
+    if (!v || !PyUnicode_Check(v) || !(*text = PyUnicode_AsUTF8AndSize(v, len))) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "grammar must be a string (the %s spec)", name);
+        return -1;
+    }
+    v = PyDict_GetItemString(params, "grammar_whitespace");
+    *ws = v ? PyObject_IsTrue(v) : 0;
+    return *ws < 0 ? -1 : 0;
+}
+
 /* submit(request_id, group_id, sample_index, prompt_ids, params) -> slot, or -1 when the pool is full */
 static PyObject *py_shm_client_submit(py_shm_client *self, PyObject *args)
 {
@@ -222,6 +248,11 @@ static PyObject *py_shm_client_submit(py_shm_client *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "LLiOO!", &request_id, &group_id, &sample_index, &prompt_o, &PyDict_Type, &params)) return NULL;
     sampling_params_t sp;
     if (py_sampling_from_dict(params, &sp) < 0) return NULL;
+    uint32_t grammar_kind;
+    const char *grammar;
+    Py_ssize_t grammar_len;
+    int grammar_ws;
+    if (py_shm_grammar_from_dict(params, &grammar_kind, &grammar, &grammar_len, &grammar_ws) < 0) return NULL;
     uint32_t flags = SHM_REQ_FLAG_SKIP_SPECIAL_TOKENS;
     PyObject *v;
     if ((v = PyDict_GetItemString(params, "include_stop_str_in_output")) && PyObject_IsTrue(v)) flags |= SHM_REQ_FLAG_INCLUDE_STOP_STR_IN_OUTPUT;
@@ -255,6 +286,8 @@ static PyObject *py_shm_client_submit(py_shm_client *self, PyObject *args)
     status_t s = shm_req_set_request(&self->pool, slot, request_id, group_id, sample_index, &sp, flags);
     if (s == STATUS_OK) s = shm_req_set_prompt(&self->pool, slot, prompt, n);
     if (s == STATUS_OK) s = shm_req_set_stop(&self->pool, slot, stops, stop_bytes, num_stops, stop_ids, num_stop_ids);
+    if (s == STATUS_OK && grammar_kind != SHM_REQ_GRAMMAR_NONE)
+        s = shm_req_set_grammar(&self->pool, slot, grammar_kind, grammar, (size_t)grammar_len, grammar_ws);
     if (s != STATUS_OK) {
         shm_req_release(&self->pool, slot);
         py_raise_status(s);
@@ -387,7 +420,8 @@ static PyTypeObject py_shm_client_type = {
 
 static PyMethodDef py_server_functions[] = {
     {"shm_server_create", py_shm_server_create, METH_VARARGS,
-     "shm_server_create(server_id, num_slots, max_prompt_tokens, ring_records, ring_text_bytes, io_capacity)"},
+     "shm_server_create(server_id, num_slots, max_prompt_tokens, ring_records, ring_text_bytes, max_grammar_bytes, "
+     "io_capacity)"},
     {"shm_server_destroy", py_shm_server_destroy, METH_O, "shm_server_destroy(server_id): unlink its segments"},
     {"shm_reclaim_stale", py_shm_reclaim_stale, METH_NOARGS, "unlink segments of crashed servers; returns how many"},
     {"shm_count_segments", py_shm_count_segments, METH_O, "shm_count_segments(prefix) -> int"},

@@ -87,9 +87,9 @@ class _Server:
             raise ApiError(f"max_tokens {params.max_tokens} + {len(ids)} prompt tokens exceed this model's context "
                            f"limit (max_model_len) of {self.max_model_len}", max_tokens_field)
 
-    async def start(self, request_id, prompts, params):
+    async def start(self, request_id, prompts, params, grammar_field=None):
         """Submit every prompt; wait until the engine took each (its first update), so a refused
-        request is a 400 before anything is sent."""
+        request is a 400 before anything is sent (a refused grammar names grammar_field)."""
         gens = [self.client.generate(f"{request_id}-{i}", ids, params) for i, ids in enumerate(prompts)]
         firsts = []
         try:
@@ -99,7 +99,7 @@ class _Server:
             for g in gens:
                 await g.aclose()
             if isinstance(e, ValueError):
-                raise engine_error(e) from None
+                raise engine_error(e, grammar_field=grammar_field) from None
             raise
         return merge(gens, firsts, params.n)
 
@@ -163,7 +163,7 @@ def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model
         for ids in prompts:
             s.check_prompt(ids, params, "prompt")
         rid, n = new_id("cmpl"), params.n
-        stream = await s.start(rid, prompts, params)
+        stream = await s.start(rid, prompts, params, body.grammar_field)
         head = {"id": rid, "model": s.name}
         num_prompt_tokens = sum(map(len, prompts))
         if body.stream:
@@ -205,7 +205,7 @@ def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model
                                          aliases)
         s.check_prompt(ids, params, "messages", aliases["max_tokens"])
         rid, n = new_id("chatcmpl"), params.n
-        stream = await s.start(rid, [ids], params)
+        stream = await s.start(rid, [ids], params, body.grammar_field)
         head = {"id": rid, "model": s.name}
         if body.stream:
             def chunk(c, u):
@@ -231,7 +231,7 @@ def build_app(client: EngineClient, tokenizer, served_model_name: str, max_model
         ids = s.encode(body.inputs, "inputs", add_special_tokens=body.parameters.add_special_tokens)
         params = body.parameters.to_sampling_params()
         s.check_prompt(ids, params, "inputs", "parameters.max_new_tokens")
-        return ids, params, await s.start(new_id("generate"), [ids], params)
+        return ids, params, await s.start(new_id("generate"), [ids], params, body.parameters.grammar_field)
 
     @app.post("/generate")
     async def generate(body: GenerateRequest, request: Request):

@@ -36,6 +36,9 @@ FLAGS = [
     ("--single-process", [], dict(action="store_true", help="no router/backend processes: one engine thread here")),
     ("--disable-overlap", ["--disable-overlap-schedule"], dict(action="store_true", help="one backend inference "
                                                                "thread: no folding of CPU work under the forward")),
+    ("--max-grammar-bytes", [], dict(type=int, default=65536, help="bytes of a request's grammar spec (JSON Schema, "
+                                     "regex, choices, grammar) a shared request slot holds (multi-process server); "
+                                     "a multiple of 64")),
     ("--disable-cudagraph", [], dict(action="store_true", help="run decode steps eagerly instead of as CUDA graphs")),
     ("--queue-wait-s", [], dict(type=float, default=30.0, help="how long a request waits for a free request slot "
                                                                 "before 503 + Retry-After")),
@@ -63,6 +66,8 @@ def engine_args(args) -> dict:
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.max_grammar_bytes < 0 or args.max_grammar_bytes % 64 or args.max_grammar_bytes > 1 << 24:
+        parser.error(f"--max-grammar-bytes {args.max_grammar_bytes}: must be 0 or a multiple of 64 up to 16 MiB")
     if args.tp != 1:
         parser.error(f"--tp {args.tp}: tensor parallelism is not available in this version; use --tp 1")
     if args.disable_cudagraph:
@@ -87,7 +92,7 @@ def main(argv=None):
                 parser.error(f"--max-model-len {args.max_model_len} is larger than the model's max_position_embeddings {limit}")
             max_len = args.max_model_len or limit
             procs = ServerProcesses(args.model_dir, args.tokenizer, engine_args(args), max_len, args.router_interval_ms,
-                                    overlap=not args.disable_overlap)
+                                    overlap=not args.disable_overlap, max_grammar_bytes=args.max_grammar_bytes)
             procs.start()
             client = ShmEngineClient(procs.server_id, config["vocab_size"], max_len, procs.alive, args.queue_wait_s)
     except (ValueError, OSError, RuntimeError) as e:

@@ -40,17 +40,19 @@ def _router_main(server_id, interval_ms, max_num_seqs, max_model_len, estimate_c
 
 class ServerProcesses:
     def __init__(self, model, tokenizer, engine_args: dict, max_model_len: int, router_interval_ms: float,
-                 overlap: bool = True):
+                 overlap: bool = True, max_grammar_bytes: int = 65536):
         self.server_id = f"{os.getpid()}x{secrets.token_hex(4)}"
         self.model, self.tokenizer, self.engine_args, self.overlap = model, tokenizer, engine_args, overlap
         self.max_model_len, self.interval_ms = max_model_len, router_interval_ms
+        self.max_grammar_bytes = max_grammar_bytes   # per-slot grammar spec region (shm_req.h GRAMMAR)
         self.children, self.stopping, self.died = [], False, None
 
     def start(self, timeout_s: float = 600.0):
         _C.shm_reclaim_stale()
         max_seqs = self.engine_args.get("max_num_seqs", 256)
         # the ShmReq pool holds --running-max-req-size requests (LightLLM's meaning of the flag)
-        _C.shm_server_create(self.server_id, max_seqs, self.max_model_len, RING_RECORDS, RING_TEXT_BYTES, IO_CAPACITY)
+        _C.shm_server_create(self.server_id, max_seqs, self.max_model_len, RING_RECORDS, RING_TEXT_BYTES,
+                             self.max_grammar_bytes, IO_CAPACITY)
         ctx = mp.get_context("spawn")
         backend = ctx.Process(target=_backend_main, name="lightllm-backend", daemon=True,
                               args=(self.server_id, self.model, self.tokenizer, self.engine_args, self.overlap))

@@ -1,6 +1,6 @@
 """The OpenAI API's request and response shapes (pydantic), LightLLM's native /generate body,
 and their conversion to SamplingParams. SamplingParams validates in C; a ValueError becomes a
-400 naming the parameter (ApiError)."""
+400 naming the parameter (ApiError). Structured-output fields: guided.py."""
 import re
 import time
 import uuid
@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lightllm.sampling_params import SamplingParams
+from lightllm.server.guided import GuidedFields, ResponseFormat, grammar_error
 
 _FIRST_WORD = re.compile(r"^([a-z_]+)")
 
@@ -21,20 +22,24 @@ class ApiError(Exception):
         self.message, self.param, self.status, self.type = message, param, status, type
 
 
-def engine_error(e: Exception, aliases=None) -> ApiError:
+def engine_error(e: Exception, aliases=None, grammar_field=None) -> ApiError:
     """The engine's ValueError ("temperature must be >= 0, got -1") as a 400 naming the field;
-    aliases maps engine names back to the API's (chat's logprobs -> top_logprobs)."""
+    aliases maps engine names back to the API's (chat's logprobs -> top_logprobs); the grammar
+    compiler's errors name grammar_field, the request field that carried the grammar."""
     m = _FIRST_WORD.match(str(e))
     param = m.group(1) if m else None
+    message, field = grammar_error(str(e), param, grammar_field)
+    if field:
+        return ApiError(message, field)
     param = "prompt" if param == "prompt_token_ids" else (aliases or {}).get(param, param)
     return ApiError(str(e), param)
 
 
-def sampling_params(aliases=None, **kwargs) -> SamplingParams:
+def sampling_params(aliases=None, grammar_field=None, **kwargs) -> SamplingParams:
     try:
         return SamplingParams(**kwargs)
     except (ValueError, TypeError) as e:
-        raise engine_error(e, aliases) from None
+        raise engine_error(e, aliases, grammar_field) from None
 
 
 # ---------------------------------------------------------------- requests
@@ -42,7 +47,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _SamplingRequest(BaseModel):
+class _SamplingRequest(GuidedFields):
     """Fields the completions and chat endpoints share (OpenAI's + vLLM's extra sampling ones)."""
     model: Optional[str] = None
     n: int = 1
@@ -63,6 +68,11 @@ class _SamplingRequest(BaseModel):
     min_tokens: int = 0
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    response_format: Optional[ResponseFormat] = None
+
+    @property
+    def grammar_field(self) -> Optional[str]:
+        return self.guided_params(response_format=self.response_format)[1]
 
     def to_sampling_params(self, defaults: dict, max_tokens, logprobs, aliases=None) -> SamplingParams:
         """defaults: generation_config.json's, for the fields the request leaves out."""
@@ -71,10 +81,12 @@ class _SamplingRequest(BaseModel):
                   "repetition_penalty"):
             if getattr(self, k) is not None:
                 knobs[k] = getattr(self, k)
-        return sampling_params(aliases, n=self.n, seed=self.seed, stop=self.stop, stop_token_ids=self.stop_token_ids,
-                               ignore_eos=self.ignore_eos, min_tokens=self.min_tokens, max_tokens=max_tokens,
-                               logprobs=logprobs, skip_special_tokens=self.skip_special_tokens,
-                               include_stop_str_in_output=self.include_stop_str_in_output, **knobs)
+        guided, field = self.guided_params(response_format=self.response_format)
+        return sampling_params({**self.guided_aliases(field), **(aliases or {})}, field, n=self.n, seed=self.seed,
+                               stop=self.stop, stop_token_ids=self.stop_token_ids, ignore_eos=self.ignore_eos,
+                               min_tokens=self.min_tokens, max_tokens=max_tokens, logprobs=logprobs,
+                               skip_special_tokens=self.skip_special_tokens,
+                               include_stop_str_in_output=self.include_stop_str_in_output, **guided, **knobs)
 
     @property
     def include_usage(self):
@@ -119,7 +131,7 @@ class ChatCompletionRequest(_SamplingRequest):
         return out
 
 
-class GenerateParameters(BaseModel):
+class GenerateParameters(GuidedFields):
     """LightLLM's native sampling parameters; do_sample=False is greedy."""
     do_sample: bool = False
     temperature: float = 1.0
@@ -139,17 +151,22 @@ class GenerateParameters(BaseModel):
     add_special_tokens: bool = True
     return_details: bool = False
 
+    @property
+    def grammar_field(self) -> Optional[str]:
+        return self.guided_params("parameters.")[1]
+
     def to_sampling_params(self) -> SamplingParams:
+        guided, field = self.guided_params("parameters.")
         aliases = {"max_tokens": "parameters.max_new_tokens", "min_tokens": "parameters.min_new_tokens",
-                   "stop": "parameters.stop_sequences"}
+                   "stop": "parameters.stop_sequences", **self.guided_aliases(field, "parameters.")}
         aliases.update({k: "parameters." + k for k in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty",
                                                        "presence_penalty", "frequency_penalty", "seed", "n")})
-        return sampling_params(aliases, n=self.n, temperature=self.temperature if self.do_sample else 0.0,
+        return sampling_params(aliases, field, n=self.n, temperature=self.temperature if self.do_sample else 0.0,
                                top_p=self.top_p, top_k=self.top_k, min_p=self.min_p, seed=self.seed,
                                repetition_penalty=self.repetition_penalty, presence_penalty=self.presence_penalty,
                                frequency_penalty=self.frequency_penalty, ignore_eos=self.ignore_eos,
                                max_tokens=self.max_new_tokens, min_tokens=self.min_new_tokens, stop=self.stop_sequences,
-                               skip_special_tokens=self.skip_special_tokens, logprobs=0)
+                               skip_special_tokens=self.skip_special_tokens, logprobs=0, **guided)
 
 
 class GenerateRequest(BaseModel):

@@ -208,4 +208,11 @@ TEST_CASE(grammar_dpda_rollback_and_conflict)
     CHECK(strstr(status_message(), "conflict on") != NULL);
     fprintf(stderr, "conflict message: %s\n", status_message());
     grammar_free(&g);
+    /* a shift/reduce conflict whose reducing item is complete (the report once read past the sets) */
+    const char *pal = "root ::= s\ns ::= \"a\" s \"a\" | \"b\" s \"b\" | \"\"\n";
+    CHECK_EQ_INT(grammar_from_ebnf(pal, strlen(pal), &g), STATUS_OK);
+    CHECK_EQ_INT(dpda_compile(&g, &bad), STATUS_INVALID_ARG);
+    CHECK(bad == NULL);
+    CHECK(strstr(status_message(), "shift/reduce conflict on 'a'") != NULL);
+    grammar_free(&g);
 }

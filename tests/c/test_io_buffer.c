@@ -117,7 +117,7 @@ TEST_CASE(io_buffer_attach_checks)
     CHECK(strstr(status_message(), "layout version") != NULL);
     shm_get_header(&io.seg)->layout_version = IO_BUFFER_LAYOUT_VERSION;
     shm_req_pool pool;
-    shm_req_pool_config c = {2, 4, 4, 64};
+    shm_req_pool_config c = {2, 4, 4, 64, 0};
     CHECK_EQ_INT(shm_req_pool_create(&pool, pool_name, &c), STATUS_OK);
     CHECK_EQ_INT(io_buffer_attach(&other, pool_name), STATUS_FORMAT);
     CHECK(strstr(status_message(), "request pool") != NULL);

@@ -25,7 +25,7 @@ static int shm_req_test_past(int64_t deadline_us) { return shm_req_now_us() > de
 
 static shm_req_pool_config shm_req_test_config(int32_t num_slots, int32_t max_prompt, uint32_t records, uint32_t text)
 {
-    shm_req_pool_config c = {num_slots, max_prompt, records, text};
+    shm_req_pool_config c = {num_slots, max_prompt, records, text, 0};
     return c;
 }
 
@@ -269,7 +269,7 @@ TEST_CASE(shm_req_request_fields)
     /* backend side: running, an error finish with a truncated message */
     CHECK_EQ_INT(shm_req_mark_running(&other, s), 1);
     CHECK_EQ_INT(shm_req_mark_running(&other, s), 0);
-    char longmsg[300];
+    char longmsg[SHM_REQ_ERROR_MESSAGE_BYTES + 100];
     memset(longmsg, 'e', sizeof longmsg - 1);
     longmsg[sizeof longmsg - 1] = '\0';
     shm_req_finish_error(&other, s, longmsg);
@@ -294,6 +294,113 @@ TEST_CASE(shm_req_request_fields)
         CHECK_EQ_INT(shm_req_num_pending_tokens(&pool, again), 0);
         CHECK_EQ_INT(shm_req_release(&pool, again), 1);
     }
+    CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
+    CHECK_EQ_INT(test_shm_leftovers(), 0);
+}
+
+/* The grammar region: config checks, kind names, the spec round trip to another mapping (and a
+ * forked process), the NUL after the text, the capacity limit naming the grammar, the whitespace
+ * flag in either call order, a pool without a region, and the reset at reclaim. */
+TEST_CASE(shm_req_grammar_region)
+{
+    char name[SHM_NAME_MAX_CHARS];
+    test_shm_name(name, sizeof name, "grammar");
+    shm_req_pool pool, other;
+    shm_req_pool_config c = shm_req_test_config(3, 8, 4, 64);
+    c.max_grammar_bytes = 100;
+    CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_INVALID_ARG);
+    CHECK(strstr(status_message(), "max_grammar_bytes") != NULL);
+    c.max_grammar_bytes = SHM_REQ_MAX_GRAMMAR_BYTES + 64;
+    CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_INVALID_ARG);
+    c.max_grammar_bytes = 128;
+    CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
+    CHECK_EQ_INT(pool.max_grammar_bytes, 128);
+    CHECK(pool.header->grammars_offset % 64 == 0 && pool.header->grammars_offset >= pool.header->texts_offset + 3 * 64);
+
+    uint32_t kind = 99;
+    const char *names[] = {"json_schema", "regex", "choice", "ebnf"};
+    for (uint32_t k = 0; k < 4; k++) {
+        CHECK_EQ_INT(shm_req_grammar_kind_from_name(names[k], &kind), STATUS_OK);
+        CHECK_EQ_INT(kind, k + 1);
+        CHECK(strcmp(shm_req_grammar_kind_name(kind), names[k]) == 0);
+    }
+    CHECK(shm_req_grammar_kind_name(SHM_REQ_GRAMMAR_NONE) == NULL);
+    CHECK(shm_req_grammar_kind_name(SHM_REQ_GRAMMAR_NUM_KINDS) == NULL);
+    CHECK_EQ_INT(shm_req_grammar_kind_from_name("lark", &kind), STATUS_INVALID_ARG);
+    CHECK(strstr(status_message(), "grammar_kind") != NULL && strstr(status_message(), "lark") != NULL);
+
+    /* slot a: a JSON schema with whitespace, set before the request (the flag survives set_request) */
+    const char *schema = "{\"type\": \"object\", \"properties\": {\"\xc3\xa9t\xc3\xa9\": {\"type\": \"integer\"}}}";
+    int32_t a = shm_req_claim(&pool), b = shm_req_claim(&pool), d = shm_req_claim(&pool);
+    CHECK(a >= 0 && b >= 0 && d >= 0);
+    CHECK_EQ_INT(shm_req_set_grammar(&pool, a, SHM_REQ_GRAMMAR_NONE, "x", 1, 0), STATUS_INVALID_ARG);
+    CHECK(strstr(status_message(), "grammar_kind") != NULL);
+    CHECK_EQ_INT(shm_req_set_grammar(&pool, a, SHM_REQ_GRAMMAR_JSON_SCHEMA, schema, strlen(schema), 1), STATUS_OK);
+    sampling_params_t p;
+    sampling_params_default(&p);
+    CHECK_EQ_INT(shm_req_set_request(&pool, a, 1, 1, 0, &p, SHM_REQ_FLAG_SKIP_SPECIAL_TOKENS), STATUS_OK);
+    CHECK_EQ_INT(shm_req_set_request(&pool, b, 2, 2, 0, &p, SHM_REQ_FLAG_GRAMMAR_WHITESPACE), STATUS_INVALID_ARG);
+    CHECK(strstr(status_message(), "flags") != NULL); /* the grammar bit is set_grammar's */
+    int32_t ids[2] = {5, 6};
+    CHECK_EQ_INT(shm_req_set_prompt(&pool, a, ids, 2), STATUS_OK);
+    shm_req_submit(&pool, a);
+
+    /* slot b: the capacity is max_grammar_bytes - 1 (the NUL); a too-long spec leaves the slot as it was */
+    char big[129];
+    memset(big, 'a', sizeof big);
+    CHECK_EQ_INT(shm_req_set_request(&pool, b, 2, 2, 0, &p, 0), STATUS_OK);
+    CHECK_EQ_INT(shm_req_set_grammar(&pool, b, SHM_REQ_GRAMMAR_REGEX, big, 128, 0), STATUS_INVALID_ARG);
+    CHECK(strstr(status_message(), "grammar spec is 128 bytes") != NULL);
+    CHECK(strstr(status_message(), "--max-grammar-bytes") != NULL);
+    CHECK_EQ_INT(shm_req_get(&pool, b)->grammar_kind, SHM_REQ_GRAMMAR_NONE);
+    CHECK_EQ_INT(shm_req_set_grammar(&pool, b, SHM_REQ_GRAMMAR_REGEX, big, 127, 1), STATUS_OK);
+    CHECK_EQ_INT(shm_req_set_grammar(&pool, b, SHM_REQ_GRAMMAR_REGEX, "[0-9]+", 6, 0), STATUS_OK); /* rewrite */
+    CHECK_EQ_INT(shm_req_set_prompt(&pool, b, ids, 2), STATUS_OK);
+    shm_req_submit(&pool, b);
+    /* slot d: no grammar, an empty one is allowed (the compiler judges it) */
+    CHECK_EQ_INT(shm_req_set_request(&pool, d, 3, 3, 0, &p, 0), STATUS_OK);
+    CHECK_EQ_INT(shm_req_set_prompt(&pool, d, ids, 2), STATUS_OK);
+    shm_req_submit(&pool, d);
+
+    /* a forked process (the backend's view) reads the specs through its own mapping */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = shm_req_pool_attach(&other, name) != STATUS_OK;
+        if (!bad) {
+            const shm_req *ra = shm_req_get(&other, a), *rb = shm_req_get(&other, b), *rd = shm_req_get(&other, d);
+            bad |= ra->grammar_kind != SHM_REQ_GRAMMAR_JSON_SCHEMA || ra->grammar_bytes != strlen(schema);
+            bad |= memcmp(shm_req_grammar(&other, a), schema, strlen(schema) + 1) != 0; /* with its NUL */
+            bad |= ra->flags != (SHM_REQ_FLAG_SKIP_SPECIAL_TOKENS | SHM_REQ_FLAG_GRAMMAR_WHITESPACE);
+            bad |= rb->grammar_kind != SHM_REQ_GRAMMAR_REGEX || rb->grammar_bytes != 6;
+            bad |= strcmp(shm_req_grammar(&other, b), "[0-9]+") != 0 || (rb->flags & SHM_REQ_FLAG_GRAMMAR_WHITESPACE);
+            bad |= rd->grammar_kind != SHM_REQ_GRAMMAR_NONE || rd->grammar_bytes != 0;
+            bad |= strcmp(shm_req_grammar_kind_name(rb->grammar_kind), "regex") != 0;
+            shm_req_pool_detach(&other);
+        }
+        _exit(bad);
+    }
+    CHECK_EQ_INT(test_shm_wait(pid, 10000), 0);
+
+    /* a reclaimed slot comes back without a grammar */
+    for (int32_t s = 0; s < 3; s++) CHECK_EQ_INT(shm_req_release(&pool, s), 1);
+    int32_t again = shm_req_claim(&pool);
+    CHECK(again >= 0);
+    if (again >= 0) {
+        CHECK_EQ_INT(shm_req_get(&pool, again)->grammar_kind, SHM_REQ_GRAMMAR_NONE);
+        CHECK_EQ_INT(shm_req_get(&pool, again)->grammar_bytes, 0);
+        CHECK_EQ_INT(shm_req_get(&pool, again)->flags, 0);
+        CHECK_EQ_INT(shm_req_release(&pool, again), 1);
+    }
+    CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
+
+    /* a pool without a grammar region refuses every spec, naming the flag */
+    c.max_grammar_bytes = 0;
+    CHECK_EQ_INT(shm_req_pool_create(&pool, name, &c), STATUS_OK);
+    CHECK(pool.grammars != NULL && shm_req_grammar(&pool, 0) == NULL);
+    int32_t s0 = shm_req_claim(&pool);
+    CHECK_EQ_INT(shm_req_set_grammar(&pool, s0, SHM_REQ_GRAMMAR_CHOICE, "[\"a\"]", 5, 0), STATUS_INVALID_ARG);
+    CHECK(strstr(status_message(), "--max-grammar-bytes 0") != NULL);
+    CHECK_EQ_INT(shm_req_release(&pool, s0), 1);
     CHECK_EQ_INT(shm_req_pool_destroy(&pool), STATUS_OK);
     CHECK_EQ_INT(test_shm_leftovers(), 0);
 }
