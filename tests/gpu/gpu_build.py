@@ -4,6 +4,8 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -42,3 +44,13 @@ def build_test_program(out_dir, cap, name, cu_sources, c_sources, c_flags=(), nv
     subprocess.run([find_nvcc(), "-O3", "-std=c++17", csrc, *nvcc_flags, f"-gencode=arch=compute_{arch},code=sm_{arch}",
                     *[os.path.join(ROOT, s) for s in cu_sources], *objs, "-o", exe, *libs], check=True)
     return exe
+
+
+def build_or_skip(tmp_path_factory, name, build):
+    """build(out_dir, cap) in a fresh temporary folder, or pytest.skip without a GPU or nvcc."""
+    cap = gpu_compute_cap()
+    if cap is None:
+        pytest.skip("no NVIDIA GPU (nvidia-smi missing or reports none)")
+    if find_nvcc() is None:
+        pytest.skip("nvcc not found")
+    return build(str(tmp_path_factory.mktemp(name)), cap)

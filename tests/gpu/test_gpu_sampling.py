@@ -12,7 +12,7 @@ import tempfile
 
 import pytest
 
-from gpu_build import build_test_program, find_nvcc, gpu_compute_cap  # noqa: E402
+from gpu_build import build_or_skip, build_test_program, find_nvcc, gpu_compute_cap  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -27,12 +27,7 @@ def build(out_dir, cap):
 
 @pytest.fixture(scope="module")
 def sampling_binary(tmp_path_factory):
-    cap = gpu_compute_cap()
-    if cap is None:
-        pytest.skip("no NVIDIA GPU (nvidia-smi missing or reports none)")
-    if find_nvcc() is None:
-        pytest.skip("nvcc not found")
-    return build(str(tmp_path_factory.mktemp("sampling")), cap)
+    return build_or_skip(tmp_path_factory, "sampling", build)
 
 
 def test_sampling_matches_cpu_sampler(sampling_binary):
