@@ -421,11 +421,6 @@ static void engine_flush_text(engine *e, seq *q)
     engine_text_append(q, e->text_tmp, n);
 }
 
-static int engine_has_penalty(const sampling_params_t *p)
-{
-    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
-}
-
 /* Launch side: what sampling needs for the sequence's next token (row i of step c).  Reads only
  * what the host side does not change meanwhile. */
 static void engine_sample_row(engine *e, const engine_step_ctx *c, int32_t i, backend_sample_row *row)
@@ -433,7 +428,7 @@ static void engine_sample_row(engine *e, const engine_step_ctx *c, int32_t i, ba
     seq *q = c->logit_seqs[i];
     const engine_request *r = q->req;
     const int32_t num_output = q->num_launched - q->num_prompt;
-    LL_ASSERT(!(engine_has_penalty(&r->sp) || q->matcher) || q->dev_len == q->num_launched); /* needs_history honoured */
+    LL_ASSERT(!(sampling_params_has_penalty(&r->sp) || q->matcher) || q->dev_len == q->num_launched); /* needs_history honoured */
     const uint32_t *mask = NULL;
     if (q->matcher) { /* the grammar takes the tokens collected since, then gives the allowed set */
         for (; q->num_prompt + q->num_matched < q->dev_len; q->num_matched++)
@@ -515,7 +510,7 @@ status_t engine_prepare(engine *e, engine_step_ctx **out)
             c->logit_rows[L] = q->row;
             L++;
             q->num_pending++;
-            c->needs_history |= engine_has_penalty(&q->req->sp) || q->matcher != NULL;
+            c->needs_history |= sampling_params_has_penalty(&q->req->sp) || q->matcher != NULL;
         }
     }
     c->q_start[s->num_batch] = T;

@@ -62,6 +62,11 @@ typedef struct sampling_params_t {
  * min_tokens 0, n 1, logprobs -1, no seed. */
 void sampling_params_default(sampling_params_t *p);
 status_t sampling_params_validate(const sampling_params_t *p);
+/* Any of the repetition / presence / frequency penalties is on (sampling reads the history). */
+static inline int sampling_params_has_penalty(const sampling_params_t *p)
+{
+    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+}
 
 typedef struct sampling_result_t {
     int32_t token;

@@ -121,11 +121,6 @@ static int cuda_sample_reserve(cuda_backend *c, void **host, void **dev, size_t 
     return 1;
 }
 
-static int cuda_sample_has_penalty(const sampling_params_t *p)
-{
-    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
-}
-
 static int cuda_sample_cmp_int(const void *a, const void *b)
 {
     const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -205,7 +200,7 @@ static void cuda_sample_on_device(cuda_backend *c, int slot, float *logits, int3
     int64_t num_pen = 0, num_banned = 0;
     int any_mask = 0;
     for (int32_t i = 0; i < n; i++) {
-        if (cuda_sample_has_penalty(rows[i].sp)) num_pen += (int64_t)rows[i].num_prompt + rows[i].num_output;
+        if (sampling_params_has_penalty(rows[i].sp)) num_pen += (int64_t)rows[i].num_prompt + rows[i].num_output;
         num_banned += rows[i].num_banned;
         any_mask |= rows[i].allowed_mask != NULL;
     }
@@ -244,7 +239,7 @@ static void cuda_sample_on_device(cuda_backend *c, int slot, float *logits, int3
         LL_ASSERT(r->table_index < c->max_seqs);
         table[i] = r->table_index;
         int32_t np = 0;
-        if (cuda_sample_has_penalty(p)) np = cuda_sample_penalty_set(c, r, pen_ids + pen_off[i], pen_cnt + pen_off[i]);
+        if (sampling_params_has_penalty(p)) np = cuda_sample_penalty_set(c, r, pen_ids + pen_off[i], pen_cnt + pen_off[i]);
         pen_off[i + 1] = pen_off[i] + np;
         memcpy(ban_ids + ban_off[i], r->banned_ids, (size_t)r->num_banned * sizeof(int32_t));
         ban_off[i + 1] = ban_off[i] + r->num_banned;
