@@ -10,6 +10,7 @@
 #include "core/log.h"
 
 struct backend_slot {
+    int32_t compiling, compiled;    /* its ADD waits for the compiler thread / is ready to add */
     int32_t active;                 /* handed to us by the router, not yet released */
     int32_t finished;               /* the engine is done; finish fields below are final */
     uint32_t finish_reason, stop_kind;
@@ -24,6 +25,7 @@ struct backend_slot {
 
 status_t backend_loop_init(backend_loop *bl, engine *e, shm_req_pool *pool, io_buffer *io, int overlap)
 {
+    /* (the grammar compiler thread runs with overlap on; see backend_loop_commands) */
     memset(bl, 0, sizeof *bl);
     bl->e = e;
     bl->pool = pool;
@@ -31,8 +33,10 @@ status_t backend_loop_init(backend_loop *bl, engine *e, shm_req_pool *pool, io_b
     bl->overlap = overlap != 0;
     bl->busy_since = -1;
     bl->slots = log_xcalloc((size_t)pool->num_slots, sizeof *bl->slots);
+    bl->compile_queue = log_xcalloc((size_t)pool->num_slots, sizeof *bl->compile_queue);
     pthread_mutex_init(&bl->mu, NULL);
     pthread_cond_init(&bl->cv, NULL);
+    pthread_cond_init(&bl->compile_cv, NULL);
     return STATUS_OK;
 }
 
@@ -41,6 +45,8 @@ void backend_loop_free(backend_loop *bl)
     if (!bl->slots) return;
     pthread_mutex_destroy(&bl->mu);
     pthread_cond_destroy(&bl->cv);
+    pthread_cond_destroy(&bl->compile_cv);
+    free(bl->compile_queue);
     for (int32_t i = 0; i < bl->pool->num_slots; i++) {
         free(bl->slots[i].recs);
         free(bl->slots[i].text);
@@ -79,8 +85,19 @@ static void backend_slot_reset(backend_slot *b)
     b->error[0] = '\0';
 }
 
-/* ADD: the request in `slot` joins the engine (or finishes at once with the engine's error). */
-static void backend_loop_add(backend_loop *bl, int32_t slot)
+/* The slot's grammar spec (shared memory, read-only once submitted) as engine params. */
+static void backend_loop_grammar_params(backend_loop *bl, int32_t slot, engine_request_params *p)
+{
+    const shm_req *q = shm_req_get(bl->pool, slot);
+    p->grammar_kind = shm_req_grammar_kind_name(q->grammar_kind); /* NULL for SHM_REQ_GRAMMAR_NONE */
+    p->grammar = q->grammar_kind != SHM_REQ_GRAMMAR_NONE ? shm_req_grammar(bl->pool, slot) : NULL;
+    p->grammar_len = q->grammar_bytes;
+    p->grammar_whitespace = (q->flags & SHM_REQ_FLAG_GRAMMAR_WHITESPACE) != 0;
+}
+
+/* ADD: the request in `slot` joins the engine (or finishes at once with the engine's error, or
+ * with compile_error: its grammar did not compile). */
+static void backend_loop_add(backend_loop *bl, int32_t slot, const char *compile_error)
 {
     backend_slot *b = &bl->slots[slot];
     shm_req *q = shm_req_get(bl->pool, slot);
@@ -90,6 +107,11 @@ static void backend_loop_add(backend_loop *bl, int32_t slot)
     if (!shm_req_mark_running(bl->pool, slot)) { /* finished meanwhile (aborted before it ran) */
         b->finished = 1;
         b->finish_reason = q->finish_reason ? q->finish_reason : SHM_REQ_FINISH_ABORT;
+        return;
+    }
+    if (shm_req_is_abort_requested(bl->pool, slot)) { /* its ABORT came before it could be added */
+        b->finished = 1;
+        b->finish_reason = SHM_REQ_FINISH_ABORT;
         return;
     }
     const char *stops[SHM_REQ_MAX_STOP_STRINGS];
@@ -108,20 +130,61 @@ static void backend_loop_add(backend_loop *bl, int32_t slot)
         .num_stop_token_ids = (int32_t)q->num_stop_token_ids,
         .include_stop_str_in_output = (q->flags & SHM_REQ_FLAG_INCLUDE_STOP_STR_IN_OUTPUT) != 0,
         .skip_special_tokens = (q->flags & SHM_REQ_FLAG_SKIP_SPECIAL_TOKENS) != 0,
-        .grammar_kind = shm_req_grammar_kind_name(q->grammar_kind), /* NULL for SHM_REQ_GRAMMAR_NONE */
-        .grammar = q->grammar_kind != SHM_REQ_GRAMMAR_NONE ? shm_req_grammar(bl->pool, slot) : NULL,
-        .grammar_len = q->grammar_bytes,
-        .grammar_whitespace = (q->flags & SHM_REQ_FLAG_GRAMMAR_WHITESPACE) != 0,
     };
+    backend_loop_grammar_params(bl, slot, &p);
     p.sp.n = 1; /* the n samples of a request are n slots: a seeded request's samples get distinct
                  * seeds derived from it, so they differ as the n samples of one engine request do */
     if (p.sp.has_seed && q->sample_index > 0) p.sp.seed ^= 0x9E3779B97F4A7C15ull * (uint64_t)q->sample_index;
-    status_t s = engine_add_request(bl->e, slot, shm_req_prompt(bl->pool, slot), q->num_prompt_tokens, &p);
+    status_t s = compile_error ? STATUS_INVALID_ARG
+                               : engine_add_request(bl->e, slot, shm_req_prompt(bl->pool, slot), q->num_prompt_tokens, &p);
     if (s != STATUS_OK) {
         b->finished = 1;
         b->finish_reason = SHM_REQ_FINISH_ERROR;
-        snprintf(b->error, sizeof b->error, "%s", status_message());
+        snprintf(b->error, sizeof b->error, "%s", compile_error ? compile_error : status_message());
     }
+}
+
+/* The grammar compiler thread: compiles the grammars of queued ADDs into the engine's cache off
+ * the inference threads (a new schema takes milliseconds); the next step's commands add them. */
+static void *backend_loop_compiler(void *arg)
+{
+    backend_loop *bl = arg;
+    pthread_mutex_lock(&bl->mu);
+    for (;;) {
+        while (bl->num_compile_queued == 0 && !bl->compiler_stop) pthread_cond_wait(&bl->compile_cv, &bl->mu);
+        if (bl->compiler_stop) break;
+        const int32_t slot = bl->compile_queue[--bl->num_compile_queued];
+        engine_request_params p;
+        memset(&p, 0, sizeof p);
+        backend_loop_grammar_params(bl, slot, &p);
+        pthread_mutex_unlock(&bl->mu);
+        const status_t s = engine_compile_grammar(bl->e, &p);
+        pthread_mutex_lock(&bl->mu);
+        backend_slot *b = &bl->slots[slot];
+        b->compiling = 0;
+        b->compiled = 1;
+        if (s != STATUS_OK) snprintf(b->error, sizeof b->error, "%s", status_message());
+        else b->error[0] = '\0';
+    }
+    pthread_mutex_unlock(&bl->mu);
+    return NULL;
+}
+
+/* Compiled grammars' ADDs join the engine now (holding mu). */
+static int backend_loop_add_compiled(backend_loop *bl)
+{
+    int any = 0;
+    for (int32_t slot = 0; bl->num_compiling > 0 && slot < bl->pool->num_slots; slot++) {
+        backend_slot *b = &bl->slots[slot];
+        if (!b->compiled) continue;
+        char error[SHM_REQ_ERROR_MESSAGE_BYTES];
+        snprintf(error, sizeof error, "%s", b->error);
+        b->compiled = 0;
+        bl->num_compiling--;
+        backend_loop_add(bl, slot, error[0] ? error : NULL);
+        any = 1;
+    }
+    return any;
 }
 
 /* Queues what one engine update adds to its slot's stream. */
@@ -213,17 +276,29 @@ static void backend_loop_publish(backend_loop *bl, int healthy)
     io_buffer_publish_status(bl->io, &st);
 }
 
-/* Pops the router's commands; returns whether there were any. */
+/* Pops the router's commands; returns whether there were any.  An ADD with a grammar goes to the
+ * compiler thread first (with overlap on); an ABORT that arrives while it compiles is seen as the
+ * slot's abort request when it is added. */
 static int backend_loop_commands(backend_loop *bl)
 {
-    int any = 0;
+    int any = backend_loop_add_compiled(bl);
     io_buffer_cmd cmd;
     while (io_buffer_pop_cmd(bl->io, &cmd)) {
         any = 1;
         for (int32_t i = 0; i < cmd.num_slots; i++) {
             const int32_t slot = cmd.slots[i];
-            if (cmd.kind == IO_BUFFER_CMD_ADD) backend_loop_add(bl, slot);
-            else if (bl->slots[slot].active && !bl->slots[slot].finished) engine_abort(bl->e, slot); /* ABORT, STOP */
+            if (cmd.kind == IO_BUFFER_CMD_ADD) {
+                if (bl->overlap && shm_req_get(bl->pool, slot)->grammar_kind != SHM_REQ_GRAMMAR_NONE) {
+                    bl->slots[slot].compiling = 1;
+                    bl->num_compiling++;
+                    bl->compile_queue[bl->num_compile_queued++] = slot;
+                    pthread_cond_signal(&bl->compile_cv);
+                } else {
+                    backend_loop_add(bl, slot, NULL);
+                }
+            } else if (bl->slots[slot].active && !bl->slots[slot].finished) {
+                engine_abort(bl->e, slot); /* ABORT, STOP */
+            }
         }
     }
     return any;
@@ -366,12 +441,24 @@ status_t backend_loop_run(backend_loop *bl, volatile const int *stop)
     backend_loop_thread_arg args[2];
     pthread_t threads[2];
     for (int i = 0; i < n; i++) args[i] = (backend_loop_thread_arg){.bl = bl, .first = i, .stride = n, .stop = stop};
-    /* the second thread is ours; the first runs on the caller's */
-    if (n == 2 && pthread_create(&threads[1], NULL, backend_loop_thread, &args[1]) != 0)
-        return status_set(STATUS_NO_MEMORY, "cannot start the backend's second inference thread");
+    /* the second thread and the grammar compiler are ours; the first runs on the caller's */
+    pthread_t compiler;
+    if (n == 2 && pthread_create(&compiler, NULL, backend_loop_compiler, bl) != 0)
+        return status_set(STATUS_NO_MEMORY, "cannot start the backend's grammar compiler thread");
+    if (n == 2 && pthread_create(&threads[1], NULL, backend_loop_thread, &args[1]) != 0) {
+        bl->overlap = 0; /* no thread to fold with: grammars compile inline */
+        args[0].stride = 1;
+    }
     backend_loop_thread(&args[0]);
-    if (n == 2) pthread_join(threads[1], NULL);
-    for (int i = 0; i < n; i++)
+    if (n == 2 && args[0].stride == 2) pthread_join(threads[1], NULL);
+    if (n == 2) {
+        pthread_mutex_lock(&bl->mu);
+        bl->compiler_stop = 1;
+        pthread_cond_signal(&bl->compile_cv);
+        pthread_mutex_unlock(&bl->mu);
+        pthread_join(compiler, NULL);
+    }
+    for (int i = 0; i < (args[0].stride == 2 ? 2 : 1); i++)
         if (args[i].status != STATUS_OK) return status_set(args[i].status, "%s", bl->error); /* set on its thread */
     return STATUS_OK;
 }

@@ -23,7 +23,9 @@
  * writes hide under the device's work.  Decode inputs of k+1 come from the next-token table
  * (engine.h); a step whose sampling needs the previous tokens on the host (penalties) is
  * launched after the previous collect.  With overlap off one thread runs the four phases back
- * to back.  Greedy output is the same either way.
+ * to back.  Greedy output is the same either way.  With overlap on, a third thread compiles the
+ * grammars of structured-output requests before they are added (a new schema takes
+ * milliseconds: the inference threads do not wait for it); with it off, add_request compiles.
  */
 #ifndef LIGHTLLM_ENGINE_BACKEND_LOOP_H
 #define LIGHTLLM_ENGINE_BACKEND_LOOP_H
@@ -52,6 +54,11 @@ typedef struct backend_loop {
     pthread_cond_t cv;
     int64_t turn_prepare, turn_launch, turn_collect, turn_complete; /* the step whose phase may run next */
     int quit;                       /* stop requested or an error: every thread leaves */
+    int32_t *compile_queue;         /* [pool->num_slots] slots whose ADD waits for its grammar */
+    int32_t num_compile_queued;     /* in compile_queue, not yet taken by the compiler */
+    int32_t num_compiling;          /* ADDs deferred for their grammar, not yet added */
+    pthread_cond_t compile_cv;
+    int compiler_stop;
     char error[256];                /* the error's message (messages are per thread) */
 } backend_loop;
 

@@ -220,6 +220,18 @@ static int engine_seq_live(const engine *e, int64_t req_id)
     return 0;
 }
 
+status_t engine_compile_grammar(engine *e, const engine_request_params *p)
+{
+    if (!p->grammar_kind) return STATUS_OK;
+    STATUS_TRY(engine_grammar_init(e));
+    grammar_compiled *gc = NULL;
+    status_t s = grammar_cache_get(e->grammars, p->grammar_kind, p->grammar ? p->grammar : "", p->grammar_len,
+                                   p->grammar_whitespace, &gc, NULL);
+    if (s != STATUS_OK) return STATUS_INVALID_ARG; /* the front end's message names the problem */
+    grammar_cache_release(e->grammars, gc);
+    return STATUS_OK;
+}
+
 status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, int32_t num_prompt,
                             const engine_request_params *p)
 {

@@ -157,6 +157,11 @@ void engine_free(engine *e);
  * ids outside the vocabulary, or a duplicate req_id. */
 status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, int32_t num_prompt,
                             const engine_request_params *p);
+/* Compiles p's grammar into the engine's cache without adding a request, so that a later
+ * engine_add_request with it finds it compiled; may run on another thread than the engine's
+ * (the cache is locked), but the first call must not race with an engine_add_request that
+ * carries a grammar.  STATUS_INVALID_ARG with the front end's message when it does not compile. */
+status_t engine_compile_grammar(engine *e, const engine_request_params *p);
 /* Finishes every sequence of req_id with reason "abort" (reported by the next step).
  * STATUS_NOT_FOUND if no live sequence has that id. */
 status_t engine_abort(engine *e, int64_t req_id);
