@@ -447,8 +447,8 @@ static void engine_sample_row(engine *e, const engine_step_ctx *c, int32_t i, ba
             if (!token_mask_advance_token(e->grammar_vocab, q->matcher, q->tokens[q->num_prompt + q->num_matched]))
                 e->num_grammar_rejects++; /* cannot happen: the token was drawn under the mask */
         uint32_t *m = e->masks + (int64_t)i * e->mask_words;
-        memset(m, 0, (size_t)e->mask_words * sizeof(uint32_t));
-        grammar_compiled_fill_mask(r->grammar, q->matcher, m);
+        grammar_compiled_fill_mask(r->grammar, q->matcher, m); /* writes every word of the tokenizer's
+                                                                  * ids; those past it stay 0 (calloc) */
         mask = m;
     }
     int32_t *banned = e->banned + (int64_t)i * ENGINE_MAX_BANNED, num_banned = 0;
