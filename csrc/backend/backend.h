@@ -96,8 +96,11 @@ typedef struct backend_ops {
     /* Device memory (the CPU backend: aligned host memory). */
     status_t (*alloc)(backend *b, size_t bytes, void **out);
     void (*release)(backend *b, void *p);
-    /* Makes a weight usable by the ops; the CPU backend aliases the host data (mmap). */
-    status_t (*upload_weight)(backend *b, const tensor_t *host, tensor_t *out);
+    /* Makes one weight usable by the ops out of num_parts host tensors concatenated along dim 0
+     * (same trailing dims; e.g. q, k and v as one [q + 2 kv, hidden] matrix).  One part: the CPU
+     * backend aliases the host data (mmap); several: it copies them (one dtype, or fp32 when
+     * they differ).  The CUDA backend stores matrices in bf16 and 1-D weights in fp32. */
+    status_t (*upload_weight)(backend *b, const tensor_t *parts, int32_t num_parts, tensor_t *out);
     /* Host → device copy of int32 step inputs (the CPU backend: no-op alias). */
     void (*copy_to_device)(backend *b, void *dst, const void *src, size_t bytes);
 
@@ -113,19 +116,21 @@ typedef struct backend_ops {
     void (*linear)(backend *b, const void *x, const tensor_t *w, const tensor_t *bias, int32_t n, void *y);
     /* logits[n, out] (fp32 whatever the activation dtype) = x[n, in] · w[out, in]^T */
     void (*linear_logits)(backend *b, const void *x, const tensor_t *w, int32_t n, float *logits);
-    /* In place on q[n, num_heads, head_dim] and k[n, num_kv_heads, head_dim]: optional per-head
-     * RMSNorm (q_norm/k_norm weights [head_dim], NULL data = none), then rotary embedding with
-     * rope_table[pos, head_dim] (cos | sin halves); then writes k and v[n, num_kv_heads, head_dim]
-     * into kv_pool[slot, 2, num_kv_heads, head_dim] at batch->slots. */
-    void (*qk_norm_rope_store)(backend *b, void *q, void *k, const void *v, const tensor_t *q_norm,
-                               const tensor_t *k_norm, float eps, const float *rope_table,
-                               const attention_shape *shape, const forward_batch *batch, void *kv_pool);
+    /* qkv[n, (num_heads + 2 num_kv_heads) * head_dim] holds each token's q heads, then k heads,
+     * then v heads (the fused projection's output; read only).  Optional per-head RMSNorm of q
+     * and k (q_norm/k_norm weights [head_dim], NULL data = none), then rotary embedding with
+     * rope_table[pos, head_dim] (cos | sin halves); q goes to q_out[n, num_heads, head_dim], k
+     * and v to kv_pool[slot, 2, num_kv_heads, head_dim] at batch->slots. */
+    void (*qk_norm_rope_store)(backend *b, const void *qkv, const tensor_t *q_norm, const tensor_t *k_norm, float eps,
+                               const float *rope_table, const attention_shape *shape, const forward_batch *batch,
+                               void *q_out, void *kv_pool);
     /* out[n, num_heads, head_dim] = causal softmax(q·K^T·scale)·V: token t of sequence s attends
      * positions [0, positions[t]] of s, K/V read from kv_pool through kv_slots. */
     void (*attention)(backend *b, const void *q, const void *kv_pool, const attention_shape *shape,
                       const forward_batch *batch, void *out);
-    /* out[n, dim] = silu(gate) * up */
-    void (*silu_mul)(backend *b, const void *gate, const void *up, int32_t n, int32_t dim, void *out);
+    /* out[n, dim] = silu(gate) * up, gate_up[n, 2 * dim] = each row's gate then up (the fused
+     * projection's output) */
+    void (*silu_mul)(backend *b, const void *gate_up, int32_t n, int32_t dim, void *out);
     /* out[m, dim] = x[rows[i], :] */
     void (*gather_rows)(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out);
     /* fp32 host copy of logits[m, vocab] (the CPU backend: memcpy) */

@@ -1,7 +1,7 @@
-/* activation.cu — SwiGLU's elementwise half: out = silu(gate) * up over bf16 [n, dim], fp32
- * math.  The rows are contiguous, so the n*dim elements are one flat range: a grid-stride
- * loop over 16-byte vectors (8 bf16) when the pointers are aligned, then a scalar tail.  out
- * may alias gate (each element is read before it is written, by the same thread).
+/* activation.cu — SwiGLU's elementwise half: out[n, dim] = silu(gate) * up, fp32 math, where
+ * gate_up[n, 2 dim] holds each row's gate then its up (the fused projection's output).  A
+ * grid-stride loop over 16-byte vectors (8 bf16) of the output when dim % 8 == 0 and the
+ * pointers are aligned, else over elements.
  */
 #include <cuda_bf16.h>
 
@@ -17,44 +17,46 @@ union bf16x8 {
 __device__ __forceinline__ float silu_mul1(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
 
 template <bool VEC>
-__global__ void silu_mul_kernel(const __nv_bfloat16 *gate, const __nv_bfloat16 *up, int64_t count, __nv_bfloat16 *out)
+__global__ void silu_mul_kernel(const __nv_bfloat16 *gate_up, int64_t n, int dim, __nv_bfloat16 *out)
 {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     const int64_t tid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t done = 0;
-    if (VEC) {
-        const int64_t num_vec = count / 8;
-        for (int64_t v = tid; v < num_vec; v += stride) {
+    if constexpr (VEC) {
+        const int per_row = dim / 8;
+        for (int64_t v = tid; v < n * per_row; v += stride) {
+            const int64_t t = v / per_row, j = v % per_row;
+            const uint4 *row = reinterpret_cast<const uint4 *>(gate_up + t * 2 * dim);
             bf16x8 g, u;
-            g.u = reinterpret_cast<const uint4 *>(gate)[v];
-            u.u = reinterpret_cast<const uint4 *>(up)[v];
+            g.u = row[j];
+            u.u = row[per_row + j];
 #pragma unroll
             for (int e = 0; e < 8; e++) g.h[e] = __float2bfloat16(silu_mul1(__bfloat162float(g.h[e]), __bfloat162float(u.h[e])));
             reinterpret_cast<uint4 *>(out)[v] = g.u;
         }
-        done = num_vec * 8;
+    } else {
+        for (int64_t i = tid; i < n * dim; i += stride) {
+            const int64_t t = i / dim, j = i % dim;
+            const __nv_bfloat16 *row = gate_up + t * 2 * dim;
+            out[i] = __float2bfloat16(silu_mul1(__bfloat162float(row[j]), __bfloat162float(row[dim + j])));
+        }
     }
-    for (int64_t i = done + tid; i < count; i += stride)
-        out[i] = __float2bfloat16(silu_mul1(__bfloat162float(gate[i]), __bfloat162float(up[i])));
 }
 
 } // namespace
 
-extern "C" cudaError_t kernels_silu_mul(const void *gate, const void *up, int32_t n, int32_t dim, void *out,
-                                        cudaStream_t st)
+extern "C" cudaError_t kernels_silu_mul(const void *gate_up, int32_t n, int32_t dim, void *out, cudaStream_t st)
 {
     if (n <= 0) return cudaSuccess;
     if (dim <= 0) return cudaErrorInvalidValue;
     const int64_t count = (int64_t)n * dim;
-    const bool vec = (((uintptr_t)gate | (uintptr_t)up | (uintptr_t)out) & 15u) == 0;
+    const bool vec = dim % 8 == 0 && (((uintptr_t)gate_up | (uintptr_t)out) & 15u) == 0;
     const int threads = 256;
     int64_t blocks = ((vec ? count / 8 : count) + threads - 1) / threads;
     if (blocks < 1) blocks = 1;
     if (blocks > 8192) blocks = 8192;
-    auto *g = static_cast<const __nv_bfloat16 *>(gate);
-    auto *u = static_cast<const __nv_bfloat16 *>(up);
+    auto *gu = static_cast<const __nv_bfloat16 *>(gate_up);
     auto *y = static_cast<__nv_bfloat16 *>(out);
-    if (vec) silu_mul_kernel<true><<<(unsigned)blocks, threads, 0, st>>>(g, u, count, y);
-    else silu_mul_kernel<false><<<(unsigned)blocks, threads, 0, st>>>(g, u, count, y);
+    if (vec) silu_mul_kernel<true><<<(unsigned)blocks, threads, 0, st>>>(gu, n, dim, y);
+    else silu_mul_kernel<false><<<(unsigned)blocks, threads, 0, st>>>(gu, n, dim, y);
     return cudaGetLastError();
 }

@@ -28,15 +28,25 @@ cudaError_t kernels_add_rmsnorm(void *residual, const void *x, const float *w, f
                                 void *out, cudaStream_t st);
 /* y[n, dim] += bias[dim] */
 cudaError_t kernels_add_bias(void *y, const float *bias, int32_t n, int32_t dim, cudaStream_t st);
-/* In place: optional per-head RMSNorm (q_norm/k_norm [head_dim] or NULL), rotary embedding with
- * rope_table[pos, head_dim] (cos | sin halves, fp32) at positions[n]; then k and v[n, kv_heads,
- * head_dim] are written to kv_pool[slot, 2, kv_heads, head_dim] at slots[n]. */
-cudaError_t kernels_qk_norm_rope_store(void *q, void *k, const void *v, const float *q_norm, const float *k_norm,
-                                       float eps, const float *rope_table, int32_t num_heads, int32_t num_kv_heads,
-                                       int32_t head_dim, int32_t n, const int32_t *positions, const int32_t *slots,
+/* qkv[n, (num_heads + 2 kv_heads) * head_dim] (each token's q, k, v heads; read only): optional
+ * per-head RMSNorm of q and k (q_norm/k_norm [head_dim] or NULL), rotary embedding with
+ * rope_table[pos, head_dim] (cos | sin halves, fp32) at positions[n]; q to q_out[n, num_heads,
+ * head_dim], k and v to kv_pool[slot, 2, kv_heads, head_dim] at slots[n]. */
+cudaError_t kernels_qk_norm_rope_store(const void *qkv, const float *q_norm, const float *k_norm, float eps,
+                                       const float *rope_table, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
+                                       int32_t n, const int32_t *positions, const int32_t *slots, void *q_out,
                                        void *kv_pool, cudaStream_t st);
-/* out[n, dim] = silu(gate) * up  (out may alias gate) */
-cudaError_t kernels_silu_mul(const void *gate, const void *up, int32_t n, int32_t dim, void *out, cudaStream_t st);
+/* out[n, dim] = silu(gate) * up with gate_up[n, 2 dim] = each row's gate then up */
+cudaError_t kernels_silu_mul(const void *gate_up, int32_t n, int32_t dim, void *out, cudaStream_t st);
+
+/* ---- Skinny linear layers (csrc/kernels/gemv.cu): y[n, m] = x[n, k] · w[m, k]^T (+ bias[m],
+ * fp32), n <= KERNELS_GEMV_MAX_ROWS token rows, one pass over w with no split-K workspace;
+ * y bf16, or fp32 with out_f32.  kernels_gemv_supported: whether the shape and alignment qualify
+ * (k % 8 == 0, x and w 16-byte aligned). */
+#define KERNELS_GEMV_MAX_ROWS 8
+int kernels_gemv_supported(const void *x, const void *w, int32_t n, int64_t m, int64_t k);
+cudaError_t kernels_gemv(const void *x, const void *w, int32_t n, int64_t m, int64_t k, const float *bias, void *y,
+                         int out_f32, cudaStream_t st);
 /* out[m, dim] = x[rows[i], :] */
 cudaError_t kernels_gather_rows(const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out, cudaStream_t st);
 

@@ -1,5 +1,6 @@
 /* rope.cu — per-head q/k RMSNorm (Qwen3), rotary embedding (rotate_half convention) and the
- * KV store, fused in one pass over q, k and v.
+ * KV store, fused in one pass over the fused projection's q, k and v (qkv[n, (heads + 2 kv)
+ * * head_dim], read only): q goes to q_out[n, heads, head_dim], k and v to the pool.
  *
  * One warp per (token, head) over the num_heads q heads and num_kv_heads k heads of each
  * token.  Lane l owns the rotation pairs (p, p + half) for p = l, l + 32, … (PAIRS per lane,
@@ -17,10 +18,9 @@ namespace {
 constexpr int kWarpsPerBlock = 4;
 
 template <int PAIRS>
-__global__ void qk_norm_rope_store_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, const __nv_bfloat16 *v,
-                                          const float *q_norm, const float *k_norm, float eps,
+__global__ void qk_norm_rope_store_kernel(const __nv_bfloat16 *qkv, const float *q_norm, const float *k_norm, float eps,
                                           const float *rope_table, int num_heads, int num_kv_heads, int head_dim,
-                                          int n, const int32_t *positions, const int32_t *slots,
+                                          int n, const int32_t *positions, const int32_t *slots, __nv_bfloat16 *q_out,
                                           __nv_bfloat16 *kv_pool)
 {
     const int heads = num_heads + num_kv_heads;
@@ -30,7 +30,8 @@ __global__ void qk_norm_rope_store_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, co
     const int t = (int)(item / heads), h = (int)(item % heads);
     const bool is_q = h < num_heads;
     const int kh = h - num_heads;
-    __nv_bfloat16 *x = is_q ? q + ((int64_t)t * num_heads + h) * head_dim : k + ((int64_t)t * num_kv_heads + kh) * head_dim;
+    const __nv_bfloat16 *row = qkv + (int64_t)t * (num_heads + 2 * num_kv_heads) * head_dim;
+    const __nv_bfloat16 *x = row + (int64_t)h * head_dim; /* k heads follow the q heads */
     const float *w = is_q ? q_norm : k_norm;
     const int half = head_dim / 2;
 
@@ -55,26 +56,20 @@ __global__ void qk_norm_rope_store_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, co
             }
         }
     }
-    const float *row = rope_table + (int64_t)positions[t] * head_dim;
-    __nv_bfloat16 *dst = nullptr;
-    if (!is_q) dst = kv_pool + ((int64_t)slots[t] * 2 * num_kv_heads + kh) * head_dim;
+    const float *rope = rope_table + (int64_t)positions[t] * head_dim;
+    __nv_bfloat16 *dst = is_q ? q_out + ((int64_t)t * num_heads + h) * head_dim
+                              : kv_pool + ((int64_t)slots[t] * 2 * num_kv_heads + kh) * head_dim;
 #pragma unroll
     for (int i = 0; i < PAIRS; i++) {
         const int p = lane + 32 * i;
         if (p < half) {
-            const float c = row[p], s = row[half + p];
-            const __nv_bfloat16 y1 = __float2bfloat16(x1[i] * c - x2[i] * s);
-            const __nv_bfloat16 y2 = __float2bfloat16(x2[i] * c + x1[i] * s);
-            x[p] = y1;
-            x[p + half] = y2;
-            if (dst) {
-                dst[p] = y1;
-                dst[p + half] = y2;
-            }
+            const float c = rope[p], s = rope[half + p];
+            dst[p] = __float2bfloat16(x1[i] * c - x2[i] * s);
+            dst[p + half] = __float2bfloat16(x2[i] * c + x1[i] * s);
         }
     }
-    if (dst) {
-        const __nv_bfloat16 *vs = v + ((int64_t)t * num_kv_heads + kh) * head_dim;
+    if (!is_q) {
+        const __nv_bfloat16 *vs = row + (int64_t)(num_heads + num_kv_heads + kh) * head_dim;
         __nv_bfloat16 *vd = dst + (int64_t)num_kv_heads * head_dim;
         for (int e = lane; e < head_dim; e += 32) vd[e] = vs[e];
     }
@@ -82,25 +77,23 @@ __global__ void qk_norm_rope_store_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, co
 
 } // namespace
 
-extern "C" cudaError_t kernels_qk_norm_rope_store(void *q, void *k, const void *v, const float *q_norm,
-                                                  const float *k_norm, float eps, const float *rope_table,
-                                                  int32_t num_heads, int32_t num_kv_heads, int32_t head_dim, int32_t n,
-                                                  const int32_t *positions, const int32_t *slots, void *kv_pool,
-                                                  cudaStream_t st)
+extern "C" cudaError_t kernels_qk_norm_rope_store(const void *qkv, const float *q_norm, const float *k_norm, float eps,
+                                                  const float *rope_table, int32_t num_heads, int32_t num_kv_heads,
+                                                  int32_t head_dim, int32_t n, const int32_t *positions, const int32_t *slots,
+                                                  void *q_out, void *kv_pool, cudaStream_t st)
 {
     if (n <= 0) return cudaSuccess;
     if (num_heads <= 0 || num_kv_heads <= 0 || head_dim <= 0 || head_dim % 2 != 0) return cudaErrorInvalidValue;
     const int64_t items = (int64_t)n * (num_heads + num_kv_heads);
     const int64_t blocks = (items + kWarpsPerBlock - 1) / kWarpsPerBlock;
     if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
-    auto *qq = static_cast<__nv_bfloat16 *>(q);
-    auto *kk = static_cast<__nv_bfloat16 *>(k);
-    auto *vv = static_cast<const __nv_bfloat16 *>(v);
+    auto *x = static_cast<const __nv_bfloat16 *>(qkv);
+    auto *qo = static_cast<__nv_bfloat16 *>(q_out);
     auto *pool = static_cast<__nv_bfloat16 *>(kv_pool);
     const int pairs = (head_dim / 2 + 31) / 32;
 #define ROPE_LAUNCH(P)                                                                                              \
     qk_norm_rope_store_kernel<P><<<(unsigned)blocks, kWarpsPerBlock * 32, 0, st>>>(                                 \
-        qq, kk, vv, q_norm, k_norm, eps, rope_table, num_heads, num_kv_heads, head_dim, n, positions, slots, pool)
+        x, q_norm, k_norm, eps, rope_table, num_heads, num_kv_heads, head_dim, n, positions, slots, qo, pool)
     switch (pairs) {
     case 1: ROPE_LAUNCH(1); break;
     case 2: ROPE_LAUNCH(2); break;

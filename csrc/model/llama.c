@@ -2,9 +2,9 @@
  * against the backend op table.
  *
  *   h = embed(ids)
- *   per layer:  x = rmsnorm(h);  q,k,v = x·Wq,k,v (+bias);  [q/k per-head rmsnorm];  rope;
+ *   per layer:  x = rmsnorm(h);  q|k|v = x·Wqkv (+bias);  [q/k per-head rmsnorm];  rope;
  *               store k,v in slots;  a = attention(q, KV);  h += a·Wo;
- *               x = rmsnorm(h);  h += (silu(x·Wg) * (x·Wu))·Wd
+ *               x = rmsnorm(h);  g|u = x·Wgu;  h += (silu(g) * u)·Wd
  *   logits = rmsnorm(h)[logit rows]·Wlm
  * The residual add is fused into the next norm (add_rmsnorm): act_residual carries h.
  */
@@ -33,18 +33,15 @@ static void llama_layers(model *m, const forward_batch *batch)
         const model_layer *ly = &m->layers[l];
         if (l == 0) ops->rmsnorm(be, m->act_residual, &ly->input_norm, c->rms_norm_eps, T, H, m->act_hidden);
         else ops->add_rmsnorm(be, m->act_residual, m->act_hidden, &ly->input_norm, c->rms_norm_eps, T, H, m->act_hidden);
-        ops->linear(be, m->act_hidden, &ly->q, &ly->q_bias, T, m->act_q);
-        ops->linear(be, m->act_hidden, &ly->k, &ly->k_bias, T, m->act_k);
-        ops->linear(be, m->act_hidden, &ly->v, &ly->v_bias, T, m->act_v);
-        ops->qk_norm_rope_store(be, m->act_q, m->act_k, m->act_v, &ly->q_norm, &ly->k_norm, c->rms_norm_eps,
-                                m->rope_table, &shape, batch, m->kv_pools[l]);
+        ops->linear(be, m->act_hidden, &ly->qkv, &ly->qkv_bias, T, m->act_qkv);
+        ops->qk_norm_rope_store(be, m->act_qkv, &ly->q_norm, &ly->k_norm, c->rms_norm_eps, m->rope_table, &shape, batch,
+                                m->act_q, m->kv_pools[l]);
         ops->attention(be, m->act_q, m->kv_pools[l], &shape, batch, m->act_attn);
         ops->linear(be, m->act_attn, &ly->o, NULL, T, m->act_hidden);
         ops->add_rmsnorm(be, m->act_residual, m->act_hidden, &ly->post_norm, c->rms_norm_eps, T, H, m->act_hidden);
-        ops->linear(be, m->act_hidden, &ly->gate, NULL, T, m->act_gate);
-        ops->linear(be, m->act_hidden, &ly->up, NULL, T, m->act_up);
-        ops->silu_mul(be, m->act_gate, m->act_up, T, I, m->act_gate);
-        ops->linear(be, m->act_gate, &ly->down, NULL, T, m->act_hidden);
+        ops->linear(be, m->act_hidden, &ly->gate_up, NULL, T, m->act_gate_up);
+        ops->silu_mul(be, m->act_gate_up, T, I, m->act_mlp);
+        ops->linear(be, m->act_mlp, &ly->down, NULL, T, m->act_hidden);
     }
 }
 

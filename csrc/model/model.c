@@ -42,70 +42,86 @@ static status_t model_own(model *m, size_t bytes, void **out)
 }
 
 /* kind: 0 = matrix (uniform, std 0.02; bf16), 1 = norm weight (1 + small noise), 2 = bias (both fp32, as
- * every backend keeps 1-D weights) */
-static status_t model_dummy_tensor(model_loader *L, const char *name, int ndim, const int64_t *shape, int kind, tensor_t *out)
+ * every backend keeps 1-D weights).  Fills dst[n] (bf16 or fp32 by kind) from the seed and the
+ * tensor's name, so a tensor's values do not depend on what it is fused with. */
+static void model_dummy_fill(const model_loader *L, const char *name, int64_t n, int kind, void *dst)
 {
-    tensor_t host = {.dtype = kind == 0 ? DTYPE_BF16 : DTYPE_F32, .ndim = ndim};
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (host.shape[i] = shape[i]);
-    const size_t bytes = (size_t)n * (size_t)dtype_size(host.dtype);
-    void *buf = malloc(bytes);
-    if (!buf) return status_set(STATUS_NO_MEMORY, "dummy weights: cannot allocate %zu bytes for %s", bytes, name);
     uint64_t state = L->seed ^ model_hash_name(name);
     const float scale = kind == 0 ? 0.02f * sqrtf(3.0f) : (kind == 1 ? 0.05f : 0.02f);
     for (int64_t i = 0; i < n; i++) {
         float u = (float)((model_splitmix(&state) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
         float v = kind == 1 ? 1.0f + scale * u : scale * u;
-        if (kind == 0) ((uint16_t *)buf)[i] = dtype_f32_to_bf16(v);
-        else ((float *)buf)[i] = v;
+        if (kind == 0) ((uint16_t *)dst)[i] = dtype_f32_to_bf16(v);
+        else ((float *)dst)[i] = v;
+    }
+}
+
+/* Checks a checkpoint tensor's dtype and shape ([d0] or [d0, d1]); errors name the tensor and file. */
+static status_t model_check_tensor(model_loader *L, const char *name, const tensor_t *host, int ndim, int64_t d0, int64_t d1)
+{
+    const char *file = safetensors_file_of(L->m->st, name);
+    if (host->dtype != DTYPE_F32 && host->dtype != DTYPE_F16 && host->dtype != DTYPE_BF16)
+        return status_set(STATUS_UNSUPPORTED, "tensor %s in %s has dtype %s; supported: F32, F16, BF16", name, file, dtype_name(host->dtype));
+    const int64_t shape[2] = {d0, d1};
+    int ok = host->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = host->shape[i] == shape[i];
+    if (ok) return STATUS_OK;
+    char got[96] = "", want[64];
+    for (int i = 0; i < host->ndim; i++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "", (long long)host->shape[i]);
+    if (ndim == 1) snprintf(want, sizeof want, "%lld", (long long)d0);
+    else snprintf(want, sizeof want, "%lld, %lld", (long long)d0, (long long)d1);
+    return status_set(STATUS_FORMAT, "tensor %s in %s has shape [%s]; config.json implies [%s]", name, file, got, want);
+}
+
+#define MODEL_MAX_PARTS 3
+
+/* Loads tensors names[0..num_parts) of shapes [rows[i]] (ndim 1) or [rows[i], cols] (ndim 2) as one
+ * weight concatenated along dim 0 (q|k|v, gate|up).  kind as model_dummy_fill; biases (kind 2)
+ * become an owned fp32 copy. */
+static status_t model_get_parts(model_loader *L, const char *const *names, const int64_t *rows, int num_parts, int ndim,
+                                int64_t cols, int kind, tensor_t *out)
+{
+    model *m = L->m;
+    const int64_t width = ndim == 2 ? cols : 1;
+    int64_t total_rows = 0;
+    for (int i = 0; i < num_parts; i++) total_rows += rows[i];
+    const int64_t n = total_rows * width;
+    tensor_t parts[MODEL_MAX_PARTS];
+    LL_ASSERT(num_parts >= 1 && num_parts <= MODEL_MAX_PARTS);
+    if (!L->dummy) {
+        for (int i = 0; i < num_parts; i++) {
+            STATUS_TRY(safetensors_get(m->st, names[i], &parts[i]));
+            STATUS_TRY(model_check_tensor(L, names[i], &parts[i], ndim, rows[i], cols));
+        }
+        if (kind != 2) return m->be->ops->upload_weight(m->be, parts, num_parts, out);
+    }
+    /* dummy weights, or a bias: assemble on the host, copy to an owned buffer */
+    const dtype_t dt = kind == 0 ? DTYPE_BF16 : DTYPE_F32;
+    const size_t es = (size_t)dtype_size(dt);
+    char *buf = malloc((size_t)n * es + 1);
+    if (!buf) return status_set(STATUS_NO_MEMORY, "cannot allocate %zu bytes of host memory for %s", (size_t)n * es, names[0]);
+    int64_t at = 0;
+    for (int i = 0; i < num_parts; i++) {
+        const int64_t cnt = rows[i] * width;
+        if (L->dummy) model_dummy_fill(L, names[i], cnt, kind, buf + (size_t)at * es);
+        else
+            for (int64_t j = 0; j < cnt; j++) ((float *)buf)[at + j] = dtype_load_f32(parts[i].data, parts[i].dtype, j);
+        at += cnt;
     }
     void *dev;
-    status_t s = model_own(L->m, bytes, &dev);
+    status_t s = model_own(m, (size_t)n * es, &dev);
     if (s == STATUS_OK) {
-        L->m->be->ops->copy_to_device(L->m->be, dev, buf, bytes);
-        host.data = dev;
-        *out = host;
+        m->be->ops->copy_to_device(m->be, dev, buf, (size_t)n * es);
+        *out = (tensor_t){.data = dev, .dtype = dt, .ndim = ndim, .shape = {total_rows, ndim == 2 ? cols : 0}};
     }
     free(buf);
     return s;
 }
 
-/* Loads `name` with the expected shape; bias = 1 converts to an fp32 owned copy. */
+/* One tensor of shape [d0] (ndim 1) or [d0, d1]. */
 static status_t model_get(model_loader *L, const char *name, int ndim, int64_t d0, int64_t d1, int kind, tensor_t *out)
 {
-    const int64_t shape[2] = {d0, d1};
-    if (L->dummy) {
-        STATUS_TRY(model_dummy_tensor(L, name, ndim, shape, kind, out));
-    } else {
-        tensor_t host;
-        STATUS_TRY(safetensors_get(L->m->st, name, &host));
-        const char *file = safetensors_file_of(L->m->st, name);
-        if (host.dtype != DTYPE_F32 && host.dtype != DTYPE_F16 && host.dtype != DTYPE_BF16)
-            return status_set(STATUS_UNSUPPORTED, "tensor %s in %s has dtype %s; supported: F32, F16, BF16", name, file, dtype_name(host.dtype));
-        int ok = host.ndim == ndim;
-        for (int i = 0; ok && i < ndim; i++) ok = host.shape[i] == shape[i];
-        if (!ok) {
-            char got[96] = "", want[64];
-            for (int i = 0; i < host.ndim; i++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "", (long long)host.shape[i]);
-            if (ndim == 1) snprintf(want, sizeof want, "%lld", (long long)d0);
-            else snprintf(want, sizeof want, "%lld, %lld", (long long)d0, (long long)d1);
-            return status_set(STATUS_FORMAT, "tensor %s in %s has shape [%s]; config.json implies [%s]", name, file, got, want);
-        }
-        STATUS_TRY(L->m->be->ops->upload_weight(L->m->be, &host, out));
-    }
-    if (kind == 2 && out->dtype != DTYPE_F32) { /* biases: fp32 copy, tiny */
-        const int64_t n = out->shape[0];
-        float *f = log_xmalloc((size_t)n * sizeof(float));
-        for (int64_t i = 0; i < n; i++) f[i] = dtype_load_f32(out->data, out->dtype, i);
-        void *dev;
-        status_t s = model_own(L->m, (size_t)n * sizeof(float), &dev);
-        if (s == STATUS_OK) L->m->be->ops->copy_to_device(L->m->be, dev, f, (size_t)n * sizeof(float));
-        free(f);
-        STATUS_TRY(s);
-        out->data = dev;
-        out->dtype = DTYPE_F32;
-    }
-    return STATUS_OK;
+    return model_get_parts(L, &name, &d0, 1, ndim, d1, kind, out);
 }
 
 static status_t model_load_weights(model_loader *L)
@@ -114,7 +130,6 @@ static status_t model_load_weights(model_loader *L)
     const model_config *c = &m->cfg;
     const int64_t H = c->hidden_size, D = c->head_dim, Q = (int64_t)c->num_heads * D, KV = (int64_t)c->num_kv_heads * D;
     const int64_t I = c->intermediate_size, V = c->vocab_size;
-    char name[256];
     STATUS_TRY(model_get(L, "model.embed_tokens.weight", 2, V, H, 0, &m->embed));
     STATUS_TRY(model_get(L, "model.norm.weight", 1, H, 0, 1, &m->final_norm));
     int tied = c->tie_word_embeddings;
@@ -125,45 +140,38 @@ static status_t model_load_weights(model_loader *L)
     m->layers = log_xcalloc((size_t)c->num_layers, sizeof *m->layers);
     for (int32_t i = 0; i < c->num_layers; i++) {
         model_layer *ly = &m->layers[i];
-        static const struct { const char *suffix; size_t off; int kind; int which; } specs[] = {
-            {"input_layernorm.weight", offsetof(model_layer, input_norm), 1, 0},
-            {"post_attention_layernorm.weight", offsetof(model_layer, post_norm), 1, 0},
-            {"self_attn.q_proj.weight", offsetof(model_layer, q), 0, 1},
-            {"self_attn.k_proj.weight", offsetof(model_layer, k), 0, 2},
-            {"self_attn.v_proj.weight", offsetof(model_layer, v), 0, 2},
-            {"self_attn.o_proj.weight", offsetof(model_layer, o), 0, 3},
-            {"mlp.gate_proj.weight", offsetof(model_layer, gate), 0, 4},
-            {"mlp.up_proj.weight", offsetof(model_layer, up), 0, 4},
-            {"mlp.down_proj.weight", offsetof(model_layer, down), 0, 5},
-        };
-        for (size_t j = 0; j < sizeof specs / sizeof specs[0]; j++) {
-            int64_t d0 = H, d1 = 0;
-            int nd = 1;
-            switch (specs[j].which) {
-            case 1: nd = 2; d0 = Q; d1 = H; break;
-            case 2: nd = 2; d0 = KV; d1 = H; break;
-            case 3: nd = 2; d0 = H; d1 = Q; break;
-            case 4: nd = 2; d0 = I; d1 = H; break;
-            case 5: nd = 2; d0 = H; d1 = I; break;
-            default: break;
-            }
-            snprintf(name, sizeof name, "model.layers.%d.%s", i, specs[j].suffix);
-            STATUS_TRY(model_get(L, name, nd, d0, d1, specs[j].kind, (tensor_t *)((char *)ly + specs[j].off)));
-        }
+        char names[MODEL_MAX_PARTS][256];
+        const char *np[MODEL_MAX_PARTS] = {names[0], names[1], names[2]};
+#define MODEL_NAME(j, suffix) snprintf(names[j], sizeof names[j], "model.layers.%d.%s", i, suffix)
+        MODEL_NAME(0, "input_layernorm.weight");
+        STATUS_TRY(model_get(L, names[0], 1, H, 0, 1, &ly->input_norm));
+        MODEL_NAME(0, "post_attention_layernorm.weight");
+        STATUS_TRY(model_get(L, names[0], 1, H, 0, 1, &ly->post_norm));
+        const int64_t qkv_rows[3] = {Q, KV, KV}, gu_rows[2] = {I, I};
+        MODEL_NAME(0, "self_attn.q_proj.weight");
+        MODEL_NAME(1, "self_attn.k_proj.weight");
+        MODEL_NAME(2, "self_attn.v_proj.weight");
+        STATUS_TRY(model_get_parts(L, np, qkv_rows, 3, 2, H, 0, &ly->qkv));
+        MODEL_NAME(0, "self_attn.o_proj.weight");
+        STATUS_TRY(model_get(L, names[0], 2, H, Q, 0, &ly->o));
+        MODEL_NAME(0, "mlp.gate_proj.weight");
+        MODEL_NAME(1, "mlp.up_proj.weight");
+        STATUS_TRY(model_get_parts(L, np, gu_rows, 2, 2, H, 0, &ly->gate_up));
+        MODEL_NAME(0, "mlp.down_proj.weight");
+        STATUS_TRY(model_get(L, names[0], 2, H, I, 0, &ly->down));
         if (c->qkv_bias) {
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_proj.bias", i);
-            STATUS_TRY(model_get(L, name, 1, Q, 0, 2, &ly->q_bias));
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_proj.bias", i);
-            STATUS_TRY(model_get(L, name, 1, KV, 0, 2, &ly->k_bias));
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.v_proj.bias", i);
-            STATUS_TRY(model_get(L, name, 1, KV, 0, 2, &ly->v_bias));
+            MODEL_NAME(0, "self_attn.q_proj.bias");
+            MODEL_NAME(1, "self_attn.k_proj.bias");
+            MODEL_NAME(2, "self_attn.v_proj.bias");
+            STATUS_TRY(model_get_parts(L, np, qkv_rows, 3, 1, 0, 2, &ly->qkv_bias));
         }
         if (c->qk_norm) {
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", i);
-            STATUS_TRY(model_get(L, name, 1, D, 0, 1, &ly->q_norm));
-            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", i);
-            STATUS_TRY(model_get(L, name, 1, D, 0, 1, &ly->k_norm));
+            MODEL_NAME(0, "self_attn.q_norm.weight");
+            STATUS_TRY(model_get(L, names[0], 1, D, 0, 1, &ly->q_norm));
+            MODEL_NAME(0, "self_attn.k_norm.weight");
+            STATUS_TRY(model_get(L, names[0], 1, D, 0, 1, &ly->k_norm));
         }
+#undef MODEL_NAME
     }
     return STATUS_OK;
 }
@@ -198,8 +206,7 @@ int64_t model_weight_bytes(const model *m)
     int64_t total = tensor_numel(&m->embed) * dtype_size(m->embed.dtype);
     if (m->lm_head.data != m->embed.data) total += tensor_numel(&m->lm_head) * dtype_size(m->lm_head.dtype);
     for (int32_t i = 0; i < m->cfg.num_layers; i++) {
-        const tensor_t *ts[] = {&m->layers[i].q, &m->layers[i].k, &m->layers[i].v, &m->layers[i].o,
-                                &m->layers[i].gate, &m->layers[i].up, &m->layers[i].down};
+        const tensor_t *ts[] = {&m->layers[i].qkv, &m->layers[i].o, &m->layers[i].gate_up, &m->layers[i].down};
         for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) total += tensor_numel(ts[j]) * dtype_size(ts[j]->dtype);
     }
     return total;
@@ -209,7 +216,7 @@ int64_t model_runtime_bytes(const model *m, int32_t max_tokens, int32_t max_seq_
 {
     const model_config *c = &m->cfg;
     const int64_t es = dtype_size(m->be->act_dtype), T = max_tokens, H = c->hidden_size, D = c->head_dim;
-    const int64_t act = T * (2 * H + 2 * c->num_heads * D + 2 * c->num_kv_heads * D + 2 * c->intermediate_size) +
+    const int64_t act = T * (2 * H + 3 * c->num_heads * D + 2 * c->num_kv_heads * D + 3 * c->intermediate_size) +
                         2 * (int64_t)max_logits * H;
     return act * es + (int64_t)max_logits * c->vocab_size * 4 + (int64_t)max_seq_len * D * 4;
 }
@@ -240,9 +247,10 @@ status_t model_alloc_runtime(model *m, int32_t max_tokens, int32_t max_seq_len, 
     }
     struct { void **p; int64_t elems; } acts[] = {
         {&m->act_hidden, T * H}, {&m->act_residual, T * H},
-        {&m->act_q, T * c->num_heads * D}, {&m->act_k, T * c->num_kv_heads * D}, {&m->act_v, T * c->num_kv_heads * D},
-        {&m->act_attn, T * c->num_heads * D}, {&m->act_gate, T * c->intermediate_size},
-        {&m->act_up, T * c->intermediate_size}, {&m->act_logits_in, (int64_t)max_logits * H}, {&m->act_logits_delta, (int64_t)max_logits * H}, {&m->act_logits, (int64_t)max_logits * c->vocab_size},
+        {&m->act_qkv, T * (c->num_heads + 2 * c->num_kv_heads) * D}, {&m->act_q, T * c->num_heads * D},
+        {&m->act_attn, T * c->num_heads * D}, {&m->act_gate_up, T * 2 * c->intermediate_size},
+        {&m->act_mlp, T * c->intermediate_size}, {&m->act_logits_in, (int64_t)max_logits * H},
+        {&m->act_logits_delta, (int64_t)max_logits * H}, {&m->act_logits, (int64_t)max_logits * c->vocab_size},
     };
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) {
         const int esz = acts[i].p == &m->act_logits ? 4 : es;

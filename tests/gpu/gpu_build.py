@@ -1,5 +1,6 @@
 """What the GPU test programs share: the GPU's compute capability, nvcc, and building one test
 program (.cu files by nvcc for that GPU's architecture, C sources by gcc)."""
+import glob
 import os
 import shutil
 import subprocess
@@ -54,3 +55,35 @@ def build_or_skip(tmp_path_factory, name, build):
     if find_nvcc() is None:
         pytest.skip("nvcc not found")
     return build(str(tmp_path_factory.mktemp(name)), cap)
+
+
+def build_backend_program(out_dir, name, c_sources, archs=None):
+    """Links csrc/core + csrc/backend (CPU and CUDA) + engine/sampling.c + c_sources (paths under
+    the repository) with every csrc/kernels/*.cu (nvcc, the flags of setup.py; archs default
+    LIGHTLLM_CUDA_ARCHS or 90a) into out_dir/name, with warnings as errors; returns its path."""
+    nvcc = find_nvcc()
+    cuda_home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    archs = archs or os.environ.get("LIGHTLLM_CUDA_ARCHS", "90a").split(",")
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+
+    def run(cmd):
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if r.returncode != 0:
+            raise RuntimeError(f"build failed: {' '.join(cmd)}\n{r.stdout}\n{r.stderr}")
+
+    objs = []
+    for src in sorted(glob.glob(os.path.join(ROOT, "csrc", "kernels", "*.cu"))):
+        obj = os.path.join(out_dir, os.path.basename(src) + ".o")
+        run([nvcc, "-c", src, "-o", obj, "-O3", "-std=c++17", "-Icsrc", "-Xcompiler", "-fPIC", "--expt-relaxed-constexpr",
+             "-Werror", "all-warnings", "-lineinfo", *gencode])
+        objs.append(obj)
+    srcs = [s for d in ("core", "backend") for s in glob.glob(os.path.join(ROOT, "csrc", d, "**", "*.c"), recursive=True)]
+    srcs += [os.path.join(ROOT, "csrc", "engine", "sampling.c")] + [os.path.join(ROOT, s) for s in c_sources]
+    libdirs = [os.path.join(cuda_home, d) for d in ("lib64", "lib", "targets/x86_64-linux/lib")
+               if os.path.isdir(os.path.join(cuda_home, d))]
+    exe = os.path.join(out_dir, name)
+    run(["gcc", "-std=c11", "-O2", "-g", "-D_GNU_SOURCE", "-DLIGHTLLM_WITH_CUDA=1", "-Wall", "-Wextra", "-Werror",
+         "-Wno-unused-parameter", "-pthread", "-Icsrc", "-I" + os.path.join(cuda_home, "include"), *sorted(srcs), *objs,
+         "-o", exe, *[f"-L{d}" for d in libdirs], *[f"-Wl,-rpath,{d}" for d in libdirs],
+         "-lcudart", "-lcublasLt", "-lcublas", "-lstdc++", "-lm"])
+    return exe

@@ -22,6 +22,8 @@ static void cpu_backend_destroy(backend *b)
     free(c->attn_scratch);
     free(c->next_tokens);
     for (int i = 0; i < BACKEND_STEP_SLOTS; i++) free(c->slot_results[i]);
+    for (int32_t i = 0; i < c->num_owned; i++) free(c->owned[i]);
+    free(c->owned);
     free(c);
 }
 
@@ -69,9 +71,39 @@ static status_t cpu_backend_memory_info(backend *b, size_t *free_bytes, size_t *
     return STATUS_OK;
 }
 
-static status_t cpu_backend_upload_weight(backend *b, const tensor_t *host, tensor_t *out)
+static status_t cpu_backend_upload_weight(backend *b, const tensor_t *parts, int32_t num_parts, tensor_t *out)
 {
-    *out = *host;
+    LL_ASSERT(num_parts >= 1);
+    if (num_parts == 1) {
+        *out = parts[0];
+        return STATUS_OK;
+    }
+    cpu_backend *c = cpu_backend_of(b);
+    tensor_t t = parts[0];
+    int64_t total = 0;
+    for (int32_t i = 0; i < num_parts; i++) {
+        LL_ASSERT(parts[i].ndim == t.ndim && (t.ndim < 2 || parts[i].shape[1] == t.shape[1]));
+        if (parts[i].dtype != t.dtype) t.dtype = DTYPE_F32;
+        total += tensor_numel(&parts[i]);
+    }
+    t.shape[0] = 0;
+    const size_t es = (size_t)dtype_size(t.dtype);
+    char *dst = malloc((size_t)total * es + 1);
+    if (!dst) return status_set(STATUS_NO_MEMORY, "CPU backend: cannot allocate %zu bytes for a fused weight", (size_t)total * es);
+    int64_t at = 0;
+    for (int32_t i = 0; i < num_parts; i++) {
+        const int64_t n = tensor_numel(&parts[i]);
+        if (parts[i].dtype == t.dtype) memcpy(dst + (size_t)at * es, parts[i].data, (size_t)n * es);
+        else
+            for (int64_t j = 0; j < n; j++) ((float *)dst)[at + j] = dtype_load_f32(parts[i].data, parts[i].dtype, j);
+        at += n;
+        t.shape[0] += parts[i].shape[0];
+    }
+    c->owned = realloc(c->owned, (size_t)(c->num_owned + 1) * sizeof *c->owned);
+    LL_ASSERT(c->owned);
+    c->owned[c->num_owned++] = dst;
+    t.data = dst;
+    *out = t;
     return STATUS_OK;
 }
 

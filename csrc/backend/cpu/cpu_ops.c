@@ -1,5 +1,6 @@
 /* cpu_ops.c — the CPU backend's row-wise ops: embedding, RMSNorm (+ residual add), linear
- * (through cpu_gemm), per-head q/k RMSNorm + rotary embedding + KV store, SiLU·mul, gather.
+ * (through cpu_gemm), per-head q/k RMSNorm + rotary embedding + KV store (from the fused qkv
+ * projection), SiLU·mul (of the fused gate/up projection), gather.
  *
  * Every output row depends only on its own input row (and the weights), computed in a fixed
  * order: batch composition never changes a bit of the result.  Reductions use double
@@ -62,43 +63,47 @@ void cpu_ops_linear_logits(backend *b, const void *x, const tensor_t *w, int32_t
     cpu_ops_linear(b, x, w, NULL, n, logits);
 }
 
-/* One head vector [dim]: optional RMSNorm with weight w, then rotation by table row. */
-static void cpu_ops_head_norm_rope(float *h, const tensor_t *w, float eps, const float *rope_row, int32_t dim)
+/* One head vector: src[dim] → dst[dim], optional RMSNorm with weight w, then rotation by table row. */
+static void cpu_ops_head_norm_rope(const float *src, const tensor_t *w, float eps, const float *rope_row, int32_t dim,
+                                   float *dst)
 {
-    if (w && w->data) cpu_ops_rmsnorm_row(h, w, eps, dim, h);
+    if (w && w->data) cpu_ops_rmsnorm_row(src, w, eps, dim, dst);
+    else if (dst != src) memcpy(dst, src, (size_t)dim * sizeof(float));
     const int32_t half = dim / 2;
     for (int32_t i = 0; i < half; i++) {
         const float c = rope_row[i], s = rope_row[half + i];
-        const float x1 = h[i], x2 = h[half + i];
-        h[i] = x1 * c - x2 * s;
-        h[half + i] = x2 * c + x1 * s;
+        const float x1 = dst[i], x2 = dst[half + i];
+        dst[i] = x1 * c - x2 * s;
+        dst[half + i] = x2 * c + x1 * s;
     }
 }
 
-void cpu_ops_qk_norm_rope_store(backend *b, void *q, void *k, const void *v, const tensor_t *q_norm,
-                                const tensor_t *k_norm, float eps, const float *rope_table,
-                                const attention_shape *shape, const forward_batch *batch, void *kv_pool)
+void cpu_ops_qk_norm_rope_store(backend *b, const void *qkv, const tensor_t *q_norm, const tensor_t *k_norm, float eps,
+                                const float *rope_table, const attention_shape *shape, const forward_batch *batch,
+                                void *q_out, void *kv_pool)
 {
     const int32_t d = shape->head_dim, hq = shape->num_heads, hk = shape->num_kv_heads;
-    float *qq = q, *kk = k, *pool = kv_pool;
-    const float *vv = v;
+    const int64_t stride = (int64_t)(hq + 2 * hk) * d;
+    float *qo = q_out, *pool = kv_pool;
     for (int32_t t = 0; t < batch->num_tokens; t++) {
-        const float *rope_row = rope_table + (int64_t)batch->positions[t] * d;
-        for (int32_t h = 0; h < hq; h++) cpu_ops_head_norm_rope(qq + ((int64_t)t * hq + h) * d, q_norm, eps, rope_row, d);
-        for (int32_t h = 0; h < hk; h++) cpu_ops_head_norm_rope(kk + ((int64_t)t * hk + h) * d, k_norm, eps, rope_row, d);
+        const float *row = (const float *)qkv + t * stride, *rope_row = rope_table + (int64_t)batch->positions[t] * d;
         float *dst = pool + (int64_t)batch->slots[t] * 2 * hk * d;
-        memcpy(dst, kk + (int64_t)t * hk * d, (size_t)hk * d * sizeof(float));
-        memcpy(dst + (int64_t)hk * d, vv + (int64_t)t * hk * d, (size_t)hk * d * sizeof(float));
+        for (int32_t h = 0; h < hq; h++)
+            cpu_ops_head_norm_rope(row + (int64_t)h * d, q_norm, eps, rope_row, d, qo + ((int64_t)t * hq + h) * d);
+        for (int32_t h = 0; h < hk; h++)
+            cpu_ops_head_norm_rope(row + (int64_t)(hq + h) * d, k_norm, eps, rope_row, d, dst + (int64_t)h * d);
+        memcpy(dst + (int64_t)hk * d, row + (int64_t)(hq + hk) * d, (size_t)hk * d * sizeof(float));
     }
 }
 
-void cpu_ops_silu_mul(backend *b, const void *gate, const void *up, int32_t n, int32_t dim, void *out)
+void cpu_ops_silu_mul(backend *b, const void *gate_up, int32_t n, int32_t dim, void *out)
 {
-    const float *g = gate, *u = up;
     float *y = out;
-    for (int64_t i = 0; i < (int64_t)n * dim; i++) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    for (int64_t t = 0; t < n; t++) {
+        const float *g = (const float *)gate_up + t * 2 * dim, *u = g + dim;
+        for (int32_t j = 0; j < dim; j++) y[t * dim + j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+    }
 }
-
 void cpu_ops_gather_rows(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out)
 {
     for (int32_t i = 0; i < m; i++)

@@ -75,6 +75,7 @@ static void cuda_backend_destroy(backend *b)
     cuda_backend_free_step_buffers(c);
     cuda_sample_free(c);
     cuda_graph_free(c);
+    cuda_weights_free(c);
     for (int64_t i = 0; i < c->num_owned; i++) cudaFree(c->owned[i]);
     free(c->owned);
     cuda_gemm_free(c);
@@ -99,7 +100,7 @@ static status_t cuda_backend_memory_info(backend *b, size_t *free_bytes, size_t 
 }
 
 /* cudaMalloc with the out-of-memory message the user needs (requested vs free bytes). */
-static status_t cuda_backend_malloc(cuda_backend *c, size_t bytes, const char *what, void **out)
+status_t cuda_backend_malloc(cuda_backend *c, size_t bytes, const char *what, void **out)
 {
     *out = NULL;
     cudaError_t e = cudaMalloc(out, bytes ? bytes : 1);
@@ -179,7 +180,7 @@ static void cuda_backend_copy_to_device(backend *b, void *dst, const void *src, 
     cuda_backend_check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize(copy_to_device)");
 }
 
-static void cuda_backend_own(cuda_backend *c, void *p)
+void cuda_backend_own(cuda_backend *c, void *p)
 {
     if (c->num_owned == c->cap_owned) {
         c->cap_owned = c->cap_owned ? 2 * c->cap_owned : 64;
@@ -187,60 +188,6 @@ static void cuda_backend_own(cuda_backend *c, void *p)
         LL_ASSERT(c->owned);
     }
     c->owned[c->num_owned++] = p;
-}
-
-/* Converts `count` elements from src (dtype `from`) into dst (bf16 if to_bf16 else fp32). */
-static void cuda_backend_convert(const void *src, dtype_t from, int64_t first, int64_t count, void *dst, int to_bf16)
-{
-    for (int64_t i = 0; i < count; i++) {
-        const float f = dtype_load_f32(src, from, first + i);
-        if (to_bf16) ((uint16_t *)dst)[i] = dtype_f32_to_bf16(f);
-        else ((float *)dst)[i] = f;
-    }
-}
-
-static status_t cuda_backend_upload_weight(backend *b, const tensor_t *host, tensor_t *out)
-{
-    cuda_backend *c = cuda_backend_of(b);
-    STATUS_TRY(cuda_backend_status(b));
-    if (host->dtype != DTYPE_F32 && host->dtype != DTYPE_F16 && host->dtype != DTYPE_BF16)
-        return status_set(STATUS_UNSUPPORTED, "CUDA backend: cannot upload a %s weight (F32, F16, BF16 only)", dtype_name(host->dtype));
-    const int to_bf16 = host->ndim >= 2;
-    const dtype_t dst_dtype = to_bf16 ? DTYPE_BF16 : DTYPE_F32;
-    const int64_t n = tensor_numel(host);
-    const size_t es = (size_t)dtype_size(dst_dtype);
-    if (cuda_backend_check(c, cudaSetDevice(c->device), "cudaSetDevice")) return cuda_backend_status(b);
-    void *dev = NULL;
-    STATUS_TRY(cuda_backend_malloc(c, (size_t)n * es, "a weight", &dev));
-    if (host->dtype == dst_dtype) {
-        if (n && cuda_backend_check(c, cudaMemcpy(dev, host->data, (size_t)n * es, cudaMemcpyHostToDevice), "cudaMemcpy(weight)")) {
-            cudaFree(dev);
-            return cuda_backend_status(b);
-        }
-    } else { /* convert on the host in chunks */
-        const int64_t chunk = n < ((int64_t)4 << 20) ? n : ((int64_t)4 << 20);
-        void *buf = malloc((size_t)(chunk ? chunk : 1) * es);
-        if (!buf) {
-            cudaFree(dev);
-            return status_set(STATUS_NO_MEMORY, "CUDA backend: cannot allocate %zu bytes of host conversion buffer", (size_t)chunk * es);
-        }
-        for (int64_t i = 0; i < n; i += chunk) {
-            const int64_t cnt = n - i < chunk ? n - i : chunk;
-            cuda_backend_convert(host->data, host->dtype, i, cnt, buf, to_bf16);
-            if (cuda_backend_check(c, cudaMemcpy((char *)dev + (size_t)i * es, buf, (size_t)cnt * es, cudaMemcpyHostToDevice),
-                                   "cudaMemcpy(weight)")) {
-                free(buf);
-                cudaFree(dev);
-                return cuda_backend_status(b);
-            }
-        }
-        free(buf);
-    }
-    cuda_backend_own(c, dev);
-    *out = *host;
-    out->data = dev;
-    out->dtype = dst_dtype;
-    return STATUS_OK;
 }
 
 /* ---- per step ---- */
@@ -348,12 +295,9 @@ static void cuda_ops_linear(backend *b, const void *x, const tensor_t *w, const 
     cuda_backend *c = cuda_backend_of(b);
     if (cuda_backend_failed(c)) return;
     LL_ASSERT(w->dtype == DTYPE_BF16 && w->ndim == 2);
-    cuda_gemm_linear(c, x, w->data, n, w->shape[1], w->shape[0], y, 0);
-    if (bias && bias->data) {
-        const float *bf = cuda_backend_weight_f32(c, bias, "bias");
-        if (cuda_backend_failed(c)) return;
-        cuda_backend_check(c, kernels_add_bias(y, bf, n, (int32_t)w->shape[0], c->stream), "kernels_add_bias");
-    }
+    const float *bf = cuda_backend_weight_f32(c, bias, "bias");
+    if (cuda_backend_failed(c)) return;
+    cuda_gemm_linear(c, x, w->data, n, w->shape[1], w->shape[0], bf, y, 0);
 }
 
 static void cuda_ops_linear_logits(backend *b, const void *x, const tensor_t *w, int32_t n, float *logits)
@@ -361,21 +305,21 @@ static void cuda_ops_linear_logits(backend *b, const void *x, const tensor_t *w,
     cuda_backend *c = cuda_backend_of(b);
     if (cuda_backend_failed(c)) return;
     LL_ASSERT(w->dtype == DTYPE_BF16 && w->ndim == 2);
-    cuda_gemm_linear(c, x, w->data, n, w->shape[1], w->shape[0], logits, 1);
+    cuda_gemm_linear(c, x, w->data, n, w->shape[1], w->shape[0], NULL, logits, 1);
 }
 
-static void cuda_ops_qk_norm_rope_store(backend *b, void *q, void *k, const void *v, const tensor_t *q_norm,
-                                        const tensor_t *k_norm, float eps, const float *rope_table,
-                                        const attention_shape *shape, const forward_batch *batch, void *kv_pool)
+static void cuda_ops_qk_norm_rope_store(backend *b, const void *qkv, const tensor_t *q_norm, const tensor_t *k_norm,
+                                        float eps, const float *rope_table, const attention_shape *shape,
+                                        const forward_batch *batch, void *q_out, void *kv_pool)
 {
     cuda_backend *c = cuda_backend_of(b);
     if (cuda_backend_failed(c)) return;
     const float *qn = cuda_backend_weight_f32(c, q_norm, "q_norm");
     const float *kn = cuda_backend_weight_f32(c, k_norm, "k_norm");
     if (cuda_backend_failed(c)) return;
-    cuda_backend_check(c, kernels_qk_norm_rope_store(q, k, v, qn, kn, eps, rope_table, shape->num_heads, shape->num_kv_heads,
+    cuda_backend_check(c, kernels_qk_norm_rope_store(qkv, qn, kn, eps, rope_table, shape->num_heads, shape->num_kv_heads,
                                                      shape->head_dim, batch->num_tokens, batch->positions, batch->slots,
-                                                     kv_pool, c->stream),
+                                                     q_out, kv_pool, c->stream),
                        "kernels_qk_norm_rope_store");
 }
 
@@ -396,11 +340,11 @@ static void cuda_ops_attention(backend *b, const void *q, const void *kv_pool, c
                        "kernels_attention");
 }
 
-static void cuda_ops_silu_mul(backend *b, const void *gate, const void *up, int32_t n, int32_t dim, void *out)
+static void cuda_ops_silu_mul(backend *b, const void *gate_up, int32_t n, int32_t dim, void *out)
 {
     cuda_backend *c = cuda_backend_of(b);
     if (cuda_backend_failed(c)) return;
-    cuda_backend_check(c, kernels_silu_mul(gate, up, n, dim, out, c->stream), "kernels_silu_mul");
+    cuda_backend_check(c, kernels_silu_mul(gate_up, n, dim, out, c->stream), "kernels_silu_mul");
 }
 
 static void cuda_ops_gather_rows(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out)
@@ -435,7 +379,7 @@ static const backend_ops cuda_backend_ops = {
     .memory_info = cuda_backend_memory_info,
     .alloc = cuda_backend_alloc,
     .release = cuda_backend_release,
-    .upload_weight = cuda_backend_upload_weight,
+    .upload_weight = cuda_weights_upload,
     .copy_to_device = cuda_backend_copy_to_device,
     .embedding = cuda_ops_embedding,
     .rmsnorm = cuda_ops_rmsnorm,

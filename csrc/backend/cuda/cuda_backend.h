@@ -16,6 +16,8 @@
 
 #define CUDA_GEMM_WORKSPACE_BYTES ((size_t)32 << 20)
 #define CUDA_GRAPH_MAX_BUCKETS 32
+#define CUDA_WEIGHTS_STAGING_BUFFERS 2
+#define CUDA_WEIGHTS_STAGING_BYTES ((size_t)32 << 20)
 
 /* One cached GEMM plan: layouts and the heuristic's algorithm for a (m, n, k, out dtype,
  * alignment) shape.  Inline opaque descriptors: looking a plan up allocates nothing. */
@@ -38,6 +40,8 @@ typedef struct cuda_backend {
     void *gemm_workspace;       /* CUDA_GEMM_WORKSPACE_BYTES */
     cuda_gemm_plan *plans;      /* open-addressing table, num_plan_slots (power of two) */
     int64_t num_plan_slots, num_plans;
+    int32_t gemv_max_rows;      /* linear layers of at most this many token rows use kernels_gemv
+                                 * (LIGHTLLM_GEMV_MAX_ROWS, default KERNELS_GEMV_MAX_ROWS; 0 = cuBLASLt only) */
 
     /* sticky first error */
     status_t error;
@@ -84,9 +88,12 @@ typedef struct cuda_backend {
     uint8_t *graph_seen;                       /* the key ran eagerly once (warm-up before capture) */
     int64_t num_graph_captures;
 
-    /* allocations made by upload_weight, freed by destroy */
+    /* allocations made by upload_weight, freed by destroy; its pinned staging (cuda_weights.c) */
     void **owned;
     int64_t num_owned, cap_owned;
+    void *staging[CUDA_WEIGHTS_STAGING_BUFFERS];
+    cudaEvent_t staging_done[CUDA_WEIGHTS_STAGING_BUFFERS];
+    int staging_next;
 } cuda_backend;
 
 static inline cuda_backend *cuda_backend_of(backend *b) { return (cuda_backend *)b; }
@@ -97,6 +104,16 @@ status_t cuda_backend_status(backend *b);
 int cuda_backend_check(cuda_backend *c, cudaError_t e, const char *what);
 /* Records a failure with a ready message (first one wins). */
 void cuda_backend_fail(cuda_backend *c, status_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* cudaMalloc with the out-of-memory message the user needs (requested vs free bytes). */
+status_t cuda_backend_malloc(cuda_backend *c, size_t bytes, const char *what, void **out);
+/* Records a device allocation freed by destroy. */
+void cuda_backend_own(cuda_backend *c, void *p);
+
+/* cuda_weights.c: backend_ops.upload_weight (pinned, overlapped staging); staging freed by
+ * cuda_weights_free (at destroy). */
+status_t cuda_weights_upload(backend *b, const tensor_t *parts, int32_t num_parts, tensor_t *out);
+void cuda_weights_free(cuda_backend *c);
 
 /* cuda_sample.c: backend_ops.step_begin / sample / sample_wait; state made at create, the
  * next-token table at prepare, all freed at destroy. */
@@ -117,11 +134,12 @@ int cuda_graph_run(backend *b, int32_t key);
 int cuda_graph_begin(backend *b, int32_t key);
 void cuda_graph_end(backend *b, int32_t key);
 
-/* cuda_gemm.c: D[n, m] = X[n, k] · W[m, k]^T in row-major terms, bf16 inputs, fp32 compute,
- * bf16 or fp32 output.  Plans are cached per shape; failures are recorded in the backend. */
+/* cuda_gemm.c: D[n, m] = X[n, k] · W[m, k]^T (+ bias[m], fp32, or NULL) in row-major terms, bf16
+ * inputs, fp32 compute, bf16 or fp32 output: kernels_gemv for at most gemv_max_rows token rows,
+ * else cuBLASLt (plans cached per shape).  Failures are recorded in the backend. */
 status_t cuda_gemm_init(cuda_backend *c);
 void cuda_gemm_free(cuda_backend *c);
-void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m, void *y,
-                      int out_f32);
+void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m, const float *bias,
+                      void *y, int out_f32);
 
 #endif

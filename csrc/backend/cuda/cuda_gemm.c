@@ -1,4 +1,5 @@
-/* cuda_gemm.c — the CUDA backend's linear layers through cuBLASLt.
+/* cuda_gemm.c — the CUDA backend's linear layers: kernels_gemv (csrc/kernels/gemv.cu) for decode
+ * batches of at most gemv_max_rows tokens, cuBLASLt for the rest.
  *
  * Row-major y[n, m] = x[n, k] · w[m, k]^T is, in cuBLAS's column-major terms, D(m×n) =
  * op(A)·B with A = w stored k×m (ld k, transposed: "TN"), B = x stored k×n (ld k), D = y
@@ -13,6 +14,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "core/log.h"
+#include "kernels/kernels.h"
 
 static int cuda_gemm_check(cuda_backend *c, cublasStatus_t s, const char *what)
 {
@@ -37,6 +39,10 @@ status_t cuda_gemm_init(cuda_backend *c)
         cuda_gemm_check(c, cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b),
                         "cublasLtMatmulDescSetAttribute(TRANSB)"))
         return cuda_backend_status(&c->base);
+    const char *env = getenv("LIGHTLLM_GEMV_MAX_ROWS");
+    c->gemv_max_rows = env && *env ? atoi(env) : KERNELS_GEMV_MAX_ROWS;
+    if (c->gemv_max_rows < 0) c->gemv_max_rows = 0;
+    if (c->gemv_max_rows > KERNELS_GEMV_MAX_ROWS) c->gemv_max_rows = KERNELS_GEMV_MAX_ROWS;
     c->num_plan_slots = 256;
     c->plans = log_xcalloc((size_t)c->num_plan_slots, sizeof *c->plans);
     return STATUS_OK;
@@ -123,9 +129,15 @@ static int cuda_gemm_plan_build(cuda_backend *c, cuda_gemm_plan *p)
     return 0;
 }
 
-void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m, void *y, int out_f32)
+void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m, const float *bias,
+                      void *y, int out_f32)
 {
+    LL_ASSERT(!bias || !out_f32); /* the cuBLASLt path adds biases to bf16 outputs only */
     if (c->error != STATUS_OK || n <= 0) return;
+    if (n <= c->gemv_max_rows && kernels_gemv_supported(x, w, (int32_t)n, m, k)) {
+        cuda_backend_check(c, kernels_gemv(x, w, (int32_t)n, m, k, bias, y, out_f32, c->stream), "kernels_gemv");
+        return;
+    }
     int align = cuda_gemm_alignment(x);
     const int aw = cuda_gemm_alignment(w), ay = cuda_gemm_alignment(y);
     if (aw < align) align = aw;
@@ -152,4 +164,5 @@ void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, 
      * internal probing); our launchers read cudaGetLastError after each launch, so clear it here
      * rather than let the next kernel report it as its own.  Sticky (device) errors persist. */
     (void)cudaGetLastError();
+    if (bias && !out_f32) cuda_backend_check(c, kernels_add_bias(y, bias, (int32_t)n, (int32_t)m, c->stream), "kernels_add_bias");
 }

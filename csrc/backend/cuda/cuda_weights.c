@@ -1,0 +1,116 @@
+/* cuda_weights.c — the CUDA backend's upload_weight: host tensors (the safetensors mmap) to
+ * device memory through pinned staging, with the host's reads overlapping the copies.
+ *
+ * Matrices are stored bf16, 1-D weights fp32 (converted on the host when the checkpoint differs).
+ * Several parts (q|k|v, gate|up) land in one allocation, concatenated along dim 0.  The bytes
+ * go through CUDA_WEIGHTS_STAGING_BUFFERS pinned buffers of CUDA_WEIGHTS_STAGING_BYTES: while
+ * the device copies buffer i (cudaMemcpyAsync on the backend's stream, DMA at full PCIe rate),
+ * the host fills the next one (reading the mmap — page faults from disk happen here — and
+ * converting).  A buffer is refilled only after the event of its last copy.  The staging buffers
+ * are allocated at the first upload and freed by cuda_weights_free.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_backend.h"
+#include "core/log.h"
+
+/* Converts `count` elements from src (dtype `from`, starting at element `first`) into dst
+ * (bf16 if to_bf16 else fp32). */
+static void cuda_weights_convert(const void *src, dtype_t from, int64_t first, int64_t count, void *dst, int to_bf16)
+{
+    for (int64_t i = 0; i < count; i++) {
+        const float f = dtype_load_f32(src, from, first + i);
+        if (to_bf16) ((uint16_t *)dst)[i] = dtype_f32_to_bf16(f);
+        else ((float *)dst)[i] = f;
+    }
+}
+
+static status_t cuda_weights_staging(cuda_backend *c)
+{
+    if (c->staging[0]) return STATUS_OK;
+    for (int i = 0; i < CUDA_WEIGHTS_STAGING_BUFFERS; i++) {
+        cudaError_t e = cudaMallocHost(&c->staging[i], CUDA_WEIGHTS_STAGING_BYTES);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            c->staging[i] = NULL;
+            cuda_weights_free(c);
+            return status_set(STATUS_NO_MEMORY, "cudaMallocHost(%zu bytes of weight staging) failed: %s",
+                              (size_t)CUDA_WEIGHTS_STAGING_BYTES, cudaGetErrorString(e));
+        }
+        if (cuda_backend_check(c, cudaEventCreateWithFlags(&c->staging_done[i], cudaEventDisableTiming), "cudaEventCreate")) {
+            cuda_weights_free(c);
+            return cuda_backend_status(&c->base);
+        }
+    }
+    return STATUS_OK;
+}
+
+void cuda_weights_free(cuda_backend *c)
+{
+    for (int i = 0; i < CUDA_WEIGHTS_STAGING_BUFFERS; i++) {
+        if (c->staging_done[i]) cudaEventSynchronize(c->staging_done[i]), cudaEventDestroy(c->staging_done[i]);
+        if (c->staging[i]) cudaFreeHost(c->staging[i]);
+        c->staging[i] = NULL;
+        c->staging_done[i] = NULL;
+    }
+}
+
+/* Copies count elements of src (from element first), converted to the device dtype, to dst. */
+static int cuda_weights_copy(cuda_backend *c, const tensor_t *src, int to_bf16, size_t es, char *dst)
+{
+    const int64_t n = tensor_numel(src), per_buffer = (int64_t)(CUDA_WEIGHTS_STAGING_BYTES / es);
+    const int same = src->dtype == (to_bf16 ? DTYPE_BF16 : DTYPE_F32);
+    for (int64_t i = 0; i < n; i += per_buffer) {
+        const int64_t cnt = n - i < per_buffer ? n - i : per_buffer;
+        const int k = c->staging_next;
+        c->staging_next = (k + 1) % CUDA_WEIGHTS_STAGING_BUFFERS;
+        if (cuda_backend_check(c, cudaEventSynchronize(c->staging_done[k]), "cudaEventSynchronize(weight staging)")) return 1;
+        if (same) memcpy(c->staging[k], (const char *)src->data + (size_t)i * es, (size_t)cnt * es);
+        else cuda_weights_convert(src->data, src->dtype, i, cnt, c->staging[k], to_bf16);
+        if (cuda_backend_check(c, cudaMemcpyAsync(dst + (size_t)i * es, c->staging[k], (size_t)cnt * es, cudaMemcpyHostToDevice,
+                                                  c->stream),
+                               "cudaMemcpyAsync(weight)") ||
+            cuda_backend_check(c, cudaEventRecord(c->staging_done[k], c->stream), "cudaEventRecord(weight staging)"))
+            return 1;
+    }
+    return 0;
+}
+
+status_t cuda_weights_upload(backend *b, const tensor_t *parts, int32_t num_parts, tensor_t *out)
+{
+    cuda_backend *c = cuda_backend_of(b);
+    STATUS_TRY(cuda_backend_status(b));
+    LL_ASSERT(num_parts >= 1);
+    const int to_bf16 = parts[0].ndim >= 2;
+    int64_t total = 0, rows = 0;
+    for (int32_t i = 0; i < num_parts; i++) {
+        const tensor_t *p = &parts[i];
+        if (p->dtype != DTYPE_F32 && p->dtype != DTYPE_F16 && p->dtype != DTYPE_BF16)
+            return status_set(STATUS_UNSUPPORTED, "CUDA backend: cannot upload a %s weight (F32, F16, BF16 only)", dtype_name(p->dtype));
+        LL_ASSERT(p->ndim == parts[0].ndim && (p->ndim < 2 || p->shape[1] == parts[0].shape[1]));
+        total += tensor_numel(p);
+        rows += p->shape[0];
+    }
+    const dtype_t dst_dtype = to_bf16 ? DTYPE_BF16 : DTYPE_F32;
+    const size_t es = (size_t)dtype_size(dst_dtype);
+    if (cuda_backend_check(c, cudaSetDevice(c->device), "cudaSetDevice")) return cuda_backend_status(b);
+    STATUS_TRY(cuda_weights_staging(c));
+    void *dev = NULL;
+    STATUS_TRY(cuda_backend_malloc(c, (size_t)total * es, "a weight", &dev));
+    char *at = dev;
+    for (int32_t i = 0; i < num_parts; i++) {
+        if (cuda_weights_copy(c, &parts[i], to_bf16, es, at)) {
+            cudaStreamSynchronize(c->stream);
+            cudaFree(dev);
+            return cuda_backend_status(b);
+        }
+        at += (size_t)tensor_numel(&parts[i]) * es;
+    }
+    cuda_backend_own(c, dev);
+    *out = parts[0];
+    out->shape[0] = rows;
+    out->data = dev;
+    out->dtype = dst_dtype;
+    return STATUS_OK;
+}
