@@ -1,6 +1,7 @@
 """Whole models on the CUDA backend (bf16) against Hugging Face transformers (the fixtures) and
 against themselves: logits close, >= 95% of greedy tokens before the first divergence, greedy
-output independent of batch composition, chunked prefill, the prefix cache and CUDA graphs; the
+output independent of batch composition, chunked prefill and the prefix cache (up to the first
+bf16 tie) and of CUDA graphs (exactly); the
 device sampler gives the host sampler's tokens and logprobs on the same model."""
 import os
 import sys
@@ -66,17 +67,37 @@ def test_gpu_greedy_agrees_with_transformers(name):
     assert checked >= 0.5 * sum(len(w) for w in ref["greedy"])
 
 
+GREEDY_TOP2 = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True, logprobs=2)
+
+
+def assert_same_until_tie(got, base, what):
+    """got[i] equals base[i]'s tokens, or first differs at a step where base's top-2 logit gap
+    is below bf16 resolution (BF16_TIE_GAP): the two runs rounded the same logits differently
+    (a decode batch of <= 8 rows runs kernels_gemv, a larger one cuBLASLt), not a wrong token."""
+    for i, (g, b) in enumerate(zip(got, base)):
+        k = next((j for j, (x, y) in enumerate(zip(g, b.token_ids)) if x != y), None)
+        if k is None:
+            assert len(g) == len(b.token_ids), f"{what}: prompt {i} length {len(g)} != {len(b.token_ids)}"
+            continue
+        top = sorted((lp.logprob for lp in b.logprobs[k].values()), reverse=True)
+        gap = top[0] - top[1]
+        assert gap < BF16_TIE_GAP, f"{what}: prompt {i} differs at step {k} where the top-2 gap is {gap:.3f}"
+
+
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 def test_gpu_greedy_invariant_to_batch_chunking_prefix_cache(name):
+    """Greedy tokens do not depend on the batch a prompt runs in, chunked prefill or the prefix
+    cache, up to the first bf16-resolution tie."""
     d, ref, _ = load_fixture(name)
-    base = greedy(LLM(d, device="cuda", enable_prefix_caching=False), ref["prompts"])
+    base = [o.outputs[0] for o in LLM(d, device="cuda", enable_prefix_caching=False).generate(
+        [{"prompt_token_ids": p} for p in ref["prompts"]], GREEDY_TOP2, use_tqdm=False)]
     alone_llm = LLM(d, device="cuda", enable_prefix_caching=False)
-    assert [greedy(alone_llm, [p])[0] for p in ref["prompts"]] == base
+    assert_same_until_tie([greedy(alone_llm, [p])[0] for p in ref["prompts"]], base, f"{name} alone")
     chunked = LLM(d, device="cuda", chunked_prefill_size=5, max_num_batched_tokens=16, max_num_seqs=8)
-    assert greedy(chunked, ref["prompts"]) == base
+    assert_same_until_tie(greedy(chunked, ref["prompts"]), base, f"{name} chunked")
     cached = LLM(d, device="cuda")
     greedy(cached, ref["prompts"])
-    assert greedy(cached, ref["prompts"]) == base
+    assert_same_until_tie(greedy(cached, ref["prompts"]), base, f"{name} prefix-cached")
 
 
 SAMPLED = [SamplingParams(temperature=0.9, top_p=0.9, top_k=50, seed=1, max_tokens=24, ignore_eos=True, logprobs=5),
