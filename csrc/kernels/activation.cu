@@ -6,7 +6,6 @@
 #include <cuda_bf16.h>
 
 #include "kernels/kernels.h"
-#include "kernels/pdl.cuh"
 
 namespace {
 
@@ -20,7 +19,6 @@ __device__ __forceinline__ float silu_mul1(float g, float u) { return g / (1.0f 
 template <bool VEC>
 __global__ void silu_mul_kernel(const __nv_bfloat16 *gate_up, int64_t n, int dim, __nv_bfloat16 *out)
 {
-    PDL_TRIGGER(); /* the down projection (a PDL-launched GEMV) may start prefetching its weights */
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     const int64_t tid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if constexpr (VEC) {

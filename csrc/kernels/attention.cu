@@ -40,7 +40,7 @@ constexpr int kPrefillRows = 64;       /* query rows per prefill block (16 per w
 constexpr int kDecodeStages = 3;
 constexpr int kPrefillStages = 2;
 constexpr int kSmallQLen = 4;          /* max_q_len <= this: every token through the decode path */
-constexpr int kMinSplitChunk = 64;     /* fewest KV positions per decode split */
+constexpr int kMinSplitChunk = 128;    /* fewest KV positions per decode split */
 constexpr int kPartialRowsPerHead = 1024; /* workspace partial rows (token x split) per head */
 constexpr int kScheduleThreads = 1024;
 
@@ -378,7 +378,6 @@ __global__ void __launch_bounds__(kThreads) attention_reduce_kernel(attn_params 
     constexpr int kHeadsPerBlock = kThreads / (D / 4);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;\n" ::: "memory");   /* decode grid done, partials visible */
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); /* the o projection may prefetch */
 #endif
     const int item = blockIdx.x;
     int t;

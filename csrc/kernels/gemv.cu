@@ -15,9 +15,6 @@
  *     streaming: bytes in flight, not instructions, bound a GEMV;
  *   - fp32 partial dot products are reduced across the warp by shuffles and across the KS warps
  *     in shared memory, in a fixed order.
- *   - launched with programmatic dependent launch (pdl.cuh): each warp prefetches its first
- *     weights into L2 before waiting for the kernel that writes x, so the weight stream starts
- *     during that kernel's tail (the norms, attention and SiLU call PDL_TRIGGER early).
  * Each output's summation order depends on (m, k) only, never on n: a row's result does not
  * change with the batch it is in.  Requires k % 8 == 0 and 16-byte aligned x and w (the launcher
  * refuses otherwise; the backend then uses cuBLASLt).
@@ -25,7 +22,6 @@
 #include <cuda_bf16.h>
 
 #include "kernels/kernels.h"
-#include "kernels/pdl.cuh"
 
 namespace {
 
@@ -78,17 +74,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __nv_bfloat16 *
 #pragma unroll
     for (int r = 0; r < R; r++) wr[r] = reinterpret_cast<const uint4 *>(w) + (size_t)min(row0 + r, m - 1) * num_vec;
     const uint4 *xv = reinterpret_cast<const uint4 *>(x);
-    /* Launched with PDL: start pulling this warp's first weights into L2 while the kernel that
-     * writes x finishes, then wait for it. */
-    if (row0 < m)
-#pragma unroll
-        for (int u = 0; u < 2 * kUnroll; u++) {
-            const int pv = slice * 32 + lane + 32 * KS * u;
-            if (pv < num_vec)
-#pragma unroll
-                for (int r = 0; r < R; r++) asm volatile("prefetch.global.L2 [%0];" ::"l"(wr[r] + pv));
-        }
-    PDL_WAIT();
 
     float acc[N][R];
 #pragma unroll
@@ -157,9 +142,10 @@ cudaError_t gemv_launch(const void *x, const void *w, int m, int k, const float 
 {
     const int groups = (m + kRows - 1) / kRows, per_block = kWarps / KS;
     const int blocks = (groups + per_block - 1) / per_block;
-    return kernels_launch_pdl(gemv_kernel<N, KS, OUT>, dim3(blocks), dim3(kWarps * 32), 0, st,
-                              static_cast<const __nv_bfloat16 *>(x), static_cast<const __nv_bfloat16 *>(w), m, k, bias,
-                              static_cast<OUT *>(y));
+    gemv_kernel<N, KS, OUT><<<blocks, kWarps * 32, 0, st>>>(static_cast<const __nv_bfloat16 *>(x),
+                                                           static_cast<const __nv_bfloat16 *>(w), m, k, bias,
+                                                           static_cast<OUT *>(y));
+    return cudaGetLastError();
 }
 
 template <int N, typename OUT>

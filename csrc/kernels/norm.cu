@@ -10,7 +10,6 @@
 #include <cuda_bf16.h>
 
 #include "kernels/kernels.h"
-#include "kernels/pdl.cuh"
 
 namespace {
 
@@ -38,7 +37,6 @@ template <bool VEC, bool ADD>
 __global__ void rmsnorm_kernel(__nv_bfloat16 *residual, const __nv_bfloat16 *x, const float *w, float eps, int dim,
                                __nv_bfloat16 *out)
 {
-    PDL_TRIGGER(); /* the next kernel (a PDL-launched GEMV) may start prefetching its weights */
     __shared__ float shared[32];
     const int64_t base = (int64_t)blockIdx.x * dim;
     const __nv_bfloat16 *xr = x + base;
