@@ -166,7 +166,7 @@ static void bench_linears(int64_t hidden, int64_t inter, int64_t q_dim, int64_t 
                 bench_emit(layers[li].name, shape, impl == 0 ? "gemv" : "cuBLASLt", bench_time(bench_linear, &l), bytes, flops);
             }
         }
-        g_c->gemv_max_rows = KERNELS_GEMV_MAX_ROWS;
+        g_c->gemv_max_rows = CUDA_GEMV_DEFAULT_ROWS;
         g_be->ops->release(g_be, l.w);
         g_be->ops->release(g_be, l.x);
         g_be->ops->release(g_be, l.y);

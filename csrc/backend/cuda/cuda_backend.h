@@ -16,6 +16,10 @@
 
 #define CUDA_GEMM_WORKSPACE_BYTES ((size_t)32 << 20)
 #define CUDA_GRAPH_MAX_BUCKETS 32
+/* kernels_gemv up to this many token rows by default: it beats cuBLASLt at 1-2 rows on every
+ * Llama-3.1-8B layer and at 4 on the sum of a layer, but loses from 8 on (fp32 FMA bound;
+ * benchmarks/RESULTS.md, bench_kernels) */
+#define CUDA_GEMV_DEFAULT_ROWS 4
 #define CUDA_WEIGHTS_STAGING_BUFFERS 2
 #define CUDA_WEIGHTS_STAGING_BYTES ((size_t)32 << 20)
 
@@ -41,7 +45,8 @@ typedef struct cuda_backend {
     cuda_gemm_plan *plans;      /* open-addressing table, num_plan_slots (power of two) */
     int64_t num_plan_slots, num_plans;
     int32_t gemv_max_rows;      /* linear layers of at most this many token rows use kernels_gemv
-                                 * (LIGHTLLM_GEMV_MAX_ROWS, default KERNELS_GEMV_MAX_ROWS; 0 = cuBLASLt only) */
+                                 * (LIGHTLLM_GEMV_MAX_ROWS, default CUDA_GEMV_DEFAULT_ROWS, at most
+                                 * KERNELS_GEMV_MAX_ROWS; 0 = cuBLASLt only) */
 
     /* sticky first error */
     status_t error;

@@ -40,7 +40,7 @@ status_t cuda_gemm_init(cuda_backend *c)
                         "cublasLtMatmulDescSetAttribute(TRANSB)"))
         return cuda_backend_status(&c->base);
     const char *env = getenv("LIGHTLLM_GEMV_MAX_ROWS");
-    c->gemv_max_rows = env && *env ? atoi(env) : KERNELS_GEMV_MAX_ROWS;
+    c->gemv_max_rows = env && *env ? atoi(env) : CUDA_GEMV_DEFAULT_ROWS;
     if (c->gemv_max_rows < 0) c->gemv_max_rows = 0;
     if (c->gemv_max_rows > KERNELS_GEMV_MAX_ROWS) c->gemv_max_rows = KERNELS_GEMV_MAX_ROWS;
     c->num_plan_slots = 256;
