@@ -117,3 +117,41 @@ def test_masks_equal_brute_force_qwen3():
         m.rollback_tokens(len(ids) + 1)   # the EOS counts as a token of 0 bytes
         assert m.num_bytes == 0 and m.mask() == m.mask_brute()
     assert checked >= 20
+
+
+@pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
+def test_region_skips_equal_brute_force_qwen3():
+    """Classification walks that settle whole trie subtrees from a string region's walk (keys of
+    objects with additional properties, prefixes of declared keys, string values) give the
+    brute-force mask at every token, including after tokens that end inside a UTF-8 character."""
+    from lightllm.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(QWEN3)
+    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
+    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    token_bytes = tok.token_bytes()
+    cases = [
+        ({"type": "object", "properties": {"title": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
+          "required": ["title"]},
+         {"title": "Größe 🙂 ok", "tags": ["数据", "a\"b"], "titles": "x", "tit": "ç", "名前": "值🙂", "t": 1}),
+        ({"type": "object", "additionalProperties": {"type": "string"}},
+         {"𝄞key": "é\\n", "": "😀😀", "k\u00e9y": "\u4e2d\u6587"}),
+        ({"type": "array", "items": {"type": "string"}}, ["🙂 日本語のテキスト", "\\u00e9", "plain"]),
+    ]
+    split_seen = checked = 0
+    for k, (schema, value) in enumerate(cases):
+        g = gc.compile("json_schema", json.dumps(schema))
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        ids = tok.encode(text, add_special_tokens=False)
+        m = g.matcher()
+        for i, tid in enumerate(ids + [tok.eos_token_id]):
+            assert m.mask() == m.mask_brute(), (schema, i, tok.decode(ids[:i]))
+            checked += 1
+            if tid != tok.eos_token_id:
+                try:
+                    token_bytes[tid].decode("utf-8")
+                except UnicodeDecodeError:
+                    split_seen += 1
+            assert m.advance_token(tid), (schema, i)
+        assert m.is_accepting()
+        assert g.mask_cache_skips > 0 or k > 0   # the declared keys' prefixes settle by skips
+    assert split_seen > 0 and checked > 40
