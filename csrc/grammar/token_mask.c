@@ -772,12 +772,23 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     return count;
 }
 
+/* token_mask_advance_token without the compaction (the caller rolls the token back) */
+static int token_mask_advance_raw(const token_vocab *tv, dpda_matcher *m, int32_t token)
+{
+    if (token < 0 || token >= tv->size) return 0;
+    if (tv->is_eos[token]) return dpda_matcher_is_accepting(m);
+    if (!tv->usable[token]) return 0;
+    int32_t len;
+    const uint8_t *b = detok_token_bytes(tv->dv, token, &len);
+    return dpda_matcher_advance_bytes(m, b, (size_t)len);
+}
+
 int32_t token_mask_fill_brute(const token_vocab *tv, dpda_matcher *m, uint32_t *mask)
 {
     memset(mask, 0, (size_t)tv->words * sizeof *mask);
     int32_t count = 0;
     for (int32_t tok = 0; tok < tv->size; tok++) {
-        if (token_mask_advance_token(tv, m, tok)) {
+        if (token_mask_advance_raw(tv, m, tok)) {
             mask[tok >> 5] |= 1u << (tok & 31);
             count++;
             if (!tv->is_eos[tok]) {
@@ -792,10 +803,7 @@ int32_t token_mask_fill_brute(const token_vocab *tv, dpda_matcher *m, uint32_t *
 
 int token_mask_advance_token(const token_vocab *tv, dpda_matcher *m, int32_t token)
 {
-    if (token < 0 || token >= tv->size) return 0;
-    if (tv->is_eos[token]) return dpda_matcher_is_accepting(m);
-    if (!tv->usable[token]) return 0;
-    int32_t len;
-    const uint8_t *b = detok_token_bytes(tv->dv, token, &len);
-    return dpda_matcher_advance_bytes(m, b, (size_t)len);
+    if (!token_mask_advance_raw(tv, m, token)) return 0;
+    if (!tv->is_eos[token]) dpda_matcher_maybe_compact(m);
+    return 1;
 }

@@ -70,7 +70,8 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask);
 /* Reference: every token's bytes fed to the matcher one by one (slow; for tests). */
 int32_t token_mask_fill_brute(const token_vocab *tv, dpda_matcher *m, uint32_t *mask);
 /* Advances by one token's bytes: 1 accepted, 0 rejected (matcher unchanged).  An EOS id is
- * accepted (without moving) iff the matcher is accepting; special/empty tokens are rejected. */
+ * accepted (without moving) iff the matcher is accepting; special/empty tokens are rejected.
+ * After an accepted token the matcher's arena is compacted when due (dpda_matcher_maybe_compact). */
 int token_mask_advance_token(const token_vocab *tv, dpda_matcher *m, int32_t token);
 
 #endif
