@@ -234,9 +234,6 @@ token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
     t->marks = malloc(((size_t)tv->max_depth + 2) * sizeof *t->marks);
     LL_ASSERT(t->keys && t->vals && t->tops && t->marks);
     memset(t->keys, 0xff, (size_t)t->cap * sizeof *t->keys);
-    t->memo_key = calloc(TOKEN_MEMO, sizeof *t->memo_key);
-    t->memo_val = malloc(TOKEN_MEMO * sizeof *t->memo_val);
-    LL_ASSERT(t->memo_key && t->memo_val);
     dpda_matcher_init(&t->scratch, d);
     dpda_matcher_init(&t->probe, d);
     t->region_ys = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_ys);
@@ -682,6 +679,11 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         int32_t id = (int32_t)t->entries.n - 1;
         token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
         return id;
+    }
+    if (!t->memo_key) {   /* allocated on the first walk: creating a table stays cheap */
+        t->memo_key = calloc(TOKEN_MEMO, sizeof *t->memo_key);
+        t->memo_val = malloc(TOKEN_MEMO * sizeof *t->memo_val);
+        LL_ASSERT(t->memo_key && t->memo_val);
     }
     vec_i32 unc = {0};
     t->skips.n = 0;
