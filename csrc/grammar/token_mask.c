@@ -183,7 +183,7 @@ int32_t token_vocab_num_nodes(const token_vocab *tv) { return tv->num_nodes; }
 typedef struct token_region_view {
     const uint32_t *accepted;
     const int32_t *unc, *unc_lcp;
-    int32_t num_unc;
+    int32_t num_unc, num_accepted;
     const uint8_t *ref;
 } token_region_view;
 
@@ -432,7 +432,7 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     for (int32_t i = 0; i < tv->num_regions; i++) {
         token_region *r = &tv->regions[i];
         if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
-            *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->ref};
+            *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref};
             pthread_mutex_unlock(&tv->region_lock);
             free(sig);
             return 1;
@@ -479,7 +479,7 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     }
     tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref};
     pthread_mutex_unlock(&tv->region_lock);
-    *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, ref};
+    *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref};
     return 1;
 }
 
@@ -608,8 +608,10 @@ static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
         if (n > best_n) { best_n = n; best = v; }
         if (n * 2 > tv->num_sorted) break;
     }
+    int32_t n = (int32_t)t->acc.n;   /* explicit tokens lie outside every skipped range */
     if (best >= 0 && best_n * 2 > tv->num_sorted) {
         memcpy(acc, t->views.p[best].accepted, (size_t)tv->words * sizeof *acc);
+        n += t->views.p[best].num_accepted;
         int32_t pos = 0;
         for (int64_t k = 0; k <= t->skips.n; k++) {
             const token_skip *sk = k < t->skips.n ? &t->skips.p[k] : NULL;
@@ -617,7 +619,9 @@ static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
             int32_t end = sk ? sk->lo : tv->num_sorted;
             for (int32_t q = pos; q < end; q++) {
                 int32_t tok = tv->sorted[q];
-                acc[tok >> 5] &= ~(1u << (tok & 31));
+                uint32_t bit = 1u << (tok & 31);
+                n -= (acc[tok >> 5] & bit) != 0;
+                acc[tok >> 5] &= ~bit;
             }
             if (sk) pos = sk->hi;
         }
@@ -630,12 +634,12 @@ static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
         const uint32_t *va = t->views.p[sk->view].accepted;
         for (int32_t q = sk->lo; q < sk->hi; q++) {
             int32_t tok = tv->sorted[q];
-            acc[tok >> 5] |= va[tok >> 5] & (1u << (tok & 31));
+            uint32_t bit = va[tok >> 5] & (1u << (tok & 31));
+            n += bit != 0;
+            acc[tok >> 5] |= bit;
         }
     }
     for (int64_t k = 0; k < t->acc.n; k++) acc[t->acc.p[k] >> 5] |= 1u << (t->acc.p[k] & 31);
-    int32_t n = 0;
-    for (int32_t w = 0; w < tv->words; w++) n += __builtin_popcount(acc[w]);
     *num_accepted = n;
     return acc;
 }
@@ -668,7 +672,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
          * [below, top] allows */
         e.accepted = (uint32_t *)r.accepted;
         e.owns_accepted = 0;
-        for (int32_t w = 0; w < tv->words; w++) e.num_accepted += __builtin_popcount(r.accepted[w]);
+        e.num_accepted = r.num_accepted;
         vec_i32 acc = {0}, unc = {0};
         e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
         e.extra = acc.p;
