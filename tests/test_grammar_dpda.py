@@ -117,3 +117,102 @@ def test_masks_equal_brute_force_qwen3():
         m.rollback_tokens(len(ids) + 1)   # the EOS counts as a token of 0 bytes
         assert m.num_bytes == 0 and m.mask() == m.mask_brute()
     assert checked >= 20
+
+
+@pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
+def test_region_skips_equal_brute_force_qwen3():
+    """Classification walks that settle whole trie subtrees from a string region's walk (keys of
+    objects with additional properties, prefixes of declared keys, string values) give the
+    brute-force mask at every token, including after tokens that end inside a UTF-8 character."""
+    from lightllm.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(QWEN3)
+    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
+    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    token_bytes = tok.token_bytes()
+    cases = [
+        ({"type": "object", "properties": {"title": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
+          "required": ["title"]},
+         {"title": "Größe 🙂 ok", "tags": ["数据", "a\"b"], "titles": "x", "tit": "ç", "名前": "值🙂", "t": 1}),
+        ({"type": "object", "additionalProperties": {"type": "string"}},
+         {"𝄞key": "é\\n", "": "😀😀", "k\u00e9y": "\u4e2d\u6587"}),
+        ({"type": "array", "items": {"type": "string"}}, ["🙂 日本語のテキスト", "\\u00e9", "plain"]),
+    ]
+    split_seen = checked = 0
+    for k, (schema, value) in enumerate(cases):
+        g = gc.compile("json_schema", json.dumps(schema))
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        ids = tok.encode(text, add_special_tokens=False)
+        m = g.matcher()
+        for i, tid in enumerate(ids + [tok.eos_token_id]):
+            assert m.mask() == m.mask_brute(), (schema, i, tok.decode(ids[:i]))
+            checked += 1
+            if tid != tok.eos_token_id:
+                try:
+                    token_bytes[tid].decode("utf-8")
+                except UnicodeDecodeError:
+                    split_seen += 1
+            assert m.advance_token(tid), (schema, i)
+        assert m.is_accepting()
+        assert g.mask_cache_skips > 0 or k > 0   # the declared keys' prefixes settle by skips
+    assert split_seen > 0 and checked > 40
+
+
+def test_long_run_keeps_matcher_memory_bounded():
+    """The matcher's persistent-stack arena and rollback history are compacted between tokens:
+    a long constrained run holds memory set by the rollback window, rollback inside the window
+    still restores exact states, and without a window bound the same run grows."""
+    g = _C.GrammarCompiler().compile(
+        "json_schema", '{"type":"array","items":{"type":"object","properties":{"a":{"type":"array","items":{"type":"integer"}}}}}')
+    chunk = b'{"a":[1,22,333]},'
+
+    def run(window, n):
+        m = g.matcher(max_rollback_bytes=window)
+        assert m.advance_bytes(b"[")
+        sizes = []
+        for i in range(n):
+            assert m.advance_bytes(chunk), i
+            if i % 500 == 499:
+                sizes.append(m.arena_bytes)
+        return m, sizes
+
+    m, sizes = run(256, 20000)
+    assert max(sizes) <= 256 * 1024 and sizes[-1] == sizes[len(sizes) // 2], sizes
+    total = 1 + 20000 * len(chunk)
+    assert m.num_bytes == total
+    # rollback inside the window, then beyond it (clamped), and the states are exact again
+    text = b"[" + chunk * 20000
+    m.rollback_bytes(len(chunk) + 3)   # inside '333': a '}' cannot come yet
+    assert m.num_bytes == total - len(chunk) - 3 and not m.advance_bytes(b"}")
+    assert m.advance_bytes(text[-len(chunk) - 3:]) and m.num_bytes == total
+    m.rollback_bytes(10 ** 9)
+    back = total - m.num_bytes
+    assert 256 <= back < 16384   # the window, plus what came since the last compaction
+    assert m.advance_bytes(text[m.num_bytes:]) and m.advance_bytes(b'{"a":[]}]') and m.is_accepting()
+    _, grown = run(1 << 30, 20000)
+    assert grown[-1] > 8 * max(sizes)
+
+
+@pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
+def test_long_token_run_compacts_and_masks_stay_exact_qwen3():
+    from lightllm.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(QWEN3)
+    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
+    g = _C.GrammarCompiler(vocab, [tok.eos_token_id]).compile(
+        "json_schema", '{"type":"array","items":{"type":"object","properties":{"k":{"type":"string"},"v":{"type":"number"}}}}')
+    items = [{"k": f"név {i} 🙂", "v": i * 1.5} for i in range(3000)]
+    ids = tok.encode(json.dumps(items, ensure_ascii=False, separators=(",", ":")), add_special_tokens=False)
+    m = g.matcher(max_rollback_bytes=128)
+    sizes = []
+    for i, tid in enumerate(ids):
+        if i % 5000 == 2500:
+            assert m.mask() == m.mask_brute(), i
+            sizes.append(m.arena_bytes)
+        assert m.advance_token(tid), i
+    assert m.is_accepting() and max(sizes) <= 128 * 1024 and sizes[-1] == sizes[1], sizes
+    with pytest.raises(ValueError, match="rolled back|rollback window"):
+        m.rollback_tokens(500)
+    m.rollback_tokens(3)
+    assert m.mask() == m.mask_brute()
+    for tid in ids[-3:]:
+        assert m.advance_token(tid)
+    assert m.is_accepting()

@@ -306,6 +306,7 @@ status_t engine_add_request(engine *e, int64_t req_id, const int32_t *prompt, in
         if (gc) {
             q->matcher = log_xmalloc(sizeof *q->matcher);
             dpda_matcher_init(q->matcher, gc->d);
+            q->matcher->max_rollback_bytes = ENGINE_GRAMMAR_ROLLBACK_BYTES;
         }
         scheduler_add(&e->sched, q);
     }

@@ -93,6 +93,7 @@ typedef struct engine_request_params {
 
 #define ENGINE_MAX_INFLIGHT 2
 #define ENGINE_MAX_BANNED 64        /* eos + stop ids banned before min_tokens */
+#define ENGINE_GRAMMAR_ROLLBACK_BYTES 1024   /* a constrained sequence's matcher keeps this much rollback (compacted beyond) */
 
 /* One prepared step: the batch (read by launch) and what collect received (read by complete). */
 typedef struct engine_step_ctx {

@@ -164,10 +164,13 @@ int32_t dpda_step(const dpda *d, dpda_matcher *m, int32_t top, int32_t cls)
     return dpda_run(d, m, top, cls, d->pre[(int64_t)m->nodes[top].state * d->num_terms + cls]);
 }
 
+#define DPDA_COMPACT_SLACK 4096   /* nodes allowed beyond twice the live ones before compacting */
+
 void dpda_matcher_init(dpda_matcher *m, const dpda *d)
 {
     memset(m, 0, sizeof *m);
     m->d = d;
+    m->max_rollback_bytes = DPDA_MATCHER_ROLLBACK_BYTES;
     dpda_matcher_reset(m);
 }
 
@@ -175,6 +178,8 @@ void dpda_matcher_reset(dpda_matcher *m)
 {
     m->num_nodes = 0;
     m->num_bytes = 0;
+    m->hist_base = 0;
+    m->compact_at = DPDA_COMPACT_SLACK;
     int32_t top = dpda_push(m, m->d->lr.start_state, -1);
     m->top = dpda_run(m->d, m, top, 0, m->d->post[m->d->lr.start_state]);
     LL_ASSERT(m->top >= 0);
@@ -195,13 +200,14 @@ int dpda_matcher_advance(dpda_matcher *m, uint8_t byte)
         m->num_nodes = mark;
         return 0;
     }
-    if (m->num_bytes == m->cap_hist) {
+    int32_t h = m->num_bytes - m->hist_base;
+    if (h == m->cap_hist) {
         m->cap_hist = m->cap_hist ? m->cap_hist * 2 : 256;
         m->hist = realloc(m->hist, (size_t)m->cap_hist * 2 * sizeof *m->hist);
         LL_ASSERT(m->hist);
     }
-    m->hist[2 * m->num_bytes] = m->top;
-    m->hist[2 * m->num_bytes + 1] = mark;
+    m->hist[2 * h] = m->top;
+    m->hist[2 * h + 1] = mark;
     m->num_bytes++;
     m->top = t;
     return 1;
@@ -228,11 +234,69 @@ int dpda_matcher_is_accepting(dpda_matcher *m)
 
 void dpda_matcher_rollback(dpda_matcher *m, int32_t num_bytes)
 {
+    int32_t avail = m->num_bytes - m->hist_base;
+    if (num_bytes > avail) num_bytes = avail;
     if (num_bytes <= 0) return;
-    if (num_bytes > m->num_bytes) num_bytes = m->num_bytes;
     m->num_bytes -= num_bytes;
-    m->top = m->hist[2 * m->num_bytes];
-    m->num_nodes = m->hist[2 * m->num_bytes + 1];
+    int32_t h = m->num_bytes - m->hist_base;
+    m->top = m->hist[2 * h];
+    m->num_nodes = m->hist[2 * h + 1];
+}
+
+int32_t dpda_matcher_num_rollback_bytes(const dpda_matcher *m) { return m->num_bytes - m->hist_base; }
+
+int64_t dpda_matcher_bytes(const dpda_matcher *m)
+{
+    return (int64_t)m->cap_nodes * (int64_t)sizeof *m->nodes + (int64_t)m->cap_hist * 2 * (int64_t)sizeof *m->hist;
+}
+
+void dpda_matcher_compact(dpda_matcher *m)
+{
+    int32_t n = m->num_nodes;
+    int32_t keep_from = m->num_bytes - m->max_rollback_bytes;
+    if (keep_from < m->hist_base) keep_from = m->hist_base;
+    /* new index of every kept node (-1 dropped): the ancestors of the current top and of the
+     * tops the kept history returns to */
+    int32_t *ren = malloc(((size_t)n + 1) * sizeof *ren);
+    LL_ASSERT(ren);
+    for (int32_t i = 0; i < n; i++) ren[i] = -1;
+    for (int32_t k = keep_from - m->hist_base, nh = m->num_bytes - m->hist_base; k <= nh; k++) {
+        int32_t x = k < nh ? m->hist[2 * k] : m->top;
+        for (; x >= 0 && ren[x] < 0; x = m->nodes[x].parent) ren[x] = 0;
+    }
+    int32_t kept = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (ren[i] == 0) {
+            ren[i] = kept;
+            m->nodes[kept] = (dpda_node){m->nodes[i].state, m->nodes[i].parent < 0 ? m->nodes[i].parent : ren[m->nodes[i].parent]};
+            kept++;
+        }
+    /* a history mark (arena length before a byte) becomes the number of kept nodes below it */
+    int32_t *below = ren;   /* in place: below[i] = kept nodes with old index < i */
+    for (int32_t i = 0, c = 0; i <= n; i++) {
+        int32_t was_kept = i < n && ren[i] >= 0;
+        below[i] = c;
+        c += was_kept;
+    }
+    /* below[] also maps a kept node to its new index (the kept nodes before it) */
+    int32_t nh = m->num_bytes - keep_from;
+    for (int32_t k = 0; k < nh; k++) {
+        int32_t src = k + (keep_from - m->hist_base);
+        m->hist[2 * k] = below[m->hist[2 * src]];
+        m->hist[2 * k + 1] = below[m->hist[2 * src + 1]];
+    }
+    m->top = below[m->top];
+    m->hist_base = keep_from;
+    m->num_nodes = kept;
+    m->compact_at = 2 * kept + DPDA_COMPACT_SLACK;
+    free(ren);
+}
+
+int dpda_matcher_maybe_compact(dpda_matcher *m)
+{
+    if (m->num_nodes < m->compact_at) return 0;
+    dpda_matcher_compact(m);
+    return 1;
 }
 
 int32_t dpda_matcher_forced_bytes(dpda_matcher *m, uint8_t *out, int32_t max)

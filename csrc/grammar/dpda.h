@@ -19,7 +19,10 @@
  * Runtime (dpda_matcher): the parse stack is a persistent linked stack in an arena
  * (node = state + parent), so advancing never destroys the previous stack: a rejected byte
  * leaves the matcher unchanged, and rollback(N bytes) restores the top and the arena length
- * recorded before each byte (for MTP verification / jump-forward).
+ * recorded before each byte (for MTP verification / jump-forward).  The arena and the history
+ * are bounded: dpda_matcher_maybe_compact (called between tokens) keeps only the nodes of the
+ * stacks the last max_rollback_bytes bytes can return to, renumbered in order, and drops older
+ * history, so a long generation holds O(stack depth + window) memory, not O(output).
  *
  * Threading: a compiled dpda is immutable and shareable; a matcher belongs to one thread.
  */
@@ -65,13 +68,19 @@ typedef struct dpda_node {
     int32_t state, parent;
 } dpda_node;
 
+#define DPDA_MATCHER_ROLLBACK_BYTES 65536   /* default rollback window */
+
 typedef struct dpda_matcher {
     const dpda *d;
     dpda_node *nodes;          /* [num_nodes] arena of the persistent stack */
     int32_t num_nodes, cap_nodes;
     int32_t top;               /* node index of the stack top */
-    int32_t *hist;             /* [2 * num_bytes]: (top, num_nodes) before each accepted byte */
+    int32_t *hist;             /* [2 * (num_bytes - hist_base)]: (top, num_nodes) before each
+                                * accepted byte from byte hist_base on */
     int32_t num_bytes, cap_hist;
+    int32_t hist_base;         /* bytes whose history was dropped (cannot be rolled back) */
+    int32_t max_rollback_bytes;   /* window kept by compaction (>= 0) */
+    int32_t compact_at;        /* num_nodes that triggers the next compaction */
 } dpda_matcher;
 
 void dpda_matcher_init(dpda_matcher *m, const dpda *d);
@@ -83,8 +92,17 @@ int dpda_matcher_advance(dpda_matcher *m, uint8_t byte);
 int dpda_matcher_advance_bytes(dpda_matcher *m, const uint8_t *bytes, size_t len);
 /* The input so far is a complete sentence. */
 int dpda_matcher_is_accepting(dpda_matcher *m);
-/* Undo the last num_bytes accepted bytes (clamped to what was accepted). */
+/* Undo the last num_bytes accepted bytes (clamped to what can be rolled back). */
 void dpda_matcher_rollback(dpda_matcher *m, int32_t num_bytes);
+/* Bytes that can be rolled back now (num_bytes - hist_base). */
+int32_t dpda_matcher_num_rollback_bytes(const dpda_matcher *m);
+/* Compacts when the arena has grown past its threshold; call between tokens (never inside an
+ * all-or-nothing advance).  Returns 1 when it compacted. */
+int dpda_matcher_maybe_compact(dpda_matcher *m);
+/* Compacts now: keeps the stacks of the current top and of the last max_rollback_bytes bytes. */
+void dpda_matcher_compact(dpda_matcher *m);
+/* Bytes held by the arena and the history (their capacities). */
+int64_t dpda_matcher_bytes(const dpda_matcher *m);
 /* Jump-forward hook: writes to out (up to max) the bytes every continuation must start with
  * (each the only byte allowed, stopping at an accepting state); returns how many.  The matcher
  * is unchanged: advance_bytes(out, n) applies them. */

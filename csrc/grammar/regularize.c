@@ -38,6 +38,7 @@ typedef struct rz {
     uint64_t *memo_keys;       /* (nt, to) -> entry state of a built instance */
     int32_t *memo_vals;
     int64_t memo_cap, memo_n;
+    vec_i32 memo_used;         /* slots filled since the last reset (cleared one by one) */
     int32_t cur;               /* the opaque nonterminal being built */
     uint8_t *delim;            /* [num_nts] see rz_delimited */
     int64_t work;              /* NFA states built, failed attempts included */
@@ -89,6 +90,7 @@ static void rz_memo_put(rz *z, int32_t nt, int32_t to, int32_t entry)
         LL_ASSERT(z->memo_keys && z->memo_vals);
         memset(z->memo_keys, 0xff, (size_t)z->memo_cap * sizeof *z->memo_keys);
         z->memo_n = 0;
+        z->memo_used.n = 0;
         for (int64_t i = 0; i < old; i++)
             if (ok[i] != UINT64_MAX) rz_memo_put(z, (int32_t)(ok[i] >> 32), (int32_t)(uint32_t)ok[i], ov[i]);
         free(ok);
@@ -100,6 +102,7 @@ static void rz_memo_put(rz *z, int32_t nt, int32_t to, int32_t entry)
     z->memo_keys[i] = key;
     z->memo_vals[i] = entry;
     z->memo_n++;
+    VEC_PUSH(z->memo_used, (int32_t)i);
 }
 
 static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth);
@@ -467,7 +470,8 @@ static int rz_next_bit(const uint64_t bytes[4], int from, int set)
 static int rz_opaque(rz *z, int32_t v, status_t *st_out)
 {
     z->head.n = z->edges.n = z->mark.n = 0;
-    if (z->memo_cap) memset(z->memo_keys, 0xff, (size_t)z->memo_cap * sizeof *z->memo_keys);
+    for (int64_t k = 0; k < z->memo_used.n; k++) z->memo_keys[z->memo_used.p[k]] = UINT64_MAX;
+    z->memo_used.n = 0;
     z->memo_n = 0;
     z->cur = v;
     int32_t entry = rz_state(z);
@@ -876,6 +880,7 @@ status_t grammar_regularize(const grammar *in, grammar *out)
     free(z.delim);
     free(z.memo_keys);
     free(z.memo_vals);
+    VEC_FREE(z.memo_used);
     VEC_FREE(order);
     free(z.rstart); free(z.rlist); free(z.opaque); free(z.linear); free(z.size); free(z.out_nt);
     free(z.range_cls);

@@ -23,10 +23,12 @@ struct token_vocab {
     uint8_t *byte;           /* [num_nodes] */
     int32_t *depth;          /* [num_nodes] 1.. */
     int32_t *end;            /* [num_nodes] index after the subtree */
-    int32_t *tok_start;      /* [num_nodes] into sorted */
+    int32_t *tok_start;      /* [num_nodes + 1] into sorted: the first token at or under the node
+                              * (preorder), so subtree i's tokens are [tok_start[i], tok_start[end[i]]) */
     int32_t *tok_count;      /* [num_nodes] tokens whose bytes end here */
     int32_t *sorted;         /* [num_sorted] usable tokens in byte order */
     int32_t num_sorted;
+    int32_t *rank;           /* [size] position in sorted, -1 unusable */
     /* region cache, shared by every grammar over this vocabulary (see token_mask_region) */
     pthread_mutex_t region_lock;
     struct token_region *regions;
@@ -50,6 +52,8 @@ typedef struct token_region {
     int32_t *sig;         /* [sig_len] the local automaton over bytes, canonically numbered */
     int32_t sig_len;
     token_mask_entry e;
+    uint8_t *ref;         /* [num_nodes] local state after each node's bytes from the start (0),
+                           * 0xff rejected or left on the way; NULL for a small region */
 } token_region;
 
 typedef struct token_sort_item {
@@ -108,9 +112,12 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
     tv->byte = malloc((size_t)total + 1);
     tv->depth = malloc(((size_t)total + 1) * sizeof *tv->depth);
     tv->end = malloc(((size_t)total + 1) * sizeof *tv->end);
-    tv->tok_start = malloc(((size_t)total + 1) * sizeof *tv->tok_start);
+    tv->tok_start = malloc(((size_t)total + 2) * sizeof *tv->tok_start);
+    tv->rank = malloc((size_t)n * sizeof *tv->rank);
     tv->tok_count = calloc((size_t)total + 1, sizeof *tv->tok_count);
-    LL_ASSERT(tv->byte && tv->depth && tv->end && tv->tok_start && tv->tok_count);
+    LL_ASSERT(tv->byte && tv->depth && tv->end && tv->tok_start && tv->tok_count && tv->rank);
+    for (int32_t i = 0; i < n; i++) tv->rank[i] = -1;
+    for (int32_t k = 0; k < tv->num_sorted; k++) tv->rank[tv->sorted[k]] = k;
     vec_i32 path = {0};   /* path.p[d] = node at depth d + 1 on the current branch */
     vec_i32 open = {0};   /* nodes whose subtree is still open */
     const uint8_t *prev = NULL;
@@ -124,7 +131,7 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
             while (open.n && tv->depth[open.p[open.n - 1]] >= d + 1) tv->end[open.p[--open.n]] = nn;
             tv->byte[nn] = b[d];
             tv->depth[nn] = d + 1;
-            tv->tok_start[nn] = 0;
+            tv->tok_start[nn] = k;   /* tokens before k sort before this prefix */
             VEC_RESERVE(path, d + 1);
             if (path.n < d + 1) path.n = d + 1;
             path.p[d] = nn;
@@ -132,7 +139,6 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
             nn++;
         }
         int32_t node = path.p[len - 1];
-        if (tv->tok_count[node] == 0) tv->tok_start[node] = k;
         tv->tok_count[node]++;
         if (len > tv->max_depth) tv->max_depth = len;
         prev = b;
@@ -140,6 +146,7 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
     }
     while (open.n) tv->end[open.p[--open.n]] = nn;
     tv->num_nodes = nn;
+    tv->tok_start[nn] = tv->num_sorted;
     pthread_mutex_init(&tv->region_lock, NULL);
     VEC_FREE(path);
     VEC_FREE(open);
@@ -155,10 +162,11 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].e.accepted);
         free(tv->regions[i].e.unc);
         free(tv->regions[i].e.unc_lcp);
+        free(tv->regions[i].ref);
     }
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
-    free(tv->usable); free(tv->is_eos); free(tv->eos); free(tv->sorted);
+    free(tv->usable); free(tv->is_eos); free(tv->eos); free(tv->sorted); free(tv->rank);
     free(tv->byte); free(tv->depth); free(tv->end); free(tv->tok_start); free(tv->tok_count);
     free(tv);
 }
@@ -170,7 +178,19 @@ int32_t token_vocab_num_nodes(const token_vocab *tv) { return tv->num_nodes; }
 
 /* ---- the classification cache ---- */
 
+/* A region as one grammar's table sees it (copied from the vocabulary's cache, whose array may
+ * move; the arrays it points to do not). */
+typedef struct token_region_view {
+    const uint32_t *accepted;
+    const int32_t *unc, *unc_lcp;
+    int32_t num_unc, num_accepted;
+    const uint8_t *ref;
+} token_region_view;
 
+/* A subtree settled by a region's walk: tokens sorted[lo, hi) as in view's accepted set. */
+typedef struct token_skip {
+    int32_t lo, hi, view;
+} token_skip;
 
 struct token_mask_table {
     const dpda *d;
@@ -186,6 +206,17 @@ struct token_mask_table {
     uint64_t *memo_key;   /* [TOKEN_MEMO] direct-mapped: walk id << 40 | state << 8 | class */
     int32_t *memo_val;    /* [TOKEN_MEMO] same-depth successor, -1 rejected, -2 other */
     uint64_t walk_id;
+    /* regions: probes run on their own arena and depth stacks (a classification walk may ask
+     * for a region midway) */
+    dpda_matcher probe;   /* nodes [below, x] */
+    int32_t *region_ys;   /* [max_depth + 1] */
+    VEC(token_region_view) views;
+    uint64_t *rv_keys;    /* [rv_cap] (below + 1) << 32 | top; UINT64_MAX empty */
+    int32_t *rv_vals;     /* [rv_cap] view index, -1 not a region */
+    int64_t rv_cap, rv_num;
+    VEC(token_skip) skips;   /* scratch of one classification */
+    int64_t num_skips;
+    vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
 };
 
 #define TOKEN_MEMO 8192
@@ -203,10 +234,14 @@ token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
     t->marks = malloc(((size_t)tv->max_depth + 2) * sizeof *t->marks);
     LL_ASSERT(t->keys && t->vals && t->tops && t->marks);
     memset(t->keys, 0xff, (size_t)t->cap * sizeof *t->keys);
-    t->memo_key = calloc(TOKEN_MEMO, sizeof *t->memo_key);
-    t->memo_val = malloc(TOKEN_MEMO * sizeof *t->memo_val);
-    LL_ASSERT(t->memo_key && t->memo_val);
     dpda_matcher_init(&t->scratch, d);
+    dpda_matcher_init(&t->probe, d);
+    t->region_ys = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_ys);
+    t->rv_cap = 64;
+    t->rv_keys = malloc((size_t)t->rv_cap * sizeof *t->rv_keys);
+    t->rv_vals = malloc((size_t)t->rv_cap * sizeof *t->rv_vals);
+    LL_ASSERT(t->region_ys && t->rv_keys && t->rv_vals);
+    memset(t->rv_keys, 0xff, (size_t)t->rv_cap * sizeof *t->rv_keys);
     return t;
 }
 
@@ -222,11 +257,17 @@ void token_mask_table_free(token_mask_table *t)
     VEC_FREE(t->entries);
     free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo_key); free(t->memo_val);
     dpda_matcher_free(&t->scratch);
+    dpda_matcher_free(&t->probe);
+    free(t->region_ys); free(t->rv_keys); free(t->rv_vals);
+    VEC_FREE(t->views);
+    VEC_FREE(t->skips);
+    VEC_FREE(t->acc);
     free(t);
 }
 
 int64_t token_mask_table_num_entries(const token_mask_table *t) { return t->entries.n; }
 int64_t token_mask_table_bytes(const token_mask_table *t) { return t->bytes; }
+int64_t token_mask_table_num_skips(const token_mask_table *t) { return t->num_skips; }
 
 static uint64_t token_mask_slot(uint64_t key, int64_t cap)
 {
@@ -234,41 +275,54 @@ static uint64_t token_mask_slot(uint64_t key, int64_t cap)
     return (h ^ (h >> 29)) & (uint64_t)(cap - 1);
 }
 
-static void token_mask_put(token_mask_table *t, uint64_t key, int32_t val)
+/* open addressing over (keys, vals, cap) holding num entries; grows at half full */
+static void token_hash_put(uint64_t **keys_p, int32_t **vals_p, int64_t *cap_p, int64_t num, uint64_t key, int32_t val)
 {
-    if ((t->entries.n + 1) * 2 > t->cap) {
-        int64_t cap = t->cap * 2;
+    if ((num + 1) * 2 > *cap_p) {
+        int64_t cap = *cap_p * 2;
         uint64_t *keys = malloc((size_t)cap * sizeof *keys);
         int32_t *vals = malloc((size_t)cap * sizeof *vals);
         LL_ASSERT(keys && vals);
         memset(keys, 0xff, (size_t)cap * sizeof *keys);
-        for (int64_t i = 0; i < t->cap; i++) {
-            if (t->keys[i] == UINT64_MAX) continue;
-            uint64_t j = token_mask_slot(t->keys[i], cap);
+        for (int64_t i = 0; i < *cap_p; i++) {
+            if ((*keys_p)[i] == UINT64_MAX) continue;
+            uint64_t j = token_mask_slot((*keys_p)[i], cap);
             while (keys[j] != UINT64_MAX) j = (j + 1) & (uint64_t)(cap - 1);
-            keys[j] = t->keys[i];
-            vals[j] = t->vals[i];
+            keys[j] = (*keys_p)[i];
+            vals[j] = (*vals_p)[i];
         }
-        free(t->keys);
-        free(t->vals);
-        t->keys = keys;
-        t->vals = vals;
-        t->cap = cap;
+        free(*keys_p);
+        free(*vals_p);
+        *keys_p = keys;
+        *vals_p = vals;
+        *cap_p = cap;
     }
-    uint64_t j = token_mask_slot(key, t->cap);
-    while (t->keys[j] != UINT64_MAX) j = (j + 1) & (uint64_t)(t->cap - 1);
-    t->keys[j] = key;
-    t->vals[j] = val;
+    uint64_t j = token_mask_slot(key, *cap_p);
+    while ((*keys_p)[j] != UINT64_MAX) j = (j + 1) & (uint64_t)(*cap_p - 1);
+    (*keys_p)[j] = key;
+    (*vals_p)[j] = val;
+}
+
+/* the value, or -3 when absent */
+static int32_t token_hash_find(const uint64_t *keys, const int32_t *vals, int64_t cap, uint64_t key)
+{
+    uint64_t j = token_mask_slot(key, cap);
+    while (keys[j] != UINT64_MAX) {
+        if (keys[j] == key) return vals[j];
+        j = (j + 1) & (uint64_t)(cap - 1);
+    }
+    return -3;
+}
+
+static void token_mask_put(token_mask_table *t, uint64_t key, int32_t val)
+{
+    token_hash_put(&t->keys, &t->vals, &t->cap, t->entries.n, key, val);
 }
 
 static int32_t token_mask_find(const token_mask_table *t, uint64_t key)
 {
-    uint64_t j = token_mask_slot(key, t->cap);
-    while (t->keys[j] != UINT64_MAX) {
-        if (t->keys[j] == key) return t->vals[j];
-        j = (j + 1) & (uint64_t)(t->cap - 1);
-    }
-    return -1;
+    int32_t v = token_hash_find(t->keys, t->vals, t->cap, key);
+    return v == -3 ? -1 : v;
 }
 
 static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
@@ -291,12 +345,14 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 
 #define TOKEN_REGION_MAX 48    /* states searched from the top */
 #define TOKEN_REGION_DEPTH 7   /* bytes searched from the top (a 6-byte u-escape loops back) */
+#define TOKEN_REF_MIN 1024     /* regions accepting fewer tokens keep no per-node states */
 
-/* x' (same depth), -1 (rejected) or -2 (leaves the region) for class c from [below, x] */
+/* x' (same depth), -1 (rejected) or -2 (leaves the region) for class c from [below, x]
+ * (t->probe: node 0 = below, set by the caller) */
 static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
 {
-    dpda_matcher *s = &t->scratch;
-    s->nodes[1].state = x;
+    dpda_matcher *s = &t->probe;
+    s->nodes[1] = (dpda_node){x, 0};
     s->num_nodes = 2;
     int32_t r = dpda_step(t->d, s, 1, c);
     if (r == -1) return -1;
@@ -306,11 +362,21 @@ static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
 
 static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i32 *unc);
 
-static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_mask_entry *out)
+/* The region of the stack [below, top] (top loops at its depth), classified from `top` with
+ * the vocabulary's cache; 0 when top does not loop.  Touches only t->probe and
+ * t->region_ys, so a classification walk may call it midway. */
+static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_region_view *out)
 {
     const dpda *d = t->d;
     token_vocab *tv = (token_vocab *)t->tv;
     int32_t C = d->num_terms - 1;
+    dpda_matcher *s = &t->probe;
+    if (s->cap_nodes < 2) {
+        s->cap_nodes = 1024;
+        s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+        LL_ASSERT(s->nodes);
+    }
+    s->nodes[0] = (dpda_node){below, -2};
     int loops = 0;
     for (int32_t c = 0; c < C && !loops; c++) loops = token_region_step(t, top, c) == top;
     if (!loops) return 0;
@@ -360,25 +426,28 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     LL_ASSERT(sig);
     for (int32_t i = 0; i < n; i++)
         for (int b = 0; b < 256; b++) sig[i * 256 + b] = local[i * C + d->class_of[b]];
+    free(local);
     uint64_t h = vec_hash_i32(sig, sig_len);
     pthread_mutex_lock(&tv->region_lock);
     for (int32_t i = 0; i < tv->num_regions; i++) {
         token_region *r = &tv->regions[i];
         if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
-            *out = r->e;
+            *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref};
             pthread_mutex_unlock(&tv->region_lock);
             free(sig);
-            free(local);
             return 1;
         }
     }
     pthread_mutex_unlock(&tv->region_lock);
-    /* classify: one table lookup per trie node */
+    /* classify: one table lookup per trie node; the local state after every accepted node is
+     * kept (ref) so that other walks can settle a subtree they reach in the same state */
     token_mask_entry e = {0};
     e.accepted = calloc((size_t)tv->words, sizeof *e.accepted);
-    LL_ASSERT(e.accepted);
+    uint8_t *ref = malloc((size_t)tv->num_nodes + 1);
+    LL_ASSERT(e.accepted && ref);
+    memset(ref, 0xff, (size_t)tv->num_nodes + 1);
     vec_i32 unc = {0};
-    int32_t *ys = t->tops;
+    int32_t *ys = t->region_ys;
     ys[0] = 0;
     for (int32_t i = 0; i < tv->num_nodes;) {
         int32_t dep = tv->depth[i];
@@ -391,6 +460,7 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
             continue;
         }
         ys[dep] = r;
+        ref[i] = (uint8_t)r;
         for (int32_t k = 0; k < tv->tok_count[i]; k++) {
             int32_t tok = tv->sorted[tv->tok_start[i] + k];
             e.accepted[tok >> 5] |= 1u << (tok & 31);
@@ -400,35 +470,54 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     }
     e.owns_accepted = 1;
     token_mask_set_unc(tv, &e, &unc);
+    if (e.num_accepted < TOKEN_REF_MIN) { free(ref); ref = NULL; }
     pthread_mutex_lock(&tv->region_lock);
     if (tv->num_regions == tv->cap_regions) {
         tv->cap_regions = tv->cap_regions ? tv->cap_regions * 2 : 64;
         tv->regions = realloc(tv->regions, (size_t)tv->cap_regions * sizeof *tv->regions);
         LL_ASSERT(tv->regions);
     }
-    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e};
+    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref};
     pthread_mutex_unlock(&tv->region_lock);
-    *out = e;
-    free(local);
+    *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref};
     return 1;
+}
+
+/* The region view of [below, top] for skipping subtrees (index into t->views), -1 when top
+ * does not loop there or the region keeps no per-node states; cached per table. */
+static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_t top)
+{
+    uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top;
+    int32_t v = token_hash_find(t->rv_keys, t->rv_vals, t->rv_cap, key);
+    if (v != -3) return v;
+    token_region_view rv;
+    v = -1;
+    if (token_mask_region(t, below, top, &rv) && rv.ref) {
+        VEC_PUSH(t->views, rv);
+        v = (int32_t)t->views.n - 1;
+    }
+    token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, key, v);
+    return v;
 }
 
 /* Walks a token list (trie order; lcp[k] = common prefix with token k - 1) from node `top`
  * of m's arena: shared prefixes are stepped once and a failed prefix settles every token that
- * extends it.  Accepted tokens go to `mask` (bits) or `acc` (ids); tokens whose walk pops below
- * a partial stack (-2) go to `unc`.  Returns the number accepted.  m's arena is restored. */
-static int32_t token_walk(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t top, const int32_t *toks,
-                          const int32_t *lcp, int32_t n, int32_t *tops, int32_t *marks, uint32_t *mask, vec_i32 *acc,
-                          vec_i32 *unc)
+ * extends it.  Every token starts with the same d0 bytes, already stepped (top is the node
+ * after them; lcp[0] is taken as d0).  Accepted tokens go to `mask` (bits) or `acc` (ids);
+ * tokens whose walk pops below a partial stack (-2) go to `unc`.  Returns the number accepted.
+ * m's arena is restored; tops/marks are written from d0 on. */
+static int32_t token_walk(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t top, int32_t d0,
+                          const int32_t *toks, const int32_t *lcp, int32_t n, int32_t *tops, int32_t *marks,
+                          uint32_t *mask, vec_i32 *acc, vec_i32 *unc)
 {
     int32_t base = m->num_nodes, count = 0;
-    tops[0] = top;
-    marks[0] = base;
-    int32_t valid = 0, fail_at = INT32_MAX, fail_kind = -1;
+    tops[d0] = top;
+    marks[d0] = base;
+    int32_t valid = d0, fail_at = INT32_MAX, fail_kind = -1;
     for (int32_t k = 0; k < n; k++) {
         int32_t tok = toks[k], len;
         const uint8_t *b = detok_token_bytes(tv->dv, tok, &len);
-        int32_t l = lcp[k];
+        int32_t l = k ? lcp[k] : d0;
         if (l > fail_at) {   /* extends a prefix that failed */
             if (fail_kind == -2 && unc) VEC_PUSH(*unc, tok);
             continue;
@@ -465,43 +554,127 @@ static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i
     for (int64_t k = 0; k < unc->n; k++) e->unc_lcp[k] = k ? token_lcp(tv, unc->p[k - 1], unc->p[k]) : 0;
 }
 
+/* first index k in the view's uncertain list with rank(unc[k]) >= lo */
+static int32_t token_view_lower(const token_vocab *tv, const token_region_view *v, int32_t lo)
+{
+    int32_t a = 0, b = v->num_unc;
+    while (a < b) {
+        int32_t mid = (a + b) / 2;
+        if (tv->rank[v->unc[mid]] < lo) a = mid + 1; else b = mid;
+    }
+    return a;
+}
+
+/* The walk reached trie node i (depth dep) at arena node r; when r's state loops on the state
+ * below it and the region's own walk is in that same state at node i, every token under i
+ * behaves as in the region's walk: the accepted ones are the region's (recorded as a skip),
+ * those that leave the region are walked here on the real partial stack.  Returns 1 when the
+ * subtree was settled. */
+static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, int32_t dep, int32_t r, vec_i32 *unc)
+{
+    const token_vocab *tv = t->tv;
+    int32_t lo = tv->tok_start[i + 1], hi = tv->tok_start[tv->end[i]];
+    if (hi - lo < 16) return 0;   /* small subtrees are walked */
+    int32_t parent = s->nodes[r].parent;
+    if (parent < 0) return 0;
+    int32_t vi = token_mask_region_view(t, s->nodes[parent].state, s->nodes[r].state);
+    if (vi < 0) return 0;
+    const token_region_view *v = &t->views.p[vi];
+    if (v->ref[i] != 0) return 0;
+    token_skip sk = {lo, hi, vi};
+    VEC_PUSH(t->skips, sk);
+    t->num_skips++;
+    int32_t a = token_view_lower(tv, v, lo), b = token_view_lower(tv, v, hi);
+    if (b > a)
+        token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, b - a, t->tops, t->marks, NULL, &t->acc, unc);
+    return 1;
+}
+
+/* The accepted set of a classification: skipped subtrees as their regions say, plus t->acc.
+ * When one region's subtrees hold most tokens, its accepted set is copied and the tokens
+ * outside them cleared; otherwise the skipped ranges are added token by token. */
+static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
+{
+    const token_vocab *tv = t->tv;
+    uint32_t *acc = calloc((size_t)tv->words, sizeof *acc);
+    LL_ASSERT(acc);
+    int32_t best = -1;
+    int64_t best_n = 0;
+    for (int64_t k = 0; k < t->skips.n; k++) {
+        int32_t v = t->skips.p[k].view;
+        int64_t n = 0;
+        for (int64_t j = 0; j < t->skips.n; j++)
+            if (t->skips.p[j].view == v) n += t->skips.p[j].hi - t->skips.p[j].lo;
+        if (n > best_n) { best_n = n; best = v; }
+        if (n * 2 > tv->num_sorted) break;
+    }
+    int32_t n = (int32_t)t->acc.n;   /* explicit tokens lie outside every skipped range */
+    if (best >= 0 && best_n * 2 > tv->num_sorted) {
+        memcpy(acc, t->views.p[best].accepted, (size_t)tv->words * sizeof *acc);
+        n += t->views.p[best].num_accepted;
+        int32_t pos = 0;
+        for (int64_t k = 0; k <= t->skips.n; k++) {
+            const token_skip *sk = k < t->skips.n ? &t->skips.p[k] : NULL;
+            if (sk && sk->view != best) continue;
+            int32_t end = sk ? sk->lo : tv->num_sorted;
+            for (int32_t q = pos; q < end; q++) {
+                int32_t tok = tv->sorted[q];
+                uint32_t bit = 1u << (tok & 31);
+                n -= (acc[tok >> 5] & bit) != 0;
+                acc[tok >> 5] &= ~bit;
+            }
+            if (sk) pos = sk->hi;
+        }
+    } else {
+        best = -1;
+    }
+    for (int64_t k = 0; k < t->skips.n; k++) {
+        const token_skip *sk = &t->skips.p[k];
+        if (sk->view == best) continue;
+        const uint32_t *va = t->views.p[sk->view].accepted;
+        for (int32_t q = sk->lo; q < sk->hi; q++) {
+            int32_t tok = tv->sorted[q];
+            uint32_t bit = va[tok >> 5] & (1u << (tok & 31));
+            n += bit != 0;
+            acc[tok >> 5] |= bit;
+        }
+    }
+    for (int64_t k = 0; k < t->acc.n; k++) acc[t->acc.p[k] >> 5] |= 1u << (t->acc.p[k] & 31);
+    *num_accepted = n;
+    return acc;
+}
+
 /* One trie walk from the partial stack [below, top] (below < 0: top is the bottom). */
 static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t top)
 {
     const token_vocab *tv = t->tv;
     const dpda *d = t->d;
     dpda_matcher *s = &t->scratch;
-    s->num_nodes = 0;
-    /* a partial stack: the bottom node's parent is -2 ("unknown") */
-    dpda_node *nodes;   /* valid until the first dpda_step (which may grow the arena) */
     if (s->cap_nodes < 2) {
         s->cap_nodes = 1024;
         s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
         LL_ASSERT(s->nodes);
     }
-    nodes = s->nodes;
+    /* a partial stack: the bottom node's parent is -2 ("unknown") */
     if (below >= 0) {
-        nodes[0] = (dpda_node){below, -2};
-        nodes[1] = (dpda_node){top, 0};
+        s->nodes[0] = (dpda_node){below, -2};
+        s->nodes[1] = (dpda_node){top, 0};
         s->num_nodes = 2;
     } else {
-        nodes[0] = (dpda_node){top, -2};
+        s->nodes[0] = (dpda_node){top, -2};
         s->num_nodes = 1;
     }
     token_mask_entry e = {0};
     e.owns_accepted = 1;
-    token_mask_entry r;
+    token_region_view r;
     if (below >= 0 && token_mask_region(t, below, top, &r)) {
         /* the region's accepted set is shared; its uncertain tokens are settled here as far as
          * [below, top] allows */
-        e.accepted = r.accepted;
+        e.accepted = (uint32_t *)r.accepted;
         e.owns_accepted = 0;
         e.num_accepted = r.num_accepted;
-        s->nodes[0] = (dpda_node){below, -2};
-        s->nodes[1] = (dpda_node){top, 0};
-        s->num_nodes = 2;
         vec_i32 acc = {0}, unc = {0};
-        e.num_extra = token_walk(d, tv, s, 1, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
+        e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
         e.extra = acc.p;
         e.num_accepted += e.num_extra;
         token_mask_set_unc(tv, &e, &unc);
@@ -511,11 +684,14 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
         return id;
     }
-    if (below >= 0) s->nodes[1] = (dpda_node){top, 0};   /* the region probe reused node 1 */
-    s->num_nodes = below >= 0 ? 2 : 1;
-    e.accepted = calloc((size_t)tv->words, sizeof *e.accepted);
-    LL_ASSERT(e.accepted);
+    if (!t->memo_key) {   /* allocated on the first walk: creating a table stays cheap */
+        t->memo_key = calloc(TOKEN_MEMO, sizeof *t->memo_key);
+        t->memo_val = malloc(TOKEN_MEMO * sizeof *t->memo_val);
+        LL_ASSERT(t->memo_key && t->memo_val);
+    }
     vec_i32 unc = {0};
+    t->skips.n = 0;
+    t->acc.n = 0;
     t->tops[0] = s->num_nodes - 1;
     t->marks[0] = s->num_nodes;
     /* steps from a stack [below, x] that end at the same depth are memoised for this walk
@@ -560,13 +736,14 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         }
         t->tops[dep] = r;
         t->marks[dep] = s->num_nodes;
-        for (int32_t k = 0; k < tv->tok_count[i]; k++) {
-            int32_t tok = tv->sorted[tv->tok_start[i] + k];
-            e.accepted[tok >> 5] |= 1u << (tok & 31);
-            e.num_accepted++;
+        for (int32_t k = 0; k < tv->tok_count[i]; k++) VEC_PUSH(t->acc, tv->sorted[tv->tok_start[i] + k]);
+        if (tv->end[i] > i + 1 && token_mask_try_skip(t, s, i, dep, r, &unc)) {
+            i = tv->end[i];
+            continue;
         }
         i++;
     }
+    e.accepted = token_mask_assemble(t, &e.num_accepted);
     token_mask_set_unc(tv, &e, &unc);
     t->bytes += (int64_t)tv->words * 4 + unc.n * 8;
     VEC_PUSH(t->entries, e);
@@ -590,7 +767,7 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     int32_t count = e->num_accepted;
     for (int32_t k = 0; k < e->num_extra; k++) mask[e->extra[k] >> 5] |= 1u << (e->extra[k] & 31);
     /* uncertain tokens on the real stack */
-    count += token_walk(d, tv, m, m->top, e->unc, e->unc_lcp, e->num_unc, t->tops, t->marks, mask, NULL, NULL);
+    count += token_walk(d, tv, m, m->top, 0, e->unc, e->unc_lcp, e->num_unc, t->tops, t->marks, mask, NULL, NULL);
     if (tv->num_eos) {
         int acc = dpda_matcher_is_accepting(m);
         for (int32_t i = 0; i < tv->num_eos; i++) {
@@ -601,12 +778,23 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     return count;
 }
 
+/* token_mask_advance_token without the compaction (the caller rolls the token back) */
+static int token_mask_advance_raw(const token_vocab *tv, dpda_matcher *m, int32_t token)
+{
+    if (token < 0 || token >= tv->size) return 0;
+    if (tv->is_eos[token]) return dpda_matcher_is_accepting(m);
+    if (!tv->usable[token]) return 0;
+    int32_t len;
+    const uint8_t *b = detok_token_bytes(tv->dv, token, &len);
+    return dpda_matcher_advance_bytes(m, b, (size_t)len);
+}
+
 int32_t token_mask_fill_brute(const token_vocab *tv, dpda_matcher *m, uint32_t *mask)
 {
     memset(mask, 0, (size_t)tv->words * sizeof *mask);
     int32_t count = 0;
     for (int32_t tok = 0; tok < tv->size; tok++) {
-        if (token_mask_advance_token(tv, m, tok)) {
+        if (token_mask_advance_raw(tv, m, tok)) {
             mask[tok >> 5] |= 1u << (tok & 31);
             count++;
             if (!tv->is_eos[tok]) {
@@ -621,10 +809,7 @@ int32_t token_mask_fill_brute(const token_vocab *tv, dpda_matcher *m, uint32_t *
 
 int token_mask_advance_token(const token_vocab *tv, dpda_matcher *m, int32_t token)
 {
-    if (token < 0 || token >= tv->size) return 0;
-    if (tv->is_eos[token]) return dpda_matcher_is_accepting(m);
-    if (!tv->usable[token]) return 0;
-    int32_t len;
-    const uint8_t *b = detok_token_bytes(tv->dv, token, &len);
-    return dpda_matcher_advance_bytes(m, b, (size_t)len);
+    if (!token_mask_advance_raw(tv, m, token)) return 0;
+    if (!tv->is_eos[token]) dpda_matcher_maybe_compact(m);
+    return 1;
 }

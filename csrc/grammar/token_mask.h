@@ -21,6 +21,14 @@
  * numbered canonically and looked up in a cache held by the token_vocab, shared by all
  * grammars on the vocabulary (guarded by a mutex): the same piece in another place or another
  * schema reuses the classification, and a new one costs one table lookup per trie node.
+ * Skips: a region's trie walk keeps its local state after every node (regions accepting many
+ * tokens).  When any classification walk reaches trie node i in a state x that loops over the
+ * state below it, and x's region walk (from x) is back in x at node i, the tokens under i
+ * behave exactly as in that walk: the accepted ones are the region's (copied as a range of the
+ * trie order, or the region's whole set with the rest cleared when it covers most tokens) and
+ * only those leaving the region are walked.  A key of an object with additional properties,
+ * a prefix of a declared key, the start of any string-like value thus costs the nodes before
+ * the region is entered plus the tokens that leave it, not the whole trie.
  * A token_mask_table is not thread-safe: one per thread, or external locking
  * (grammar_cache.h does the latter).
  *
@@ -53,6 +61,8 @@ void token_mask_table_free(token_mask_table *t);
 /* Cache statistics: entries and bytes held. */
 int64_t token_mask_table_num_entries(const token_mask_table *t);
 int64_t token_mask_table_bytes(const token_mask_table *t);
+/* Trie subtrees settled from a region's walk instead of walked (see "Skips" above). */
+int64_t token_mask_table_num_skips(const token_mask_table *t);
 
 /* mask[token_vocab_mask_words] for the matcher's current state; returns the number of allowed
  * tokens.  The matcher is unchanged (its arena is used as scratch above num_nodes). */
@@ -60,7 +70,8 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask);
 /* Reference: every token's bytes fed to the matcher one by one (slow; for tests). */
 int32_t token_mask_fill_brute(const token_vocab *tv, dpda_matcher *m, uint32_t *mask);
 /* Advances by one token's bytes: 1 accepted, 0 rejected (matcher unchanged).  An EOS id is
- * accepted (without moving) iff the matcher is accepting; special/empty tokens are rejected. */
+ * accepted (without moving) iff the matcher is accepting; special/empty tokens are rejected.
+ * After an accepted token the matcher's arena is compacted when due (dpda_matcher_maybe_compact). */
 int token_mask_advance_token(const token_vocab *tv, dpda_matcher *m, int32_t token);
 
 #endif

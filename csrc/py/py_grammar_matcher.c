@@ -4,11 +4,12 @@
  *       .compile(kind, source, whitespace=False) -> CompiledGrammar   (cached by content;
  *        ValueError names an unsupported keyword or an LALR(1) conflict)
  *       .vocab_size, .mask_words, .num_cached
- *   CompiledGrammar: .matcher() -> GrammarMatcher; .num_states, .num_edges, .compile_us,
- *       .cache_hit, .mask_cache_entries, .mask_cache_bytes
- *   GrammarMatcher(compiled):
+ *   CompiledGrammar: .matcher(max_rollback_bytes=65536) -> GrammarMatcher; .num_states, .num_edges, .compile_us,
+ *       .cache_hit, .mask_cache_entries, .mask_cache_bytes, .mask_cache_skips
+ *   GrammarMatcher(compiled, max_rollback_bytes=65536):
  *       .advance_bytes(b) -> bool (all or nothing), .advance_token(id) -> bool,
  *       .is_accepting() -> bool, .rollback_bytes(n), .rollback_tokens(n), .reset(), .num_bytes,
+ *       .arena_bytes (parse-stack arena + history: bounded by the rollback window, see dpda.h),
  *       .forced_bytes(max=64) -> bytes (jump-forward: what every continuation starts with)
  *       .fill_mask(buf) -> allowed count (buf: writable buffer of mask_words uint32, e.g. a
  *        numpy uint32 array; bit i % 32 of word i / 32 = token i allowed), .mask() -> bytes,
@@ -174,9 +175,12 @@ static void py_gc_compiled_dealloc(py_gc_compiled *self)
     PyObject_Free(self);
 }
 
-static PyObject *py_gc_compiled_matcher(py_gc_compiled *self, PyObject *unused)
+static PyObject *py_gc_compiled_matcher(py_gc_compiled *self, PyObject *args, PyObject *kw)
 {
-    return PyObject_CallOneArg((PyObject *)&py_gc_matcher_type, (PyObject *)self);
+    static char *names[] = {"max_rollback_bytes", NULL};
+    int window = DPDA_MATCHER_ROLLBACK_BYTES;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|i:matcher", names, &window)) return NULL;
+    return PyObject_CallFunction((PyObject *)&py_gc_matcher_type, "Oi", (PyObject *)self, window);
 }
 
 static PyObject *py_gc_compiled_get(py_gc_compiled *self, void *closure)
@@ -189,12 +193,14 @@ static PyObject *py_gc_compiled_get(py_gc_compiled *self, void *closure)
     if (!strcmp(what, "compile_us")) return PyFloat_FromDouble((double)gc->compile_ns / 1e3);
     if (!strcmp(what, "cache_hit")) return PyBool_FromLong(self->hit);
     if (!strcmp(what, "mask_cache_entries")) return PyLong_FromLongLong(gc->masks ? token_mask_table_num_entries(gc->masks) : 0);
+    if (!strcmp(what, "mask_cache_skips")) return PyLong_FromLongLong(gc->masks ? token_mask_table_num_skips(gc->masks) : 0);
     if (!strcmp(what, "mask_cache_bytes")) return PyLong_FromLongLong(gc->masks ? token_mask_table_bytes(gc->masks) : 0);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef py_gc_compiled_methods[] = {
-    {"matcher", (PyCFunction)py_gc_compiled_matcher, METH_NOARGS, "matcher() -> GrammarMatcher at the start"},
+    {"matcher", (PyCFunction)(void (*)(void))py_gc_compiled_matcher, METH_VARARGS | METH_KEYWORDS,
+     "matcher(max_rollback_bytes=65536) -> GrammarMatcher at the start"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -205,6 +211,7 @@ static PyGetSetDef py_gc_compiled_getset[] = {
     {"compile_us", (getter)py_gc_compiled_get, NULL, "compile time of the cache miss, microseconds", "compile_us"},
     {"cache_hit", (getter)py_gc_compiled_get, NULL, "True when compile() found it in the cache", "cache_hit"},
     {"mask_cache_entries", (getter)py_gc_compiled_get, NULL, "(below, top) entries of the mask cache", "mask_cache_entries"},
+    {"mask_cache_skips", (getter)py_gc_compiled_get, NULL, "trie subtrees settled from a region's walk", "mask_cache_skips"},
     {"mask_cache_bytes", (getter)py_gc_compiled_get, NULL, "bytes held by the mask cache", "mask_cache_bytes"},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -224,8 +231,15 @@ static PyTypeObject py_gc_compiled_type = {
 
 static int py_gc_matcher_init(py_gc_matcher *self, PyObject *args, PyObject *kw)
 {
+    static char *names[] = {"compiled", "max_rollback_bytes", NULL};
     PyObject *compiled;
-    if (!PyArg_ParseTuple(args, "O!:GrammarMatcher", &py_gc_compiled_type, &compiled)) return -1;
+    int window = DPDA_MATCHER_ROLLBACK_BYTES;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|i:GrammarMatcher", names, &py_gc_compiled_type, &compiled, &window))
+        return -1;
+    if (window < 0) {
+        PyErr_SetString(PyExc_ValueError, "GrammarMatcher: max_rollback_bytes must be >= 0");
+        return -1;
+    }
     if (self->compiled) {
         PyErr_SetString(PyExc_TypeError, "GrammarMatcher: __init__ was already called");
         return -1;
@@ -233,6 +247,7 @@ static int py_gc_matcher_init(py_gc_matcher *self, PyObject *args, PyObject *kw)
     Py_INCREF(compiled);
     self->compiled = (py_gc_compiled *)compiled;
     dpda_matcher_init(&self->m, self->compiled->gc->d);
+    self->m.max_rollback_bytes = window;
     return 0;
 }
 
@@ -256,6 +271,12 @@ static int py_gc_matcher_ready(py_gc_matcher *self, int need_vocab)
 
 static int py_gc_matcher_push_tok(py_gc_matcher *self, int32_t len)
 {
+    /* token lengths older than the rollback window are dropped in halves (bounded memory) */
+    if (self->num_toks == self->cap_toks && self->num_toks > self->m.max_rollback_bytes + 64) {
+        int32_t drop = self->num_toks / 2;
+        memmove(self->tok_lens, self->tok_lens + drop, sizeof *self->tok_lens * (size_t)(self->num_toks - drop));
+        self->num_toks -= drop;
+    }
     if (self->num_toks == self->cap_toks) {
         int32_t cap = self->cap_toks ? self->cap_toks * 2 : 64;
         int32_t *p = PyMem_Realloc(self->tok_lens, sizeof *p * (size_t)cap);
@@ -274,6 +295,7 @@ static PyObject *py_gc_matcher_advance_bytes(py_gc_matcher *self, PyObject *arg)
     if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
     int ok = dpda_matcher_advance_bytes(&self->m, b.buf, (size_t)b.len);
     PyBuffer_Release(&b);
+    if (ok) dpda_matcher_maybe_compact(&self->m);
     return PyBool_FromLong(ok);
 }
 
@@ -322,7 +344,13 @@ static PyObject *py_gc_matcher_rollback_tokens(py_gc_matcher *self, PyObject *ar
         return NULL;
     }
     int32_t bytes = 0;
-    for (long i = 0; i < n; i++) bytes += self->tok_lens[--self->num_toks];
+    for (long i = 0; i < n; i++) bytes += self->tok_lens[self->num_toks - 1 - i];
+    if (bytes > dpda_matcher_num_rollback_bytes(&self->m)) {
+        PyErr_Format(PyExc_ValueError, "rollback_tokens(%ld): %d bytes, beyond the rollback window (%d bytes can be rolled back)",
+                     n, (int)bytes, (int)dpda_matcher_num_rollback_bytes(&self->m));
+        return NULL;
+    }
+    self->num_toks -= (int32_t)n;
     dpda_matcher_rollback(&self->m, bytes);
     Py_RETURN_NONE;
 }
@@ -450,6 +478,11 @@ static PyObject *py_gc_matcher_num_bytes(py_gc_matcher *self, void *closure)
     return PyLong_FromLong(self->compiled ? self->m.num_bytes : 0);
 }
 
+static PyObject *py_gc_matcher_arena_bytes(py_gc_matcher *self, void *closure)
+{
+    return PyLong_FromLongLong(self->compiled ? dpda_matcher_bytes(&self->m) : 0);
+}
+
 static PyMethodDef py_gc_matcher_methods[] = {
     {"advance_bytes", (PyCFunction)py_gc_matcher_advance_bytes, METH_O, "advance_bytes(b) -> bool (all or nothing)"},
     {"advance_token", (PyCFunction)py_gc_matcher_advance_token, METH_O, "advance_token(id) -> bool"},
@@ -468,6 +501,7 @@ static PyMethodDef py_gc_matcher_methods[] = {
 
 static PyGetSetDef py_gc_matcher_getset[] = {
     {"num_bytes", (getter)py_gc_matcher_num_bytes, NULL, "bytes accepted so far", NULL},
+    {"arena_bytes", (getter)py_gc_matcher_arena_bytes, NULL, "bytes held by the parse-stack arena and rollback history", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
