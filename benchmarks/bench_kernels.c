@@ -116,6 +116,55 @@ static void bench_linear(void *ctx, int rep)
     cuda_gemm_linear(g_c, l->x, (char *)l->w + (size_t)(rep % l->copies) * wbytes, l->n, l->k, l->m, l->bias, l->y, l->out_f32);
 }
 
+/* the fused ops: linear_silu (gate|up) and linear_add_rmsnorm (o, down) through the backend */
+typedef struct { bench_linear_ctx l; int norm; void *scratch, *residual; tensor_t norm_w; } bench_fused_ctx;
+static void bench_fused(void *ctx, int rep)
+{
+    bench_fused_ctx *f = ctx;
+    const size_t wbytes = (size_t)f->l.m * f->l.k * 2;
+    tensor_t w = {.data = (char *)f->l.w + (size_t)(rep % f->l.copies) * wbytes, .dtype = DTYPE_BF16, .ndim = 2,
+                  .shape = {f->l.m, f->l.k}};
+    if (f->norm) g_be->ops->linear_add_rmsnorm(g_be, f->l.x, &w, (int32_t)f->l.n, f->residual, &f->norm_w, 1e-6f, f->l.y);
+    else g_be->ops->linear_silu(g_be, f->l.x, &w, (int32_t)f->l.n, f->scratch, f->l.y);
+}
+
+static tensor_t bench_f32_weight(int64_t n);
+
+static void bench_fused_ops(int64_t hidden, int64_t inter, int64_t q_dim)
+{
+    struct { const char *name; int64_t m, k; int norm; } ops[] = {
+        {"linear_silu.gate_up", 2 * inter, hidden, 0}, {"linear_add_rmsnorm.o", hidden, q_dim, 1},
+        {"linear_add_rmsnorm.down", hidden, inter, 1},
+    };
+    for (size_t oi = 0; oi < sizeof ops / sizeof ops[0]; oi++) {
+        const int64_t m = ops[oi].m, k = ops[oi].k;
+        const size_t wbytes = (size_t)m * k * 2;
+        int copies = (int)((4 * g_l2_bytes + wbytes - 1) / wbytes);
+        if (copies < 2) copies = 2;
+        bench_fused_ctx f = {.l = {.k = k, .m = m, .copies = copies}, .norm = ops[oi].norm};
+        f.l.w = bench_bf16((int64_t)(wbytes / 2) * copies, 0.05f);
+        f.l.x = bench_bf16(8 * k, 1.0f);
+        f.l.y = bench_alloc((size_t)8 * m * 2);
+        f.scratch = bench_alloc((size_t)8 * m * 2);
+        f.residual = bench_bf16(8 * m, 1.0f);
+        f.norm_w = bench_f32_weight(m);
+        for (int32_t n = 1; n <= CUDA_GEMV_DEFAULT_ROWS; n *= 2) {
+            f.l.n = n;
+            char shape[96];
+            snprintf(shape, sizeof shape, "n=%d m=%lld k=%lld", n, (long long)m, (long long)k);
+            const double bytes = (double)wbytes + 2.0 * n * k + 2.0 * n * m * (ops[oi].norm ? 3 : 0.5);
+            for (int fused = 1; fused >= 0; fused--) {
+                g_c->gemv_fuse = fused;
+                bench_emit(ops[oi].name, shape, fused ? "fused" : "gemv+kernel", bench_time(bench_fused, &f), bytes,
+                           2.0 * n * m * k);
+            }
+        }
+        g_c->gemv_fuse = 1;
+        void *bufs[] = {f.l.w, f.l.x, f.l.y, f.scratch, f.residual, f.norm_w.data};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) g_be->ops->release(g_be, bufs[i]);
+    }
+}
+
 static void bench_ceilings(void)
 {
     bench_copy_ctx c = {.bytes = (size_t)1 << 30};
@@ -205,7 +254,7 @@ static tensor_t bench_f32_weight(int64_t n)
     float *h = malloc((size_t)n * sizeof(float));
     for (int64_t i = 0; i < n; i++) h[i] = 1.0f + 0.01f * (float)(i % 7);
     tensor_t t = {.data = h, .dtype = DTYPE_F32, .ndim = 1, .shape = {n}}, d;
-    if (g_be->ops->upload_weight(g_be, &t, 1, &d) != STATUS_OK) exit(1);
+    if (g_be->ops->upload_weight(g_be, &t, 1, 0, &d) != STATUS_OK) exit(1);
     free(h);
     return d;
 }
@@ -321,6 +370,7 @@ int main(int argc, char **argv)
     BENCH_OK(cudaEventCreate(&g_ev[1]));
     bench_ceilings();
     bench_linears(hidden, inter, (int64_t)heads * head_dim, (int64_t)kv_heads * head_dim, vocab);
+    bench_fused_ops(hidden, inter, (int64_t)heads * head_dim);
     bench_row_ops(hidden, inter, heads, kv_heads, head_dim);
     g_be->ops->destroy(g_be);
     return 0;

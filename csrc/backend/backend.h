@@ -96,11 +96,13 @@ typedef struct backend_ops {
     /* Device memory (the CPU backend: aligned host memory). */
     status_t (*alloc)(backend *b, size_t bytes, void **out);
     void (*release)(backend *b, void *p);
-    /* Makes one weight usable by the ops out of num_parts host tensors concatenated along dim 0
-     * (same trailing dims; e.g. q, k and v as one [q + 2 kv, hidden] matrix).  One part: the CPU
-     * backend aliases the host data (mmap); several: it copies them (one dtype, or fp32 when
-     * they differ).  The CUDA backend stores matrices in bf16 and 1-D weights in fp32. */
-    status_t (*upload_weight)(backend *b, const tensor_t *parts, int32_t num_parts, tensor_t *out);
+    /* Makes one weight usable by the ops out of num_parts host tensors (same trailing dims)
+     * concatenated along dim 0 (q, k and v as one [q + 2 kv, hidden] matrix) or, with interleave,
+     * with their rows alternating (parts of equal rows: part i's row j becomes row j * num_parts
+     * + i; gate|up so that rows 2j, 2j+1 are gate_j, up_j).  One part: the CPU backend aliases the
+     * host data (mmap); several: it copies them (one dtype, or fp32 when they differ).  The CUDA
+     * backend stores matrices in bf16 and 1-D weights in fp32. */
+    status_t (*upload_weight)(backend *b, const tensor_t *parts, int32_t num_parts, int interleave, tensor_t *out);
     /* Host → device copy of int32 step inputs (the CPU backend: no-op alias). */
     void (*copy_to_device)(backend *b, void *dst, const void *src, size_t bytes);
 
@@ -128,9 +130,16 @@ typedef struct backend_ops {
      * positions [0, positions[t]] of s, K/V read from kv_pool through kv_slots. */
     void (*attention)(backend *b, const void *q, const void *kv_pool, const attention_shape *shape,
                       const forward_batch *batch, void *out);
-    /* out[n, dim] = silu(gate) * up, gate_up[n, 2 * dim] = each row's gate then up (the fused
-     * projection's output) */
+    /* out[n, dim] = silu(gate) * up, gate_up[n, 2 * dim] = each row's (gate_j, up_j) pairs (the
+     * output of the row-interleaved gate|up projection) */
     void (*silu_mul)(backend *b, const void *gate_up, int32_t n, int32_t dim, void *out);
+    /* out[n, w.out / 2] = silu_mul(x[n, in] · w[out, in]^T) for a row-interleaved gate|up weight;
+     * scratch[n, w.out] may be written (the projection's output where the backend does not fuse) */
+    void (*linear_silu)(backend *b, const void *x, const tensor_t *w, int32_t n, void *scratch, void *out);
+    /* residual[n, w.out] += x[n, in] · w[out, in]^T; out = rmsnorm(residual) * norm_w — linear then
+     * add_rmsnorm (the o and down projections into the next norm); out must not alias x */
+    void (*linear_add_rmsnorm)(backend *b, const void *x, const tensor_t *w, int32_t n, void *residual,
+                               const tensor_t *norm_w, float eps, void *out);
     /* out[m, dim] = x[rows[i], :] */
     void (*gather_rows)(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out);
     /* fp32 host copy of logits[m, vocab] (the CPU backend: memcpy) */

@@ -15,6 +15,10 @@
  *     streaming: bytes in flight, not instructions, bound a GEMV;
  *   - fp32 partial dot products are reduced across the warp by shuffles and across the KS warps
  *     in shared memory, in a fixed order.
+ * Two fused epilogues remove the elementwise kernels that follow the decode GEMVs (each a
+ * launch-bound ~5 µs at batch 1): kernels_gemv_silu emits silu(gate_j) * up_j from a warp's two
+ * rows of the row-interleaved gate|up weight; kernels_gemv_add_rmsnorm lets the last block to
+ * finish (an atomic count) add the output into the residual and RMS-normalise it.
  * Each output's summation order depends on (m, k) only, never on n: a row's result does not
  * change with the batch it is in.  Requires k % 8 == 0 and 16-byte aligned x and w (the launcher
  * refuses otherwise; the backend then uses cuBLASLt).
@@ -55,14 +59,55 @@ template <typename OUT> __device__ __forceinline__ void gemv_store(OUT *p, float
 template <> __device__ __forceinline__ void gemv_store<float>(float *p, float v) { *p = v; }
 template <> __device__ __forceinline__ void gemv_store<__nv_bfloat16>(__nv_bfloat16 *p, float v) { *p = __float2bfloat16(v); }
 
-/* x[N, k], w[m, k], bias[m] or NULL, y[N, m].  A block is kWarps warps: kWarps / KS row groups of
- * kRows rows, each split over KS warps along k (warp s of a group reads vectors s*32 + lane,
- * stepping 32*KS: the group's loads are contiguous runs of KS*512 bytes).  The KS partial sums
- * of an output meet in shared memory and are added in warp order. */
-template <int N, int KS, typename OUT>
+__device__ __forceinline__ float gemv_round_bf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
+
+/* What happens to the outputs (EPI): 0 y = x·w^T (+ bias); 1 (rows interleaved gate_j, up_j)
+ * y[t, j] = silu(gate) * up, each rounded to bf16 first as the unfused path stores them; 2 y =
+ * x·w^T, then the last block to finish does residual += y; y = rmsnorm(residual) * norm_w. */
+struct gemv_epilogue {
+    __nv_bfloat16 *residual;    /* EPI 2: [N, m] */
+    const float *norm_w;        /* EPI 2: [m] */
+    float eps;
+    unsigned *counter;          /* EPI 2: blocks done; 0 before the launch, reset to 0 by the last block */
+};
+
+/* EPI 2's tail, run by the last block: the add_rmsnorm of norm.cu over N rows of m (same rounding:
+ * the new residual is stored in bf16 and that is what is normalised). */
+template <int N>
+__device__ void gemv_add_rmsnorm_tail(__nv_bfloat16 *y, int m, const gemv_epilogue &e)
+{
+    __shared__ float red[kWarps];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int t = 0; t < N; t++) {
+        __nv_bfloat16 *yr = y + (size_t)t * m, *rr = e.residual + (size_t)t * m;
+        float ss = 0.0f;
+        for (int j = threadIdx.x; j < m; j += blockDim.x) {
+            const float d = __bfloat162float(__ushort_as_bfloat16(__ldcg(reinterpret_cast<const unsigned short *>(yr) + j)));
+            const __nv_bfloat16 a = __float2bfloat16(__bfloat162float(rr[j]) + d);
+            rr[j] = a;
+            ss += __bfloat162float(a) * __bfloat162float(a);
+        }
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0) red[warp] = ss;
+        __syncthreads();
+        ss = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kWarps; i++) ss += red[i];
+        const float inv = rsqrtf(ss / (float)m + e.eps);
+        for (int j = threadIdx.x; j < m; j += blockDim.x) yr[j] = __float2bfloat16(__bfloat162float(rr[j]) * inv * e.norm_w[j]);
+        __syncthreads(); /* red[] is reused by the next row */
+    }
+}
+
+/* x[N, k], w[m, k], bias[m] or NULL, y[N, m] (EPI 1: [N, m / 2]).  A block is kWarps warps:
+ * kWarps / KS row groups of kRows rows, each split over KS warps along k (warp s of a group reads
+ * vectors s*32 + lane, stepping 32*KS: the group's loads are contiguous runs of KS*512 bytes).
+ * The KS partial sums of an output meet in shared memory and are added in warp order. */
+template <int N, int KS, int EPI, typename OUT>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __nv_bfloat16 *__restrict__ x,
                                                            const __nv_bfloat16 *__restrict__ w, int m, int k,
-                                                           const float *__restrict__ bias, OUT *__restrict__ y)
+                                                           const float *__restrict__ bias, OUT *__restrict__ y,
+                                                           gemv_epilogue epi)
 {
     constexpr int R = kRows;
     __shared__ float partial[KS > 1 ? kWarps : 1][N * R];
@@ -122,58 +167,78 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __nv_bfloat16 *
             for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
             if (lane == t * R + r) mine = s;
         }
+    const bool writer = KS == 1 || slice == 0; /* the warp that holds its group's totals */
     if constexpr (KS > 1) {
         if (lane < N * R) partial[warp][lane] = mine;
         __syncthreads();
-        if (slice != 0) return;
         mine = 0.0f;
-        if (lane < N * R)
+        if (writer && lane < N * R)
 #pragma unroll
             for (int s = 0; s < KS; s++) mine += partial[warp + s][lane];
     }
-    if (lane < N * R) {
+    if constexpr (EPI == 1) {
+        const float up = __shfl_xor_sync(0xffffffffu, mine, 1); /* lane 2t: gate, lane 2t + 1: up */
+        if (writer && lane < N * R && (lane & 1) == 0 && row0 < m) {
+            const float g = gemv_round_bf16(mine), u = gemv_round_bf16(up);
+            gemv_store(y + (size_t)(lane / 2) * (m / 2) + row0 / 2, g / (1.0f + __expf(-g)) * u);
+        }
+    } else if (writer && lane < N * R) {
         const int t = lane / R, row = row0 + lane % R;
         if (row < m) gemv_store(y + (size_t)t * m + row, mine + (bias ? bias[row] : 0.0f));
     }
+    if constexpr (EPI == 2) {
+        __shared__ bool last;
+        __threadfence(); /* this block's y before its count */
+        __syncthreads();
+        if (threadIdx.x == 0) last = atomicAdd(epi.counter, 1u) == gridDim.x - 1;
+        __syncthreads();
+        if (!last) return;
+        __threadfence(); /* every block's y is visible */
+        gemv_add_rmsnorm_tail<N>(reinterpret_cast<__nv_bfloat16 *>(y), m, epi);
+        if (threadIdx.x == 0) *epi.counter = 0u;
+    }
 }
 
-template <int N, int KS, typename OUT>
-cudaError_t gemv_launch(const void *x, const void *w, int m, int k, const float *bias, void *y, cudaStream_t st)
+template <int N, int KS, int EPI, typename OUT>
+cudaError_t gemv_launch(const void *x, const void *w, int m, int k, const float *bias, void *y, const gemv_epilogue &e,
+                        cudaStream_t st)
 {
     const int groups = (m + kRows - 1) / kRows, per_block = kWarps / KS;
     const int blocks = (groups + per_block - 1) / per_block;
-    gemv_kernel<N, KS, OUT><<<blocks, kWarps * 32, 0, st>>>(static_cast<const __nv_bfloat16 *>(x),
-                                                           static_cast<const __nv_bfloat16 *>(w), m, k, bias,
-                                                           static_cast<OUT *>(y));
+    gemv_kernel<N, KS, EPI, OUT><<<blocks, kWarps * 32, 0, st>>>(static_cast<const __nv_bfloat16 *>(x),
+                                                                static_cast<const __nv_bfloat16 *>(w), m, k, bias,
+                                                                static_cast<OUT *>(y), e);
     return cudaGetLastError();
 }
 
-template <int N, typename OUT>
-cudaError_t gemv_split(const void *x, const void *w, int m, int k, const float *bias, void *y, cudaStream_t st)
+template <int N, int EPI, typename OUT>
+cudaError_t gemv_split(const void *x, const void *w, int m, int k, const float *bias, void *y, const gemv_epilogue &e,
+                       cudaStream_t st)
 {
     /* enough warps to keep ~kTargetWarps loads streams going, and at least kUnroll vectors per lane */
     const int groups = (m + kRows - 1) / kRows, num_vec = k / 8;
     int ks = 1;
     while (ks < kWarps && groups * ks < kTargetWarps && num_vec >= 32 * kUnroll * ks * 2) ks *= 2;
     switch (ks) {
-    case 1: return gemv_launch<N, 1, OUT>(x, w, m, k, bias, y, st);
-    case 2: return gemv_launch<N, 2, OUT>(x, w, m, k, bias, y, st);
-    default: return gemv_launch<N, 4, OUT>(x, w, m, k, bias, y, st);
+    case 1: return gemv_launch<N, 1, EPI, OUT>(x, w, m, k, bias, y, e, st);
+    case 2: return gemv_launch<N, 2, EPI, OUT>(x, w, m, k, bias, y, e, st);
+    default: return gemv_launch<N, 4, EPI, OUT>(x, w, m, k, bias, y, e, st);
     }
 }
 
-template <typename OUT>
-cudaError_t gemv_dispatch(const void *x, const void *w, int n, int m, int k, const float *bias, void *y, cudaStream_t st)
+template <int EPI, typename OUT>
+cudaError_t gemv_dispatch(const void *x, const void *w, int n, int m, int k, const float *bias, void *y,
+                          const gemv_epilogue &e, cudaStream_t st)
 {
     switch (n) {
-    case 1: return gemv_split<1, OUT>(x, w, m, k, bias, y, st);
-    case 2: return gemv_split<2, OUT>(x, w, m, k, bias, y, st);
-    case 3: return gemv_split<3, OUT>(x, w, m, k, bias, y, st);
-    case 4: return gemv_split<4, OUT>(x, w, m, k, bias, y, st);
-    case 5: return gemv_split<5, OUT>(x, w, m, k, bias, y, st);
-    case 6: return gemv_split<6, OUT>(x, w, m, k, bias, y, st);
-    case 7: return gemv_split<7, OUT>(x, w, m, k, bias, y, st);
-    case 8: return gemv_split<8, OUT>(x, w, m, k, bias, y, st);
+    case 1: return gemv_split<1, EPI, OUT>(x, w, m, k, bias, y, e, st);
+    case 2: return gemv_split<2, EPI, OUT>(x, w, m, k, bias, y, e, st);
+    case 3: return gemv_split<3, EPI, OUT>(x, w, m, k, bias, y, e, st);
+    case 4: return gemv_split<4, EPI, OUT>(x, w, m, k, bias, y, e, st);
+    case 5: return gemv_split<5, EPI, OUT>(x, w, m, k, bias, y, e, st);
+    case 6: return gemv_split<6, EPI, OUT>(x, w, m, k, bias, y, e, st);
+    case 7: return gemv_split<7, EPI, OUT>(x, w, m, k, bias, y, e, st);
+    case 8: return gemv_split<8, EPI, OUT>(x, w, m, k, bias, y, e, st);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -191,6 +256,26 @@ extern "C" cudaError_t kernels_gemv(const void *x, const void *w, int32_t n, int
 {
     if (n <= 0) return cudaSuccess;
     if (!kernels_gemv_supported(x, w, n, m, k)) return cudaErrorInvalidValue;
-    return out_f32 ? gemv_dispatch<float>(x, w, n, (int)m, (int)k, bias, y, st)
-                   : gemv_dispatch<__nv_bfloat16>(x, w, n, (int)m, (int)k, bias, y, st);
+    const gemv_epilogue none = {};
+    return out_f32 ? gemv_dispatch<0, float>(x, w, n, (int)m, (int)k, bias, y, none, st)
+                   : gemv_dispatch<0, __nv_bfloat16>(x, w, n, (int)m, (int)k, bias, y, none, st);
+}
+
+extern "C" cudaError_t kernels_gemv_silu(const void *x, const void *w, int32_t n, int64_t m, int64_t k, void *y,
+                                         cudaStream_t st)
+{
+    if (n <= 0) return cudaSuccess;
+    if (!kernels_gemv_supported(x, w, n, m, k) || m % 2 != 0) return cudaErrorInvalidValue;
+    const gemv_epilogue none = {};
+    return gemv_dispatch<1, __nv_bfloat16>(x, w, n, (int)m, (int)k, nullptr, y, none, st);
+}
+
+extern "C" cudaError_t kernels_gemv_add_rmsnorm(const void *x, const void *w, int32_t n, int64_t m, int64_t k,
+                                                void *residual, const float *norm_w, float eps, void *y,
+                                                unsigned *counter, cudaStream_t st)
+{
+    if (n <= 0) return cudaSuccess;
+    if (!kernels_gemv_supported(x, w, n, m, k) || !residual || !norm_w || !counter) return cudaErrorInvalidValue;
+    const gemv_epilogue e = {static_cast<__nv_bfloat16 *>(residual), norm_w, eps, counter};
+    return gemv_dispatch<2, __nv_bfloat16>(x, w, n, (int)m, (int)k, nullptr, y, e, st);
 }

@@ -36,7 +36,7 @@ cudaError_t kernels_qk_norm_rope_store(const void *qkv, const float *q_norm, con
                                        const float *rope_table, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
                                        int32_t n, const int32_t *positions, const int32_t *slots, void *q_out,
                                        void *kv_pool, cudaStream_t st);
-/* out[n, dim] = silu(gate) * up with gate_up[n, 2 dim] = each row's gate then up */
+/* out[n, dim] = silu(gate) * up with gate_up[n, 2 dim] = each row's (gate_j, up_j) pairs */
 cudaError_t kernels_silu_mul(const void *gate_up, int32_t n, int32_t dim, void *out, cudaStream_t st);
 
 /* ---- Skinny linear layers (csrc/kernels/gemv.cu): y[n, m] = x[n, k] · w[m, k]^T (+ bias[m],
@@ -47,6 +47,15 @@ cudaError_t kernels_silu_mul(const void *gate_up, int32_t n, int32_t dim, void *
 int kernels_gemv_supported(const void *x, const void *w, int32_t n, int64_t m, int64_t k);
 cudaError_t kernels_gemv(const void *x, const void *w, int32_t n, int64_t m, int64_t k, const float *bias, void *y,
                          int out_f32, cudaStream_t st);
+/* y[n, m / 2] = silu(gate) * up of z = x · w^T for a row-interleaved gate|up w (z's rows 2j, 2j+1
+ * are gate_j, up_j; each rounded to bf16 first, as kernels_gemv + kernels_silu_mul store them). */
+cudaError_t kernels_gemv_silu(const void *x, const void *w, int32_t n, int64_t m, int64_t k, void *y, cudaStream_t st);
+/* residual[n, m] += x · w^T; y[n, m] = rmsnorm(residual) * norm_w (kernels_gemv then
+ * kernels_add_rmsnorm in one launch: the last block to finish does the norm).  counter: one
+ * device unsigned, 0 before the launch (the kernel leaves it 0); launches using it must not run
+ * concurrently.  y must not alias x. */
+cudaError_t kernels_gemv_add_rmsnorm(const void *x, const void *w, int32_t n, int64_t m, int64_t k, void *residual,
+                                     const float *norm_w, float eps, void *y, unsigned *counter, cudaStream_t st);
 /* out[m, dim] = x[rows[i], :] */
 cudaError_t kernels_gather_rows(const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out, cudaStream_t st);
 

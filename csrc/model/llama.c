@@ -6,7 +6,9 @@
  *               store k,v in slots;  a = attention(q, KV);  h += a·Wo;
  *               x = rmsnorm(h);  g|u = x·Wgu;  h += (silu(g) * u)·Wd
  *   logits = rmsnorm(h)[logit rows]·Wlm
- * The residual add is fused into the next norm (add_rmsnorm): act_residual carries h.
+ * The residual add is fused into the next norm, and both into the projection before it
+ * (linear_add_rmsnorm: o → post-attention norm, down → next layer's input norm); act_residual
+ * carries h.  silu(g) * u is fused into the gate|up projection (linear_silu).
  */
 #include "model/model.h"
 
@@ -21,7 +23,7 @@ static void llama_layers(model *m, const forward_batch *batch)
     const model_config *c = &m->cfg;
     backend *be = m->be;
     const backend_ops *ops = be->ops;
-    const int32_t T = batch->num_tokens, H = c->hidden_size, I = c->intermediate_size;
+    const int32_t T = batch->num_tokens, H = c->hidden_size;
     const attention_shape shape = {
         .num_heads = c->num_heads, .num_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
         .scale = 1.0f / sqrtf((float)c->head_dim),
@@ -29,19 +31,20 @@ static void llama_layers(model *m, const forward_batch *batch)
     LL_ASSERT(T > 0 && T <= m->max_tokens);
 
     ops->embedding(be, &m->embed, batch->token_ids, T, m->act_residual);
+    ops->rmsnorm(be, m->act_residual, &m->layers[0].input_norm, c->rms_norm_eps, T, H, m->act_hidden);
     for (int32_t l = 0; l < c->num_layers; l++) {
         const model_layer *ly = &m->layers[l];
-        if (l == 0) ops->rmsnorm(be, m->act_residual, &ly->input_norm, c->rms_norm_eps, T, H, m->act_hidden);
-        else ops->add_rmsnorm(be, m->act_residual, m->act_hidden, &ly->input_norm, c->rms_norm_eps, T, H, m->act_hidden);
+        /* act_hidden = input_norm(h) (the previous layer's down projection did the add + norm) */
         ops->linear(be, m->act_hidden, &ly->qkv, &ly->qkv_bias, T, m->act_qkv);
         ops->qk_norm_rope_store(be, m->act_qkv, &ly->q_norm, &ly->k_norm, c->rms_norm_eps, m->rope_table, &shape, batch,
                                 m->act_q, m->kv_pools[l]);
         ops->attention(be, m->act_q, m->kv_pools[l], &shape, batch, m->act_attn);
-        ops->linear(be, m->act_attn, &ly->o, NULL, T, m->act_hidden);
-        ops->add_rmsnorm(be, m->act_residual, m->act_hidden, &ly->post_norm, c->rms_norm_eps, T, H, m->act_hidden);
-        ops->linear(be, m->act_hidden, &ly->gate_up, NULL, T, m->act_gate_up);
-        ops->silu_mul(be, m->act_gate_up, T, I, m->act_mlp);
-        ops->linear(be, m->act_mlp, &ly->down, NULL, T, m->act_hidden);
+        ops->linear_add_rmsnorm(be, m->act_attn, &ly->o, T, m->act_residual, &ly->post_norm, c->rms_norm_eps, m->act_hidden);
+        ops->linear_silu(be, m->act_hidden, &ly->gate_up, T, m->act_gate_up, m->act_mlp);
+        if (l + 1 < c->num_layers)
+            ops->linear_add_rmsnorm(be, m->act_mlp, &ly->down, T, m->act_residual, &m->layers[l + 1].input_norm,
+                                    c->rms_norm_eps, m->act_hidden);
+        else ops->linear(be, m->act_mlp, &ly->down, NULL, T, m->act_hidden);
     }
 }
 

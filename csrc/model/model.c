@@ -76,10 +76,10 @@ static status_t model_check_tensor(model_loader *L, const char *name, const tens
 #define MODEL_MAX_PARTS 3
 
 /* Loads tensors names[0..num_parts) of shapes [rows[i]] (ndim 1) or [rows[i], cols] (ndim 2) as one
- * weight concatenated along dim 0 (q|k|v, gate|up).  kind as model_dummy_fill; biases (kind 2)
- * become an owned fp32 copy. */
+ * weight concatenated along dim 0 (q|k|v) or with interleaved rows (gate|up: backend_ops.upload_weight).
+ * kind as model_dummy_fill; biases (kind 2) become an owned fp32 copy. */
 static status_t model_get_parts(model_loader *L, const char *const *names, const int64_t *rows, int num_parts, int ndim,
-                                int64_t cols, int kind, tensor_t *out)
+                                int64_t cols, int kind, int interleave, tensor_t *out)
 {
     model *m = L->m;
     const int64_t width = ndim == 2 ? cols : 1;
@@ -93,21 +93,28 @@ static status_t model_get_parts(model_loader *L, const char *const *names, const
             STATUS_TRY(safetensors_get(m->st, names[i], &parts[i]));
             STATUS_TRY(model_check_tensor(L, names[i], &parts[i], ndim, rows[i], cols));
         }
-        if (kind != 2) return m->be->ops->upload_weight(m->be, parts, num_parts, out);
+        if (kind != 2) return m->be->ops->upload_weight(m->be, parts, num_parts, interleave, out);
     }
+    LL_ASSERT(!interleave || kind == 0);
     /* dummy weights, or a bias: assemble on the host, copy to an owned buffer */
     const dtype_t dt = kind == 0 ? DTYPE_BF16 : DTYPE_F32;
     const size_t es = (size_t)dtype_size(dt);
     char *buf = malloc((size_t)n * es + 1);
     if (!buf) return status_set(STATUS_NO_MEMORY, "cannot allocate %zu bytes of host memory for %s", (size_t)n * es, names[0]);
     int64_t at = 0;
+    char *tmp = interleave ? malloc((size_t)rows[0] * width * es + 1) : NULL;
+    LL_ASSERT(!interleave || tmp);
     for (int i = 0; i < num_parts; i++) {
         const int64_t cnt = rows[i] * width;
-        if (L->dummy) model_dummy_fill(L, names[i], cnt, kind, buf + (size_t)at * es);
+        if (L->dummy) model_dummy_fill(L, names[i], cnt, kind, interleave ? tmp : buf + (size_t)at * es);
         else
             for (int64_t j = 0; j < cnt; j++) ((float *)buf)[at + j] = dtype_load_f32(parts[i].data, parts[i].dtype, j);
+        if (interleave) /* dummy matrices only: part i's row r is row r * num_parts + i */
+            for (int64_t r = 0; r < rows[i]; r++)
+                memcpy(buf + (size_t)((r * num_parts + i) * width) * es, tmp + (size_t)(r * width) * es, (size_t)width * es);
         at += cnt;
     }
+    free(tmp);
     void *dev;
     status_t s = model_own(m, (size_t)n * es, &dev);
     if (s == STATUS_OK) {
@@ -121,7 +128,7 @@ static status_t model_get_parts(model_loader *L, const char *const *names, const
 /* One tensor of shape [d0] (ndim 1) or [d0, d1]. */
 static status_t model_get(model_loader *L, const char *name, int ndim, int64_t d0, int64_t d1, int kind, tensor_t *out)
 {
-    return model_get_parts(L, &name, &d0, 1, ndim, d1, kind, out);
+    return model_get_parts(L, &name, &d0, 1, ndim, d1, kind, 0, out);
 }
 
 static status_t model_load_weights(model_loader *L)
@@ -151,19 +158,19 @@ static status_t model_load_weights(model_loader *L)
         MODEL_NAME(0, "self_attn.q_proj.weight");
         MODEL_NAME(1, "self_attn.k_proj.weight");
         MODEL_NAME(2, "self_attn.v_proj.weight");
-        STATUS_TRY(model_get_parts(L, np, qkv_rows, 3, 2, H, 0, &ly->qkv));
+        STATUS_TRY(model_get_parts(L, np, qkv_rows, 3, 2, H, 0, 0, &ly->qkv));
         MODEL_NAME(0, "self_attn.o_proj.weight");
         STATUS_TRY(model_get(L, names[0], 2, H, Q, 0, &ly->o));
         MODEL_NAME(0, "mlp.gate_proj.weight");
         MODEL_NAME(1, "mlp.up_proj.weight");
-        STATUS_TRY(model_get_parts(L, np, gu_rows, 2, 2, H, 0, &ly->gate_up));
+        STATUS_TRY(model_get_parts(L, np, gu_rows, 2, 2, H, 0, 1, &ly->gate_up));
         MODEL_NAME(0, "mlp.down_proj.weight");
         STATUS_TRY(model_get(L, names[0], 2, H, I, 0, &ly->down));
         if (c->qkv_bias) {
             MODEL_NAME(0, "self_attn.q_proj.bias");
             MODEL_NAME(1, "self_attn.k_proj.bias");
             MODEL_NAME(2, "self_attn.v_proj.bias");
-            STATUS_TRY(model_get_parts(L, np, qkv_rows, 3, 1, 0, 2, &ly->qkv_bias));
+            STATUS_TRY(model_get_parts(L, np, qkv_rows, 3, 1, 0, 2, 0, &ly->qkv_bias));
         }
         if (c->qk_norm) {
             MODEL_NAME(0, "self_attn.q_norm.weight");

@@ -5,7 +5,8 @@
  * (load_format "dummy").  model_alloc_runtime then sizes the KV pools (num_slots tokens per
  * layer, [num_slots, 2, num_kv_heads, head_dim] in the backend's activation dtype) and the
  * activation arenas for at most max_tokens tokens per step; nothing allocates after that.
- * The q, k and v projections are loaded as one matrix, and so are gate and up: one GEMM each.
+ * The q, k and v projections are loaded as one matrix, and so are gate and up (rows interleaved,
+ * so a GEMV can emit silu(gate_j) * up_j from one warp's two rows): one GEMM each.
  * The forward pass for the Llama family (Llama, Qwen2, Qwen3, Mistral) is model/llama.c.
  */
 #ifndef LIGHTLLM_MODEL_MODEL_H
@@ -22,7 +23,7 @@ typedef struct model_layer {
     tensor_t qkv, o;                        /* [(heads + 2 kv)*hd, hidden] (q_proj; k_proj; v_proj), [hidden, heads*hd] */
     tensor_t qkv_bias;                      /* fp32 [(heads + 2 kv)*hd] or data NULL */
     tensor_t q_norm, k_norm;                /* [head_dim] or data NULL */
-    tensor_t gate_up, down;                 /* [2 inter, hidden] (gate_proj; up_proj), [hidden, inter] */
+    tensor_t gate_up, down;                 /* [2 inter, hidden] rows interleaved (gate_j, up_j), [hidden, inter] */
 } model_layer;
 
 typedef struct model {
@@ -37,7 +38,7 @@ typedef struct model {
     int32_t max_tokens, max_seq_len, num_slots, max_logits;
     float *rope_table;                      /* [max_seq_len, head_dim] */
     void **kv_pools;                        /* [num_layers] -> [num_slots, 2, kv_heads, head_dim] */
-    /* [T, hidden] x2, [T, (heads + 2 kv)*hd], [T, heads*hd] x2, [T, 2 inter], [T, inter],
+    /* [T, hidden] x2, [T, (heads + 2 kv)*hd], [T, heads*hd] x2, [T, 2 inter] (interleaved), [T, inter],
      * [max_logits, hidden] x2, fp32 [max_logits, vocab] (T = max_tokens) */
     void *act_hidden, *act_residual, *act_qkv, *act_q, *act_attn, *act_gate_up, *act_mlp;
     void *act_logits_in, *act_logits_delta, *act_logits;

@@ -12,8 +12,8 @@ from gpu_build import ROOT, build_backend_program, find_nvcc, gpu_compute_cap
 
 pytestmark = pytest.mark.gpu
 
-OPS = ["embedding", "gather_rows", "rmsnorm", "add_rmsnorm", "silu_mul", "linear", "linear_logits",
-       "qk_norm_rope_store", "errors"]
+OPS = ["embedding", "gather_rows", "rmsnorm", "add_rmsnorm", "silu_mul", "linear", "linear_logits", "linear_silu",
+       "linear_add_rmsnorm", "qk_norm_rope_store", "errors"]
 
 
 @pytest.fixture(scope="module")

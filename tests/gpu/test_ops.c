@@ -173,7 +173,7 @@ static tensor_t host_tensor1(float *f, int64_t n) { return (tensor_t){.data = f,
 static tensor_t upload(const tensor_t *h)
 {
     tensor_t d;
-    if (g_gpu->ops->upload_weight(g_gpu, h, 1, &d) != STATUS_OK) {
+    if (g_gpu->ops->upload_weight(g_gpu, h, 1, 0, &d) != STATUS_OK) {
         fprintf(stderr, "upload_weight: %s\n", status_message());
         exit(1);
     }
@@ -292,12 +292,9 @@ static void test_silu_mul(void)
             const int32_t n = TOKENS[ti], dim = dims[di];
             const int64_t count = (int64_t)n * dim;
             float *gu = malloc((size_t)count * 2 * sizeof(float)), *cpu_out = nan_floats(count);
-            for (int64_t t = 0; t < n; t++) { /* gate in [-6, 6], up in [-2, 2] */
-                float *g = rand_floats(dim, 0, 6.0f), *u = rand_floats(dim, 0, 2.0f);
-                memcpy(gu + t * 2 * dim, g, (size_t)dim * sizeof(float));
-                memcpy(gu + t * 2 * dim + dim, u, (size_t)dim * sizeof(float));
-                free(g);
-                free(u);
+            for (int64_t i = 0; i < count; i++) { /* (gate, up) pairs: gate in [-6, 6], up in [-2, 2] */
+                gu[2 * i] = round_bf16(6.0f * rng_uniform());
+                gu[2 * i + 1] = round_bf16(2.0f * rng_uniform());
             }
             void *ggu = gpu_bf16(gu, 2 * count), *gout = gpu_alloc((size_t)count * 2);
             gpu_poison(gout, (size_t)count * 2);
@@ -365,8 +362,8 @@ static void test_linear(int logits)
             parts[0].shape[0] = 100;
             parts[1].shape[0] = out - 100;
             parts[1].data = (char *)wsrc + (size_t)100 * in * dtype_size(src);
-            if (g_cpu->ops->upload_weight(g_cpu, parts, 2, &wh) != STATUS_OK ||
-                g_gpu->ops->upload_weight(g_gpu, parts, 2, &wd) != STATUS_OK) {
+            if (g_cpu->ops->upload_weight(g_cpu, parts, 2, 0, &wh) != STATUS_OK ||
+                g_gpu->ops->upload_weight(g_gpu, parts, 2, 0, &wd) != STATUS_OK) {
                 fprintf(stderr, "upload_weight (2 parts): %s\n", status_message());
                 exit(1);
             }
@@ -410,6 +407,73 @@ static void test_linear(int logits)
         if (wsrc != w) free(wsrc);
         free(w);
         free(bias);
+    }
+}
+
+/* ---- linear_silu / linear_add_rmsnorm (fused GEMV epilogues at <= 4 rows, GEMM + kernel above;
+ * in = 903: never the GEMV).  The gate|up weight is uploaded as two row-interleaved parts on both
+ * backends. ---- */
+
+static void test_linear_fused(int norm)
+{
+    struct { int32_t in, out; } shapes[] = {{896, 2048}, {4096, 6000}, {903, 512}, {4096, 4096}};
+    const float eps = 1e-6f;
+    for (int si = 0; si < 4; si++) {
+        const int32_t in = shapes[si].in, out = shapes[si].out, dim = norm ? out : out / 2;
+        float *w = rand_floats((int64_t)out * in, 0, 0.05f);
+        uint16_t *wb;
+        tensor_t wh = host_tensor2(w, out, in, &wb), wc, wd;
+        if (norm) {
+            wc = wh;
+            wd = upload(&wh);
+        } else { /* parts: gate rows [0, dim), up rows [dim, out) of wb, interleaved on upload */
+            tensor_t parts[2] = {wh, wh};
+            parts[0].shape[0] = parts[1].shape[0] = dim;
+            parts[1].data = wb + (size_t)dim * in;
+            if (g_cpu->ops->upload_weight(g_cpu, parts, 2, 1, &wc) != STATUS_OK ||
+                g_gpu->ops->upload_weight(g_gpu, parts, 2, 1, &wd) != STATUS_OK) {
+                fprintf(stderr, "upload_weight (interleaved): %s\n", status_message());
+                exit(1);
+            }
+        }
+        float *nw = rand_floats(out, 1.0f, 0.2f);
+        tensor_t nwh = host_tensor1(nw, out), nwd = upload(&nwh);
+        for (size_t ti = 0; ti < sizeof LINEAR_TOKENS / sizeof LINEAR_TOKENS[0]; ti++) {
+            const int32_t n = LINEAR_TOKENS[ti];
+            if (n > 99) continue;
+            float *x = rand_floats((int64_t)n * in, 0, 1.0f), *res = rand_floats((int64_t)n * out, 0, 2.0f);
+            float *scratch = nan_floats((int64_t)n * out), *cpu_out = nan_floats((int64_t)n * dim);
+            void *gx = gpu_bf16(x, (int64_t)n * in), *gres = gpu_bf16(res, (int64_t)n * out);
+            void *gscratch = gpu_alloc((size_t)n * out * 2), *gout = gpu_alloc((size_t)n * dim * 2);
+            gpu_poison(gscratch, (size_t)n * out * 2);
+            gpu_poison(gout, (size_t)n * dim * 2);
+            char shape[96];
+            snprintf(shape, sizeof shape, "n=%d in=%d out=%d", n, in, out);
+            if (norm) {
+                g_cpu->ops->linear_add_rmsnorm(g_cpu, x, &wc, n, res, &nwh, eps, cpu_out);
+                g_gpu->ops->linear_add_rmsnorm(g_gpu, gx, &wd, n, gres, &nwd, eps, gout);
+                float *got_res = host_from_bf16(gres, (int64_t)n * out);
+                report("linear_add_rmsnorm.resid", shape, rel_err(got_res, res, (int64_t)n * out, 0), 1.5e-2);
+                free(got_res);
+            } else {
+                g_cpu->ops->linear_silu(g_cpu, x, &wc, n, scratch, cpu_out);
+                g_gpu->ops->linear_silu(g_gpu, gx, &wd, n, gscratch, gout);
+            }
+            float *got = host_from_bf16(gout, (int64_t)n * dim);
+            report(norm ? "linear_add_rmsnorm" : "linear_silu", shape, rel_err(got, cpu_out, (int64_t)n * dim, 1), 2e-2);
+            free(got);
+            free(x);
+            free(res);
+            free(scratch);
+            free(cpu_out);
+            g_gpu->ops->release(g_gpu, gx);
+            g_gpu->ops->release(g_gpu, gres);
+            g_gpu->ops->release(g_gpu, gscratch);
+            g_gpu->ops->release(g_gpu, gout);
+        }
+        free(w);
+        free(wb);
+        free(nw);
     }
 }
 
@@ -558,6 +622,8 @@ int main(int argc, char **argv)
     if (want(argc, argv, "add_rmsnorm")) test_norm(1);
     if (want(argc, argv, "silu_mul")) test_silu_mul();
     if (want(argc, argv, "linear")) test_linear(0);
+    if (want(argc, argv, "linear_silu")) test_linear_fused(0);
+    if (want(argc, argv, "linear_add_rmsnorm")) test_linear_fused(1);
     if (want(argc, argv, "linear_logits")) test_linear(1);
     if (want(argc, argv, "qk_norm_rope_store")) test_rope();
     if (want(argc, argv, "errors")) test_errors();

@@ -71,7 +71,7 @@ static status_t cpu_backend_memory_info(backend *b, size_t *free_bytes, size_t *
     return STATUS_OK;
 }
 
-static status_t cpu_backend_upload_weight(backend *b, const tensor_t *parts, int32_t num_parts, tensor_t *out)
+static status_t cpu_backend_upload_weight(backend *b, const tensor_t *parts, int32_t num_parts, int interleave, tensor_t *out)
 {
     LL_ASSERT(num_parts >= 1);
     if (num_parts == 1) {
@@ -90,13 +90,18 @@ static status_t cpu_backend_upload_weight(backend *b, const tensor_t *parts, int
     const size_t es = (size_t)dtype_size(t.dtype);
     char *dst = malloc((size_t)total * es + 1);
     if (!dst) return status_set(STATUS_NO_MEMORY, "CPU backend: cannot allocate %zu bytes for a fused weight", (size_t)total * es);
-    int64_t at = 0;
+    const int64_t width = t.ndim >= 2 ? t.shape[1] : 1;
+    int64_t at = 0; /* destination row of the next row (not interleaved) */
     for (int32_t i = 0; i < num_parts; i++) {
-        const int64_t n = tensor_numel(&parts[i]);
-        if (parts[i].dtype == t.dtype) memcpy(dst + (size_t)at * es, parts[i].data, (size_t)n * es);
-        else
-            for (int64_t j = 0; j < n; j++) ((float *)dst)[at + j] = dtype_load_f32(parts[i].data, parts[i].dtype, j);
-        at += n;
+        LL_ASSERT(!interleave || parts[i].shape[0] == parts[0].shape[0]);
+        for (int64_t r = 0; r < parts[i].shape[0]; r++) {
+            const int64_t d = (interleave ? r * num_parts + i : at + r) * width;
+            if (parts[i].dtype == t.dtype)
+                memcpy(dst + (size_t)d * es, (const char *)parts[i].data + (size_t)(r * width) * es, (size_t)width * es);
+            else
+                for (int64_t j = 0; j < width; j++) ((float *)dst)[d + j] = dtype_load_f32(parts[i].data, parts[i].dtype, r * width + j);
+        }
+        at += parts[i].shape[0];
         t.shape[0] += parts[i].shape[0];
     }
     c->owned = realloc(c->owned, (size_t)(c->num_owned + 1) * sizeof *c->owned);
@@ -175,6 +180,8 @@ static const backend_ops cpu_backend_ops = {
     .qk_norm_rope_store = cpu_ops_qk_norm_rope_store,
     .attention = cpu_attention,
     .silu_mul = cpu_ops_silu_mul,
+    .linear_silu = cpu_ops_linear_silu,
+    .linear_add_rmsnorm = cpu_ops_linear_add_rmsnorm,
     .gather_rows = cpu_ops_gather_rows,
     .logits_to_host = cpu_backend_logits_to_host,
     .step_begin = cpu_backend_step_begin,

@@ -33,6 +33,9 @@ void cpu_ops_qk_norm_rope_store(backend *b, const void *qkv, const tensor_t *q_n
                                 const float *rope_table, const attention_shape *shape, const forward_batch *batch,
                                 void *q_out, void *kv_pool);
 void cpu_ops_silu_mul(backend *b, const void *gate_up, int32_t n, int32_t dim, void *out);
+void cpu_ops_linear_silu(backend *b, const void *x, const tensor_t *w, int32_t n, void *scratch, void *out);
+void cpu_ops_linear_add_rmsnorm(backend *b, const void *x, const tensor_t *w, int32_t n, void *residual,
+                                const tensor_t *norm_w, float eps, void *out);
 void cpu_ops_gather_rows(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out);
 void cpu_attention(backend *b, const void *q, const void *kv_pool, const attention_shape *shape,
                    const forward_batch *batch, void *out);

@@ -1,6 +1,7 @@
 /* cpu_ops.c — the CPU backend's row-wise ops: embedding, RMSNorm (+ residual add), linear
  * (through cpu_gemm), per-head q/k RMSNorm + rotary embedding + KV store (from the fused qkv
- * projection), SiLU·mul (of the fused gate/up projection), gather.
+ * projection), SiLU·mul (of the row-interleaved gate/up projection), and those two fused with the
+ * linear before them (linear_silu, linear_add_rmsnorm: plain compositions here), gather.
  *
  * Every output row depends only on its own input row (and the weights), computed in a fixed
  * order: batch composition never changes a bit of the result.  Reductions use double
@@ -100,9 +101,25 @@ void cpu_ops_silu_mul(backend *b, const void *gate_up, int32_t n, int32_t dim, v
 {
     float *y = out;
     for (int64_t t = 0; t < n; t++) {
-        const float *g = (const float *)gate_up + t * 2 * dim, *u = g + dim;
-        for (int32_t j = 0; j < dim; j++) y[t * dim + j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+        const float *gu = (const float *)gate_up + t * 2 * dim;
+        for (int32_t j = 0; j < dim; j++) {
+            const float g = gu[2 * j], u = gu[2 * j + 1];
+            y[t * dim + j] = g / (1.0f + expf(-g)) * u;
+        }
     }
+}
+
+void cpu_ops_linear_silu(backend *b, const void *x, const tensor_t *w, int32_t n, void *scratch, void *out)
+{
+    cpu_ops_linear(b, x, w, NULL, n, scratch);
+    cpu_ops_silu_mul(b, scratch, n, (int32_t)(w->shape[0] / 2), out);
+}
+
+void cpu_ops_linear_add_rmsnorm(backend *b, const void *x, const tensor_t *w, int32_t n, void *residual,
+                                const tensor_t *norm_w, float eps, void *out)
+{
+    cpu_ops_linear(b, x, w, NULL, n, out);
+    cpu_ops_add_rmsnorm(b, residual, out, norm_w, eps, n, (int32_t)w->shape[0], out);
 }
 void cpu_ops_gather_rows(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out)
 {

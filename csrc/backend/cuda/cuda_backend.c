@@ -347,6 +347,40 @@ static void cuda_ops_silu_mul(backend *b, const void *gate_up, int32_t n, int32_
     cuda_backend_check(c, kernels_silu_mul(gate_up, n, dim, out, c->stream), "kernels_silu_mul");
 }
 
+static void cuda_ops_linear_silu(backend *b, const void *x, const tensor_t *w, int32_t n, void *scratch, void *out)
+{
+    cuda_backend *c = cuda_backend_of(b);
+    if (cuda_backend_failed(c)) return;
+    LL_ASSERT(w->dtype == DTYPE_BF16 && w->ndim == 2 && w->shape[0] % 2 == 0);
+    const int64_t m = w->shape[0], k = w->shape[1];
+    if (cuda_gemm_use_fused(c, x, w->data, n, k, m)) {
+        cuda_backend_check(c, kernels_gemv_silu(x, w->data, n, m, k, out, c->stream), "kernels_gemv_silu");
+        return;
+    }
+    cuda_gemm_linear(c, x, w->data, n, k, m, NULL, scratch, 0);
+    if (!cuda_backend_failed(c))
+        cuda_backend_check(c, kernels_silu_mul(scratch, n, (int32_t)(m / 2), out, c->stream), "kernels_silu_mul");
+}
+
+static void cuda_ops_linear_add_rmsnorm(backend *b, const void *x, const tensor_t *w, int32_t n, void *residual,
+                                        const tensor_t *norm_w, float eps, void *out)
+{
+    cuda_backend *c = cuda_backend_of(b);
+    if (cuda_backend_failed(c)) return;
+    LL_ASSERT(w->dtype == DTYPE_BF16 && w->ndim == 2);
+    const float *nw = cuda_backend_weight_f32(c, norm_w, "rmsnorm");
+    if (cuda_backend_failed(c)) return;
+    const int64_t m = w->shape[0], k = w->shape[1];
+    if (cuda_gemm_use_fused(c, x, w->data, n, k, m)) {
+        cuda_backend_check(c, kernels_gemv_add_rmsnorm(x, w->data, n, m, k, residual, nw, eps, out, c->gemv_counter, c->stream),
+                           "kernels_gemv_add_rmsnorm");
+        return;
+    }
+    cuda_gemm_linear(c, x, w->data, n, k, m, NULL, out, 0);
+    if (!cuda_backend_failed(c))
+        cuda_backend_check(c, kernels_add_rmsnorm(residual, out, nw, eps, n, (int32_t)m, out, c->stream), "kernels_add_rmsnorm");
+}
+
 static void cuda_ops_gather_rows(backend *b, const void *x, const int32_t *rows, int32_t m, int32_t dim, void *out)
 {
     cuda_backend *c = cuda_backend_of(b);
@@ -389,6 +423,8 @@ static const backend_ops cuda_backend_ops = {
     .qk_norm_rope_store = cuda_ops_qk_norm_rope_store,
     .attention = cuda_ops_attention,
     .silu_mul = cuda_ops_silu_mul,
+    .linear_silu = cuda_ops_linear_silu,
+    .linear_add_rmsnorm = cuda_ops_linear_add_rmsnorm,
     .gather_rows = cuda_ops_gather_rows,
     .logits_to_host = cuda_backend_logits_to_host,
     .step_begin = cuda_step_begin,

@@ -44,6 +44,8 @@ typedef struct cuda_backend {
     void *gemm_workspace;       /* CUDA_GEMM_WORKSPACE_BYTES */
     cuda_gemm_plan *plans;      /* open-addressing table, num_plan_slots (power of two) */
     int64_t num_plan_slots, num_plans;
+    unsigned *gemv_counter;     /* device: kernels_gemv_add_rmsnorm's block count (0 between launches) */
+    int gemv_fuse;              /* fused GEMV epilogues (LIGHTLLM_GEMV_FUSE=0: GEMV + separate kernels) */
     int32_t gemv_max_rows;      /* linear layers of at most this many token rows use kernels_gemv
                                  * (LIGHTLLM_GEMV_MAX_ROWS, default CUDA_GEMV_DEFAULT_ROWS, at most
                                  * KERNELS_GEMV_MAX_ROWS; 0 = cuBLASLt only) */
@@ -117,7 +119,7 @@ void cuda_backend_own(cuda_backend *c, void *p);
 
 /* cuda_weights.c: backend_ops.upload_weight (pinned, overlapped staging); staging freed by
  * cuda_weights_free (at destroy). */
-status_t cuda_weights_upload(backend *b, const tensor_t *parts, int32_t num_parts, tensor_t *out);
+status_t cuda_weights_upload(backend *b, const tensor_t *parts, int32_t num_parts, int interleave, tensor_t *out);
 void cuda_weights_free(cuda_backend *c);
 
 /* cuda_sample.c: backend_ops.step_begin / sample / sample_wait; state made at create, the
@@ -146,5 +148,8 @@ status_t cuda_gemm_init(cuda_backend *c);
 void cuda_gemm_free(cuda_backend *c);
 void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m, const float *bias,
                       void *y, int out_f32);
+/* Whether a linear of this shape runs a fused GEMV epilogue (kernels_gemv_silu /
+ * kernels_gemv_add_rmsnorm) rather than the GEMM + the elementwise kernel. */
+int cuda_gemm_use_fused(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m);
 
 #endif

@@ -43,6 +43,11 @@ status_t cuda_gemm_init(cuda_backend *c)
     c->gemv_max_rows = env && *env ? atoi(env) : CUDA_GEMV_DEFAULT_ROWS;
     if (c->gemv_max_rows < 0) c->gemv_max_rows = 0;
     if (c->gemv_max_rows > KERNELS_GEMV_MAX_ROWS) c->gemv_max_rows = KERNELS_GEMV_MAX_ROWS;
+    const char *fuse = getenv("LIGHTLLM_GEMV_FUSE");
+    c->gemv_fuse = !(fuse && strcmp(fuse, "0") == 0);
+    if (cuda_backend_check(c, cudaMalloc((void **)&c->gemv_counter, 256), "cudaMalloc(gemv counter)") ||
+        cuda_backend_check(c, cudaMemset(c->gemv_counter, 0, 256), "cudaMemset(gemv counter)"))
+        return cuda_backend_status(&c->base);
     c->num_plan_slots = 256;
     c->plans = log_xcalloc((size_t)c->num_plan_slots, sizeof *c->plans);
     return STATUS_OK;
@@ -53,6 +58,8 @@ void cuda_gemm_free(cuda_backend *c)
     if (c->pref) cublasLtMatmulPreferenceDestroy(c->pref);
     if (c->lt) cublasLtDestroy(c->lt);
     free(c->plans);
+    if (c->gemv_counter) cudaFree(c->gemv_counter);
+    c->gemv_counter = NULL;
     c->pref = NULL;
     c->lt = NULL;
     c->plans = NULL;
@@ -165,4 +172,9 @@ void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, 
      * rather than let the next kernel report it as its own.  Sticky (device) errors persist. */
     (void)cudaGetLastError();
     if (bias && !out_f32) cuda_backend_check(c, kernels_add_bias(y, bias, (int32_t)n, (int32_t)m, c->stream), "kernels_add_bias");
+}
+
+int cuda_gemm_use_fused(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m)
+{
+    return c->error == STATUS_OK && c->gemv_fuse && n <= c->gemv_max_rows && kernels_gemv_supported(x, w, (int32_t)n, m, k);
 }

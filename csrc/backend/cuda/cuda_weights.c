@@ -2,7 +2,8 @@
  * device memory through pinned staging, with the host's reads overlapping the copies.
  *
  * Matrices are stored bf16, 1-D weights fp32 (converted on the host when the checkpoint differs).
- * Several parts (q|k|v, gate|up) land in one allocation, concatenated along dim 0.  The bytes
+ * Several parts land in one allocation, concatenated along dim 0 (q|k|v) or row-interleaved
+ * (gate|up).  The bytes
  * go through CUDA_WEIGHTS_STAGING_BUFFERS pinned buffers of CUDA_WEIGHTS_STAGING_BYTES: while
  * the device copies buffer i (cudaMemcpyAsync on the backend's stream, DMA at full PCIe rate),
  * the host fills the next one (reading the mmap — page faults from disk happen here — and
@@ -56,28 +57,64 @@ void cuda_weights_free(cuda_backend *c)
     }
 }
 
-/* Copies count elements of src (from element first), converted to the device dtype, to dst. */
+/* The next free staging buffer (its previous copy done), or -1 on a recorded error. */
+static int cuda_weights_next_buffer(cuda_backend *c)
+{
+    const int k = c->staging_next;
+    c->staging_next = (k + 1) % CUDA_WEIGHTS_STAGING_BUFFERS;
+    if (cuda_backend_check(c, cudaEventSynchronize(c->staging_done[k]), "cudaEventSynchronize(weight staging)")) return -1;
+    return k;
+}
+
+/* Sends staging buffer k's first `bytes` to dst and marks the buffer busy until the copy is done. */
+static int cuda_weights_send(cuda_backend *c, int k, char *dst, size_t bytes)
+{
+    return cuda_backend_check(c, cudaMemcpyAsync(dst, c->staging[k], bytes, cudaMemcpyHostToDevice, c->stream),
+                              "cudaMemcpyAsync(weight)") ||
+           cuda_backend_check(c, cudaEventRecord(c->staging_done[k], c->stream), "cudaEventRecord(weight staging)");
+}
+
+/* Copies all of src, converted to the device dtype (element size es), to dst. */
 static int cuda_weights_copy(cuda_backend *c, const tensor_t *src, int to_bf16, size_t es, char *dst)
 {
     const int64_t n = tensor_numel(src), per_buffer = (int64_t)(CUDA_WEIGHTS_STAGING_BYTES / es);
     const int same = src->dtype == (to_bf16 ? DTYPE_BF16 : DTYPE_F32);
     for (int64_t i = 0; i < n; i += per_buffer) {
         const int64_t cnt = n - i < per_buffer ? n - i : per_buffer;
-        const int k = c->staging_next;
-        c->staging_next = (k + 1) % CUDA_WEIGHTS_STAGING_BUFFERS;
-        if (cuda_backend_check(c, cudaEventSynchronize(c->staging_done[k]), "cudaEventSynchronize(weight staging)")) return 1;
+        const int k = cuda_weights_next_buffer(c);
+        if (k < 0) return 1;
         if (same) memcpy(c->staging[k], (const char *)src->data + (size_t)i * es, (size_t)cnt * es);
         else cuda_weights_convert(src->data, src->dtype, i, cnt, c->staging[k], to_bf16);
-        if (cuda_backend_check(c, cudaMemcpyAsync(dst + (size_t)i * es, c->staging[k], (size_t)cnt * es, cudaMemcpyHostToDevice,
-                                                  c->stream),
-                               "cudaMemcpyAsync(weight)") ||
-            cuda_backend_check(c, cudaEventRecord(c->staging_done[k], c->stream), "cudaEventRecord(weight staging)"))
-            return 1;
+        if (cuda_weights_send(c, k, dst + (size_t)i * es, (size_t)cnt * es)) return 1;
     }
     return 0;
 }
 
-status_t cuda_weights_upload(backend *b, const tensor_t *parts, int32_t num_parts, tensor_t *out)
+/* Copies the 2-D parts row-interleaved (part i's row r to row r * num_parts + i) to dst. */
+static int cuda_weights_copy_interleaved(cuda_backend *c, const tensor_t *parts, int32_t num_parts, int to_bf16,
+                                         size_t es, char *dst)
+{
+    const int64_t width = parts[0].shape[1], rows = parts[0].shape[0] * num_parts;
+    int64_t per_buffer = (int64_t)(CUDA_WEIGHTS_STAGING_BYTES / ((size_t)width * es));
+    LL_ASSERT(per_buffer >= 1);
+    for (int64_t r0 = 0; r0 < rows; r0 += per_buffer) {
+        const int64_t cnt = rows - r0 < per_buffer ? rows - r0 : per_buffer;
+        const int k = cuda_weights_next_buffer(c);
+        if (k < 0) return 1;
+        for (int64_t r = r0; r < r0 + cnt; r++) {
+            const tensor_t *src = &parts[r % num_parts];
+            const int64_t first = (r / num_parts) * width;
+            char *to = (char *)c->staging[k] + (size_t)((r - r0) * width) * es;
+            if (src->dtype == (to_bf16 ? DTYPE_BF16 : DTYPE_F32))
+                memcpy(to, (const char *)src->data + (size_t)first * es, (size_t)width * es);
+            else cuda_weights_convert(src->data, src->dtype, first, width, to, to_bf16);
+        }
+        if (cuda_weights_send(c, k, dst + (size_t)(r0 * width) * es, (size_t)(cnt * width) * es)) return 1;
+    }
+    return 0;
+}
+
+status_t cuda_weights_upload(backend *b, const tensor_t *parts, int32_t num_parts, int interleave, tensor_t *out)
 {
     cuda_backend *c = cuda_backend_of(b);
     STATUS_TRY(cuda_backend_status(b));
@@ -89,6 +126,7 @@ status_t cuda_weights_upload(backend *b, const tensor_t *parts, int32_t num_part
         if (p->dtype != DTYPE_F32 && p->dtype != DTYPE_F16 && p->dtype != DTYPE_BF16)
             return status_set(STATUS_UNSUPPORTED, "CUDA backend: cannot upload a %s weight (F32, F16, BF16 only)", dtype_name(p->dtype));
         LL_ASSERT(p->ndim == parts[0].ndim && (p->ndim < 2 || p->shape[1] == parts[0].shape[1]));
+        LL_ASSERT(!interleave || (p->ndim == 2 && p->shape[0] == parts[0].shape[0]));
         total += tensor_numel(p);
         rows += p->shape[0];
     }
@@ -98,14 +136,20 @@ status_t cuda_weights_upload(backend *b, const tensor_t *parts, int32_t num_part
     STATUS_TRY(cuda_weights_staging(c));
     void *dev = NULL;
     STATUS_TRY(cuda_backend_malloc(c, (size_t)total * es, "a weight", &dev));
-    char *at = dev;
-    for (int32_t i = 0; i < num_parts; i++) {
-        if (cuda_weights_copy(c, &parts[i], to_bf16, es, at)) {
-            cudaStreamSynchronize(c->stream);
-            cudaFree(dev);
-            return cuda_backend_status(b);
+    int failed = 0;
+    if (interleave && num_parts > 1) {
+        failed = cuda_weights_copy_interleaved(c, parts, num_parts, to_bf16, es, dev);
+    } else {
+        char *at = dev;
+        for (int32_t i = 0; i < num_parts && !failed; i++) {
+            failed = cuda_weights_copy(c, &parts[i], to_bf16, es, at);
+            at += (size_t)tensor_numel(&parts[i]) * es;
         }
-        at += (size_t)tensor_numel(&parts[i]) * es;
+    }
+    if (failed) {
+        cudaStreamSynchronize(c->stream);
+        cudaFree(dev);
+        return cuda_backend_status(b);
     }
     cuda_backend_own(c, dev);
     *out = parts[0];
