@@ -154,12 +154,12 @@ static void bench_fused_ops(int64_t hidden, int64_t inter, int64_t q_dim)
             snprintf(shape, sizeof shape, "n=%d m=%lld k=%lld", n, (long long)m, (long long)k);
             const double bytes = (double)wbytes + 2.0 * n * k + 2.0 * n * m * (ops[oi].norm ? 3 : 0.5);
             for (int fused = 1; fused >= 0; fused--) {
-                g_c->gemv_fuse = fused;
+                g_c->gemv_fuse = fused ? 2 : 0;
                 bench_emit(ops[oi].name, shape, fused ? "fused" : "gemv+kernel", bench_time(bench_fused, &f), bytes,
                            2.0 * n * m * k);
             }
         }
-        g_c->gemv_fuse = 1;
+        g_c->gemv_fuse = 1; /* the backend's default */
         void *bufs[] = {f.l.w, f.l.x, f.l.y, f.scratch, f.residual, f.norm_w.data};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) g_be->ops->release(g_be, bufs[i]);
     }

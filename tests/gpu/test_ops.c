@@ -450,6 +450,7 @@ static void test_linear_fused(int norm)
             char shape[96];
             snprintf(shape, sizeof shape, "n=%d in=%d out=%d", n, in, out);
             if (norm) {
+                cuda_backend_of(g_gpu)->gemv_fuse = 2; /* the fused tail is opt-in: test it */
                 g_cpu->ops->linear_add_rmsnorm(g_cpu, x, &wc, n, res, &nwh, eps, cpu_out);
                 g_gpu->ops->linear_add_rmsnorm(g_gpu, gx, &wd, n, gres, &nwd, eps, gout);
                 float *got_res = host_from_bf16(gres, (int64_t)n * out);

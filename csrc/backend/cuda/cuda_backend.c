@@ -353,7 +353,7 @@ static void cuda_ops_linear_silu(backend *b, const void *x, const tensor_t *w, i
     if (cuda_backend_failed(c)) return;
     LL_ASSERT(w->dtype == DTYPE_BF16 && w->ndim == 2 && w->shape[0] % 2 == 0);
     const int64_t m = w->shape[0], k = w->shape[1];
-    if (cuda_gemm_use_fused(c, x, w->data, n, k, m)) {
+    if (cuda_gemm_use_fused(c, 1, x, w->data, n, k, m)) {
         cuda_backend_check(c, kernels_gemv_silu(x, w->data, n, m, k, out, c->stream), "kernels_gemv_silu");
         return;
     }
@@ -371,7 +371,7 @@ static void cuda_ops_linear_add_rmsnorm(backend *b, const void *x, const tensor_
     const float *nw = cuda_backend_weight_f32(c, norm_w, "rmsnorm");
     if (cuda_backend_failed(c)) return;
     const int64_t m = w->shape[0], k = w->shape[1];
-    if (cuda_gemm_use_fused(c, x, w->data, n, k, m)) {
+    if (cuda_gemm_use_fused(c, 2, x, w->data, n, k, m)) {
         cuda_backend_check(c, kernels_gemv_add_rmsnorm(x, w->data, n, m, k, residual, nw, eps, out, c->gemv_counter, c->stream),
                            "kernels_gemv_add_rmsnorm");
         return;

@@ -45,7 +45,9 @@ typedef struct cuda_backend {
     cuda_gemm_plan *plans;      /* open-addressing table, num_plan_slots (power of two) */
     int64_t num_plan_slots, num_plans;
     unsigned *gemv_counter;     /* device: kernels_gemv_add_rmsnorm's block count (0 between launches) */
-    int gemv_fuse;              /* fused GEMV epilogues (LIGHTLLM_GEMV_FUSE=0: GEMV + separate kernels) */
+    int gemv_fuse;              /* fused GEMV epilogues, LIGHTLLM_GEMV_FUSE: 0 none, 1 (default) SiLU,
+                                 * 2 SiLU and add+RMSNorm (its one-block tail is slower than the
+                                 * separate kernel so far: benchmarks/RESULTS.md) */
     int32_t gemv_max_rows;      /* linear layers of at most this many token rows use kernels_gemv
                                  * (LIGHTLLM_GEMV_MAX_ROWS, default CUDA_GEMV_DEFAULT_ROWS, at most
                                  * KERNELS_GEMV_MAX_ROWS; 0 = cuBLASLt only) */
@@ -148,8 +150,8 @@ status_t cuda_gemm_init(cuda_backend *c);
 void cuda_gemm_free(cuda_backend *c);
 void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m, const float *bias,
                       void *y, int out_f32);
-/* Whether a linear of this shape runs a fused GEMV epilogue (kernels_gemv_silu /
+/* Whether a linear of this shape runs a fused GEMV epilogue (level 1 kernels_gemv_silu, 2
  * kernels_gemv_add_rmsnorm) rather than the GEMM + the elementwise kernel. */
-int cuda_gemm_use_fused(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m);
+int cuda_gemm_use_fused(cuda_backend *c, int level, const void *x, const void *w, int64_t n, int64_t k, int64_t m);
 
 #endif

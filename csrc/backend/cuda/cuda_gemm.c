@@ -44,7 +44,7 @@ status_t cuda_gemm_init(cuda_backend *c)
     if (c->gemv_max_rows < 0) c->gemv_max_rows = 0;
     if (c->gemv_max_rows > KERNELS_GEMV_MAX_ROWS) c->gemv_max_rows = KERNELS_GEMV_MAX_ROWS;
     const char *fuse = getenv("LIGHTLLM_GEMV_FUSE");
-    c->gemv_fuse = !(fuse && strcmp(fuse, "0") == 0);
+    c->gemv_fuse = fuse && *fuse ? atoi(fuse) : 1;
     if (cuda_backend_check(c, cudaMalloc((void **)&c->gemv_counter, 256), "cudaMalloc(gemv counter)") ||
         cuda_backend_check(c, cudaMemset(c->gemv_counter, 0, 256), "cudaMemset(gemv counter)"))
         return cuda_backend_status(&c->base);
@@ -174,7 +174,8 @@ void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, 
     if (bias && !out_f32) cuda_backend_check(c, kernels_add_bias(y, bias, (int32_t)n, (int32_t)m, c->stream), "kernels_add_bias");
 }
 
-int cuda_gemm_use_fused(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m)
+int cuda_gemm_use_fused(cuda_backend *c, int level, const void *x, const void *w, int64_t n, int64_t k, int64_t m)
 {
-    return c->error == STATUS_OK && c->gemv_fuse && n <= c->gemv_max_rows && kernels_gemv_supported(x, w, (int32_t)n, m, k);
+    return c->error == STATUS_OK && c->gemv_fuse >= level && n <= c->gemv_max_rows &&
+           kernels_gemv_supported(x, w, (int32_t)n, m, k);
 }
