@@ -37,7 +37,7 @@ SCHEMAS = [
 CHOICES = ["yes", "no", "maybe so"]
 REGEX = r"[0-9]{3}-[a-z]{2,5}"
 MESSAGES = [{"role": "user", "content": "Answer in JSON."}]
-GRAMMAR_BYTES = 4096  # --max-grammar-bytes of the multi-process server
+GRAMMAR_BYTES = 4096  # --max-grammar-bytes (the request slot's grammar region; checked in both modes)
 
 
 @pytest.fixture(scope="module", params=["processes", "single-process"])
@@ -46,7 +46,7 @@ def server(request, model_dir, tmp_path_factory):  # noqa: F811
     log = str(tmp_path_factory.mktemp("log") / f"guided-{mode}.log")
     args = ["--model-dir", model_dir, "--served-model-name", MODEL, "--load-format", "dummy", "--device", "cpu",
             "--max-total-token-num", "16384", "--router-interval-ms", "1"]
-    args += ["--single-process"] if mode == "single-process" else ["--max-grammar-bytes", str(GRAMMAR_BYTES)]
+    args += ["--max-grammar-bytes", str(GRAMMAR_BYTES)] + (["--single-process"] if mode == "single-process" else [])
     proc, url = _start(args, log)
     yield mode, url
     proc.send_signal(signal.SIGTERM)
@@ -227,9 +227,8 @@ def test_bad_shapes_get_400_naming_the_field(server):
 def test_bad_grammars_get_400_and_server_keeps_serving(server, client):
     with httpx.Client(base_url=server[1], timeout=60) as h:
         _post_bad(h, BAD_GRAMMAR)
-        if server[0] == "processes":  # the spec must fit the request slot's grammar region
-            big = "|".join(f"w{i:05d}" for i in range(GRAMMAR_BYTES // 7 + 1))
-            _post_bad(h, [("/v1/completions", {**COMP, "guided_regex": big}, "guided_regex", "--max-grammar-bytes")])
+        big = "|".join(f"w{i:05d}" for i in range(GRAMMAR_BYTES // 7 + 1))  # over --max-grammar-bytes in both modes
+        _post_bad(h, [("/v1/completions", {**COMP, "guided_regex": big}, "guided_regex", "--max-grammar-bytes")])
         assert h.get("/health").status_code == 200
     c = client.completions.create(model=MODEL, prompt="still?", max_tokens=16,
                                   extra_body={"guided_choice": CHOICES}).choices[0]

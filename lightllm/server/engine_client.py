@@ -115,11 +115,14 @@ class _Request:
 
 
 class InProcessEngineClient(EngineClient):
-    """InProcessEngineClient(model=None, tokenizer=None, **engine_args): LLM's loading (config,
-    tokenizer, engine), served by one engine thread."""
+    """InProcessEngineClient(model=None, tokenizer=None, max_grammar_bytes=65536, **engine_args):
+    LLM's loading (config, tokenizer, engine), served by one engine thread.  A grammar spec of
+    max_grammar_bytes or more is refused, as the multi-process server's request slots refuse it."""
 
-    def __init__(self, model: Optional[str] = None, tokenizer: Optional[str] = None, **engine_args):
+    def __init__(self, model: Optional[str] = None, tokenizer: Optional[str] = None, max_grammar_bytes: int = 65536,
+                 **engine_args):
         super().__init__()
+        self._max_grammar_bytes = max_grammar_bytes
         llm = LLM(model, tokenizer, **engine_args)
         self.tokenizer, self.config, self.default_params = llm.tokenizer, llm.config, dict(llm._defaults)
         self._engine = llm._engine
@@ -140,10 +143,16 @@ class InProcessEngineClient(EngineClient):
             raise EngineError(f"the engine failed: {self._error}" if self._error else "the engine is not running")
         if request_id in self._by_name:
             raise ValueError(f"request id {request_id!r} is already running")
+        engine_params = params.engine_dict()
+        grammar = engine_params.get("grammar")
+        if grammar is not None and len(grammar.encode()) >= self._max_grammar_bytes:
+            limit = self._max_grammar_bytes
+            raise ValueError(f"grammar spec is {len(grammar.encode())} bytes, more than the {max(limit - 1, 0)} bytes "
+                             f"the server takes (--max-grammar-bytes {limit})")
         stats = RequestStats(request_id, params.n, len(prompt_ids), time.monotonic())
         req = _Request(next(self._ids), asyncio.get_running_loop(), stats)
         self._by_name[request_id] = req
-        self._submit(("add", req, list(prompt_ids), params.engine_dict()))
+        self._submit(("add", req, list(prompt_ids), engine_params))
         num_finished = 0
         try:
             while num_finished < params.n:

@@ -36,9 +36,9 @@ FLAGS = [
     ("--single-process", [], dict(action="store_true", help="no router/backend processes: one engine thread here")),
     ("--disable-overlap", ["--disable-overlap-schedule"], dict(action="store_true", help="one backend inference "
                                                                "thread: no folding of CPU work under the forward")),
-    ("--max-grammar-bytes", [], dict(type=int, default=65536, help="bytes of a request's grammar spec (JSON Schema, "
-                                     "regex, choices, grammar) a shared request slot holds (multi-process server); "
-                                     "a multiple of 64")),
+    ("--max-grammar-bytes", [], dict(type=int, default=65536, help="a request's grammar spec (JSON Schema, regex, "
+                                     "choices, grammar) must be smaller than this many bytes (the shared request "
+                                     "slot's grammar region); a multiple of 64")),
     ("--disable-cudagraph", [], dict(action="store_true", help="run decode steps eagerly instead of as CUDA graphs")),
     ("--queue-wait-s", [], dict(type=float, default=30.0, help="how long a request waits for a free request slot "
                                                                 "before 503 + Retry-After")),
@@ -80,7 +80,8 @@ def main(argv=None):
     try:
         if args.single_process:
             from lightllm.server.engine_client import InProcessEngineClient
-            client = InProcessEngineClient(args.model_dir, args.tokenizer, **engine_args(args))
+            client = InProcessEngineClient(args.model_dir, args.tokenizer, max_grammar_bytes=args.max_grammar_bytes,
+                                           **engine_args(args))
             tokenizer, defaults, max_len = client.tokenizer, client.default_params, client.stats()["max_model_len"]
         else:
             from lightllm.llm import load_model_info
