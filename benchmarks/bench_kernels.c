@@ -22,16 +22,9 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "kernels/kernels.h"
+#include "../tests/gpu/cuda_ok.h"
 
 #define BENCH_REPS 25
-#define BENCH_OK(call)                                                                                \
-    do {                                                                                              \
-        cudaError_t e_ = (call);                                                                      \
-        if (e_ != cudaSuccess) {                                                                      \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                                  \
-        }                                                                                             \
-    } while (0)
 
 static backend *g_be;
 static cuda_backend *g_c;
@@ -45,7 +38,7 @@ static void *bench_alloc(size_t bytes)
         fprintf(stderr, "alloc %zu: %s\n", bytes, status_message());
         exit(1);
     }
-    BENCH_OK(cudaMemset(p, 0, bytes));
+    CUDA_OK(cudaMemset(p, 0, bytes));
     return p;
 }
 
@@ -60,7 +53,7 @@ static void *bench_bf16(int64_t n, float scale)
         h[i] = dtype_f32_to_bf16(scale * ((float)(s >> 8) / 8388608.0f - 1.0f));
     }
     void *d = bench_alloc((size_t)n * 2);
-    BENCH_OK(cudaMemcpy(d, h, (size_t)n * 2, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(d, h, (size_t)n * 2, cudaMemcpyHostToDevice));
     free(h);
     return d;
 }
@@ -79,11 +72,11 @@ static double bench_time(bench_fn fn, void *ctx)
     float t[BENCH_REPS];
     for (int i = 0; i < 3; i++) fn(ctx, i);
     for (int i = 0; i < BENCH_REPS; i++) {
-        BENCH_OK(cudaEventRecord(g_ev[0], g_c->stream));
+        CUDA_OK(cudaEventRecord(g_ev[0], g_c->stream));
         fn(ctx, i);
-        BENCH_OK(cudaEventRecord(g_ev[1], g_c->stream));
-        BENCH_OK(cudaEventSynchronize(g_ev[1]));
-        BENCH_OK(cudaEventElapsedTime(&t[i], g_ev[0], g_ev[1]));
+        CUDA_OK(cudaEventRecord(g_ev[1], g_c->stream));
+        CUDA_OK(cudaEventSynchronize(g_ev[1]));
+        CUDA_OK(cudaEventElapsedTime(&t[i], g_ev[0], g_ev[1]));
     }
     if (g_be->ops->last_error(g_be) != STATUS_OK) {
         fprintf(stderr, "backend error: %s\n", status_message());
@@ -105,7 +98,7 @@ typedef struct { void *a, *b; size_t bytes; } bench_copy_ctx;
 static void bench_copy(void *ctx, int rep)
 {
     bench_copy_ctx *c = ctx;
-    BENCH_OK(cudaMemcpyAsync(c->b, c->a, c->bytes, cudaMemcpyDeviceToDevice, g_c->stream));
+    CUDA_OK(cudaMemcpyAsync(c->b, c->a, c->bytes, cudaMemcpyDeviceToDevice, g_c->stream));
 }
 
 typedef struct { void *x, *w, *y; int64_t n, k, m; int copies; int out_f32; const float *bias; } bench_linear_ctx;
@@ -278,7 +271,7 @@ static forward_batch bench_decode_batch(int32_t num_seqs, int32_t kv_len, int32_
                         .max_kv_len = kv_len, .num_logits = num_seqs, .logit_tokens = ids},
                   db;
     g_be->ops->upload_batch(g_be, &hb, &db);
-    BENCH_OK(cudaStreamSynchronize(g_c->stream));
+    CUDA_OK(cudaStreamSynchronize(g_c->stream));
     return db;
 }
 
@@ -364,10 +357,10 @@ int main(int argc, char **argv)
         return 1;
     }
     int l2 = 0;
-    BENCH_OK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+    CUDA_OK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
     g_l2_bytes = (size_t)l2;
-    BENCH_OK(cudaEventCreate(&g_ev[0]));
-    BENCH_OK(cudaEventCreate(&g_ev[1]));
+    CUDA_OK(cudaEventCreate(&g_ev[0]));
+    CUDA_OK(cudaEventCreate(&g_ev[1]));
     bench_ceilings();
     bench_linears(hidden, inter, (int64_t)heads * head_dim, (int64_t)kv_heads * head_dim, vocab);
     bench_fused_ops(hidden, inter, (int64_t)heads * head_dim);

@@ -29,14 +29,8 @@ extern "C" {
 #include "kernels/kernels.h"
 }
 
-#define CHECK(call)                                                                                  \
-    do {                                                                                             \
-        cudaError_t e_ = (call);                                                                     \
-        if (e_ != cudaSuccess) {                                                                     \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(2);                                                                                 \
-        }                                                                                            \
-    } while (0)
+#include "cuda_ok.h"
+
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rng_u32()
@@ -96,8 +90,8 @@ struct dev_batch {
 template <typename T> static T *upload(const std::vector<T> &v)
 {
     T *d = nullptr;
-    CHECK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T)));
-    if (!v.empty()) CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T)));
+    if (!v.empty()) CUDA_OK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
     return d;
 }
 
@@ -181,19 +175,19 @@ static double run_case(const char *name, int d, int num_kv_heads, int group, con
     dev_batch db = upload_batch(hb);
     void *dq, *dkv, *dout, *dws;
     const size_t ws_bytes = kernels_attention_workspace_bytes(hb.num_tokens, num_heads, d, hb.max_kv_len);
-    CHECK(cudaMalloc(&dq, q_elems * 2));
-    CHECK(cudaMalloc(&dkv, pool_elems * 2));
-    CHECK(cudaMalloc(&dout, q_elems * 2));
-    CHECK(cudaMalloc(&dws, ws_bytes));
-    CHECK(cudaMemcpy(dq, q16.data(), q_elems * 2, cudaMemcpyHostToDevice));
-    CHECK(cudaMemcpy(dkv, pool16.data(), pool_elems * 2, cudaMemcpyHostToDevice));
-    CHECK(cudaMemset(dout, 0xff, q_elems * 2));   /* bf16 NaN */
-    CHECK(cudaMemset(dws, 0xff, ws_bytes));       /* fp32 NaN */
-    CHECK(launch(dq, dkv, num_heads, num_kv_heads, d, hb, db, dout, dws, ws_bytes, 0));
-    CHECK(cudaGetLastError());
-    CHECK(cudaDeviceSynchronize());
+    CUDA_OK(cudaMalloc(&dq, q_elems * 2));
+    CUDA_OK(cudaMalloc(&dkv, pool_elems * 2));
+    CUDA_OK(cudaMalloc(&dout, q_elems * 2));
+    CUDA_OK(cudaMalloc(&dws, ws_bytes));
+    CUDA_OK(cudaMemcpy(dq, q16.data(), q_elems * 2, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(dkv, pool16.data(), pool_elems * 2, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemset(dout, 0xff, q_elems * 2));   /* bf16 NaN */
+    CUDA_OK(cudaMemset(dws, 0xff, ws_bytes));       /* fp32 NaN */
+    CUDA_OK(launch(dq, dkv, num_heads, num_kv_heads, d, hb, db, dout, dws, ws_bytes, 0));
+    CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaDeviceSynchronize());
     std::vector<uint16_t> out16(q_elems);
-    CHECK(cudaMemcpy(out16.data(), dout, q_elems * 2, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(out16.data(), dout, q_elems * 2, cudaMemcpyDeviceToHost));
 
     double max_diff = 0.0, max_ref = 0.0;
     int64_t bad = 0;
@@ -291,7 +285,7 @@ __global__ void fill_random_bf16(uint16_t *p, int64_t n, uint32_t seed)
 static void fill_dev(void *p, int64_t n, uint32_t seed)
 {
     fill_random_bf16<<<1024, 256>>>(static_cast<uint16_t *>(p), n, seed);
-    CHECK(cudaGetLastError());
+    CUDA_OK(cudaGetLastError());
 }
 
 static double median(std::vector<float> v)
@@ -304,20 +298,20 @@ static double copy_bandwidth_gbs()
 {
     const size_t bytes = 1ull << 30;
     void *a, *b;
-    CHECK(cudaMalloc(&a, bytes));
-    CHECK(cudaMalloc(&b, bytes));
+    CUDA_OK(cudaMalloc(&a, bytes));
+    CUDA_OK(cudaMalloc(&b, bytes));
     fill_dev(a, bytes / 2, 1);
     cudaEvent_t e0, e1;
-    CHECK(cudaEventCreate(&e0));
-    CHECK(cudaEventCreate(&e1));
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
     std::vector<float> ms;
     for (int i = 0; i < 23; i++) {
-        CHECK(cudaEventRecord(e0));
-        CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-        CHECK(cudaEventRecord(e1));
-        CHECK(cudaEventSynchronize(e1));
+        CUDA_OK(cudaEventRecord(e0));
+        CUDA_OK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+        CUDA_OK(cudaEventRecord(e1));
+        CUDA_OK(cudaEventSynchronize(e1));
         float t;
-        CHECK(cudaEventElapsedTime(&t, e0, e1));
+        CUDA_OK(cudaEventElapsedTime(&t, e0, e1));
         if (i >= 3) ms.push_back(t);
     }
     cudaFree(a);
@@ -331,19 +325,19 @@ static double time_attention(const void *q, const void *kv, int num_heads, int n
                              size_t ws_bytes, int reps)
 {
     cudaEvent_t e0, e1;
-    CHECK(cudaEventCreate(&e0));
-    CHECK(cudaEventCreate(&e1));
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
     std::vector<float> ms;
     int32_t *kv_start0 = db.kv_start;
     for (int i = 0; i < reps + 5; i++) {
         dev_batch b = db;
         b.kv_start = kv_start0 + (int64_t)(i % rot) * kv_start_stride;
-        CHECK(cudaEventRecord(e0));
-        CHECK(launch(q, kv, num_heads, num_kv_heads, d, hb, b, out, ws, ws_bytes, 0));
-        CHECK(cudaEventRecord(e1));
-        CHECK(cudaEventSynchronize(e1));
+        CUDA_OK(cudaEventRecord(e0));
+        CUDA_OK(launch(q, kv, num_heads, num_kv_heads, d, hb, b, out, ws, ws_bytes, 0));
+        CUDA_OK(cudaEventRecord(e1));
+        CUDA_OK(cudaEventSynchronize(e1));
         float t;
-        CHECK(cudaEventElapsedTime(&t, e0, e1));
+        CUDA_OK(cudaEventElapsedTime(&t, e0, e1));
         if (i >= 5) ms.push_back(t);
     }
     cudaEventDestroy(e0);
@@ -358,29 +352,29 @@ static double time_attention_graph(const void *q, const void *kv, int num_heads,
                                    void *ws, size_t ws_bytes, int per_graph, int reps)
 {
     cudaStream_t st;
-    CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    CHECK(launch(q, kv, num_heads, num_kv_heads, d, hb, db, out, ws, ws_bytes, st));   /* one-time setup */
+    CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    CUDA_OK(launch(q, kv, num_heads, num_kv_heads, d, hb, db, out, ws, ws_bytes, st));   /* one-time setup */
     cudaGraph_t graph;
     cudaGraphExec_t exec;
-    CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    CUDA_OK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
     for (int i = 0; i < per_graph; i++) {
         dev_batch b = db;
         b.kv_start = db.kv_start + (int64_t)(i % rot) * kv_start_stride;
-        CHECK(launch(q, kv, num_heads, num_kv_heads, d, hb, b, out, ws, ws_bytes, st));
+        CUDA_OK(launch(q, kv, num_heads, num_kv_heads, d, hb, b, out, ws, ws_bytes, st));
     }
-    CHECK(cudaStreamEndCapture(st, &graph));
-    CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    CUDA_OK(cudaStreamEndCapture(st, &graph));
+    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
     cudaEvent_t e0, e1;
-    CHECK(cudaEventCreate(&e0));
-    CHECK(cudaEventCreate(&e1));
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
     std::vector<float> ms;
     for (int i = 0; i < reps + 2; i++) {
-        CHECK(cudaEventRecord(e0, st));
-        CHECK(cudaGraphLaunch(exec, st));
-        CHECK(cudaEventRecord(e1, st));
-        CHECK(cudaEventSynchronize(e1));
+        CUDA_OK(cudaEventRecord(e0, st));
+        CUDA_OK(cudaGraphLaunch(exec, st));
+        CUDA_OK(cudaEventRecord(e1, st));
+        CUDA_OK(cudaEventSynchronize(e1));
         float t;
-        CHECK(cudaEventElapsedTime(&t, e0, e1));
+        CUDA_OK(cudaEventElapsedTime(&t, e0, e1));
         if (i >= 2) ms.push_back(t / per_graph);
     }
     cudaEventDestroy(e0);
@@ -394,11 +388,11 @@ static double time_attention_graph(const void *q, const void *kv, int num_heads,
 static void run_bench()
 {
     int dev = 0;
-    CHECK(cudaGetDevice(&dev));
+    CUDA_OK(cudaGetDevice(&dev));
     cudaDeviceProp prop;
-    CHECK(cudaGetDeviceProperties(&prop, dev));
+    CUDA_OK(cudaGetDeviceProperties(&prop, dev));
     int clock_khz = 0;
-    CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, dev));
+    CUDA_OK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, dev));
     const double copy_gbs = copy_bandwidth_gbs();
     printf("device: %s, %d SMs, L2 %d MiB, sm_%d%d\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20,
            prop.major, prop.minor);
@@ -432,10 +426,10 @@ static void run_bench()
             db.kv_start = upload(kv_start);
             void *q, *kv, *out, *ws;
             const size_t ws_bytes = kernels_attention_workspace_bytes(B, H, D, ctx);
-            CHECK(cudaMalloc(&q, (size_t)B * H * D * 2));
-            CHECK(cudaMalloc(&out, (size_t)B * H * D * 2));
-            CHECK(cudaMalloc(&kv, (size_t)pool_slots * slot_bytes));
-            CHECK(cudaMalloc(&ws, ws_bytes));
+            CUDA_OK(cudaMalloc(&q, (size_t)B * H * D * 2));
+            CUDA_OK(cudaMalloc(&out, (size_t)B * H * D * 2));
+            CUDA_OK(cudaMalloc(&kv, (size_t)pool_slots * slot_bytes));
+            CUDA_OK(cudaMalloc(&ws, ws_bytes));
             fill_dev(q, (int64_t)B * H * D, 7);
             fill_dev(kv, pool_slots * slot_bytes / 2, 11);
             const double ms_stream = time_attention(q, kv, H, KV, D, hb, db, rot, B + 1, out, ws, ws_bytes, 100);
@@ -465,10 +459,10 @@ static void run_bench()
         dev_batch db = upload_batch(hb);
         void *q, *kv, *out, *ws;
         const size_t ws_bytes = kernels_attention_workspace_bytes(hb.num_tokens, H, D, sh[1]);
-        CHECK(cudaMalloc(&q, (size_t)hb.num_tokens * H * D * 2));
-        CHECK(cudaMalloc(&out, (size_t)hb.num_tokens * H * D * 2));
-        CHECK(cudaMalloc(&kv, (size_t)hb.num_slots * 2 * KV * D * 2));
-        CHECK(cudaMalloc(&ws, ws_bytes));
+        CUDA_OK(cudaMalloc(&q, (size_t)hb.num_tokens * H * D * 2));
+        CUDA_OK(cudaMalloc(&out, (size_t)hb.num_tokens * H * D * 2));
+        CUDA_OK(cudaMalloc(&kv, (size_t)hb.num_slots * 2 * KV * D * 2));
+        CUDA_OK(cudaMalloc(&ws, ws_bytes));
         fill_dev(q, (int64_t)hb.num_tokens * H * D, 3);
         fill_dev(kv, hb.num_slots * 2 * KV * D, 5);
         const double ms = time_attention(q, kv, H, KV, D, hb, db, 1, 0, out, ws, ws_bytes, 30);

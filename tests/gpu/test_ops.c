@@ -19,6 +19,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "cuda_ok.h"
 
 static int g_failures, g_checks;
 static backend *g_cpu, *g_gpu;
@@ -29,14 +30,6 @@ static const int32_t TOKENS[] = {1, 7, 19, 99, 989};
 #define MAX_TOKENS 1024
 #define MAX_SEQ_LEN 4096
 
-#define CUDA_OK(call)                                                                                 \
-    do {                                                                                              \
-        cudaError_t e_ = (call);                                                                      \
-        if (e_ != cudaSuccess) {                                                                      \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                                  \
-        }                                                                                             \
-    } while (0)
 
 static void backend_ok(const char *where)
 {

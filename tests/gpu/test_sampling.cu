@@ -43,14 +43,8 @@ extern "C" {
 #include "kernels/kernels.h"
 }
 
-#define CHECK(call)                                                                                    \
-    do {                                                                                               \
-        cudaError_t e_ = (call);                                                                       \
-        if (e_ != cudaSuccess) {                                                                       \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                                   \
-        }                                                                                              \
-    } while (0)
+#include "cuda_ok.h"
+
 
 static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
 static uint64_t rng_next()
@@ -295,8 +289,8 @@ static T *upload(const std::vector<T> &v)
 {
     if (v.empty()) return nullptr;
     T *d;
-    CHECK(cudaMalloc(&d, v.size() * sizeof(T)));
-    CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMalloc(&d, v.size() * sizeof(T)));
+    CUDA_OK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
     return d;
 }
 
@@ -305,7 +299,7 @@ static void dev_free(Dev &d)
     void *ps[] = {d.logits, d.mask, d.params, d.pen_off, d.pen_ids, d.pen_cnt, d.ban_off, d.ban_ids, d.tokens,
                   d.ranks, d.top_ids, d.table, d.table_index, d.logprobs, d.top_lp, d.diag};
     for (void *p : ps)
-        if (p) CHECK(cudaFree(p));
+        if (p) CUDA_OK(cudaFree(p));
     d = Dev();
 }
 
@@ -326,13 +320,13 @@ static void dev_upload(Dev &d, const Batch &b)
         d.ban_ids = upload(b.ban_ids);
     }
     d.table_index = upload(b.table_index);
-    CHECK(cudaMalloc(&d.tokens, b.m * sizeof(int32_t)));
-    CHECK(cudaMalloc(&d.ranks, b.m * sizeof(int32_t)));
-    CHECK(cudaMalloc(&d.top_ids, (size_t)b.m * KERNELS_SAMPLING_MAX_LOGPROBS * sizeof(int32_t)));
-    CHECK(cudaMalloc(&d.table, b.table_size * sizeof(int32_t)));
-    CHECK(cudaMalloc(&d.logprobs, b.m * sizeof(float)));
-    CHECK(cudaMalloc(&d.top_lp, (size_t)b.m * KERNELS_SAMPLING_MAX_LOGPROBS * sizeof(float)));
-    CHECK(cudaMalloc(&d.diag, (size_t)b.m * KERNELS_SAMPLING_NUM_DIAG * sizeof(double)));
+    CUDA_OK(cudaMalloc(&d.tokens, b.m * sizeof(int32_t)));
+    CUDA_OK(cudaMalloc(&d.ranks, b.m * sizeof(int32_t)));
+    CUDA_OK(cudaMalloc(&d.top_ids, (size_t)b.m * KERNELS_SAMPLING_MAX_LOGPROBS * sizeof(int32_t)));
+    CUDA_OK(cudaMalloc(&d.table, b.table_size * sizeof(int32_t)));
+    CUDA_OK(cudaMalloc(&d.logprobs, b.m * sizeof(float)));
+    CUDA_OK(cudaMalloc(&d.top_lp, (size_t)b.m * KERNELS_SAMPLING_MAX_LOGPROBS * sizeof(float)));
+    CUDA_OK(cudaMalloc(&d.diag, (size_t)b.m * KERNELS_SAMPLING_NUM_DIAG * sizeof(double)));
 }
 
 struct Out {
@@ -343,13 +337,13 @@ struct Out {
 
 static void dev_poison(Dev &d, const Batch &b)
 {
-    CHECK(cudaMemset(d.tokens, 0x5A, b.m * sizeof(int32_t)));
-    CHECK(cudaMemset(d.ranks, 0x5A, b.m * sizeof(int32_t)));
-    CHECK(cudaMemset(d.top_ids, 0x5A, (size_t)b.m * KERNELS_SAMPLING_MAX_LOGPROBS * sizeof(int32_t)));
-    CHECK(cudaMemset(d.table, 0x5A, b.table_size * sizeof(int32_t)));
-    CHECK(cudaMemset(d.logprobs, 0xFF, b.m * sizeof(float)));                       /* NaN */
-    CHECK(cudaMemset(d.top_lp, 0xFF, (size_t)b.m * KERNELS_SAMPLING_MAX_LOGPROBS * sizeof(float)));
-    CHECK(cudaMemset(d.diag, 0xFF, (size_t)b.m * KERNELS_SAMPLING_NUM_DIAG * sizeof(double)));
+    CUDA_OK(cudaMemset(d.tokens, 0x5A, b.m * sizeof(int32_t)));
+    CUDA_OK(cudaMemset(d.ranks, 0x5A, b.m * sizeof(int32_t)));
+    CUDA_OK(cudaMemset(d.top_ids, 0x5A, (size_t)b.m * KERNELS_SAMPLING_MAX_LOGPROBS * sizeof(int32_t)));
+    CUDA_OK(cudaMemset(d.table, 0x5A, b.table_size * sizeof(int32_t)));
+    CUDA_OK(cudaMemset(d.logprobs, 0xFF, b.m * sizeof(float)));                       /* NaN */
+    CUDA_OK(cudaMemset(d.top_lp, 0xFF, (size_t)b.m * KERNELS_SAMPLING_MAX_LOGPROBS * sizeof(float)));
+    CUDA_OK(cudaMemset(d.diag, 0xFF, (size_t)b.m * KERNELS_SAMPLING_NUM_DIAG * sizeof(double)));
 }
 
 static cudaError_t dev_launch(Dev &d, const Batch &b, cudaStream_t st)
@@ -369,13 +363,13 @@ static void dev_download(Dev &d, const Batch &b, Out &o)
     o.logprobs.resize(b.m);
     o.top_lp.resize(nt);
     o.diag.resize((size_t)b.m * KERNELS_SAMPLING_NUM_DIAG);
-    CHECK(cudaMemcpy(o.tokens.data(), d.tokens, b.m * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(o.ranks.data(), d.ranks, b.m * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(o.top_ids.data(), d.top_ids, nt * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(o.table.data(), d.table, b.table_size * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(o.logprobs.data(), d.logprobs, b.m * sizeof(float), cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(o.top_lp.data(), d.top_lp, nt * sizeof(float), cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(o.diag.data(), d.diag, o.diag.size() * sizeof(double), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(o.tokens.data(), d.tokens, b.m * sizeof(int32_t), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(o.ranks.data(), d.ranks, b.m * sizeof(int32_t), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(o.top_ids.data(), d.top_ids, nt * sizeof(int32_t), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(o.table.data(), d.table, b.table_size * sizeof(int32_t), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(o.logprobs.data(), d.logprobs, b.m * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(o.top_lp.data(), d.top_lp, nt * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(o.diag.data(), d.diag, o.diag.size() * sizeof(double), cudaMemcpyDeviceToHost));
 }
 
 /* ------------------------------------------------------------------ comparison */
@@ -577,10 +571,10 @@ static void chi_square_case(const char *name, int vocab, const sampling_params_t
     std::vector<float> tmp(vocab);
     for (int l = 0; l < launches; l++) {
         for (int r = 0; r < m; r++) b.kp[r].rng_counter = b.rows[r].counter = (uint64_t)l * m + r;
-        CHECK(cudaMemcpy(d.params, b.kp.data(), m * sizeof(kernels_sampling_params_t), cudaMemcpyHostToDevice));
+        CUDA_OK(cudaMemcpy(d.params, b.kp.data(), m * sizeof(kernels_sampling_params_t), cudaMemcpyHostToDevice));
         dev_poison(d, b);
-        CHECK(dev_launch(d, b, 0));
-        CHECK(cudaDeviceSynchronize());
+        CUDA_OK(dev_launch(d, b, 0));
+        CUDA_OK(cudaDeviceSynchronize());
         dev_download(d, b, o);
         for (int r = 0; r < m; r++) {
             const int t = o.tokens[r];
@@ -640,12 +634,12 @@ static void bench(sampling_scratch_t *scratch)
     const int ms[] = {1, 64, 256};
     cudaDeviceProp prop;
     int dev;
-    CHECK(cudaGetDevice(&dev));
-    CHECK(cudaGetDeviceProperties(&prop, dev));
+    CUDA_OK(cudaGetDevice(&dev));
+    CUDA_OK(cudaGetDeviceProperties(&prop, dev));
     printf("timing on %s (vocab %d, 1024 threads per row; floor = logits bytes / 4 TB/s)\n", prop.name, vocab);
     cudaEvent_t e0, e1;
-    CHECK(cudaEventCreate(&e0));
-    CHECK(cudaEventCreate(&e1));
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
     for (int mode = 0; mode < 3; mode++) {
         for (int m : ms) {
             Batch b;
@@ -669,35 +663,35 @@ static void bench(sampling_scratch_t *scratch)
             }
             Dev d;
             dev_upload(d, b);
-            for (int i = 0; i < 3; i++) CHECK(dev_launch(d, b, 0));
-            CHECK(cudaDeviceSynchronize());
+            for (int i = 0; i < 3; i++) CUDA_OK(dev_launch(d, b, 0));
+            CUDA_OK(cudaDeviceSynchronize());
             std::vector<float> ts;
             for (int i = 0; i < 25; i++) {
-                CHECK(cudaEventRecord(e0));
-                CHECK(dev_launch(d, b, 0));
-                CHECK(cudaEventRecord(e1));
-                CHECK(cudaEventSynchronize(e1));
+                CUDA_OK(cudaEventRecord(e0));
+                CUDA_OK(dev_launch(d, b, 0));
+                CUDA_OK(cudaEventRecord(e1));
+                CUDA_OK(cudaEventSynchronize(e1));
                 float ms_ = 0;
-                CHECK(cudaEventElapsedTime(&ms_, e0, e1));
+                CUDA_OK(cudaEventElapsedTime(&ms_, e0, e1));
                 ts.push_back(ms_ * 1000.0f);
             }
             std::sort(ts.begin(), ts.end());
             /* a D2D copy of the same bytes, for the achievable bandwidth at this size */
             float *cp;
             const size_t bytes = (size_t)m * vocab * sizeof(float);
-            CHECK(cudaMalloc(&cp, bytes));
+            CUDA_OK(cudaMalloc(&cp, bytes));
             std::vector<float> tc;
             for (int i = 0; i < 10; i++) {
-                CHECK(cudaEventRecord(e0));
-                CHECK(cudaMemcpyAsync(cp, d.logits, bytes, cudaMemcpyDeviceToDevice));
-                CHECK(cudaEventRecord(e1));
-                CHECK(cudaEventSynchronize(e1));
+                CUDA_OK(cudaEventRecord(e0));
+                CUDA_OK(cudaMemcpyAsync(cp, d.logits, bytes, cudaMemcpyDeviceToDevice));
+                CUDA_OK(cudaEventRecord(e1));
+                CUDA_OK(cudaEventSynchronize(e1));
                 float ms_ = 0;
-                CHECK(cudaEventElapsedTime(&ms_, e0, e1));
+                CUDA_OK(cudaEventElapsedTime(&ms_, e0, e1));
                 tc.push_back(ms_ * 1000.0f);
             }
             std::sort(tc.begin(), tc.end());
-            CHECK(cudaFree(cp));
+            CUDA_OK(cudaFree(cp));
             const double floor_us = (double)bytes / 4e12 * 1e6;
             static const char *MODES[] = {"greedy", "T0.8 k50 p0.95", "T1 p0.9 lp5 rep1.1"};
             printf("bench %-20s m=%3d  median %8.1f us  floor %6.1f us  ratio %6.1fx  (d2d copy of the logits %6.1f us)\n",
@@ -748,15 +742,15 @@ int main(int argc, char **argv)
                     Dev d;
                     dev_upload(d, b);
                     dev_poison(d, b);
-                    CHECK(dev_launch(d, b, 0));
-                    CHECK(cudaDeviceSynchronize());
+                    CUDA_OK(dev_launch(d, b, 0));
+                    CUDA_OK(cudaDeviceSynchronize());
                     Out o, o2;
                     dev_download(d, b, o);
                     compare(b, o, scratch, t);
                     if (sd == 0) { /* determinism: the same launch again, same bits */
                         dev_poison(d, b);
-                        CHECK(dev_launch(d, b, 0));
-                        CHECK(cudaDeviceSynchronize());
+                        CUDA_OK(dev_launch(d, b, 0));
+                        CUDA_OK(cudaDeviceSynchronize());
                         dev_download(d, b, o2);
                         g_checks++;
                         if (o.tokens != o2.tokens || memcmp(o.logprobs.data(), o2.logprobs.data(), m * sizeof(float)) ||
