@@ -1,4 +1,4 @@
-"""The grammar compiler (csrc/grammar: regularize → LALR(1) → DPDA) and token masks through
+"""The grammar compiler (csrc/grammar: regularize → LALR(1), LR(1) fallback → DPDA) and token masks through
 lightllm._C.GrammarCompiler / GrammarMatcher: the matcher agrees with the Earley reference on
 MaskBench instances (whole-text acceptance on a sample, byte-by-byte prefix acceptance on a
 smaller one), the fast mask equals brute force with the real Qwen3 vocabulary, the content
@@ -33,10 +33,57 @@ def test_compile_match_rollback():
     assert e.advance_bytes(b'k":12}') and e.is_accepting()
     c = gc.compile("choice", '["yes", "no", "n/a"]').matcher()
     assert c.advance_bytes(b"n") and not c.is_accepting() and c.advance_bytes(b"o") and c.is_accepting()
-    with pytest.raises(ValueError, match=r"not LALR\(1\): reduce/reduce conflict on '\(' after input '\('"):
+    with pytest.raises(ValueError, match=r"not LR\(1\): reduce/reduce conflict on '\(' after input '\(': "
+                                         r"reduce [xy]@1 ::= '\(' vs reduce [xy]@1 ::= '\('"):
         gc.compile("ebnf", 'root ::= x | y\nx ::= "(" x ")" | "a"\ny ::= "(" y ")" | "a"\n')
     with pytest.raises(ValueError, match="unsupported JSON Schema keyword 'not'"):
         gc.compile("json_schema", '{"not": {}}')
+
+
+# LR(1) but not LALR(1): the textbook pairs (Aho, Sethi & Ullman, ch. 4: S → aAd | bBd | aBe | bAe,
+# A → c, B → c; and S → Aa | bAc | Bc | bBa, A → d, B → d).  A and B are made recursive so that
+# grammar_regularize keeps them as nonterminals (inlined they would be determinised away); the
+# state after the shared body has the reductions A ::= c and B ::= c, which LALR(1) merges.
+LR1_GRAMMARS = [
+    ('root ::= "a" x "d" | "b" y "d" | "a" y "e" | "b" x "e"\nx ::= "c" | "(" x ")"\ny ::= "c" | "[" y "]"\n',
+     "abcde()[]", [b"acd", b"bce", b"a((c))d", b"b[[c]]d", b"a[c]e", b"b(c)e"]),
+    ('root ::= x "a" | "b" x "c" | y "c" | "b" y "a"\nx ::= "d" | "(" x ")"\ny ::= "d" | "[" y "]"\n',
+     "abcd()[]", [b"da", b"bdc", b"dc", b"bda", b"((d))a", b"b[d]a"]),
+]
+
+
+@pytest.mark.parametrize("source,alphabet,sentences", LR1_GRAMMARS)
+def test_lr1_fallback_agrees_with_earley(source, alphabet, sentences):
+    import itertools
+    gc = _C.GrammarCompiler()
+    g = gc.compile("ebnf", source)
+    assert g.lr_kind == "LR(1)"          # LALR(1) had the merging conflict; the fallback built it
+    assert gc.compile("regex", "a(b|c)*").lr_kind == "LALR(1)"
+    texts = [bytes(t) for n in range(1, 6) for t in itertools.product(alphabet.encode(), repeat=n)]
+    ref = _C.grammar_accepts_many("ebnf", source, texts)
+    got = []
+    for t in texts:
+        m = g.matcher()
+        got.append(m.advance_bytes(t) and m.is_accepting())
+    assert got == ref and sum(ref) >= 8
+    for t in (t for t in texts if len(t) <= 4):  # every text up to 4 bytes: the matcher moves iff Earley can extend it
+        assert g.matcher().advance_bytes(t) == _C.grammar_accepts("ebnf", source, t, prefix=True), t
+    for t in sentences:
+        assert _C.grammar_accepts("ebnf", source, t)
+        m = g.matcher()
+        assert m.advance_bytes(t) and m.is_accepting()
+    # masks over a small vocabulary (single bytes and pieces that span the conflicting reduction)
+    toks = [bytes([b]) for b in alphabet.encode()] + [b"ac", b"cd", b"ce", b"c)", b"(c", b"c]", b"bd", b"da", b"dc",
+                                                      b"))d", b"]]", b"c))e"]
+    eos = len(toks)
+    vocab = _C.DetokVocab(toks + [b""], [eos])
+    mg = _C.GrammarCompiler(vocab, [eos]).compile("ebnf", source)
+    for t in sentences:
+        m = mg.matcher()
+        for k in range(len(t) + 1):
+            assert m.mask() == m.mask_brute(), (t, k)
+            if k < len(t):
+                assert m.advance_bytes(t[k:k + 1])
 
 
 def _cases(step):

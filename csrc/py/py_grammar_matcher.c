@@ -2,9 +2,9 @@
  *
  *   GrammarCompiler(vocab: DetokVocab | None = None, eos_ids=(), capacity=256)
  *       .compile(kind, source, whitespace=False) -> CompiledGrammar   (cached by content;
- *        ValueError names an unsupported keyword or an LALR(1) conflict)
+ *        ValueError names an unsupported keyword or an LR(1) conflict)
  *       .vocab_size, .mask_words, .num_cached
- *   CompiledGrammar: .matcher() -> GrammarMatcher; .num_states, .num_edges, .compile_us,
+ *   CompiledGrammar: .matcher() -> GrammarMatcher; .num_states, .lr_kind, .num_edges, .compile_us,
  *       .cache_hit, .mask_cache_entries, .mask_cache_bytes
  *   GrammarMatcher(compiled):
  *       .advance_bytes(b) -> bool (all or nothing), .advance_token(id) -> bool,
@@ -184,6 +184,7 @@ static PyObject *py_gc_compiled_get(py_gc_compiled *self, void *closure)
     const char *what = closure;
     grammar_compiled *gc = self->gc;
     if (!strcmp(what, "num_states")) return PyLong_FromLong(gc->d->num_states);
+    if (!strcmp(what, "lr_kind")) return PyUnicode_FromString(gc->d->lr.is_lr1 ? "LR(1)" : "LALR(1)");
     if (!strcmp(what, "num_edges")) return PyLong_FromLong(gc->d->num_edges);
     if (!strcmp(what, "num_classes")) return PyLong_FromLong(gc->d->num_terms - 1);
     if (!strcmp(what, "compile_us")) return PyFloat_FromDouble((double)gc->compile_ns / 1e3);
@@ -199,7 +200,8 @@ static PyMethodDef py_gc_compiled_methods[] = {
 };
 
 static PyGetSetDef py_gc_compiled_getset[] = {
-    {"num_states", (getter)py_gc_compiled_get, NULL, "LALR(1) states", "num_states"},
+    {"num_states", (getter)py_gc_compiled_get, NULL, "LR automaton states", "num_states"},
+    {"lr_kind", (getter)py_gc_compiled_get, NULL, "'LALR(1)', or 'LR(1)' when LALR(1) had a conflict and the LR(1) fallback built it", "lr_kind"},
     {"num_edges", (getter)py_gc_compiled_get, NULL, "distinct DPDA edges", "num_edges"},
     {"num_classes", (getter)py_gc_compiled_get, NULL, "byte classes", "num_classes"},
     {"compile_us", (getter)py_gc_compiled_get, NULL, "compile time of the cache miss, microseconds", "compile_us"},
