@@ -9,6 +9,8 @@
 #include "grammar/vec.h"
 
 #define DPDA_MAX_CHAIN 100000
+#define DPDA_MAX_ROUNDS 8           /* regularize + LR tries of one grammar */
+#define DPDA_LARGE_BUDGET_SCALE 4   /* the regularize budgets of the retry */
 
 /* Simulates class c from state s (phase post: c already shifted) on a virtual stack; the
  * edge is appended to `e` as [kind, num_pop, nt, post, push...]. */
@@ -50,18 +52,67 @@ static status_t dpda_simulate(const lr_automaton *a, int32_t s, int32_t c, int p
     }
 }
 
+/* regularize → lr_build, retried when that fails:
+ *  - on an LR conflict, the opaque nonterminals whose rules conflict are marked for expansion
+ *    into the automata that use them (two bodies that start alike then share one DFA, which
+ *    determinises the common prefix);
+ *  - when nothing new can be marked, or regularize ran out of budget, once with budgets x
+ *    DPDA_LARGE_BUDGET_SCALE (fewer pieces split off as separate nonterminals: a split between
+ *    alternatives that start alike is itself a conflict).
+ * Grammars that compile at the first try (most) pay nothing.  At most DPDA_MAX_ROUNDS tries; a
+ * grammar that still fails reports the FIRST error (the grammar as the front end wrote it). */
+static status_t dpda_build_lr(const grammar *g, dpda *d)
+{
+    uint8_t *inl = NULL;
+    char *first_error = NULL;
+    status_t st = STATUS_OK, first_st = STATUS_OK;
+    int32_t scale = 1;
+    for (int round = 0; round < DPDA_MAX_ROUNDS; round++) {
+        grammar rg;
+        int32_t *owner = NULL, conflict_lhs[2] = {-1, -1};
+        grammar_regularize_opts opts = {inl, scale};
+        st = grammar_regularize(g, &opts, &rg, &owner);
+        if (st == STATUS_OK) {
+            st = lr_build(&rg, &d->lr, conflict_lhs);
+            d->num_rules = rg.num_rules;
+            d->num_nts = rg.num_nts;
+        }
+        int marked = 0, too_large = st != STATUS_OK && !strncmp(status_message(), "grammar too large", 17);
+        if (st != STATUS_OK && conflict_lhs[0] >= 0) {
+            if (!inl) {
+                inl = calloc((size_t)g->num_nts + 1, 1);
+                LL_ASSERT(inl);
+            }
+            for (int i = 0; i < 2; i++) {
+                int32_t x = conflict_lhs[i] >= 0 ? owner[conflict_lhs[i]] : -1;
+                if (x >= 0 && x != g->start && !inl[x]) { inl[x] = 1; marked++; }
+            }
+        }
+        grammar_free(&rg);
+        free(owner);
+        if (st != STATUS_OK && round == 0) {
+            first_st = st;
+            first_error = strdup(status_message());
+            LL_ASSERT(first_error);
+        }
+        if (st == STATUS_OK) break;
+        if (!marked) {
+            if (scale > 1 || (conflict_lhs[0] < 0 && !too_large)) break;
+            scale = DPDA_LARGE_BUDGET_SCALE;
+        }
+    }
+    if (st != STATUS_OK && first_error) st = status_set(first_st, "%s", first_error);
+    free(first_error);
+    free(inl);
+    return st;
+}
+
 status_t dpda_compile(const grammar *g, dpda **out)
 {
     *out = NULL;
-    grammar rg;
-    status_t st = grammar_regularize(g, &rg);
-    if (st != STATUS_OK) { grammar_free(&rg); return st; }
     dpda *d = calloc(1, sizeof *d);
     LL_ASSERT(d);
-    st = lr_build(&rg, &d->lr);
-    d->num_rules = rg.num_rules;
-    d->num_nts = rg.num_nts;
-    grammar_free(&rg);
+    status_t st = dpda_build_lr(g, d);
     if (st != STATUS_OK) { free(d); return st; }
     const lr_automaton *a = &d->lr;
     d->num_states = a->num_states;

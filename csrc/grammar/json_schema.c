@@ -1152,6 +1152,11 @@ static status_t js_gen(js_ctx *c, const js_part *in, int n_in, grammar_sym *out)
     }
     if (st != STATUS_OK) goto done;
     if (is_false) { *out = grammar_add_empty(g, "false"); goto done; }
+    /* nothing constrains the value: the shared "any value" (an anyOf with such an option is
+     * then "any value" too, see below) */
+    int free_value = 1;
+    for (int i = 0; i < n && free_value; i++) free_value = js_only_keyword(parts[i].node, "");
+    if (free_value) { *out = js_value(c); goto done; }
     for (int i = 0; i < n; i++) parts[i].skip |= 0x100;   /* mark expanded */
     /* distribute the first pending anyOf / oneOf */
     for (int i = 0; i < n; i++) {
@@ -1178,6 +1183,13 @@ static status_t js_gen(js_ctx *c, const js_part *in, int n_in, grammar_sym *out)
             }
             js_path_pop(c, old);
             if (st != STATUS_OK) goto done;
+            if (c->have_value && alt == c->value) {
+                /* an option that allows any value: the union is any value (every option's
+                 * language is inside it), one nonterminal instead of overlapping alternatives
+                 * that no LR(1) automaton could tell apart */
+                *out = c->value;
+                goto done;
+            }
             grammar_add_rule(g, nt, &alt, 1);
         }
         *out = grammar_nt(nt);

@@ -42,7 +42,13 @@ typedef struct lr_ctx {
     vec_i32 state_core;             /* [num_states] kernel id (in `kernels`) of each state */
     int32_t num_states;
     const char *kind;               /* "LALR(1)" or "LR(1)": the automaton, for messages */
+    int32_t conflict_lhs[2];        /* lhs of the rules of the last conflict reported */
 } lr_ctx;
+
+static int32_t lr_rule_lhs_nt(const lr_ctx *c, int32_t r)
+{
+    return r < c->nr - 1 ? c->a->rule_lhs[r] : -1;
+}
 
 static int32_t lr_next_sym(const lr_ctx *c, int32_t item)
 {
@@ -294,6 +300,8 @@ static status_t lr_conflict(lr_ctx *c, int32_t q, int32_t t, int32_t r1, int32_t
     grammar_buf rules = {0};
     grammar_buf_put(&rules, "reduce ", 7);
     lr_put_rule(c, r1, &rules);
+    c->conflict_lhs[0] = lr_rule_lhs_nt(c, r1);
+    c->conflict_lhs[1] = other >= 0 ? lr_rule_lhs_nt(c, other) : -1;
     if (other >= 0) {
         grammar_buf_put(&rules, " vs reduce ", 11);
         lr_put_rule(c, other, &rules);
@@ -313,6 +321,7 @@ static status_t lr_conflict(lr_ctx *c, int32_t q, int32_t t, int32_t r1, int32_t
                 for (int32_t j = 0; j < m; j++) hit |= cl[j] == t;
             }
             if (hit) {
+                c->conflict_lhs[1] = lr_rule_lhs_nt(c, c->item_rule[items.p[i]]);
                 grammar_buf_put(&rules, " vs shift in ", 13);
                 lr_put_rule(c, c->item_rule[items.p[i]], &rules);
                 break;
@@ -1084,14 +1093,16 @@ static void lr_graph_reset(lr_ctx *c)
     a->num_states = 0;
 }
 
-status_t lr_build(const grammar *g, lr_automaton *out)
+status_t lr_build(const grammar *g, lr_automaton *out, int32_t conflict_lhs[2])
 {
     memset(out, 0, sizeof *out);
+    if (conflict_lhs) conflict_lhs[0] = conflict_lhs[1] = -1;
     if (g->start < 0) return status_set(STATUS_INVALID_ARG, "grammar has no start rule");
     lr_ctx c;
     memset(&c, 0, sizeof c);
     c.g = g;
     c.a = out;
+    c.conflict_lhs[0] = c.conflict_lhs[1] = -1;
     lr_prepare(&c);
     c.kind = "LALR(1)";
     int conflict = 0;
@@ -1107,6 +1118,7 @@ status_t lr_build(const grammar *g, lr_automaton *out)
         st = lr_graph_lr1(&c);
         if (st == STATUS_OK) st = lr_tables(&c, &conflict);
         else st = status_set(st, "%s; the LR(1) fallback failed: %s", lalr, status_message());
+        if (conflict && conflict_lhs) memcpy(conflict_lhs, c.conflict_lhs, sizeof c.conflict_lhs);
     }
     free(c.body_off); free(c.body); free(c.rstart); free(c.rlist); free(c.item_rule); free(c.nullable);
     free(c.range_set); free(c.nt_mark); free(c.trans_start); free(c.ns);

@@ -46,7 +46,10 @@ typedef struct lr_automaton {
     int64_t num_gotos;
 } lr_automaton;
 
-status_t lr_build(const grammar *g, lr_automaton *out);
+/* conflict_lhs (or NULL): on a conflict, the lhs nonterminals (in g) of the two rules involved
+ * (the reduced one, and the other reduced one or the shifting item's), -1 for the augmented
+ * rule; both -1 when the error is not a conflict or there is none. */
+status_t lr_build(const grammar *g, lr_automaton *out, int32_t conflict_lhs[2]);
 void lr_free(lr_automaton *a);
 
 static inline int32_t lr_goto(const lr_automaton *a, int32_t state, int32_t nt)

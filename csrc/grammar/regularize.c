@@ -42,7 +42,19 @@ typedef struct rz {
     uint8_t *delim;            /* [num_nts] see rz_delimited */
     int64_t work;              /* NFA states built, failed attempts included */
     vec_i32 todo;              /* opaque nonterminals still to emit */
+    const uint8_t *inl;        /* [num_nts] or NULL: opaque nonterminals also expanded where used */
+    uint8_t *inl_on;           /* [num_nts] being expanded on the current rz_build path */
+    vec_i32 owner;             /* [out->num_nts] the input nonterminal of each output one */
+    int64_t max_nfa, max_dfa, max_work;   /* budgets (GRAMMAR_REGULARIZE_MAX_* x budget_scale) */
 } rz;
+
+static int32_t rz_add_out_nt(rz *z, const char *name, int32_t owner)
+{
+    int32_t nt = grammar_add_nonterminal(z->out, name);
+    LL_ASSERT(nt == (int32_t)z->owner.n);
+    VEC_PUSH(z->owner, owner);
+    return nt;
+}
 
 static int32_t rz_state(rz *z)
 {
@@ -125,9 +137,10 @@ static int rz_seq(rz *z, const grammar_sym *s, int32_t n, int32_t from, int32_t 
 /* Returns 0 when the NFA exceeds its budget (the caller makes a child opaque and retries). */
 static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
 {
-    if (nt != z->cur && z->opaque[nt]) { rz_add_edge(z, from, grammar_nt(z->out_nt[nt]), to); return 1; }
+    int expand = nt != z->cur && z->opaque[nt] && z->inl && z->inl[nt] && !z->inl_on[nt];
+    if (nt != z->cur && z->opaque[nt] && !expand) { rz_add_edge(z, from, grammar_nt(z->out_nt[nt]), to); return 1; }
     if (nt == z->cur && depth > 0 && !z->linear[nt]) { rz_add_edge(z, from, grammar_nt(z->out_nt[nt]), to); return 1; }
-    if (z->head.n > GRAMMAR_REGULARIZE_MAX_NFA_STATES || depth > GRAMMAR_REGULARIZE_MAX_DEPTH) return 0;
+    if (z->head.n > z->max_nfa || depth > GRAMMAR_REGULARIZE_MAX_DEPTH) return 0;
     int32_t e = rz_memo_get(z, nt, to);
     if (e >= 0) { rz_add_edge(z, from, RZ_EPS, e); return 1; }
     e = rz_state(z);
@@ -142,6 +155,7 @@ static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
             if (r->num_syms > 1 && grammar_rule_syms(g, r)[0] == self) x = rz_state(z);
         }
     }
+    if (expand) z->inl_on[nt] = 1;   /* its own uses inside the copy stay references */
     for (int32_t k = z->rstart[nt]; k < z->rstart[nt + 1]; k++) {
         const grammar_rule *r = &g->rules[z->rlist[k]];
         const grammar_sym *s = grammar_rule_syms(g, r);
@@ -152,6 +166,7 @@ static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
             return 0;
         }
     }
+    if (expand) z->inl_on[nt] = 0;
     if (x != to) rz_add_edge(z, x, RZ_EPS, to);
     return 1;
 }
@@ -232,7 +247,7 @@ typedef struct rz_trans {
 static void rz_mark_opaque(rz *z, int32_t w)
 {
     z->opaque[w] = 1;
-    z->out_nt[w] = grammar_add_nonterminal(z->out, z->g->names[w]);
+    z->out_nt[w] = rz_add_out_nt(z, z->g->names[w], w);
     VEC_PUSH(z->todo, w);
 }
 
@@ -276,7 +291,7 @@ static int rz_split(rz *z, int32_t v)
             if (!grammar_is_nt(s[i])) continue;
             int32_t w = grammar_nt_index(s[i]);
             if (w == v || z->opaque[w]) continue;
-            if (z->size[w] >= GRAMMAR_REGULARIZE_MAX_NFA_STATES / 8) { rz_mark_opaque(z, w); found++; continue; }
+            if (z->size[w] >= z->max_nfa / 8) { rz_mark_opaque(z, w); found++; continue; }
             if (best < 0 || z->size[w] > z->size[best]) best = w;
         }
     }
@@ -470,6 +485,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     if (z->memo_cap) memset(z->memo_keys, 0xff, (size_t)z->memo_cap * sizeof *z->memo_keys);
     z->memo_n = 0;
     z->cur = v;
+    if (z->inl_on) memset(z->inl_on, 0, (size_t)z->g->num_nts);
     int32_t entry = rz_state(z);
     int32_t exit = rz_state(z);
     *st_out = STATUS_OK;
@@ -485,9 +501,9 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     rz_closure(z, &set);
     vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
     for (int32_t d = 0; d < vec_intern_num(&dfa); d++) {
-        if (d >= GRAMMAR_REGULARIZE_MAX_DFA_STATES) {
-            st = status_set(STATUS_INVALID_ARG, "grammar too large: the automaton of rule '%s' exceeds %d states",
-                            z->g->names[v], GRAMMAR_REGULARIZE_MAX_DFA_STATES);
+        if (d >= z->max_dfa) {
+            st = status_set(STATUS_INVALID_ARG, "grammar too large: the automaton of rule '%s' exceeds %lld states",
+                            z->g->names[v], (long long)z->max_dfa);
             vec_intern_free(&dfa);
             VEC_FREE(trans); VEC_FREE(pairs); VEC_FREE(set); VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
             return 0;   /* the caller splits v and retries, or reports */
@@ -639,7 +655,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
             int32_t d = trans.p[i].to;
             if (lnt[d] < 0) {
                 snprintf(name, sizeof name, "%.250s@%d", z->g->names[v], (int)d);
-                lnt[d] = grammar_add_nonterminal(out, name);
+                lnt[d] = rz_add_out_nt(z, name, v);
             }
         }
         int32_t vo = z->out_nt[v];
@@ -700,9 +716,10 @@ static int64_t rz_size(const rz *z, int32_t nt)
     return total;
 }
 
-status_t grammar_regularize(const grammar *in, grammar *out)
+status_t grammar_regularize(const grammar *in, const grammar_regularize_opts *opts, grammar *out, int32_t **owner)
 {
     grammar_init(out);
+    if (owner) *owner = NULL;
     if (in->start < 0) return status_set(STATUS_INVALID_ARG, "grammar has no start rule");
     const grammar *g = in;
     int32_t nn = g->num_nts, nr = g->num_rules;
@@ -710,6 +727,15 @@ status_t grammar_regularize(const grammar *in, grammar *out)
     memset(&z, 0, sizeof z);
     z.g = g;
     z.out = out;
+    z.inl = opts ? opts->inline_nts : NULL;
+    int64_t scale = opts && opts->budget_scale > 1 ? opts->budget_scale : 1;
+    z.max_nfa = GRAMMAR_REGULARIZE_MAX_NFA_STATES * scale;
+    z.max_dfa = GRAMMAR_REGULARIZE_MAX_DFA_STATES * scale;
+    z.max_work = GRAMMAR_REGULARIZE_MAX_WORK * scale;
+    if (z.inl) {
+        z.inl_on = calloc((size_t)nn + 1, 1);
+        LL_ASSERT(z.inl_on);
+    }
     /* productive rules: count unproductive occurrences per rule, worklist by nonterminal */
     int32_t *cnt = calloc((size_t)nr + 1, sizeof *cnt);
     int32_t *occ_start = calloc((size_t)nn + 1, sizeof *occ_start);
@@ -745,7 +771,7 @@ status_t grammar_regularize(const grammar *in, grammar *out)
     status_t st = STATUS_OK;
     if (!prod[g->start]) {
         st = status_set(STATUS_INVALID_ARG, "the grammar's language is empty (rule '%s' derives no string)", g->names[g->start]);
-        free(cnt); free(fill); free(prod); VEC_FREE(work);
+        free(cnt); free(fill); free(prod); VEC_FREE(work); free(z.inl_on);
         return st;
     }
     /* productive rules by lhs */
@@ -840,10 +866,10 @@ status_t grammar_regularize(const grammar *in, grammar *out)
     VEC_FREE(work);
     /* output nonterminals for the reachable opaque ones, start first */
     for (int32_t i = 0; i < nn; i++) z.out_nt[i] = -1;
-    z.out_nt[g->start] = grammar_add_nonterminal(out, g->names[g->start]);
+    z.out_nt[g->start] = rz_add_out_nt(&z, g->names[g->start], g->start);
     for (int64_t oi = 0; oi < order.n; oi++) {
         int32_t v = order.p[oi];
-        if (z.opaque[v] && z.out_nt[v] < 0) z.out_nt[v] = grammar_add_nonterminal(out, g->names[v]);
+        if (z.opaque[v] && z.out_nt[v] < 0) z.out_nt[v] = rz_add_out_nt(&z, g->names[v], v);
     }
     out->start = z.out_nt[g->start];
     z.num_classes = grammar_byte_classes(g, z.class_of);
@@ -858,16 +884,16 @@ status_t grammar_regularize(const grammar *in, grammar *out)
         for (;;) {
             int ok = rz_opaque(&z, v, &st);
             z.work += z.head.n;
-            if (z.work > GRAMMAR_REGULARIZE_MAX_WORK && st == STATUS_OK) {
-                st = status_set(STATUS_INVALID_ARG, "grammar too large: its automata exceed %d NFA states in all",
-                                GRAMMAR_REGULARIZE_MAX_WORK);
+            if (z.work > z.max_work && st == STATUS_OK) {
+                st = status_set(STATUS_INVALID_ARG, "grammar too large: its automata exceed %lld NFA states in all",
+                                (long long)z.max_work);
                 break;
             }
             if (ok) break;
             if (!rz_split(&z, v)) {
                 st = status_set(STATUS_INVALID_ARG,
-                                "grammar too large: the automaton of rule '%s' exceeds %d NFA / %d DFA states",
-                                g->names[v], GRAMMAR_REGULARIZE_MAX_NFA_STATES, GRAMMAR_REGULARIZE_MAX_DFA_STATES);
+                                "grammar too large: the automaton of rule '%s' exceeds %lld NFA / %lld DFA states",
+                                g->names[v], (long long)z.max_nfa, (long long)z.max_dfa);
                 break;
             }
         }
@@ -883,5 +909,9 @@ status_t grammar_regularize(const grammar *in, grammar *out)
     VEC_FREE(z.head);
     VEC_FREE(z.edges);
     VEC_FREE(z.mark);
+    free(z.inl_on);
+    LL_ASSERT(z.owner.n == out->num_nts);
+    if (owner) *owner = z.owner.p;
+    else VEC_FREE(z.owner);
     return st;
 }
