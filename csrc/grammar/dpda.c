@@ -11,6 +11,7 @@
 #define DPDA_MAX_CHAIN 100000
 #define DPDA_MAX_ROUNDS 8           /* regularize + LR tries of one grammar */
 #define DPDA_LARGE_BUDGET_SCALE 4   /* the regularize budgets of the retry */
+#define DPDA_MAX_RETRY_RULES 150000 /* regularized rules built by the retries before giving up */
 
 /* Simulates class c from state s (phase post: c already shifted) on a virtual stack; the
  * edge is appended to `e` as [kind, num_pop, nt, post, push...]. */
@@ -53,32 +54,37 @@ static status_t dpda_simulate(const lr_automaton *a, int32_t s, int32_t c, int p
 }
 
 /* regularize → lr_build, retried when that fails:
- *  - on an LR conflict, the opaque nonterminals whose rules conflict are marked for expansion
- *    into the automata that use them (two bodies that start alike then share one DFA, which
- *    determinises the common prefix);
- *  - when nothing new can be marked, or regularize ran out of budget, once with budgets x
- *    DPDA_LARGE_BUDGET_SCALE (fewer pieces split off as separate nonterminals: a split between
- *    alternatives that start alike is itself a conflict).
- * Grammars that compile at the first try (most) pay nothing.  At most DPDA_MAX_ROUNDS tries; a
- * grammar that still fails reports the FIRST error (the grammar as the front end wrote it). */
+ *  - budgets x DPDA_LARGE_BUDGET_SCALE when regularize ran out of budget, or when the conflict
+ *    may come from its budget splits (a piece split off as a separate nonterminal next to
+ *    alternatives that start alike is itself a conflict): fewer pieces are split off;
+ *  - otherwise, on an LR conflict, the opaque nonterminals whose rules conflict are marked for
+ *    expansion into the automata that use them (two bodies that start alike then share one
+ *    DFA, which determinises the common prefix).
+ * Grammars that compile at the first try (most) pay nothing.  At most DPDA_MAX_ROUNDS tries, and
+ * no new retry once the retries built DPDA_MAX_RETRY_RULES regularized rules; a grammar that still fails reports its FIRST
+ * error (the grammar as the front end wrote it). */
 static status_t dpda_build_lr(const grammar *g, dpda *d)
 {
     uint8_t *inl = NULL;
     char *first_error = NULL;
     status_t st = STATUS_OK, first_st = STATUS_OK;
     int32_t scale = 1;
-    for (int round = 0; round < DPDA_MAX_ROUNDS; round++) {
+    int64_t total_rules = 0;
+    for (int round = 0; round < DPDA_MAX_ROUNDS && total_rules <= DPDA_MAX_RETRY_RULES; round++) {
         grammar rg;
         int32_t *owner = NULL, conflict_lhs[2] = {-1, -1};
-        grammar_regularize_opts opts = {inl, scale};
+        grammar_regularize_opts opts = {inl, scale, 0};
+        d->num_tries = round + 1;
         st = grammar_regularize(g, &opts, &rg, &owner);
         if (st == STATUS_OK) {
             st = lr_build(&rg, &d->lr, conflict_lhs);
             d->num_rules = rg.num_rules;
             d->num_nts = rg.num_nts;
         }
-        int marked = 0, too_large = st != STATUS_OK && !strncmp(status_message(), "grammar too large", 17);
-        if (st != STATUS_OK && conflict_lhs[0] >= 0) {
+        if (round > 0) total_rules += rg.num_rules;
+        int too_large = st != STATUS_OK && !strncmp(status_message(), "grammar too large", 17);
+        int conflict = st != STATUS_OK && conflict_lhs[0] >= 0, marked = 0;
+        if (conflict && !(scale == 1 && opts.num_splits > 0)) {
             if (!inl) {
                 inl = calloc((size_t)g->num_nts + 1, 1);
                 LL_ASSERT(inl);
@@ -97,7 +103,7 @@ static status_t dpda_build_lr(const grammar *g, dpda *d)
         }
         if (st == STATUS_OK) break;
         if (!marked) {
-            if (scale > 1 || (conflict_lhs[0] < 0 && !too_large)) break;
+            if (scale > 1 || (!conflict && !too_large)) break;
             scale = DPDA_LARGE_BUDGET_SCALE;
         }
     }

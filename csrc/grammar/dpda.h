@@ -57,6 +57,7 @@ typedef struct dpda {
     int32_t num_edges;
     int32_t *push_pool;
     int32_t num_rules, num_nts;      /* of the regularized grammar (for stats) */
+    int32_t num_tries;               /* regularize + LR runs it took (1 unless retried) */
 } dpda;
 
 /* Compiles g (any front end's output).  Errors: STATUS_INVALID_ARG naming an LR(1)

@@ -40,12 +40,14 @@ typedef struct rz {
     int64_t memo_cap, memo_n;
     int32_t cur;               /* the opaque nonterminal being built */
     uint8_t *delim;            /* [num_nts] see rz_delimited */
+    uint8_t *fixed;            /* [num_nts] derives exactly one string (a literal, a key) */
     int64_t work;              /* NFA states built, failed attempts included */
     vec_i32 todo;              /* opaque nonterminals still to emit */
     const uint8_t *inl;        /* [num_nts] or NULL: opaque nonterminals also expanded where used */
     uint8_t *inl_on;           /* [num_nts] being expanded on the current rz_build path */
     vec_i32 owner;             /* [out->num_nts] the input nonterminal of each output one */
     int64_t max_nfa, max_dfa, max_work;   /* budgets (GRAMMAR_REGULARIZE_MAX_* x budget_scale) */
+    int32_t num_splits;        /* nonterminals made opaque to fit the budgets */
 } rz;
 
 static int32_t rz_add_out_nt(rz *z, const char *name, int32_t owner)
@@ -246,6 +248,7 @@ typedef struct rz_trans {
 /* Makes the inlined child of v with the largest expansion opaque; 0 if there is none. */
 static void rz_mark_opaque(rz *z, int32_t w)
 {
+    z->num_splits++;
     z->opaque[w] = 1;
     z->out_nt[w] = rz_add_out_nt(z, z->g->names[w], w);
     VEC_PUSH(z->todo, w);
@@ -253,7 +256,8 @@ static void rz_mark_opaque(rz *z, int32_t w)
 
 /* v's automaton is over budget: make inlined descendants opaque.  First choice: the outermost
  * "delimited" ones (every string starts with '{' or '[': nested objects and arrays), whose
- * boundaries stay LR(1) as separate nonterminals; else the largest direct child.  Returns 0
+ * boundaries stay LR(1) as separate nonterminals; second: the outermost ones right after a
+ * fixed string (property values after their key); else the largest direct child.  Returns 0
  * when nothing is left to split. */
 static int rz_split(rz *z, int32_t v)
 {
@@ -275,6 +279,28 @@ static int rz_split(rz *z, int32_t v)
                 if (seen[w] || z->opaque[w]) continue;
                 seen[w] = 1;
                 if (z->delim[w] && z->size[w] >= 32) { rz_mark_opaque(z, w); found++; }
+                else VEC_PUSH(stack, w);
+            }
+        }
+    }
+    /* second choice: the outermost ones that follow a fixed string in their rule (a property
+     * value after its key): only that one path is alive there, so the cut adds no conflict */
+    memset(seen, 0, (size_t)g->num_nts + 1);
+    VEC_PUSH(stack, v);
+    seen[v] = 1;
+    while (stack.n) {
+        int32_t u = stack.p[--stack.n];
+        for (int32_t k = z->rstart[u]; k < z->rstart[u + 1]; k++) {
+            const grammar_rule *r = &g->rules[z->rlist[k]];
+            const grammar_sym *s = grammar_rule_syms(g, r);
+            for (int32_t i = 0; i < r->num_syms; i++) {
+                if (!grammar_is_nt(s[i])) continue;
+                int32_t w = grammar_nt_index(s[i]);
+                if (seen[w] || z->opaque[w]) continue;
+                seen[w] = 1;
+                int after_fixed = i > 0 && (grammar_is_nt(s[i - 1]) ? z->fixed[grammar_nt_index(s[i - 1])]
+                                                                   : grammar_term_lo(s[i - 1]) == grammar_term_hi(s[i - 1]));
+                if (after_fixed && !z->fixed[w] && z->size[w] >= 32) { rz_mark_opaque(z, w); found++; }
                 else VEC_PUSH(stack, w);
             }
         }
@@ -716,7 +742,7 @@ static int64_t rz_size(const rz *z, int32_t nt)
     return total;
 }
 
-status_t grammar_regularize(const grammar *in, const grammar_regularize_opts *opts, grammar *out, int32_t **owner)
+status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, grammar *out, int32_t **owner)
 {
     grammar_init(out);
     if (owner) *owner = NULL;
@@ -842,6 +868,8 @@ status_t grammar_regularize(const grammar *in, const grammar_regularize_opts *op
     z.opaque = calloc((size_t)nn + 1, 1);
     z.linear = calloc((size_t)nn + 1, 1);
     z.size = calloc((size_t)nn + 1, sizeof *z.size);
+    z.fixed = calloc((size_t)nn + 1, 1);
+    LL_ASSERT(z.fixed);
     z.out_nt = malloc(((size_t)nn + 1) * sizeof *z.out_nt);
     LL_ASSERT(z.opaque && z.linear && z.size && z.out_nt);
     for (int64_t oi = 0; oi < order.n; oi++) {
@@ -861,6 +889,15 @@ status_t grammar_regularize(const grammar *in, const grammar_regularize_opts *op
             if (!lin) z.opaque[v] = 1;
         }
         z.size[v] = rz_size(&z, v);
+        int fx = !z.opaque[v] && z.rstart[v + 1] - z.rstart[v] == 1;
+        if (fx) {
+            const grammar_rule *r = &g->rules[z.rlist[z.rstart[v]]];
+            const grammar_sym *s = grammar_rule_syms(g, r);
+            for (int32_t i = 0; i < r->num_syms && fx; i++)
+                fx = grammar_is_nt(s[i]) ? grammar_nt_index(s[i]) != v && z.fixed[grammar_nt_index(s[i])]
+                                         : grammar_term_lo(s[i]) == grammar_term_hi(s[i]);
+        }
+        z.fixed[v] = (uint8_t)fx;
     }
     free(idx); free(low); free(scc); free(scc_size); free(on); free(selfloop); free(prod);
     VEC_FREE(work);
@@ -900,6 +937,7 @@ status_t grammar_regularize(const grammar *in, const grammar_regularize_opts *op
     }
     VEC_FREE(z.todo);
     free(z.delim);
+    free(z.fixed);
     free(z.memo_keys);
     free(z.memo_vals);
     VEC_FREE(order);
@@ -910,6 +948,7 @@ status_t grammar_regularize(const grammar *in, const grammar_regularize_opts *op
     VEC_FREE(z.edges);
     VEC_FREE(z.mark);
     free(z.inl_on);
+    if (opts) opts->num_splits = z.num_splits;
     LL_ASSERT(z.owner.n == out->num_nts);
     if (owner) *owner = z.owner.p;
     else VEC_FREE(z.owner);
