@@ -214,3 +214,30 @@ def test_masks_equal_brute_force_qwen3():
         m.rollback_tokens(len(ids) + 1)   # the EOS counts as a token of 0 bytes
         assert m.num_bytes == 0 and m.mask() == m.mask_brute()
     assert checked >= 20
+
+
+@pytest.mark.skipif(not (os.path.isdir(MASKBENCH) and os.path.isdir(QWEN3)), reason="MaskBench / Qwen3 tokenizer absent")
+def test_newly_compiled_masks_equal_brute_force_qwen3():
+    """Token masks of the retried compiles (expanded bodies, larger budgets) equal brute force."""
+    from lightllm.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(QWEN3)
+    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
+    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    rng = random.Random(1)
+    checked = retried = 0
+    for name in NEWLY_COMPILED:
+        with open(os.path.join(MASKBENCH, name), encoding="utf-8") as f:
+            case = json.load(f)
+        g = gc.compile("json_schema", json.dumps(case["schema"], ensure_ascii=False))
+        retried += g.compile_tries > 1
+        valid = [t for t in case["tests"] if t["valid"]]
+        text = dump(reorder(valid[0]["data"], case["schema"], case["schema"]))
+        ids = tok.encode(text.decode("utf-8"), add_special_tokens=False)
+        m = g.matcher()
+        picks = set(rng.sample(range(len(ids) + 1), min(4, len(ids) + 1)))
+        for i, tid in enumerate(ids + [tok.eos_token_id]):
+            if i in picks:
+                assert m.mask() == m.mask_brute(), (name, i)
+                checked += 1
+            assert m.advance_token(tid), (name, i)
+    assert checked >= 40 and retried >= 6
