@@ -13,9 +13,9 @@
  *  - Numbers with minimum/maximum (inclusive or exclusive) are written without an exponent;
  *    for type number the bounds must be integer-valued, for integer any bound works.
  *  - oneOf is treated as anyOf (exclusivity is not enforced); allOf merges its parts
- *    (properties/required unioned, bounds intersected, type sets intersected).  A schema with
- *    no validating keyword is the shared "any value", and an anyOf/oneOf with such an option
- *    is "any value" as a whole (the union is the same; overlapping options would not be LR(1)).
+ *    (properties/required unioned, bounds intersected, type sets intersected).  An anyOf/oneOf
+ *    with an option that has no validating keyword is that option alone (the union is the
+ *    same language; overlapping options would not be LR(1)).
  *  - $ref: local JSON pointers ("#", "#/$defs/x", "#/definitions/x", "#/properties/..."),
  *    recursion allowed (one nonterminal per target).
  *  - formats: date, time, date-time (RFC 3339, offset required), email, uuid, ipv4.
