@@ -1,4 +1,4 @@
-"""The grammar compiler (csrc/grammar: regularize → LALR(1) → DPDA) and token masks through
+"""The grammar compiler (csrc/grammar: regularize → LALR(1), LR(1) fallback → DPDA) and token masks through
 lightllm._C.GrammarCompiler / GrammarMatcher: the matcher agrees with the Earley reference on
 MaskBench instances (whole-text acceptance on a sample, byte-by-byte prefix acceptance on a
 smaller one), the fast mask equals brute force with the real Qwen3 vocabulary, the content
@@ -33,10 +33,57 @@ def test_compile_match_rollback():
     assert e.advance_bytes(b'k":12}') and e.is_accepting()
     c = gc.compile("choice", '["yes", "no", "n/a"]').matcher()
     assert c.advance_bytes(b"n") and not c.is_accepting() and c.advance_bytes(b"o") and c.is_accepting()
-    with pytest.raises(ValueError, match=r"not LALR\(1\): reduce/reduce conflict on '\(' after input '\('"):
+    with pytest.raises(ValueError, match=r"not LR\(1\): reduce/reduce conflict on '\(' after input '\(': "
+                                         r"reduce [xy]@1 ::= '\(' vs reduce [xy]@1 ::= '\('"):
         gc.compile("ebnf", 'root ::= x | y\nx ::= "(" x ")" | "a"\ny ::= "(" y ")" | "a"\n')
     with pytest.raises(ValueError, match="unsupported JSON Schema keyword 'not'"):
         gc.compile("json_schema", '{"not": {}}')
+
+
+# LR(1) but not LALR(1): the textbook pairs (Aho, Sethi & Ullman, ch. 4: S → aAd | bBd | aBe | bAe,
+# A → c, B → c; and S → Aa | bAc | Bc | bBa, A → d, B → d).  A and B are made recursive so that
+# grammar_regularize keeps them as nonterminals (inlined they would be determinised away); the
+# state after the shared body has the reductions A ::= c and B ::= c, which LALR(1) merges.
+LR1_GRAMMARS = [
+    ('root ::= "a" x "d" | "b" y "d" | "a" y "e" | "b" x "e"\nx ::= "c" | "(" x ")"\ny ::= "c" | "[" y "]"\n',
+     "abcde()[]", [b"acd", b"bce", b"a((c))d", b"b[[c]]d", b"a[c]e", b"b(c)e"]),
+    ('root ::= x "a" | "b" x "c" | y "c" | "b" y "a"\nx ::= "d" | "(" x ")"\ny ::= "d" | "[" y "]"\n',
+     "abcd()[]", [b"da", b"bdc", b"dc", b"bda", b"((d))a", b"b[d]a"]),
+]
+
+
+@pytest.mark.parametrize("source,alphabet,sentences", LR1_GRAMMARS)
+def test_lr1_fallback_agrees_with_earley(source, alphabet, sentences):
+    import itertools
+    gc = _C.GrammarCompiler()
+    g = gc.compile("ebnf", source)
+    assert g.lr_kind == "LR(1)"          # LALR(1) had the merging conflict; the fallback built it
+    assert gc.compile("regex", "a(b|c)*").lr_kind == "LALR(1)"
+    texts = [bytes(t) for n in range(1, 6) for t in itertools.product(alphabet.encode(), repeat=n)]
+    ref = _C.grammar_accepts_many("ebnf", source, texts)
+    got = []
+    for t in texts:
+        m = g.matcher()
+        got.append(m.advance_bytes(t) and m.is_accepting())
+    assert got == ref and sum(ref) >= 8
+    for t in (t for t in texts if len(t) <= 4):  # every text up to 4 bytes: the matcher moves iff Earley can extend it
+        assert g.matcher().advance_bytes(t) == _C.grammar_accepts("ebnf", source, t, prefix=True), t
+    for t in sentences:
+        assert _C.grammar_accepts("ebnf", source, t)
+        m = g.matcher()
+        assert m.advance_bytes(t) and m.is_accepting()
+    # masks over a small vocabulary (single bytes and pieces that span the conflicting reduction)
+    toks = [bytes([b]) for b in alphabet.encode()] + [b"ac", b"cd", b"ce", b"c)", b"(c", b"c]", b"bd", b"da", b"dc",
+                                                      b"))d", b"]]", b"c))e"]
+    eos = len(toks)
+    vocab = _C.DetokVocab(toks + [b""], [eos])
+    mg = _C.GrammarCompiler(vocab, [eos]).compile("ebnf", source)
+    for t in sentences:
+        m = mg.matcher()
+        for k in range(len(t) + 1):
+            assert m.mask() == m.mask_brute(), (t, k)
+            if k < len(t):
+                assert m.advance_bytes(t[k:k + 1])
 
 
 def _cases(step):
@@ -85,6 +132,56 @@ def test_maskbench_agrees_with_earley():
     for k, v in list(errors.items())[:5]:
         print("  ", k, v)
     assert stats["compiled"] >= 0.85 * stats["front_end"]
+
+
+# MaskBench schemas that did not compile at 697f7d8 (LR conflict or "grammar too large") and do
+# now: an anyOf option that allows any value (o2231, o39084), bodies that start alike expanded
+# into their users (o69749, o69763, o58637, o6218), larger regularize budgets on retry (o6235,
+# o48167, o6233, o6205, o9827, sp_43).
+NEWLY_COMPILED = ["Github_easy---o2231.json", "Github_easy---o39084.json", "Github_medium---o69749.json",
+                  "Github_medium---o69763.json", "Github_easy---o58637.json", "Github_easy---o6218.json",
+                  "Github_easy---o6235.json", "Github_trivial---o48167.json", "Github_easy---o6233.json",
+                  "Github_easy---o6205.json", "Github_trivial---o9827.json", "Snowplow---sp_43_Normalized.json"]
+
+
+@pytest.mark.skipif(not os.path.isdir(MASKBENCH), reason="MaskBench data not present")
+@pytest.mark.parametrize("name", NEWLY_COMPILED)
+def test_maskbench_newly_compiled_agree_with_earley(name):
+    with open(os.path.join(MASKBENCH, name), encoding="utf-8") as f:
+        case = json.load(f)
+    schema = json.dumps(case["schema"], ensure_ascii=False)
+    g = _C.GrammarCompiler().compile("json_schema", schema)
+    texts = [dump(reorder(t["data"], case["schema"], case["schema"])) for t in case["tests"]]
+    texts = [t for t in texts if t is not None and len(t) <= 4000]
+    # a few invalid variants too: each text cut short, and with a stray byte inside
+    texts += [t[:len(t) // 2] for t in texts] + [t[:len(t) // 3] + b"#" + t[len(t) // 3:] for t in texts]
+    texts.append(b"{}")
+    ref = _C.grammar_accepts_many("json_schema", schema, texts)
+    for t, want in zip(texts, ref):
+        m = g.matcher()
+        assert (m.advance_bytes(t) and m.is_accepting()) == want, (name, t[:200])
+    # random walks of the matcher (any allowed byte; stop at an accepting state now and then):
+    # what it accepts, Earley accepts; where it stops, Earley can still extend
+    rng = random.Random(name)
+    for _ in range(4):
+        m, walk = g.matcher(), bytearray()
+        while len(walk) < 120 and not (m.is_accepting() and rng.random() < 0.2):
+            allowed = [b for b in range(256) if m.advance_bytes(bytes([b])) and (m.rollback_bytes(1) or True)]
+            if not allowed:
+                break
+            b = rng.choice(allowed)
+            assert m.advance_bytes(bytes([b]))
+            walk.append(b)
+        assert _C.grammar_accepts("json_schema", schema, bytes(walk), prefix=True), (name, bytes(walk))
+        if m.is_accepting():
+            assert _C.grammar_accepts("json_schema", schema, bytes(walk)), (name, bytes(walk))
+    short = min(texts[:len(case["tests"])] or [b"{}"], key=len)[:200]
+    m = g.matcher()
+    for k in range(len(short)):   # byte by byte: the matcher moves iff Earley can extend the prefix
+        got = m.advance_bytes(short[k:k + 1])
+        assert got == _C.grammar_accepts("json_schema", schema, short[:k + 1], prefix=True), (name, k)
+        if not got:
+            break
 
 
 @pytest.mark.skipif(not (os.path.isdir(MASKBENCH) and os.path.isdir(QWEN3)), reason="MaskBench / Qwen3 tokenizer absent")
@@ -216,3 +313,99 @@ def test_long_token_run_compacts_and_masks_stay_exact_qwen3():
     for tid in ids[-3:]:
         assert m.advance_token(tid)
     assert m.is_accepting()
+
+
+@pytest.mark.skipif(not (os.path.isdir(MASKBENCH) and os.path.isdir(QWEN3)), reason="MaskBench / Qwen3 tokenizer absent")
+def test_masks_equal_brute_force_qwen3():
+    from lightllm.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(QWEN3)
+    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
+    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    rng = random.Random(0)
+    checked = 0
+    for name, case, schema in _cases(300):
+        try:
+            g = gc.compile("json_schema", schema)
+        except ValueError:
+            continue
+        valid = [t for t in case["tests"] if t["valid"]]
+        if not valid:
+            continue
+        text = dump(reorder(valid[0]["data"], case["schema"], case["schema"]))
+        if text is None:
+            continue
+        ids = tok.encode(text.decode("utf-8"), add_special_tokens=False)
+        m = g.matcher()
+        picks = set(rng.sample(range(len(ids) + 1), min(3, len(ids) + 1)))
+        for i, tid in enumerate(ids + [tok.eos_token_id]):
+            if i in picks:
+                assert m.mask() == m.mask_brute(), (name, i)
+                checked += 1
+            assert m.advance_token(tid), (name, i)
+        m.rollback_tokens(len(ids) + 1)   # the EOS counts as a token of 0 bytes
+        assert m.num_bytes == 0 and m.mask() == m.mask_brute()
+    assert checked >= 20
+
+
+@pytest.mark.skipif(not (os.path.isdir(MASKBENCH) and os.path.isdir(QWEN3)), reason="MaskBench / Qwen3 tokenizer absent")
+def test_newly_compiled_masks_equal_brute_force_qwen3():
+    """Token masks of the retried compiles (expanded bodies, larger budgets) equal brute force."""
+    from lightllm.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(QWEN3)
+    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
+    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    rng = random.Random(1)
+    checked = retried = 0
+    for name in NEWLY_COMPILED:
+        with open(os.path.join(MASKBENCH, name), encoding="utf-8") as f:
+            case = json.load(f)
+        g = gc.compile("json_schema", json.dumps(case["schema"], ensure_ascii=False))
+        retried += g.compile_tries > 1
+        valid = [t for t in case["tests"] if t["valid"]]
+        text = dump(reorder(valid[0]["data"], case["schema"], case["schema"]))
+        ids = tok.encode(text.decode("utf-8"), add_special_tokens=False)
+        m = g.matcher()
+        picks = set(rng.sample(range(len(ids) + 1), min(4, len(ids) + 1)))
+        for i, tid in enumerate(ids + [tok.eos_token_id]):
+            if i in picks:
+                assert m.mask() == m.mask_brute(), (name, i)
+                checked += 1
+            assert m.advance_token(tid), (name, i)
+    assert checked >= 40 and retried >= 6
+
+
+def test_random_lr1_grammars_agree_with_earley():
+    """Random grammars shaped like the textbook LR(1)-not-LALR(1) pair (two recursive
+    nonterminals with the same base case, used in crossed contexts; ε bodies, a nested user):
+    whatever compiles — by LALR(1), the LR(1) fallback or a retry — agrees with Earley on every
+    text up to 6 bytes, and moves exactly on the prefixes Earley can extend."""
+    import itertools
+    rng = random.Random(5)
+    alpha = "abcde"
+
+    def lit():
+        return " ".join('"%s"' % rng.choice(alpha) for _ in range(rng.randint(0, 2))) or '""'
+
+    texts = [bytes(t) for n in range(7) for t in itertools.product(alpha.encode(), repeat=n)]
+    kinds = {"LR(1)": 0, "retried": 0, "conflict": 0}
+    for _ in range(400):
+        core = rng.choice(['"c"', '""', '"c" "c"', "w"])
+        p1, p2, s1, s2 = lit(), lit(), lit(), lit()
+        alts = [f"{p1} x {s1}", f"{p2} y {s1}", f"{p1} y {s2}", f"{p2} x {s2}"] + ([f"{lit()} z"] if rng.random() < 0.3 else [])
+        src = (f"root ::= {' | '.join(alts)}\nx ::= {core} | {lit()} x {lit()}\ny ::= {core} | {lit()} y {lit()}\n"
+               f"z ::= x | y {lit()} | \"e\" z\nw ::= \"c\" | \"d\" w\n")
+        try:
+            g = _C.GrammarCompiler(capacity=1).compile("ebnf", src)
+        except ValueError as e:
+            assert "conflict" in str(e), str(e)
+            kinds["conflict"] += 1
+            continue
+        kinds["LR(1)"] += g.lr_kind == "LR(1)"
+        kinds["retried"] += g.compile_tries > 1
+        ref = _C.grammar_accepts_many("ebnf", src, texts)
+        for t, want in zip(texts, ref):
+            m = g.matcher()
+            assert (m.advance_bytes(t) and m.is_accepting()) == want, (src, t)
+        for t in texts[:400]:
+            assert g.matcher().advance_bytes(t) == _C.grammar_accepts("ebnf", src, t, prefix=True), (src, t)
+    assert kinds["LR(1)"] >= 3 and kinds["retried"] >= 100 and kinds["conflict"] >= 30, kinds

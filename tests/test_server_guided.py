@@ -201,7 +201,7 @@ BAD_GRAMMAR = [  # refused by the grammar compiler in the engine: 400 naming the
     ("/v1/completions", {**COMP, "guided_choice": []}, "guided_choice", "empty"),
     ("/v1/completions", {**COMP, "guided_grammar": "root ::= foo"}, "guided_grammar", "undefined rule 'foo'"),
     ("/v1/completions", {**COMP, "n": 2, "guided_grammar": 'root ::= p "c" | q "d"\np ::= "(" p ")" | "x"\n'
-                                                          'q ::= "(" q ")" | "x"'}, "guided_grammar", "LALR(1)"),
+                                                          'q ::= "(" q ")" | "x"'}, "guided_grammar", "not LR(1)"),
     # a shift/reduce conflict on a complete item (crashed the conflict report: csrc/grammar/lr.c)
     ("/v1/chat/completions", {**CHAT, "guided_grammar": 'root ::= s\ns ::= "a" s "a" | "b" s "b" | ""'},
      "guided_grammar", "shift/reduce conflict"),

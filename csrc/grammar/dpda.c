@@ -9,6 +9,9 @@
 #include "grammar/vec.h"
 
 #define DPDA_MAX_CHAIN 100000
+#define DPDA_MAX_ROUNDS 8           /* regularize + LR tries of one grammar */
+#define DPDA_LARGE_BUDGET_SCALE 4   /* the regularize budgets of the retry */
+#define DPDA_MAX_RETRY_RULES 150000 /* regularized rules built by the retries before giving up */
 
 /* Simulates class c from state s (phase post: c already shifted) on a virtual stack; the
  * edge is appended to `e` as [kind, num_pop, nt, post, push...]. */
@@ -50,18 +53,72 @@ static status_t dpda_simulate(const lr_automaton *a, int32_t s, int32_t c, int p
     }
 }
 
+/* regularize → lr_build, retried when that fails:
+ *  - budgets x DPDA_LARGE_BUDGET_SCALE when regularize ran out of budget, or when the conflict
+ *    may come from its budget splits (a piece split off as a separate nonterminal next to
+ *    alternatives that start alike is itself a conflict): fewer pieces are split off;
+ *  - otherwise, on an LR conflict, the opaque nonterminals whose rules conflict are marked for
+ *    expansion into the automata that use them (two bodies that start alike then share one
+ *    DFA, which determinises the common prefix).
+ * Grammars that compile at the first try (most) pay nothing.  At most DPDA_MAX_ROUNDS tries, and
+ * no new retry once the retries built DPDA_MAX_RETRY_RULES regularized rules; a grammar that still fails reports its FIRST
+ * error (the grammar as the front end wrote it). */
+static status_t dpda_build_lr(const grammar *g, dpda *d)
+{
+    uint8_t *inl = NULL;
+    char *first_error = NULL;
+    status_t st = STATUS_OK, first_st = STATUS_OK;
+    int32_t scale = 1;
+    int64_t total_rules = 0;
+    for (int round = 0; round < DPDA_MAX_ROUNDS && total_rules <= DPDA_MAX_RETRY_RULES; round++) {
+        grammar rg;
+        int32_t *owner = NULL, conflict_lhs[2] = {-1, -1};
+        grammar_regularize_opts opts = {inl, scale, 0};
+        d->num_tries = round + 1;
+        st = grammar_regularize(g, &opts, &rg, &owner);
+        if (st == STATUS_OK) {
+            st = lr_build(&rg, &d->lr, conflict_lhs);
+            d->num_rules = rg.num_rules;
+            d->num_nts = rg.num_nts;
+        }
+        if (round > 0) total_rules += rg.num_rules;
+        int too_large = st != STATUS_OK && !strncmp(status_message(), "grammar too large", 17);
+        int conflict = st != STATUS_OK && conflict_lhs[0] >= 0, marked = 0;
+        if (conflict && !(scale == 1 && opts.num_splits > 0)) {
+            if (!inl) {
+                inl = calloc((size_t)g->num_nts + 1, 1);
+                LL_ASSERT(inl);
+            }
+            for (int i = 0; i < 2; i++) {
+                int32_t x = conflict_lhs[i] >= 0 ? owner[conflict_lhs[i]] : -1;
+                if (x >= 0 && x != g->start && !inl[x]) { inl[x] = 1; marked++; }
+            }
+        }
+        grammar_free(&rg);
+        free(owner);
+        if (st != STATUS_OK && round == 0) {
+            first_st = st;
+            first_error = strdup(status_message());
+            LL_ASSERT(first_error);
+        }
+        if (st == STATUS_OK) break;
+        if (!marked) {
+            if (scale > 1 || (!conflict && !too_large)) break;
+            scale = DPDA_LARGE_BUDGET_SCALE;
+        }
+    }
+    if (st != STATUS_OK && first_error) st = status_set(first_st, "%s", first_error);
+    free(first_error);
+    free(inl);
+    return st;
+}
+
 status_t dpda_compile(const grammar *g, dpda **out)
 {
     *out = NULL;
-    grammar rg;
-    status_t st = grammar_regularize(g, &rg);
-    if (st != STATUS_OK) { grammar_free(&rg); return st; }
     dpda *d = calloc(1, sizeof *d);
     LL_ASSERT(d);
-    st = lr_build(&rg, &d->lr);
-    d->num_rules = rg.num_rules;
-    d->num_nts = rg.num_nts;
-    grammar_free(&rg);
+    status_t st = dpda_build_lr(g, d);
     if (st != STATUS_OK) { free(d); return st; }
     const lr_automaton *a = &d->lr;
     d->num_states = a->num_states;

@@ -1,7 +1,10 @@
-/* dpda.h — the Pre³-style deterministic pushdown automaton built from the LALR(1) automaton,
+/* dpda.h — the Pre³-style deterministic pushdown automaton built from the LR automaton,
  * and its runtime matcher.
  *
- * Compile (dpda_compile): grammar → grammar_regularize → lr_build → edges.  For every LR
+ * Compile (dpda_compile): grammar → grammar_regularize → lr_build (LALR(1), LR(1) fallback)
+ * → edges; when regularize + LR fail (a conflict, a budget), they run again with the
+ * conflicting nonterminals expanded into their users and then with larger budgets (dpda.c,
+ * dpda_build_lr).  For every LR
  * state s and byte class c the whole reaction to c — the chain of reductions decided by the
  * lookahead, the shift, and the default reductions that follow the shift — is simulated once
  * on a virtual stack that knows only s and what the chain itself pushes, and stored as ONE
@@ -57,9 +60,10 @@ typedef struct dpda {
     int32_t num_edges;
     int32_t *push_pool;
     int32_t num_rules, num_nts;      /* of the regularized grammar (for stats) */
+    int32_t num_tries;               /* regularize + LR runs it took (1 unless retried) */
 } dpda;
 
-/* Compiles g (any front end's output).  Errors: STATUS_INVALID_ARG naming an LALR(1)
+/* Compiles g (any front end's output).  Errors: STATUS_INVALID_ARG naming an LR(1)
  * conflict or the size limit.  *out is NULL on error. */
 status_t dpda_compile(const grammar *g, dpda **out);
 void dpda_free(dpda *d);

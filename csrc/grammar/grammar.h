@@ -10,7 +10,7 @@
  *
  * Front ends: ebnf.h (GBNF), regex.h (guided_regex, JSON Schema "pattern"), json_schema.h
  * (JSON Schema, choice lists).  recognizer.c is the slow reference (Earley) used by tests.
- * Compilation for generation: regularize.h (determinise regular parts) → lr.h (LALR(1) over
+ * Compilation for generation: regularize.h (determinise regular parts) → lr.h (LALR(1), LR(1) fallback, over
  * byte classes) → dpda.h (Pre³-style DPDA + matcher) → token_mask.h (vocabulary trie, masks);
  * grammar_cache.h caches compiled grammars by content.
  *

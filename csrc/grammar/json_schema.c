@@ -449,6 +449,21 @@ static status_t js_expand(js_ctx *c, const json_value *node, js_part *parts, int
     return STATUS_OK;
 }
 
+/* Whether node (with its allOf / $ref parts) has no validating keyword: any value passes.
+ * Errors count as constrained (the caller's own expansion reports them). */
+static int js_is_unconstrained(js_ctx *c, const json_value *node)
+{
+    js_part parts[JS_MAX_PARTS];
+    int n = 0, is_false = 0;
+    size_t old = c->path_len;
+    status_t st = js_expand(c, node, parts, &n, &is_false, 0);
+    js_path_pop(c, old);
+    if (st != STATUS_OK || is_false) return 0;
+    for (int i = 0; i < n; i++)
+        if (!js_only_keyword(parts[i].node, "")) return 0;
+    return 1;
+}
+
 /* ---- numbers ---- */
 
 /* Integers with `n` digits between the digit strings lo and hi (same length). */
@@ -1166,7 +1181,12 @@ static status_t js_gen(js_ctx *c, const js_part *in, int n_in, grammar_sym *out)
         js_part sub[JS_MAX_PARTS + 1];
         memcpy(sub, parts, (size_t)n * sizeof *sub);
         sub[i].skip |= bit;
-        for (int32_t k = 0; k < opts->count; k++) {
+        /* an option that constrains nothing: the union is that option alone (every other
+         * option's language is inside it; overlapping options would not be LR(1)) */
+        int32_t k0 = 0, k1 = opts->count;
+        for (int32_t k = 0; k < opts->count; k++)
+            if (js_is_unconstrained(c, &opts->items[k])) { k0 = k; k1 = k + 1; break; }
+        for (int32_t k = k0; k < k1; k++) {
             size_t old = js_path_push_index(c, kw, k);
             grammar_sym alt;
             int m = n;

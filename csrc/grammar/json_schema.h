@@ -6,14 +6,18 @@
  *  - Object properties appear in the order the schema declares them (allOf parts in order,
  *    then required names not declared in properties); optional ones may be skipped.  Extra
  *    properties (additionalProperties true/absent or a schema) may follow the declared ones;
- *    their keys are any string (not excluded from the declared names).
+ *    their keys are any string but the declared names as json.dumps writes them (a declared
+ *    name that needs an escape is not excluded, nor is another spelling of a name such as
+ *    "\u0061" for "a").
  *  - Strings: any RFC 8259 escape in free strings; enum/const/pattern/format text uses the
  *    canonical escapes of json.dumps(ensure_ascii=False).  minLength/maxLength count
  *    characters (an escape counts as one).
  *  - Numbers with minimum/maximum (inclusive or exclusive) are written without an exponent;
  *    for type number the bounds must be integer-valued, for integer any bound works.
  *  - oneOf is treated as anyOf (exclusivity is not enforced); allOf merges its parts
- *    (properties/required unioned, bounds intersected, type sets intersected).
+ *    (properties/required unioned, bounds intersected, type sets intersected).  An anyOf/oneOf
+ *    with an option that has no validating keyword is that option alone (the union is the
+ *    same language; overlapping options would not be LR(1)).
  *  - $ref: local JSON pointers ("#", "#/$defs/x", "#/definitions/x", "#/properties/..."),
  *    recursion allowed (one nonterminal per target).
  *  - formats: date, time, date-time (RFC 3339, offset required), email, uuid, ipv4.

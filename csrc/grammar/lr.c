@@ -1,4 +1,5 @@
-/* lr.c — LR(0) item sets + DeRemer–Pennello LALR(1) lookaheads over byte classes; see lr.h.
+/* lr.c — LR(0) item sets + DeRemer–Pennello LALR(1) lookaheads over byte classes, and the
+ * LR(1) (Pager-merged) state graph used when LALR(1) has a conflict; see lr.h.
  *
  * Internal symbols of a rule body ("xsym"): >= 0 a nonterminal, -1 EOF, <= -2 a terminal
  * SET of classes (id k encoded as -(k + 2), the class list interned in `sets`).  Rules that
@@ -37,7 +38,17 @@ typedef struct lr_ctx {
     int32_t *nt_mark;
     int32_t stamp;
     int32_t W;                      /* 64-bit words of a terminal set */
+    int32_t *ns;                    /* [num_items + 1] the body after the dot is nullable */
+    vec_i32 state_core;             /* [num_states] kernel id (in `kernels`) of each state */
+    int32_t num_states;
+    const char *kind;               /* "LALR(1)" or "LR(1)": the automaton, for messages */
+    int32_t conflict_lhs[2];        /* lhs of the rules of the last conflict reported */
 } lr_ctx;
+
+static int32_t lr_rule_lhs_nt(const lr_ctx *c, int32_t r)
+{
+    return r < c->nr - 1 ? c->a->rule_lhs[r] : -1;
+}
 
 static int32_t lr_next_sym(const lr_ctx *c, int32_t item)
 {
@@ -289,13 +300,15 @@ static status_t lr_conflict(lr_ctx *c, int32_t q, int32_t t, int32_t r1, int32_t
     grammar_buf rules = {0};
     grammar_buf_put(&rules, "reduce ", 7);
     lr_put_rule(c, r1, &rules);
+    c->conflict_lhs[0] = lr_rule_lhs_nt(c, r1);
+    c->conflict_lhs[1] = other >= 0 ? lr_rule_lhs_nt(c, other) : -1;
     if (other >= 0) {
         grammar_buf_put(&rules, " vs reduce ", 11);
         lr_put_rule(c, other, &rules);
     } else {
         /* the shifting item: one whose next symbol covers class t */
         int32_t kn;
-        const int32_t *kernel = vec_intern_get(&c->kernels, q, &kn);
+        const int32_t *kernel = vec_intern_get(&c->kernels, c->state_core.p[q], &kn);
         vec_i32 items = {0};
         lr_closure(c, kernel, kn, &items);
         for (int64_t i = 0; i < items.n; i++) {
@@ -308,6 +321,7 @@ static status_t lr_conflict(lr_ctx *c, int32_t q, int32_t t, int32_t r1, int32_t
                 for (int32_t j = 0; j < m; j++) hit |= cl[j] == t;
             }
             if (hit) {
+                c->conflict_lhs[1] = lr_rule_lhs_nt(c, c->item_rule[items.p[i]]);
                 grammar_buf_put(&rules, " vs shift in ", 13);
                 lr_put_rule(c, c->item_rule[items.p[i]], &rules);
                 break;
@@ -315,8 +329,8 @@ static status_t lr_conflict(lr_ctx *c, int32_t q, int32_t t, int32_t r1, int32_t
         }
         VEC_FREE(items);
     }
-    status_t st = status_set(STATUS_INVALID_ARG, "grammar is not LALR(1): %s conflict on %s after input '%.300s': %.600s",
-                             other >= 0 ? "reduce/reduce" : "shift/reduce", byte, ex.p, rules.p);
+    status_t st = status_set(STATUS_INVALID_ARG, "grammar is not %s: %s conflict on %s after input '%.300s': %.600s",
+                             c->kind, other >= 0 ? "reduce/reduce" : "shift/reduce", byte, ex.p, rules.p);
     free(ex.p);
     free(rules.p);
     VEC_FREE(path);
@@ -384,11 +398,10 @@ static int lr_cmp_lb(const void *p, const void *q)
     return a->x < b->x ? -1 : a->x > b->x;
 }
 
-static status_t lr_build_ctx(lr_ctx *c)
+static void lr_prepare(lr_ctx *c)
 {
     const grammar *g = c->g;
     lr_automaton *a = c->a;
-    status_t st = STATUS_OK;
     /* classes, then bodies with terminal sets; merge rules that differ only in a final terminal */
     a->num_classes = c->C = grammar_byte_classes(g, a->class_of);
     a->num_terms = c->C + 1;
@@ -489,7 +502,7 @@ static status_t lr_build_ctx(lr_ctx *c)
         }
     }
     /* ns[item]: the body after the dot is nullable */
-    int32_t *ns = malloc(((size_t)at + c->nr + 1) * sizeof *ns);   /* indexed by item: body_off[r] + r + dot */
+    int32_t *ns = c->ns = malloc(((size_t)at + c->nr + 1) * sizeof *ns);   /* indexed by item: body_off[r] + r + dot */
     LL_ASSERT(ns);
     for (int32_t r = 0; r < c->nr; r++) {
         int32_t base = c->body_off[r] + r, len = a->rule_len[r];
@@ -502,7 +515,12 @@ static status_t lr_build_ctx(lr_ctx *c)
     c->W = (a->num_terms + 63) / 64;
     c->nt_mark = calloc((size_t)c->nn + 1, sizeof *c->nt_mark);
     LL_ASSERT(c->nt_mark);
-    /* LR(0) */
+}
+
+/* LR(0) item sets: one state per kernel (the LALR(1) automaton's states). */
+static status_t lr_graph_lr0(lr_ctx *c)
+{
+    int added;
     int32_t k0 = c->body_off[c->nr - 1] + c->nr - 1;
     vec_intern_add(&c->kernels, &k0, 1, &added);
     vec_i32 items = {0}, kern = {0};
@@ -511,10 +529,10 @@ static status_t lr_build_ctx(lr_ctx *c)
     for (int32_t s = 0; s < vec_intern_num(&c->kernels); s++) {
         if (s >= LR_MAX_STATES) {
             VEC_FREE(pairs); VEC_FREE(kern); VEC_FREE(tstart); VEC_FREE(items);
-            free(ns);
             return status_set(STATUS_INVALID_ARG, "grammar too large: more than %d LR states", LR_MAX_STATES);
         }
         VEC_PUSH(tstart, c->trans.n);
+        VEC_PUSH(c->state_core, s);
         int32_t kn;
         const int32_t *kernel = vec_intern_get(&c->kernels, s, &kn);
         vec_i32 kcopy = {0};
@@ -555,7 +573,20 @@ static status_t lr_build_ctx(lr_ctx *c)
     c->trans_start = tstart.p;
     VEC_FREE(pairs);
     VEC_FREE(kern);
-    int32_t n = a->num_states = vec_intern_num(&c->kernels);
+    VEC_FREE(items);
+    c->num_states = vec_intern_num(&c->kernels);
+    return STATUS_OK;
+}
+
+/* Lookaheads (DeRemer & Pennello over the state graph c->trans, which may split LR(0) cores)
+ * and the action table.  *conflict = 1 when the error is a conflict. */
+static status_t lr_tables(lr_ctx *c, int *conflict)
+{
+    lr_automaton *a = c->a;
+    status_t st = STATUS_OK;
+    int32_t *ns = c->ns;
+    *conflict = 0;
+    int32_t n = a->num_states = c->num_states;
     a->start_state = 0;
     a->action = calloc((size_t)n * (size_t)a->num_terms, sizeof *a->action);
     a->default_rule = malloc((size_t)n * sizeof *a->default_rule);
@@ -582,12 +613,12 @@ static status_t lr_build_ctx(lr_ctx *c)
             if (t.sym == c->C && t.from != 0) {
                 /* EOF shift after $start ::= start . EOF */
                 int32_t kn;
-                const int32_t *kernel = vec_intern_get(&c->kernels, t.to, &kn);
+                const int32_t *kernel = vec_intern_get(&c->kernels, c->state_core.p[t.to], &kn);
                 if (kn == 1 && c->item_rule[kernel[0]] == c->nr - 1) a->accept_state = t.to;
             }
             if (t.sym == c->C && t.from == 0) {
                 int32_t kn;
-                const int32_t *kernel = vec_intern_get(&c->kernels, t.to, &kn);
+                const int32_t *kernel = vec_intern_get(&c->kernels, c->state_core.p[t.to], &kn);
                 if (kn == 1 && c->item_rule[kernel[0]] == c->nr - 1) a->accept_state = t.to;
             }
         } else {
@@ -658,8 +689,8 @@ static status_t lr_build_ctx(lr_ctx *c)
             if (!(la[t / 64] >> (t % 64) & 1)) continue;
             int32_t *cell = &a->action[(int64_t)q * a->num_terms + t];
             if (*cell == 0) *cell = -r - 1;
-            else if (*cell > 0) st = lr_conflict(c, q, t, r, -1);
-            else if (*cell != -r - 1) st = lr_conflict(c, q, t, -*cell - 1, r);
+            else if (*cell > 0) { st = lr_conflict(c, q, t, r, -1); *conflict = 1; }
+            else if (*cell != -r - 1) { st = lr_conflict(c, q, t, -*cell - 1, r); *conflict = 1; }
         }
         i = j;
     }
@@ -684,27 +715,419 @@ static status_t lr_build_ctx(lr_ctx *c)
     free(xi.goto_keys);
     free(xi.goto_vals);
     free(x_from); free(x_nt); free(x_to);
-    free(ns);
-    VEC_FREE(items);
     return st;
 }
 
-status_t lr_build(const grammar *g, lr_automaton *out)
+/* ---- LR(1) fallback: item sets with lookaheads, merged Pager-style ----
+ *
+ * States are (core, kernel lookaheads).  A successor joins an existing state of the same core
+ * when the two are weakly compatible (Pager 1977: for kernel items i != j, L1[i] ∩ L2[j] and
+ * L2[i] ∩ L1[j] are empty unless L1[i] ∩ L1[j] or L2[i] ∩ L2[j] already meet), which merges
+ * without creating a reduce/reduce conflict canonical LR(1) does not have (checked on
+ * MaskBench: the 138 schemas whose grammar still conflicts here conflict in canonical LR(1)
+ * too).  A state whose lookaheads grow is processed again (its successors'
+ * lookaheads grow, or a successor no longer compatible moves to another state).  The result
+ * is only the state GRAPH (cores + transitions, unreachable states dropped): lr_tables then
+ * computes its exact lookaheads with the same DeRemer–Pennello pass as for LALR(1). */
+
+#define LR1_MAX_WORK 20000000   /* closure items visited in all */
+
+typedef struct lr1_state {
+    int32_t core;        /* kernel id in lr_ctx.kernels */
+    int32_t next;        /* next state with the same core, -1 */
+    int64_t la;          /* offset in lr1_ctx.la of [kernel size * W] lookahead words */
+    int64_t trans;       /* offset in tsym / tto of its transitions, -1 until processed */
+    int32_t num_trans;
+    int32_t queued;
+} lr1_state;
+
+typedef struct lr1_ctx {
+    VEC(lr1_state) states;
+    VEC(uint64_t) la;
+    vec_i32 tsym, tto;       /* transitions of each processed state, by symbol */
+    vec_i32 core_head;       /* [num cores] first state of the core, -1 */
+    vec_i32 queue;
+    int64_t queue_head;
+    uint64_t *first_nt;      /* [nn * W] FIRST of each nonterminal */
+    uint64_t *first_item;    /* [num_items * W] FIRST of the body from the dot */
+    uint64_t *nl;            /* [nn * W] closure scratch: lookahead of predicted nonterminals */
+    uint8_t *inq;            /* [nn] closure scratch */
+    int64_t work;
+} lr1_ctx;
+
+typedef struct lr1_pair {
+    int32_t sym, item, src;  /* src < kernel size: kernel item; else the predicted nonterminal + kernel size */
+} lr1_pair;
+
+typedef VEC(lr1_pair) lr1_pairs;
+typedef VEC(uint64_t) lr1_words;
+
+static int lr1_cmp_pair(const void *x, const void *y)
+{
+    const lr1_pair *a = x, *b = y;
+    if (a->sym != b->sym) return a->sym < b->sym ? -1 : 1;
+    return a->item < b->item ? -1 : a->item > b->item;
+}
+
+static void lr1_add_first_sym(const lr_ctx *c, const lr1_ctx *l, uint64_t *dst, int32_t s)
+{
+    if (s >= 0) {
+        for (int32_t w = 0; w < c->W; w++) dst[w] |= l->first_nt[(int64_t)s * c->W + w];
+    } else if (s == -1) {
+        dst[c->C / 64] |= 1ull << (c->C % 64);
+    } else {
+        int32_t m;
+        const int32_t *cl = lr_set_classes(c, -s - 2, &m);
+        for (int32_t j = 0; j < m; j++) dst[cl[j] / 64] |= 1ull << (cl[j] % 64);
+    }
+}
+
+/* FIRST of nonterminals (digraph: A reads B when A ::= α B ... with α nullable), then of
+ * every body suffix. */
+static void lr1_first(const lr_ctx *c, lr1_ctx *l)
+{
+    int32_t W = c->W;
+    l->first_nt = calloc((size_t)c->nn * (size_t)W + 1, sizeof *l->first_nt);
+    l->first_item = calloc(((size_t)c->num_items + 1) * (size_t)W, sizeof *l->first_item);
+    LL_ASSERT(l->first_nt && l->first_item);
+    vec_i32 src = {0}, dst = {0};
+    for (int32_t r = 0; r < c->nr; r++) {
+        int32_t A = c->a->rule_lhs[r];
+        for (int32_t i = c->body_off[r]; i < c->body_off[r + 1]; i++) {
+            int32_t s = c->body[i];
+            if (s >= 0) {
+                VEC_PUSH(src, A);
+                VEC_PUSH(dst, s);
+                if (!c->nullable[s]) break;
+            } else {
+                lr1_add_first_sym(c, l, l->first_nt + (int64_t)A * W, s);
+                break;
+            }
+        }
+    }
+    int64_t *es;
+    int32_t *ee;
+    lr_csr(&src, &dst, c->nn, &es, &ee);
+    lr_digraph_run(es, ee, c->nn, l->first_nt, W);
+    free(es);
+    free(ee);
+    VEC_FREE(src);
+    VEC_FREE(dst);
+    for (int32_t r = 0; r < c->nr; r++) {
+        int32_t base = c->body_off[r] + r, len = c->a->rule_len[r];
+        for (int32_t d = len - 1; d >= 0; d--) {
+            int32_t s = c->body[c->body_off[r] + d];
+            uint64_t *f = l->first_item + (int64_t)(base + d) * W;
+            lr1_add_first_sym(c, l, f, s);
+            if (s >= 0 && c->nullable[s])
+                for (int32_t w = 0; w < W; w++) f[w] |= f[W + w];
+        }
+    }
+}
+
+static int lr1_union(uint64_t *dst, const uint64_t *src, int64_t n)
+{
+    int changed = 0;
+    for (int64_t w = 0; w < n; w++) {
+        uint64_t v = dst[w] | src[w];
+        changed |= v != dst[w];
+        dst[w] = v;
+    }
+    return changed;
+}
+
+static int lr1_meets(const uint64_t *a, const uint64_t *b, int32_t W)
+{
+    for (int32_t w = 0; w < W; w++)
+        if (a[w] & b[w]) return 1;
+    return 0;
+}
+
+static int lr1_weakly_compatible(const uint64_t *l1, const uint64_t *l2, int32_t k, int32_t W)
+{
+    for (int32_t i = 0; i < k; i++)
+        for (int32_t j = i + 1; j < k; j++) {
+            const uint64_t *a1 = l1 + (int64_t)i * W, *b1 = l1 + (int64_t)j * W;
+            const uint64_t *a2 = l2 + (int64_t)i * W, *b2 = l2 + (int64_t)j * W;
+            if (!lr1_meets(a1, b2, W) && !lr1_meets(a2, b1, W)) continue;
+            if (lr1_meets(a1, b1, W) || lr1_meets(a2, b2, W)) continue;
+            return 0;
+        }
+    return 1;
+}
+
+static void lr1_enqueue(lr1_ctx *l, int32_t s)
+{
+    if (l->states.p[s].queued) return;
+    l->states.p[s].queued = 1;
+    VEC_PUSH(l->queue, s);
+}
+
+static int32_t lr1_new_state(lr1_ctx *l, int32_t core, const uint64_t *la, int64_t num_words)
+{
+    int32_t s = (int32_t)l->states.n;
+    while (l->core_head.n <= core) VEC_PUSH(l->core_head, -1);
+    VEC_PUSH(l->states, ((lr1_state){core, l->core_head.p[core], l->la.n, -1, 0, 0}));
+    l->core_head.p[core] = s;
+    VEC_RESERVE(l->la, l->la.n + num_words);
+    memcpy(l->la.p + l->la.n, la, (size_t)num_words * sizeof *la);
+    l->la.n += num_words;
+    lr1_enqueue(l, s);
+    return s;
+}
+
+/* The state a successor (core, lookaheads la of its kn kernel items) goes to: `cur` when it is
+ * still compatible, else a compatible state of the core, else a new one. */
+static int32_t lr1_target(lr_ctx *c, lr1_ctx *l, int32_t core, const uint64_t *la, int32_t kn, int32_t cur)
+{
+    int64_t nw = (int64_t)kn * c->W;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int32_t u = pass ? (core < l->core_head.n ? l->core_head.p[core] : -1) : cur; u >= 0;
+             u = pass ? l->states.p[u].next : -1) {
+            uint64_t *ul = l->la.p + l->states.p[u].la;
+            int sub = 1;
+            for (int64_t w = 0; w < nw && sub; w++) sub = (la[w] & ~ul[w]) == 0;
+            if (sub) return u;
+            if (lr1_weakly_compatible(ul, la, kn, c->W)) {
+                lr1_union(ul, la, nw);
+                lr1_enqueue(l, u);
+                return u;
+            }
+        }
+    }
+    return lr1_new_state(l, core, la, nw);
+}
+
+static status_t lr1_process(lr_ctx *c, lr1_ctx *l, int32_t s, vec_i32 *kern, lr1_words *kla,
+                            vec_i32 *pred, lr1_pairs *pairs, lr1_words *nla)
+{
+    int32_t W = c->W;
+    l->states.p[s].queued = 0;
+    int32_t kn;
+    const int32_t *kp = vec_intern_get(&c->kernels, l->states.p[s].core, &kn);
+    kern->n = 0;
+    VEC_RESERVE(*kern, kn);
+    memcpy(kern->p, kp, (size_t)kn * sizeof *kp);
+    kla->n = 0;
+    VEC_RESERVE(*kla, (int64_t)kn * W);
+    memcpy(kla->p, l->la.p + l->states.p[s].la, (size_t)kn * (size_t)W * sizeof *kla->p);
+    /* closure: the lookahead of each predicted nonterminal, to a fixpoint */
+    c->stamp++;
+    pred->n = 0;
+    vec_i32 wl = {0};
+    for (int32_t i = 0; i < kn; i++) {
+        int32_t it = kern->p[i], B = lr_next_sym(c, it);
+        if (B < 0) continue;
+        uint64_t *nb = l->nl + (int64_t)B * W;
+        if (c->nt_mark[B] != c->stamp) {
+            c->nt_mark[B] = c->stamp;
+            memset(nb, 0, (size_t)W * sizeof *nb);
+            VEC_PUSH(*pred, B);
+        }
+        int grew = lr1_union(nb, l->first_item + (int64_t)(it + 1) * W, W);
+        if (c->ns[it + 1]) grew |= lr1_union(nb, kla->p + (int64_t)i * W, W);
+        if (grew && !l->inq[B]) { l->inq[B] = 1; VEC_PUSH(wl, B); }
+    }
+    while (wl.n) {
+        int32_t B = wl.p[--wl.n];
+        l->inq[B] = 0;
+        for (int32_t k = c->rstart[B]; k < c->rstart[B + 1]; k++) {
+            int32_t it = c->body_off[c->rlist[k]] + c->rlist[k], D = lr_next_sym(c, it);
+            l->work++;
+            if (D < 0) continue;
+            uint64_t *nd = l->nl + (int64_t)D * W;
+            if (c->nt_mark[D] != c->stamp) {
+                c->nt_mark[D] = c->stamp;
+                memset(nd, 0, (size_t)W * sizeof *nd);
+                VEC_PUSH(*pred, D);
+            }
+            int grew = lr1_union(nd, l->first_item + (int64_t)(it + 1) * W, W);
+            if (c->ns[it + 1]) grew |= lr1_union(nd, l->nl + (int64_t)B * W, W);
+            if (grew && !l->inq[D]) { l->inq[D] = 1; VEC_PUSH(wl, D); }
+        }
+    }
+    VEC_FREE(wl);
+    /* successors: (symbol, advanced item, lookahead source) */
+    pairs->n = 0;
+    for (int32_t i = 0; i < kn + (int32_t)pred->n; i++) {
+        int32_t B = i < kn ? -1 : pred->p[i - kn];
+        int32_t k0 = i < kn ? 0 : c->rstart[B], k1 = i < kn ? 1 : c->rstart[B + 1];
+        for (int32_t k = k0; k < k1; k++) {
+            int32_t it = i < kn ? kern->p[i] : c->body_off[c->rlist[k]] + c->rlist[k];
+            int32_t sym = lr_next_sym(c, it), src = i < kn ? i : kn + B;
+            l->work++;
+            if (sym == INT32_MIN) continue;
+            if (sym >= 0) VEC_PUSH(*pairs, ((lr1_pair){c->C + 1 + sym, it + 1, src}));
+            else if (sym == -1) VEC_PUSH(*pairs, ((lr1_pair){c->C, it + 1, src}));
+            else {
+                int32_t m;
+                const int32_t *cl = lr_set_classes(c, -sym - 2, &m);
+                for (int32_t j = 0; j < m; j++) VEC_PUSH(*pairs, ((lr1_pair){cl[j], it + 1, src}));
+            }
+        }
+    }
+    qsort(pairs->p, (size_t)pairs->n, sizeof *pairs->p, lr1_cmp_pair);
+    int64_t trans = l->states.p[s].trans;
+    int first_visit = trans < 0;
+    if (first_visit) l->states.p[s].trans = trans = l->tsym.n;
+    int32_t g = 0;
+    vec_i32 items = {0};
+    for (int64_t i = 0; i < pairs->n; g++) {
+        int64_t j = i;
+        items.n = 0;
+        nla->n = 0;
+        while (j < pairs->n && pairs->p[j].sym == pairs->p[i].sym) {
+            if (j == i || pairs->p[j].item != pairs->p[j - 1].item) {
+                VEC_PUSH(items, pairs->p[j].item);
+                for (int32_t w = 0; w < W; w++) VEC_PUSH(*nla, 0);
+            }
+            int32_t src = pairs->p[j].src;
+            const uint64_t *from = src < kn ? kla->p + (int64_t)src * W : l->nl + (int64_t)(src - kn) * W;
+            lr1_union(nla->p + (items.n - 1) * W, from, W);
+            j++;
+        }
+        int added;
+        int32_t core = vec_intern_add(&c->kernels, items.p, (int32_t)items.n, &added);
+        int32_t cur = first_visit ? -1 : l->tto.p[trans + g];
+        int32_t t = lr1_target(c, l, core, nla->p, (int32_t)items.n, cur);
+        if (first_visit) {
+            VEC_PUSH(l->tsym, pairs->p[i].sym);
+            VEC_PUSH(l->tto, t);
+        } else {
+            LL_ASSERT(l->tsym.p[trans + g] == pairs->p[i].sym);
+            l->tto.p[trans + g] = t;
+        }
+        i = j;
+    }
+    VEC_FREE(items);
+    if (first_visit) l->states.p[s].num_trans = g;
+    if (l->states.n > LR_MAX_STATES || l->work > LR1_MAX_WORK)
+        return status_set(STATUS_INVALID_ARG, "grammar too large: its LR(1) automaton exceeds %d states or %d closure items",
+                          LR_MAX_STATES, LR1_MAX_WORK);
+    return STATUS_OK;
+}
+
+static status_t lr_graph_lr1(lr_ctx *c)
+{
+    lr1_ctx l;
+    memset(&l, 0, sizeof l);
+    int32_t W = c->W;
+    lr1_first(c, &l);
+    l.nl = calloc((size_t)c->nn * (size_t)W + 1, sizeof *l.nl);
+    l.inq = calloc((size_t)c->nn + 1, 1);
+    LL_ASSERT(l.nl && l.inq);
+    int added;
+    int32_t k0 = c->body_off[c->nr - 1] + c->nr - 1;
+    int32_t core0 = vec_intern_add(&c->kernels, &k0, 1, &added);
+    uint64_t *zero = calloc((size_t)W, sizeof *zero);
+    LL_ASSERT(zero);
+    lr1_new_state(&l, core0, zero, W);
+    free(zero);
+    vec_i32 kern = {0}, pred = {0};
+    lr1_words kla = {0}, nla = {0};
+    lr1_pairs pairs = {0};
+    status_t st = STATUS_OK;
+    for (int64_t h = 0; h < l.queue.n && st == STATUS_OK; h++)
+        st = lr1_process(c, &l, l.queue.p[h], &kern, &kla, &pred, &pairs, &nla);
+    VEC_FREE(pred); VEC_FREE(kla); VEC_FREE(nla); VEC_FREE(pairs);
+    if (st == STATUS_OK) {
+        /* the reachable graph, numbered breadth first from the start state */
+        int32_t num = (int32_t)l.states.n;
+        int32_t *id = malloc((size_t)num * sizeof *id), *order = malloc((size_t)num * sizeof *order);
+        LL_ASSERT(id && order);
+        for (int32_t s = 0; s < num; s++) id[s] = -1;
+        int32_t n = 0;
+        id[0] = 0;
+        order[n++] = 0;
+        for (int32_t h = 0; h < n; h++) {
+            const lr1_state *S = &l.states.p[order[h]];
+            for (int64_t t = S->trans; t < S->trans + S->num_trans; t++)
+                if (id[l.tto.p[t]] < 0) { id[l.tto.p[t]] = n; order[n++] = l.tto.p[t]; }
+        }
+        VEC(int64_t) tstart = {0};
+        vec_i32 items = {0};
+        for (int32_t h = 0; h < n; h++) {
+            const lr1_state *S = &l.states.p[order[h]];
+            VEC_PUSH(tstart, c->trans.n);
+            VEC_PUSH(c->state_core, S->core);
+            for (int64_t t = S->trans; t < S->trans + S->num_trans; t++)
+                VEC_PUSH(c->trans, ((lr_trans){h, l.tsym.p[t], id[l.tto.p[t]]}));
+            int32_t kn;
+            const int32_t *kp = vec_intern_get(&c->kernels, S->core, &kn);
+            kern.n = 0;
+            VEC_RESERVE(kern, kn);
+            memcpy(kern.p, kp, (size_t)kn * sizeof *kp);
+            lr_closure(c, kern.p, kn, &items);
+            for (int64_t i = 0; i < items.n; i++)
+                if (lr_next_sym(c, items.p[i]) == INT32_MIN) {
+                    VEC_PUSH(c->red_state, h);
+                    VEC_PUSH(c->red_rule, c->item_rule[items.p[i]]);
+                }
+        }
+        VEC_PUSH(tstart, c->trans.n);
+        c->trans_start = tstart.p;
+        c->num_states = n;
+        VEC_FREE(items);
+        free(id);
+        free(order);
+    }
+    VEC_FREE(kern);
+    VEC_FREE(l.states); VEC_FREE(l.la); VEC_FREE(l.tsym); VEC_FREE(l.tto); VEC_FREE(l.core_head); VEC_FREE(l.queue);
+    free(l.first_nt); free(l.first_item); free(l.nl); free(l.inq);
+    return st;
+}
+
+/* Drops the state graph and the tables built on it (the rules and FIRST data stay). */
+static void lr_graph_reset(lr_ctx *c)
+{
+    lr_automaton *a = c->a;
+    VEC_FREE(c->trans);
+    free(c->trans_start);
+    c->trans_start = NULL;
+    c->red_state.n = c->red_rule.n = c->state_core.n = 0;
+    c->num_states = 0;
+    free(a->action); free(a->default_rule); free(a->goto_keys); free(a->goto_vals);
+    a->action = a->default_rule = a->goto_vals = NULL;
+    a->goto_keys = NULL;
+    a->goto_cap = a->num_gotos = 0;
+    a->num_states = 0;
+}
+
+status_t lr_build(const grammar *g, lr_automaton *out, int32_t conflict_lhs[2])
 {
     memset(out, 0, sizeof *out);
+    if (conflict_lhs) conflict_lhs[0] = conflict_lhs[1] = -1;
     if (g->start < 0) return status_set(STATUS_INVALID_ARG, "grammar has no start rule");
     lr_ctx c;
     memset(&c, 0, sizeof c);
     c.g = g;
     c.a = out;
-    status_t st = lr_build_ctx(&c);
+    c.conflict_lhs[0] = c.conflict_lhs[1] = -1;
+    lr_prepare(&c);
+    c.kind = "LALR(1)";
+    int conflict = 0;
+    status_t st = lr_graph_lr0(&c);
+    if (st == STATUS_OK) st = lr_tables(&c, &conflict);
+    if (conflict) {
+        /* LR(1) fallback: the LALR(1) conflict may come from merging states with one core */
+        char lalr[1024];
+        snprintf(lalr, sizeof lalr, "%s", status_message());
+        c.kind = "LR(1)";
+        out->is_lr1 = 1;
+        lr_graph_reset(&c);
+        st = lr_graph_lr1(&c);
+        if (st == STATUS_OK) st = lr_tables(&c, &conflict);
+        else st = status_set(st, "%s; the LR(1) fallback failed: %s", lalr, status_message());
+        if (conflict && conflict_lhs) memcpy(conflict_lhs, c.conflict_lhs, sizeof c.conflict_lhs);
+    }
     free(c.body_off); free(c.body); free(c.rstart); free(c.rlist); free(c.item_rule); free(c.nullable);
-    free(c.range_set); free(c.nt_mark); free(c.trans_start);
+    free(c.range_set); free(c.nt_mark); free(c.trans_start); free(c.ns);
     vec_intern_free(&c.sets);
     vec_intern_free(&c.kernels);
     VEC_FREE(c.trans);
     VEC_FREE(c.red_state);
     VEC_FREE(c.red_rule);
+    VEC_FREE(c.state_core);
     if (st != STATUS_OK) lr_free(out);
     return st;
 }

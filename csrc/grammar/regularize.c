@@ -41,9 +41,23 @@ typedef struct rz {
     vec_i32 memo_used;         /* slots filled since the last reset (cleared one by one) */
     int32_t cur;               /* the opaque nonterminal being built */
     uint8_t *delim;            /* [num_nts] see rz_delimited */
+    uint8_t *fixed;            /* [num_nts] derives exactly one string (a literal, a key) */
     int64_t work;              /* NFA states built, failed attempts included */
     vec_i32 todo;              /* opaque nonterminals still to emit */
+    const uint8_t *inl;        /* [num_nts] or NULL: opaque nonterminals also expanded where used */
+    uint8_t *inl_on;           /* [num_nts] being expanded on the current rz_build path */
+    vec_i32 owner;             /* [out->num_nts] the input nonterminal of each output one */
+    int64_t max_nfa, max_dfa, max_work;   /* budgets (GRAMMAR_REGULARIZE_MAX_* x budget_scale) */
+    int32_t num_splits;        /* nonterminals made opaque to fit the budgets */
 } rz;
+
+static int32_t rz_add_out_nt(rz *z, const char *name, int32_t owner)
+{
+    int32_t nt = grammar_add_nonterminal(z->out, name);
+    LL_ASSERT(nt == (int32_t)z->owner.n);
+    VEC_PUSH(z->owner, owner);
+    return nt;
+}
 
 static int32_t rz_state(rz *z)
 {
@@ -128,9 +142,10 @@ static int rz_seq(rz *z, const grammar_sym *s, int32_t n, int32_t from, int32_t 
 /* Returns 0 when the NFA exceeds its budget (the caller makes a child opaque and retries). */
 static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
 {
-    if (nt != z->cur && z->opaque[nt]) { rz_add_edge(z, from, grammar_nt(z->out_nt[nt]), to); return 1; }
+    int expand = nt != z->cur && z->opaque[nt] && z->inl && z->inl[nt] && !z->inl_on[nt];
+    if (nt != z->cur && z->opaque[nt] && !expand) { rz_add_edge(z, from, grammar_nt(z->out_nt[nt]), to); return 1; }
     if (nt == z->cur && depth > 0 && !z->linear[nt]) { rz_add_edge(z, from, grammar_nt(z->out_nt[nt]), to); return 1; }
-    if (z->head.n > GRAMMAR_REGULARIZE_MAX_NFA_STATES || depth > GRAMMAR_REGULARIZE_MAX_DEPTH) return 0;
+    if (z->head.n > z->max_nfa || depth > GRAMMAR_REGULARIZE_MAX_DEPTH) return 0;
     int32_t e = rz_memo_get(z, nt, to);
     if (e >= 0) { rz_add_edge(z, from, RZ_EPS, e); return 1; }
     e = rz_state(z);
@@ -145,6 +160,7 @@ static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
             if (r->num_syms > 1 && grammar_rule_syms(g, r)[0] == self) x = rz_state(z);
         }
     }
+    if (expand) z->inl_on[nt] = 1;   /* its own uses inside the copy stay references */
     for (int32_t k = z->rstart[nt]; k < z->rstart[nt + 1]; k++) {
         const grammar_rule *r = &g->rules[z->rlist[k]];
         const grammar_sym *s = grammar_rule_syms(g, r);
@@ -155,6 +171,7 @@ static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
             return 0;
         }
     }
+    if (expand) z->inl_on[nt] = 0;
     if (x != to) rz_add_edge(z, x, RZ_EPS, to);
     return 1;
 }
@@ -234,14 +251,16 @@ typedef struct rz_trans {
 /* Makes the inlined child of v with the largest expansion opaque; 0 if there is none. */
 static void rz_mark_opaque(rz *z, int32_t w)
 {
+    z->num_splits++;
     z->opaque[w] = 1;
-    z->out_nt[w] = grammar_add_nonterminal(z->out, z->g->names[w]);
+    z->out_nt[w] = rz_add_out_nt(z, z->g->names[w], w);
     VEC_PUSH(z->todo, w);
 }
 
 /* v's automaton is over budget: make inlined descendants opaque.  First choice: the outermost
  * "delimited" ones (every string starts with '{' or '[': nested objects and arrays), whose
- * boundaries stay LR(1) as separate nonterminals; else the largest direct child.  Returns 0
+ * boundaries stay LR(1) as separate nonterminals; second: the outermost ones right after a
+ * fixed string (property values after their key); else the largest direct child.  Returns 0
  * when nothing is left to split. */
 static int rz_split(rz *z, int32_t v)
 {
@@ -267,6 +286,28 @@ static int rz_split(rz *z, int32_t v)
             }
         }
     }
+    /* second choice: the outermost ones that follow a fixed string in their rule (a property
+     * value after its key): only that one path is alive there, so the cut adds no conflict */
+    memset(seen, 0, (size_t)g->num_nts + 1);
+    VEC_PUSH(stack, v);
+    seen[v] = 1;
+    while (stack.n) {
+        int32_t u = stack.p[--stack.n];
+        for (int32_t k = z->rstart[u]; k < z->rstart[u + 1]; k++) {
+            const grammar_rule *r = &g->rules[z->rlist[k]];
+            const grammar_sym *s = grammar_rule_syms(g, r);
+            for (int32_t i = 0; i < r->num_syms; i++) {
+                if (!grammar_is_nt(s[i])) continue;
+                int32_t w = grammar_nt_index(s[i]);
+                if (seen[w] || z->opaque[w]) continue;
+                seen[w] = 1;
+                int after_fixed = i > 0 && (grammar_is_nt(s[i - 1]) ? z->fixed[grammar_nt_index(s[i - 1])]
+                                                                   : grammar_term_lo(s[i - 1]) == grammar_term_hi(s[i - 1]));
+                if (after_fixed && !z->fixed[w] && z->size[w] >= 32) { rz_mark_opaque(z, w); found++; }
+                else VEC_PUSH(stack, w);
+            }
+        }
+    }
     free(seen);
     VEC_FREE(stack);
     if (found) return 1;
@@ -279,7 +320,7 @@ static int rz_split(rz *z, int32_t v)
             if (!grammar_is_nt(s[i])) continue;
             int32_t w = grammar_nt_index(s[i]);
             if (w == v || z->opaque[w]) continue;
-            if (z->size[w] >= GRAMMAR_REGULARIZE_MAX_NFA_STATES / 8) { rz_mark_opaque(z, w); found++; continue; }
+            if (z->size[w] >= z->max_nfa / 8) { rz_mark_opaque(z, w); found++; continue; }
             if (best < 0 || z->size[w] > z->size[best]) best = w;
         }
     }
@@ -474,6 +515,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     z->memo_used.n = 0;
     z->memo_n = 0;
     z->cur = v;
+    if (z->inl_on) memset(z->inl_on, 0, (size_t)z->g->num_nts);
     int32_t entry = rz_state(z);
     int32_t exit = rz_state(z);
     *st_out = STATUS_OK;
@@ -489,9 +531,9 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     rz_closure(z, &set);
     vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
     for (int32_t d = 0; d < vec_intern_num(&dfa); d++) {
-        if (d >= GRAMMAR_REGULARIZE_MAX_DFA_STATES) {
-            st = status_set(STATUS_INVALID_ARG, "grammar too large: the automaton of rule '%s' exceeds %d states",
-                            z->g->names[v], GRAMMAR_REGULARIZE_MAX_DFA_STATES);
+        if (d >= z->max_dfa) {
+            st = status_set(STATUS_INVALID_ARG, "grammar too large: the automaton of rule '%s' exceeds %lld states",
+                            z->g->names[v], (long long)z->max_dfa);
             vec_intern_free(&dfa);
             VEC_FREE(trans); VEC_FREE(pairs); VEC_FREE(set); VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
             return 0;   /* the caller splits v and retries, or reports */
@@ -643,7 +685,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
             int32_t d = trans.p[i].to;
             if (lnt[d] < 0) {
                 snprintf(name, sizeof name, "%.250s@%d", z->g->names[v], (int)d);
-                lnt[d] = grammar_add_nonterminal(out, name);
+                lnt[d] = rz_add_out_nt(z, name, v);
             }
         }
         int32_t vo = z->out_nt[v];
@@ -704,9 +746,10 @@ static int64_t rz_size(const rz *z, int32_t nt)
     return total;
 }
 
-status_t grammar_regularize(const grammar *in, grammar *out)
+status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, grammar *out, int32_t **owner)
 {
     grammar_init(out);
+    if (owner) *owner = NULL;
     if (in->start < 0) return status_set(STATUS_INVALID_ARG, "grammar has no start rule");
     const grammar *g = in;
     int32_t nn = g->num_nts, nr = g->num_rules;
@@ -714,6 +757,15 @@ status_t grammar_regularize(const grammar *in, grammar *out)
     memset(&z, 0, sizeof z);
     z.g = g;
     z.out = out;
+    z.inl = opts ? opts->inline_nts : NULL;
+    int64_t scale = opts && opts->budget_scale > 1 ? opts->budget_scale : 1;
+    z.max_nfa = GRAMMAR_REGULARIZE_MAX_NFA_STATES * scale;
+    z.max_dfa = GRAMMAR_REGULARIZE_MAX_DFA_STATES * scale;
+    z.max_work = GRAMMAR_REGULARIZE_MAX_WORK * scale;
+    if (z.inl) {
+        z.inl_on = calloc((size_t)nn + 1, 1);
+        LL_ASSERT(z.inl_on);
+    }
     /* productive rules: count unproductive occurrences per rule, worklist by nonterminal */
     int32_t *cnt = calloc((size_t)nr + 1, sizeof *cnt);
     int32_t *occ_start = calloc((size_t)nn + 1, sizeof *occ_start);
@@ -749,7 +801,7 @@ status_t grammar_regularize(const grammar *in, grammar *out)
     status_t st = STATUS_OK;
     if (!prod[g->start]) {
         st = status_set(STATUS_INVALID_ARG, "the grammar's language is empty (rule '%s' derives no string)", g->names[g->start]);
-        free(cnt); free(fill); free(prod); VEC_FREE(work);
+        free(cnt); free(fill); free(prod); VEC_FREE(work); free(z.inl_on);
         return st;
     }
     /* productive rules by lhs */
@@ -820,6 +872,8 @@ status_t grammar_regularize(const grammar *in, grammar *out)
     z.opaque = calloc((size_t)nn + 1, 1);
     z.linear = calloc((size_t)nn + 1, 1);
     z.size = calloc((size_t)nn + 1, sizeof *z.size);
+    z.fixed = calloc((size_t)nn + 1, 1);
+    LL_ASSERT(z.fixed);
     z.out_nt = malloc(((size_t)nn + 1) * sizeof *z.out_nt);
     LL_ASSERT(z.opaque && z.linear && z.size && z.out_nt);
     for (int64_t oi = 0; oi < order.n; oi++) {
@@ -839,15 +893,24 @@ status_t grammar_regularize(const grammar *in, grammar *out)
             if (!lin) z.opaque[v] = 1;
         }
         z.size[v] = rz_size(&z, v);
+        int fx = !z.opaque[v] && z.rstart[v + 1] - z.rstart[v] == 1;
+        if (fx) {
+            const grammar_rule *r = &g->rules[z.rlist[z.rstart[v]]];
+            const grammar_sym *s = grammar_rule_syms(g, r);
+            for (int32_t i = 0; i < r->num_syms && fx; i++)
+                fx = grammar_is_nt(s[i]) ? grammar_nt_index(s[i]) != v && z.fixed[grammar_nt_index(s[i])]
+                                         : grammar_term_lo(s[i]) == grammar_term_hi(s[i]);
+        }
+        z.fixed[v] = (uint8_t)fx;
     }
     free(idx); free(low); free(scc); free(scc_size); free(on); free(selfloop); free(prod);
     VEC_FREE(work);
     /* output nonterminals for the reachable opaque ones, start first */
     for (int32_t i = 0; i < nn; i++) z.out_nt[i] = -1;
-    z.out_nt[g->start] = grammar_add_nonterminal(out, g->names[g->start]);
+    z.out_nt[g->start] = rz_add_out_nt(&z, g->names[g->start], g->start);
     for (int64_t oi = 0; oi < order.n; oi++) {
         int32_t v = order.p[oi];
-        if (z.opaque[v] && z.out_nt[v] < 0) z.out_nt[v] = grammar_add_nonterminal(out, g->names[v]);
+        if (z.opaque[v] && z.out_nt[v] < 0) z.out_nt[v] = rz_add_out_nt(&z, g->names[v], v);
     }
     out->start = z.out_nt[g->start];
     z.num_classes = grammar_byte_classes(g, z.class_of);
@@ -862,22 +925,23 @@ status_t grammar_regularize(const grammar *in, grammar *out)
         for (;;) {
             int ok = rz_opaque(&z, v, &st);
             z.work += z.head.n;
-            if (z.work > GRAMMAR_REGULARIZE_MAX_WORK && st == STATUS_OK) {
-                st = status_set(STATUS_INVALID_ARG, "grammar too large: its automata exceed %d NFA states in all",
-                                GRAMMAR_REGULARIZE_MAX_WORK);
+            if (z.work > z.max_work && st == STATUS_OK) {
+                st = status_set(STATUS_INVALID_ARG, "grammar too large: its automata exceed %lld NFA states in all",
+                                (long long)z.max_work);
                 break;
             }
             if (ok) break;
             if (!rz_split(&z, v)) {
                 st = status_set(STATUS_INVALID_ARG,
-                                "grammar too large: the automaton of rule '%s' exceeds %d NFA / %d DFA states",
-                                g->names[v], GRAMMAR_REGULARIZE_MAX_NFA_STATES, GRAMMAR_REGULARIZE_MAX_DFA_STATES);
+                                "grammar too large: the automaton of rule '%s' exceeds %lld NFA / %lld DFA states",
+                                g->names[v], (long long)z.max_nfa, (long long)z.max_dfa);
                 break;
             }
         }
     }
     VEC_FREE(z.todo);
     free(z.delim);
+    free(z.fixed);
     free(z.memo_keys);
     free(z.memo_vals);
     VEC_FREE(z.memo_used);
@@ -888,5 +952,10 @@ status_t grammar_regularize(const grammar *in, grammar *out)
     VEC_FREE(z.head);
     VEC_FREE(z.edges);
     VEC_FREE(z.mark);
+    free(z.inl_on);
+    if (opts) opts->num_splits = z.num_splits;
+    LL_ASSERT(z.owner.n == out->num_nts);
+    if (owner) *owner = z.owner.p;
+    else VEC_FREE(z.owner);
     return st;
 }

@@ -33,6 +33,22 @@
 #define GRAMMAR_REGULARIZE_MAX_DEPTH 3000       /* nesting of inlined nonterminals */
 #define GRAMMAR_REGULARIZE_MAX_WORK 1000000     /* NFA states built in all (retries included) */
 
-status_t grammar_regularize(const grammar *in, grammar *out);
+/* Options (NULL = none):
+ *  inline_nts ([in->num_nts] or NULL): nonterminals that, when they are opaque, are ALSO
+ *    expanded (one level: their own uses inside the copy stay references) into every automaton
+ *    that uses them — dpda_compile's answer to an LR conflict between two bodies that start
+ *    alike;
+ *  budget_scale (0 or 1: as defined above): multiplies the NFA / DFA / work budgets, so fewer
+ *    pieces are split off (dpda_compile's retry of a grammar that failed at scale 1);
+ *  num_splits (output): how many nonterminals were made opaque to fit the budgets.
+ * owner (or NULL): receives a malloc'ed [out->num_nts] array, the input nonterminal each output
+ * nonterminal comes from (N and its states N@d: N); the caller frees it, also on error. */
+typedef struct grammar_regularize_opts {
+    const uint8_t *inline_nts;
+    int32_t budget_scale;
+    int32_t num_splits;
+} grammar_regularize_opts;
+
+status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, grammar *out, int32_t **owner);
 
 #endif

@@ -2,10 +2,10 @@
  *
  *   GrammarCompiler(vocab: DetokVocab | None = None, eos_ids=(), capacity=256)
  *       .compile(kind, source, whitespace=False) -> CompiledGrammar   (cached by content;
- *        ValueError names an unsupported keyword or an LALR(1) conflict)
+ *        ValueError names an unsupported keyword or an LR(1) conflict)
  *       .vocab_size, .mask_words, .num_cached
- *   CompiledGrammar: .matcher(max_rollback_bytes=65536) -> GrammarMatcher; .num_states, .num_edges, .compile_us,
- *       .cache_hit, .mask_cache_entries, .mask_cache_bytes, .mask_cache_skips
+ *   CompiledGrammar: .matcher(max_rollback_bytes=65536) -> GrammarMatcher; .num_states, .lr_kind, .compile_tries,
+ *       .num_edges, .compile_us, .cache_hit, .mask_cache_entries, .mask_cache_bytes, .mask_cache_skips
  *   GrammarMatcher(compiled, max_rollback_bytes=65536):
  *       .advance_bytes(b) -> bool (all or nothing), .advance_token(id) -> bool,
  *       .is_accepting() -> bool, .rollback_bytes(n), .rollback_tokens(n), .reset(), .num_bytes,
@@ -188,6 +188,8 @@ static PyObject *py_gc_compiled_get(py_gc_compiled *self, void *closure)
     const char *what = closure;
     grammar_compiled *gc = self->gc;
     if (!strcmp(what, "num_states")) return PyLong_FromLong(gc->d->num_states);
+    if (!strcmp(what, "lr_kind")) return PyUnicode_FromString(gc->d->lr.is_lr1 ? "LR(1)" : "LALR(1)");
+    if (!strcmp(what, "compile_tries")) return PyLong_FromLong(gc->d->num_tries);
     if (!strcmp(what, "num_edges")) return PyLong_FromLong(gc->d->num_edges);
     if (!strcmp(what, "num_classes")) return PyLong_FromLong(gc->d->num_terms - 1);
     if (!strcmp(what, "compile_us")) return PyFloat_FromDouble((double)gc->compile_ns / 1e3);
@@ -205,7 +207,9 @@ static PyMethodDef py_gc_compiled_methods[] = {
 };
 
 static PyGetSetDef py_gc_compiled_getset[] = {
-    {"num_states", (getter)py_gc_compiled_get, NULL, "LALR(1) states", "num_states"},
+    {"num_states", (getter)py_gc_compiled_get, NULL, "LR automaton states", "num_states"},
+    {"lr_kind", (getter)py_gc_compiled_get, NULL, "'LALR(1)', or 'LR(1)' when LALR(1) had a conflict and the LR(1) fallback built it", "lr_kind"},
+    {"compile_tries", (getter)py_gc_compiled_get, NULL, "regularize + LR runs the compile took (1 unless a conflict or a budget made it retry)", "compile_tries"},
     {"num_edges", (getter)py_gc_compiled_get, NULL, "distinct DPDA edges", "num_edges"},
     {"num_classes", (getter)py_gc_compiled_get, NULL, "byte classes", "num_classes"},
     {"compile_us", (getter)py_gc_compiled_get, NULL, "compile time of the cache miss, microseconds", "compile_us"},

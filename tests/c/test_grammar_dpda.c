@@ -1,7 +1,8 @@
 /* test_grammar_dpda.c — csrc/grammar/{regularize,lr,dpda}: the DPDA matcher must agree with
  * the Earley reference byte by byte (prefix acceptance after every byte, full acceptance at
  * the end) on every front end's grammars, on hand-written strings and on random walks;
- * rollback restores earlier states; non-LR(1) grammars fail with a readable conflict. */
+ * rollback restores earlier states; non-LR(1) grammars fail with a readable conflict; LR(1)-not-
+ * LALR(1) grammars and grammars that compile only on a retry (expansion, larger budgets). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,5 +215,71 @@ TEST_CASE(grammar_dpda_rollback_and_conflict)
     CHECK_EQ_INT(dpda_compile(&g, &bad), STATUS_INVALID_ARG);
     CHECK(bad == NULL);
     CHECK(strstr(status_message(), "shift/reduce conflict on 'a'") != NULL);
+    grammar_free(&g);
+}
+
+/* LR(1) but not LALR(1) (the textbook pairs, with the two nonterminals recursive so that
+ * regularize keeps them): built by the LR(1) fallback at the first try */
+TEST_CASE(grammar_dpda_lr1_fallback)
+{
+    const char *srcs[] = {
+        "root ::= \"a\" x \"d\" | \"b\" y \"d\" | \"a\" y \"e\" | \"b\" x \"e\"\nx ::= \"c\" | \"(\" x \")\"\n"
+        "y ::= \"c\" | \"[\" y \"]\"\n",
+        "root ::= x \"a\" | \"b\" x \"c\" | y \"c\" | \"b\" y \"a\"\nx ::= \"d\" | \"(\" x \")\"\ny ::= \"d\" | \"[\" y \"]\"\n",
+    };
+    const char *strs[] = {"acd", "bce", "ace", "bcd", "a((c))d", "b[c]d", "a(c)e", "b[c]e", "da", "bdc", "dc", "bda",
+                          "((d))a", "b[d]a", "(d)c", "b(d)a", "ac", ""};
+    for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++) {
+        grammar g;
+        CHECK_EQ_INT(grammar_from_ebnf(srcs[i], strlen(srcs[i]), &g), STATUS_OK);
+        dpda *d = compile_ok(&g);
+        if (d) {
+            CHECK_EQ_INT(d->lr.is_lr1, 1);
+            CHECK_EQ_INT(d->num_tries, 1);
+            dpda_free(d);
+        }
+        check_strings(&g, strs, (int)(sizeof strs / sizeof strs[0]), 60);
+        grammar_free(&g);
+    }
+}
+
+/* grammars that compile only on a retry: two recursive bodies that start alike (expanded into
+ * their user), and a bounded repetition over the first budget (larger budgets) */
+TEST_CASE(grammar_dpda_compile_retries)
+{
+    const char *src = "root ::= u\nu ::= a | b\na ::= \"{k:\" [0-9]+ (\",\" u)? \"}\"\nb ::= \"{k:\" [a-z]+ (\",\" u)? \"}\"\n";
+    const char *strs[] = {"{k:1}", "{k:ab}", "{k:12,{k:x}}", "{k:x,{k:1,{k:2}}}", "{k:1x}", "{k:}", "{k:1,}"};
+    grammar g;
+    CHECK_EQ_INT(grammar_from_ebnf(src, strlen(src), &g), STATUS_OK);
+    dpda *d = compile_ok(&g);
+    if (d) {
+        CHECK(d->num_tries > 1);
+        dpda_free(d);
+    }
+    check_strings(&g, strs, (int)(sizeof strs / sizeof strs[0]), 60);
+    grammar_free(&g);
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"maxLength\":800}},"
+                         "\"required\":[\"s\"],\"additionalProperties\":false}";
+    grammar_json_options opt = {0};
+    CHECK_EQ_INT(grammar_from_json_schema(schema, strlen(schema), &opt, &g), STATUS_OK);
+    d = compile_ok(&g);
+    if (d) {
+        CHECK(d->num_tries > 1);
+        char *s = malloc(820);
+        memcpy(s, "{\"s\":\"", 6);
+        for (int n = 799; n <= 801; n++) {   /* the bound is exact: 800 characters, not 801 */
+            memset(s + 6, 'x', (size_t)n);
+            memcpy(s + 6 + n, "\"}", 2);
+            dpda_matcher m;
+            dpda_matcher_init(&m, d);
+            int ok = dpda_matcher_advance_bytes(&m, (const uint8_t *)s, (size_t)n + 8) && dpda_matcher_is_accepting(&m);
+            CHECK_EQ_INT(ok, n <= 800);
+            CHECK_EQ_INT(ok, grammar_accepts(&g, (const uint8_t *)s, (size_t)n + 8));
+            dpda_matcher_free(&m);
+        }
+        free(s);
+        CHECK_EQ_INT(random_walks(&g, d, 20, 60), 0);
+        dpda_free(d);
+    }
     grammar_free(&g);
 }
