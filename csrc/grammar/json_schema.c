@@ -44,7 +44,7 @@ typedef struct js_ctx {
     size_t path_len;
     js_ref *refs;
     int32_t num_refs, cap_refs;
-    grammar_sym value, string, string_char, escape, chars, string_tail, number, integer, comma, colon, digit, digits, frac_any;
+    grammar_sym value, string, string_char, escape, hex, chars, string_tail, number, integer, comma, colon, digit, digits, frac_any;
     int have_value, have_string, have_number, have_integer, have_seps, have_frac;
     grammar_sym key_nonascii_tail, key_escaped_tail;   /* shared tails of excluded-key nodes */
     int have_key_tails;
@@ -137,6 +137,7 @@ static grammar_sym js_string_char(js_ctx *c)
     grammar_add_rule(g, ch, e, 2);
     c->string_char = grammar_nt(ch);
     c->escape = grammar_nt(esc);
+    c->hex = grammar_nt(hex);
     grammar_sym chars = c->chars = grammar_add_star(g, "chars", c->string_char);
     grammar_sym q[3] = {grammar_term('"', '"'), chars, grammar_term('"', '"')};
     c->string = js_seq(c, "string", q, 3);
@@ -752,8 +753,24 @@ static grammar_sym js_key(js_ctx *c, const char *name)
     return js_seq(c, "key", s, 2);
 }
 
-/* Decodes UTF-8 into code points; returns -1 when a name has a character that JSON must
- * escape (then keys are not excluded, see js_extra_key). */
+/* The letter of c's short JSON escape (\" \\ \b \f \n \r \t: how json.dumps writes them), 0 when c
+ * needs none, -1 when it needs a \u escape (another control character). */
+static int js_short_escape(uint32_t c)
+{
+    switch (c) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '\b': return 'b';
+    case '\f': return 'f';
+    case '\n': return 'n';
+    case '\r': return 'r';
+    case '\t': return 't';
+    default: return c < 0x20 ? -1 : 0;
+    }
+}
+
+/* Decodes UTF-8 into code points; returns -1 when a name has a character that JSON writes as a
+ * \u escape (then keys are not excluded, see js_extra_key). */
 static int js_decode_name(const char *s, uint32_t *out, int cap)
 {
     int n = 0;
@@ -765,7 +782,7 @@ static int js_decode_name(const char *s, uint32_t *out, int cap)
             if ((p[i] & 0xC0) != 0x80) return -1;
             c = (c << 6) | (p[i] & 0x3F);
         }
-        if (c < 0x20 || c == '"' || c == '\\') return -1;
+        if (js_short_escape(c) < 0) return -1;
         out[n++] = c;
         p += k;
     }
@@ -783,7 +800,8 @@ static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, in
     uint32_t **sub = malloc((size_t)n * sizeof *sub);
     int *sublen = malloc((size_t)n * sizeof *sublen);
     LL_ASSERT(r && sub && sublen);
-    int nr = 0;
+    char escaped[8];            /* short-escape letters some name continues with here */
+    int num_escaped = 0, nr = 0;
     r[nr++] = (grammar_range){0, 0x1F};
     r[nr++] = (grammar_range){'"', '"'};
     r[nr++] = (grammar_range){'\\', '\\'};
@@ -793,14 +811,17 @@ static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, in
         for (int j = 0; j < i && !seen; j++) seen = lens[j] > d && names[j][d] == names[i][d];
         if (seen) continue;
         uint32_t cp = names[i][d];
-        r[nr++] = (grammar_range){cp, cp};
+        const int esc_letter = js_short_escape(cp);
+        if (esc_letter > 0) escaped[num_escaped++] = (char)esc_letter; /* branch on its escape, below */
+        else r[nr++] = (grammar_range){cp, cp};
         int m = 0;
         for (int j = i; j < n; j++)
             if (lens[j] > d && names[j][d] == cp) { sub[m] = names[j]; sublen[m] = lens[j]; m++; }
         grammar_seq seq = {0};
         char b[4];
         int k;
-        if (cp < 0x80) { b[0] = (char)cp; k = 1; }
+        if (esc_letter > 0) { b[0] = '\\'; b[1] = (char)esc_letter; k = 2; }
+        else if (cp < 0x80) { b[0] = (char)cp; k = 1; }
         else if (cp < 0x800) { b[0] = (char)(0xC0 | (cp >> 6)); b[1] = (char)(0x80 | (cp & 0x3F)); k = 2; }
         else if (cp < 0x10000) { b[0] = (char)(0xE0 | (cp >> 12)); b[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F)); k = 3; }
         else { b[0] = (char)(0xF0 | (cp >> 18)); b[1] = (char)(0x80 | ((cp >> 12) & 0x3F)); b[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F)); k = 4; }
@@ -840,15 +861,28 @@ static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, in
     grammar_sym other = grammar_add_class(g, "key_char", r, nr, 1);
     grammar_sym o[2] = {other, c->string_tail};
     grammar_add_rule(g, nt, o, 2);
-    grammar_add_rule(g, nt, &c->key_escaped_tail, 1);
+    if (num_escaped == 0) {
+        grammar_add_rule(g, nt, &c->key_escaped_tail, 1);
+    } else { /* any escape but the names' next ones (those branched above): other short letters, \uXXXX */
+        grammar_range letters[8];
+        int nl = 0;
+        for (const char *e = "\"\\/bfnrt"; *e; e++)
+            if (!memchr(escaped, *e, (size_t)num_escaped)) letters[nl++] = (grammar_range){(uint8_t)*e, (uint8_t)*e};
+        if (nl > 0) {
+            grammar_sym t[3] = {grammar_term('\\', '\\'), grammar_add_class(g, "key_escape", letters, nl, 0), c->string_tail};
+            grammar_add_rule(g, nt, t, 3);
+        }
+        grammar_sym u[7] = {grammar_term('\\', '\\'), grammar_term('u', 'u'), c->hex, c->hex, c->hex, c->hex, c->string_tail};
+        grammar_add_rule(g, nt, u, 7);
+    }
     free(r);
     free(sub);
     free(sublen);
     return grammar_nt(nt);
 }
 
-/* The key of an additional property: any string but the declared names (when a declared name
- * needs escapes, any string). */
+/* The key of an additional property: any string but the declared names as json.dumps writes them
+ * (short escapes included; when a declared name has a character written as \uXXXX, any string). */
 static grammar_sym js_extra_key(js_ctx *c, const char *const *names, int n)
 {
     js_string_char(c);
