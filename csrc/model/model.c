@@ -103,7 +103,11 @@ static status_t model_get_parts(model_loader *L, const char *const *names, const
     if (!buf) return status_set(STATUS_NO_MEMORY, "cannot allocate %zu bytes of host memory for %s", (size_t)n * es, names[0]);
     int64_t at = 0;
     char *tmp = interleave ? malloc((size_t)rows[0] * width * es + 1) : NULL;
-    LL_ASSERT(!interleave || tmp);
+    if (interleave && !tmp) {
+        free(buf);
+        return status_set(STATUS_NO_MEMORY, "cannot allocate %zu bytes of host memory for %s",
+                          (size_t)rows[0] * width * es, names[0]);
+    }
     for (int i = 0; i < num_parts; i++) {
         const int64_t cnt = rows[i] * width;
         if (L->dummy) model_dummy_fill(L, names[i], cnt, kind, interleave ? tmp : buf + (size_t)at * es);

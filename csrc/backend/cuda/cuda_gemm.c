@@ -136,12 +136,18 @@ static int cuda_gemm_plan_build(cuda_backend *c, cuda_gemm_plan *p)
     return 0;
 }
 
+/* Whether this linear runs kernels_gemv rather than cuBLASLt. */
+static int cuda_gemm_use_gemv(const cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m)
+{
+    return n <= c->gemv_max_rows && kernels_gemv_supported(x, w, (int32_t)n, m, k);
+}
+
 void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, int64_t k, int64_t m, const float *bias,
                       void *y, int out_f32)
 {
     LL_ASSERT(!bias || !out_f32); /* the cuBLASLt path adds biases to bf16 outputs only */
     if (c->error != STATUS_OK || n <= 0) return;
-    if (n <= c->gemv_max_rows && kernels_gemv_supported(x, w, (int32_t)n, m, k)) {
+    if (cuda_gemm_use_gemv(c, x, w, n, k, m)) {
         cuda_backend_check(c, kernels_gemv(x, w, (int32_t)n, m, k, bias, y, out_f32, c->stream), "kernels_gemv");
         return;
     }
@@ -176,6 +182,5 @@ void cuda_gemm_linear(cuda_backend *c, const void *x, const void *w, int64_t n, 
 
 int cuda_gemm_use_fused(cuda_backend *c, int level, const void *x, const void *w, int64_t n, int64_t k, int64_t m)
 {
-    return c->error == STATUS_OK && c->gemv_fuse >= level && n <= c->gemv_max_rows &&
-           kernels_gemv_supported(x, w, (int32_t)n, m, k);
+    return c->error == STATUS_OK && c->gemv_fuse >= level && cuda_gemm_use_gemv(c, x, w, n, k, m);
 }

@@ -50,7 +50,10 @@ static status_t cuda_weights_staging(cuda_backend *c)
 void cuda_weights_free(cuda_backend *c)
 {
     for (int i = 0; i < CUDA_WEIGHTS_STAGING_BUFFERS; i++) {
-        if (c->staging_done[i]) cudaEventSynchronize(c->staging_done[i]), cudaEventDestroy(c->staging_done[i]);
+        if (c->staging_done[i]) {
+            cudaEventSynchronize(c->staging_done[i]);
+            cudaEventDestroy(c->staging_done[i]);
+        }
         if (c->staging[i]) cudaFreeHost(c->staging[i]);
         c->staging[i] = NULL;
         c->staging_done[i] = NULL;
