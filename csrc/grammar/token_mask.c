@@ -54,6 +54,12 @@ typedef struct token_region {
     token_mask_entry e;
     uint8_t *ref;         /* [num_nodes] local state after each node's bytes from the start (0),
                            * 0xff rejected or left on the way; NULL for a small region */
+    /* counting (bounded chains, see token_mask_chain): a token's "started" count is the number
+     * of its steps that leave state 0 inside the region (the characters it begins) */
+    int32_t s_max;        /* largest started count of any trie node walked inside the region */
+    int32_t *by_st;       /* [e.num_accepted] accepted tokens by started count, ascending */
+    int32_t *st_off;      /* [s_max + 2] by_st[st_off[s] .. st_off[s + 1]) started s */
+    uint32_t **bound;     /* [s_max] lazily: accepted tokens with started <= r, [words] each */
 } token_region;
 
 typedef struct token_sort_item {
@@ -163,6 +169,10 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].e.unc);
         free(tv->regions[i].e.unc_lcp);
         free(tv->regions[i].ref);
+        free(tv->regions[i].by_st);
+        free(tv->regions[i].st_off);
+        for (int32_t r = 0; r < tv->regions[i].s_max; r++) free(tv->regions[i].bound[r]);
+        free(tv->regions[i].bound);
     }
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
@@ -185,7 +195,15 @@ typedef struct token_region_view {
     const int32_t *unc, *unc_lcp;
     int32_t num_unc, num_accepted;
     const uint8_t *ref;
+    int32_t region;       /* index in the vocabulary's cache */
+    int32_t s_max;        /* token_region.s_max */
 } token_region_view;
+
+typedef struct token_chain_label {
+    int32_t view;   /* index into t->views, -1: not a chain */
+    int32_t u;      /* state of U */
+    int32_t r;      /* characters left: exact, or a lower bound + INT32_MAX / 2 (token_mask_chain) */
+} token_chain_label;
 
 /* A subtree settled by a region's walk: tokens sorted[lo, hi) as in view's accepted set. */
 typedef struct token_skip {
@@ -210,10 +228,22 @@ struct token_mask_table {
      * for a region midway) */
     dpda_matcher probe;   /* nodes [below, x] */
     int32_t *region_ys;   /* [max_depth + 1] */
+    int32_t *region_st;   /* [max_depth + 1] started counts along the region walk */
     VEC(token_region_view) views;
     uint64_t *rv_keys;    /* [rv_cap] (below + 1) << 32 | top; UINT64_MAX empty */
     int32_t *rv_vals;     /* [rv_cap] view index, -1 not a region */
     int64_t rv_cap, rv_num;
+    /* bounded chains (token_mask_chain) */
+    VEC(token_chain_label) labels;
+    uint64_t *cl_keys;    /* [cl_cap] (below + 1) << 32 | state; UINT64_MAX empty */
+    int32_t *cl_vals;     /* [cl_cap] label index */
+    int64_t cl_cap;
+    uint32_t *cs_mark;    /* [num_states] stamp: labelled in the current check */
+    int32_t *cs_idx;      /* [num_states] its index in chain_q / chain_l */
+    uint32_t chain_stamp;
+    vec_i32 chain_q;      /* states labelled by the current check, in order */
+    VEC(token_chain_label) chain_l;   /* their (u, s) (s in .r) */
+    int64_t num_chains;
     VEC(token_skip) skips;   /* scratch of one classification */
     int64_t num_skips;
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
@@ -237,11 +267,17 @@ token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
     dpda_matcher_init(&t->scratch, d);
     dpda_matcher_init(&t->probe, d);
     t->region_ys = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_ys);
+    t->region_st = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_st);
     t->rv_cap = 64;
     t->rv_keys = malloc((size_t)t->rv_cap * sizeof *t->rv_keys);
     t->rv_vals = malloc((size_t)t->rv_cap * sizeof *t->rv_vals);
-    LL_ASSERT(t->region_ys && t->rv_keys && t->rv_vals);
+    LL_ASSERT(t->region_ys && t->region_st && t->rv_keys && t->rv_vals);
     memset(t->rv_keys, 0xff, (size_t)t->rv_cap * sizeof *t->rv_keys);
+    t->cl_cap = 64;
+    t->cl_keys = malloc((size_t)t->cl_cap * sizeof *t->cl_keys);
+    t->cl_vals = malloc((size_t)t->cl_cap * sizeof *t->cl_vals);
+    LL_ASSERT(t->cl_keys && t->cl_vals);
+    memset(t->cl_keys, 0xff, (size_t)t->cl_cap * sizeof *t->cl_keys);
     return t;
 }
 
@@ -258,16 +294,21 @@ void token_mask_table_free(token_mask_table *t)
     free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo_key); free(t->memo_val);
     dpda_matcher_free(&t->scratch);
     dpda_matcher_free(&t->probe);
-    free(t->region_ys); free(t->rv_keys); free(t->rv_vals);
+    free(t->region_ys); free(t->region_st); free(t->rv_keys); free(t->rv_vals);
     VEC_FREE(t->views);
     VEC_FREE(t->skips);
     VEC_FREE(t->acc);
+    VEC_FREE(t->labels);
+    free(t->cl_keys); free(t->cl_vals); free(t->cs_mark); free(t->cs_idx);
+    VEC_FREE(t->chain_q);
+    VEC_FREE(t->chain_l);
     free(t);
 }
 
 int64_t token_mask_table_num_entries(const token_mask_table *t) { return t->entries.n; }
 int64_t token_mask_table_bytes(const token_mask_table *t) { return t->bytes; }
 int64_t token_mask_table_num_skips(const token_mask_table *t) { return t->num_skips; }
+int64_t token_mask_table_num_chains(const token_mask_table *t) { return t->num_chains; }
 
 static uint64_t token_mask_slot(uint64_t key, int64_t cap)
 {
@@ -361,6 +402,7 @@ static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
 }
 
 static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i32 *unc);
+static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out);
 
 /* The region of the stack [below, top] (top loops at its depth), classified from `top` with
  * the vocabulary's cache; 0 when top does not loop.  Touches only t->probe and
@@ -368,7 +410,6 @@ static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i
 static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_region_view *out)
 {
     const dpda *d = t->d;
-    token_vocab *tv = (token_vocab *)t->tv;
     int32_t C = d->num_terms - 1;
     dpda_matcher *s = &t->probe;
     if (s->cap_nodes < 2) {
@@ -427,12 +468,21 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     for (int32_t i = 0; i < n; i++)
         for (int b = 0; b < 256; b++) sig[i * 256 + b] = local[i * C + d->class_of[b]];
     free(local);
+    return token_region_get(t, sig, sig_len, out);
+}
+
+/* The region with byte table sig[sig_len] (n states x 256: local state, -1 rejected, -2 leaves;
+ * state 0 the start), from the vocabulary's cache or classified now; takes sig. */
+static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out)
+{
+    token_vocab *tv = (token_vocab *)t->tv;
     uint64_t h = vec_hash_i32(sig, sig_len);
     pthread_mutex_lock(&tv->region_lock);
     for (int32_t i = 0; i < tv->num_regions; i++) {
         token_region *r = &tv->regions[i];
         if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
-            *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref};
+            *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
+                                       i, r->s_max};
             pthread_mutex_unlock(&tv->region_lock);
             free(sig);
             return 1;
@@ -440,15 +490,19 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     }
     pthread_mutex_unlock(&tv->region_lock);
     /* classify: one table lookup per trie node; the local state after every accepted node is
-     * kept (ref) so that other walks can settle a subtree they reach in the same state */
+     * kept (ref) so that other walks can settle a subtree they reach in the same state, and
+     * every accepted token's started count (steps leaving state 0) is recorded */
     token_mask_entry e = {0};
     e.accepted = calloc((size_t)tv->words, sizeof *e.accepted);
     uint8_t *ref = malloc((size_t)tv->num_nodes + 1);
-    LL_ASSERT(e.accepted && ref);
+    int32_t *tok_st = malloc((size_t)tv->size * sizeof *tok_st);   /* accepted, trie order */
+    int32_t *cnt = malloc((size_t)tv->size * sizeof *cnt);          /* their started counts */
+    LL_ASSERT(e.accepted && ref && tok_st && cnt);
     memset(ref, 0xff, (size_t)tv->num_nodes + 1);
     vec_i32 unc = {0};
-    int32_t *ys = t->region_ys;
+    int32_t *ys = t->region_ys, *st = t->region_st, s_max = 0;
     ys[0] = 0;
+    st[0] = 0;
     for (int32_t i = 0; i < tv->num_nodes;) {
         int32_t dep = tv->depth[i];
         int32_t r = sig[ys[dep - 1] * 256 + tv->byte[i]];
@@ -460,14 +514,29 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
             continue;
         }
         ys[dep] = r;
+        st[dep] = st[dep - 1] + (ys[dep - 1] == 0);
+        if (st[dep] > s_max) s_max = st[dep];
         ref[i] = (uint8_t)r;
         for (int32_t k = 0; k < tv->tok_count[i]; k++) {
             int32_t tok = tv->sorted[tv->tok_start[i] + k];
             e.accepted[tok >> 5] |= 1u << (tok & 31);
-            e.num_accepted++;
+            cnt[e.num_accepted] = st[dep];
+            tok_st[e.num_accepted++] = tok;
         }
         i++;
     }
+    /* counting sort of the accepted tokens by started count */
+    int32_t *st_off = calloc((size_t)s_max + 2, sizeof *st_off);
+    int32_t *by_st = malloc(((size_t)e.num_accepted + 1) * sizeof *by_st);
+    uint32_t **bound = calloc((size_t)s_max + 1, sizeof *bound);
+    LL_ASSERT(st_off && by_st && bound);
+    for (int32_t k = 0; k < e.num_accepted; k++) st_off[cnt[k] + 1]++;
+    for (int32_t c = 0; c <= s_max; c++) st_off[c + 1] += st_off[c];
+    for (int32_t k = 0; k < e.num_accepted; k++) by_st[st_off[cnt[k]]++] = tok_st[k];
+    for (int32_t c = s_max + 1; c > 0; c--) st_off[c] = st_off[c - 1];
+    st_off[0] = 0;
+    free(cnt);
+    free(tok_st);
     e.owns_accepted = 1;
     token_mask_set_unc(tv, &e, &unc);
     if (e.num_accepted < TOKEN_REF_MIN) { free(ref); ref = NULL; }
@@ -477,10 +546,38 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
         tv->regions = realloc(tv->regions, (size_t)tv->cap_regions * sizeof *tv->regions);
         LL_ASSERT(tv->regions);
     }
-    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref};
+    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound};
+    int32_t idx = tv->num_regions - 1;
     pthread_mutex_unlock(&tv->region_lock);
-    *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref};
+    *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max};
     return 1;
+}
+
+/* The accepted tokens of region view v whose started count is at most r (r < v->s_max: a
+ * bitmap built once per (region, r) and kept in the vocabulary's cache); *num: how many. */
+static const uint32_t *token_region_bounded(token_mask_table *t, const token_region_view *v, int32_t r, int32_t *num)
+{
+    token_vocab *tv = (token_vocab *)t->tv;
+    if (r >= v->s_max) { *num = v->num_accepted; return v->accepted; }
+    pthread_mutex_lock(&tv->region_lock);
+    token_region *g = &tv->regions[v->region];
+    int32_t le = g->st_off[r + 1];
+    *num = le;
+    if (!g->bound[r]) {
+        uint32_t *m = malloc((size_t)tv->words * sizeof *m);
+        LL_ASSERT(m);
+        if (le * 2 <= g->e.num_accepted) {
+            memset(m, 0, (size_t)tv->words * sizeof *m);
+            for (int32_t k = 0; k < le; k++) m[g->by_st[k] >> 5] |= 1u << (g->by_st[k] & 31);
+        } else {
+            memcpy(m, g->e.accepted, (size_t)tv->words * sizeof *m);
+            for (int32_t k = le; k < g->e.num_accepted; k++) m[g->by_st[k] >> 5] &= ~(1u << (g->by_st[k] & 31));
+        }
+        g->bound[r] = m;
+    }
+    const uint32_t *m = g->bound[r];
+    pthread_mutex_unlock(&tv->region_lock);
+    return m;
 }
 
 /* The region view of [below, top] for skipping subtrees (index into t->views), -1 when top
@@ -498,6 +595,226 @@ static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_
     }
     token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, key, v);
     return v;
+}
+
+/* ---- bounded chains: positions of a length-bounded piece (a string with maxLength) ----
+ * Every position of `"` char{lo,hi} `"` is its own state (k characters read), so none loops
+ * and each would walk the whole trie.  Seen from position k with r = hi - k characters left,
+ * the piece is the unbounded loop U ("char*", a region) cut after r characters: a token that
+ * stays inside U is accepted iff the characters it starts are at most r, and every other token
+ * either fails in U (rejected here too) or leaves U (walked on the real stack, which knows lo
+ * and what follows).  U is not given: it is guessed from x's first character (x paired with
+ * x's successor y1 = the target of most bytes, so the same step from both converging on one
+ * state is an exit) and then checked state by state against the real automaton (below).
+ * Labels (u, r) of every checked state are kept, so a chain is analysed once, not per
+ * position. */
+
+#define TOKEN_CHAIN_U 48        /* states of U */
+#define TOKEN_CHAIN_TRIES 8     /* U refinements (a step U rejects that the chain allows) */
+
+/* Checks that the states reachable from x inside U are U cut after a fixed count: labels
+ * every one (u, s: characters started since x), s <= cap.  For each labelled (y, u, s) and
+ * class c: U rejects -> y rejects; U moves to u' -> y moves locally to a state labelled
+ * (u', s') with s' = s + (u == 0) while s' <= r_x, and y rejects once s' > r_x, where r_x is
+ * the largest s labelled.  A step U rejects that y allows is made an exit of U (*flip set,
+ * return 0: retry); any other mismatch returns -1.  1: checked, *r_x set, *capped when some
+ * state past cap was not explored. */
+static int token_chain_check(token_mask_table *t, int32_t x, int32_t *U, int32_t cap, int32_t *r_x, int *capped)
+{
+    const dpda *d = t->d;
+    int32_t C = d->num_terms - 1;
+    t->chain_q.n = 0;
+    t->chain_l.n = 0;
+    uint32_t stamp = ++t->chain_stamp;
+    token_chain_label x0 = {0, 0, 0};
+    VEC_PUSH(t->chain_q, x);
+    VEC_PUSH(t->chain_l, x0);
+    t->cs_mark[x] = stamp;
+    t->cs_idx[x] = 0;
+    int32_t max_s = 0, min_rej = INT32_MAX;
+    *capped = 0;
+    for (int64_t q = 0; q < t->chain_q.n; q++) {
+        int32_t y = t->chain_q.p[q], u = t->chain_l.p[q].u, sy = t->chain_l.p[q].r;
+        for (int32_t c = 0; c < C; c++) {
+            int32_t ue = U[u * C + c];
+            if (ue == -2) continue;
+            int32_t o = token_region_step(t, y, c);
+            if (ue == -1) {
+                if (o != -1) { U[u * C + c] = -2; return 0; }
+                continue;
+            }
+            int32_t s2 = sy + (u == 0);
+            if (s2 > cap) { if (o != -1) *capped = 1; continue; }
+            if (o == -1) { if (s2 < min_rej) min_rej = s2; continue; }
+            if (o == -2) { U[u * C + c] = -2; return 0; }
+            if (t->cs_mark[o] == stamp) {
+                const token_chain_label *l = &t->chain_l.p[t->cs_idx[o]];
+                if (l->u != ue || l->r != s2) return -1;
+                continue;
+            }
+            t->cs_mark[o] = stamp;
+            t->cs_idx[o] = (int32_t)t->chain_q.n;
+            token_chain_label l = {0, ue, s2};
+            VEC_PUSH(t->chain_q, o);
+            VEC_PUSH(t->chain_l, l);
+            if (s2 > max_s) max_s = s2;
+        }
+    }
+    if (min_rej <= max_s) return -1;
+    *r_x = max_s;
+    return 1;
+}
+
+/* U's byte table in the region cache's form: states numbered in breadth-first order from 0
+ * over classes, those that cannot return to 0 dropped (steps into them leave). */
+static int32_t *token_chain_sig(const dpda *d, const int32_t *U, int32_t nu, int32_t *sig_len)
+{
+    int32_t C = d->num_terms - 1;
+    uint8_t back[TOKEN_CHAIN_U] = {0};
+    back[0] = 1;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int32_t i = 0; i < nu; i++)
+            for (int32_t c = 0; c < C && !back[i]; c++)
+                if (U[i * C + c] >= 0 && back[U[i * C + c]]) { back[i] = 1; changed = 1; }
+    }
+    int32_t ren[TOKEN_CHAIN_U], order[TOKEN_CHAIN_U], n = 1;
+    for (int32_t i = 0; i < nu; i++) ren[i] = -1;
+    ren[0] = 0;
+    order[0] = 0;
+    for (int32_t k = 0; k < n; k++)
+        for (int32_t c = 0; c < C; c++) {
+            int32_t v = U[order[k] * C + c];
+            if (v >= 0 && back[v] && ren[v] < 0) { ren[v] = n; order[n++] = v; }
+        }
+    int32_t *sig = malloc((size_t)n * 256 * sizeof *sig);
+    LL_ASSERT(sig);
+    for (int32_t k = 0; k < n; k++)
+        for (int b = 0; b < 256; b++) {
+            int32_t v = U[order[k] * C + d->class_of[b]];
+            sig[k * 256 + b] = v == -1 ? -1 : v >= 0 && back[v] ? ren[v] : -2;
+        }
+    *sig_len = n * 256;
+    return sig;
+}
+
+static void token_chain_put(token_mask_table *t, int32_t below, int32_t y, token_chain_label l)
+{
+    uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)y;
+    int32_t v = token_hash_find(t->cl_keys, t->cl_vals, t->cl_cap, key);
+    if (v >= 0) { t->labels.p[v] = l; return; }
+    VEC_PUSH(t->labels, l);
+    token_hash_put(&t->cl_keys, &t->cl_vals, &t->cl_cap, t->labels.n - 1, key, (int32_t)t->labels.n - 1);
+}
+
+/* The chain label of [below, x] (analysed now if needed); NULL when x is not a position of a
+ * bounded chain usable from its start state (u == 0, r known well enough). */
+static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t below, int32_t x)
+{
+    const dpda *d = t->d;
+    int32_t C = d->num_terms - 1;
+    uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)x;
+    int32_t li = token_hash_find(t->cl_keys, t->cl_vals, t->cl_cap, key);
+    if (li >= 0) {
+        const token_chain_label *l = &t->labels.p[li];
+        if (l->view < 0 || l->u != 0) return NULL;
+        if (l->r < INT32_MAX / 2) return l;   /* exact */
+        if (l->r - INT32_MAX / 2 >= t->views.p[l->view].s_max) return l;
+        /* a lower bound too small to use: analyse again from x */
+    }
+    dpda_matcher *s = &t->probe;
+    if (s->cap_nodes < 2) {
+        s->cap_nodes = 1024;
+        s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+        LL_ASSERT(s->nodes);
+    }
+    s->nodes[0] = (dpda_node){below, -2};
+    if (!t->cs_mark) {
+        t->cs_mark = calloc((size_t)d->num_states, sizeof *t->cs_mark);
+        t->cs_idx = malloc((size_t)d->num_states * sizeof *t->cs_idx);
+        LL_ASSERT(t->cs_mark && t->cs_idx);
+    }
+    token_chain_label fail = {-1, 0, 0};
+    /* y1: the local target of most bytes (the state after one ordinary character) */
+    int32_t y1 = -1, best = 0;
+    int32_t *tgt = malloc((size_t)C * sizeof *tgt);
+    LL_ASSERT(tgt);
+    for (int32_t c = 0; c < C; c++) tgt[c] = token_region_step(t, x, c);
+    for (int32_t c = 0; c < C; c++) {
+        if (tgt[c] < 0 || tgt[c] == x) continue;
+        int32_t nb = 0;
+        for (int b = 0; b < 256; b++) nb += tgt[d->class_of[b]] == tgt[c];
+        if (nb > best) { best = nb; y1 = tgt[c]; }
+    }
+    free(tgt);
+    if (y1 < 0 || best < 4) { token_chain_put(t, below, x, fail); return NULL; }
+    /* guess U: x's first character, paired with y1's */
+    int32_t us[TOKEN_CHAIN_U], pr[TOKEN_CHAIN_U], nu = 1, y2 = -3;
+    int32_t *U = malloc((size_t)TOKEN_CHAIN_U * (size_t)C * sizeof *U);
+    LL_ASSERT(U);
+    us[0] = x;
+    pr[0] = y1;
+    int ok = 1;
+    for (int32_t i = 0; i < nu && ok; i++) {
+        for (int32_t c = 0; c < C && ok; c++) {
+            int32_t oa = token_region_step(t, us[i], c);
+            int32_t ob = pr[i] >= 0 ? token_region_step(t, pr[i], c) : -3;
+            int32_t ue;
+            if (oa == -1) ue = ob == -1 || ob == -3 ? -1 : -2;
+            else if (oa == -2 || oa == x || ob == -2) ue = -2;
+            else if (oa == y1) {
+                ue = 0;
+                if (ob >= 0) { if (y2 == -3) y2 = ob; else if (ob != y2) ue = -2; }
+            } else if (ob == oa) ue = -2;   /* both steps converge: leaves the piece */
+            else {
+                int32_t k = 1;
+                while (k < nu && us[k] != oa) k++;
+                if (k == nu) {
+                    if (nu == TOKEN_CHAIN_U) { ok = 0; break; }
+                    us[nu] = oa;
+                    pr[nu] = ob >= 0 ? ob : -1;
+                    nu++;
+                }
+                ue = k;
+            }
+            U[i * C + c] = ue;
+        }
+    }
+    const token_chain_label *res = NULL;
+    if (ok) {
+        /* check cheaply first (flips show up near x), then against the region's s_max */
+        int32_t r_x = 0, rc = 0, capped = 0, tries = 0;
+        while (tries++ < TOKEN_CHAIN_TRIES && (rc = token_chain_check(t, x, U, 8, &r_x, &capped)) == 0) {}
+        token_region_view rv;
+        int32_t vi = -1;
+        while (rc == 1) {
+            int32_t sig_len;
+            int32_t *sig = token_chain_sig(d, U, nu, &sig_len);
+            token_region_get(t, sig, sig_len, &rv);
+            int32_t cap = rv.s_max * 2 + 8;
+            rc = token_chain_check(t, x, U, cap, &r_x, &capped);
+            if (rc == 1) {
+                VEC_PUSH(t->views, rv);
+                vi = (int32_t)t->views.n - 1;
+                break;
+            }
+            if (rc == 0) rc = tries++ < TOKEN_CHAIN_TRIES ? 1 : -1;   /* U changed: again */
+        }
+        if (vi >= 0) {
+            /* label every checked state: r exact, or a lower bound (marked by + INT32_MAX / 2) */
+            for (int64_t q = 0; q < t->chain_q.n; q++) {
+                token_chain_label l = {vi, t->chain_l.p[q].u, r_x - t->chain_l.p[q].r};
+                if (capped) l.r += INT32_MAX / 2;
+                token_chain_put(t, below, t->chain_q.p[q], l);
+            }
+            li = token_hash_find(t->cl_keys, t->cl_vals, t->cl_cap, key);
+            const token_chain_label *l = &t->labels.p[li];
+            if (!capped || l->r - INT32_MAX / 2 >= rv.s_max) res = l;
+        }
+    }
+    free(U);
+    if (!res) token_chain_put(t, below, x, fail);
+    return res;
 }
 
 /* Walks a token list (trie order; lcp[k] = common prefix with token k - 1) from node `top`
@@ -667,12 +984,24 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     token_mask_entry e = {0};
     e.owns_accepted = 1;
     token_region_view r;
-    if (below >= 0 && token_mask_region(t, below, top, &r)) {
-        /* the region's accepted set is shared; its uncertain tokens are settled here as far as
-         * [below, top] allows */
-        e.accepted = (uint32_t *)r.accepted;
+    const token_chain_label *cl = NULL;
+    int32_t bound = 0;
+    int is_region = below >= 0 && token_mask_region(t, below, top, &r);
+    if (below >= 0 && !is_region && (cl = token_mask_chain(t, below, top))) {
+        r = t->views.p[cl->view];
+        bound = cl->r >= INT32_MAX / 2 ? cl->r - INT32_MAX / 2 : cl->r;
+    }
+    if (is_region || cl) {
+        /* the region's accepted set is shared (a bounded chain's: those that fit in `bound`
+         * characters); its uncertain tokens are settled here as far as [below, top] allows */
+        if (cl) {
+            t->num_chains++;
+            e.accepted = (uint32_t *)token_region_bounded(t, &r, bound, &e.num_accepted);
+        } else {
+            e.accepted = (uint32_t *)r.accepted;
+            e.num_accepted = r.num_accepted;
+        }
         e.owns_accepted = 0;
-        e.num_accepted = r.num_accepted;
         vec_i32 acc = {0}, unc = {0};
         e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
         e.extra = acc.p;
