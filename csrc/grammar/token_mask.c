@@ -355,6 +355,17 @@ static int32_t token_hash_find(const uint64_t *keys, const int32_t *vals, int64_
     return -3;
 }
 
+/* the value's slot, or NULL when absent */
+static int32_t *token_hash_slot(const uint64_t *keys, int32_t *vals, int64_t cap, uint64_t key)
+{
+    uint64_t j = token_mask_slot(key, cap);
+    while (keys[j] != UINT64_MAX) {
+        if (keys[j] == key) return &vals[j];
+        j = (j + 1) & (uint64_t)(cap - 1);
+    }
+    return NULL;
+}
+
 static void token_mask_put(token_mask_table *t, uint64_t key, int32_t val)
 {
     token_hash_put(&t->keys, &t->vals, &t->cap, t->entries.n, key, val);
@@ -407,7 +418,8 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
 /* The region of the stack [below, top] (top loops at its depth), classified from `top` with
  * the vocabulary's cache; 0 when top does not loop.  Touches only t->probe and
  * t->region_ys, so a classification walk may call it midway. */
-static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_region_view *out)
+static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_region_view *out,
+                             int32_t *members, int32_t *num_members)
 {
     const dpda *d = t->d;
     int32_t C = d->num_terms - 1;
@@ -460,6 +472,11 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
             int32_t r = local[i * C + c];
             local[ren[i] * C + c] = r == -1 ? -1 : r >= 0 && back[r] ? ren[r] : -2;
         }
+    }
+    if (members) {   /* members[k]: the real state numbered k */
+        for (int32_t i = 0; i < n; i++)
+            if (back[i]) members[ren[i]] = states[i];
+        *num_members = m;
     }
     n = m;
     int32_t sig_len = n * 256;
@@ -580,21 +597,34 @@ static const uint32_t *token_region_bounded(token_mask_table *t, const token_reg
     return m;
 }
 
-/* The region view of [below, top] for skipping subtrees (index into t->views), -1 when top
- * does not loop there or the region keeps no per-node states; cached per table. */
-static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_t top)
+/* The region view that [below, top] lies in, for skipping subtrees (index into t->views;
+ * *idx: top's number in it, 0 when top is the looping state the region starts from), -1 when
+ * top loops in no region with per-node states seen so far; cached per table.  Computing a
+ * region from a looping state also records its other states (inside an escape, between the
+ * bytes of a UTF-8 character), so a walk that reaches a node in one of them can skip too. */
+static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_t top, int32_t *idx)
 {
     uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top;
     int32_t v = token_hash_find(t->rv_keys, t->rv_vals, t->rv_cap, key);
-    if (v != -3) return v;
-    token_region_view rv;
-    v = -1;
-    if (token_mask_region(t, below, top, &rv) && rv.ref) {
-        VEC_PUSH(t->views, rv);
-        v = (int32_t)t->views.n - 1;
+    if (v == -3) {
+        token_region_view rv;
+        int32_t members[TOKEN_REGION_MAX], nm = 0;
+        v = -1;
+        if (token_mask_region(t, below, top, &rv, members, &nm) && rv.ref) {
+            VEC_PUSH(t->views, rv);
+            v = (int32_t)(t->views.n - 1) << 6;
+            for (int32_t k = 1; k < nm; k++) {   /* never overrides another region's entry */
+                uint64_t mk = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)members[k];
+                int32_t *slot = token_hash_slot(t->rv_keys, t->rv_vals, t->rv_cap, mk);
+                if (slot && *slot < 0) *slot = v | k;
+                else if (!slot) token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, mk, v | k);
+            }
+        }
+        token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, key, v);
     }
-    token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, key, v);
-    return v;
+    if (v < 0) return -1;
+    *idx = v & 63;
+    return v >> 6;
 }
 
 /* ---- bounded chains: positions of a length-bounded piece (a string with maxLength) ----
@@ -891,13 +921,14 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
 {
     const token_vocab *tv = t->tv;
     int32_t lo = tv->tok_start[i + 1], hi = tv->tok_start[tv->end[i]];
-    if (hi - lo < 16) return 0;   /* small subtrees are walked */
+    if (hi - lo < 4) return 0;   /* small subtrees are walked */
     int32_t parent = s->nodes[r].parent;
     if (parent < 0) return 0;
-    int32_t vi = token_mask_region_view(t, s->nodes[parent].state, s->nodes[r].state);
+    int32_t idx = 0;
+    int32_t vi = token_mask_region_view(t, s->nodes[parent].state, s->nodes[r].state, &idx);
     if (vi < 0) return 0;
     const token_region_view *v = &t->views.p[vi];
-    if (v->ref[i] != 0) return 0;
+    if (v->ref[i] != idx) return 0;   /* the region's walk is in the same state at node i */
     token_skip sk = {lo, hi, vi};
     VEC_PUSH(t->skips, sk);
     t->num_skips++;
@@ -986,7 +1017,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     token_region_view r;
     const token_chain_label *cl = NULL;
     int32_t bound = 0;
-    int is_region = below >= 0 && token_mask_region(t, below, top, &r);
+    int is_region = below >= 0 && token_mask_region(t, below, top, &r, NULL, NULL);
     if (below >= 0 && !is_region && (cl = token_mask_chain(t, below, top))) {
         r = t->views.p[cl->view];
         bound = cl->r >= INT32_MAX / 2 ? cl->r - INT32_MAX / 2 : cl->r;
