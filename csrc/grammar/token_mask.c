@@ -60,6 +60,10 @@ typedef struct token_region {
     int32_t *by_st;       /* [e.num_accepted] accepted tokens by started count, ascending */
     int32_t *st_off;      /* [s_max + 2] by_st[st_off[s] .. st_off[s + 1]) started s */
     uint32_t **bound;     /* [s_max] lazily: accepted tokens with started <= r, [words] each */
+    int32_t *cw, *cw_lcp; /* [num_cw] tokens a bounded position walks on the real stack: those that
+                           * leave the region (e.unc) and those whose walk starts more than
+                           * TOKEN_CHAIN_K characters, trie order; lcp with the previous one */
+    int32_t num_cw;
 } token_region;
 
 typedef struct token_sort_item {
@@ -173,6 +177,8 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].st_off);
         for (int32_t r = 0; r < tv->regions[i].s_max; r++) free(tv->regions[i].bound[r]);
         free(tv->regions[i].bound);
+        free(tv->regions[i].cw);
+        free(tv->regions[i].cw_lcp);
     }
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
@@ -197,6 +203,8 @@ typedef struct token_region_view {
     const uint8_t *ref;
     int32_t region;       /* index in the vocabulary's cache */
     int32_t s_max;        /* token_region.s_max */
+    const int32_t *cw, *cw_lcp;   /* token_region.cw */
+    int32_t num_cw;
 } token_region_view;
 
 typedef struct token_chain_label {
@@ -398,6 +406,8 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 #define TOKEN_REGION_MAX 48    /* states searched from the top */
 #define TOKEN_REGION_DEPTH 7   /* bytes searched from the top (a 6-byte u-escape loops back) */
 #define TOKEN_REF_MIN 1024     /* regions accepting fewer tokens keep no per-node states */
+#define TOKEN_CHAIN_K 24       /* a bounded position counts characters up to this many; tokens
+                                * starting more are walked on the real stack */
 
 /* x' (same depth), -1 (rejected) or -2 (leaves the region) for class c from [below, x]
  * (t->probe: node 0 = below, set by the caller) */
@@ -499,7 +509,7 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         token_region *r = &tv->regions[i];
         if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
             *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
-                                       i, r->s_max};
+                                       i, r->s_max, r->cw, r->cw_lcp, r->num_cw};
             pthread_mutex_unlock(&tv->region_lock);
             free(sig);
             return 1;
@@ -516,7 +526,7 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     int32_t *cnt = malloc((size_t)tv->size * sizeof *cnt);          /* their started counts */
     LL_ASSERT(e.accepted && ref && tok_st && cnt);
     memset(ref, 0xff, (size_t)tv->num_nodes + 1);
-    vec_i32 unc = {0};
+    vec_i32 unc = {0}, cw = {0};
     int32_t *ys = t->region_ys, *st = t->region_st, s_max = 0;
     ys[0] = 0;
     st[0] = 0;
@@ -526,13 +536,18 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         if (r == -1) { i = tv->end[i]; continue; }
         if (r == -2) {
             for (int32_t j = i; j < tv->end[i]; j++)
-                for (int32_t k = 0; k < tv->tok_count[j]; k++) VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
+                for (int32_t k = 0; k < tv->tok_count[j]; k++) {
+                    VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
+                    if (st[dep - 1] <= TOKEN_CHAIN_K) VEC_PUSH(cw, tv->sorted[tv->tok_start[j] + k]);
+                }
             i = tv->end[i];
             continue;
         }
         ys[dep] = r;
         st[dep] = st[dep - 1] + (ys[dep - 1] == 0);
         if (st[dep] > s_max) s_max = st[dep];
+        if (st[dep] > TOKEN_CHAIN_K && st[dep - 1] <= TOKEN_CHAIN_K)   /* every token below: walked */
+            for (int32_t q = tv->tok_start[i]; q < tv->tok_start[tv->end[i]]; q++) VEC_PUSH(cw, tv->sorted[q]);
         ref[i] = (uint8_t)r;
         for (int32_t k = 0; k < tv->tok_count[i]; k++) {
             int32_t tok = tv->sorted[tv->tok_start[i] + k];
@@ -556,6 +571,8 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     free(tok_st);
     e.owns_accepted = 1;
     token_mask_set_unc(tv, &e, &unc);
+    token_mask_entry ce = {0};
+    token_mask_set_unc(tv, &ce, &cw);
     if (e.num_accepted < TOKEN_REF_MIN) { free(ref); ref = NULL; }
     pthread_mutex_lock(&tv->region_lock);
     if (tv->num_regions == tv->cap_regions) {
@@ -563,10 +580,12 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         tv->regions = realloc(tv->regions, (size_t)tv->cap_regions * sizeof *tv->regions);
         LL_ASSERT(tv->regions);
     }
-    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound};
+    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound,
+                                                    ce.unc, ce.unc_lcp, ce.num_unc};
     int32_t idx = tv->num_regions - 1;
     pthread_mutex_unlock(&tv->region_lock);
-    *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max};
+    *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
+                               ce.unc, ce.unc_lcp, ce.num_unc};
     return 1;
 }
 
@@ -646,10 +665,11 @@ static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_
  * every one (u, s: characters started since x), s <= cap.  For each labelled (y, u, s) and
  * class c: U rejects -> y rejects; U moves to u' -> y moves locally to a state labelled
  * (u', s') with s' = s + (u == 0) while s' <= r_x, and y rejects once s' > r_x, where r_x is
- * the largest s labelled.  A step U rejects that y allows is made an exit of U (*flip set,
- * return 0: retry); any other mismatch returns -1.  1: checked, *r_x set, *capped when some
- * state past cap was not explored. */
-static int token_chain_check(token_mask_table *t, int32_t x, int32_t *U, int32_t cap, int32_t *r_x, int *capped)
+ * the largest s labelled.  A step U rejects that y allows is made an exit of U (return 0:
+ * retry); any other mismatch returns -1.  1: checked, *r_x set, *capped when some state past
+ * cap was not explored or the piece loops after its bounded part (r_x is then a lower bound). */
+static int token_chain_check(token_mask_table *t, int32_t x, int32_t *U, int32_t cap, int32_t *r_x, int *capped,
+                             int32_t *loop)
 {
     const dpda *d = t->d;
     int32_t C = d->num_terms - 1;
@@ -662,7 +682,9 @@ static int token_chain_check(token_mask_table *t, int32_t x, int32_t *U, int32_t
     t->cs_mark[x] = stamp;
     t->cs_idx[x] = 0;
     int32_t max_s = 0, min_rej = INT32_MAX;
+    int multi = 0;
     *capped = 0;
+    *loop = -1;
     for (int64_t q = 0; q < t->chain_q.n; q++) {
         int32_t y = t->chain_q.p[q], u = t->chain_l.p[q].u, sy = t->chain_l.p[q].r;
         for (int32_t c = 0; c < C; c++) {
@@ -679,7 +701,8 @@ static int token_chain_check(token_mask_table *t, int32_t x, int32_t *U, int32_t
             if (o == -2) { U[u * C + c] = -2; return 0; }
             if (t->cs_mark[o] == stamp) {
                 const token_chain_label *l = &t->chain_l.p[t->cs_idx[o]];
-                if (l->u != ue || l->r != s2) return -1;
+                if (l->u != ue) return -1;
+                if (l->r != s2 && !multi) { multi = 1; *loop = o; }   /* a loop after the bounded part */
                 continue;
             }
             t->cs_mark[o] = stamp;
@@ -689,6 +712,15 @@ static int token_chain_check(token_mask_table *t, int32_t x, int32_t *U, int32_t
             VEC_PUSH(t->chain_l, l);
             if (s2 > max_s) max_s = s2;
         }
+    }
+    if (multi) {
+        /* a state reached with two counts: sound only when nothing is cut anywhere (the piece
+         * ends in a loop); its first label has the smallest count and its states below were
+         * checked at least cap - s deep, so r >= cap - s */
+        if (min_rej != INT32_MAX) return -1;
+        *capped = 1;
+        *r_x = cap;
+        return 1;
     }
     if (min_rej <= max_s) return -1;
     *r_x = max_s;
@@ -728,6 +760,50 @@ static int32_t *token_chain_sig(const dpda *d, const int32_t *U, int32_t nu, int
     return sig;
 }
 
+/* A piece that loops after its bounded part (minLength without maxLength) is taken only when
+ * that loop is U itself (its region has U's byte table): otherwise U is some other structure
+ * (a declared key's prefix beside "any string") that only happens to pass the check. */
+static int token_chain_same_loop(token_mask_table *t, int32_t below, int32_t loop, const int32_t *U, int32_t nu)
+{
+    token_region_view lv;
+    int32_t n, sig_len;
+    if (!token_mask_region(t, below, loop, &lv, NULL, &n)) return 0;
+    int32_t *sig = token_chain_sig(t->d, U, nu, &sig_len);
+    token_vocab *tv = (token_vocab *)t->tv;
+    pthread_mutex_lock(&tv->region_lock);
+    const token_region *g = &tv->regions[lv.region];
+    int same = g->sig_len == sig_len && memcmp(g->sig, sig, (size_t)sig_len * sizeof *sig) == 0;
+    pthread_mutex_unlock(&tv->region_lock);
+    free(sig);
+    return same;
+}
+
+/* U[nu x C] = the loop's own region (its states as token_mask_region numbers them); 0 when
+ * `loop` does not loop. */
+static int token_chain_u_from_loop(token_mask_table *t, int32_t below, int32_t loop, int32_t *U, int32_t *nu)
+{
+    const dpda *d = t->d;
+    int32_t C = d->num_terms - 1;
+    token_region_view lv;
+    int32_t members[TOKEN_REGION_MAX], nm = 0;
+    if (!token_mask_region(t, below, loop, &lv, members, &nm) || nm > TOKEN_CHAIN_U) return 0;
+    for (int32_t k = 0; k < nm; k++)
+        for (int32_t c = 0; c < C; c++) {
+            int32_t o = token_region_step(t, members[k], c), v = o == -1 ? -1 : -2;
+            for (int32_t j = 0; o >= 0 && j < nm; j++)
+                if (members[j] == o) v = j;
+            U[k * C + c] = v;
+        }
+    *nu = nm;
+    return 1;
+}
+
+/* characters a bounded position counts (more are walked: token_region.cw) */
+static int32_t token_chain_k(const token_region_view *v)
+{
+    return v->s_max < TOKEN_CHAIN_K ? v->s_max : TOKEN_CHAIN_K;
+}
+
 static void token_chain_put(token_mask_table *t, int32_t below, int32_t y, token_chain_label l)
 {
     uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)y;
@@ -749,7 +825,7 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
         const token_chain_label *l = &t->labels.p[li];
         if (l->view < 0 || l->u != 0) return NULL;
         if (l->r < INT32_MAX / 2) return l;   /* exact */
-        if (l->r - INT32_MAX / 2 >= t->views.p[l->view].s_max) return l;
+        if (l->r - INT32_MAX / 2 >= token_chain_k(&t->views.p[l->view])) return l;
         /* a lower bound too small to use: analyse again from x */
     }
     dpda_matcher *s = &t->probe;
@@ -813,16 +889,24 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
     const token_chain_label *res = NULL;
     if (ok) {
         /* check cheaply first (flips show up near x), then against the region's s_max */
-        int32_t r_x = 0, rc = 0, capped = 0, tries = 0;
-        while (tries++ < TOKEN_CHAIN_TRIES && (rc = token_chain_check(t, x, U, 8, &r_x, &capped)) == 0) {}
+        int32_t r_x = 0, rc = 0, capped = 0, tries = 0, loop = -1;
+        while (tries++ < TOKEN_CHAIN_TRIES && (rc = token_chain_check(t, x, U, 8, &r_x, &capped, &loop)) == 0) {}
         token_region_view rv;
         int32_t vi = -1;
+        if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) {
+            /* the bounded part merges into the loop (a character started before minLength may
+             * end in the loop's own states): take U from the loop and check again */
+            rc = token_chain_u_from_loop(t, below, loop, U, &nu) ? 0 : -1;
+            for (tries = 0; rc == 0 && tries++ < TOKEN_CHAIN_TRIES;) rc = token_chain_check(t, x, U, 8, &r_x, &capped, &loop);
+            if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) rc = -1;
+        }
         while (rc == 1) {
             int32_t sig_len;
             int32_t *sig = token_chain_sig(d, U, nu, &sig_len);
             token_region_get(t, sig, sig_len, &rv);
-            int32_t cap = rv.s_max * 2 + 8;
-            rc = token_chain_check(t, x, U, cap, &r_x, &capped);
+            int32_t cap = 2 * token_chain_k(&rv) + 1;   /* labels usable for k + 1 positions */
+            rc = token_chain_check(t, x, U, cap, &r_x, &capped, &loop);
+            if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) rc = -1;
             if (rc == 1) {
                 VEC_PUSH(t->views, rv);
                 vi = (int32_t)t->views.n - 1;
@@ -839,7 +923,7 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
             }
             li = token_hash_find(t->cl_keys, t->cl_vals, t->cl_cap, key);
             const token_chain_label *l = &t->labels.p[li];
-            if (!capped || l->r - INT32_MAX / 2 >= rv.s_max) res = l;
+            if (!capped || l->r - INT32_MAX / 2 >= token_chain_k(&rv)) res = l;
         }
     }
     free(U);
@@ -1026,8 +1110,14 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         /* the region's accepted set is shared (a bounded chain's: those that fit in `bound`
          * characters); its uncertain tokens are settled here as far as [below, top] allows */
         if (cl) {
+            /* tokens starting at most min(bound, k) characters, from the shared bitmap; those
+             * leaving the loop or starting more than k characters walked below */
             t->num_chains++;
-            e.accepted = (uint32_t *)token_region_bounded(t, &r, bound, &e.num_accepted);
+            int32_t k = token_chain_k(&r);
+            e.accepted = (uint32_t *)token_region_bounded(t, &r, bound < k ? bound : k, &e.num_accepted);
+            r.unc = r.cw;
+            r.unc_lcp = r.cw_lcp;
+            r.num_unc = r.num_cw;
         } else {
             e.accepted = (uint32_t *)r.accepted;
             e.num_accepted = r.num_accepted;
