@@ -64,6 +64,9 @@ typedef struct token_region {
                            * leave the region (e.unc) and those whose walk starts more than
                            * TOKEN_CHAIN_K characters, trie order; lcp with the previous one */
     int32_t num_cw;
+    int32_t *unc_pu;      /* [2 * e.num_unc] each uncertain token's bytes before it leaves and the
+                           * local state it leaves from */
+    int use_exits;        /* walking from the exits is cheaper than walking the list in trie order */
 } token_region;
 
 typedef struct token_sort_item {
@@ -179,6 +182,7 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].bound);
         free(tv->regions[i].cw);
         free(tv->regions[i].cw_lcp);
+        free(tv->regions[i].unc_pu);
     }
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
@@ -205,6 +209,10 @@ typedef struct token_region_view {
     int32_t s_max;        /* token_region.s_max */
     const int32_t *cw, *cw_lcp;   /* token_region.cw */
     int32_t num_cw;
+    const int32_t *unc_pu;        /* token_region.unc_pu */
+    int use_exits;
+    int32_t *members;     /* [TOKEN_REGION_MAX] real state of each local state (views of
+                           * token_mask_region_view, owned by the table), else NULL */
 } token_region_view;
 
 typedef struct token_chain_label {
@@ -303,6 +311,7 @@ void token_mask_table_free(token_mask_table *t)
     dpda_matcher_free(&t->scratch);
     dpda_matcher_free(&t->probe);
     free(t->region_ys); free(t->region_st); free(t->rv_keys); free(t->rv_vals);
+    for (int64_t i = 0; i < t->views.n; i++) free(t->views.p[i].members);
     VEC_FREE(t->views);
     VEC_FREE(t->skips);
     VEC_FREE(t->acc);
@@ -509,7 +518,7 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         token_region *r = &tv->regions[i];
         if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
             *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
-                                       i, r->s_max, r->cw, r->cw_lcp, r->num_cw};
+                                       i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits, NULL};
             pthread_mutex_unlock(&tv->region_lock);
             free(sig);
             return 1;
@@ -526,7 +535,7 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     int32_t *cnt = malloc((size_t)tv->size * sizeof *cnt);          /* their started counts */
     LL_ASSERT(e.accepted && ref && tok_st && cnt);
     memset(ref, 0xff, (size_t)tv->num_nodes + 1);
-    vec_i32 unc = {0}, cw = {0};
+    vec_i32 unc = {0}, cw = {0}, unc_pu = {0};
     int32_t *ys = t->region_ys, *st = t->region_st, s_max = 0;
     ys[0] = 0;
     st[0] = 0;
@@ -538,6 +547,8 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
             for (int32_t j = i; j < tv->end[i]; j++)
                 for (int32_t k = 0; k < tv->tok_count[j]; k++) {
                     VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
+                    VEC_PUSH(unc_pu, dep - 1);
+                    VEC_PUSH(unc_pu, ys[dep - 1]);
                     if (st[dep - 1] <= TOKEN_CHAIN_K) VEC_PUSH(cw, tv->sorted[tv->tok_start[j] + k]);
                 }
             i = tv->end[i];
@@ -573,6 +584,15 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     token_mask_set_unc(tv, &e, &unc);
     token_mask_entry ce = {0};
     token_mask_set_unc(tv, &ce, &cw);
+    /* bytes stepped: from the exits, or the list in trie order (shared prefixes once) */
+    int64_t cost_exit = 0, cost_walk = 0;
+    for (int32_t k = 0; k < e.num_unc; k++) {
+        int32_t len;
+        detok_token_bytes(tv->dv, e.unc[k], &len);
+        cost_exit += len - unc_pu.p[2 * k] + 2;
+        cost_walk += len - e.unc_lcp[k];
+    }
+    int use_exits = cost_exit * 2 < cost_walk;
     if (e.num_accepted < TOKEN_REF_MIN) { free(ref); ref = NULL; }
     pthread_mutex_lock(&tv->region_lock);
     if (tv->num_regions == tv->cap_regions) {
@@ -581,11 +601,11 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         LL_ASSERT(tv->regions);
     }
     tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound,
-                                                    ce.unc, ce.unc_lcp, ce.num_unc};
+                                                    ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits};
     int32_t idx = tv->num_regions - 1;
     pthread_mutex_unlock(&tv->region_lock);
     *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
-                               ce.unc, ce.unc_lcp, ce.num_unc};
+                               ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, NULL};
     return 1;
 }
 
@@ -630,6 +650,9 @@ static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_
         int32_t members[TOKEN_REGION_MAX], nm = 0;
         v = -1;
         if (token_mask_region(t, below, top, &rv, members, &nm) && rv.ref) {
+            rv.members = malloc(TOKEN_REGION_MAX * sizeof *rv.members);
+            LL_ASSERT(rv.members);
+            memcpy(rv.members, members, (size_t)nm * sizeof *members);
             VEC_PUSH(t->views, rv);
             v = (int32_t)(t->views.n - 1) << 6;
             for (int32_t k = 1; k < nm; k++) {   /* never overrides another region's entry */
@@ -996,6 +1019,35 @@ static int32_t token_view_lower(const token_vocab *tv, const token_region_view *
     return a;
 }
 
+/* Region view v's uncertain tokens [a, b) walked from where they leave the region: the token
+ * with exit (p, u) is, after its first p bytes, at local state u, i.e. at a node (members[u],
+ * parent) of m's arena (steps inside the region keep the depth), so only its bytes from p on
+ * are stepped.  Accepted go to acc, those popping below a partial stack to unc.  m's arena is
+ * restored. */
+static int32_t token_walk_exits(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t parent,
+                                const int32_t *members, const token_region_view *v, int32_t a, int32_t b,
+                                vec_i32 *acc, vec_i32 *unc)
+{
+    int32_t base = m->num_nodes, count = 0;
+    for (int32_t k = a; k < b; k++) {
+        int32_t tok = v->unc[k], len, p = v->unc_pu[2 * k], u = v->unc_pu[2 * k + 1];
+        const uint8_t *bytes = detok_token_bytes(tv->dv, tok, &len);
+        m->num_nodes = base;
+        if (m->num_nodes == m->cap_nodes) {
+            m->cap_nodes *= 2;
+            m->nodes = realloc(m->nodes, (size_t)m->cap_nodes * sizeof *m->nodes);
+            LL_ASSERT(m->nodes);
+        }
+        int32_t top = m->num_nodes;
+        m->nodes[m->num_nodes++] = (dpda_node){members[u], parent};
+        for (int32_t j = p; j < len && top >= 0; j++) top = dpda_step(d, m, top, d->class_of[bytes[j]]);
+        if (top >= 0) { VEC_PUSH(*acc, tok); count++; }
+        else if (top == -2 && unc) VEC_PUSH(*unc, tok);
+    }
+    m->num_nodes = base;
+    return count;
+}
+
 /* The walk reached trie node i (depth dep) at arena node r; when r's state loops on the state
  * below it and the region's own walk is in that same state at node i, every token under i
  * behaves as in the region's walk: the accepted ones are the region's (recorded as a skip),
@@ -1017,7 +1069,9 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
     VEC_PUSH(t->skips, sk);
     t->num_skips++;
     int32_t a = token_view_lower(tv, v, lo), b = token_view_lower(tv, v, hi);
-    if (b > a)
+    if (b > a && v->use_exits)
+        token_walk_exits(t->d, tv, s, parent, v->members, v, a, b, &t->acc, unc);
+    else if (b > a)
         token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, b - a, t->tops, t->marks, NULL, &t->acc, unc);
     return 1;
 }
@@ -1101,7 +1155,8 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     token_region_view r;
     const token_chain_label *cl = NULL;
     int32_t bound = 0;
-    int is_region = below >= 0 && token_mask_region(t, below, top, &r, NULL, NULL);
+    int32_t members[TOKEN_REGION_MAX], nm = 0;
+    int is_region = below >= 0 && token_mask_region(t, below, top, &r, members, &nm);
     if (below >= 0 && !is_region && (cl = token_mask_chain(t, below, top))) {
         r = t->views.p[cl->view];
         bound = cl->r >= INT32_MAX / 2 ? cl->r - INT32_MAX / 2 : cl->r;
@@ -1124,7 +1179,10 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         }
         e.owns_accepted = 0;
         vec_i32 acc = {0}, unc = {0};
-        e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
+        if (!cl && r.use_exits)
+            e.num_extra = token_walk_exits(d, tv, s, 0, members, &r, 0, r.num_unc, &acc, &unc);
+        else
+            e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
         e.extra = acc.p;
         e.num_accepted += e.num_extra;
         token_mask_set_unc(tv, &e, &unc);
