@@ -126,6 +126,7 @@ def bench_vocab(vname, args, cases):
     res = {k: dict(mask=[], compile=[], ok=0, tried=0, rejected=0) for k in ["lightllm", "lightllm_py", *peers.engines]}
     warm = []
     work = []
+    slow = []   # (ns, schema file, text before the mask) of first visits, for --slowest
     for name, case in cases:
         schema = json.dumps(case["schema"], ensure_ascii=False)
         valid = [t for t in case["tests"] if t["valid"]]
@@ -142,8 +143,12 @@ def bench_vocab(vname, args, cases):
         if g is not None:
             r["ok"] += 1
             r["compile"].append(g.compile_us / 1e6)
-            ns, done, _ = g.matcher().bench(ids + [eos])
+            ns, done, miss = g.matcher().bench(ids + [eos])
             r["mask"] += ns
+            if args.slowest:
+                for k, t in enumerate(ns):
+                    if miss[k]:
+                        slow.append((t, name, tok.decode(ids[:k])[-40:] if k else ""))
             if done < len(ids) + 1:
                 r["rejected"] += 1
             # the same from Python, through fill_mask (comparable with the peers' Python calls)
@@ -179,6 +184,13 @@ def bench_vocab(vname, args, cases):
         extra = f"  instance runs cut by a rejected token: {r['rejected']}" if r["rejected"] else ""
         print(summary(label, r["mask"], r["compile"] if k != "lightllm_py" else res["lightllm"]["compile"], r["ok"],
                       r["tried"], extra))
+    if args.slowest:
+        slow.sort(reverse=True)
+        tot = sum(t for t, _, _ in slow)
+        over = ", ".join(f"{sum(t > lim * 1e3 for t, _, _ in slow)} > {lim} us" for lim in (50, 200, 1000))
+        print(f"first visits: {len(slow)}, total {tot / 1e9:.2f} s ({over}); the {args.slowest} slowest:")
+        for t, name, ctx in slow[:args.slowest]:
+            print(f"  {t / 1e3:9.0f} us  {name:<40} ...{ctx!r}")
     w = sorted(warm)
     print(f"{'lightllm warm pass':<22} masks {len(w):>6}  mask p50 {pct(w, .5) / 1e3:8.1f} us  p99 {pct(w, .99) / 1e3:9.1f} us  "
           f"max {w[-1] / 1e3 if w else float('nan'):9.0f} us   (the same instances again: caches filled)")
@@ -189,6 +201,7 @@ def main():
     ap.add_argument("--step", type=int, default=10, help="every step-th MaskBench file")
     ap.add_argument("--vocabs", default="qwen3,deepseek_v3")
     ap.add_argument("--peers", default="xgrammar,llguidance")
+    ap.add_argument("--slowest", type=int, default=0, help="print the N slowest first-visit masks (schema, text before)")
     args = ap.parse_args()
     if not os.path.isdir(MASKBENCH):
         sys.exit(f"MaskBench data not found at {MASKBENCH}")

@@ -254,6 +254,91 @@ def test_region_skips_equal_brute_force_qwen3():
     assert split_seen > 0 and checked > 40
 
 
+@pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
+def test_bounded_strings_equal_brute_force_qwen3():
+    """Strings with minLength / maxLength: every position is its own state, answered from the
+    string loop's region cut after the characters left (token_mask.c "bounded chains").  Every
+    step's mask equals brute force with the real Qwen3 vocabulary: bounds 0 and 1, non-ASCII
+    (2-, 3- and 4-byte UTF-8) characters, escapes (one character each), tokens that end inside a
+    UTF-8 character, keys followed by bounded values, arrays of bounded strings, and texts that
+    reach exactly maxLength and exactly minLength; the chain path must actually be taken."""
+    from lightllm.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(QWEN3)
+    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
+    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    token_bytes = tok.token_bytes()
+
+    def s(lo=None, hi=None):
+        d = {"type": "string"}
+        if lo is not None:
+            d["minLength"] = lo
+        if hi is not None:
+            d["maxLength"] = hi
+        return d
+
+    def obj(props, extra=False):
+        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": extra}
+
+    cases = [
+        (s(0, 0), ""),
+        (s(None, 1), "é"),
+        (s(1, 1), "🙂"),
+        (s(0, 1), "\\n"),
+        (s(2, 2), "ab"),
+        (s(3, 8), "a\\n🙂é"),
+        (s(None, 12), "hello wörld!"),                       # exactly maxLength
+        (s(5, 40), "Größe 🙂 日本語のテキスト"),
+        (s(4, 30), "\\u00e9\\t\\\"quoted\\\" \\/ end"),
+        (s(6, 64), "数据" * 3),                               # exactly minLength
+        (s(1, 100), "Introduction to Machine Learning with 𝄞 and ç"),
+        (s(1), "日本"),                                       # minLength only: the bounded part
+        (s(3), "é🙂\\n more text after the minimum"),         # merges into the loop
+        (s(12), "Ωmega 数据 \\u00e9\\u4e2d 🙂🙂 long enough"),   # minLength past the first check
+        (s(300), "x" * 150 + " 日本語 " * 30),                 # long: labels re-analysed
+        (s(0, 200), "y" * 120 + "é" * 79 + "\\t"),              # long maxLength, exactly reached
+        (obj({"title": s(1, 40), "code": s(2, 5), "note": s(0, 3)}),
+         {"title": "Introduction to Machine Learning", "code": "AB🙂", "note": ""}),
+        (obj({"tags": {"type": "array", "items": s(1, 6)}, "name": s(None, 10)}, extra=True),
+         {"tags": ["数据", "ok", "a\"b", "éééééé"], "name": "Ünïcödé", "x": "any"}),
+        ({"type": "array", "items": s(0, 3)}, ["", "abc", "日本語", "🙂🙂"]),
+    ]
+    split_seen = checked = chains = 0
+    for schema, value in cases:
+        g = gc.compile("json_schema", json.dumps(schema))
+        # a string schema's value is its JSON body as written (escapes kept: \\u00e9 is 1 char)
+        text = ('"' + value + '"' if schema.get("type") == "string"
+                else json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        ids = tok.encode(text, add_special_tokens=False)
+        m = g.matcher()
+        for i, tid in enumerate(ids + [tok.eos_token_id]):
+            assert m.mask() == m.mask_brute(), (schema, i, tok.decode(ids[:i]))
+            checked += 1
+            if tid != tok.eos_token_id:
+                try:
+                    token_bytes[tid].decode("utf-8")
+                except UnicodeDecodeError:
+                    split_seen += 1
+            assert m.advance_token(tid), (schema, i, text)
+        assert m.is_accepting(), text
+        chains += g.mask_cache_chains
+        # byte by byte through the text: every prefix (also inside escapes and UTF-8 characters)
+        m = g.matcher()
+        raw = text.encode("utf-8")
+        for k in range(len(raw)):
+            if k % 3 == 0:
+                assert m.mask() == m.mask_brute(), (schema, raw[:k])
+            assert m.advance_bytes(raw[k:k + 1])
+        # one character more than maxLength is rejected, and so is closing before minLength
+        hi, lo = schema.get("maxLength"), schema.get("minLength")
+        if hi is not None:
+            assert not gc.compile("json_schema", json.dumps(schema)).matcher().advance_bytes(
+                json.dumps("x" * (hi + 1)).encode())
+        if lo:
+            assert not gc.compile("json_schema", json.dumps(schema)).matcher().advance_bytes(
+                json.dumps("x" * (lo - 1)).encode())
+    assert split_seen > 0 and checked > 100 and chains > 20
+
+
 def test_long_run_keeps_matcher_memory_bounded():
     """The matcher's persistent-stack arena and rollback history are compacted between tokens:
     a long constrained run holds memory set by the rollback window, rollback inside the window

@@ -54,6 +54,19 @@ typedef struct token_region {
     token_mask_entry e;
     uint8_t *ref;         /* [num_nodes] local state after each node's bytes from the start (0),
                            * 0xff rejected or left on the way; NULL for a small region */
+    /* counting (bounded chains, see token_mask_chain): a token's "started" count is the number
+     * of its steps that leave state 0 inside the region (the characters it begins) */
+    int32_t s_max;        /* largest started count of any trie node walked inside the region */
+    int32_t *by_st;       /* [e.num_accepted] accepted tokens by started count, ascending */
+    int32_t *st_off;      /* [s_max + 2] by_st[st_off[s] .. st_off[s + 1]) started s */
+    uint32_t **bound;     /* [s_max] lazily: accepted tokens with started <= r, [words] each */
+    int32_t *cw, *cw_lcp; /* [num_cw] tokens a bounded position walks on the real stack: those that
+                           * leave the region (e.unc) and those whose walk starts more than
+                           * TOKEN_CHAIN_K characters, trie order; lcp with the previous one */
+    int32_t num_cw;
+    int32_t *unc_pu;      /* [2 * e.num_unc] each uncertain token's bytes before it leaves and the
+                           * local state it leaves from */
+    int use_exits;        /* walking from the exits is cheaper than walking the list in trie order */
 } token_region;
 
 typedef struct token_sort_item {
@@ -163,6 +176,13 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].e.unc);
         free(tv->regions[i].e.unc_lcp);
         free(tv->regions[i].ref);
+        free(tv->regions[i].by_st);
+        free(tv->regions[i].st_off);
+        for (int32_t r = 0; r < tv->regions[i].s_max; r++) free(tv->regions[i].bound[r]);
+        free(tv->regions[i].bound);
+        free(tv->regions[i].cw);
+        free(tv->regions[i].cw_lcp);
+        free(tv->regions[i].unc_pu);
     }
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
@@ -185,7 +205,21 @@ typedef struct token_region_view {
     const int32_t *unc, *unc_lcp;
     int32_t num_unc, num_accepted;
     const uint8_t *ref;
+    int32_t region;       /* index in the vocabulary's cache */
+    int32_t s_max;        /* token_region.s_max */
+    const int32_t *cw, *cw_lcp;   /* token_region.cw */
+    int32_t num_cw;
+    const int32_t *unc_pu;        /* token_region.unc_pu */
+    int use_exits;
+    int32_t *members;     /* [TOKEN_REGION_MAX] real state of each local state (views of
+                           * token_mask_region_view, owned by the table), else NULL */
 } token_region_view;
+
+typedef struct token_chain_label {
+    int32_t view;   /* index into t->views, -1: not a chain */
+    int32_t u;      /* state of U */
+    int32_t r;      /* characters left: exact, or a lower bound + INT32_MAX / 2 (token_mask_chain) */
+} token_chain_label;
 
 /* A subtree settled by a region's walk: tokens sorted[lo, hi) as in view's accepted set. */
 typedef struct token_skip {
@@ -210,10 +244,22 @@ struct token_mask_table {
      * for a region midway) */
     dpda_matcher probe;   /* nodes [below, x] */
     int32_t *region_ys;   /* [max_depth + 1] */
+    int32_t *region_st;   /* [max_depth + 1] started counts along the region walk */
     VEC(token_region_view) views;
     uint64_t *rv_keys;    /* [rv_cap] (below + 1) << 32 | top; UINT64_MAX empty */
     int32_t *rv_vals;     /* [rv_cap] view index, -1 not a region */
     int64_t rv_cap, rv_num;
+    /* bounded chains (token_mask_chain) */
+    VEC(token_chain_label) labels;
+    uint64_t *cl_keys;    /* [cl_cap] (below + 1) << 32 | state; UINT64_MAX empty */
+    int32_t *cl_vals;     /* [cl_cap] label index */
+    int64_t cl_cap;
+    uint32_t *cs_mark;    /* [num_states] stamp: labelled in the current check */
+    int32_t *cs_idx;      /* [num_states] its index in chain_q / chain_l */
+    uint32_t chain_stamp;
+    vec_i32 chain_q;      /* states labelled by the current check, in order */
+    VEC(token_chain_label) chain_l;   /* their (u, s) (s in .r) */
+    int64_t num_chains;
     VEC(token_skip) skips;   /* scratch of one classification */
     int64_t num_skips;
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
@@ -237,11 +283,17 @@ token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
     dpda_matcher_init(&t->scratch, d);
     dpda_matcher_init(&t->probe, d);
     t->region_ys = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_ys);
+    t->region_st = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_st);
     t->rv_cap = 64;
     t->rv_keys = malloc((size_t)t->rv_cap * sizeof *t->rv_keys);
     t->rv_vals = malloc((size_t)t->rv_cap * sizeof *t->rv_vals);
-    LL_ASSERT(t->region_ys && t->rv_keys && t->rv_vals);
+    LL_ASSERT(t->region_ys && t->region_st && t->rv_keys && t->rv_vals);
     memset(t->rv_keys, 0xff, (size_t)t->rv_cap * sizeof *t->rv_keys);
+    t->cl_cap = 64;
+    t->cl_keys = malloc((size_t)t->cl_cap * sizeof *t->cl_keys);
+    t->cl_vals = malloc((size_t)t->cl_cap * sizeof *t->cl_vals);
+    LL_ASSERT(t->cl_keys && t->cl_vals);
+    memset(t->cl_keys, 0xff, (size_t)t->cl_cap * sizeof *t->cl_keys);
     return t;
 }
 
@@ -258,16 +310,22 @@ void token_mask_table_free(token_mask_table *t)
     free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo_key); free(t->memo_val);
     dpda_matcher_free(&t->scratch);
     dpda_matcher_free(&t->probe);
-    free(t->region_ys); free(t->rv_keys); free(t->rv_vals);
+    free(t->region_ys); free(t->region_st); free(t->rv_keys); free(t->rv_vals);
+    for (int64_t i = 0; i < t->views.n; i++) free(t->views.p[i].members);
     VEC_FREE(t->views);
     VEC_FREE(t->skips);
     VEC_FREE(t->acc);
+    VEC_FREE(t->labels);
+    free(t->cl_keys); free(t->cl_vals); free(t->cs_mark); free(t->cs_idx);
+    VEC_FREE(t->chain_q);
+    VEC_FREE(t->chain_l);
     free(t);
 }
 
 int64_t token_mask_table_num_entries(const token_mask_table *t) { return t->entries.n; }
 int64_t token_mask_table_bytes(const token_mask_table *t) { return t->bytes; }
 int64_t token_mask_table_num_skips(const token_mask_table *t) { return t->num_skips; }
+int64_t token_mask_table_num_chains(const token_mask_table *t) { return t->num_chains; }
 
 static uint64_t token_mask_slot(uint64_t key, int64_t cap)
 {
@@ -314,6 +372,17 @@ static int32_t token_hash_find(const uint64_t *keys, const int32_t *vals, int64_
     return -3;
 }
 
+/* the value's slot, or NULL when absent */
+static int32_t *token_hash_slot(const uint64_t *keys, int32_t *vals, int64_t cap, uint64_t key)
+{
+    uint64_t j = token_mask_slot(key, cap);
+    while (keys[j] != UINT64_MAX) {
+        if (keys[j] == key) return &vals[j];
+        j = (j + 1) & (uint64_t)(cap - 1);
+    }
+    return NULL;
+}
+
 static void token_mask_put(token_mask_table *t, uint64_t key, int32_t val)
 {
     token_hash_put(&t->keys, &t->vals, &t->cap, t->entries.n, key, val);
@@ -346,6 +415,8 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 #define TOKEN_REGION_MAX 48    /* states searched from the top */
 #define TOKEN_REGION_DEPTH 7   /* bytes searched from the top (a 6-byte u-escape loops back) */
 #define TOKEN_REF_MIN 1024     /* regions accepting fewer tokens keep no per-node states */
+#define TOKEN_CHAIN_K 24       /* a bounded position counts characters up to this many; tokens
+                                * starting more are walked on the real stack */
 
 /* x' (same depth), -1 (rejected) or -2 (leaves the region) for class c from [below, x]
  * (t->probe: node 0 = below, set by the caller) */
@@ -361,14 +432,15 @@ static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
 }
 
 static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i32 *unc);
+static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out);
 
 /* The region of the stack [below, top] (top loops at its depth), classified from `top` with
  * the vocabulary's cache; 0 when top does not loop.  Touches only t->probe and
  * t->region_ys, so a classification walk may call it midway. */
-static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_region_view *out)
+static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_region_view *out,
+                             int32_t *members, int32_t *num_members)
 {
     const dpda *d = t->d;
-    token_vocab *tv = (token_vocab *)t->tv;
     int32_t C = d->num_terms - 1;
     dpda_matcher *s = &t->probe;
     if (s->cap_nodes < 2) {
@@ -420,6 +492,11 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
             local[ren[i] * C + c] = r == -1 ? -1 : r >= 0 && back[r] ? ren[r] : -2;
         }
     }
+    if (members) {   /* members[k]: the real state numbered k */
+        for (int32_t i = 0; i < n; i++)
+            if (back[i]) members[ren[i]] = states[i];
+        *num_members = m;
+    }
     n = m;
     int32_t sig_len = n * 256;
     int32_t *sig = malloc((size_t)sig_len * sizeof *sig);
@@ -427,12 +504,21 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     for (int32_t i = 0; i < n; i++)
         for (int b = 0; b < 256; b++) sig[i * 256 + b] = local[i * C + d->class_of[b]];
     free(local);
+    return token_region_get(t, sig, sig_len, out);
+}
+
+/* The region with byte table sig[sig_len] (n states x 256: local state, -1 rejected, -2 leaves;
+ * state 0 the start), from the vocabulary's cache or classified now; takes sig. */
+static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out)
+{
+    token_vocab *tv = (token_vocab *)t->tv;
     uint64_t h = vec_hash_i32(sig, sig_len);
     pthread_mutex_lock(&tv->region_lock);
     for (int32_t i = 0; i < tv->num_regions; i++) {
         token_region *r = &tv->regions[i];
         if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
-            *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref};
+            *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
+                                       i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits, NULL};
             pthread_mutex_unlock(&tv->region_lock);
             free(sig);
             return 1;
@@ -440,36 +526,73 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     }
     pthread_mutex_unlock(&tv->region_lock);
     /* classify: one table lookup per trie node; the local state after every accepted node is
-     * kept (ref) so that other walks can settle a subtree they reach in the same state */
+     * kept (ref) so that other walks can settle a subtree they reach in the same state, and
+     * every accepted token's started count (steps leaving state 0) is recorded */
     token_mask_entry e = {0};
     e.accepted = calloc((size_t)tv->words, sizeof *e.accepted);
     uint8_t *ref = malloc((size_t)tv->num_nodes + 1);
-    LL_ASSERT(e.accepted && ref);
+    int32_t *tok_st = malloc((size_t)tv->size * sizeof *tok_st);   /* accepted, trie order */
+    int32_t *cnt = malloc((size_t)tv->size * sizeof *cnt);          /* their started counts */
+    LL_ASSERT(e.accepted && ref && tok_st && cnt);
     memset(ref, 0xff, (size_t)tv->num_nodes + 1);
-    vec_i32 unc = {0};
-    int32_t *ys = t->region_ys;
+    vec_i32 unc = {0}, cw = {0}, unc_pu = {0};
+    int32_t *ys = t->region_ys, *st = t->region_st, s_max = 0;
     ys[0] = 0;
+    st[0] = 0;
     for (int32_t i = 0; i < tv->num_nodes;) {
         int32_t dep = tv->depth[i];
         int32_t r = sig[ys[dep - 1] * 256 + tv->byte[i]];
         if (r == -1) { i = tv->end[i]; continue; }
         if (r == -2) {
             for (int32_t j = i; j < tv->end[i]; j++)
-                for (int32_t k = 0; k < tv->tok_count[j]; k++) VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
+                for (int32_t k = 0; k < tv->tok_count[j]; k++) {
+                    VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
+                    VEC_PUSH(unc_pu, dep - 1);
+                    VEC_PUSH(unc_pu, ys[dep - 1]);
+                    if (st[dep - 1] <= TOKEN_CHAIN_K) VEC_PUSH(cw, tv->sorted[tv->tok_start[j] + k]);
+                }
             i = tv->end[i];
             continue;
         }
         ys[dep] = r;
+        st[dep] = st[dep - 1] + (ys[dep - 1] == 0);
+        if (st[dep] > s_max) s_max = st[dep];
+        if (st[dep] > TOKEN_CHAIN_K && st[dep - 1] <= TOKEN_CHAIN_K)   /* every token below: walked */
+            for (int32_t q = tv->tok_start[i]; q < tv->tok_start[tv->end[i]]; q++) VEC_PUSH(cw, tv->sorted[q]);
         ref[i] = (uint8_t)r;
         for (int32_t k = 0; k < tv->tok_count[i]; k++) {
             int32_t tok = tv->sorted[tv->tok_start[i] + k];
             e.accepted[tok >> 5] |= 1u << (tok & 31);
-            e.num_accepted++;
+            cnt[e.num_accepted] = st[dep];
+            tok_st[e.num_accepted++] = tok;
         }
         i++;
     }
+    /* counting sort of the accepted tokens by started count */
+    int32_t *st_off = calloc((size_t)s_max + 2, sizeof *st_off);
+    int32_t *by_st = malloc(((size_t)e.num_accepted + 1) * sizeof *by_st);
+    uint32_t **bound = calloc((size_t)s_max + 1, sizeof *bound);
+    LL_ASSERT(st_off && by_st && bound);
+    for (int32_t k = 0; k < e.num_accepted; k++) st_off[cnt[k] + 1]++;
+    for (int32_t c = 0; c <= s_max; c++) st_off[c + 1] += st_off[c];
+    for (int32_t k = 0; k < e.num_accepted; k++) by_st[st_off[cnt[k]]++] = tok_st[k];
+    for (int32_t c = s_max + 1; c > 0; c--) st_off[c] = st_off[c - 1];
+    st_off[0] = 0;
+    free(cnt);
+    free(tok_st);
     e.owns_accepted = 1;
     token_mask_set_unc(tv, &e, &unc);
+    token_mask_entry ce = {0};
+    token_mask_set_unc(tv, &ce, &cw);
+    /* bytes stepped: from the exits, or the list in trie order (shared prefixes once) */
+    int64_t cost_exit = 0, cost_walk = 0;
+    for (int32_t k = 0; k < e.num_unc; k++) {
+        int32_t len;
+        detok_token_bytes(tv->dv, e.unc[k], &len);
+        cost_exit += len - unc_pu.p[2 * k] + 2;
+        cost_walk += len - e.unc_lcp[k];
+    }
+    int use_exits = cost_exit * 2 < cost_walk;
     if (e.num_accepted < TOKEN_REF_MIN) { free(ref); ref = NULL; }
     pthread_mutex_lock(&tv->region_lock);
     if (tv->num_regions == tv->cap_regions) {
@@ -477,27 +600,358 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
         tv->regions = realloc(tv->regions, (size_t)tv->cap_regions * sizeof *tv->regions);
         LL_ASSERT(tv->regions);
     }
-    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref};
+    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound,
+                                                    ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits};
+    int32_t idx = tv->num_regions - 1;
     pthread_mutex_unlock(&tv->region_lock);
-    *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref};
+    *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
+                               ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, NULL};
     return 1;
 }
 
-/* The region view of [below, top] for skipping subtrees (index into t->views), -1 when top
- * does not loop there or the region keeps no per-node states; cached per table. */
-static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_t top)
+/* The accepted tokens of region view v whose started count is at most r (r < v->s_max: a
+ * bitmap built once per (region, r) and kept in the vocabulary's cache); *num: how many. */
+static const uint32_t *token_region_bounded(token_mask_table *t, const token_region_view *v, int32_t r, int32_t *num)
+{
+    token_vocab *tv = (token_vocab *)t->tv;
+    if (r >= v->s_max) { *num = v->num_accepted; return v->accepted; }
+    pthread_mutex_lock(&tv->region_lock);
+    token_region *g = &tv->regions[v->region];
+    int32_t le = g->st_off[r + 1];
+    *num = le;
+    if (!g->bound[r]) {
+        uint32_t *m = malloc((size_t)tv->words * sizeof *m);
+        LL_ASSERT(m);
+        if (le * 2 <= g->e.num_accepted) {
+            memset(m, 0, (size_t)tv->words * sizeof *m);
+            for (int32_t k = 0; k < le; k++) m[g->by_st[k] >> 5] |= 1u << (g->by_st[k] & 31);
+        } else {
+            memcpy(m, g->e.accepted, (size_t)tv->words * sizeof *m);
+            for (int32_t k = le; k < g->e.num_accepted; k++) m[g->by_st[k] >> 5] &= ~(1u << (g->by_st[k] & 31));
+        }
+        g->bound[r] = m;
+    }
+    const uint32_t *m = g->bound[r];
+    pthread_mutex_unlock(&tv->region_lock);
+    return m;
+}
+
+/* The region view that [below, top] lies in, for skipping subtrees (index into t->views;
+ * *idx: top's number in it, 0 when top is the looping state the region starts from), -1 when
+ * top loops in no region with per-node states seen so far; cached per table.  Computing a
+ * region from a looping state also records its other states (inside an escape, between the
+ * bytes of a UTF-8 character), so a walk that reaches a node in one of them can skip too. */
+static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_t top, int32_t *idx)
 {
     uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top;
     int32_t v = token_hash_find(t->rv_keys, t->rv_vals, t->rv_cap, key);
-    if (v != -3) return v;
-    token_region_view rv;
-    v = -1;
-    if (token_mask_region(t, below, top, &rv) && rv.ref) {
-        VEC_PUSH(t->views, rv);
-        v = (int32_t)t->views.n - 1;
+    if (v == -3) {
+        token_region_view rv;
+        int32_t members[TOKEN_REGION_MAX], nm = 0;
+        v = -1;
+        if (token_mask_region(t, below, top, &rv, members, &nm) && rv.ref) {
+            rv.members = malloc(TOKEN_REGION_MAX * sizeof *rv.members);
+            LL_ASSERT(rv.members);
+            memcpy(rv.members, members, (size_t)nm * sizeof *members);
+            VEC_PUSH(t->views, rv);
+            v = (int32_t)(t->views.n - 1) << 6;
+            for (int32_t k = 1; k < nm; k++) {   /* never overrides another region's entry */
+                uint64_t mk = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)members[k];
+                int32_t *slot = token_hash_slot(t->rv_keys, t->rv_vals, t->rv_cap, mk);
+                if (slot && *slot < 0) *slot = v | k;
+                else if (!slot) token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, mk, v | k);
+            }
+        }
+        token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, key, v);
     }
-    token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, key, v);
-    return v;
+    if (v < 0) return -1;
+    *idx = v & 63;
+    return v >> 6;
+}
+
+/* ---- bounded chains: positions of a length-bounded piece (a string with maxLength) ----
+ * Every position of `"` char{lo,hi} `"` is its own state (k characters read), so none loops
+ * and each would walk the whole trie.  Seen from position k with r = hi - k characters left,
+ * the piece is the unbounded loop U ("char*", a region) cut after r characters: a token that
+ * stays inside U is accepted iff the characters it starts are at most r, and every other token
+ * either fails in U (rejected here too) or leaves U (walked on the real stack, which knows lo
+ * and what follows).  U is not given: it is guessed from x's first character (x paired with
+ * x's successor y1 = the target of most bytes, so the same step from both converging on one
+ * state is an exit) and then checked state by state against the real automaton (below).
+ * Labels (u, r) of every checked state are kept, so a chain is analysed once, not per
+ * position. */
+
+#define TOKEN_CHAIN_U 48        /* states of U */
+#define TOKEN_CHAIN_TRIES 8     /* U refinements (a step U rejects that the chain allows) */
+
+/* Checks that the states reachable from x inside U are U cut after a fixed count: labels
+ * every one (u, s: characters started since x), s <= cap.  For each labelled (y, u, s) and
+ * class c: U rejects -> y rejects; U moves to u' -> y moves locally to a state labelled
+ * (u', s') with s' = s + (u == 0) while s' <= r_x, and y rejects once s' > r_x, where r_x is
+ * the largest s labelled.  A step U rejects that y allows is made an exit of U (return 0:
+ * retry); any other mismatch returns -1.  1: checked, *r_x set, *capped when some state past
+ * cap was not explored or the piece loops after its bounded part (r_x is then a lower bound). */
+static int token_chain_check(token_mask_table *t, int32_t x, int32_t *U, int32_t cap, int32_t *r_x, int *capped,
+                             int32_t *loop)
+{
+    const dpda *d = t->d;
+    int32_t C = d->num_terms - 1;
+    t->chain_q.n = 0;
+    t->chain_l.n = 0;
+    uint32_t stamp = ++t->chain_stamp;
+    token_chain_label x0 = {0, 0, 0};
+    VEC_PUSH(t->chain_q, x);
+    VEC_PUSH(t->chain_l, x0);
+    t->cs_mark[x] = stamp;
+    t->cs_idx[x] = 0;
+    int32_t max_s = 0, min_rej = INT32_MAX;
+    int multi = 0;
+    *capped = 0;
+    *loop = -1;
+    for (int64_t q = 0; q < t->chain_q.n; q++) {
+        int32_t y = t->chain_q.p[q], u = t->chain_l.p[q].u, sy = t->chain_l.p[q].r;
+        for (int32_t c = 0; c < C; c++) {
+            int32_t ue = U[u * C + c];
+            if (ue == -2) continue;
+            int32_t o = token_region_step(t, y, c);
+            if (ue == -1) {
+                if (o != -1) { U[u * C + c] = -2; return 0; }
+                continue;
+            }
+            int32_t s2 = sy + (u == 0);
+            if (s2 > cap) { if (o != -1) *capped = 1; continue; }
+            if (o == -1) { if (s2 < min_rej) min_rej = s2; continue; }
+            if (o == -2) { U[u * C + c] = -2; return 0; }
+            if (t->cs_mark[o] == stamp) {
+                const token_chain_label *l = &t->chain_l.p[t->cs_idx[o]];
+                if (l->u != ue) return -1;
+                if (l->r != s2 && !multi) { multi = 1; *loop = o; }   /* a loop after the bounded part */
+                continue;
+            }
+            t->cs_mark[o] = stamp;
+            t->cs_idx[o] = (int32_t)t->chain_q.n;
+            token_chain_label l = {0, ue, s2};
+            VEC_PUSH(t->chain_q, o);
+            VEC_PUSH(t->chain_l, l);
+            if (s2 > max_s) max_s = s2;
+        }
+    }
+    if (multi) {
+        /* a state reached with two counts: sound only when nothing is cut anywhere (the piece
+         * ends in a loop); its first label has the smallest count and its states below were
+         * checked at least cap - s deep, so r >= cap - s */
+        if (min_rej != INT32_MAX) return -1;
+        *capped = 1;
+        *r_x = cap;
+        return 1;
+    }
+    if (min_rej <= max_s) return -1;
+    *r_x = max_s;
+    return 1;
+}
+
+/* U's byte table in the region cache's form: states numbered in breadth-first order from 0
+ * over classes, those that cannot return to 0 dropped (steps into them leave). */
+static int32_t *token_chain_sig(const dpda *d, const int32_t *U, int32_t nu, int32_t *sig_len)
+{
+    int32_t C = d->num_terms - 1;
+    uint8_t back[TOKEN_CHAIN_U] = {0};
+    back[0] = 1;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int32_t i = 0; i < nu; i++)
+            for (int32_t c = 0; c < C && !back[i]; c++)
+                if (U[i * C + c] >= 0 && back[U[i * C + c]]) { back[i] = 1; changed = 1; }
+    }
+    int32_t ren[TOKEN_CHAIN_U], order[TOKEN_CHAIN_U], n = 1;
+    for (int32_t i = 0; i < nu; i++) ren[i] = -1;
+    ren[0] = 0;
+    order[0] = 0;
+    for (int32_t k = 0; k < n; k++)
+        for (int32_t c = 0; c < C; c++) {
+            int32_t v = U[order[k] * C + c];
+            if (v >= 0 && back[v] && ren[v] < 0) { ren[v] = n; order[n++] = v; }
+        }
+    int32_t *sig = malloc((size_t)n * 256 * sizeof *sig);
+    LL_ASSERT(sig);
+    for (int32_t k = 0; k < n; k++)
+        for (int b = 0; b < 256; b++) {
+            int32_t v = U[order[k] * C + d->class_of[b]];
+            sig[k * 256 + b] = v == -1 ? -1 : v >= 0 && back[v] ? ren[v] : -2;
+        }
+    *sig_len = n * 256;
+    return sig;
+}
+
+/* A piece that loops after its bounded part (minLength without maxLength) is taken only when
+ * that loop is U itself (its region has U's byte table): otherwise U is some other structure
+ * (a declared key's prefix beside "any string") that only happens to pass the check. */
+static int token_chain_same_loop(token_mask_table *t, int32_t below, int32_t loop, const int32_t *U, int32_t nu)
+{
+    token_region_view lv;
+    int32_t n, sig_len;
+    if (!token_mask_region(t, below, loop, &lv, NULL, &n)) return 0;
+    int32_t *sig = token_chain_sig(t->d, U, nu, &sig_len);
+    token_vocab *tv = (token_vocab *)t->tv;
+    pthread_mutex_lock(&tv->region_lock);
+    const token_region *g = &tv->regions[lv.region];
+    int same = g->sig_len == sig_len && memcmp(g->sig, sig, (size_t)sig_len * sizeof *sig) == 0;
+    pthread_mutex_unlock(&tv->region_lock);
+    free(sig);
+    return same;
+}
+
+/* U[nu x C] = the loop's own region (its states as token_mask_region numbers them); 0 when
+ * `loop` does not loop. */
+static int token_chain_u_from_loop(token_mask_table *t, int32_t below, int32_t loop, int32_t *U, int32_t *nu)
+{
+    const dpda *d = t->d;
+    int32_t C = d->num_terms - 1;
+    token_region_view lv;
+    int32_t members[TOKEN_REGION_MAX], nm = 0;
+    if (!token_mask_region(t, below, loop, &lv, members, &nm) || nm > TOKEN_CHAIN_U) return 0;
+    for (int32_t k = 0; k < nm; k++)
+        for (int32_t c = 0; c < C; c++) {
+            int32_t o = token_region_step(t, members[k], c), v = o == -1 ? -1 : -2;
+            for (int32_t j = 0; o >= 0 && j < nm; j++)
+                if (members[j] == o) v = j;
+            U[k * C + c] = v;
+        }
+    *nu = nm;
+    return 1;
+}
+
+/* characters a bounded position counts (more are walked: token_region.cw) */
+static int32_t token_chain_k(const token_region_view *v)
+{
+    return v->s_max < TOKEN_CHAIN_K ? v->s_max : TOKEN_CHAIN_K;
+}
+
+static void token_chain_put(token_mask_table *t, int32_t below, int32_t y, token_chain_label l)
+{
+    uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)y;
+    int32_t v = token_hash_find(t->cl_keys, t->cl_vals, t->cl_cap, key);
+    if (v >= 0) { t->labels.p[v] = l; return; }
+    VEC_PUSH(t->labels, l);
+    token_hash_put(&t->cl_keys, &t->cl_vals, &t->cl_cap, t->labels.n - 1, key, (int32_t)t->labels.n - 1);
+}
+
+/* The chain label of [below, x] (analysed now if needed); NULL when x is not a position of a
+ * bounded chain usable from its start state (u == 0, r known well enough). */
+static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t below, int32_t x)
+{
+    const dpda *d = t->d;
+    int32_t C = d->num_terms - 1;
+    uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)x;
+    int32_t li = token_hash_find(t->cl_keys, t->cl_vals, t->cl_cap, key);
+    if (li >= 0) {
+        const token_chain_label *l = &t->labels.p[li];
+        if (l->view < 0 || l->u != 0) return NULL;
+        if (l->r < INT32_MAX / 2) return l;   /* exact */
+        if (l->r - INT32_MAX / 2 >= token_chain_k(&t->views.p[l->view])) return l;
+        /* a lower bound too small to use: analyse again from x */
+    }
+    dpda_matcher *s = &t->probe;
+    if (s->cap_nodes < 2) {
+        s->cap_nodes = 1024;
+        s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+        LL_ASSERT(s->nodes);
+    }
+    s->nodes[0] = (dpda_node){below, -2};
+    if (!t->cs_mark) {
+        t->cs_mark = calloc((size_t)d->num_states, sizeof *t->cs_mark);
+        t->cs_idx = malloc((size_t)d->num_states * sizeof *t->cs_idx);
+        LL_ASSERT(t->cs_mark && t->cs_idx);
+    }
+    token_chain_label fail = {-1, 0, 0};
+    /* y1: the local target of most bytes (the state after one ordinary character) */
+    int32_t y1 = -1, best = 0;
+    int32_t *tgt = malloc((size_t)C * sizeof *tgt);
+    LL_ASSERT(tgt);
+    for (int32_t c = 0; c < C; c++) tgt[c] = token_region_step(t, x, c);
+    for (int32_t c = 0; c < C; c++) {
+        if (tgt[c] < 0 || tgt[c] == x) continue;
+        int32_t nb = 0;
+        for (int b = 0; b < 256; b++) nb += tgt[d->class_of[b]] == tgt[c];
+        if (nb > best) { best = nb; y1 = tgt[c]; }
+    }
+    free(tgt);
+    if (y1 < 0 || best < 4) { token_chain_put(t, below, x, fail); return NULL; }
+    /* guess U: x's first character, paired with y1's */
+    int32_t us[TOKEN_CHAIN_U], pr[TOKEN_CHAIN_U], nu = 1, y2 = -3;
+    int32_t *U = malloc((size_t)TOKEN_CHAIN_U * (size_t)C * sizeof *U);
+    LL_ASSERT(U);
+    us[0] = x;
+    pr[0] = y1;
+    int ok = 1;
+    for (int32_t i = 0; i < nu && ok; i++) {
+        for (int32_t c = 0; c < C && ok; c++) {
+            int32_t oa = token_region_step(t, us[i], c);
+            int32_t ob = pr[i] >= 0 ? token_region_step(t, pr[i], c) : -3;
+            int32_t ue;
+            if (oa == -1) ue = ob == -1 || ob == -3 ? -1 : -2;
+            else if (oa == -2 || oa == x || ob == -2) ue = -2;
+            else if (oa == y1) {
+                ue = 0;
+                if (ob >= 0) { if (y2 == -3) y2 = ob; else if (ob != y2) ue = -2; }
+            } else if (ob == oa) ue = -2;   /* both steps converge: leaves the piece */
+            else {
+                int32_t k = 1;
+                while (k < nu && us[k] != oa) k++;
+                if (k == nu) {
+                    if (nu == TOKEN_CHAIN_U) { ok = 0; break; }
+                    us[nu] = oa;
+                    pr[nu] = ob >= 0 ? ob : -1;
+                    nu++;
+                }
+                ue = k;
+            }
+            U[i * C + c] = ue;
+        }
+    }
+    const token_chain_label *res = NULL;
+    if (ok) {
+        /* check cheaply first (flips show up near x), then against the region's s_max */
+        int32_t r_x = 0, rc = 0, capped = 0, tries = 0, loop = -1;
+        while (tries++ < TOKEN_CHAIN_TRIES && (rc = token_chain_check(t, x, U, 8, &r_x, &capped, &loop)) == 0) {}
+        token_region_view rv;
+        int32_t vi = -1;
+        if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) {
+            /* the bounded part merges into the loop (a character started before minLength may
+             * end in the loop's own states): take U from the loop and check again */
+            rc = token_chain_u_from_loop(t, below, loop, U, &nu) ? 0 : -1;
+            for (tries = 0; rc == 0 && tries++ < TOKEN_CHAIN_TRIES;) rc = token_chain_check(t, x, U, 8, &r_x, &capped, &loop);
+            if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) rc = -1;
+        }
+        while (rc == 1) {
+            int32_t sig_len;
+            int32_t *sig = token_chain_sig(d, U, nu, &sig_len);
+            token_region_get(t, sig, sig_len, &rv);
+            int32_t cap = 2 * token_chain_k(&rv) + 1;   /* labels usable for k + 1 positions */
+            rc = token_chain_check(t, x, U, cap, &r_x, &capped, &loop);
+            if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) rc = -1;
+            if (rc == 1) {
+                VEC_PUSH(t->views, rv);
+                vi = (int32_t)t->views.n - 1;
+                break;
+            }
+            if (rc == 0) rc = tries++ < TOKEN_CHAIN_TRIES ? 1 : -1;   /* U changed: again */
+        }
+        if (vi >= 0) {
+            /* label every checked state: r exact, or a lower bound (marked by + INT32_MAX / 2) */
+            for (int64_t q = 0; q < t->chain_q.n; q++) {
+                token_chain_label l = {vi, t->chain_l.p[q].u, r_x - t->chain_l.p[q].r};
+                if (capped) l.r += INT32_MAX / 2;
+                token_chain_put(t, below, t->chain_q.p[q], l);
+            }
+            li = token_hash_find(t->cl_keys, t->cl_vals, t->cl_cap, key);
+            const token_chain_label *l = &t->labels.p[li];
+            if (!capped || l->r - INT32_MAX / 2 >= token_chain_k(&rv)) res = l;
+        }
+    }
+    free(U);
+    if (!res) token_chain_put(t, below, x, fail);
+    return res;
 }
 
 /* Walks a token list (trie order; lcp[k] = common prefix with token k - 1) from node `top`
@@ -565,6 +1019,35 @@ static int32_t token_view_lower(const token_vocab *tv, const token_region_view *
     return a;
 }
 
+/* Region view v's uncertain tokens [a, b) walked from where they leave the region: the token
+ * with exit (p, u) is, after its first p bytes, at local state u, i.e. at a node (members[u],
+ * parent) of m's arena (steps inside the region keep the depth), so only its bytes from p on
+ * are stepped.  Accepted go to acc, those popping below a partial stack to unc.  m's arena is
+ * restored. */
+static int32_t token_walk_exits(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t parent,
+                                const int32_t *members, const token_region_view *v, int32_t a, int32_t b,
+                                vec_i32 *acc, vec_i32 *unc)
+{
+    int32_t base = m->num_nodes, count = 0;
+    for (int32_t k = a; k < b; k++) {
+        int32_t tok = v->unc[k], len, p = v->unc_pu[2 * k], u = v->unc_pu[2 * k + 1];
+        const uint8_t *bytes = detok_token_bytes(tv->dv, tok, &len);
+        m->num_nodes = base;
+        if (m->num_nodes == m->cap_nodes) {
+            m->cap_nodes *= 2;
+            m->nodes = realloc(m->nodes, (size_t)m->cap_nodes * sizeof *m->nodes);
+            LL_ASSERT(m->nodes);
+        }
+        int32_t top = m->num_nodes;
+        m->nodes[m->num_nodes++] = (dpda_node){members[u], parent};
+        for (int32_t j = p; j < len && top >= 0; j++) top = dpda_step(d, m, top, d->class_of[bytes[j]]);
+        if (top >= 0) { VEC_PUSH(*acc, tok); count++; }
+        else if (top == -2 && unc) VEC_PUSH(*unc, tok);
+    }
+    m->num_nodes = base;
+    return count;
+}
+
 /* The walk reached trie node i (depth dep) at arena node r; when r's state loops on the state
  * below it and the region's own walk is in that same state at node i, every token under i
  * behaves as in the region's walk: the accepted ones are the region's (recorded as a skip),
@@ -574,18 +1057,21 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
 {
     const token_vocab *tv = t->tv;
     int32_t lo = tv->tok_start[i + 1], hi = tv->tok_start[tv->end[i]];
-    if (hi - lo < 16) return 0;   /* small subtrees are walked */
+    if (hi - lo < 4) return 0;   /* small subtrees are walked */
     int32_t parent = s->nodes[r].parent;
     if (parent < 0) return 0;
-    int32_t vi = token_mask_region_view(t, s->nodes[parent].state, s->nodes[r].state);
+    int32_t idx = 0;
+    int32_t vi = token_mask_region_view(t, s->nodes[parent].state, s->nodes[r].state, &idx);
     if (vi < 0) return 0;
     const token_region_view *v = &t->views.p[vi];
-    if (v->ref[i] != 0) return 0;
+    if (v->ref[i] != idx) return 0;   /* the region's walk is in the same state at node i */
     token_skip sk = {lo, hi, vi};
     VEC_PUSH(t->skips, sk);
     t->num_skips++;
     int32_t a = token_view_lower(tv, v, lo), b = token_view_lower(tv, v, hi);
-    if (b > a)
+    if (b > a && v->use_exits)
+        token_walk_exits(t->d, tv, s, parent, v->members, v, a, b, &t->acc, unc);
+    else if (b > a)
         token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, b - a, t->tops, t->marks, NULL, &t->acc, unc);
     return 1;
 }
@@ -667,14 +1153,36 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     token_mask_entry e = {0};
     e.owns_accepted = 1;
     token_region_view r;
-    if (below >= 0 && token_mask_region(t, below, top, &r)) {
-        /* the region's accepted set is shared; its uncertain tokens are settled here as far as
-         * [below, top] allows */
-        e.accepted = (uint32_t *)r.accepted;
+    const token_chain_label *cl = NULL;
+    int32_t bound = 0;
+    int32_t members[TOKEN_REGION_MAX], nm = 0;
+    int is_region = below >= 0 && token_mask_region(t, below, top, &r, members, &nm);
+    if (below >= 0 && !is_region && (cl = token_mask_chain(t, below, top))) {
+        r = t->views.p[cl->view];
+        bound = cl->r >= INT32_MAX / 2 ? cl->r - INT32_MAX / 2 : cl->r;
+    }
+    if (is_region || cl) {
+        /* the region's accepted set is shared (a bounded chain's: those that fit in `bound`
+         * characters); its uncertain tokens are settled here as far as [below, top] allows */
+        if (cl) {
+            /* tokens starting at most min(bound, k) characters, from the shared bitmap; those
+             * leaving the loop or starting more than k characters walked below */
+            t->num_chains++;
+            int32_t k = token_chain_k(&r);
+            e.accepted = (uint32_t *)token_region_bounded(t, &r, bound < k ? bound : k, &e.num_accepted);
+            r.unc = r.cw;
+            r.unc_lcp = r.cw_lcp;
+            r.num_unc = r.num_cw;
+        } else {
+            e.accepted = (uint32_t *)r.accepted;
+            e.num_accepted = r.num_accepted;
+        }
         e.owns_accepted = 0;
-        e.num_accepted = r.num_accepted;
         vec_i32 acc = {0}, unc = {0};
-        e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
+        if (!cl && r.use_exits)
+            e.num_extra = token_walk_exits(d, tv, s, 0, members, &r, 0, r.num_unc, &acc, &unc);
+        else
+            e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
         e.extra = acc.p;
         e.num_accepted += e.num_extra;
         token_mask_set_unc(tv, &e, &unc);

@@ -26,9 +26,25 @@
  * state below it, and x's region walk (from x) is back in x at node i, the tokens under i
  * behave exactly as in that walk: the accepted ones are the region's (copied as a range of the
  * trie order, or the region's whole set with the rest cleared when it covers most tokens) and
- * only those leaving the region are walked.  A key of an object with additional properties,
+ * only those leaving the region are walked.  The same holds at the region's inner states
+ * (between the bytes of a UTF-8 character, inside an escape): computing a region records all
+ * its states, so a node reached in any of them is settled when the region's walk is in that
+ * same state there.  Tokens that leave a region are stepped from where they leave it (the
+ * region's walk records the bytes read inside and the state left from) when that is cheaper
+ * than walking them in trie order.  A key of an object with additional properties,
  * a prefix of a declared key, the start of any string-like value thus costs the nodes before
  * the region is entered plus the tokens that leave it, not the whole trie.
+ * Bounded chains: a piece repeated a bounded number of times (a string with maxLength:
+ * `"` char{lo,hi} `"`) has one state per position, none of which loops.  From a position with
+ * r repetitions left it is the unbounded loop U cut after r: a token that stays inside U is
+ * accepted iff it starts at most r repetitions (characters; an escape or a UTF-8 character is
+ * one, a token ending inside one counts it).  U is guessed from the position's first
+ * character and checked state by state against the automaton (sound: a mismatch turns a step
+ * into an exit or gives up); U's region walk records every accepted token's count, so each
+ * position costs a shared bitmap (per (region, r), built once) plus the tokens that leave U
+ * (they see lo and what follows the string) or start more than 24 characters, walked on the
+ * real stack; a chain's states are checked 49 characters ahead and keep their labels.  With
+ * minLength only, the bounded part merges into the loop: U is then the loop's own region.
  * A token_mask_table is not thread-safe: one per thread, or external locking
  * (grammar_cache.h does the latter).
  *
@@ -63,6 +79,9 @@ int64_t token_mask_table_num_entries(const token_mask_table *t);
 int64_t token_mask_table_bytes(const token_mask_table *t);
 /* Trie subtrees settled from a region's walk instead of walked (see "Skips" above). */
 int64_t token_mask_table_num_skips(const token_mask_table *t);
+/* Classifications of bounded-chain positions answered from their loop's region (see "Bounded
+ * chains" above) instead of a trie walk. */
+int64_t token_mask_table_num_chains(const token_mask_table *t);
 
 /* mask[token_vocab_mask_words] for the matcher's current state; returns the number of allowed
  * tokens.  The matcher is unchanged (its arena is used as scratch above num_nodes). */

@@ -5,7 +5,8 @@
  *        ValueError names an unsupported keyword or an LR(1) conflict)
  *       .vocab_size, .mask_words, .num_cached
  *   CompiledGrammar: .matcher(max_rollback_bytes=65536) -> GrammarMatcher; .num_states, .lr_kind, .compile_tries,
- *       .num_edges, .compile_us, .cache_hit, .mask_cache_entries, .mask_cache_bytes, .mask_cache_skips
+ *       .num_edges, .compile_us, .cache_hit, .mask_cache_entries, .mask_cache_bytes, .mask_cache_skips,
+ *       .mask_cache_chains
  *   GrammarMatcher(compiled, max_rollback_bytes=65536):
  *       .advance_bytes(b) -> bool (all or nothing), .advance_token(id) -> bool,
  *       .is_accepting() -> bool, .rollback_bytes(n), .rollback_tokens(n), .reset(), .num_bytes,
@@ -196,6 +197,7 @@ static PyObject *py_gc_compiled_get(py_gc_compiled *self, void *closure)
     if (!strcmp(what, "cache_hit")) return PyBool_FromLong(self->hit);
     if (!strcmp(what, "mask_cache_entries")) return PyLong_FromLongLong(gc->masks ? token_mask_table_num_entries(gc->masks) : 0);
     if (!strcmp(what, "mask_cache_skips")) return PyLong_FromLongLong(gc->masks ? token_mask_table_num_skips(gc->masks) : 0);
+    if (!strcmp(what, "mask_cache_chains")) return PyLong_FromLongLong(gc->masks ? token_mask_table_num_chains(gc->masks) : 0);
     if (!strcmp(what, "mask_cache_bytes")) return PyLong_FromLongLong(gc->masks ? token_mask_table_bytes(gc->masks) : 0);
     Py_RETURN_NONE;
 }
@@ -216,6 +218,7 @@ static PyGetSetDef py_gc_compiled_getset[] = {
     {"cache_hit", (getter)py_gc_compiled_get, NULL, "True when compile() found it in the cache", "cache_hit"},
     {"mask_cache_entries", (getter)py_gc_compiled_get, NULL, "(below, top) entries of the mask cache", "mask_cache_entries"},
     {"mask_cache_skips", (getter)py_gc_compiled_get, NULL, "trie subtrees settled from a region's walk", "mask_cache_skips"},
+    {"mask_cache_chains", (getter)py_gc_compiled_get, NULL, "classifications of bounded-chain positions (no trie walk)", "mask_cache_chains"},
     {"mask_cache_bytes", (getter)py_gc_compiled_get, NULL, "bytes held by the mask cache", "mask_cache_bytes"},
     {NULL, NULL, NULL, NULL, NULL},
 };
