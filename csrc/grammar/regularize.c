@@ -49,6 +49,9 @@ typedef struct rz {
     vec_i32 owner;             /* [out->num_nts] the input nonterminal of each output one */
     int64_t max_nfa, max_dfa, max_work;   /* budgets (GRAMMAR_REGULARIZE_MAX_* x budget_scale) */
     int32_t num_splits;        /* nonterminals made opaque to fit the budgets */
+    vec_i32 sort_tmp;          /* rz_sort_i32's scratch */
+    vec_i32 kmark;             /* [NFA states] stamps: kernel members seen (subset construction) */
+    int32_t kstamp;
 } rz;
 
 static int32_t rz_add_out_nt(rz *z, const char *name, int32_t owner)
@@ -195,12 +198,6 @@ static const int32_t *rz_range_classes(rz *z, uint32_t range, int32_t *n)
     return z->range_pool.p + off + 1;
 }
 
-static int rz_cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 typedef struct rz_pair {
     uint32_t label;
     int32_t to;
@@ -211,6 +208,34 @@ static int rz_cmp_pair(const void *a, const void *b)
     const rz_pair *x = a, *y = b;
     if (x->label != y->label) return x->label < y->label ? -1 : 1;
     return x->to < y->to ? -1 : x->to > y->to;
+}
+
+/* sorts n non-negative int32 in place: insertion sort when short, else LSD radix by bytes
+ * (as many passes as the largest value needs) through tmp (qsort's callback per comparison
+ * was a tenth of the compile) */
+static void rz_sort_i32(int32_t *a, int64_t n, vec_i32 *tmp)
+{
+    if (n <= 32) {
+        for (int64_t i = 1; i < n; i++) {
+            int32_t x = a[i];
+            int64_t j = i;
+            while (j > 0 && a[j - 1] > x) { a[j] = a[j - 1]; j--; }
+            a[j] = x;
+        }
+        return;
+    }
+    VEC_RESERVE(*tmp, n);
+    int32_t *src = a, *dst = tmp->p;
+    uint32_t mx = 0;
+    for (int64_t i = 0; i < n; i++) mx |= (uint32_t)a[i];
+    for (int sh = 0; sh < 32 && (mx >> sh); sh += 8) {
+        int64_t cnt[257] = {0};
+        for (int64_t i = 0; i < n; i++) cnt[((uint32_t)src[i] >> sh & 0xffu) + 1]++;
+        for (int k = 0; k < 256; k++) cnt[k + 1] += cnt[k];
+        for (int64_t i = 0; i < n; i++) dst[cnt[(uint32_t)src[i] >> sh & 0xffu]++] = src[i];
+        int32_t *t = src; src = dst; dst = t;
+    }
+    if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
 }
 
 /* epsilon closure of seeds (modified in place into the sorted closure) */
@@ -238,7 +263,7 @@ static void rz_closure(rz *z, vec_i32 *set)
         }
     }
     VEC_FREE(stack);
-    qsort(set->p, (size_t)set->n, sizeof *set->p, rz_cmp_i32);
+    rz_sort_i32(set->p, set->n, &z->sort_tmp);
 }
 
 typedef struct rz_trans {
@@ -525,6 +550,18 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     VEC(rz_pair) pairs = {0};
     vec_i32 set = {0}, prev = {0}, bval = {0}, bnext = {0};
     int32_t bhead[256];
+    /* per-class transitions for minimisation (tail, label, head: a class, or 256 + an output
+     * nonterminal index), listed as the byte transitions of each state are (by target, then
+     * class), recorded while they are found */
+    vec_i32 tl = {0}, lb = {0}, hd = {0};
+    vec_i32 ccls = {0}, cnext = {0}, chead = {0}, ctail = {0};   /* classes of each new transition */
+    /* kernels (move targets before the closure) already seen -> their DFA state: a kernel met
+     * again skips its closure */
+    vec_intern kern = {0};
+    vec_i32 kto = {0};
+    VEC_RESERVE(z->kmark, z->head.n);
+    memset(z->kmark.p, 0, (size_t)z->head.n * sizeof *z->kmark.p);
+    z->kstamp = 0;
     status_t st = STATUS_OK;
     int added;
     VEC_PUSH(set, entry);
@@ -536,6 +573,9 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                             z->g->names[v], (long long)z->max_dfa);
             vec_intern_free(&dfa);
             VEC_FREE(trans); VEC_FREE(pairs); VEC_FREE(set); VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
+            VEC_FREE(tl); VEC_FREE(lb); VEC_FREE(hd);
+            VEC_FREE(ccls); VEC_FREE(cnext); VEC_FREE(chead); VEC_FREE(ctail);
+            vec_intern_free(&kern); VEC_FREE(kto);
             return 0;   /* the caller splits v and retries, or reports */
         }
         /* NFA targets per class (linked buckets) and per nonterminal label */
@@ -562,33 +602,54 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         }
         int64_t first_trans = trans.n;
         int32_t prev_id = -1;
+        ccls.n = cnext.n = chead.n = ctail.n = 0;
         for (int32_t c = 0; c < z->num_classes; c++) {
             if (bhead[c] < 0) continue;
             set.n = 0;
+            z->kstamp++;
             for (int32_t k = bhead[c]; k >= 0; k = bnext.p[k]) {
-                int32_t t = bval.p[k], j = (int32_t)set.n;
+                int32_t t = bval.p[k];
+                if (z->kmark.p[t] == z->kstamp) continue;
+                z->kmark.p[t] = z->kstamp;
                 VEC_PUSH(set, t);
-                while (j > 0 && set.p[j - 1] > t) { set.p[j] = set.p[j - 1]; j--; }
-                set.p[j] = t;
-                if (j > 0 && set.p[j - 1] == t) {   /* duplicate: remove */
-                    memmove(set.p + j, set.p + j + 1, (size_t)(set.n - j - 1) * sizeof *set.p);
-                    set.n--;
-                }
             }
+            rz_sort_i32(set.p, set.n, &z->sort_tmp);
             int32_t to;
             if (prev_id >= 0 && prev.n == set.n && memcmp(prev.p, set.p, (size_t)set.n * sizeof *set.p) == 0) {
                 to = prev_id;
             } else {
                 prev.n = 0;
-                for (int64_t k = 0; k < set.n; k++) VEC_PUSH(prev, set.p[k]);
-                rz_closure(z, &set);
-                to = prev_id = vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
+                VEC_RESERVE(prev, set.n);
+                if (set.n) memcpy(prev.p, set.p, (size_t)set.n * sizeof *set.p);
+                prev.n = set.n;
+                int32_t kid = vec_intern_add(&kern, set.p, (int32_t)set.n, &added);
+                if (added) {
+                    rz_closure(z, &set);
+                    VEC_PUSH(kto, vec_intern_add(&dfa, set.p, (int32_t)set.n, &added));
+                }
+                to = prev_id = kto.p[kid];
             }
             int64_t k = first_trans;
             while (k < trans.n && trans.p[k].to != to) k++;
-            if (k == trans.n) VEC_PUSH(trans, ((rz_trans){d, RZ_EPS, to, {0, 0, 0, 0}}));
+            if (k == trans.n) {
+                VEC_PUSH(trans, ((rz_trans){d, RZ_EPS, to, {0, 0, 0, 0}}));
+                VEC_PUSH(chead, -1);
+                VEC_PUSH(ctail, -1);
+            }
             for (int w = 0; w < 4; w++) trans.p[k].bytes[w] |= z->class_bytes[c][w];
+            int64_t q = k - first_trans;
+            VEC_PUSH(ccls, c);
+            VEC_PUSH(cnext, -1);
+            if (ctail.p[q] < 0) chead.p[q] = (int32_t)ccls.n - 1;
+            else cnext.p[ctail.p[q]] = (int32_t)ccls.n - 1;
+            ctail.p[q] = (int32_t)ccls.n - 1;
         }
+        for (int64_t k = first_trans; k < trans.n; k++)
+            for (int32_t q = chead.p[k - first_trans]; q >= 0; q = cnext.p[q]) {
+                VEC_PUSH(tl, d);
+                VEC_PUSH(lb, ccls.p[q]);
+                VEC_PUSH(hd, trans.p[k].to);
+            }
         if (pairs.n) {
             qsort(pairs.p, (size_t)pairs.n, sizeof *pairs.p, rz_cmp_pair);
             for (int64_t i = 0; i < pairs.n;) {
@@ -598,9 +659,16 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                     if (j == i || pairs.p[j].to != pairs.p[j - 1].to) VEC_PUSH(set, pairs.p[j].to);
                     j++;
                 }
-                rz_closure(z, &set);
-                int32_t to = vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
+                int32_t kid = vec_intern_add(&kern, set.p, (int32_t)set.n, &added);
+                if (added) {
+                    rz_closure(z, &set);
+                    VEC_PUSH(kto, vec_intern_add(&dfa, set.p, (int32_t)set.n, &added));
+                }
+                int32_t to = kto.p[kid];
                 VEC_PUSH(trans, ((rz_trans){d, pairs.p[i].label, to, {0, 0, 0, 0}}));
+                VEC_PUSH(tl, d);
+                VEC_PUSH(lb, 256 + (int32_t)grammar_nt_index(pairs.p[i].label));
+                VEC_PUSH(hd, to);
                 i = j;
             }
         }
@@ -614,24 +682,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         for (int32_t i = 0; i < m && !acc[d]; i++) acc[d] = mem[i] == exit;
     }
     {
-        /* minimise: per-class transitions, blocks, then transitions of one member per block */
-        vec_i32 tl = {0}, lb = {0}, hd = {0};
-        for (int64_t i = 0; i < trans.n; i++) {
-            if (trans.p[i].label != RZ_EPS) {
-                VEC_PUSH(tl, trans.p[i].from);
-                VEC_PUSH(lb, 256 + (int32_t)grammar_nt_index(trans.p[i].label));
-                VEC_PUSH(hd, trans.p[i].to);
-                continue;
-            }
-            for (int32_t c = 0; c < z->num_classes; c++) {
-                if (!((z->class_bytes[c][0] & trans.p[i].bytes[0]) | (z->class_bytes[c][1] & trans.p[i].bytes[1]) |
-                      (z->class_bytes[c][2] & trans.p[i].bytes[2]) | (z->class_bytes[c][3] & trans.p[i].bytes[3])))
-                    continue;
-                VEC_PUSH(tl, trans.p[i].from);
-                VEC_PUSH(lb, c);
-                VEC_PUSH(hd, trans.p[i].to);
-            }
-        }
+        /* minimise: blocks, then transitions of one member per block */
         int32_t *block = malloc(((size_t)nd + 1) * sizeof *block);
         LL_ASSERT(block);
         int32_t nb = rz_minimize(nd, (int32_t)tl.n, tl.p, lb.p, hd.p, acc, block);
@@ -718,6 +769,8 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         free(lnt);
     }
     VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
+    VEC_FREE(ccls); VEC_FREE(cnext); VEC_FREE(chead); VEC_FREE(ctail);
+    vec_intern_free(&kern); VEC_FREE(kto);
     free(acc);
     vec_intern_free(&dfa);
     VEC_FREE(trans);
@@ -952,6 +1005,8 @@ status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, gr
     VEC_FREE(z.head);
     VEC_FREE(z.edges);
     VEC_FREE(z.mark);
+    VEC_FREE(z.sort_tmp);
+    VEC_FREE(z.kmark);
     free(z.inl_on);
     if (opts) opts->num_splits = z.num_splits;
     LL_ASSERT(z.owner.n == out->num_nts);
