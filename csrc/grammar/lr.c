@@ -43,6 +43,7 @@ typedef struct lr_ctx {
     int32_t num_states;
     const char *kind;               /* "LALR(1)" or "LR(1)": the automaton, for messages */
     int32_t conflict_lhs[2];        /* lhs of the rules of the last conflict reported */
+    vec_i32 sort_tmp;               /* lr_sort_records' scratch */
 } lr_ctx;
 
 static int32_t lr_rule_lhs_nt(const lr_ctx *c, int32_t r)
@@ -111,11 +112,45 @@ typedef struct lr_pair {
     int32_t sym, item;
 } lr_pair;
 
-static int lr_cmp_pair(const void *x, const void *y)
+/* Sorts n records of `stride` (2 or 3) non-negative int32 fields (lr_pair, lr1_pair, lr_lb:
+ * plain structs of int32, no padding) by (field 0, field 1); the order of records equal on
+ * both is unspecified (callers OR or dedupe over them).  Insertion sort when short, else LSD
+ * radix by bytes through tmp: qsort's comparison callbacks and its element-by-element copies
+ * of 12-byte records were an eighth of the compile. */
+static void lr_sort_records(int32_t *rec, int64_t n, int stride, vec_i32 *tmp)
 {
-    const lr_pair *a = x, *b = y;
-    if (a->sym != b->sym) return a->sym < b->sym ? -1 : 1;
-    return a->item < b->item ? -1 : a->item > b->item;
+    if (n <= 24) {
+        int32_t x[3];
+        for (int64_t i = 1; i < n; i++) {
+            memcpy(x, rec + i * stride, (size_t)stride * sizeof *x);
+            int64_t j = i;
+            while (j > 0) {
+                const int32_t *y = rec + (j - 1) * stride;
+                if (y[0] < x[0] || (y[0] == x[0] && y[1] <= x[1])) break;
+                memcpy(rec + j * stride, y, (size_t)stride * sizeof *x);
+                j--;
+            }
+            memcpy(rec + j * stride, x, (size_t)stride * sizeof *x);
+        }
+        return;
+    }
+    VEC_RESERVE(*tmp, n * stride);
+    int32_t *src = rec, *dst = tmp->p;
+    for (int f = 1; f >= 0; f--) {
+        uint32_t mx = 0;
+        for (int64_t i = 0; i < n; i++) mx |= (uint32_t)src[i * stride + f];
+        for (int sh = 0; sh < 32 && (mx >> sh); sh += 8) {
+            int64_t cnt[257] = {0};
+            for (int64_t i = 0; i < n; i++) cnt[((uint32_t)src[i * stride + f] >> sh & 0xffu) + 1]++;
+            for (int k = 0; k < 256; k++) cnt[k + 1] += cnt[k];
+            for (int64_t i = 0; i < n; i++) {
+                int64_t at = cnt[(uint32_t)src[i * stride + f] >> sh & 0xffu]++;
+                memcpy(dst + at * stride, src + i * stride, (size_t)stride * sizeof *dst);
+            }
+            int32_t *t = src; src = dst; dst = t;
+        }
+    }
+    if (src != rec) memcpy(rec, src, (size_t)(n * stride) * sizeof *rec);
 }
 
 /* ---- digraph (DeRemer & Pennello): F(x) = F'(x) ∪ ⋃ F(y) for x R y ---- */
@@ -390,14 +425,6 @@ typedef struct lr_lb {
     int32_t state, rule, x;
 } lr_lb;
 
-static int lr_cmp_lb(const void *p, const void *q)
-{
-    const lr_lb *a = p, *b = q;
-    if (a->state != b->state) return a->state < b->state ? -1 : 1;
-    if (a->rule != b->rule) return a->rule < b->rule ? -1 : 1;
-    return a->x < b->x ? -1 : a->x > b->x;
-}
-
 static void lr_prepare(lr_ctx *c)
 {
     const grammar *g = c->g;
@@ -556,7 +583,7 @@ static status_t lr_graph_lr0(lr_ctx *c)
                 for (int32_t j = 0; j < m; j++) VEC_PUSH(pairs, ((lr_pair){cl[j], it + 1}));
             }
         }
-        qsort(pairs.p, (size_t)pairs.n, sizeof *pairs.p, lr_cmp_pair);
+        if (pairs.n) lr_sort_records(&pairs.p[0].sym, pairs.n, 2, &c->sort_tmp);
         for (int64_t i = 0; i < pairs.n;) {
             int64_t j = i;
             kern.n = 0;
@@ -674,7 +701,7 @@ static status_t lr_tables(lr_ctx *c, int *conflict)
     /* lookaheads → reductions */
     VEC(lr_lb) lb = {0};
     for (int64_t i = 0; i < lbs.n; i++) VEC_PUSH(lb, ((lr_lb){lbs.p[i], lbr.p[i], lbx.p[i]}));
-    qsort(lb.p, (size_t)lb.n, sizeof *lb.p, lr_cmp_lb);
+    if (lb.n) lr_sort_records(&lb.p[0].state, lb.n, 3, &c->sort_tmp);
     uint64_t *la = malloc((size_t)W * sizeof *la);
     LL_ASSERT(la);
     for (int64_t i = 0; i < lb.n && st == STATUS_OK;) {
@@ -761,13 +788,6 @@ typedef struct lr1_pair {
 
 typedef VEC(lr1_pair) lr1_pairs;
 typedef VEC(uint64_t) lr1_words;
-
-static int lr1_cmp_pair(const void *x, const void *y)
-{
-    const lr1_pair *a = x, *b = y;
-    if (a->sym != b->sym) return a->sym < b->sym ? -1 : 1;
-    return a->item < b->item ? -1 : a->item > b->item;
-}
 
 static void lr1_add_first_sym(const lr_ctx *c, const lr1_ctx *l, uint64_t *dst, int32_t s)
 {
@@ -966,7 +986,7 @@ static status_t lr1_process(lr_ctx *c, lr1_ctx *l, int32_t s, vec_i32 *kern, lr1
             }
         }
     }
-    qsort(pairs->p, (size_t)pairs->n, sizeof *pairs->p, lr1_cmp_pair);
+    if (pairs->n) lr_sort_records(&pairs->p[0].sym, pairs->n, 3, &c->sort_tmp);
     int64_t trans = l->states.p[s].trans;
     int first_visit = trans < 0;
     if (first_visit) l->states.p[s].trans = trans = l->tsym.n;
@@ -1128,6 +1148,7 @@ status_t lr_build(const grammar *g, lr_automaton *out, int32_t conflict_lhs[2])
     VEC_FREE(c.red_state);
     VEC_FREE(c.red_rule);
     VEC_FREE(c.state_core);
+    VEC_FREE(c.sort_tmp);
     if (st != STATUS_OK) lr_free(out);
     return st;
 }
