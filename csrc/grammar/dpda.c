@@ -134,15 +134,32 @@ status_t dpda_compile(const grammar *g, dpda **out)
     int32_t rej[1] = {DPDA_REJECT}, nop[4] = {DPDA_END, 0, 0, 0};
     vec_intern_add(&edges, rej, 1, &added);
     vec_intern_add(&edges, nop, 4, &added);
+    /* a shift's edge depends on the target state only (what follows is default reductions):
+     * shift_edge[target] is the edge of the state shift_at[target] (classes of one state that
+     * shift to one target, e.g. a string's body, simulate once) */
+    int32_t *shift_at = malloc(((size_t)d->num_states + 1) * sizeof *shift_at);
+    int32_t *shift_edge = malloc(((size_t)d->num_states + 1) * sizeof *shift_edge);
+    LL_ASSERT(shift_at && shift_edge);
+    for (int32_t s = 0; s < d->num_states; s++) shift_at[s] = -1;
     for (int32_t s = 0; s < d->num_states && st == STATUS_OK; s++) {
+        const int32_t *act = a->action + (int64_t)s * a->num_terms;
         for (int32_t c = 0; c < d->num_terms && st == STATUS_OK; c++) {
-            if (a->action[(int64_t)s * a->num_terms + c] == 0) continue;
+            int32_t v = act[c];
+            if (v == 0) continue;
+            if (v > 0 && shift_at[v - 1] == s) {
+                d->pre[(int64_t)s * d->num_terms + c] = shift_edge[v - 1];
+                continue;
+            }
             st = dpda_simulate(a, s, c, 0, &vs, &e);
-            d->pre[(int64_t)s * d->num_terms + c] = vec_intern_add(&edges, e.p, (int32_t)e.n, &added);
+            int32_t id = vec_intern_add(&edges, e.p, (int32_t)e.n, &added);
+            d->pre[(int64_t)s * d->num_terms + c] = id;
+            if (v > 0) { shift_at[v - 1] = s; shift_edge[v - 1] = id; }
         }
         if (st == STATUS_OK) st = dpda_simulate(a, s, 0, 1, &vs, &e);
         d->post[s] = vec_intern_add(&edges, e.p, (int32_t)e.n, &added);
     }
+    free(shift_at);
+    free(shift_edge);
     VEC_FREE(vs);
     VEC_FREE(e);
     if (st == STATUS_OK) {

@@ -137,9 +137,29 @@ static void lr_sort_records(int32_t *rec, int64_t n, int stride, vec_i32 *tmp)
     VEC_RESERVE(*tmp, n * stride);
     int32_t *src = rec, *dst = tmp->p;
     for (int f = 1; f >= 0; f--) {
-        uint32_t mx = 0;
-        for (int64_t i = 0; i < n; i++) mx |= (uint32_t)src[i * stride + f];
-        for (int sh = 0; sh < 32 && (mx >> sh); sh += 8) {
+        uint32_t mx = 0, bits = 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t v = (uint32_t)src[i * stride + f];
+            bits |= v;
+            if (v > mx) mx = v;
+        }
+        if (mx < 256) {
+            if (!mx) continue;   /* all zero: already in order on this field */
+        } else if ((int64_t)mx <= 4 * n) {
+            /* one counting pass over the whole range */
+            int64_t *cnt = calloc((size_t)mx + 2, sizeof *cnt);
+            LL_ASSERT(cnt);
+            for (int64_t i = 0; i < n; i++) cnt[(uint32_t)src[i * stride + f] + 1]++;
+            for (uint32_t k = 0; k <= mx; k++) cnt[k + 1] += cnt[k];
+            for (int64_t i = 0; i < n; i++) {
+                int64_t at = cnt[(uint32_t)src[i * stride + f]]++;
+                memcpy(dst + at * stride, src + i * stride, (size_t)stride * sizeof *dst);
+            }
+            free(cnt);
+            int32_t *t = src; src = dst; dst = t;
+            continue;
+        }
+        for (int sh = 0; sh < 32 && (bits >> sh); sh += 8) {
             int64_t cnt[257] = {0};
             for (int64_t i = 0; i < n; i++) cnt[((uint32_t)src[i * stride + f] >> sh & 0xffu) + 1]++;
             for (int k = 0; k < 256; k++) cnt[k + 1] += cnt[k];
@@ -479,8 +499,8 @@ static void lr_prepare(lr_ctx *c)
         for (int32_t i = moff.p[r]; i < end; i++) c->body[at++] = mbody.p[i];
         if (mmerge.p[r]) {
             int32_t cl[256], m = 0;
-            for (int32_t k = 0; k < c->C; k++)
-                if (mlast.p[(int64_t)r * 4 + k / 64] >> (k % 64) & 1) cl[m++] = k;
+            for (int w = 0; w < 4; w++)
+                for (uint64_t x = mlast.p[(int64_t)r * 4 + w]; x; x &= x - 1) cl[m++] = w * 64 + __builtin_ctzll(x);
             c->body[at - 1] = -vec_intern_add(&c->sets, cl, m, &added) - 2;
         }
     }
