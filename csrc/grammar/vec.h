@@ -46,6 +46,7 @@ typedef struct vec_intern {
     int64_t cap;
     vec_i32 pool;     /* the arrays back to back */
     vec_i64 off;      /* [num + 1] offsets into pool */
+    VEC(uint64_t) hash;   /* [num] hash of each array: probes compare it first, growth reuses it */
 } vec_intern;
 
 static inline uint64_t vec_hash_i32(const int32_t *a, int64_t n)
@@ -76,21 +77,28 @@ static inline int32_t vec_intern_add(vec_intern *t, const int32_t *a, int32_t n,
         for (int64_t i = 0; i < cap; i++) t->slots[i] = -1;
         t->cap = cap;
         for (int32_t id = 0; id < num; id++) {
-            int32_t m;
-            const int32_t *b = vec_intern_get(t, id, &m);
-            uint64_t i = vec_hash_i32(b, m) & (uint64_t)(cap - 1);
+            uint64_t i = t->hash.p[id] & (uint64_t)(cap - 1);
             while (t->slots[i] >= 0) i = (i + 1) & (uint64_t)(cap - 1);
             t->slots[i] = id;
         }
     }
-    uint64_t i = vec_hash_i32(a, n) & (uint64_t)(t->cap - 1);
+    uint64_t h = vec_hash_i32(a, n);
+    uint64_t i = h & (uint64_t)(t->cap - 1);
     while (t->slots[i] >= 0) {
-        int32_t m;
-        const int32_t *b = vec_intern_get(t, t->slots[i], &m);
-        if (m == n && (n == 0 || memcmp(a, b, (size_t)n * sizeof *a) == 0)) { *added = 0; return t->slots[i]; }
+        int32_t id = t->slots[i];
+        if (t->hash.p[id] == h) {
+            int32_t m;
+            const int32_t *b = vec_intern_get(t, id, &m);
+            if (m == n) {
+                int32_t k = 0;
+                while (k < n && a[k] == b[k]) k++;
+                if (k == n) { *added = 0; return id; }
+            }
+        }
         i = (i + 1) & (uint64_t)(t->cap - 1);
     }
     t->slots[i] = num;
+    VEC_PUSH(t->hash, h);
     VEC_RESERVE(t->pool, t->pool.n + n);
     if (n) memcpy(t->pool.p + t->pool.n, a, (size_t)n * sizeof *a);
     t->pool.n += n;
@@ -104,6 +112,7 @@ static inline void vec_intern_free(vec_intern *t)
     free(t->slots);
     VEC_FREE(t->pool);
     VEC_FREE(t->off);
+    VEC_FREE(t->hash);
     t->slots = NULL;
     t->cap = 0;
 }
