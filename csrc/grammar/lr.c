@@ -29,7 +29,7 @@ typedef struct lr_ctx {
     int32_t *item_rule;             /* [num_items] */
     int32_t num_items;
     uint8_t *nullable;              /* [nn] */
-    int32_t *range_set;             /* [65536] set id + 1 of a terminal range */
+    vec_map range_set;              /* terminal range -> set id + 1 */
     vec_intern sets;                /* class lists of terminal sets */
     vec_intern kernels;
     VEC(lr_trans) trans;            /* sorted by from (construction order) */
@@ -65,7 +65,8 @@ static const int32_t *lr_set_classes(const lr_ctx *c, int32_t set, int32_t *n)
 
 static int32_t lr_range_set(lr_ctx *c, uint32_t range)
 {
-    if (!c->range_set[range]) {
+    int32_t *slot = vec_map_at(&c->range_set, range);
+    if (!*slot) {
         uint8_t seen[256] = {0};
         int32_t cl[256], n = 0;
         for (int b = (int)(range & 0xff); b <= (int)(range >> 8); b++) {
@@ -74,9 +75,9 @@ static int32_t lr_range_set(lr_ctx *c, uint32_t range)
             cl[n++] = c->a->class_of[b];
         }
         int added;
-        c->range_set[range] = vec_intern_add(&c->sets, cl, n, &added) + 1;
+        *slot = vec_intern_add(&c->sets, cl, n, &added) + 1;
     }
-    return c->range_set[range] - 1;
+    return *slot - 1;
 }
 
 static void lr_goto_put(lr_automaton *a, int32_t state, int32_t nt, int32_t to)
@@ -452,8 +453,6 @@ static void lr_prepare(lr_ctx *c)
     /* classes, then bodies with terminal sets; merge rules that differ only in a final terminal */
     a->num_classes = c->C = grammar_byte_classes(g, a->class_of);
     a->num_terms = c->C + 1;
-    c->range_set = calloc(65536, sizeof *c->range_set);
-    LL_ASSERT(c->range_set);
     c->nn = g->num_nts + 1;
     vec_intern groups = {0};   /* [lhs, n, body[0..n-1) ...] -> merged rule */
     vec_i32 key = {0}, mlhs = {0}, moff = {0}, mbody = {0};
@@ -1161,7 +1160,8 @@ status_t lr_build(const grammar *g, lr_automaton *out, int32_t conflict_lhs[2])
         if (conflict && conflict_lhs) memcpy(conflict_lhs, c.conflict_lhs, sizeof c.conflict_lhs);
     }
     free(c.body_off); free(c.body); free(c.rstart); free(c.rlist); free(c.item_rule); free(c.nullable);
-    free(c.range_set); free(c.nt_mark); free(c.trans_start); free(c.ns);
+    vec_map_free(&c.range_set);
+    free(c.nt_mark); free(c.trans_start); free(c.ns);
     vec_intern_free(&c.sets);
     vec_intern_free(&c.kernels);
     VEC_FREE(c.trans);

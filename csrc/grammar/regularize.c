@@ -17,6 +17,7 @@
 typedef struct rz_edge {
     uint32_t label;   /* RZ_EPS, a terminal (grammar_sym) or an OUTPUT nonterminal symbol */
     int32_t to, next;
+    int32_t cls;      /* a terminal's byte classes: offset into range_pool (count, classes...); else -1 */
 } rz_edge;
 
 typedef struct rz {
@@ -29,7 +30,7 @@ typedef struct rz {
     uint8_t class_of[256];
     int32_t num_classes;
     uint64_t class_bytes[256][4];
-    int32_t *range_cls;        /* [65536] offset+1 into range_pool of a range's class list */
+    vec_map range_cls;         /* terminal range -> offset+1 into range_pool of its class list */
     vec_i32 range_pool;        /* count, classes... */
     vec_i32 head;              /* NFA: first edge of each state */
     VEC(rz_edge) edges;
@@ -69,9 +70,29 @@ static int32_t rz_state(rz *z)
     return (int32_t)z->head.n - 1;
 }
 
+/* offset into range_pool of the byte classes of a terminal range (count, then the classes) */
+static int32_t rz_range_classes(rz *z, uint32_t range)
+{
+    int32_t *slot = vec_map_at(&z->range_cls, range);
+    if (!*slot) {
+        *slot = (int32_t)z->range_pool.n + 1;
+        int64_t at = z->range_pool.n;
+        VEC_PUSH(z->range_pool, 0);
+        uint8_t seen[256] = {0};
+        for (int b = (int)(range & 0xff); b <= (int)(range >> 8); b++) {
+            if (seen[z->class_of[b]]) continue;
+            seen[z->class_of[b]] = 1;
+            VEC_PUSH(z->range_pool, z->class_of[b]);
+            z->range_pool.p[at]++;
+        }
+    }
+    return *slot - 1;
+}
+
 static void rz_add_edge(rz *z, int32_t from, uint32_t label, int32_t to)
 {
-    rz_edge e = {label, to, z->head.p[from]};
+    int32_t cls = label != RZ_EPS && !grammar_is_nt(label) ? rz_range_classes(z, label) : -1;
+    rz_edge e = {label, to, z->head.p[from], cls};
     VEC_PUSH(z->edges, e);
     z->head.p[from] = (int32_t)z->edges.n - 1;
 }
@@ -177,25 +198,6 @@ static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
     if (expand) z->inl_on[nt] = 0;
     if (x != to) rz_add_edge(z, x, RZ_EPS, to);
     return 1;
-}
-
-static const int32_t *rz_range_classes(rz *z, uint32_t range, int32_t *n)
-{
-    if (!z->range_cls[range]) {
-        z->range_cls[range] = (int32_t)z->range_pool.n + 1;
-        int64_t at = z->range_pool.n;
-        VEC_PUSH(z->range_pool, 0);
-        uint8_t seen[256] = {0};
-        for (int b = (int)(range & 0xff); b <= (int)(range >> 8); b++) {
-            if (seen[z->class_of[b]]) continue;
-            seen[z->class_of[b]] = 1;
-            VEC_PUSH(z->range_pool, z->class_of[b]);
-            z->range_pool.p[at]++;
-        }
-    }
-    int32_t off = z->range_cls[range] - 1;
-    *n = z->range_pool.p[off];
-    return z->range_pool.p + off + 1;
 }
 
 typedef struct rz_pair {
@@ -591,8 +593,8 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                     VEC_PUSH(pairs, ((rz_pair){ed.label, ed.to}));
                     continue;
                 }
-                int32_t nc;
-                const int32_t *cl = rz_range_classes(z, ed.label, &nc);
+                int32_t nc = z->range_pool.p[ed.cls];
+                const int32_t *cl = z->range_pool.p + ed.cls + 1;
                 for (int32_t k = 0; k < nc; k++) {
                     VEC_PUSH(bval, ed.to);
                     VEC_PUSH(bnext, bhead[cl[k]]);
@@ -968,8 +970,6 @@ status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, gr
     out->start = z.out_nt[g->start];
     z.num_classes = grammar_byte_classes(g, z.class_of);
     for (int b = 0; b < 256; b++) z.class_bytes[z.class_of[b]][b >> 6] |= 1ull << (b & 63);
-    z.range_cls = calloc(65536, sizeof *z.range_cls);
-    LL_ASSERT(z.range_cls);
     rz_delimited(&z, &order);
     for (int64_t oi = order.n - 1; oi >= 0; oi--)
         if (z.opaque[order.p[oi]]) VEC_PUSH(z.todo, order.p[oi]);
@@ -1000,7 +1000,7 @@ status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, gr
     VEC_FREE(z.memo_used);
     VEC_FREE(order);
     free(z.rstart); free(z.rlist); free(z.opaque); free(z.linear); free(z.size); free(z.out_nt);
-    free(z.range_cls);
+    vec_map_free(&z.range_cls);
     VEC_FREE(z.range_pool);
     VEC_FREE(z.head);
     VEC_FREE(z.edges);

@@ -117,4 +117,53 @@ static inline void vec_intern_free(vec_intern *t)
     t->cap = 0;
 }
 
+/* vec_map: uint32 key (not UINT32_MAX) -> int32 value, open addressing, grows at half full;
+ * a small replacement for a direct table over a large key space (65,536 terminal ranges) that
+ * each compile would otherwise have to zero. */
+typedef struct vec_map {
+    uint32_t *keys;   /* [cap] key or UINT32_MAX */
+    int32_t *vals;    /* [cap] */
+    int64_t cap, n;
+} vec_map;
+
+/* The value slot of key, inserted as 0 when missing; valid until the next vec_map_at. */
+static inline int32_t *vec_map_at(vec_map *m, uint32_t key)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        int64_t old = m->cap, cap = old ? old * 2 : 64;
+        uint32_t *ok = m->keys;
+        int32_t *ov = m->vals;
+        m->keys = malloc((size_t)cap * sizeof *m->keys);
+        m->vals = malloc((size_t)cap * sizeof *m->vals);
+        LL_ASSERT(m->keys && m->vals);
+        memset(m->keys, 0xff, (size_t)cap * sizeof *m->keys);
+        m->cap = cap;
+        for (int64_t i = 0; i < old; i++) {
+            if (ok[i] == UINT32_MAX) continue;
+            uint64_t j = ((uint64_t)ok[i] * 0x9E3779B97F4A7C15ull >> 32) & (uint64_t)(cap - 1);
+            while (m->keys[j] != UINT32_MAX) j = (j + 1) & (uint64_t)(cap - 1);
+            m->keys[j] = ok[i];
+            m->vals[j] = ov[i];
+        }
+        free(ok);
+        free(ov);
+    }
+    uint64_t j = ((uint64_t)key * 0x9E3779B97F4A7C15ull >> 32) & (uint64_t)(m->cap - 1);
+    while (m->keys[j] != UINT32_MAX) {
+        if (m->keys[j] == key) return &m->vals[j];
+        j = (j + 1) & (uint64_t)(m->cap - 1);
+    }
+    m->keys[j] = key;
+    m->vals[j] = 0;
+    m->n++;
+    return &m->vals[j];
+}
+
+static inline void vec_map_free(vec_map *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
 #endif
