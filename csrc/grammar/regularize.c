@@ -379,7 +379,12 @@ static void rz_delimited(rz *z, const vec_i32 *order)
                 int32_t i = 0;
                 for (; i < r->num_syms; i++) {
                     if (!grammar_is_nt(s[i])) {
-                        for (int b = grammar_term_lo(s[i]); b <= grammar_term_hi(s[i]); b++) f[b >> 6] |= 1ull << (b & 63);
+                        for (int b = grammar_term_lo(s[i]), hi = grammar_term_hi(s[i]); b <= hi;) {
+                            int e = (b | 63) < hi ? (b | 63) : hi;   /* the run [b, e] within one word */
+                            uint64_t run = e - b == 63 ? ~0ull : ((1ull << (e - b + 1)) - 1) << (b & 63);
+                            f[b >> 6] |= run;
+                            b = e + 1;
+                        }
                         break;
                     }
                     int32_t w = grammar_nt_index(s[i]);
@@ -551,7 +556,8 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     VEC(rz_trans) trans = {0};
     VEC(rz_pair) pairs = {0};
     vec_i32 set = {0}, prev = {0}, bval = {0}, bnext = {0};
-    int32_t bhead[256];
+    int32_t bhead[256], active[256], num_active;   /* classes with a target: bucket heads; the list */
+    for (int32_t c = 0; c < 256; c++) bhead[c] = -1;
     /* per-class transitions for minimisation (tail, label, head: a class, or 256 + an output
      * nonterminal index), listed as the byte transitions of each state are (by target, then
      * class), recorded while they are found */
@@ -582,7 +588,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         }
         /* NFA targets per class (linked buckets) and per nonterminal label */
         pairs.n = bval.n = bnext.n = 0;
-        for (int32_t c = 0; c < z->num_classes; c++) bhead[c] = -1;
+        num_active = 0;
         int32_t m;
         const int32_t *mem = vec_intern_get(&dfa, d, &m);
         for (int32_t i = 0; i < m; i++) {
@@ -598,6 +604,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                 for (int32_t k = 0; k < nc; k++) {
                     VEC_PUSH(bval, ed.to);
                     VEC_PUSH(bnext, bhead[cl[k]]);
+                    if (bhead[cl[k]] < 0) active[num_active++] = cl[k];
                     bhead[cl[k]] = (int32_t)bval.n - 1;
                 }
             }
@@ -605,8 +612,9 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         int64_t first_trans = trans.n;
         int32_t prev_id = -1;
         ccls.n = cnext.n = chead.n = ctail.n = 0;
-        for (int32_t c = 0; c < z->num_classes; c++) {
-            if (bhead[c] < 0) continue;
+        rz_sort_i32(active, num_active, &z->sort_tmp);
+        for (int32_t ai = 0; ai < num_active; ai++) {
+            int32_t c = active[ai];
             set.n = 0;
             z->kstamp++;
             for (int32_t k = bhead[c]; k >= 0; k = bnext.p[k]) {
@@ -615,6 +623,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                 z->kmark.p[t] = z->kstamp;
                 VEC_PUSH(set, t);
             }
+            bhead[c] = -1;
             rz_sort_i32(set.p, set.n, &z->sort_tmp);
             int32_t to;
             if (prev_id >= 0 && prev.n == set.n && memcmp(prev.p, set.p, (size_t)set.n * sizeof *set.p) == 0) {
