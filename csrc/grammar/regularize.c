@@ -20,6 +20,30 @@ typedef struct rz_edge {
     int32_t cls;      /* a terminal's byte classes: offset into range_pool (count, classes...); else -1 */
 } rz_edge;
 
+typedef struct rz_pair {
+    uint32_t label;
+    int32_t to;
+} rz_pair;
+
+typedef struct rz_trans {
+    int32_t from;
+    uint32_t label;   /* an output nonterminal symbol, or RZ_EPS: the byte set `bytes` */
+    int32_t to;
+    uint64_t bytes[4];
+} rz_trans;
+
+typedef VEC(rz_pair) rz_pair_vec;
+typedef VEC(rz_trans) rz_trans_vec;
+
+/* rz_opaque's working arrays, kept from one opaque nonterminal to the next (cleared, not
+ * freed: most compiles build dozens of small automata) */
+typedef struct rz_scratch {
+    vec_intern dfa, kern;
+    rz_trans_vec trans;
+    rz_pair_vec pairs;
+    vec_i32 set, prev, bval, bnext, tl, lb, hd, ccls, cnext, chead, ctail, kto;
+} rz_scratch;
+
 typedef struct rz {
     const grammar *g;
     grammar *out;
@@ -52,6 +76,7 @@ typedef struct rz {
     int32_t num_splits;        /* nonterminals made opaque to fit the budgets */
     vec_i32 sort_tmp;          /* rz_sort_i32's scratch */
     vec_i32 kmark;             /* [NFA states] stamps: kernel members seen (subset construction) */
+    rz_scratch sc;
     int32_t kstamp;
 } rz;
 
@@ -200,10 +225,6 @@ static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
     return 1;
 }
 
-typedef struct rz_pair {
-    uint32_t label;
-    int32_t to;
-} rz_pair;
 
 static int rz_cmp_pair(const void *a, const void *b)
 {
@@ -268,12 +289,6 @@ static void rz_closure(rz *z, vec_i32 *set)
     rz_sort_i32(set->p, set->n, &z->sort_tmp);
 }
 
-typedef struct rz_trans {
-    int32_t from;
-    uint32_t label;   /* an output nonterminal symbol, or RZ_EPS: the byte set `bytes` */
-    int32_t to;
-    uint64_t bytes[4];
-} rz_trans;
 
 /* Makes the inlined child of v with the largest expansion opaque; 0 if there is none. */
 static void rz_mark_opaque(rz *z, int32_t w)
@@ -552,21 +567,27 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     int32_t exit = rz_state(z);
     *st_out = STATUS_OK;
     if (!rz_build(z, v, entry, exit, 0)) return 0;
-    vec_intern dfa = {0};
-    VEC(rz_trans) trans = {0};
-    VEC(rz_pair) pairs = {0};
-    vec_i32 set = {0}, prev = {0}, bval = {0}, bnext = {0};
+    rz_scratch *sc = &z->sc;
+    vec_intern dfa = sc->dfa;
+    rz_trans_vec trans = sc->trans;
+    rz_pair_vec pairs = sc->pairs;
+    vec_i32 set = sc->set, prev = sc->prev, bval = sc->bval, bnext = sc->bnext;
+    vec_intern_clear(&dfa);
+    trans.n = pairs.n = set.n = prev.n = bval.n = bnext.n = 0;
     int32_t bhead[256], active[256], num_active;   /* classes with a target: bucket heads; the list */
     for (int32_t c = 0; c < 256; c++) bhead[c] = -1;
     /* per-class transitions for minimisation (tail, label, head: a class, or 256 + an output
      * nonterminal index), listed as the byte transitions of each state are (by target, then
      * class), recorded while they are found */
-    vec_i32 tl = {0}, lb = {0}, hd = {0};
-    vec_i32 ccls = {0}, cnext = {0}, chead = {0}, ctail = {0};   /* classes of each new transition */
+    vec_i32 tl = sc->tl, lb = sc->lb, hd = sc->hd;
+    vec_i32 ccls = sc->ccls, cnext = sc->cnext, chead = sc->chead, ctail = sc->ctail;   /* classes of each new transition */
+    tl.n = lb.n = hd.n = ccls.n = cnext.n = chead.n = ctail.n = 0;
     /* kernels (move targets before the closure) already seen -> their DFA state: a kernel met
      * again skips its closure */
-    vec_intern kern = {0};
-    vec_i32 kto = {0};
+    vec_intern kern = sc->kern;
+    vec_i32 kto = sc->kto;
+    vec_intern_clear(&kern);
+    kto.n = 0;
     VEC_RESERVE(z->kmark, z->head.n);
     memset(z->kmark.p, 0, (size_t)z->head.n * sizeof *z->kmark.p);
     z->kstamp = 0;
@@ -579,11 +600,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         if (d >= z->max_dfa) {
             st = status_set(STATUS_INVALID_ARG, "grammar too large: the automaton of rule '%s' exceeds %lld states",
                             z->g->names[v], (long long)z->max_dfa);
-            vec_intern_free(&dfa);
-            VEC_FREE(trans); VEC_FREE(pairs); VEC_FREE(set); VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
-            VEC_FREE(tl); VEC_FREE(lb); VEC_FREE(hd);
-            VEC_FREE(ccls); VEC_FREE(cnext); VEC_FREE(chead); VEC_FREE(ctail);
-            vec_intern_free(&kern); VEC_FREE(kto);
+            *sc = (rz_scratch){dfa, kern, trans, pairs, set, prev, bval, bnext, tl, lb, hd, ccls, cnext, chead, ctail, kto};
             return 0;   /* the caller splits v and retries, or reports */
         }
         /* NFA targets per class (linked buckets) and per nonterminal label */
@@ -697,7 +714,6 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         int32_t *block = malloc(((size_t)nd + 1) * sizeof *block);
         LL_ASSERT(block);
         int32_t nb = rz_minimize(nd, (int32_t)tl.n, tl.p, lb.p, hd.p, acc, block);
-        VEC_FREE(tl); VEC_FREE(lb); VEC_FREE(hd);
         if (nb < nd) {
             /* the start state's block becomes 0 */
             int32_t b0 = block[0];
@@ -779,14 +795,8 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         }
         free(lnt);
     }
-    VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
-    VEC_FREE(ccls); VEC_FREE(cnext); VEC_FREE(chead); VEC_FREE(ctail);
-    vec_intern_free(&kern); VEC_FREE(kto);
     free(acc);
-    vec_intern_free(&dfa);
-    VEC_FREE(trans);
-    VEC_FREE(pairs);
-    VEC_FREE(set);
+    *sc = (rz_scratch){dfa, kern, trans, pairs, set, prev, bval, bnext, tl, lb, hd, ccls, cnext, chead, ctail, kto};
     *st_out = st;
     return 1;
 }
@@ -1015,6 +1025,11 @@ status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, gr
     VEC_FREE(z.edges);
     VEC_FREE(z.mark);
     VEC_FREE(z.sort_tmp);
+    vec_intern_free(&z.sc.dfa); vec_intern_free(&z.sc.kern);
+    VEC_FREE(z.sc.trans); VEC_FREE(z.sc.pairs);
+    VEC_FREE(z.sc.set); VEC_FREE(z.sc.prev); VEC_FREE(z.sc.bval); VEC_FREE(z.sc.bnext);
+    VEC_FREE(z.sc.tl); VEC_FREE(z.sc.lb); VEC_FREE(z.sc.hd);
+    VEC_FREE(z.sc.ccls); VEC_FREE(z.sc.cnext); VEC_FREE(z.sc.chead); VEC_FREE(z.sc.ctail); VEC_FREE(z.sc.kto);
     VEC_FREE(z.kmark);
     free(z.inl_on);
     if (opts) opts->num_splits = z.num_splits;

@@ -107,6 +107,21 @@ static inline int32_t vec_intern_add(vec_intern *t, const int32_t *a, int32_t n,
     return num;
 }
 
+/* Empties t, keeping its memory: only the slots of its arrays are reset (found through the kept
+ * hashes), so a table that once held a large set costs nothing more to clear. */
+static inline void vec_intern_clear(vec_intern *t)
+{
+    int32_t num = vec_intern_num(t);
+    for (int32_t id = 0; id < num; id++) {
+        uint64_t i = t->hash.p[id] & (uint64_t)(t->cap - 1);
+        while (t->slots[i] != id) i = (i + 1) & (uint64_t)(t->cap - 1);
+        t->slots[i] = -1;
+    }
+    t->pool.n = 0;
+    t->off.n = 0;
+    t->hash.n = 0;
+}
+
 static inline void vec_intern_free(vec_intern *t)
 {
     free(t->slots);
