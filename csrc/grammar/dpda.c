@@ -61,16 +61,19 @@ static status_t dpda_simulate(const lr_automaton *a, int32_t s, int32_t c, int p
  *    expansion into the automata that use them (two bodies that start alike then share one
  *    DFA, which determinises the common prefix).
  * Grammars that compile at the first try (most) pay nothing.  At most DPDA_MAX_ROUNDS tries, and
- * no new retry once the retries built DPDA_MAX_RETRY_RULES regularized rules; a grammar that still fails reports its FIRST
- * error (the grammar as the front end wrote it). */
+ * no new retry once the retries built DPDA_MAX_RETRY_RULES regularized rules, or once the next retry
+ * (a retry grows the grammar it expands, so taken to be at least as large as the retry before
+ * it; the first retry is always made) would take them past it: a try of a 100k-rule grammar costs seconds, and the last one allowed
+ * before was never the one that compiled; a grammar that still fails reports its FIRST error
+ * (the grammar as the front end wrote it). */
 static status_t dpda_build_lr(const grammar *g, dpda *d)
 {
     uint8_t *inl = NULL;
     char *first_error = NULL;
     status_t st = STATUS_OK, first_st = STATUS_OK;
     int32_t scale = 1;
-    int64_t total_rules = 0;
-    for (int round = 0; round < DPDA_MAX_ROUNDS && total_rules <= DPDA_MAX_RETRY_RULES; round++) {
+    int64_t total_rules = 0, last_rules = 0;
+    for (int round = 0; round < DPDA_MAX_ROUNDS && total_rules + last_rules <= DPDA_MAX_RETRY_RULES; round++) {
         grammar rg;
         int32_t *owner = NULL, conflict_lhs[2] = {-1, -1};
         grammar_regularize_opts opts = {inl, scale, 0};
@@ -81,7 +84,7 @@ static status_t dpda_build_lr(const grammar *g, dpda *d)
             d->num_rules = rg.num_rules;
             d->num_nts = rg.num_nts;
         }
-        if (round > 0) total_rules += rg.num_rules;
+        if (round > 0) total_rules += last_rules = rg.num_rules;
         int too_large = st != STATUS_OK && !strncmp(status_message(), "grammar too large", 17);
         int conflict = st != STATUS_OK && conflict_lhs[0] >= 0, marked = 0;
         if (conflict && !(scale == 1 && opts.num_splits > 0)) {
@@ -134,15 +137,32 @@ status_t dpda_compile(const grammar *g, dpda **out)
     int32_t rej[1] = {DPDA_REJECT}, nop[4] = {DPDA_END, 0, 0, 0};
     vec_intern_add(&edges, rej, 1, &added);
     vec_intern_add(&edges, nop, 4, &added);
+    /* a shift's edge depends on the target state only (what follows is default reductions):
+     * shift_edge[target] is the edge of the state shift_at[target] (classes of one state that
+     * shift to one target, e.g. a string's body, simulate once) */
+    int32_t *shift_at = malloc(((size_t)d->num_states + 1) * sizeof *shift_at);
+    int32_t *shift_edge = malloc(((size_t)d->num_states + 1) * sizeof *shift_edge);
+    LL_ASSERT(shift_at && shift_edge);
+    for (int32_t s = 0; s < d->num_states; s++) shift_at[s] = -1;
     for (int32_t s = 0; s < d->num_states && st == STATUS_OK; s++) {
+        const int32_t *act = a->action + (int64_t)s * a->num_terms;
         for (int32_t c = 0; c < d->num_terms && st == STATUS_OK; c++) {
-            if (a->action[(int64_t)s * a->num_terms + c] == 0) continue;
+            int32_t v = act[c];
+            if (v == 0) continue;
+            if (v > 0 && shift_at[v - 1] == s) {
+                d->pre[(int64_t)s * d->num_terms + c] = shift_edge[v - 1];
+                continue;
+            }
             st = dpda_simulate(a, s, c, 0, &vs, &e);
-            d->pre[(int64_t)s * d->num_terms + c] = vec_intern_add(&edges, e.p, (int32_t)e.n, &added);
+            int32_t id = vec_intern_add(&edges, e.p, (int32_t)e.n, &added);
+            d->pre[(int64_t)s * d->num_terms + c] = id;
+            if (v > 0) { shift_at[v - 1] = s; shift_edge[v - 1] = id; }
         }
         if (st == STATUS_OK) st = dpda_simulate(a, s, 0, 1, &vs, &e);
         d->post[s] = vec_intern_add(&edges, e.p, (int32_t)e.n, &added);
     }
+    free(shift_at);
+    free(shift_edge);
     VEC_FREE(vs);
     VEC_FREE(e);
     if (st == STATUS_OK) {

@@ -29,7 +29,7 @@ typedef struct lr_ctx {
     int32_t *item_rule;             /* [num_items] */
     int32_t num_items;
     uint8_t *nullable;              /* [nn] */
-    int32_t *range_set;             /* [65536] set id + 1 of a terminal range */
+    vec_map range_set;              /* terminal range -> set id + 1 */
     vec_intern sets;                /* class lists of terminal sets */
     vec_intern kernels;
     VEC(lr_trans) trans;            /* sorted by from (construction order) */
@@ -43,6 +43,7 @@ typedef struct lr_ctx {
     int32_t num_states;
     const char *kind;               /* "LALR(1)" or "LR(1)": the automaton, for messages */
     int32_t conflict_lhs[2];        /* lhs of the rules of the last conflict reported */
+    vec_i32 sort_tmp;               /* lr_sort_records' scratch */
 } lr_ctx;
 
 static int32_t lr_rule_lhs_nt(const lr_ctx *c, int32_t r)
@@ -64,7 +65,8 @@ static const int32_t *lr_set_classes(const lr_ctx *c, int32_t set, int32_t *n)
 
 static int32_t lr_range_set(lr_ctx *c, uint32_t range)
 {
-    if (!c->range_set[range]) {
+    int32_t *slot = vec_map_at(&c->range_set, range);
+    if (!*slot) {
         uint8_t seen[256] = {0};
         int32_t cl[256], n = 0;
         for (int b = (int)(range & 0xff); b <= (int)(range >> 8); b++) {
@@ -73,9 +75,9 @@ static int32_t lr_range_set(lr_ctx *c, uint32_t range)
             cl[n++] = c->a->class_of[b];
         }
         int added;
-        c->range_set[range] = vec_intern_add(&c->sets, cl, n, &added) + 1;
+        *slot = vec_intern_add(&c->sets, cl, n, &added) + 1;
     }
-    return c->range_set[range] - 1;
+    return *slot - 1;
 }
 
 static void lr_goto_put(lr_automaton *a, int32_t state, int32_t nt, int32_t to)
@@ -111,11 +113,65 @@ typedef struct lr_pair {
     int32_t sym, item;
 } lr_pair;
 
-static int lr_cmp_pair(const void *x, const void *y)
+/* Sorts n records of `stride` (2 or 3) non-negative int32 fields (lr_pair, lr1_pair, lr_lb:
+ * plain structs of int32, no padding) by (field 0, field 1); the order of records equal on
+ * both is unspecified (callers OR or dedupe over them).  Insertion sort when short, else LSD
+ * radix by bytes through tmp: qsort's comparison callbacks and its element-by-element copies
+ * of 12-byte records were an eighth of the compile. */
+static void lr_sort_records(int32_t *rec, int64_t n, int stride, vec_i32 *tmp)
 {
-    const lr_pair *a = x, *b = y;
-    if (a->sym != b->sym) return a->sym < b->sym ? -1 : 1;
-    return a->item < b->item ? -1 : a->item > b->item;
+    if (n <= 24) {
+        int32_t x[3];
+        for (int64_t i = 1; i < n; i++) {
+            memcpy(x, rec + i * stride, (size_t)stride * sizeof *x);
+            int64_t j = i;
+            while (j > 0) {
+                const int32_t *y = rec + (j - 1) * stride;
+                if (y[0] < x[0] || (y[0] == x[0] && y[1] <= x[1])) break;
+                memcpy(rec + j * stride, y, (size_t)stride * sizeof *x);
+                j--;
+            }
+            memcpy(rec + j * stride, x, (size_t)stride * sizeof *x);
+        }
+        return;
+    }
+    VEC_RESERVE(*tmp, n * stride);
+    int32_t *src = rec, *dst = tmp->p;
+    for (int f = 1; f >= 0; f--) {
+        uint32_t mx = 0, bits = 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t v = (uint32_t)src[i * stride + f];
+            bits |= v;
+            if (v > mx) mx = v;
+        }
+        if (mx < 256) {
+            if (!mx) continue;   /* all zero: already in order on this field */
+        } else if ((int64_t)mx <= 4 * n) {
+            /* one counting pass over the whole range */
+            int64_t *cnt = calloc((size_t)mx + 2, sizeof *cnt);
+            LL_ASSERT(cnt);
+            for (int64_t i = 0; i < n; i++) cnt[(uint32_t)src[i * stride + f] + 1]++;
+            for (uint32_t k = 0; k <= mx; k++) cnt[k + 1] += cnt[k];
+            for (int64_t i = 0; i < n; i++) {
+                int64_t at = cnt[(uint32_t)src[i * stride + f]]++;
+                memcpy(dst + at * stride, src + i * stride, (size_t)stride * sizeof *dst);
+            }
+            free(cnt);
+            int32_t *t = src; src = dst; dst = t;
+            continue;
+        }
+        for (int sh = 0; sh < 32 && (bits >> sh); sh += 8) {
+            int64_t cnt[257] = {0};
+            for (int64_t i = 0; i < n; i++) cnt[((uint32_t)src[i * stride + f] >> sh & 0xffu) + 1]++;
+            for (int k = 0; k < 256; k++) cnt[k + 1] += cnt[k];
+            for (int64_t i = 0; i < n; i++) {
+                int64_t at = cnt[(uint32_t)src[i * stride + f] >> sh & 0xffu]++;
+                memcpy(dst + at * stride, src + i * stride, (size_t)stride * sizeof *dst);
+            }
+            int32_t *t = src; src = dst; dst = t;
+        }
+    }
+    if (src != rec) memcpy(rec, src, (size_t)(n * stride) * sizeof *rec);
 }
 
 /* ---- digraph (DeRemer & Pennello): F(x) = F'(x) ∪ ⋃ F(y) for x R y ---- */
@@ -390,14 +446,6 @@ typedef struct lr_lb {
     int32_t state, rule, x;
 } lr_lb;
 
-static int lr_cmp_lb(const void *p, const void *q)
-{
-    const lr_lb *a = p, *b = q;
-    if (a->state != b->state) return a->state < b->state ? -1 : 1;
-    if (a->rule != b->rule) return a->rule < b->rule ? -1 : 1;
-    return a->x < b->x ? -1 : a->x > b->x;
-}
-
 static void lr_prepare(lr_ctx *c)
 {
     const grammar *g = c->g;
@@ -405,8 +453,6 @@ static void lr_prepare(lr_ctx *c)
     /* classes, then bodies with terminal sets; merge rules that differ only in a final terminal */
     a->num_classes = c->C = grammar_byte_classes(g, a->class_of);
     a->num_terms = c->C + 1;
-    c->range_set = calloc(65536, sizeof *c->range_set);
-    LL_ASSERT(c->range_set);
     c->nn = g->num_nts + 1;
     vec_intern groups = {0};   /* [lhs, n, body[0..n-1) ...] -> merged rule */
     vec_i32 key = {0}, mlhs = {0}, moff = {0}, mbody = {0};
@@ -452,8 +498,8 @@ static void lr_prepare(lr_ctx *c)
         for (int32_t i = moff.p[r]; i < end; i++) c->body[at++] = mbody.p[i];
         if (mmerge.p[r]) {
             int32_t cl[256], m = 0;
-            for (int32_t k = 0; k < c->C; k++)
-                if (mlast.p[(int64_t)r * 4 + k / 64] >> (k % 64) & 1) cl[m++] = k;
+            for (int w = 0; w < 4; w++)
+                for (uint64_t x = mlast.p[(int64_t)r * 4 + w]; x; x &= x - 1) cl[m++] = w * 64 + __builtin_ctzll(x);
             c->body[at - 1] = -vec_intern_add(&c->sets, cl, m, &added) - 2;
         }
     }
@@ -556,7 +602,7 @@ static status_t lr_graph_lr0(lr_ctx *c)
                 for (int32_t j = 0; j < m; j++) VEC_PUSH(pairs, ((lr_pair){cl[j], it + 1}));
             }
         }
-        qsort(pairs.p, (size_t)pairs.n, sizeof *pairs.p, lr_cmp_pair);
+        if (pairs.n) lr_sort_records(&pairs.p[0].sym, pairs.n, 2, &c->sort_tmp);
         for (int64_t i = 0; i < pairs.n;) {
             int64_t j = i;
             kern.n = 0;
@@ -674,7 +720,7 @@ static status_t lr_tables(lr_ctx *c, int *conflict)
     /* lookaheads → reductions */
     VEC(lr_lb) lb = {0};
     for (int64_t i = 0; i < lbs.n; i++) VEC_PUSH(lb, ((lr_lb){lbs.p[i], lbr.p[i], lbx.p[i]}));
-    qsort(lb.p, (size_t)lb.n, sizeof *lb.p, lr_cmp_lb);
+    if (lb.n) lr_sort_records(&lb.p[0].state, lb.n, 3, &c->sort_tmp);
     uint64_t *la = malloc((size_t)W * sizeof *la);
     LL_ASSERT(la);
     for (int64_t i = 0; i < lb.n && st == STATUS_OK;) {
@@ -761,13 +807,6 @@ typedef struct lr1_pair {
 
 typedef VEC(lr1_pair) lr1_pairs;
 typedef VEC(uint64_t) lr1_words;
-
-static int lr1_cmp_pair(const void *x, const void *y)
-{
-    const lr1_pair *a = x, *b = y;
-    if (a->sym != b->sym) return a->sym < b->sym ? -1 : 1;
-    return a->item < b->item ? -1 : a->item > b->item;
-}
 
 static void lr1_add_first_sym(const lr_ctx *c, const lr1_ctx *l, uint64_t *dst, int32_t s)
 {
@@ -966,7 +1005,7 @@ static status_t lr1_process(lr_ctx *c, lr1_ctx *l, int32_t s, vec_i32 *kern, lr1
             }
         }
     }
-    qsort(pairs->p, (size_t)pairs->n, sizeof *pairs->p, lr1_cmp_pair);
+    if (pairs->n) lr_sort_records(&pairs->p[0].sym, pairs->n, 3, &c->sort_tmp);
     int64_t trans = l->states.p[s].trans;
     int first_visit = trans < 0;
     if (first_visit) l->states.p[s].trans = trans = l->tsym.n;
@@ -1121,13 +1160,15 @@ status_t lr_build(const grammar *g, lr_automaton *out, int32_t conflict_lhs[2])
         if (conflict && conflict_lhs) memcpy(conflict_lhs, c.conflict_lhs, sizeof c.conflict_lhs);
     }
     free(c.body_off); free(c.body); free(c.rstart); free(c.rlist); free(c.item_rule); free(c.nullable);
-    free(c.range_set); free(c.nt_mark); free(c.trans_start); free(c.ns);
+    vec_map_free(&c.range_set);
+    free(c.nt_mark); free(c.trans_start); free(c.ns);
     vec_intern_free(&c.sets);
     vec_intern_free(&c.kernels);
     VEC_FREE(c.trans);
     VEC_FREE(c.red_state);
     VEC_FREE(c.red_rule);
     VEC_FREE(c.state_core);
+    VEC_FREE(c.sort_tmp);
     if (st != STATUS_OK) lr_free(out);
     return st;
 }

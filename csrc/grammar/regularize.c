@@ -17,7 +17,32 @@
 typedef struct rz_edge {
     uint32_t label;   /* RZ_EPS, a terminal (grammar_sym) or an OUTPUT nonterminal symbol */
     int32_t to, next;
+    int32_t cls;      /* a terminal's byte classes: offset into range_pool (count, classes...); else -1 */
 } rz_edge;
+
+typedef struct rz_pair {
+    uint32_t label;
+    int32_t to;
+} rz_pair;
+
+typedef struct rz_trans {
+    int32_t from;
+    uint32_t label;   /* an output nonterminal symbol, or RZ_EPS: the byte set `bytes` */
+    int32_t to;
+    uint64_t bytes[4];
+} rz_trans;
+
+typedef VEC(rz_pair) rz_pair_vec;
+typedef VEC(rz_trans) rz_trans_vec;
+
+/* rz_opaque's working arrays, kept from one opaque nonterminal to the next (cleared, not
+ * freed: most compiles build dozens of small automata) */
+typedef struct rz_scratch {
+    vec_intern dfa, kern;
+    rz_trans_vec trans;
+    rz_pair_vec pairs;
+    vec_i32 set, prev, bval, bnext, tl, lb, hd, ccls, cnext, chead, ctail, kto;
+} rz_scratch;
 
 typedef struct rz {
     const grammar *g;
@@ -29,7 +54,7 @@ typedef struct rz {
     uint8_t class_of[256];
     int32_t num_classes;
     uint64_t class_bytes[256][4];
-    int32_t *range_cls;        /* [65536] offset+1 into range_pool of a range's class list */
+    vec_map range_cls;         /* terminal range -> offset+1 into range_pool of its class list */
     vec_i32 range_pool;        /* count, classes... */
     vec_i32 head;              /* NFA: first edge of each state */
     VEC(rz_edge) edges;
@@ -49,6 +74,10 @@ typedef struct rz {
     vec_i32 owner;             /* [out->num_nts] the input nonterminal of each output one */
     int64_t max_nfa, max_dfa, max_work;   /* budgets (GRAMMAR_REGULARIZE_MAX_* x budget_scale) */
     int32_t num_splits;        /* nonterminals made opaque to fit the budgets */
+    vec_i32 sort_tmp;          /* rz_sort_i32's scratch */
+    vec_i32 kmark;             /* [NFA states] stamps: kernel members seen (subset construction) */
+    rz_scratch sc;
+    int32_t kstamp;
 } rz;
 
 static int32_t rz_add_out_nt(rz *z, const char *name, int32_t owner)
@@ -66,9 +95,29 @@ static int32_t rz_state(rz *z)
     return (int32_t)z->head.n - 1;
 }
 
+/* offset into range_pool of the byte classes of a terminal range (count, then the classes) */
+static int32_t rz_range_classes(rz *z, uint32_t range)
+{
+    int32_t *slot = vec_map_at(&z->range_cls, range);
+    if (!*slot) {
+        *slot = (int32_t)z->range_pool.n + 1;
+        int64_t at = z->range_pool.n;
+        VEC_PUSH(z->range_pool, 0);
+        uint8_t seen[256] = {0};
+        for (int b = (int)(range & 0xff); b <= (int)(range >> 8); b++) {
+            if (seen[z->class_of[b]]) continue;
+            seen[z->class_of[b]] = 1;
+            VEC_PUSH(z->range_pool, z->class_of[b]);
+            z->range_pool.p[at]++;
+        }
+    }
+    return *slot - 1;
+}
+
 static void rz_add_edge(rz *z, int32_t from, uint32_t label, int32_t to)
 {
-    rz_edge e = {label, to, z->head.p[from]};
+    int32_t cls = label != RZ_EPS && !grammar_is_nt(label) ? rz_range_classes(z, label) : -1;
+    rz_edge e = {label, to, z->head.p[from], cls};
     VEC_PUSH(z->edges, e);
     z->head.p[from] = (int32_t)z->edges.n - 1;
 }
@@ -176,41 +225,40 @@ static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
     return 1;
 }
 
-static const int32_t *rz_range_classes(rz *z, uint32_t range, int32_t *n)
-{
-    if (!z->range_cls[range]) {
-        z->range_cls[range] = (int32_t)z->range_pool.n + 1;
-        int64_t at = z->range_pool.n;
-        VEC_PUSH(z->range_pool, 0);
-        uint8_t seen[256] = {0};
-        for (int b = (int)(range & 0xff); b <= (int)(range >> 8); b++) {
-            if (seen[z->class_of[b]]) continue;
-            seen[z->class_of[b]] = 1;
-            VEC_PUSH(z->range_pool, z->class_of[b]);
-            z->range_pool.p[at]++;
-        }
-    }
-    int32_t off = z->range_cls[range] - 1;
-    *n = z->range_pool.p[off];
-    return z->range_pool.p + off + 1;
-}
-
-static int rz_cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct rz_pair {
-    uint32_t label;
-    int32_t to;
-} rz_pair;
 
 static int rz_cmp_pair(const void *a, const void *b)
 {
     const rz_pair *x = a, *y = b;
     if (x->label != y->label) return x->label < y->label ? -1 : 1;
     return x->to < y->to ? -1 : x->to > y->to;
+}
+
+/* sorts n non-negative int32 in place: insertion sort when short, else LSD radix by bytes
+ * (as many passes as the largest value needs) through tmp (qsort's callback per comparison
+ * was a tenth of the compile) */
+static void rz_sort_i32(int32_t *a, int64_t n, vec_i32 *tmp)
+{
+    if (n <= 32) {
+        for (int64_t i = 1; i < n; i++) {
+            int32_t x = a[i];
+            int64_t j = i;
+            while (j > 0 && a[j - 1] > x) { a[j] = a[j - 1]; j--; }
+            a[j] = x;
+        }
+        return;
+    }
+    VEC_RESERVE(*tmp, n);
+    int32_t *src = a, *dst = tmp->p;
+    uint32_t mx = 0;
+    for (int64_t i = 0; i < n; i++) mx |= (uint32_t)a[i];
+    for (int sh = 0; sh < 32 && (mx >> sh); sh += 8) {
+        int64_t cnt[257] = {0};
+        for (int64_t i = 0; i < n; i++) cnt[((uint32_t)src[i] >> sh & 0xffu) + 1]++;
+        for (int k = 0; k < 256; k++) cnt[k + 1] += cnt[k];
+        for (int64_t i = 0; i < n; i++) dst[cnt[(uint32_t)src[i] >> sh & 0xffu]++] = src[i];
+        int32_t *t = src; src = dst; dst = t;
+    }
+    if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
 }
 
 /* epsilon closure of seeds (modified in place into the sorted closure) */
@@ -238,15 +286,9 @@ static void rz_closure(rz *z, vec_i32 *set)
         }
     }
     VEC_FREE(stack);
-    qsort(set->p, (size_t)set->n, sizeof *set->p, rz_cmp_i32);
+    rz_sort_i32(set->p, set->n, &z->sort_tmp);
 }
 
-typedef struct rz_trans {
-    int32_t from;
-    uint32_t label;   /* an output nonterminal symbol, or RZ_EPS: the byte set `bytes` */
-    int32_t to;
-    uint64_t bytes[4];
-} rz_trans;
 
 /* Makes the inlined child of v with the largest expansion opaque; 0 if there is none. */
 static void rz_mark_opaque(rz *z, int32_t w)
@@ -352,7 +394,12 @@ static void rz_delimited(rz *z, const vec_i32 *order)
                 int32_t i = 0;
                 for (; i < r->num_syms; i++) {
                     if (!grammar_is_nt(s[i])) {
-                        for (int b = grammar_term_lo(s[i]); b <= grammar_term_hi(s[i]); b++) f[b >> 6] |= 1ull << (b & 63);
+                        for (int b = grammar_term_lo(s[i]), hi = grammar_term_hi(s[i]); b <= hi;) {
+                            int e = (b | 63) < hi ? (b | 63) : hi;   /* the run [b, e] within one word */
+                            uint64_t run = e - b == 63 ? ~0ull : ((1ull << (e - b + 1)) - 1) << (b & 63);
+                            f[b >> 6] |= run;
+                            b = e + 1;
+                        }
                         break;
                     }
                     int32_t w = grammar_nt_index(s[i]);
@@ -520,11 +567,30 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     int32_t exit = rz_state(z);
     *st_out = STATUS_OK;
     if (!rz_build(z, v, entry, exit, 0)) return 0;
-    vec_intern dfa = {0};
-    VEC(rz_trans) trans = {0};
-    VEC(rz_pair) pairs = {0};
-    vec_i32 set = {0}, prev = {0}, bval = {0}, bnext = {0};
-    int32_t bhead[256];
+    rz_scratch *sc = &z->sc;
+    vec_intern dfa = sc->dfa;
+    rz_trans_vec trans = sc->trans;
+    rz_pair_vec pairs = sc->pairs;
+    vec_i32 set = sc->set, prev = sc->prev, bval = sc->bval, bnext = sc->bnext;
+    vec_intern_clear(&dfa);
+    trans.n = pairs.n = set.n = prev.n = bval.n = bnext.n = 0;
+    int32_t bhead[256], active[256], num_active;   /* classes with a target: bucket heads; the list */
+    for (int32_t c = 0; c < 256; c++) bhead[c] = -1;
+    /* per-class transitions for minimisation (tail, label, head: a class, or 256 + an output
+     * nonterminal index), listed as the byte transitions of each state are (by target, then
+     * class), recorded while they are found */
+    vec_i32 tl = sc->tl, lb = sc->lb, hd = sc->hd;
+    vec_i32 ccls = sc->ccls, cnext = sc->cnext, chead = sc->chead, ctail = sc->ctail;   /* classes of each new transition */
+    tl.n = lb.n = hd.n = ccls.n = cnext.n = chead.n = ctail.n = 0;
+    /* kernels (move targets before the closure) already seen -> their DFA state: a kernel met
+     * again skips its closure */
+    vec_intern kern = sc->kern;
+    vec_i32 kto = sc->kto;
+    vec_intern_clear(&kern);
+    kto.n = 0;
+    VEC_RESERVE(z->kmark, z->head.n);
+    memset(z->kmark.p, 0, (size_t)z->head.n * sizeof *z->kmark.p);
+    z->kstamp = 0;
     status_t st = STATUS_OK;
     int added;
     VEC_PUSH(set, entry);
@@ -534,13 +600,12 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         if (d >= z->max_dfa) {
             st = status_set(STATUS_INVALID_ARG, "grammar too large: the automaton of rule '%s' exceeds %lld states",
                             z->g->names[v], (long long)z->max_dfa);
-            vec_intern_free(&dfa);
-            VEC_FREE(trans); VEC_FREE(pairs); VEC_FREE(set); VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
+            *sc = (rz_scratch){dfa, kern, trans, pairs, set, prev, bval, bnext, tl, lb, hd, ccls, cnext, chead, ctail, kto};
             return 0;   /* the caller splits v and retries, or reports */
         }
         /* NFA targets per class (linked buckets) and per nonterminal label */
         pairs.n = bval.n = bnext.n = 0;
-        for (int32_t c = 0; c < z->num_classes; c++) bhead[c] = -1;
+        num_active = 0;
         int32_t m;
         const int32_t *mem = vec_intern_get(&dfa, d, &m);
         for (int32_t i = 0; i < m; i++) {
@@ -551,44 +616,68 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                     VEC_PUSH(pairs, ((rz_pair){ed.label, ed.to}));
                     continue;
                 }
-                int32_t nc;
-                const int32_t *cl = rz_range_classes(z, ed.label, &nc);
+                int32_t nc = z->range_pool.p[ed.cls];
+                const int32_t *cl = z->range_pool.p + ed.cls + 1;
                 for (int32_t k = 0; k < nc; k++) {
                     VEC_PUSH(bval, ed.to);
                     VEC_PUSH(bnext, bhead[cl[k]]);
+                    if (bhead[cl[k]] < 0) active[num_active++] = cl[k];
                     bhead[cl[k]] = (int32_t)bval.n - 1;
                 }
             }
         }
         int64_t first_trans = trans.n;
         int32_t prev_id = -1;
-        for (int32_t c = 0; c < z->num_classes; c++) {
-            if (bhead[c] < 0) continue;
+        ccls.n = cnext.n = chead.n = ctail.n = 0;
+        rz_sort_i32(active, num_active, &z->sort_tmp);
+        for (int32_t ai = 0; ai < num_active; ai++) {
+            int32_t c = active[ai];
             set.n = 0;
+            z->kstamp++;
             for (int32_t k = bhead[c]; k >= 0; k = bnext.p[k]) {
-                int32_t t = bval.p[k], j = (int32_t)set.n;
+                int32_t t = bval.p[k];
+                if (z->kmark.p[t] == z->kstamp) continue;
+                z->kmark.p[t] = z->kstamp;
                 VEC_PUSH(set, t);
-                while (j > 0 && set.p[j - 1] > t) { set.p[j] = set.p[j - 1]; j--; }
-                set.p[j] = t;
-                if (j > 0 && set.p[j - 1] == t) {   /* duplicate: remove */
-                    memmove(set.p + j, set.p + j + 1, (size_t)(set.n - j - 1) * sizeof *set.p);
-                    set.n--;
-                }
             }
+            bhead[c] = -1;
+            rz_sort_i32(set.p, set.n, &z->sort_tmp);
             int32_t to;
             if (prev_id >= 0 && prev.n == set.n && memcmp(prev.p, set.p, (size_t)set.n * sizeof *set.p) == 0) {
                 to = prev_id;
             } else {
                 prev.n = 0;
-                for (int64_t k = 0; k < set.n; k++) VEC_PUSH(prev, set.p[k]);
-                rz_closure(z, &set);
-                to = prev_id = vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
+                VEC_RESERVE(prev, set.n);
+                if (set.n) memcpy(prev.p, set.p, (size_t)set.n * sizeof *set.p);
+                prev.n = set.n;
+                int32_t kid = vec_intern_add(&kern, set.p, (int32_t)set.n, &added);
+                if (added) {
+                    rz_closure(z, &set);
+                    VEC_PUSH(kto, vec_intern_add(&dfa, set.p, (int32_t)set.n, &added));
+                }
+                to = prev_id = kto.p[kid];
             }
             int64_t k = first_trans;
             while (k < trans.n && trans.p[k].to != to) k++;
-            if (k == trans.n) VEC_PUSH(trans, ((rz_trans){d, RZ_EPS, to, {0, 0, 0, 0}}));
+            if (k == trans.n) {
+                VEC_PUSH(trans, ((rz_trans){d, RZ_EPS, to, {0, 0, 0, 0}}));
+                VEC_PUSH(chead, -1);
+                VEC_PUSH(ctail, -1);
+            }
             for (int w = 0; w < 4; w++) trans.p[k].bytes[w] |= z->class_bytes[c][w];
+            int64_t q = k - first_trans;
+            VEC_PUSH(ccls, c);
+            VEC_PUSH(cnext, -1);
+            if (ctail.p[q] < 0) chead.p[q] = (int32_t)ccls.n - 1;
+            else cnext.p[ctail.p[q]] = (int32_t)ccls.n - 1;
+            ctail.p[q] = (int32_t)ccls.n - 1;
         }
+        for (int64_t k = first_trans; k < trans.n; k++)
+            for (int32_t q = chead.p[k - first_trans]; q >= 0; q = cnext.p[q]) {
+                VEC_PUSH(tl, d);
+                VEC_PUSH(lb, ccls.p[q]);
+                VEC_PUSH(hd, trans.p[k].to);
+            }
         if (pairs.n) {
             qsort(pairs.p, (size_t)pairs.n, sizeof *pairs.p, rz_cmp_pair);
             for (int64_t i = 0; i < pairs.n;) {
@@ -598,9 +687,16 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                     if (j == i || pairs.p[j].to != pairs.p[j - 1].to) VEC_PUSH(set, pairs.p[j].to);
                     j++;
                 }
-                rz_closure(z, &set);
-                int32_t to = vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
+                int32_t kid = vec_intern_add(&kern, set.p, (int32_t)set.n, &added);
+                if (added) {
+                    rz_closure(z, &set);
+                    VEC_PUSH(kto, vec_intern_add(&dfa, set.p, (int32_t)set.n, &added));
+                }
+                int32_t to = kto.p[kid];
                 VEC_PUSH(trans, ((rz_trans){d, pairs.p[i].label, to, {0, 0, 0, 0}}));
+                VEC_PUSH(tl, d);
+                VEC_PUSH(lb, 256 + (int32_t)grammar_nt_index(pairs.p[i].label));
+                VEC_PUSH(hd, to);
                 i = j;
             }
         }
@@ -614,28 +710,10 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         for (int32_t i = 0; i < m && !acc[d]; i++) acc[d] = mem[i] == exit;
     }
     {
-        /* minimise: per-class transitions, blocks, then transitions of one member per block */
-        vec_i32 tl = {0}, lb = {0}, hd = {0};
-        for (int64_t i = 0; i < trans.n; i++) {
-            if (trans.p[i].label != RZ_EPS) {
-                VEC_PUSH(tl, trans.p[i].from);
-                VEC_PUSH(lb, 256 + (int32_t)grammar_nt_index(trans.p[i].label));
-                VEC_PUSH(hd, trans.p[i].to);
-                continue;
-            }
-            for (int32_t c = 0; c < z->num_classes; c++) {
-                if (!((z->class_bytes[c][0] & trans.p[i].bytes[0]) | (z->class_bytes[c][1] & trans.p[i].bytes[1]) |
-                      (z->class_bytes[c][2] & trans.p[i].bytes[2]) | (z->class_bytes[c][3] & trans.p[i].bytes[3])))
-                    continue;
-                VEC_PUSH(tl, trans.p[i].from);
-                VEC_PUSH(lb, c);
-                VEC_PUSH(hd, trans.p[i].to);
-            }
-        }
+        /* minimise: blocks, then transitions of one member per block */
         int32_t *block = malloc(((size_t)nd + 1) * sizeof *block);
         LL_ASSERT(block);
         int32_t nb = rz_minimize(nd, (int32_t)tl.n, tl.p, lb.p, hd.p, acc, block);
-        VEC_FREE(tl); VEC_FREE(lb); VEC_FREE(hd);
         if (nb < nd) {
             /* the start state's block becomes 0 */
             int32_t b0 = block[0];
@@ -717,12 +795,8 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         }
         free(lnt);
     }
-    VEC_FREE(prev); VEC_FREE(bval); VEC_FREE(bnext);
     free(acc);
-    vec_intern_free(&dfa);
-    VEC_FREE(trans);
-    VEC_FREE(pairs);
-    VEC_FREE(set);
+    *sc = (rz_scratch){dfa, kern, trans, pairs, set, prev, bval, bnext, tl, lb, hd, ccls, cnext, chead, ctail, kto};
     *st_out = st;
     return 1;
 }
@@ -915,8 +989,6 @@ status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, gr
     out->start = z.out_nt[g->start];
     z.num_classes = grammar_byte_classes(g, z.class_of);
     for (int b = 0; b < 256; b++) z.class_bytes[z.class_of[b]][b >> 6] |= 1ull << (b & 63);
-    z.range_cls = calloc(65536, sizeof *z.range_cls);
-    LL_ASSERT(z.range_cls);
     rz_delimited(&z, &order);
     for (int64_t oi = order.n - 1; oi >= 0; oi--)
         if (z.opaque[order.p[oi]]) VEC_PUSH(z.todo, order.p[oi]);
@@ -947,11 +1019,18 @@ status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, gr
     VEC_FREE(z.memo_used);
     VEC_FREE(order);
     free(z.rstart); free(z.rlist); free(z.opaque); free(z.linear); free(z.size); free(z.out_nt);
-    free(z.range_cls);
+    vec_map_free(&z.range_cls);
     VEC_FREE(z.range_pool);
     VEC_FREE(z.head);
     VEC_FREE(z.edges);
     VEC_FREE(z.mark);
+    VEC_FREE(z.sort_tmp);
+    vec_intern_free(&z.sc.dfa); vec_intern_free(&z.sc.kern);
+    VEC_FREE(z.sc.trans); VEC_FREE(z.sc.pairs);
+    VEC_FREE(z.sc.set); VEC_FREE(z.sc.prev); VEC_FREE(z.sc.bval); VEC_FREE(z.sc.bnext);
+    VEC_FREE(z.sc.tl); VEC_FREE(z.sc.lb); VEC_FREE(z.sc.hd);
+    VEC_FREE(z.sc.ccls); VEC_FREE(z.sc.cnext); VEC_FREE(z.sc.chead); VEC_FREE(z.sc.ctail); VEC_FREE(z.sc.kto);
+    VEC_FREE(z.kmark);
     free(z.inl_on);
     if (opts) opts->num_splits = z.num_splits;
     LL_ASSERT(z.owner.n == out->num_nts);

@@ -46,6 +46,7 @@ typedef struct vec_intern {
     int64_t cap;
     vec_i32 pool;     /* the arrays back to back */
     vec_i64 off;      /* [num + 1] offsets into pool */
+    VEC(uint64_t) hash;   /* [num] hash of each array: probes compare it first, growth reuses it */
 } vec_intern;
 
 static inline uint64_t vec_hash_i32(const int32_t *a, int64_t n)
@@ -76,21 +77,28 @@ static inline int32_t vec_intern_add(vec_intern *t, const int32_t *a, int32_t n,
         for (int64_t i = 0; i < cap; i++) t->slots[i] = -1;
         t->cap = cap;
         for (int32_t id = 0; id < num; id++) {
-            int32_t m;
-            const int32_t *b = vec_intern_get(t, id, &m);
-            uint64_t i = vec_hash_i32(b, m) & (uint64_t)(cap - 1);
+            uint64_t i = t->hash.p[id] & (uint64_t)(cap - 1);
             while (t->slots[i] >= 0) i = (i + 1) & (uint64_t)(cap - 1);
             t->slots[i] = id;
         }
     }
-    uint64_t i = vec_hash_i32(a, n) & (uint64_t)(t->cap - 1);
+    uint64_t h = vec_hash_i32(a, n);
+    uint64_t i = h & (uint64_t)(t->cap - 1);
     while (t->slots[i] >= 0) {
-        int32_t m;
-        const int32_t *b = vec_intern_get(t, t->slots[i], &m);
-        if (m == n && (n == 0 || memcmp(a, b, (size_t)n * sizeof *a) == 0)) { *added = 0; return t->slots[i]; }
+        int32_t id = t->slots[i];
+        if (t->hash.p[id] == h) {
+            int32_t m;
+            const int32_t *b = vec_intern_get(t, id, &m);
+            if (m == n) {
+                int32_t k = 0;
+                while (k < n && a[k] == b[k]) k++;
+                if (k == n) { *added = 0; return id; }
+            }
+        }
         i = (i + 1) & (uint64_t)(t->cap - 1);
     }
     t->slots[i] = num;
+    VEC_PUSH(t->hash, h);
     VEC_RESERVE(t->pool, t->pool.n + n);
     if (n) memcpy(t->pool.p + t->pool.n, a, (size_t)n * sizeof *a);
     t->pool.n += n;
@@ -99,13 +107,78 @@ static inline int32_t vec_intern_add(vec_intern *t, const int32_t *a, int32_t n,
     return num;
 }
 
+/* Empties t, keeping its memory: only the slots of its arrays are reset (found through the kept
+ * hashes), so a table that once held a large set costs nothing more to clear. */
+static inline void vec_intern_clear(vec_intern *t)
+{
+    int32_t num = vec_intern_num(t);
+    for (int32_t id = 0; id < num; id++) {
+        uint64_t i = t->hash.p[id] & (uint64_t)(t->cap - 1);
+        while (t->slots[i] != id) i = (i + 1) & (uint64_t)(t->cap - 1);
+        t->slots[i] = -1;
+    }
+    t->pool.n = 0;
+    t->off.n = 0;
+    t->hash.n = 0;
+}
+
 static inline void vec_intern_free(vec_intern *t)
 {
     free(t->slots);
     VEC_FREE(t->pool);
     VEC_FREE(t->off);
+    VEC_FREE(t->hash);
     t->slots = NULL;
     t->cap = 0;
+}
+
+/* vec_map: uint32 key (not UINT32_MAX) -> int32 value, open addressing, grows at half full;
+ * a small replacement for a direct table over a large key space (65,536 terminal ranges) that
+ * each compile would otherwise have to zero. */
+typedef struct vec_map {
+    uint32_t *keys;   /* [cap] key or UINT32_MAX */
+    int32_t *vals;    /* [cap] */
+    int64_t cap, n;
+} vec_map;
+
+/* The value slot of key, inserted as 0 when missing; valid until the next vec_map_at. */
+static inline int32_t *vec_map_at(vec_map *m, uint32_t key)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        int64_t old = m->cap, cap = old ? old * 2 : 64;
+        uint32_t *ok = m->keys;
+        int32_t *ov = m->vals;
+        m->keys = malloc((size_t)cap * sizeof *m->keys);
+        m->vals = malloc((size_t)cap * sizeof *m->vals);
+        LL_ASSERT(m->keys && m->vals);
+        memset(m->keys, 0xff, (size_t)cap * sizeof *m->keys);
+        m->cap = cap;
+        for (int64_t i = 0; i < old; i++) {
+            if (ok[i] == UINT32_MAX) continue;
+            uint64_t j = ((uint64_t)ok[i] * 0x9E3779B97F4A7C15ull >> 32) & (uint64_t)(cap - 1);
+            while (m->keys[j] != UINT32_MAX) j = (j + 1) & (uint64_t)(cap - 1);
+            m->keys[j] = ok[i];
+            m->vals[j] = ov[i];
+        }
+        free(ok);
+        free(ov);
+    }
+    uint64_t j = ((uint64_t)key * 0x9E3779B97F4A7C15ull >> 32) & (uint64_t)(m->cap - 1);
+    while (m->keys[j] != UINT32_MAX) {
+        if (m->keys[j] == key) return &m->vals[j];
+        j = (j + 1) & (uint64_t)(m->cap - 1);
+    }
+    m->keys[j] = key;
+    m->vals[j] = 0;
+    m->n++;
+    return &m->vals[j];
+}
+
+static inline void vec_map_free(vec_map *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
 }
 
 #endif
