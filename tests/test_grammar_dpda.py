@@ -401,38 +401,6 @@ def test_long_token_run_compacts_and_masks_stay_exact_qwen3():
 
 
 @pytest.mark.skipif(not (os.path.isdir(MASKBENCH) and os.path.isdir(QWEN3)), reason="MaskBench / Qwen3 tokenizer absent")
-def test_masks_equal_brute_force_qwen3():
-    from lightllm.tokenizer import Tokenizer
-    tok = Tokenizer.from_dir(QWEN3)
-    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
-    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
-    rng = random.Random(0)
-    checked = 0
-    for name, case, schema in _cases(300):
-        try:
-            g = gc.compile("json_schema", schema)
-        except ValueError:
-            continue
-        valid = [t for t in case["tests"] if t["valid"]]
-        if not valid:
-            continue
-        text = dump(reorder(valid[0]["data"], case["schema"], case["schema"]))
-        if text is None:
-            continue
-        ids = tok.encode(text.decode("utf-8"), add_special_tokens=False)
-        m = g.matcher()
-        picks = set(rng.sample(range(len(ids) + 1), min(3, len(ids) + 1)))
-        for i, tid in enumerate(ids + [tok.eos_token_id]):
-            if i in picks:
-                assert m.mask() == m.mask_brute(), (name, i)
-                checked += 1
-            assert m.advance_token(tid), (name, i)
-        m.rollback_tokens(len(ids) + 1)   # the EOS counts as a token of 0 bytes
-        assert m.num_bytes == 0 and m.mask() == m.mask_brute()
-    assert checked >= 20
-
-
-@pytest.mark.skipif(not (os.path.isdir(MASKBENCH) and os.path.isdir(QWEN3)), reason="MaskBench / Qwen3 tokenizer absent")
 def test_newly_compiled_masks_equal_brute_force_qwen3():
     """Token masks of the retried compiles (expanded bodies, larger budgets) equal brute force."""
     from lightllm.tokenizer import Tokenizer
