@@ -299,12 +299,12 @@ static void rz_mark_opaque(rz *z, int32_t w)
     VEC_PUSH(z->todo, w);
 }
 
-/* v's automaton is over budget: make inlined descendants opaque.  First choice: the outermost
- * "delimited" ones (every string starts with '{' or '[': nested objects and arrays), whose
- * boundaries stay LR(1) as separate nonterminals; second: the outermost ones right after a
- * fixed string (property values after their key); else the largest direct child.  Returns 0
- * when nothing is left to split. */
-static int rz_split(rz *z, int32_t v)
+/* Marks opaque the outermost inlined descendants of v (of at least 32 NFA states) that are
+ * "delimited" (after_fixed = 0: every string starts with '{' or '[': nested objects and arrays,
+ * whose boundaries stay LR(1) as separate nonterminals) or that follow a fixed string in their
+ * rule and are not fixed themselves (after_fixed = 1: a property value after its key: only that
+ * one path is alive there, so the cut adds no conflict).  Returns how many it marked. */
+static int rz_split_outermost(rz *z, int32_t v, int after_fixed)
 {
     const grammar *g = z->g;
     int found = 0;
@@ -323,35 +323,30 @@ static int rz_split(rz *z, int32_t v)
                 int32_t w = grammar_nt_index(s[i]);
                 if (seen[w] || z->opaque[w]) continue;
                 seen[w] = 1;
-                if (z->delim[w] && z->size[w] >= 32) { rz_mark_opaque(z, w); found++; }
-                else VEC_PUSH(stack, w);
-            }
-        }
-    }
-    /* second choice: the outermost ones that follow a fixed string in their rule (a property
-     * value after its key): only that one path is alive there, so the cut adds no conflict */
-    memset(seen, 0, (size_t)g->num_nts + 1);
-    VEC_PUSH(stack, v);
-    seen[v] = 1;
-    while (stack.n) {
-        int32_t u = stack.p[--stack.n];
-        for (int32_t k = z->rstart[u]; k < z->rstart[u + 1]; k++) {
-            const grammar_rule *r = &g->rules[z->rlist[k]];
-            const grammar_sym *s = grammar_rule_syms(g, r);
-            for (int32_t i = 0; i < r->num_syms; i++) {
-                if (!grammar_is_nt(s[i])) continue;
-                int32_t w = grammar_nt_index(s[i]);
-                if (seen[w] || z->opaque[w]) continue;
-                seen[w] = 1;
-                int after_fixed = i > 0 && (grammar_is_nt(s[i - 1]) ? z->fixed[grammar_nt_index(s[i - 1])]
-                                                                   : grammar_term_lo(s[i - 1]) == grammar_term_hi(s[i - 1]));
-                if (after_fixed && !z->fixed[w] && z->size[w] >= 32) { rz_mark_opaque(z, w); found++; }
+                int pick;
+                if (after_fixed)
+                    pick = i > 0 && !z->fixed[w] && z->size[w] >= 32 &&
+                           (grammar_is_nt(s[i - 1]) ? z->fixed[grammar_nt_index(s[i - 1])]
+                                                    : grammar_term_lo(s[i - 1]) == grammar_term_hi(s[i - 1]));
+                else pick = z->delim[w] && z->size[w] >= 32;
+                if (pick) { rz_mark_opaque(z, w); found++; }
                 else VEC_PUSH(stack, w);
             }
         }
     }
     free(seen);
     VEC_FREE(stack);
+    return found;
+}
+
+/* v's automaton is over budget: make inlined descendants opaque: the outermost delimited ones,
+ * then the outermost ones right after a fixed string (rz_split_outermost); if neither found any,
+ * the large direct children, else the largest.  Returns 0 when nothing is left to split. */
+static int rz_split(rz *z, int32_t v)
+{
+    const grammar *g = z->g;
+    int found = rz_split_outermost(z, v, 0);
+    found += rz_split_outermost(z, v, 1);
     if (found) return 1;
     /* direct children: every large one at once (fewer retries), else the largest */
     int32_t best = -1;
