@@ -364,6 +364,20 @@ grammar_sym grammar_add_class(grammar *g, const char *prefix, const grammar_rang
 
 /* ---- byte classes ---- */
 
+/* Renumbers the class ids in cls[256] (each below 512) 0, 1, ... in order of their smallest byte;
+ * returns how many there are. */
+static int32_t grammar_renumber_classes(int16_t cls[256])
+{
+    int16_t ren[512];
+    for (int c = 0; c < 512; c++) ren[c] = -1;
+    int32_t num = 0;
+    for (int b = 0; b < 256; b++) {
+        if (ren[cls[b]] < 0) ren[cls[b]] = (int16_t)num++;
+        cls[b] = ren[cls[b]];
+    }
+    return num;
+}
+
 int32_t grammar_byte_classes(const grammar *g, uint8_t class_of[256])
 {
     /* refine the partition by each distinct range (a 64K-bit map dedupes ranges), then
@@ -384,23 +398,9 @@ int32_t grammar_byte_classes(const grammar *g, uint8_t class_of[256])
             if (remap[cls[b]] < 0) remap[cls[b]] = (int16_t)num++;
             cls[b] = remap[cls[b]];
         }
-        if (num > 256) {   /* compact (ids stay below 512 between compactions) */
-            int16_t ren[512];
-            for (int c = 0; c < 512; c++) ren[c] = -1;
-            num = 0;
-            for (int b = 0; b < 256; b++) {
-                if (ren[cls[b]] < 0) ren[cls[b]] = (int16_t)num++;
-                cls[b] = ren[cls[b]];
-            }
-        }
+        if (num > 256) num = grammar_renumber_classes(cls); /* compact: ids stay below 512 */
     }
-    int16_t ren[512];
-    for (int c = 0; c < 512; c++) ren[c] = -1;
-    num = 0;
-    for (int b = 0; b < 256; b++) {
-        if (ren[cls[b]] < 0) ren[cls[b]] = (int16_t)num++;
-        cls[b] = ren[cls[b]];
-    }
+    num = grammar_renumber_classes(cls);
     for (int b = 0; b < 256; b++) class_of[b] = (uint8_t)cls[b];
     free(seen);
     return num;

@@ -418,6 +418,15 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 #define TOKEN_CHAIN_K 24       /* a bounded position counts characters up to this many; tokens
                                 * starting more are walked on the real stack */
 
+/* Room in a scratch matcher for the partial stacks the walks build (node 0 = below, node 1 on). */
+static void token_mask_reserve_nodes(dpda_matcher *s)
+{
+    if (s->cap_nodes >= 2) return;
+    s->cap_nodes = 1024;
+    s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+    LL_ASSERT(s->nodes);
+}
+
 /* x' (same depth), -1 (rejected) or -2 (leaves the region) for class c from [below, x]
  * (t->probe: node 0 = below, set by the caller) */
 static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
@@ -443,11 +452,7 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     const dpda *d = t->d;
     int32_t C = d->num_terms - 1;
     dpda_matcher *s = &t->probe;
-    if (s->cap_nodes < 2) {
-        s->cap_nodes = 1024;
-        s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
-        LL_ASSERT(s->nodes);
-    }
+    token_mask_reserve_nodes(s);
     s->nodes[0] = (dpda_node){below, -2};
     int loops = 0;
     for (int32_t c = 0; c < C && !loops; c++) loops = token_region_step(t, top, c) == top;
@@ -852,11 +857,7 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
         /* a lower bound too small to use: analyse again from x */
     }
     dpda_matcher *s = &t->probe;
-    if (s->cap_nodes < 2) {
-        s->cap_nodes = 1024;
-        s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
-        LL_ASSERT(s->nodes);
-    }
+    token_mask_reserve_nodes(s);
     s->nodes[0] = (dpda_node){below, -2};
     if (!t->cs_mark) {
         t->cs_mark = calloc((size_t)d->num_states, sizeof *t->cs_mark);
@@ -1136,11 +1137,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     const token_vocab *tv = t->tv;
     const dpda *d = t->d;
     dpda_matcher *s = &t->scratch;
-    if (s->cap_nodes < 2) {
-        s->cap_nodes = 1024;
-        s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
-        LL_ASSERT(s->nodes);
-    }
+    token_mask_reserve_nodes(s);
     /* a partial stack: the bottom node's parent is -2 ("unknown") */
     if (below >= 0) {
         s->nodes[0] = (dpda_node){below, -2};
