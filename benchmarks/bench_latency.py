@@ -2,6 +2,7 @@
 each figure printed beside its physical floor measured in the same run.
 
     python benchmarks/bench_latency.py --config ../shared/models/llama3.1-8b/config.json [--device cuda] [--quick]
+        [--batches 1,4] [--steps 64] [--no-prefill]
 
 Floors: decode step = (weight bytes + KV bytes read) / measured device-to-device copy bandwidth;
 prefill = FLOPs (2 x params x tokens + attention) / measured bf16 GEMM rate. The ceilings are
@@ -108,10 +109,15 @@ def main():
     ap.add_argument("--config", required=True)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--batches", help="comma-separated decode batch sizes (default: the sweep; --quick: 1,8,64)")
+    ap.add_argument("--steps", type=int, help="timed decode steps per batch (default 32; --quick: 8)")
+    ap.add_argument("--no-prefill", action="store_true")
     args = ap.parse_args()
     d, cfg = make_model_dir(args.config)
     bw, rate = ceilings(args.device if args.device != "auto" else "cuda")
     batches = [1, 8, 64] if args.quick else [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    if args.batches:
+        batches = [int(b) for b in args.batches.split(",")]
     ctx = 1024
     llm = LLM(d, load_format="dummy", device=args.device, max_model_len=ctx + 64 if args.quick else 8192 + 64,
               max_num_seqs=max(batches), max_num_batched_tokens=8192, enable_prefix_caching=False,
@@ -123,12 +129,12 @@ def main():
           f"weights {weights / 1e9:.2f} GB, KV {kv_tok} B/token")
     print(f"# ceilings: copy {bw / 1e9:.0f} GB/s, bf16 GEMM {rate / 1e12:.0f} TFLOP/s" if bw else "# ceilings: n/a (no torch)")
     print(f"{'batch':>6} {'ctx':>6} {'step ms':>9} {'fwd ms':>9} {'floor ms':>9} {'floor/fwd':>9}")
-    steps = 8 if args.quick else 32
+    steps = args.steps or (8 if args.quick else 32)
     for b in batches:
         step, fwd = timed_decode(llm, b, ctx, steps)
         floor = (weights + b * ctx * kv_tok) / bw if bw else float("nan")
         print(f"{b:>6} {ctx:>6} {step * 1e3:>9.2f} {fwd * 1e3:>9.2f} {floor * 1e3:>9.2f} {floor / fwd:>9.2f}")
-    for b, n in ([(1, 1024)] if args.quick else [(1, 8192), (8, 1024)]):
+    for b, n in [] if args.no_prefill else [(1, 1024)] if args.quick else [(1, 8192), (8, 1024)]:
         secs = timed_prefill(llm, b, n)
         hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
         attn = 2 * cfg["num_hidden_layers"] * cfg["num_attention_heads"] * hd * n * n * b  # causal QK^T + PV
