@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/backend.h"
 #include "engine/engine.h"
@@ -20,6 +21,8 @@ typedef struct py_engine {
     engine *e;
     backend *be;
     PyObject *vocab;        /* strong reference: e->vocab points into it */
+    double load_seconds;    /* model_load: checkpoint (or dummy weights) to the backend (CUDA: up to the
+                             * last two staging copies still in flight) */
 } py_engine;
 
 /* ---- dict readers: missing key -> default; wrong type -> ValueError naming the key ---- */
@@ -230,6 +233,7 @@ static int py_engine_init(py_engine *self, PyObject *args, PyObject *kwargs)
     model *m = NULL;
     engine *e = NULL;
     backend *be = NULL;
+    struct timespec t0, t1;
     Py_BEGIN_ALLOW_THREADS
 #ifdef LIGHTLLM_WITH_CUDA
     s = use_cuda ? backend_cuda_create(cuda_index, &be) : backend_cpu_create(num_threads, &be);
@@ -237,7 +241,9 @@ static int py_engine_init(py_engine *self, PyObject *args, PyObject *kwargs)
     (void)cuda_index;
     s = backend_cpu_create(num_threads, &be);
 #endif
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (s == STATUS_OK) s = model_load(&cfg, dir, dummy || !dir, seed, be, &m);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (s == STATUS_OK) {
         s = engine_create(m, &ea, vocab, eos, num_eos, &e);
         if (s != STATUS_OK) model_free(m);
@@ -248,6 +254,7 @@ static int py_engine_init(py_engine *self, PyObject *args, PyObject *kwargs)
     if (s != STATUS_OK) { py_raise_status(s); return -1; }
     self->e = e;
     self->be = be;
+    self->load_seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     self->vocab = vocab_o;
     Py_INCREF(vocab_o);
     return 0;
@@ -417,7 +424,7 @@ static PyObject *py_engine_stats(py_engine *self, PyObject *unused)
     const engine *e = self->e;
     const scheduler *s = &e->sched;
     return Py_BuildValue(
-        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:d,s:L,s:L,s:s,s:i,s:i,s:L,s:L}",
+        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:L,s:L,s:d,s:L,s:L,s:s,s:i,s:i,s:L,s:L,s:d}",
         "num_kv_slots", s->kv.num_slots, "num_free_slots", s->kv.num_free,
         "num_cached_slots", s->rc ? radix_cache_total_tokens(s->rc) : 0,
         "num_evictable_slots", s->rc ? radix_cache_evictable_tokens(s->rc) : 0,
@@ -429,7 +436,7 @@ static PyObject *py_engine_stats(py_engine *self, PyObject *unused)
         "backend", self->be->ops->name, "vocab_size", e->m->cfg.vocab_size,
         "num_grammars", e->grammars ? grammar_cache_num_entries(e->grammars) : 0,
         "num_grammar_rejects", (long long)e->num_grammar_rejects,
-        "num_graph_replays", (long long)self->be->num_graph_replays);
+        "num_graph_replays", (long long)self->be->num_graph_replays, "load_seconds", self->load_seconds);
 }
 
 static PyMethodDef py_engine_methods[] = {
