@@ -1,6 +1,7 @@
 /* bench_kernels.c — per-kernel achieved bandwidth / FLOP rate of the CUDA backend's ops on a
  * model's shapes, each beside the ceilings measured in the same run: device-to-device copy
- * bandwidth (cudaMemcpy of 1 GiB) and the bf16 GEMM rate (cuBLASLt, 8192^3).
+ * bandwidth (cudaMemcpy of 1 GiB) and the bf16 GEMM rate (cuBLASLt, 8192^3); last, read-only
+ * streams of 1 GiB (benchmarks/bench_stream.cu), the bandwidth a weight-streaming GEMV could reach.
  *
  * Built and run by benchmarks/bench_kernels.py (which prints the table).  Output: one line per
  * measurement, "name<TAB>shape<TAB>impl<TAB>us<TAB>bytes<TAB>flops".
@@ -156,6 +157,27 @@ static void bench_fused_ops(int64_t hidden, int64_t inter, int64_t q_dim)
         void *bufs[] = {f.l.w, f.l.x, f.l.y, f.scratch, f.residual, f.norm_w.data};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) g_be->ops->release(g_be, bufs[i]);
     }
+}
+
+/* benchmarks/bench_stream.cu */
+cudaError_t bench_stream_read(const void *p, size_t bytes, int variant, unsigned *sink, cudaStream_t st);
+typedef struct { void *p; size_t bytes; int variant; unsigned *sink; } bench_read_ctx;
+static void bench_read(void *ctx, int rep)
+{
+    bench_read_ctx *r = ctx;
+    CUDA_OK(bench_stream_read(r->p, r->bytes, r->variant, r->sink, g_c->stream));
+}
+
+/* read-only streams of 1 GiB (last: the bulk-copy variant is the riskiest) */
+static void bench_read_ceilings(void)
+{
+    bench_read_ctx rd = {.bytes = (size_t)1 << 30};
+    rd.p = bench_alloc(rd.bytes);
+    rd.sink = bench_alloc(256);
+    for (rd.variant = 0; rd.variant < 2; rd.variant++)
+        bench_emit("ceiling.read", "1GiB", rd.variant ? "bulk-tma" : "ld.nc", bench_time(bench_read, &rd), (double)rd.bytes, 0);
+    g_be->ops->release(g_be, rd.p);
+    g_be->ops->release(g_be, rd.sink);
 }
 
 static void bench_ceilings(void)
@@ -365,6 +387,7 @@ int main(int argc, char **argv)
     bench_linears(hidden, inter, (int64_t)heads * head_dim, (int64_t)kv_heads * head_dim, vocab);
     bench_fused_ops(hidden, inter, (int64_t)heads * head_dim);
     bench_row_ops(hidden, inter, heads, kv_heads, head_dim);
+    bench_read_ceilings();
     g_be->ops->destroy(g_be);
     return 0;
 }

@@ -57,10 +57,10 @@ def build_or_skip(tmp_path_factory, name, build):
     return build(str(tmp_path_factory.mktemp(name)), cap)
 
 
-def build_backend_program(out_dir, name, c_sources, archs=None):
+def build_backend_program(out_dir, name, c_sources, archs=None, cu_sources=()):
     """Links csrc/core + csrc/backend (CPU and CUDA) + engine/sampling.c + c_sources (paths under
-    the repository) with every csrc/kernels/*.cu (nvcc, the flags of setup.py; archs default
-    LIGHTLLM_CUDA_ARCHS or 90a) into out_dir/name, with warnings as errors; returns its path."""
+    the repository) with every csrc/kernels/*.cu and cu_sources (nvcc, the flags of setup.py; archs
+    default LIGHTLLM_CUDA_ARCHS or 90a) into out_dir/name, with warnings as errors; returns its path."""
     nvcc = find_nvcc()
     cuda_home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
     archs = archs or os.environ.get("LIGHTLLM_CUDA_ARCHS", "90a").split(",")
@@ -72,7 +72,7 @@ def build_backend_program(out_dir, name, c_sources, archs=None):
             raise RuntimeError(f"build failed: {' '.join(cmd)}\n{r.stdout}\n{r.stderr}")
 
     objs = []
-    for src in sorted(glob.glob(os.path.join(ROOT, "csrc", "kernels", "*.cu"))):
+    for src in sorted(glob.glob(os.path.join(ROOT, "csrc", "kernels", "*.cu"))) + [os.path.join(ROOT, s) for s in cu_sources]:
         obj = os.path.join(out_dir, os.path.basename(src) + ".o")
         run([nvcc, "-c", src, "-o", obj, "-O3", "-std=c++17", "-Icsrc", "-Xcompiler", "-fPIC", "--expt-relaxed-constexpr",
              "-Werror", "all-warnings", "-lineinfo", *gencode])
