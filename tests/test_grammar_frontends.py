@@ -198,6 +198,23 @@ def test_extra_keys_exclude_declared_names_with_escapes():
         m = g.matcher()
         assert (m.advance_bytes(text) and m.is_accepting()) == want, text
         checked += 1
-    # another spelling of a declared name is still taken as an extra key (documented in json_schema.h)
-    assert _C.grammar_accepts("json_schema", src, b'{"\\u0061b":"s"}')
     assert checked == len(objs)
+
+
+def test_extra_keys_exclude_other_spellings_of_declared_names():
+    """Up to its first character that differs from every declared name, an extra key writes each
+    character one way, so "\\u0061" (an "a") or "x\\/y" (for "x/y") cannot bring a declared name in
+    as an extra property with the wrong value; keys that differ still take any escape after that
+    point, and control characters without a short escape still take \\u00XX."""
+    schema = {"type": "object", "properties": {"ab": {"type": "boolean"}, "x/y": {"type": "integer"}},
+              "additionalProperties": {"type": "string"}}
+    src = json.dumps(schema)
+    g = _C.GrammarCompiler().compile("json_schema", src)
+    cases = {b'{"\\u0061b":"s"}': False, b'{"a\\u0062":"s"}': False, b'{"\\u0041b":"s"}': False,
+             b'{"x\\/y":"s"}': False, b'{"x/y":"s"}': False, b'{"x/y":3}': True, b'{"x\\/z":"s"}': True,
+             b'{"ab":true}': True, b'{"ac":"s"}': True, b'{"ac\\u0041":"s"}': True, b'{"\\u0001":"s"}': True,
+             b'{"\\u001F":"s"}': True, b'{"\\n":"s"}': True, b'{"\\u000a":"s"}': False, b'{"b":"s"}': True}
+    for text, want in cases.items():
+        assert _C.grammar_accepts("json_schema", src, text) == want, text
+        m = g.matcher()
+        assert (m.advance_bytes(text) and m.is_accepting()) == want, text

@@ -47,6 +47,7 @@ typedef struct js_ctx {
     grammar_sym value, string, string_char, escape, hex, chars, string_tail, number, integer, comma, colon, digit, digits, frac_any;
     int have_value, have_string, have_number, have_integer, have_seps, have_frac;
     grammar_sym key_nonascii_tail, key_escaped_tail;   /* shared tails of excluded-key nodes */
+    grammar_sym key_ctrl_u;                            /* u00XX of a control character without a short escape */
     int have_key_tails;
 } js_ctx;
 
@@ -814,6 +815,7 @@ static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, in
         const int esc_letter = js_short_escape(cp);
         if (esc_letter > 0) escaped[num_escaped++] = (char)esc_letter; /* branch on its escape, below */
         else r[nr++] = (grammar_range){cp, cp};
+        if (cp == '/') escaped[num_escaped++] = '/'; /* "\/" spells it too: branched below */
         int m = 0;
         for (int j = i; j < n; j++)
             if (lens[j] > d && names[j][d] == cp) { sub[m] = names[j]; sublen[m] = lens[j]; m++; }
@@ -831,11 +833,16 @@ static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, in
         LL_ASSERT(sub2 && sublen2);
         memcpy(sub2, sub, (size_t)m * sizeof *sub2);
         memcpy(sublen2, sublen, (size_t)m * sizeof *sublen2);
-        grammar_seq_push(&seq, js_excl_node(c, sub2, sublen2, m, d + 1));
+        const grammar_sym next = js_excl_node(c, sub2, sublen2, m, d + 1);
+        grammar_seq_push(&seq, next);
         free(sub2);
         free(sublen2);
         grammar_add_rule(g, nt, seq.syms, seq.n);
         grammar_seq_free(&seq);
+        if (cp == '/') {
+            grammar_sym s2[3] = {grammar_term('\\', '\\'), grammar_term('/', '/'), next};
+            grammar_add_rule(g, nt, s2, 3);
+        }
     }
     if (!is_end) {
         grammar_sym q = grammar_term('"', '"');
@@ -843,13 +850,29 @@ static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, in
     }
     /* the tails after a character no name continues with: one shared nonterminal each for
      * escapes and (when every name continues with ASCII here) non-ASCII characters, so the
-     * automaton has one copy of them instead of one per trie node */
+     * automaton has one copy of them instead of one per trie node.  Up to the first character
+     * that differs from every name, a key is held to one spelling per character (raw, or the
+     * short escape json.dumps uses, \/ branching like '/'; \u only for control characters
+     * without a short escape): otherwise "\u0061" would spell a declared "a" as an extra key. */
     if (!c->have_key_tails) {
         c->have_key_tails = 1;
         grammar_range na[1] = {{0x80, GRAMMAR_MAX_CODEPOINT}};
         grammar_sym t[2] = {grammar_add_class(g, "key_char", na, 1, 0), c->string_tail};
         c->key_nonascii_tail = js_seq(c, "key_tail", t, 2);
-        grammar_sym e[3] = {grammar_term('\\', '\\'), c->escape, c->string_tail};
+        grammar_range lo[] = {{'0', '7'}, {'B', 'B'}, {'E', 'F'}, {'b', 'b'}, {'e', 'f'}};
+        grammar_sym c0[2] = {grammar_term('0', '0'), grammar_add_class(g, "ctrl_hex", lo, 5, 0)};
+        grammar_sym c1[2] = {grammar_term('1', '1'), c->hex};
+        int32_t ctrl = grammar_add_nonterminal(g, "ctrl_hex2");
+        grammar_add_rule(g, ctrl, c0, 2);
+        grammar_add_rule(g, ctrl, c1, 2);
+        grammar_sym u[4] = {grammar_term('u', 'u'), grammar_term('0', '0'), grammar_term('0', '0'), grammar_nt(ctrl)};
+        c->key_ctrl_u = js_seq(c, "key_ctrl_u", u, 4);
+        int32_t esc = grammar_add_nonterminal(g, "key_escape");
+        grammar_range letters[] = {{'"', '"'}, {'/', '/'}, {'\\', '\\'}, {'b', 'b'}, {'f', 'f'}, {'n', 'n'}, {'r', 'r'}, {'t', 't'}};
+        grammar_sym l = grammar_add_class(g, "key_escape", letters, 8, 0);
+        grammar_add_rule(g, esc, &l, 1);
+        grammar_add_rule(g, esc, &c->key_ctrl_u, 1);
+        grammar_sym e[3] = {grammar_term('\\', '\\'), grammar_nt(esc), c->string_tail};
         c->key_escaped_tail = js_seq(c, "key_tail", e, 3);
     }
     int ascii = 1;
@@ -863,7 +886,7 @@ static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, in
     grammar_add_rule(g, nt, o, 2);
     if (num_escaped == 0) {
         grammar_add_rule(g, nt, &c->key_escaped_tail, 1);
-    } else { /* any escape but the names' next ones (those branched above): other short letters, \uXXXX */
+    } else { /* any escape but the names' next ones (those branched above): other short letters, \u00XX of controls */
         grammar_range letters[8];
         int nl = 0;
         for (const char *e = "\"\\/bfnrt"; *e; e++)
@@ -872,8 +895,8 @@ static grammar_sym js_excl_node(js_ctx *c, uint32_t **names, const int *lens, in
             grammar_sym t[3] = {grammar_term('\\', '\\'), grammar_add_class(g, "key_escape", letters, nl, 0), c->string_tail};
             grammar_add_rule(g, nt, t, 3);
         }
-        grammar_sym u[7] = {grammar_term('\\', '\\'), grammar_term('u', 'u'), c->hex, c->hex, c->hex, c->hex, c->string_tail};
-        grammar_add_rule(g, nt, u, 7);
+        grammar_sym u[3] = {grammar_term('\\', '\\'), c->key_ctrl_u, c->string_tail};
+        grammar_add_rule(g, nt, u, 3);
     }
     free(r);
     free(sub);

@@ -6,9 +6,11 @@
  *  - Object properties appear in the order the schema declares them (allOf parts in order,
  *    then required names not declared in properties); optional ones may be skipped.  Extra
  *    properties (additionalProperties true/absent or a schema) may follow the declared ones;
- *    their keys are any string but the declared names as json.dumps writes them (short escapes
- *    such as \" and \n included; not excluded: a name with a control character json.dumps
- *    writes as \u00XX, and other spellings of a name such as "\u0061" for "a").
+ *    their keys are any string but the declared names: up to its first character that differs
+ *    from every declared name, a key writes each character one way (raw, or json.dumps' short
+ *    escape; \/ for '/' too; \u only for control characters that have no short escape), so no
+ *    spelling of a declared name (e.g. "\u0061" for "a") passes as an extra key.  Not excluded:
+ *    a declared name with a control character json.dumps writes as \u00XX (then any string).
  *  - Strings: any RFC 8259 escape in free strings; enum/const/pattern/format text uses the
  *    canonical escapes of json.dumps(ensure_ascii=False).  minLength/maxLength count
  *    characters (an escape counts as one).
