@@ -65,14 +65,14 @@ def repeats(ids):
 
 def test_penalties_reduce_repetition(fx):
     llm, ref = fx
-    p = ref["prompts"][0]  # its greedy continuation repeats token 319 five times in a row
-    base = gen(llm, p, temperature=0, max_tokens=32, ignore_eos=True)[0].token_ids
+    p = ref["prompts"][3]  # 64 greedy tokens run into their own cycle: 7 repeats
+    base = gen(llm, p, temperature=0, max_tokens=64, ignore_eos=True)[0].token_ids
     assert repeats(base) > 5
     for kw in ({"repetition_penalty": 3.0}, {"presence_penalty": 2.0}, {"frequency_penalty": 2.0}):
-        ids = gen(llm, p, temperature=0, max_tokens=32, ignore_eos=True, **kw)[0].token_ids
+        ids = gen(llm, p, temperature=0, max_tokens=64, ignore_eos=True, **kw)[0].token_ids
         assert repeats(ids) < repeats(base), kw
     # repetition_penalty also counts prompt tokens: the prompt's own token becomes less likely
-    more = gen(llm, p, temperature=0, max_tokens=32, ignore_eos=True, repetition_penalty=0.5)[0].token_ids
+    more = gen(llm, p, temperature=0, max_tokens=64, ignore_eos=True, repetition_penalty=0.5)[0].token_ids
     assert repeats(more) >= repeats(base)
 
 

@@ -42,17 +42,18 @@ def test_gpu_logits_close_to_transformers(name):
         assert err < 5e-2, f"{name}: bf16 logits max normalised error {err:.3e} on a {len(ids)}-token prompt"
 
 
-# Largest bf16 logit error measured on these fixtures is ~0.02 of max|logit| (~0.03 absolute):
-# a reference step whose top-2 gap is below this is a tie at bf16 resolution.
+# bf16 logit error on the earlier fixtures was ~0.02 of max|logit| (~0.03 absolute): a reference step
+# whose top-2 gap is below this is a tie at bf16 resolution.
 BF16_TIE_GAP = 0.05
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 def test_gpu_greedy_agrees_with_transformers(name):
     """Teacher-forced: along transformers' greedy path, our argmax equals its token at every step
-    that is not a bf16-resolution tie. The free-running agreement (tokens before the first
-    divergence) is printed: the fixtures' smallest gaps (0.003-0.009) are below bf16 resolution,
-    so free-running greedy can fork at such a tie and the issue's >= 95% figure is not asserted."""
+    that is not a bf16-resolution tie. Free-running: >= 95% of the greedy tokens come before the
+    first divergence (the issue's criterion). The fixtures' seeds were chosen for it: their smallest
+    top-2 gap is several times the bf16 logit error and the model run in bfloat16 by transformers
+    on the CPU gives the float32 greedy tokens exactly (reference.json "robustness")."""
     d, ref, _ = load_fixture(name)
     llm = LLM(d, device="cuda")
     checked = 0
@@ -65,6 +66,7 @@ def test_gpu_greedy_agrees_with_transformers(name):
     free = agreement(greedy(llm, ref["prompts"]), ref["greedy"])
     print(f"{name}: {checked} non-tie steps agree; free-running {free:.3f} of tokens before the first divergence")
     assert checked >= 0.5 * sum(len(w) for w in ref["greedy"])
+    assert free >= 0.95, f"{name}: free-running greedy agreement {free:.3f} < 0.95"
 
 
 GREEDY_TOP2 = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True, logprobs=2)
