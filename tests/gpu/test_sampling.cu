@@ -788,6 +788,12 @@ static void bench(sampling_scratch_t *scratch)
             printf("bench %-20s m=%3d  median %8.1f us  floor %6.1f us  ratio %6.1fx  (blocks/row %3d; single-block "
                    "%8.1f us; d2d copy of the logits %6.1f us)\n",
                    MODES[mode], m, t_us, floor_us, t_us / floor_us, plan, t_single_us, (double)tc[tc.size() / 2]);
+            if (m <= KERNELS_SAMPLING_SPLIT_MAX_ROWS) { /* other block counts, for tuning the automatic choice */
+                printf("bench %-20s m=%3d  blocks/row:", MODES[mode], m);
+                for (int nb : {2, 4, 8, 16, 32, 48, 64, 96, 132, 192, 256})
+                    if (plan_blocks(b, nb) == nb) printf(" %d: %.1f us", nb, time_us(nb));
+                printf("\n");
+            }
             dev_free(d);
         }
     }
