@@ -72,8 +72,7 @@ status_t cuda_sample_prepare(cuda_backend *c, int32_t max_seqs)
     c->sample_ws_bytes = 0;
     const size_t ws_bytes = c->sample_blocks == 1 ? 0 : kernels_sampling_workspace_bytes(max_seqs);
     if (ws_bytes > 0) {
-        if (cuda_backend_check(c, cudaMalloc(&c->sample_ws, ws_bytes), "cudaMalloc(sampling workspace)"))
-            return cuda_backend_status(&c->base);
+        STATUS_TRY(cuda_backend_malloc(c, ws_bytes, "the sampling workspace", &c->sample_ws));
         c->sample_ws_bytes = ws_bytes;
     }
     const size_t bytes = (size_t)max_seqs * sizeof(int32_t);
