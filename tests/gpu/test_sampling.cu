@@ -765,8 +765,19 @@ static void bench(sampling_scratch_t *scratch)
                 std::sort(ts.begin(), ts.end());
                 return (double)ts[ts.size() / 2];
             };
+            /* mean time of 20 launches back to back (the host's launch cost hidden while the GPU is busy) */
+            auto time_b2b_us = [&](int blocks) {
+                CUDA_OK(cudaEventRecord(e0));
+                for (int i = 0; i < 20; i++) CUDA_OK(dev_launch(d, b, 0, blocks));
+                CUDA_OK(cudaEventRecord(e1));
+                CUDA_OK(cudaEventSynchronize(e1));
+                float ms_ = 0;
+                CUDA_OK(cudaEventElapsedTime(&ms_, e0, e1));
+                return (double)ms_ * 1000.0 / 20.0;
+            };
             const int plan = plan_blocks(b);
             const double t_us = time_us(g_blocks), t_single_us = plan > 1 ? time_us(1) : t_us;
+            const double t_b2b_us = time_b2b_us(g_blocks);
             /* a D2D copy of the same bytes, for the achievable bandwidth at this size */
             float *cp;
             const size_t bytes = (size_t)m * vocab * sizeof(float);
@@ -785,9 +796,9 @@ static void bench(sampling_scratch_t *scratch)
             CUDA_OK(cudaFree(cp));
             const double floor_us = (double)bytes / 4e12 * 1e6;
             static const char *MODES[] = {"greedy", "T0.8 k50 p0.95", "T1 p0.9 lp5 rep1.1"};
-            printf("bench %-20s m=%3d  median %8.1f us  floor %6.1f us  ratio %6.1fx  (blocks/row %3d; single-block "
-                   "%8.1f us; d2d copy of the logits %6.1f us)\n",
-                   MODES[mode], m, t_us, floor_us, t_us / floor_us, plan, t_single_us, (double)tc[tc.size() / 2]);
+            printf("bench %-20s m=%3d  median %8.1f us  floor %6.1f us  ratio %6.1fx  (blocks/row %3d; back to back "
+                   "%8.1f us; single-block %8.1f us; d2d copy of the logits %6.1f us)\n",
+                   MODES[mode], m, t_us, floor_us, t_us / floor_us, plan, t_b2b_us, t_single_us, (double)tc[tc.size() / 2]);
             if (m <= KERNELS_SAMPLING_SPLIT_MAX_ROWS) { /* other block counts, for tuning the automatic choice */
                 printf("bench %-20s m=%3d  blocks/row:", MODES[mode], m);
                 for (int nb : {2, 4, 8, 16, 32, 48, 64, 96, 132, 192, 256})
