@@ -106,8 +106,8 @@ typedef struct kernels_sampling_params_t {
 int32_t kernels_sampling_max_vocab(void);
 
 /* Bytes of the workspace that lets kernels_sampling split the rows of a launch of up to
- * min(max_rows, KERNELS_SAMPLING_SPLIT_MAX_ROWS) rows over several blocks (~96 KB a row);
- * 0 when max_rows < 1. */
+ * min(max_rows, KERNELS_SAMPLING_SPLIT_MAX_ROWS) rows over several blocks (~152 KB a row,
+ * 9.5 MiB for 64); 0 when max_rows < 1. */
 size_t kernels_sampling_workspace_bytes(int32_t max_rows);
 /* Blocks per row kernels_sampling uses for m rows (1: the single-block path): blocks_per_row
  * when > 1 (at most KERNELS_SAMPLING_SPLIT_MAX_BLOCKS), 1 when blocks_per_row is 1 or the
