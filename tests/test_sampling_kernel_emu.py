@@ -4,7 +4,9 @@ tests/gpu/emu emulates a CUDA block with 1024 cooperative fibers (barriers, shuf
 ballots are yield points; a barrier not reached by its whole scope aborts as a deadlock), so
 the kernel's logic, its shared-memory protocol and its launcher run in CI against the CPU
 sampler (engine/sampling.c) through the same driver as the GPU test (tests/gpu/test_sampling.cu
---small: few rows, every parameter combination and logits shape, a chi-square check).
+--small: few rows, every parameter combination and logits shape, a chi-square check).  A launch
+of several kernels (the split path: split_p1, split_p2, then the per-row block) runs them in
+order, each grid one block at a time, so global atomics are plain host operations.
 Real-GPU concerns (races without a barrier, resources, speed) stay with tests/gpu.
 LIGHTLLM_EMU_SCALE=N runs N times as many seeds.
 """
@@ -46,8 +48,15 @@ def emu_binary(tmp_path_factory):
     return exe
 
 
-def test_sampling_kernel_on_host_emulator(emu_binary):
+@pytest.mark.parametrize("blocks", ["0", "3"])
+def test_sampling_kernel_on_host_emulator(emu_binary, blocks):
+    """blocks 0: automatic (the split path where the emulated H200 would take it: the larger
+    vocabularies at m = 1); 3: every launch of up to KERNELS_SAMPLING_SPLIT_MAX_ROWS rows split
+    in three (slices of a multiple of 32 tokens: uneven, and empty ones at tiny vocabularies).
+    Either way each case also runs the single-block path against the split path with several
+    block counts (2 .. 256) and requires identical tokens, ranks, top ids and diagnostics."""
     scale = os.environ.get("LIGHTLLM_EMU_SCALE", "1")
-    r = subprocess.run([emu_binary, "--small", "--scale", scale], capture_output=True, text=True, timeout=1800)
+    r = subprocess.run([emu_binary, "--small", "--scale", scale, "--blocks", blocks], capture_output=True, text=True,
+                       timeout=1800)
     print(r.stdout[-20000:])
     assert r.returncode == 0 and "ALL PASSED" in r.stdout, r.stdout[-8000:] + r.stderr[-2000:]

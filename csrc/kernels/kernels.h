@@ -71,7 +71,8 @@ cudaError_t kernels_attention(const void *q, const void *kv_pool, int32_t num_he
                               const int32_t *kv_start, const int32_t *kv_slots, int32_t max_q_len, int32_t max_kv_len,
                               void *out, void *workspace, size_t workspace_bytes, cudaStream_t st);
 
-/* ---- Sampling (csrc/kernels/sampling.cu): logits processing + sampling, one block per row.
+/* ---- Sampling (csrc/kernels/sampling.cu): logits processing + sampling, one block per row
+ * (for few rows, the passes over the row split over several blocks first: see sampling.cu).
  * Reproduces the CPU sampler engine/sampling.c (sampling_sample_row) step for step: logprobs of
  * the raw logits; banned ids and the allowed mask -> -inf; repetition / frequency / presence
  * penalties; greedy argmax (temperature 0 or top_k 1, ties -> lowest id); else the same
@@ -80,6 +81,8 @@ cudaError_t kernels_attention(const void *q, const void *kv_pool, int32_t num_he
 #define KERNELS_SAMPLING_MAX_LOGPROBS 20
 #define KERNELS_SAMPLING_NO_TABLE 1u        /* flags: do not write this row's next-token table entry */
 #define KERNELS_SAMPLING_NUM_DIAG 4         /* doubles per row of the optional diagnostics */
+#define KERNELS_SAMPLING_SPLIT_MAX_BLOCKS 256 /* blocks per row of the split path, at most */
+#define KERNELS_SAMPLING_SPLIT_MAX_ROWS 64  /* rows a workspace is sized for, at most */
 
 /* Per-row parameters (host builds them from sampling_params_t; values must pass
  * sampling_params_validate).  56 bytes, no implicit padding. */
@@ -102,6 +105,16 @@ typedef struct kernels_sampling_params_t {
  * about 450k on H100/H200), or 0 when the device cannot run it. */
 int32_t kernels_sampling_max_vocab(void);
 
+/* Bytes of the workspace that lets kernels_sampling split the rows of a launch of up to
+ * min(max_rows, KERNELS_SAMPLING_SPLIT_MAX_ROWS) rows over several blocks (~152 KB a row,
+ * 9.5 MiB for 64); 0 when max_rows < 1. */
+size_t kernels_sampling_workspace_bytes(int32_t max_rows);
+/* Blocks per row kernels_sampling uses for m rows (1: the single-block path): blocks_per_row
+ * when > 1 (at most KERNELS_SAMPLING_SPLIT_MAX_BLOCKS), 1 when blocks_per_row is 1 or the
+ * workspace is too small for m rows; blocks_per_row <= 0: automatic (two blocks per SM in
+ * all, at least 2048 tokens each; 1 when that is fewer than 2). */
+int32_t kernels_sampling_blocks_per_row(int32_t m, int32_t vocab_size, size_t workspace_bytes, int32_t blocks_per_row);
+
 /* Samples one token per row of logits[m, vocab_size] (fp32, read only; m <= 65535 rows).
  *   params[m]                   per-row parameters.
  *   penalty_offsets[m + 1]      CSR of the penalty set (NULL = no penalties): row i's entries
@@ -121,14 +134,20 @@ int32_t kernels_sampling_max_vocab(void);
  *   diag[m, KERNELS_SAMPLING_NUM_DIAG] or NULL (tests): u (-1: no draw); the draw's distance to
  *   the nearest inverse-CDF boundary and the top_p cut's distance to its target, each relative
  *   to its mass (-1: none); the path (0 greedy, 1 draw in a whole bucket, 2 draw in the
- *   boundary bucket, 3 argmax fallback, 4 last-token fallback; +16: a bucket read from the row).
- * No workspace: everything per row lives in the block's shared memory. */
+ *   boundary bucket, 3 argmax fallback, 4 last-token fallback; +16: a bucket read from the row;
+ *   +32: a window of buckets gathered by the per-row block's own pass over the row).
+ * workspace[workspace_bytes] (device memory, or NULL: single-block path) holds the split path's
+ * per-row partial results (kernels_sampling_workspace_bytes); launches using one workspace must
+ * not run concurrently.  blocks_per_row: see kernels_sampling_blocks_per_row (0 = automatic,
+ * 1 = the single-block path).  Both paths give the same tokens, ranks, top ids and diag;
+ * logprobs can differ in the last bit (the log-sum-exp is summed in another order). */
 cudaError_t kernels_sampling(const float *logits, int32_t m, int32_t vocab_size, const kernels_sampling_params_t *params,
                              const int32_t *penalty_offsets, const int32_t *penalty_ids, const int32_t *penalty_counts,
                              const int32_t *banned_offsets, const int32_t *banned_ids, const uint32_t *allowed_mask,
                              int32_t *out_tokens, float *out_logprobs, int32_t *out_ranks, int32_t *out_top_ids,
                              float *out_top_logprobs, int32_t *next_token_table, const int32_t *table_index,
-                             double *diag, cudaStream_t st);
+                             double *diag, void *workspace, size_t workspace_bytes, int32_t blocks_per_row,
+                             cudaStream_t st);
 
 #ifdef __cplusplus
 }

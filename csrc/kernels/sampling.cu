@@ -1,7 +1,8 @@
-/* sampling.cu — logits processing + sampling on the GPU: one 1024-thread block per row, no
- * full-vocabulary sort, no workspace, logits read only.  The CPU sampler (engine/sampling.c,
- * sampling_sample_row) is the specification; this file re-does its steps with the same
- * float arithmetic so that the same inputs give the same token.
+/* sampling.cu — logits processing + sampling on the GPU: one 1024-thread block per row (for
+ * small batches, helped by several blocks per row: the split path below), no full-vocabulary
+ * sort, logits read only.  The CPU sampler (engine/sampling.c, sampling_sample_row) is the
+ * specification; this file re-does its steps with the same float arithmetic so that the same
+ * inputs give the same token.
  *
  * Per row (all state in shared memory, ~110 KB + 2 bits per token):
  *   0. bitsets of the banned ids and of the penalty ids (CSR inputs), so that every pass can
@@ -37,9 +38,31 @@
  * ~50 instructions a token, so P2 is compute-bound; later passes run it only for tokens that
  * a conservative float prefilter (Row::maybe_bucket) cannot rule out.  Light passes issue
  * kUnroll float4 loads per thread before use.  One block per row leaves m = 1 far from the
- * bandwidth floor (several blocks or a cluster per row would be the next step); large
- * batches fill the GPU with rows.  The sampling phase keeps its loop invariants (Row) in
- * shared memory: 1024 threads have 64 registers each.
+ * bandwidth floor; large batches fill the GPU with rows.  The sampling phase keeps its loop
+ * invariants (Row) in shared memory: 1024 threads have 64 registers each.
+ *
+ * The split path (m rows too few to fill the GPU; kernels_sampling_blocks_per_row picks B):
+ * each row's passes run over B blocks of 512 threads, block j over a slice of the row (a
+ * multiple of 32 tokens), in kernels launched in stream order (no block waits for another;
+ * each kernel's writes are visible to the next), with a workspace (SplitRow per row):
+ *   split_p1      P1 over the slice -> the slice's statistics (argmax packed as a 64-bit max,
+ *                 finite minimum, raw max, (max, sum) of the log-sum-exp, raw top-N); zeroes the
+ *                 row's histograms and flags.
+ *   split_p2      sampled rows: y's max and minimum from the statistics, the slice's bucket
+ *                 counts and fixed-point masses in shared memory, added to the row's with
+ *                 integer atomics (exact, order-independent: the same histograms as P2).
+ *   split_window  sampled rows: the bucket the per-row block will first need (top_k's, else
+ *                 top_p's, min_p's or the draw's) and its window (as ensure_window picks it):
+ *                 the slice's members gathered into the workspace.
+ *   sampling_kernel<true>  the per-row block above, starting from the reduced statistics
+ *                 (thread t < B holds block t's; warps merge the top-N lists), the histograms
+ *                 and the prefetched window instead of reading the row; a window it lacks
+ *                 after all (a wrong guess) it gathers itself.  A rank it cannot read off the
+ *                 top-N list is left to
+ *   split_rank    the count of raw logits above the token's, added to the rank by atomics.
+ * Every decision uses the same integers as the single-block path, so tokens, ranks, top ids
+ * and diag are identical; the log-sum-exp adds the same terms in another order (logprobs
+ * agree to the last bit or so).  LIGHTLLM_SAMPLE_BLOCKS (cuda_sample.c) forces B.
  *
  * Where GPU and CPU can differ (everything else is bit-identical given the same inputs):
  *   - masses: the CPU sums p (the top token's p is 1) in double in its own order; the GPU sums
@@ -77,9 +100,14 @@ constexpr float kMassScale = 4398046511104.0f; /* 2^42: fixed-point mass unit */
 constexpr unsigned kFull = 0xffffffffu;
 constexpr unsigned long long kNoLimit = ~0ull;
 constexpr int kUnroll = 4;                 /* float4 loads in flight per thread in a row pass */
+constexpr int kSplitThreads = 512;         /* threads of a split_p1 / split_p2 block */
+constexpr int kSplitWarps = kSplitThreads / 32;
+constexpr int kSplitMaxBlocks = KERNELS_SAMPLING_SPLIT_MAX_BLOCKS; /* blocks per row */
+constexpr int kSplitMinTokens = 2048;      /* automatic split: tokens per block at least */
 
 enum { MODE_COUNT = 0, MODE_MASS_GE = 1, MODE_MASS_GT = 2 };
-enum { PATH_GREEDY = 0, PATH_BUCKET = 1, PATH_BOUNDARY = 2, PATH_ARGMAX = 3, PATH_LAST = 4, PATH_ROW_SOURCE = 16 };
+enum { PATH_GREEDY = 0, PATH_BUCKET = 1, PATH_BOUNDARY = 2, PATH_ARGMAX = 3, PATH_LAST = 4, PATH_ROW_SOURCE = 16,
+       PATH_ROW_GATHER = 32 };
 
 /* Dynamic shared memory: the fixed part, then two bitsets of ceil(vocab/32) words. */
 struct Smem {
@@ -118,6 +146,8 @@ struct Args {
     int32_t *table;
     const int32_t *table_index;
     double *diag;
+    int32_t split, slice; /* split > 1: the split path, `split` blocks of `slice` tokens per row */
+    void *ws;             /* split: SplitRow[m] */
 };
 
 /* ------------------------------------------------------------------ arithmetic shared with the CPU */
@@ -176,7 +206,8 @@ __device__ __forceinline__ unsigned long long mass_fx(float p) { return __float2
 
 /* ------------------------------------------------------------------ block helpers */
 
-__device__ __forceinline__ unsigned long long block_max_u64(unsigned long long v, Smem &s)
+template <int NT = kThreads, class S>
+__device__ __forceinline__ unsigned long long block_max_u64(unsigned long long v, S &s)
 {
     for (int o = 16; o > 0; o >>= 1) {
         const unsigned long long w = __shfl_xor_sync(kFull, v, o);
@@ -185,13 +216,14 @@ __device__ __forceinline__ unsigned long long block_max_u64(unsigned long long v
     if ((threadIdx.x & 31) == 0) s.red_u64[threadIdx.x >> 5] = v;
     __syncthreads();
     unsigned long long r = s.red_u64[0];
-    for (int w = 1; w < kWarps; w++) r = s.red_u64[w] > r ? s.red_u64[w] : r;
+    for (int w = 1; w < NT / 32; w++) r = s.red_u64[w] > r ? s.red_u64[w] : r;
     __syncthreads();
     return r;
 }
 
 /* op 0: max, 1: min, 2: sum */
-__device__ __forceinline__ int block_reduce_i32(int v, int op, Smem &s)
+template <int NT = kThreads, class S>
+__device__ __forceinline__ int block_reduce_i32(int v, int op, S &s)
 {
     for (int o = 16; o > 0; o >>= 1) {
         const int w = __shfl_xor_sync(kFull, v, o);
@@ -200,29 +232,33 @@ __device__ __forceinline__ int block_reduce_i32(int v, int op, Smem &s)
     if ((threadIdx.x & 31) == 0) s.red_i32[threadIdx.x >> 5] = v;
     __syncthreads();
     int r = s.red_i32[0];
-    for (int w = 1; w < kWarps; w++) r = op == 0 ? max(r, s.red_i32[w]) : op == 1 ? min(r, s.red_i32[w]) : r + s.red_i32[w];
+    for (int w = 1; w < NT / 32; w++) r = op == 0 ? max(r, s.red_i32[w]) : op == 1 ? min(r, s.red_i32[w]) : r + s.red_i32[w];
     __syncthreads();
     return r;
 }
 
-__device__ __forceinline__ double block_sum_f64(double v, Smem &s)
+template <int NT = kThreads, class S>
+__device__ __forceinline__ double block_sum_f64(double v, S &s)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
     if ((threadIdx.x & 31) == 0) s.red_f64[threadIdx.x >> 5] = v;
     __syncthreads();
     double r = s.red_f64[0];
-    for (int w = 1; w < kWarps; w++) r += s.red_f64[w];
+    for (int w = 1; w < NT / 32; w++) r += s.red_f64[w];
     __syncthreads();
     return r;
 }
 
-/* In-place exclusive prefix sum of a[kThreads * 4] (4 consecutive entries per thread). */
-template <class T>
-__device__ void block_exclusive_scan4(T *a, T *warp_totals)
+/* In-place exclusive prefix sum of a[kMaxBuckets] by NT threads (E consecutive entries each). */
+template <int NT = kThreads, class T>
+__device__ void block_exclusive_scan(T *a, T *warp_totals)
 {
+    constexpr int E = kMaxBuckets / NT;
+    static_assert(E * NT == kMaxBuckets, "kMaxBuckets must be a multiple of the block size");
     const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
-    const T v0 = a[4 * t], v1 = a[4 * t + 1], v2 = a[4 * t + 2], v3 = a[4 * t + 3];
-    const T sum = v0 + v1 + v2 + v3;
+    T v[E], sum = 0;
+#pragma unroll
+    for (int e = 0; e < E; e++) sum += (v[e] = a[E * t + e]);
     T inc = sum;
     for (int o = 1; o < 32; o <<= 1) {
         const T n = __shfl_up_sync(kFull, inc, o);
@@ -232,11 +268,12 @@ __device__ void block_exclusive_scan4(T *a, T *warp_totals)
     __syncthreads();
     T pre = 0;
     for (int w = 0; w < warp; w++) pre += warp_totals[w];
-    const T ex = pre + inc - sum;
-    a[4 * t] = ex;
-    a[4 * t + 1] = ex + v0;
-    a[4 * t + 2] = ex + v0 + v1;
-    a[4 * t + 3] = ex + v0 + v1 + v2;
+    T ex = pre + inc - sum;
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+        a[E * t + e] = ex;
+        ex += v[e];
+    }
     __syncthreads();
 }
 
@@ -293,10 +330,10 @@ struct Row {
     int vocab;
     bool vec;                         /* float4 loads allowed */
     const uint32_t *mask;             /* [ceil(vocab/32)] or NULL */
-    const uint32_t *banned;           /* shared bitset or NULL */
-    const uint32_t *penalized;        /* shared bitset or NULL */
-    const int32_t *pen_ids, *pen_cnt; /* this row's CSR slice */
-    int pen_n;
+    const uint32_t *banned;           /* shared bitset of tokens [32 word0, ...) or NULL */
+    const uint32_t *penalized;        /* shared bitset of tokens [32 word0, ...) or NULL */
+    const int32_t *pen_ids, *pen_cnt; /* this row's CSR entries with ids in the tokens covered */
+    int pen_n, word0;
     bool use_rep, use_out;
     float rep, presence, frequency;
     /* sampling (after P1) */
@@ -309,8 +346,8 @@ struct Row {
     __device__ __forceinline__ float final_logit(int i, float v) const
     {
         if (mask && !((mask[i >> 5] >> (i & 31)) & 1u)) return -__int_as_float(0x7f800000);
-        if (banned && ((banned[i >> 5] >> (i & 31)) & 1u)) return -__int_as_float(0x7f800000);
-        if (penalized && ((penalized[i >> 5] >> (i & 31)) & 1u)) {
+        if (banned && ((banned[(i >> 5) - word0] >> (i & 31)) & 1u)) return -__int_as_float(0x7f800000);
+        if (penalized && ((penalized[(i >> 5) - word0] >> (i & 31)) & 1u)) {
             int lo = 0, hi = pen_n; /* first entry >= i */
             while (lo < hi) {
                 const int mid = (lo + hi) >> 1;
@@ -370,26 +407,34 @@ struct Row {
         return true;
     }
 
-    /* f(i, raw logit) for every token: 4 consecutive tokens per thread per step, the loads of
-     * U steps issued before any use.  A light f (a compare) needs U = kUnroll for memory
-     * parallelism (one block per row); a heavy f (the exact bucket arithmetic) hides the
-     * latency itself and takes U = 1 (16 inlined copies would spill).  Per-thread trip counts
-     * differ: f must not contain barriers or warp operations. */
-    template <int U, class F>
-    __device__ __forceinline__ void for_each(F &&f) const
+    /* f(i, raw logit) for every token of [lo, hi) (lo a multiple of 4; hi too when vec) by a
+     * block of NT threads: 4 consecutive tokens per thread per step, the loads of U steps issued
+     * before any use.  A light f (a compare) needs U = kUnroll for memory parallelism (one block
+     * per row); a heavy f (the exact bucket arithmetic) hides the latency itself and takes U = 1
+     * (16 inlined copies would spill).  Per-thread trip counts differ: f must not contain
+     * barriers or warp operations. */
+    template <int NT, int U, class F>
+    __device__ __forceinline__ void for_range(int lo, int hi, F &&f) const
     {
-        for (int base0 = threadIdx.x * 4; base0 < vocab; base0 += 4 * kThreads * U) {
+        for (int base0 = lo + threadIdx.x * 4; base0 < hi; base0 += 4 * NT * U) {
             float v[U][4];
 #pragma unroll
-            for (int u = 0; u < U; u++) load4(x, base0 + u * 4 * kThreads, vocab, vec, v[u]);
+            for (int u = 0; u < U; u++) load4(x, base0 + u * 4 * NT, hi, vec, v[u]);
 #pragma unroll
             for (int u = 0; u < U; u++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int i = base0 + u * 4 * kThreads + e;
-                    if (i < vocab) f(i, v[u][e]);
+                    const int i = base0 + u * 4 * NT + e;
+                    if (i < hi) f(i, v[u][e]);
                 }
         }
+    }
+
+    /* for_range over the whole row by the 1024-thread block */
+    template <int U, class F>
+    __device__ __forceinline__ void for_each(F &&f) const
+    {
+        for_range<kThreads, U>(0, vocab, f);
     }
 };
 
@@ -404,14 +449,14 @@ struct Found {
 struct Window {
     int lo, hi; /* buckets [lo, hi] are in shared memory; lo > hi: none */
     unsigned int n;
+    int gathers; /* windows gathered by a pass over the row */
 };
 
-/* Makes bucket b readable from the window when it fits (else returns false: read the row).
- * The window is the longest run of buckets ending at b that fits, extended forward. */
-__device__ bool ensure_window(const Row &r, Smem &s, Window &w, int b)
+/* The window's buckets [blo, bhi] for bucket b (b < tail) from the exclusive count prefix cnt:
+ * the longest run of buckets ending at b whose members fit, extended forward; false when b
+ * alone does not fit. */
+__device__ __forceinline__ bool window_range(const unsigned int *cnt, int tail, int b, int &blo, int &bhi)
 {
-    if (b >= w.lo && b <= w.hi) return true;
-    const unsigned int *cnt = s.count;
     if (cnt[b + 1] - cnt[b] > (unsigned)kWindow) return false;
     const unsigned int need = cnt[b + 1] > (unsigned)kWindow ? cnt[b + 1] - kWindow : 0u;
     int lo = 0, hi = b; /* first lo with cnt[lo] >= need */
@@ -420,16 +465,26 @@ __device__ bool ensure_window(const Row &r, Smem &s, Window &w, int b)
         if (cnt[mid] >= need) hi = mid;
         else lo = mid + 1;
     }
-    const int blo = lo;
+    blo = lo;
     const unsigned int cap = cnt[blo] + kWindow;
     lo = b;
-    hi = r.tail - 1; /* last h with cnt[h + 1] <= cap */
+    hi = tail - 1; /* last h with cnt[h + 1] <= cap */
     while (lo < hi) {
         const int mid = (lo + hi + 1) >> 1;
         if (cnt[mid + 1] <= cap) lo = mid;
         else hi = mid - 1;
     }
-    const int bhi = lo;
+    bhi = lo;
+    return true;
+}
+
+/* Makes bucket b readable from the window when it fits (else returns false: read the row):
+ * the members of window_range's buckets, gathered by a pass over the row. */
+__device__ bool ensure_window(const Row &r, Smem &s, Window &w, int b)
+{
+    if (b >= w.lo && b <= w.hi) return true;
+    int blo, bhi;
+    if (!window_range(s.count, r.tail, b, blo, bhi)) return false;
     if (threadIdx.x == 0) s.win_n = 0;
     __syncthreads();
     r.for_each<1>([&](int i, float raw) {
@@ -447,6 +502,7 @@ __device__ bool ensure_window(const Row &r, Smem &s, Window &w, int b)
     w.lo = blo;
     w.hi = bhi;
     w.n = s.win_n;
+    w.gathers++;
     __syncthreads();
     return true;
 }
@@ -595,6 +651,493 @@ __device__ Prefix prefix_of_length(const Row &r, Smem &s, Window &w, long long k
     return e;
 }
 
+/* ------------------------------------------------------------------ pieces shared by both paths */
+
+/* The row's fields (Row::final_logit's inputs) for tokens [lo, hi) of row `row` (lo a multiple
+ * of 32): the banned and penalized bitsets of those tokens are built in bits[2 * ceil((hi - lo)
+ * / 32)] (shared memory) and only the penalty entries with ids in [lo, hi) are kept (the CSR is
+ * ascending).  Block-uniform call by NT threads (barriers inside). */
+template <int NT>
+__device__ void row_init(Row &r, const Args &a, const kernels_sampling_params_t &P, int row, int lo, int hi,
+                         uint32_t *bits)
+{
+    const int tid = threadIdx.x, vocab = a.vocab, words = (vocab + 31) / 32, nw = (hi - lo + 31) / 32;
+    r.x = a.logits + (size_t)row * vocab;
+    r.vocab = vocab;
+    r.vec = (vocab & 3) == 0 && (((uintptr_t)a.logits) & 15u) == 0;
+    r.mask = a.mask ? a.mask + (size_t)row * words : nullptr;
+    r.use_rep = P.repetition_penalty != 1.0f;
+    r.use_out = P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
+    r.rep = P.repetition_penalty;
+    r.presence = P.presence_penalty;
+    r.frequency = P.frequency_penalty;
+    const int ban_lo = a.ban_off ? a.ban_off[row] : 0, ban_hi = a.ban_off ? a.ban_off[row + 1] : 0;
+    int pen_lo = a.pen_off ? a.pen_off[row] : 0, pen_hi = a.pen_off ? a.pen_off[row + 1] : 0;
+    const bool has_ban = ban_hi > ban_lo, has_pen = pen_hi > pen_lo && (r.use_rep || r.use_out);
+    if (has_pen) { /* the entries with ids in [lo, hi) */
+        int l = pen_lo, h = pen_hi;
+        while (l < h) {
+            const int mid = (l + h) >> 1;
+            if (a.pen_ids[mid] < lo) l = mid + 1;
+            else h = mid;
+        }
+        const int first = l;
+        h = pen_hi;
+        while (l < h) {
+            const int mid = (l + h) >> 1;
+            if (a.pen_ids[mid] < hi) l = mid + 1;
+            else h = mid;
+        }
+        pen_lo = first;
+        pen_hi = l;
+    }
+    uint32_t *banned_bits = bits, *pen_bits = bits + nw;
+    r.word0 = lo >> 5;
+    r.banned = has_ban ? banned_bits : nullptr;
+    r.penalized = has_pen ? pen_bits : nullptr;
+    r.pen_ids = has_pen ? a.pen_ids + pen_lo : nullptr;
+    r.pen_cnt = has_pen ? a.pen_cnt + pen_lo : nullptr;
+    r.pen_n = has_pen ? pen_hi - pen_lo : 0;
+    r.id_bits = vocab > 1 ? 32 - __clz(vocab - 1) : 1;
+    if (has_ban || has_pen) {
+        for (int w = tid; w < nw; w += NT) {
+            banned_bits[w] = 0;
+            pen_bits[w] = 0;
+        }
+        __syncthreads();
+        for (int j = ban_lo + tid; j < ban_hi; j += NT) {
+            const int id = a.ban_ids[j];
+            if (id >= lo && id < hi) atomicOr(&banned_bits[(id >> 5) - r.word0], 1u << (id & 31));
+        }
+        if (has_pen)
+            for (int j = pen_lo + tid; j < pen_hi; j += NT) {
+                const int id = a.pen_ids[j];
+                if (id >= lo && id < hi) atomicOr(&pen_bits[(id >> 5) - r.word0], 1u << (id & 31));
+            }
+        __syncthreads();
+    }
+}
+
+/* The sampling fields of the row (sampling.c sample_tempered: the buckets' span), from y's max
+ * mfin and y's finite minimum (as a float_key). */
+__device__ __forceinline__ void row_begin_sampling(Row &r, float mfin, int32_t min_key, float temperature)
+{
+    const float lo_v = key_float(min_key);
+    float span = __fdiv_rn(__fsub_rn(mfin, lo_v), temperature);
+    if (!(span >= 1e-6f)) span = 1.0f;
+    else if (span > kZCut) span = kZCut;
+    r.m = mfin;
+    r.temperature = temperature;
+    r.tail = r.vocab + 1 < kMaxBuckets - 1 ? r.vocab + 1 : kMaxBuckets - 1;
+    r.inv_w = __fdiv_rn((float)(r.tail - 1), span);
+    r.top = (float)(r.tail - 1);
+    r.fscale = r.inv_w / temperature;
+    r.rtemp = 1.0f / temperature;
+    r.top_bits = __float_as_uint(r.top);
+}
+
+/* y's max (NaN when no token has a non-NaN y) from P1's packed argmax. */
+__device__ __forceinline__ float best_value(unsigned long long best)
+{
+    return best == 0 ? __int_as_float(0x7fffffff) : key_float((int32_t)((uint32_t)(best >> 32) ^ 0x80000000u));
+}
+
+/* One thread's P1 statistics: the raw max (float_key), the online log-sum-exp (run_max,
+ * run_sum), y's packed argmax and finite minimum, and its warp's raw top-N list (lane l holds
+ * entry l; (wv, wi) is entry num_top - 1). */
+struct P1Acc {
+    int raw_max_key, min_key;
+    float run_max;
+    double run_sum;
+    unsigned long long best; /* (key ^ sign) << 32 | ~id: max = largest key, then smallest id */
+    float lv, wv;
+    int li, wi;
+};
+
+__device__ __forceinline__ void p1_init(P1Acc &q)
+{
+    q.raw_max_key = INT32_MIN;
+    q.min_key = INT32_MAX;
+    q.run_max = -__int_as_float(0x7f800000);
+    q.run_sum = 0.0;
+    q.best = 0;
+    q.lv = q.wv = -__int_as_float(0x7f800000);
+    q.li = q.wi = INT32_MAX;
+}
+
+/* P1 over tokens [lo, hi) by a block of NT threads: the walk of Row::for_range, but with a
+ * block-uniform trip count (warp operations inside). */
+template <int NT>
+__device__ __forceinline__ void p1_range(const Row &r, int lo, int hi, bool want_lp, int num_top, P1Acc &q)
+{
+    const float NEG_INF = -__int_as_float(0x7f800000);
+    const int iters = (hi - lo + 4 * NT * kUnroll - 1) / (4 * NT * kUnroll);
+    for (int it = 0; it < iters; it++) {
+        const int base0 = lo + it * 4 * NT * kUnroll + (int)threadIdx.x * 4;
+        float v[kUnroll][4];
+#pragma unroll
+        for (int u = 0; u < kUnroll; u++) load4(r.x, base0 + u * 4 * NT, hi, r.vec, v[u]);
+#pragma unroll
+        for (int e = 0; e < 4 * kUnroll; e++) {
+            const int i = base0 + (e >> 2) * 4 * NT + (e & 3);
+            const float xv = v[e >> 2][e & 3];
+            if (i >= hi) continue;
+            if (want_lp && xv == xv) { /* NaN never counts */
+                q.raw_max_key = max(q.raw_max_key, float_key(xv));
+                if (xv > q.run_max) {
+                    q.run_sum = q.run_sum * (double)expf(q.run_max - xv) + 1.0;
+                    q.run_max = xv;
+                } else if (xv > NEG_INF) {
+                    q.run_sum += (double)expf(xv - q.run_max);
+                }
+            }
+            const float y = r.final_logit(i, xv);
+            if (y != y) continue;
+            const int32_t k = float_key(y);
+            const unsigned long long packed =
+                ((unsigned long long)((uint32_t)k ^ 0x80000000u) << 32) | (unsigned long long)(0xFFFFFFFFu - (uint32_t)i);
+            q.best = packed > q.best ? packed : q.best;
+            if (y > NEG_INF && y < -NEG_INF) q.min_key = min(q.min_key, k);
+        }
+        if (num_top > 0) {
+#pragma unroll
+            for (int e = 0; e < 4 * kUnroll; e++) {
+                const int i = base0 + (e >> 2) * 4 * NT + (e & 3);
+                const float xv = v[e >> 2][e & 3];
+                warp_top_offer(q.lv, q.li, q.wv, q.wi, xv, i, i < hi && xv == xv, num_top);
+            }
+        }
+    }
+}
+
+/* Merges the NT / 32 warps' top-N lists into warp 0's (q.lv, q.li); scratch: [NT / 32][kMaxTop]
+ * (value bits, id) in shared memory.  Block-uniform call (a barrier inside); the caller
+ * synchronises before scratch is reused. */
+template <int NT>
+__device__ __forceinline__ void top_merge_warps(P1Acc &q, int num_top, int2 *scratch)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane < num_top) scratch[warp * kMaxTop + lane] = make_int2(__float_as_int(q.lv), q.li);
+    __syncthreads();
+    if (warp == 0) {
+        q.lv = q.wv = -__int_as_float(0x7f800000);
+        q.li = q.wi = INT32_MAX;
+        for (int c = 0; c < (NT / 32) * kMaxTop / 32; c++) {
+            const int idx = c * 32 + lane;
+            const int2 e = scratch[idx];
+            const bool ok = (idx % kMaxTop) < num_top && e.y != INT32_MAX;
+            warp_top_offer(q.lv, q.li, q.wv, q.wi, __int_as_float(e.x), e.y, ok, num_top);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ the split path (small m)
+ *
+ * split_p1 and split_p2 each run `split` blocks of kSplitThreads per row, block j over the
+ * tokens [j * slice, (j + 1) * slice) (slice a multiple of 32; the last slices may be short or
+ * empty): split_p1 writes its slice's P1 statistics to the workspace (SplitPart) and zeroes
+ * its share of the row's histograms; split_p2 (rows that sample) reduces the P1 statistics it
+ * needs (y's max and finite minimum), builds the slice's bucket histograms in shared memory
+ * and adds them to the row's with integer atomics (exact, order-independent).  sampling_kernel
+ * then starts from the reduced state instead of reading the row for P1 and P2.  Stream order
+ * makes each kernel's writes visible to the next; no block waits for another. */
+
+/* One block's P1 statistics over its slice. */
+struct SplitPart {
+    unsigned long long best; /* packed argmax of y (0: none) */
+    double run_sum;          /* sum of exp(raw - run_max) over the slice (logprobs on) */
+    float run_max;           /* the slice's raw max; -inf when it is not finite (logprobs on) */
+    int raw_max_key, min_key, pad;
+    int2 top[kMaxTop];       /* the slice's raw top-N (value bits, id); (-inf, INT32_MAX): empty */
+};
+
+/* The workspace of one row. */
+struct SplitRow {
+    SplitPart part[kSplitMaxBlocks];
+    unsigned long long mass[kMaxBuckets]; /* bucket mass (fixed point), summed over the blocks */
+    unsigned long long win_key[kWindow];  /* the prefetched window's members (any order): rank key, */
+    unsigned int count[kMaxBuckets];      /* bucket count, summed over the blocks */
+    float win_p[kWindow];                 /*   p, */
+    unsigned short win_bucket[kWindow];   /*   bucket */
+    unsigned int num_min_p;               /* tokens with p >= min_p */
+    unsigned int win_n;                   /* members gathered */
+    int win_lo, win_hi;                   /* the window's buckets; win_lo > win_hi: none */
+    int rank_pending;                     /* the per-row block left the rank to split_rank */
+    float rank_v;                         /* then: the token's raw logit */
+    unsigned int pad[2];
+};
+
+struct SplitP1Smem {
+    int2 scratch[kSplitWarps * kMaxTop];
+    unsigned long long red_u64[kSplitWarps];
+    double red_f64[kSplitWarps];
+    int red_i32[kSplitWarps];
+};
+
+struct SplitP2Smem {
+    unsigned long long mass[kMaxBuckets];
+    unsigned int count[kMaxBuckets];
+    unsigned long long red_u64[kSplitWarps];
+    double red_f64[kSplitWarps];
+    int red_i32[kSplitWarps];
+    alignas(8) unsigned char row[160];
+};
+
+__device__ __forceinline__ SplitRow &split_row(const Args &a, int row) { return reinterpret_cast<SplitRow *>(a.ws)[row]; }
+
+/* y's max over the row (NaN: none) and y's finite minimum (min_key), from the blocks' P1
+ * statistics.  Block-uniform call by the split kernel's threads. */
+__device__ float split_row_max(const Args &a, const SplitRow &w, SplitP2Smem &s, int &min_key)
+{
+    unsigned long long best = 0;
+    int mk = INT32_MAX;
+    for (int t = threadIdx.x; t < a.split; t += kSplitThreads) {
+        best = w.part[t].best > best ? w.part[t].best : best;
+        mk = min(mk, w.part[t].min_key);
+    }
+    best = block_max_u64<kSplitThreads>(best, s);
+    min_key = block_reduce_i32<kSplitThreads>(mk, 1, s);
+    return best_value(best);
+}
+
+/* The bucket the per-row block will first need the members of (a guess that is usually right;
+ * a wrong guess costs that block one pass over the row, never a wrong result): top_k's
+ * boundary bucket, else top_p's, else min_p's, else the draw's (over all tokens).  cnt / mass:
+ * exclusive prefix sums. */
+__device__ int split_first_bucket(const kernels_sampling_params_t &P, const unsigned int *cnt,
+                                  const unsigned long long *mass, int tail, int vocab, unsigned int num_min_p)
+{
+    auto first_count = [&](long long k) { /* first b whose inclusive count reaches k (tail: none) */
+        int lo = 0, hi = tail;
+        while (lo < hi) {
+            const int mid = (lo + hi) >> 1;
+            if ((long long)cnt[mid + 1] >= k) hi = mid;
+            else lo = mid + 1;
+        }
+        return lo;
+    };
+    if (P.top_k > 1 && P.top_k < vocab) {
+        const int b = first_count(P.top_k);
+        if (b < tail) return b;
+    }
+    const double total = (double)mass[tail];
+    double target;
+    bool strict = false;
+    if (P.top_p < 1.0f) {
+        target = (double)P.top_p * total;
+    } else if (P.min_p > 0.0f) {
+        return first_count(num_min_p);
+    } else {
+        target = philox_uniform(P.rng_key, P.rng_counter) * total;
+        strict = true;
+    }
+    int lo = 0, hi = tail;
+    while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if (strict ? (double)mass[mid + 1] > target : (double)mass[mid + 1] >= target) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+/* Dynamic shared memory of a split kernel: its fixed part, then two bitsets of the slice. */
+template <class S>
+size_t split_smem_bytes(int32_t slice) { return sizeof(S) + 2 * sizeof(uint32_t) * (size_t)((slice + 31) / 32); }
+
+__global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_p1_kernel(Args a)
+{
+#ifdef KERNELS_SAMPLING_EMULATE
+    unsigned char *smem_raw = emu_shared_memory();
+#else
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+#endif
+    SplitP1Smem &s = *reinterpret_cast<SplitP1Smem *>(smem_raw);
+    const int row = blockIdx.x / a.split, j = blockIdx.x % a.split, tid = threadIdx.x, lane = tid & 31;
+    const int lo = min(j * a.slice, a.vocab), hi = min(lo + a.slice, a.vocab);
+    const kernels_sampling_params_t P = a.params[row];
+    const float NEG_INF = -__int_as_float(0x7f800000);
+    SplitRow &w = split_row(a, row);
+    for (int b = j * kSplitThreads + tid; b < kMaxBuckets; b += a.split * kSplitThreads) {
+        w.count[b] = 0;
+        w.mass[b] = 0;
+    }
+    if (j == 0 && tid == 0) {
+        w.num_min_p = 0;
+        w.win_n = 0;
+        w.win_lo = 1;
+        w.win_hi = 0;
+        w.rank_pending = 0;
+    }
+
+    Row r;
+    row_init<kSplitThreads>(r, a, P, row, lo, hi, reinterpret_cast<uint32_t *>(smem_raw + sizeof(SplitP1Smem)));
+    const int num_lp = P.num_logprobs;
+    const int num_top = num_lp > kMaxTop ? kMaxTop : (num_lp > 0 ? num_lp : 0);
+    const bool want_lp = num_lp >= 0;
+    P1Acc q;
+    p1_init(q);
+    p1_range<kSplitThreads>(r, lo, hi, want_lp, num_top, q);
+    const unsigned long long best = block_max_u64<kSplitThreads>(q.best, s);
+    const int min_key = block_reduce_i32<kSplitThreads>(q.min_key, 1, s);
+    int raw_max_key = INT32_MIN;
+    float run_max = NEG_INF;
+    double run_sum = 0.0;
+    if (want_lp) {
+        raw_max_key = block_reduce_i32<kSplitThreads>(q.raw_max_key, 0, s);
+        const float mraw = key_float(raw_max_key);
+        if (mraw > NEG_INF && mraw < -NEG_INF) {
+            const double part = q.run_max > NEG_INF ? q.run_sum * exp((double)q.run_max - (double)mraw) : 0.0;
+            run_sum = block_sum_f64<kSplitThreads>(part, s);
+            run_max = mraw;
+        }
+    }
+    SplitPart &out = w.part[j];
+    if (num_top > 0) {
+        top_merge_warps<kSplitThreads>(q, num_top, s.scratch);
+        if (tid < 32 && lane < kMaxTop)
+            out.top[lane] = lane < num_top ? make_int2(__float_as_int(q.lv), q.li) : make_int2(__float_as_int(NEG_INF), INT32_MAX);
+    }
+    if (tid == 0) {
+        out.best = best;
+        out.run_sum = run_sum;
+        out.run_max = run_max;
+        out.raw_max_key = raw_max_key;
+        out.min_key = min_key;
+        out.pad = 0;
+    }
+}
+
+__global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_p2_kernel(Args a)
+{
+#ifdef KERNELS_SAMPLING_EMULATE
+    unsigned char *smem_raw = emu_shared_memory();
+#else
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+#endif
+    SplitP2Smem &s = *reinterpret_cast<SplitP2Smem *>(smem_raw);
+    const int row = blockIdx.x / a.split, j = blockIdx.x % a.split, tid = threadIdx.x;
+    const kernels_sampling_params_t P = a.params[row];
+    if (P.temperature == 0.0f || P.top_k == 1) return; /* greedy: no histograms */
+    const float NEG_INF = -__int_as_float(0x7f800000);
+    SplitRow &w = split_row(a, row);
+    int min_key;
+    const float mfin = split_row_max(a, w, s, min_key);
+    if (!(mfin > NEG_INF && mfin < -NEG_INF)) return; /* sampling_kernel takes the argmax */
+    const int lo = min(j * a.slice, a.vocab), hi = min(lo + a.slice, a.vocab);
+    Row rl;
+    row_init<kSplitThreads>(rl, a, P, row, lo, hi, reinterpret_cast<uint32_t *>(smem_raw + sizeof(SplitP2Smem)));
+    row_begin_sampling(rl, mfin, min_key, P.temperature);
+    static_assert(sizeof(Row) <= sizeof(s.row), "SplitP2Smem::row too small");
+    if (tid == 0) *reinterpret_cast<Row *>(s.row) = rl;
+    for (int b = tid; b < kMaxBuckets; b += kSplitThreads) {
+        s.count[b] = 0;
+        s.mass[b] = 0;
+    }
+    __syncthreads();
+    const Row &r = *reinterpret_cast<const Row *>(s.row);
+    const float min_p = P.min_p;
+    int num_min_p = 0;
+    r.for_range<kSplitThreads, 1>(lo, hi, [&](int i, float raw) {
+        int bk;
+        unsigned long long key;
+        float p;
+        if (!r.member(i, raw, 0, r.tail - 1, bk, key, p) || bk == r.tail) return; /* the tail: no mass */
+        atomicAdd(&s.count[bk], 1u);
+        atomicAdd(&s.mass[bk], mass_fx(p));
+        num_min_p += min_p > 0.0f && p >= min_p;
+    });
+    num_min_p = block_reduce_i32<kSplitThreads>(num_min_p, 2, s); /* barriers: the histograms are complete */
+    for (int b = tid; b < r.tail; b += kSplitThreads)
+        if (s.count[b]) {
+            atomicAdd(&w.count[b], s.count[b]);
+            atomicAdd(&w.mass[b], s.mass[b]);
+        }
+    if (tid == 0 && num_min_p > 0) atomicAdd(&w.num_min_p, (unsigned int)num_min_p);
+}
+
+/* The members of the window the per-row block will most likely need first (split_first_bucket,
+ * window_range), gathered from every slice into the workspace. */
+__global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_window_kernel(Args a)
+{
+#ifdef KERNELS_SAMPLING_EMULATE
+    unsigned char *smem_raw = emu_shared_memory();
+#else
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+#endif
+    SplitP2Smem &s = *reinterpret_cast<SplitP2Smem *>(smem_raw);
+    const int row = blockIdx.x / a.split, j = blockIdx.x % a.split, tid = threadIdx.x;
+    const kernels_sampling_params_t P = a.params[row];
+    if (P.temperature == 0.0f || P.top_k == 1) return;
+    const float NEG_INF = -__int_as_float(0x7f800000);
+    SplitRow &w = split_row(a, row);
+    int min_key;
+    const float mfin = split_row_max(a, w, s, min_key);
+    if (!(mfin > NEG_INF && mfin < -NEG_INF)) return;
+    const int lo = min(j * a.slice, a.vocab), hi = min(lo + a.slice, a.vocab);
+    Row rl;
+    row_init<kSplitThreads>(rl, a, P, row, lo, hi, reinterpret_cast<uint32_t *>(smem_raw + sizeof(SplitP2Smem)));
+    row_begin_sampling(rl, mfin, min_key, P.temperature);
+    if (tid == 0) *reinterpret_cast<Row *>(s.row) = rl;
+    for (int b = tid; b < kMaxBuckets; b += kSplitThreads) {
+        s.count[b] = w.count[b];
+        s.mass[b] = w.mass[b];
+    }
+    __syncthreads();
+    block_exclusive_scan<kSplitThreads>(s.count, reinterpret_cast<unsigned int *>(s.red_i32));
+    block_exclusive_scan<kSplitThreads>(s.mass, s.red_u64);
+    const Row &r = *reinterpret_cast<const Row *>(s.row);
+    const int b = split_first_bucket(P, s.count, s.mass, r.tail, a.vocab, w.num_min_p);
+    int blo, bhi;
+    if (b >= r.tail || !window_range(s.count, r.tail, b, blo, bhi)) return;
+    r.for_range<kSplitThreads, 1>(lo, hi, [&](int i, float raw) {
+        int bk;
+        unsigned long long key;
+        float p;
+        if (r.member(i, raw, blo, bhi, bk, key, p) && bk >= blo && bk <= bhi) {
+            const unsigned int slot = atomicAdd(&w.win_n, 1u);
+            if (slot < (unsigned)kWindow) { /* always: the histograms counted these members */
+                w.win_key[slot] = key;
+                w.win_p[slot] = p;
+                w.win_bucket[slot] = (unsigned short)bk;
+            }
+        }
+    });
+    if (j == 0 && tid == 0) {
+        w.win_lo = blo;
+        w.win_hi = bhi;
+    }
+}
+
+/* The rank's pass when the per-row block could not read it off the top-N list: adds the number
+ * of the slice's raw logits above the token's to the row's rank (1 + those above). */
+__global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_rank_kernel(Args a)
+{
+#ifdef KERNELS_SAMPLING_EMULATE
+    unsigned char *smem_raw = emu_shared_memory();
+#else
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+#endif
+    SplitP1Smem &s = *reinterpret_cast<SplitP1Smem *>(smem_raw);
+    const int row = blockIdx.x / a.split, j = blockIdx.x % a.split;
+    const SplitRow &w = split_row(a, row);
+    if (!w.rank_pending) return;
+    const float v = w.rank_v;
+    const int lo = min(j * a.slice, a.vocab), hi = min(lo + a.slice, a.vocab);
+    Row r; /* only the raw logits */
+    r.x = a.logits + (size_t)row * a.vocab;
+    r.vocab = a.vocab;
+    r.vec = (a.vocab & 3) == 0 && (((uintptr_t)a.logits) & 15u) == 0;
+    int above = 0;
+    r.for_range<kSplitThreads, kUnroll>(lo, hi, [&](int, float raw) { above += raw > v; });
+    above = block_reduce_i32<kSplitThreads>(above, 2, s);
+    if (threadIdx.x == 0 && above > 0) atomicAdd(&a.ranks[row], above);
+}
+
+/* ------------------------------------------------------------------ the per-row block */
+
+/* kSplit: P1 and P2 come from the split kernels (a.split > 1); a separate instantiation, so that
+ * the single-block path's register allocation is not burdened by the other's code. */
+template <bool kSplit>
 __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
 {
 #ifdef KERNELS_SAMPLING_EMULATE /* tests/gpu/emu runs this file on the host */
@@ -607,134 +1150,63 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     const int vocab = a.vocab;
     const kernels_sampling_params_t P = a.params[row];
     const float NEG_INF = -__int_as_float(0x7f800000);
-    const int words = (vocab + 31) / 32;
-    uint32_t *banned_bits = reinterpret_cast<uint32_t *>(smem_raw + sizeof(Smem));
-    uint32_t *pen_bits = banned_bits + words;
 
     Row rl; /* built by every thread, published by thread 0: see Smem::row */
     Row &r = rl;
-    r.x = a.logits + (size_t)row * vocab;
-    r.vocab = vocab;
-    r.vec = (vocab & 3) == 0 && (((uintptr_t)a.logits) & 15u) == 0;
-    r.mask = a.mask ? a.mask + (size_t)row * words : nullptr;
-    r.use_rep = P.repetition_penalty != 1.0f;
-    r.use_out = P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
-    r.rep = P.repetition_penalty;
-    r.presence = P.presence_penalty;
-    r.frequency = P.frequency_penalty;
-    const int ban_lo = a.ban_off ? a.ban_off[row] : 0, ban_hi = a.ban_off ? a.ban_off[row + 1] : 0;
-    const int pen_lo = a.pen_off ? a.pen_off[row] : 0, pen_hi = a.pen_off ? a.pen_off[row + 1] : 0;
-    const bool has_ban = ban_hi > ban_lo, has_pen = pen_hi > pen_lo && (r.use_rep || r.use_out);
-    r.banned = has_ban ? banned_bits : nullptr;
-    r.penalized = has_pen ? pen_bits : nullptr;
-    r.pen_ids = has_pen ? a.pen_ids + pen_lo : nullptr;
-    r.pen_cnt = has_pen ? a.pen_cnt + pen_lo : nullptr;
-    r.pen_n = has_pen ? pen_hi - pen_lo : 0;
-    r.id_bits = vocab > 1 ? 32 - __clz(vocab - 1) : 1;
+    row_init<kThreads>(r, a, P, row, 0, vocab, reinterpret_cast<uint32_t *>(smem_raw + sizeof(Smem)));
     static_assert(sizeof(Row) <= sizeof(s.row), "Smem::row too small");
 
-    /* 0. bitsets */
-    if (has_ban || has_pen) {
-        for (int w = tid; w < words; w += kThreads) {
-            banned_bits[w] = 0;
-            pen_bits[w] = 0;
-        }
-        __syncthreads();
-        for (int j = ban_lo + tid; j < ban_hi; j += kThreads) {
-            const int id = a.ban_ids[j];
-            if (id >= 0 && id < vocab) atomicOr(&banned_bits[id >> 5], 1u << (id & 31));
-        }
-        if (has_pen)
-            for (int j = pen_lo + tid; j < pen_hi; j += kThreads) {
-                const int id = a.pen_ids[j];
-                if (id >= 0 && id < vocab) atomicOr(&pen_bits[id >> 5], 1u << (id & 31));
-            }
-        __syncthreads();
-    }
-
-    /* P1: raw statistics + the argmax and finite minimum of y */
+    /* P1: raw statistics + the argmax and finite minimum of y (split: the blocks' statistics,
+     * thread t < split holding block t's, each warp offering some blocks' top-N lists) */
     const int num_lp = P.num_logprobs;
     const int num_top = num_lp > kMaxTop ? kMaxTop : (num_lp > 0 ? num_lp : 0);
     const bool want_lp = num_lp >= 0;
-    int raw_max_key = INT32_MIN, min_key = INT32_MAX;
-    float run_max = NEG_INF;
-    double run_sum = 0.0;
-    unsigned long long best = 0; /* (key ^ sign) << 32 | ~id: max = largest key, then smallest id */
-    float lv = NEG_INF, wv = NEG_INF;
-    int li = INT32_MAX, wi = INT32_MAX;
-    /* the same walk as Row::for_each, but with a block-uniform trip count (warp ops inside) */
-    const int iters = (vocab + 4 * kThreads * kUnroll - 1) / (4 * kThreads * kUnroll);
-    for (int it = 0; it < iters; it++) {
-        const int base0 = it * 4 * kThreads * kUnroll + tid * 4;
-        float v[kUnroll][4];
-#pragma unroll
-        for (int u = 0; u < kUnroll; u++) load4(r.x, base0 + u * 4 * kThreads, vocab, r.vec, v[u]);
-#pragma unroll
-        for (int q = 0; q < 4 * kUnroll; q++) {
-            const int i = base0 + (q >> 2) * 4 * kThreads + (q & 3);
-            const float xv = v[q >> 2][q & 3];
-            if (i >= vocab) continue;
-            if (want_lp && xv == xv) { /* NaN never counts */
-                raw_max_key = max(raw_max_key, float_key(xv));
-                if (xv > run_max) {
-                    run_sum = run_sum * (double)expf(run_max - xv) + 1.0;
-                    run_max = xv;
-                } else if (xv > NEG_INF) {
-                    run_sum += (double)expf(xv - run_max);
-                }
-            }
-            const float y = r.final_logit(i, xv);
-            if (y != y) continue;
-            const int32_t k = float_key(y);
-            const unsigned long long packed =
-                ((unsigned long long)((uint32_t)k ^ 0x80000000u) << 32) | (unsigned long long)(0xFFFFFFFFu - (uint32_t)i);
-            best = packed > best ? packed : best;
-            if (y > NEG_INF && y < -NEG_INF) min_key = min(min_key, k);
+    P1Acc q;
+    p1_init(q);
+    if (kSplit) {
+        const SplitRow &w = split_row(a, row);
+        if (tid < a.split) {
+            const SplitPart &pt = w.part[tid];
+            q.best = pt.best;
+            q.min_key = pt.min_key;
+            q.raw_max_key = pt.raw_max_key;
+            q.run_max = pt.run_max;
+            q.run_sum = pt.run_sum;
         }
-        if (num_top > 0) {
-#pragma unroll
-            for (int q = 0; q < 4 * kUnroll; q++) {
-                const int i = base0 + (q >> 2) * 4 * kThreads + (q & 3);
-                const float xv = v[q >> 2][q & 3];
-                warp_top_offer(lv, li, wv, wi, xv, i, i < vocab && xv == xv, num_top);
+        if (num_top > 0)
+            for (int t = warp; t < a.split; t += kWarps) {
+                const int2 e = lane < kMaxTop ? w.part[t].top[lane] : make_int2(0, INT32_MAX);
+                warp_top_offer(q.lv, q.li, q.wv, q.wi, __int_as_float(e.x), e.y, lane < num_top && e.y != INT32_MAX,
+                               num_top);
             }
-        }
+    } else {
+        p1_range<kThreads>(r, 0, vocab, want_lp, num_top, q);
     }
-    best = block_max_u64(best, s);
-    min_key = block_reduce_i32(min_key, 1, s);
+    const unsigned long long best = block_max_u64(q.best, s);
+    const int min_key = block_reduce_i32(q.min_key, 1, s);
     const int argmax = best == 0 ? 0 : (int)(0xFFFFFFFFu - (uint32_t)best);
     double lse = 0.0;
     float mraw = 0.0f;
     if (want_lp) {
-        raw_max_key = block_reduce_i32(raw_max_key, 0, s);
+        const int raw_max_key = block_reduce_i32(q.raw_max_key, 0, s);
         mraw = key_float(raw_max_key);
         if (mraw > NEG_INF && mraw < -NEG_INF) {
-            const double part = run_max > NEG_INF ? run_sum * exp((double)run_max - (double)mraw) : 0.0;
+            const double part = q.run_max > NEG_INF ? q.run_sum * exp((double)q.run_max - (double)mraw) : 0.0;
             lse = (double)mraw + log(block_sum_f64(part, s));
         } else {
             lse = (double)mraw;
         }
     }
     if (num_top > 0) {
-        int2 *scratch = reinterpret_cast<int2 *>(s.win_key); /* [kWarps][kMaxTop] (value bits, id) */
-        if (lane < num_top) scratch[warp * kMaxTop + lane] = make_int2(__float_as_int(lv), li);
-        __syncthreads();
+        top_merge_warps<kThreads>(q, num_top, reinterpret_cast<int2 *>(s.win_key));
         if (warp == 0) {
-            lv = wv = NEG_INF;
-            li = wi = INT32_MAX;
-            for (int c = 0; c < kWarps * kMaxTop / 32; c++) {
-                const int idx = c * 32 + lane;
-                const int2 e = scratch[idx];
-                const bool ok = (idx % kMaxTop) < num_top && e.y != INT32_MAX;
-                warp_top_offer(lv, li, wv, wi, __int_as_float(e.x), e.y, ok, num_top);
-            }
-            const unsigned valid = __ballot_sync(kFull, lane < num_top && li != INT32_MAX);
-            if (lane < num_top) s.top_v[lane] = lv;
+            const unsigned valid = __ballot_sync(kFull, lane < num_top && q.li != INT32_MAX);
+            if (lane < num_top) s.top_v[lane] = q.lv;
             if (lane == 0) s.top_n = __popc(valid);
             if (lane < kMaxTop) {
-                const bool ok = lane < num_top && li != INT32_MAX;
-                a.top_ids[(size_t)row * kMaxTop + lane] = ok ? li : -1;
-                a.top_logprobs[(size_t)row * kMaxTop + lane] = ok ? (float)((double)lv - lse) : NEG_INF;
+                const bool ok = lane < num_top && q.li != INT32_MAX;
+                a.top_ids[(size_t)row * kMaxTop + lane] = ok ? q.li : -1;
+                a.top_logprobs[(size_t)row * kMaxTop + lane] = ok ? (float)((double)q.lv - lse) : NEG_INF;
             }
         }
         __syncthreads();
@@ -748,47 +1220,59 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
     int path = PATH_GREEDY;
     double d_u = -1.0, d_draw = -1.0, d_top_p = -1.0;
     bool row_source = false;
-    const float mfin = best == 0 ? __int_as_float(0x7fffffff) : key_float((int32_t)((uint32_t)(best >> 32) ^ 0x80000000u));
+    const float mfin = best_value(best);
     if (!(P.temperature == 0.0f || P.top_k == 1) && mfin > NEG_INF && mfin < -NEG_INF) {
-        const float lo_v = key_float(min_key);
-        float span = __fdiv_rn(__fsub_rn(mfin, lo_v), P.temperature);
-        if (!(span >= 1e-6f)) span = 1.0f;
-        else if (span > kZCut) span = kZCut;
-        rl.m = mfin;
-        rl.temperature = P.temperature;
-        rl.tail = vocab + 1 < kMaxBuckets - 1 ? vocab + 1 : kMaxBuckets - 1;
-        rl.inv_w = __fdiv_rn((float)(rl.tail - 1), span);
-        rl.top = (float)(rl.tail - 1);
-        rl.fscale = rl.inv_w / P.temperature;
-        rl.rtemp = 1.0f / P.temperature;
-        rl.top_bits = __float_as_uint(rl.top);
+        row_begin_sampling(rl, mfin, min_key, P.temperature);
         if (tid == 0) *reinterpret_cast<Row *>(s.row) = rl;
         __syncthreads();
         const Row &r = *reinterpret_cast<const Row *>(s.row);
 
-        /* P2: histograms */
-        for (int b = tid; b < kMaxBuckets; b += kThreads) {
-            s.count[b] = 0;
-            s.mass[b] = 0;
-        }
-        __syncthreads();
+        /* P2: histograms (split: the blocks' sums) */
         const float min_p = P.min_p;
         int num_min_p = 0;
-        r.for_each<1>([&](int i, float raw) {
-            int bk;
-            unsigned long long key;
-            float p;
-            if (!r.member(i, raw, 0, r.tail - 1, bk, key, p) || bk == r.tail) return; /* the tail: no mass */
-            atomicAdd(&s.count[bk], 1u);
-            atomicAdd(&s.mass[bk], mass_fx(p));
-            num_min_p += min_p > 0.0f && p >= min_p;
-        });
-        num_min_p = block_reduce_i32(num_min_p, 2, s);
-        block_exclusive_scan4(s.count, reinterpret_cast<unsigned int *>(s.red_i32));
-        block_exclusive_scan4(s.mass, s.red_u64);
+        if (kSplit) {
+            const SplitRow &w = split_row(a, row);
+            for (int b = tid; b < kMaxBuckets; b += kThreads) {
+                s.count[b] = w.count[b];
+                s.mass[b] = w.mass[b];
+            }
+            num_min_p = (int)w.num_min_p;
+            __syncthreads();
+        } else {
+            for (int b = tid; b < kMaxBuckets; b += kThreads) {
+                s.count[b] = 0;
+                s.mass[b] = 0;
+            }
+            __syncthreads();
+            r.for_each<1>([&](int i, float raw) {
+                int bk;
+                unsigned long long key;
+                float p;
+                if (!r.member(i, raw, 0, r.tail - 1, bk, key, p) || bk == r.tail) return; /* the tail: no mass */
+                atomicAdd(&s.count[bk], 1u);
+                atomicAdd(&s.mass[bk], mass_fx(p));
+                num_min_p += min_p > 0.0f && p >= min_p;
+            });
+            num_min_p = block_reduce_i32(num_min_p, 2, s);
+        }
+        block_exclusive_scan(s.count, reinterpret_cast<unsigned int *>(s.red_i32));
+        block_exclusive_scan(s.mass, s.red_u64);
         const unsigned int *cnt = s.count;
         const unsigned long long *mass = s.mass;
-        Window w{1, 0, 0};
+        Window w{1, 0, 0, 0};
+        if (kSplit) { /* split_window's members */
+            const SplitRow &ws = split_row(a, row);
+            if (ws.win_lo <= ws.win_hi) {
+                const unsigned int n = ws.win_n < (unsigned)kWindow ? ws.win_n : (unsigned)kWindow;
+                for (unsigned int j = tid; j < n; j += kThreads) {
+                    s.win_key[j] = ws.win_key[j];
+                    s.win_p[j] = ws.win_p[j];
+                    s.win_bucket[j] = ws.win_bucket[j];
+                }
+                w = Window{ws.win_lo, ws.win_hi, n, 0};
+                __syncthreads();
+            }
+        }
 
         /* top_k, then top_p over the top-k mass, then min_p: the shortest prefix */
         Prefix end{r.tail, 0, kNoLimit, 0};
@@ -861,6 +1345,7 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
             }
         }
         if (row_source) path += PATH_ROW_SOURCE;
+        if (w.gathers) path += PATH_ROW_GATHER;
     }
 
     /* rank of the token among the raw logits: from the top-N list (or the max) when the token
@@ -878,7 +1363,13 @@ __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
         } else if (v >= mraw) {
             known = true;
         }
-        if (!known) {
+        if (!known && kSplit) { /* split_rank adds the count */
+            if (tid == 0) {
+                SplitRow &ws = split_row(a, row);
+                ws.rank_v = v;
+                ws.rank_pending = 1;
+            }
+        } else if (!known) {
             r.for_each<kUnroll>([&](int, float raw) { above += raw > v; });
             above = block_reduce_i32(above, 2, s);
         }
@@ -925,6 +1416,29 @@ extern "C" int32_t kernels_sampling_max_vocab(void)
     return v > (1 << 22) ? (1 << 22) : (int32_t)v; /* 2^22: the fixed-point mass (p * 2^42) fits 64 bits */
 }
 
+extern "C" size_t kernels_sampling_workspace_bytes(int32_t max_rows)
+{
+    const int32_t rows = max_rows < KERNELS_SAMPLING_SPLIT_MAX_ROWS ? max_rows : KERNELS_SAMPLING_SPLIT_MAX_ROWS;
+    return rows > 0 ? (size_t)rows * sizeof(SplitRow) : 0;
+}
+
+extern "C" int32_t kernels_sampling_blocks_per_row(int32_t m, int32_t vocab_size, size_t workspace_bytes,
+                                                   int32_t blocks_per_row)
+{
+    if (m < 1 || vocab_size < 1 || blocks_per_row == 1 || (size_t)m > workspace_bytes / sizeof(SplitRow)) return 1;
+    long long n = blocks_per_row;
+    if (n <= 0) { /* two split blocks per SM in all, each of kSplitMinTokens tokens at least */
+        int dev = 0, sms = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            return 1;
+        n = 2LL * sms / m;
+        const long long by_size = (vocab_size + kSplitMinTokens - 1) / kSplitMinTokens;
+        if (n > by_size) n = by_size;
+    }
+    if (n > kSplitMaxBlocks) n = kSplitMaxBlocks;
+    return n < 2 ? 1 : (int32_t)n;
+}
+
 extern "C" cudaError_t kernels_sampling(const float *logits, int32_t m, int32_t vocab_size,
                                         const kernels_sampling_params_t *params, const int32_t *penalty_offsets,
                                         const int32_t *penalty_ids, const int32_t *penalty_counts,
@@ -932,6 +1446,7 @@ extern "C" cudaError_t kernels_sampling(const float *logits, int32_t m, int32_t 
                                         const uint32_t *allowed_mask, int32_t *out_tokens, float *out_logprobs,
                                         int32_t *out_ranks, int32_t *out_top_ids, float *out_top_logprobs,
                                         int32_t *next_token_table, const int32_t *table_index, double *diag,
+                                        void *workspace, size_t workspace_bytes, int32_t blocks_per_row,
                                         cudaStream_t st)
 {
     if (m == 0) return cudaSuccess;
@@ -940,17 +1455,54 @@ extern "C" cudaError_t kernels_sampling(const float *logits, int32_t m, int32_t 
         (banned_offsets && !banned_ids))
         return cudaErrorInvalidValue;
     const size_t bytes = smem_bytes(vocab_size);
-    if ((long long)bytes > (long long)device_smem_optin()) return cudaErrorInvalidValue;
-    cudaError_t e = cudaFuncSetAttribute(sampling_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (e != cudaSuccess) return e;
+    const long long optin = device_smem_optin();
+    if ((long long)bytes > optin) return cudaErrorInvalidValue;
+    cudaError_t e;
     Args a{logits,      m,          vocab_size,   params,      penalty_offsets, penalty_ids,     penalty_counts,
            banned_offsets, banned_ids, allowed_mask, out_tokens, out_logprobs,    out_ranks,       out_top_ids,
-           out_top_logprobs, next_token_table, table_index, diag};
+           out_top_logprobs, next_token_table, table_index, diag, 1, vocab_size, nullptr};
+    const int32_t nb = workspace ? kernels_sampling_blocks_per_row(m, vocab_size, workspace_bytes, blocks_per_row) : 1;
+    if (nb > 1) {
+        const int32_t slice = ((vocab_size + nb - 1) / nb + 31) / 32 * 32;
+        const size_t b1 = split_smem_bytes<SplitP1Smem>(slice), b2 = split_smem_bytes<SplitP2Smem>(slice);
+        if ((long long)b2 > optin || (long long)b1 > optin) return cudaErrorInvalidValue; /* never: b2 < bytes */
+        a.split = nb;
+        a.slice = slice;
+        a.ws = workspace;
+        const unsigned grid = (unsigned)m * (unsigned)nb;
+        if ((e = cudaFuncSetAttribute(sampling_split_p1_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)b1)) !=
+                cudaSuccess ||
+            (e = cudaFuncSetAttribute(sampling_split_p2_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)b2)) !=
+                cudaSuccess ||
+            (e = cudaFuncSetAttribute(sampling_split_window_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)b2)) !=
+                cudaSuccess ||
+            (e = cudaFuncSetAttribute(sampling_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)) !=
+                cudaSuccess)
+            return e;
+#ifdef KERNELS_SAMPLING_EMULATE
+        if ((e = emu_launch(sampling_split_p1_kernel, grid, kSplitThreads, b1, a)) != cudaSuccess ||
+            (e = emu_launch(sampling_split_p2_kernel, grid, kSplitThreads, b2, a)) != cudaSuccess ||
+            (e = emu_launch(sampling_split_window_kernel, grid, kSplitThreads, b2, a)) != cudaSuccess ||
+            (e = emu_launch(sampling_kernel<true>, (unsigned)m, kThreads, bytes, a)) != cudaSuccess)
+            return e;
+        return emu_launch(sampling_split_rank_kernel, grid, kSplitThreads, sizeof(SplitP1Smem), a);
+#else
+        sampling_split_p1_kernel<<<grid, kSplitThreads, b1, st>>>(a);
+        sampling_split_p2_kernel<<<grid, kSplitThreads, b2, st>>>(a);
+        sampling_split_window_kernel<<<grid, kSplitThreads, b2, st>>>(a);
+        sampling_kernel<true><<<m, kThreads, bytes, st>>>(a);
+        sampling_split_rank_kernel<<<grid, kSplitThreads, sizeof(SplitP1Smem), st>>>(a);
+        return cudaGetLastError();
+#endif
+    } else if ((e = cudaFuncSetAttribute(sampling_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)) !=
+               cudaSuccess) {
+        return e;
+    }
 #ifdef KERNELS_SAMPLING_EMULATE
     (void)st;
-    return emu_launch(sampling_kernel, (unsigned)m, kThreads, bytes, a);
+    return emu_launch(sampling_kernel<false>, (unsigned)m, kThreads, bytes, a);
 #else
-    sampling_kernel<<<m, kThreads, bytes, st>>>(a);
+    sampling_kernel<false><<<m, kThreads, bytes, st>>>(a);
     return cudaGetLastError();
 #endif
 }

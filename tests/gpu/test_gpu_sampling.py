@@ -4,7 +4,8 @@ Builds tests/gpu/test_sampling.cu with nvcc (engine/sampling.c and core compiled
 plain C11: no FMA contraction, the arithmetic the kernel reproduces) and runs it; the cases,
 tolerances and the timing table are in that file (it prints every mismatch with its row,
 parameters, both tokens, the kernel's u and its margins).  Skipped without a GPU.
-`python tests/gpu/test_gpu_sampling.py [--bench|--quick]` builds and runs it directly.
+`python tests/gpu/test_gpu_sampling.py [--bench|--quick|--no-bench] [--blocks N]` builds and runs it
+directly.
 """
 import subprocess
 import sys
@@ -30,12 +31,25 @@ def sampling_binary(tmp_path_factory):
     return build_or_skip(tmp_path_factory, "sampling", build)
 
 
-def test_sampling_matches_cpu_sampler(sampling_binary):
-    r = subprocess.run([sampling_binary], capture_output=True, text=True, timeout=1200)
+def run_binary(args):
+    r = subprocess.run(args, capture_output=True, text=True, timeout=1200)
     print(r.stdout[-20000:])
     if r.returncode == 77:
         pytest.skip("the test binary found no CUDA device")
     assert r.returncode == 0 and "ALL PASSED" in r.stdout, r.stdout[-8000:] + r.stderr[-2000:]
+
+
+def test_sampling_matches_cpu_sampler(sampling_binary):
+    """Automatic blocks per row (small m takes the split path), every case also compared
+    between the split and the single-block path; then the timing table (both paths)."""
+    run_binary([sampling_binary])
+
+
+@pytest.mark.parametrize("blocks", ["1", "5"])
+def test_sampling_forced_path_matches_cpu_sampler(sampling_binary, blocks):
+    """Every launch forced onto one path: 1 = one block per row (LIGHTLLM_SAMPLE_BLOCKS=1's
+    fallback), 5 = five blocks per row wherever the workspace allows (m <= 64)."""
+    run_binary([sampling_binary, "--quick", "--no-bench", "--blocks", blocks])
 
 
 if __name__ == "__main__":

@@ -18,14 +18,19 @@
  *   - the same launch twice gives identical bits (the GPU sampler is deterministic);
  *   - chi-square: 32768 draws from fixed rows (several parameter sets) against the exact
  *     probabilities (computed here in double), and no draw outside the kept set.
+ *   - the split path (several blocks per row, m <= KERNELS_SAMPLING_SPLIT_MAX_ROWS) against the
+ *     single-block path on every case (block counts 2 .. 256): tokens, ranks, top ids, table
+ *     and diag identical, logprobs within 2 ulp (the number not bit-equal is printed).
  * Then timing: per-batch time at vocab 151936 for m = 1, 64, 256 beside the floor (logits
- * bytes / 4 TB/s) and a device-to-device copy of the same bytes.
+ * bytes / 4 TB/s), the single-block path's time and a device-to-device copy of the same bytes.
  *
  * Build (tests/gpu/test_gpu_sampling.py does this):
  *   gcc -std=c11 -D_GNU_SOURCE -O2 -Icsrc -c csrc/engine/sampling.c csrc/core/log.c csrc/core/status.c
  *   nvcc -O3 -std=c++17 -Icsrc -gencode=arch=compute_90a,code=sm_90a tests/gpu/test_sampling.cu \
  *        csrc/kernels/sampling.cu *.o -o test_sampling -lm
- * Run: ./test_sampling [--quick] [--bench]   (prints ALL PASSED; exit 0 pass, 1 fail, 77 no GPU)
+ * Run: ./test_sampling [--quick] [--bench] [--no-bench] [--blocks N]   (prints ALL PASSED; exit 0 pass,
+ *      1 fail, 77 no GPU).  --blocks N (or LIGHTLLM_SAMPLE_BLOCKS=N): blocks per row of every
+ *      launch (0 automatic, the default; 1 the single-block path).
  */
 #include <cuda_runtime.h>
 
@@ -103,6 +108,10 @@ struct Batch {
 };
 
 static int g_scale = 1, g_force_shape = -1; /* --scale: more seeds (emulator); --shape: one logits shape */
+/* --blocks N (default: LIGHTLLM_SAMPLE_BLOCKS, else 0 = automatic): kernels_sampling's blocks_per_row */
+static int g_blocks = 0;
+static void *g_ws;         /* the split path's workspace, for KERNELS_SAMPLING_SPLIT_MAX_ROWS rows */
+static size_t g_ws_bytes;
 static const char *SHAPES[] = {"normal", "llm", "ties", "constant", "nan-inf", "narrow", "offset"};
 #define NUM_SHAPES 7
 #define NUM_COMBOS 16
@@ -346,11 +355,16 @@ static void dev_poison(Dev &d, const Batch &b)
     CUDA_OK(cudaMemset(d.diag, 0xFF, (size_t)b.m * KERNELS_SAMPLING_NUM_DIAG * sizeof(double)));
 }
 
-static cudaError_t dev_launch(Dev &d, const Batch &b, cudaStream_t st)
+static cudaError_t dev_launch(Dev &d, const Batch &b, cudaStream_t st, int blocks = g_blocks)
 {
     return kernels_sampling(d.logits, b.m, b.vocab, d.params, d.pen_off, d.pen_ids, d.pen_cnt, d.ban_off, d.ban_ids,
                             d.mask, d.tokens, d.logprobs, d.ranks, d.top_ids, d.top_lp, d.table, d.table_index,
-                            d.diag, st);
+                            d.diag, g_ws, g_ws_bytes, blocks, st);
+}
+
+static int plan_blocks(const Batch &b, int blocks = g_blocks)
+{
+    return kernels_sampling_blocks_per_row(b.m, b.vocab, g_ws_bytes, blocks);
 }
 
 static void dev_download(Dev &d, const Batch &b, Out &o)
@@ -391,17 +405,17 @@ static void describe_row(char *buf, size_t n, const Batch &b, int r, const Out &
     const int path = dg[3] == dg[3] && dg[3] >= 0.0 && dg[3] < 64.0 ? (int)dg[3] : -1;
     snprintf(buf, n,
              "vocab=%d m=%d row=%d combo=%d shape=%s T=%g top_k=%d top_p=%g min_p=%g rep=%g pres=%g freq=%g lp=%d "
-             "prompt=%zu output=%zu banned=%zu mask=%d key=%016llx ctr=%llu | gpu path=%s%s u=%.17g draw_margin=%.3g "
+             "prompt=%zu output=%zu banned=%zu mask=%d key=%016llx ctr=%llu | gpu path=%s%s%s u=%.17g draw_margin=%.3g "
              "top_p_margin=%.3g",
              b.vocab, b.m, r, ri.combo, SHAPES[ri.shape], (double)p.temperature, p.top_k, (double)p.top_p,
              (double)p.min_p, (double)p.repetition_penalty, (double)p.presence_penalty, (double)p.frequency_penalty,
              p.logprobs, ri.prompt.size(), ri.output.size(), ri.banned.size(), (int)b.has_mask,
              (unsigned long long)ri.key, (unsigned long long)ri.counter, path >= 0 && (path & 15) <= 4 ? PATHS[path & 15] : "unwritten",
-             (path & 16) ? "+row-source" : "", dg[0], dg[1], dg[2]);
+             (path & 16) ? "+row-source" : "", (path & 32) ? "+row-gather" : "", dg[0], dg[1], dg[2]);
 }
 
 struct Tally {
-    long rows = 0, sampled = 0, mism = 0, explained = 0, greedy = 0, row_source = 0;
+    long rows = 0, sampled = 0, mism = 0, explained = 0, greedy = 0, row_source = 0, row_gather = 0;
 };
 
 static void compare(const Batch &b, const Out &o, sampling_scratch_t *scratch, Tally &t)
@@ -428,6 +442,7 @@ static void compare(const Batch &b, const Out &o, sampling_scratch_t *scratch, T
             continue;
         }
         if (((int)dg[3]) & 16) t.row_source++;
+        if (((int)dg[3]) & 32) t.row_gather++;
         if (g < 0 || g >= vocab) {
             describe_row(desc, sizeof desc, b, r, o);
             fail("token out of range / unwritten: gpu=%d cpu=%d | %s", g, c.token, desc);
@@ -498,6 +513,76 @@ static void compare(const Batch &b, const Out &o, sampling_scratch_t *scratch, T
         if (!table_written[i] && o.table[i] != POISON_I32) fail("table[%d] written (%d) but no row owns it", i, o.table[i]);
 }
 
+/* ------------------------------------------------------------------ split path == single-block path */
+
+/* Floats equal, or within max_ulp of each other (same sign, both finite); NaN == NaN. */
+static bool ulp_close(float a, float b, int max_ulp, bool *exact)
+{
+    *exact = memcmp(&a, &b, sizeof a) == 0 || (a != a && b != b);
+    if (*exact) return true;
+    if (!(isfinite(a) && isfinite(b)) || (a < 0) != (b < 0)) return false;
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4);
+    memcpy(&ib, &b, 4);
+    return abs(ia - ib) <= max_ulp;
+}
+
+struct PathTally {
+    long rows = 0, lp_values = 0, lp_inexact = 0, gather_single = 0, gather_split = 0;
+};
+
+/* The same batch through the single-block path (blocks_per_row 1) and the split path with
+ * `split` blocks per row: every output but the logprobs must be identical bit for bit (tokens,
+ * ranks, top ids, the next-token table, diag: the masses are exact integers in both), logprobs
+ * within 2 ulp (the log-sum-exp's double sum runs in another order; counted).  Diag's path may
+ * differ in PATH +32 only (the per-row block gathered a window itself: counted per path; the
+ * split path's split_window usually gathers it first). */
+static void compare_paths(Dev &d, const Batch &b, int split, PathTally &t)
+{
+    Out o1, o2;
+    dev_poison(d, b);
+    CUDA_OK(dev_launch(d, b, 0, 1));
+    CUDA_OK(cudaDeviceSynchronize());
+    dev_download(d, b, o1);
+    dev_poison(d, b);
+    CUDA_OK(dev_launch(d, b, 0, split));
+    CUDA_OK(cudaDeviceSynchronize());
+    dev_download(d, b, o2);
+    g_checks++;
+    char desc[1024];
+    for (int r = 0; r < b.m; r++) {
+        t.rows++;
+        const int K = KERNELS_SAMPLING_MAX_LOGPROBS;
+        const double *d1 = &o1.diag[(size_t)r * KERNELS_SAMPLING_NUM_DIAG], *d2 = &o2.diag[(size_t)r * KERNELS_SAMPLING_NUM_DIAG];
+        const int p1 = d1[3] == d1[3] ? (int)d1[3] : -1, p2 = d2[3] == d2[3] ? (int)d2[3] : -1;
+        t.gather_single += p1 >= 0 && (p1 & 32);
+        t.gather_split += p2 >= 0 && (p2 & 32);
+        bool same = o1.tokens[r] == o2.tokens[r] && o1.ranks[r] == o2.ranks[r] &&
+                    !memcmp(&o1.top_ids[(size_t)r * K], &o2.top_ids[(size_t)r * K], K * sizeof(int32_t)) &&
+                    !memcmp(d1, d2, 3 * sizeof(double)) && p1 >= 0 && (p1 & ~32) == (p2 & ~32);
+        int bad_lp = -1;
+        for (int j = -1; j < K; j++) {
+            const float x = j < 0 ? o1.logprobs[r] : o1.top_lp[(size_t)r * K + j];
+            const float y = j < 0 ? o2.logprobs[r] : o2.top_lp[(size_t)r * K + j];
+            bool exact;
+            if (!ulp_close(x, y, 2, &exact) && bad_lp < 0) bad_lp = j + 1;
+            if (!(x == -INFINITY && y == -INFINITY) && !(x == 0.0f && y == 0.0f)) {
+                t.lp_values++;
+                t.lp_inexact += !exact;
+            }
+        }
+        if (!same || bad_lp >= 0) {
+            describe_row(desc, sizeof desc, b, r, o2);
+            fail("split path (%d blocks per row, plan %d) differs from the single-block path: token %d / %d, rank %d / %d, "
+                 "logprob %.9g / %.9g, first bad logprob slot %d, path %g / %g | %s",
+                 split, plan_blocks(b, split), o1.tokens[r], o2.tokens[r], o1.ranks[r], o2.ranks[r],
+                 (double)o1.logprobs[r], (double)o2.logprobs[r], bad_lp, o1.diag[(size_t)r * KERNELS_SAMPLING_NUM_DIAG + 3],
+                 o2.diag[(size_t)r * KERNELS_SAMPLING_NUM_DIAG + 3], desc);
+        }
+    }
+    if (o1.table != o2.table) fail("split path (%d blocks per row): the next-token table differs", split);
+}
+
 /* ------------------------------------------------------------------ distribution check */
 
 /* Exact probabilities of the kept set, in double, straight from the definition (sorted). */
@@ -536,7 +621,7 @@ static std::vector<double> exact_probs(const std::vector<float> &x, const sampli
 static void chi_square_case(const char *name, int vocab, const sampling_params_t &sp, int num_draws,
                             sampling_scratch_t *scratch)
 {
-    const int m = 256, launches = num_draws / m;
+    const int m = 64, launches = num_draws / m; /* m <= KERNELS_SAMPLING_SPLIT_MAX_ROWS: --blocks N splits */
     std::vector<float> row(vocab);
     for (int i = 0; i < vocab; i++) row[i] = 1.5f * rng_normal();
     for (int j = 0; j < 10; j++) row[rng_int(vocab)] = 3.0f + 2.0f * (float)rng_unit();
@@ -663,19 +748,36 @@ static void bench(sampling_scratch_t *scratch)
             }
             Dev d;
             dev_upload(d, b);
-            for (int i = 0; i < 3; i++) CUDA_OK(dev_launch(d, b, 0));
-            CUDA_OK(cudaDeviceSynchronize());
-            std::vector<float> ts;
-            for (int i = 0; i < 25; i++) {
+            /* median time of 25 launches with blocks_per_row `blocks`, after 3 warm-up launches */
+            auto time_us = [&](int blocks) {
+                for (int i = 0; i < 3; i++) CUDA_OK(dev_launch(d, b, 0, blocks));
+                CUDA_OK(cudaDeviceSynchronize());
+                std::vector<float> ts;
+                for (int i = 0; i < 25; i++) {
+                    CUDA_OK(cudaEventRecord(e0));
+                    CUDA_OK(dev_launch(d, b, 0, blocks));
+                    CUDA_OK(cudaEventRecord(e1));
+                    CUDA_OK(cudaEventSynchronize(e1));
+                    float ms_ = 0;
+                    CUDA_OK(cudaEventElapsedTime(&ms_, e0, e1));
+                    ts.push_back(ms_ * 1000.0f);
+                }
+                std::sort(ts.begin(), ts.end());
+                return (double)ts[ts.size() / 2];
+            };
+            /* mean time of 20 launches back to back (the host's launch cost hidden while the GPU is busy) */
+            auto time_b2b_us = [&](int blocks) {
                 CUDA_OK(cudaEventRecord(e0));
-                CUDA_OK(dev_launch(d, b, 0));
+                for (int i = 0; i < 20; i++) CUDA_OK(dev_launch(d, b, 0, blocks));
                 CUDA_OK(cudaEventRecord(e1));
                 CUDA_OK(cudaEventSynchronize(e1));
                 float ms_ = 0;
                 CUDA_OK(cudaEventElapsedTime(&ms_, e0, e1));
-                ts.push_back(ms_ * 1000.0f);
-            }
-            std::sort(ts.begin(), ts.end());
+                return (double)ms_ * 1000.0 / 20.0;
+            };
+            const int plan = plan_blocks(b);
+            const double t_us = time_us(g_blocks), t_single_us = plan > 1 ? time_us(1) : t_us;
+            const double t_b2b_us = time_b2b_us(g_blocks);
             /* a D2D copy of the same bytes, for the achievable bandwidth at this size */
             float *cp;
             const size_t bytes = (size_t)m * vocab * sizeof(float);
@@ -694,9 +796,15 @@ static void bench(sampling_scratch_t *scratch)
             CUDA_OK(cudaFree(cp));
             const double floor_us = (double)bytes / 4e12 * 1e6;
             static const char *MODES[] = {"greedy", "T0.8 k50 p0.95", "T1 p0.9 lp5 rep1.1"};
-            printf("bench %-20s m=%3d  median %8.1f us  floor %6.1f us  ratio %6.1fx  (d2d copy of the logits %6.1f us)\n",
-                   MODES[mode], m, (double)ts[ts.size() / 2], floor_us, ts[ts.size() / 2] / floor_us,
-                   (double)tc[tc.size() / 2]);
+            printf("bench %-20s m=%3d  median %8.1f us  floor %6.1f us  ratio %6.1fx  (blocks/row %3d; back to back "
+                   "%8.1f us; single-block %8.1f us; d2d copy of the logits %6.1f us)\n",
+                   MODES[mode], m, t_us, floor_us, t_us / floor_us, plan, t_b2b_us, t_single_us, (double)tc[tc.size() / 2]);
+            if (m <= KERNELS_SAMPLING_SPLIT_MAX_ROWS) { /* other block counts, for tuning the automatic choice */
+                printf("bench %-20s m=%3d  blocks/row:", MODES[mode], m);
+                for (int nb : {2, 4, 8, 16, 32, 48, 64, 96, 132, 192, 256})
+                    if (plan_blocks(b, nb) == nb) printf(" %d: %.1f us", nb, time_us(nb));
+                printf("\n");
+            }
             dev_free(d);
         }
     }
@@ -707,7 +815,8 @@ static void bench(sampling_scratch_t *scratch)
 
 int main(int argc, char **argv)
 {
-    bool quick = false, bench_only = false, small = false;
+    bool quick = false, bench_only = false, small = false, no_bench = false;
+    if (getenv("LIGHTLLM_SAMPLE_BLOCKS")) g_blocks = atoi(getenv("LIGHTLLM_SAMPLE_BLOCKS"));
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = true;
         if (!strcmp(argv[i], "--bench")) bench_only = true;
@@ -715,6 +824,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--scale") && i + 1 < argc) g_scale = atoi(argv[++i]);
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) g_force_shape = atoi(argv[++i]);
         if (!strcmp(argv[i], "--seed") && i + 1 < argc) g_rng = strtoull(argv[++i], nullptr, 0);
+        if (!strcmp(argv[i], "--blocks") && i + 1 < argc) g_blocks = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--no-bench")) no_bench = true;
     }
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -722,6 +833,11 @@ int main(int argc, char **argv)
         return 77;
     }
     printf("kernels_sampling_max_vocab = %d\n", kernels_sampling_max_vocab());
+    g_ws_bytes = kernels_sampling_workspace_bytes(KERNELS_SAMPLING_SPLIT_MAX_ROWS);
+    CUDA_OK(cudaMalloc(&g_ws, g_ws_bytes));
+    printf("blocks_per_row %d (0: automatic; m=1 vocab 151936 -> %d, m=64 -> %d); workspace %zu bytes\n", g_blocks,
+           kernels_sampling_blocks_per_row(1, 151936, g_ws_bytes, g_blocks),
+           kernels_sampling_blocks_per_row(64, 151936, g_ws_bytes, g_blocks), g_ws_bytes);
     sampling_scratch_t *scratch = sampling_scratch_create(151936);
     if (!bench_only) {
         /* 50257: odd, no 16-byte row alignment; 1..33: degenerate tiny vocabularies */
@@ -735,6 +851,8 @@ int main(int argc, char **argv)
                                   : small ? g_scale * (vocab == 1000 ? (m == 1 ? 16 : 8) : vocab == 32000 ? 3 : 1)
                                         : quick ? 1 : (vocab == 1000 ? 12 : vocab == 32000 ? 6 : (m == 256 ? 2 : 3));
                 Tally t;
+                PathTally pt;
+                static const int SPLITS[] = {2, 3, 5, 7, 16, 37, 256};
                 const int fail_before = g_fail;
                 for (int sd = 0; sd < seeds; sd++) {
                     Batch b;
@@ -757,14 +875,24 @@ int main(int argc, char **argv)
                             o.top_ids != o2.top_ids)
                             fail("vocab %d m %d: a second identical launch gave different results", vocab, m);
                     }
+                    if (m <= KERNELS_SAMPLING_SPLIT_MAX_ROWS) { /* the split path against the single-block path */
+                        int split = SPLITS[(sd + m + vocab) % (int)(sizeof SPLITS / sizeof SPLITS[0])];
+                        while (small && m * split > 300) split /= 2; /* the emulator runs blocks one by one */
+                        compare_paths(d, b, split, pt);
+                    }
                     dev_free(d);
                 }
                 const double rate = t.sampled ? (double)t.mism / (double)t.sampled : 0.0;
                 if (rate > 1e-3) fail("vocab %d m %d: mismatch rate %.3e > 1e-3", vocab, m, rate);
                 const int case_failures = g_fail - fail_before;
-                printf("sampling vocab=%6d m=%3d rows=%5ld greedy=%5ld sampled=%5ld mismatches=%ld near_boundary=%ld "
-                       "row_source=%ld failures=%d err=%.3e tol=1e-03 %s\n",
-                       vocab, m, t.rows, t.greedy, t.sampled, t.mism, t.explained, t.row_source, case_failures, rate,
+                if (pt.rows)
+                    printf("sampling_paths vocab=%6d m=%3d rows=%5ld split-vs-single: logprobs %ld, not bit-equal %ld; rows "
+                           "whose per-row block gathered a window from the row: single %ld, split %ld\n",
+                           vocab, m, pt.rows, pt.lp_values, pt.lp_inexact, pt.gather_single, pt.gather_split);
+                printf("sampling vocab=%6d m=%3d blocks/row=%3d rows=%5ld greedy=%5ld sampled=%5ld mismatches=%ld near_boundary=%ld "
+                       "row_source=%ld row_gather=%ld failures=%d err=%.3e tol=1e-03 %s\n",
+                       vocab, m, kernels_sampling_blocks_per_row(m, vocab, g_ws_bytes, g_blocks), t.rows, t.greedy, t.sampled,
+                       t.mism, t.explained, t.row_source, t.row_gather, case_failures, rate,
                        case_failures == 0 ? "ok" : "FAIL");
             }
         }
@@ -788,8 +916,9 @@ int main(int argc, char **argv)
         chi_square_case("T1 top_p0.6 (151936)", 151936, sp, draws, scratch);
         }
     }
-    if (!small) bench(scratch);
+    if (!small && !no_bench) bench(scratch);
     sampling_scratch_free(scratch);
+    CUDA_OK(cudaFree(g_ws));
     printf("%d checks, %d failures\n", g_checks, g_fail);
     if (g_fail) return 1;
     printf("ALL PASSED\n");

@@ -85,6 +85,9 @@ typedef struct cuda_backend {
     int32_t *sample_pairs;                     /* [cap_sample_pairs] host scratch for penalty sets */
     int64_t cap_sample_pairs;
     int32_t sample_max_vocab;                  /* kernels_sampling_max_vocab(), 0 = host path */
+    int32_t sample_blocks;                     /* kernels_sampling's blocks_per_row (LIGHTLLM_SAMPLE_BLOCKS; 0 = auto) */
+    void *sample_ws;                           /* its split-path workspace, sized for max_seqs rows */
+    size_t sample_ws_bytes;
     float *sample_host;                        /* host path: logits [sample_capacity floats] */
     int64_t sample_capacity;
     host_sampler sampler;

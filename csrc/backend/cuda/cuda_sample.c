@@ -13,6 +13,9 @@
  * two), samples on the host instead: logits to pinned memory, the host sampler, the table's
  * entries sent back through a pinned mirror.  After a device failure no row is sampled from
  * stale memory: every token is 0 and the sticky error is reported by last_error.
+ * Small batches split each row's passes over several blocks (the kernel's workspace, sized at
+ * prepare for max_seqs rows); LIGHTLLM_SAMPLE_BLOCKS=N fixes the blocks per row (1: one block
+ * per row, the workspace is not allocated; 0 or unset: automatic).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,8 @@ status_t cuda_sample_init(cuda_backend *c)
     const int n = cpus < 1 ? 1 : cpus > CUDA_SAMPLE_MAX_THREADS ? CUDA_SAMPLE_MAX_THREADS : (int)cpus;
     const char *host = getenv("LIGHTLLM_HOST_SAMPLING");
     c->sample_max_vocab = host && strcmp(host, "1") == 0 ? 0 : kernels_sampling_max_vocab();
+    const char *blocks = getenv("LIGHTLLM_SAMPLE_BLOCKS");
+    c->sample_blocks = blocks ? atoi(blocks) : 0;
     for (int s = 0; s < BACKEND_STEP_SLOTS; s++) {
         cudaEvent_t *ev[] = {&c->step_start[s], &c->step_fwd_end[s], &c->sample_start[s], &c->step_end[s]};
         for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++)
@@ -61,7 +66,15 @@ status_t cuda_sample_prepare(cuda_backend *c, int32_t max_seqs)
 {
     if (c->next_tokens_dev) cudaFree(c->next_tokens_dev);
     if (c->next_tokens_host) cudaFreeHost(c->next_tokens_host);
+    if (c->sample_ws) cudaFree(c->sample_ws);
     c->next_tokens_dev = c->next_tokens_host = NULL;
+    c->sample_ws = NULL;
+    c->sample_ws_bytes = 0;
+    const size_t ws_bytes = c->sample_blocks == 1 ? 0 : kernels_sampling_workspace_bytes(max_seqs);
+    if (ws_bytes > 0) {
+        STATUS_TRY(cuda_backend_malloc(c, ws_bytes, "the sampling workspace", &c->sample_ws));
+        c->sample_ws_bytes = ws_bytes;
+    }
     const size_t bytes = (size_t)max_seqs * sizeof(int32_t);
     if (cuda_backend_check(c, cudaMalloc((void **)&c->next_tokens_dev, bytes), "cudaMalloc(next-token table)") ||
         cuda_backend_check(c, cudaMemsetAsync(c->next_tokens_dev, 0, bytes, c->stream), "cudaMemset(next-token table)") ||
@@ -94,6 +107,9 @@ void cuda_sample_free(cuda_backend *c)
     }
     if (c->next_tokens_dev) cudaFree(c->next_tokens_dev);
     if (c->next_tokens_host) cudaFreeHost(c->next_tokens_host);
+    if (c->sample_ws) cudaFree(c->sample_ws);
+    c->sample_ws = NULL;
+    c->sample_ws_bytes = 0;
     if (c->sample_host) cudaFreeHost(c->sample_host);
     free(c->sample_pairs);
     c->next_tokens_dev = c->next_tokens_host = NULL;
@@ -258,7 +274,8 @@ static void cuda_sample_on_device(cuda_backend *c, int slot, float *logits, int3
                                                (const int32_t *)(d + off_ban_ids), any_mask ? (const uint32_t *)(d + off_mask) : NULL,
                                                (int32_t *)(od + o.tok), (float *)(od + o.lp), (int32_t *)(od + o.rank),
                                                (int32_t *)(od + o.top_ids), (float *)(od + o.top_lp), c->next_tokens_dev,
-                                               (const int32_t *)(d + off_table), NULL, c->stream),
+                                               (const int32_t *)(d + off_table), NULL, c->sample_ws, c->sample_ws_bytes,
+                                               c->sample_blocks, c->stream),
                            "kernels_sampling") ||
         cuda_backend_check(c, cudaMemcpyAsync(c->sample_out_host[slot], od, o.bytes, cudaMemcpyDeviceToHost, c->stream),
                            "cudaMemcpyAsync(sampled tokens)"))

@@ -202,7 +202,8 @@ cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int) { strcpy(p->name, "host emulator"); return cudaSuccess; }
 cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr a, int)
 {
-    *v = a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? (int)kMaxShared : 0;
+    /* an H200's shared memory per block and SM count */
+    *v = a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? (int)kMaxShared : a == cudaDevAttrMultiProcessorCount ? 132 : 0;
     return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
