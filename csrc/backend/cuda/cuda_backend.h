@@ -22,6 +22,7 @@
 #define CUDA_GEMV_DEFAULT_ROWS 4
 #define CUDA_WEIGHTS_STAGING_BUFFERS 2
 #define CUDA_WEIGHTS_STAGING_BYTES ((size_t)32 << 20)
+#define CUDA_WEIGHTS_FILL_THREADS 8 /* host threads filling a staging buffer (at most the CPUs) */
 
 /* One cached GEMM plan: layouts and the heuristic's algorithm for a (m, n, k, out dtype,
  * alignment) shape.  Inline opaque descriptors: looking a plan up allocates nothing. */
@@ -106,6 +107,7 @@ typedef struct cuda_backend {
     void *staging[CUDA_WEIGHTS_STAGING_BUFFERS];
     cudaEvent_t staging_done[CUDA_WEIGHTS_STAGING_BUFFERS];
     int staging_next;
+    struct threadpool *staging_pool;           /* fills a staging buffer in parallel (NULL: one thread) */
 } cuda_backend;
 
 static inline cuda_backend *cuda_backend_of(backend *b) { return (cuda_backend *)b; }
