@@ -67,6 +67,11 @@ typedef struct token_region {
     int32_t *unc_pu;      /* [2 * e.num_unc] each uncertain token's bytes before it leaves and the
                            * local state it leaves from */
     int use_exits;        /* walking from the exits is cheaper than walking the list in trie order */
+    int32_t *ex_ord;      /* [e.num_unc] uncertain list indices by (exit state, bytes from the exit) */
+    int32_t *ex_lcp;      /* [e.num_unc] bytes from the exit shared with the previous in ex_ord order,
+                           * -1 where the exit state changes */
+    int64_t ex_cost;      /* bytes token_walk_groups steps at most */
+    int64_t ex_single;    /* bytes token_walk_exits steps for the whole list */
 } token_region;
 
 typedef struct token_sort_item {
@@ -183,6 +188,8 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].cw);
         free(tv->regions[i].cw_lcp);
         free(tv->regions[i].unc_pu);
+        free(tv->regions[i].ex_ord);
+        free(tv->regions[i].ex_lcp);
     }
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
@@ -211,6 +218,8 @@ typedef struct token_region_view {
     int32_t num_cw;
     const int32_t *unc_pu;        /* token_region.unc_pu */
     int use_exits;
+    const int32_t *ex_ord, *ex_lcp;   /* token_region.ex_ord / ex_lcp */
+    int64_t ex_cost, ex_single;       /* token_region.ex_cost / ex_single */
     int32_t *members;     /* [TOKEN_REGION_MAX] real state of each local state (views of
                            * token_mask_region_view, owned by the table), else NULL */
 } token_region_view;
@@ -220,6 +229,13 @@ typedef struct token_chain_label {
     int32_t u;      /* state of U */
     int32_t r;      /* characters left: exact, or a lower bound + INT32_MAX / 2 (token_mask_chain) */
 } token_chain_label;
+
+/* token_walk_groups of view `view` from a node over arena node `parent` (one fixed for the whole
+ * classification walk): outcomes at gout[off, off + num_unc). */
+typedef struct token_group_memo {
+    int32_t view, parent;
+    int64_t off;
+} token_group_memo;
 
 /* A subtree settled by a region's walk: tokens sorted[lo, hi) as in view's accepted set. */
 typedef struct token_skip {
@@ -261,6 +277,10 @@ struct token_mask_table {
     VEC(token_chain_label) chain_l;   /* their (u, s) (s in .r) */
     int64_t num_chains;
     VEC(token_skip) skips;   /* scratch of one classification */
+    int32_t *g_tops, *g_marks;   /* [max_depth + 2] token_walk_groups' own (a trie walk may call it midway) */
+    VEC(token_group_memo) gmemo;  /* one classification walk's token_walk_groups results, by (view, parent) */
+    VEC(uint8_t) gout;           /* their outcomes, gmemo[i].off on */
+    int32_t walk_fixed;          /* nodes of the partial stack a classification walk starts from */
     int64_t num_skips;
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
 };
@@ -283,6 +303,9 @@ token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
     dpda_matcher_init(&t->scratch, d);
     dpda_matcher_init(&t->probe, d);
     t->region_ys = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_ys);
+    t->g_tops = malloc(((size_t)tv->max_depth + 2) * sizeof *t->g_tops);
+    t->g_marks = malloc(((size_t)tv->max_depth + 2) * sizeof *t->g_marks);
+    LL_ASSERT(t->g_tops && t->g_marks);
     t->region_st = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_st);
     t->rv_cap = 64;
     t->rv_keys = malloc((size_t)t->rv_cap * sizeof *t->rv_keys);
@@ -314,6 +337,9 @@ void token_mask_table_free(token_mask_table *t)
     for (int64_t i = 0; i < t->views.n; i++) free(t->views.p[i].members);
     VEC_FREE(t->views);
     VEC_FREE(t->skips);
+    free(t->g_tops); free(t->g_marks);
+    VEC_FREE(t->gmemo);
+    VEC_FREE(t->gout);
     VEC_FREE(t->acc);
     VEC_FREE(t->labels);
     free(t->cl_keys); free(t->cl_vals); free(t->cs_mark); free(t->cs_idx);
@@ -415,6 +441,7 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 #define TOKEN_REGION_MAX 48    /* states searched from the top */
 #define TOKEN_REGION_DEPTH 7   /* bytes searched from the top (a 6-byte u-escape loops back) */
 #define TOKEN_REF_MIN 1024     /* regions accepting fewer tokens keep no per-node states */
+#define TOKEN_GROUP_MAX 4096   /* regions leaving by more tokens walk them one by one (no ex_ord) */
 #define TOKEN_CHAIN_K 24       /* a bounded position counts characters up to this many; tokens
                                 * starting more are walked on the real stack */
 
@@ -512,6 +539,48 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     return token_region_get(t, sig, sig_len, out);
 }
 
+typedef struct token_exit_item {
+    const uint8_t *bytes;   /* from the exit */
+    int32_t len, u, idx;
+} token_exit_item;
+
+static int token_exit_cmp(const void *a, const void *b)
+{
+    const token_exit_item *x = a, *y = b;
+    if (x->u != y->u) return x->u < y->u ? -1 : 1;
+    int c = memcmp(x->bytes, y->bytes, (size_t)(x->len < y->len ? x->len : y->len));
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->idx < y->idx ? -1 : 1;
+}
+
+/* The uncertain tokens of region entry e (exits pu: [2 * num_unc] bytes inside, local state)
+ * ordered by (exit state, bytes from the exit): *ord[num_unc] indices into e->unc, *lcp[num_unc]
+ * bytes from the exit shared with the previous one, -1 where the exit state changes. */
+static void token_region_exit_order(const token_vocab *tv, const token_mask_entry *e, const int32_t *pu,
+                                    int32_t **ord, int32_t **lcp)
+{
+    int32_t n = e->num_unc;
+    token_exit_item *it = malloc(((size_t)n + 1) * sizeof *it);
+    *ord = malloc(((size_t)n + 1) * sizeof **ord);
+    *lcp = malloc(((size_t)n + 1) * sizeof **lcp);
+    LL_ASSERT(it && *ord && *lcp);
+    for (int32_t k = 0; k < n; k++) {
+        int32_t len;
+        const uint8_t *b = detok_token_bytes(tv->dv, e->unc[k], &len);
+        it[k] = (token_exit_item){b + pu[2 * k], len - pu[2 * k], pu[2 * k + 1], k};
+    }
+    qsort(it, (size_t)n, sizeof *it, token_exit_cmp);
+    for (int32_t k = 0; k < n; k++) {
+        (*ord)[k] = it[k].idx;
+        int32_t l = -1;
+        if (k && it[k].u == it[k - 1].u)
+            for (l = 0; l < it[k].len && l < it[k - 1].len && it[k].bytes[l] == it[k - 1].bytes[l];) l++;
+        (*lcp)[k] = l;
+    }
+    free(it);
+}
+
 /* The region with byte table sig[sig_len] (n states x 256: local state, -1 rejected, -2 leaves;
  * state 0 the start), from the vocabulary's cache or classified now; takes sig. */
 static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out)
@@ -523,7 +592,8 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         token_region *r = &tv->regions[i];
         if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
             *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
-                                       i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits, NULL};
+                                       i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
+                                       r->ex_ord, r->ex_lcp, r->ex_cost, r->ex_single, NULL};
             pthread_mutex_unlock(&tv->region_lock);
             free(sig);
             return 1;
@@ -589,12 +659,17 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     token_mask_set_unc(tv, &e, &unc);
     token_mask_entry ce = {0};
     token_mask_set_unc(tv, &ce, &cw);
-    /* bytes stepped: from the exits, or the list in trie order (shared prefixes once) */
-    int64_t cost_exit = 0, cost_walk = 0;
+    /* bytes stepped: from the exits grouped by what follows them (token_walk_groups), or the
+     * list in trie order (shared prefixes once) */
+    int32_t *ex_ord = NULL, *ex_lcp = NULL;
+    if (e.num_unc <= TOKEN_GROUP_MAX) token_region_exit_order(tv, &e, unc_pu.p, &ex_ord, &ex_lcp);
+    int64_t cost_exit = 0, cost_walk = 0, cost_single = 0;
     for (int32_t k = 0; k < e.num_unc; k++) {
-        int32_t len;
+        int32_t len, q = ex_ord ? ex_ord[k] : k;
+        detok_token_bytes(tv->dv, e.unc[q], &len);
+        cost_single += len - unc_pu.p[2 * q] + 2;
+        cost_exit += !ex_ord || ex_lcp[k] < 0 ? len - unc_pu.p[2 * q] + 2 : len - unc_pu.p[2 * q] - ex_lcp[k];
         detok_token_bytes(tv->dv, e.unc[k], &len);
-        cost_exit += len - unc_pu.p[2 * k] + 2;
         cost_walk += len - e.unc_lcp[k];
     }
     int use_exits = cost_exit * 2 < cost_walk;
@@ -606,11 +681,13 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         LL_ASSERT(tv->regions);
     }
     tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound,
-                                                    ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits};
+                                                    ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits,
+                                                    ex_ord, ex_lcp, cost_exit, cost_single};
     int32_t idx = tv->num_regions - 1;
     pthread_mutex_unlock(&tv->region_lock);
     *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
-                               ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, NULL};
+                               ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, ex_ord, ex_lcp, cost_exit,
+                               cost_single, NULL};
     return 1;
 }
 
@@ -1049,6 +1126,83 @@ static int32_t token_walk_exits(const dpda *d, const token_vocab *tv, dpda_match
     return count;
 }
 
+/* Every uncertain token of region view v walked from where it leaves the region, as
+ * token_walk_exits does, but in ex_ord order: tokens with the same exit state and the same bytes
+ * from the exit on share their steps, and a prefix that fails settles all that extend it (most
+ * exits of a string are its closing quote followed by a few bytes).  out[k] (k: index in
+ * v->unc) = 1 accepted, 0 rejected, 2 pops below a partial stack.  m's arena is restored;
+ * tops/marks are overwritten. */
+static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t parent,
+                              const int32_t *members, const token_region_view *v, int32_t *tops, int32_t *marks,
+                              uint8_t *out)
+{
+    int32_t base = m->num_nodes, valid = 0, fail_at = INT32_MAX;
+    uint8_t fail_out = 0;
+    for (int32_t k = 0; k < v->num_unc; k++) {
+        int32_t q = v->ex_ord[k], len, p = v->unc_pu[2 * q], l = v->ex_lcp[k];
+        const uint8_t *b = detok_token_bytes(tv->dv, v->unc[q], &len) + p;
+        len -= p;
+        if (l < 0) {   /* another exit state: start over from it */
+            m->num_nodes = base;
+            if (m->num_nodes == m->cap_nodes) {
+                m->cap_nodes *= 2;
+                m->nodes = realloc(m->nodes, (size_t)m->cap_nodes * sizeof *m->nodes);
+                LL_ASSERT(m->nodes);
+            }
+            tops[0] = m->num_nodes;
+            m->nodes[m->num_nodes++] = (dpda_node){members[v->unc_pu[2 * q + 1]], parent};
+            marks[0] = m->num_nodes;
+            valid = 0;
+            fail_at = INT32_MAX;
+            l = 0;
+        }
+        if (l > fail_at) { out[q] = fail_out; continue; }   /* extends a prefix that failed */
+        int32_t j = l < valid ? l : valid, r = 0;
+        fail_at = INT32_MAX;
+        for (; j < len; j++) {
+            m->num_nodes = marks[j];
+            r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
+            if (r < 0) break;
+            tops[j + 1] = r;
+            marks[j + 1] = m->num_nodes;
+        }
+        valid = j;
+        if (j < len) {
+            fail_at = j;
+            fail_out = r == -2 ? 2 : 0;
+            out[q] = fail_out;
+        } else {
+            out[q] = 1;
+        }
+    }
+    m->num_nodes = base;
+}
+
+static int token_mask_group_done(const token_mask_table *t, int32_t vi, int32_t parent)
+{
+    for (int64_t k = 0; k < t->gmemo.n; k++)
+        if (t->gmemo.p[k].view == vi && t->gmemo.p[k].parent == parent) return 1;
+    return 0;
+}
+
+/* Region view vi's uncertain tokens walked by token_walk_groups over arena node `parent` of s,
+ * one of the nodes the classification walk started from (so the result holds for all of the
+ * walk), computed once per walk: outcomes indexed as v->unc. */
+static const uint8_t *token_mask_group_outcomes(token_mask_table *t, dpda_matcher *s, int32_t vi, int32_t parent,
+                                               const int32_t *members)
+{
+    for (int64_t k = 0; k < t->gmemo.n; k++)
+        if (t->gmemo.p[k].view == vi && t->gmemo.p[k].parent == parent) return t->gout.p + t->gmemo.p[k].off;
+    const token_region_view *v = &t->views.p[vi];
+    int64_t off = t->gout.n;
+    VEC_RESERVE(t->gout, off + v->num_unc);
+    t->gout.n = off + v->num_unc;
+    token_walk_groups(t->d, t->tv, s, parent, members, v, t->g_tops, t->g_marks, t->gout.p + off);
+    token_group_memo gm = {vi, parent, off};
+    VEC_PUSH(t->gmemo, gm);
+    return t->gout.p + off;
+}
+
 /* The walk reached trie node i (depth dep) at arena node r; when r's state loops on the state
  * below it and the region's own walk is in that same state at node i, every token under i
  * behaves as in the region's walk: the accepted ones are the region's (recorded as a skip),
@@ -1070,7 +1224,15 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
     VEC_PUSH(t->skips, sk);
     t->num_skips++;
     int32_t a = token_view_lower(tv, v, lo), b = token_view_lower(tv, v, hi);
-    if (b > a && v->use_exits)
+    if (b > a && v->use_exits && v->ex_ord && parent < t->walk_fixed &&
+        ((int64_t)(b - a) * v->ex_single >= v->ex_cost * v->num_unc || token_mask_group_done(t, vi, parent))) {
+        /* the walk's own start nodes: every skip over them shares one grouped walk */
+        const uint8_t *o = token_mask_group_outcomes(t, s, vi, parent, v->members);
+        for (int32_t k = a; k < b; k++) {
+            if (o[k] == 1) VEC_PUSH(t->acc, v->unc[k]);
+            else if (o[k] == 2 && unc) VEC_PUSH(*unc, v->unc[k]);
+        }
+    } else if (b > a && v->use_exits)
         token_walk_exits(t->d, tv, s, parent, v->members, v, a, b, &t->acc, unc);
     else if (b > a)
         token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, b - a, t->tops, t->marks, NULL, &t->acc, unc);
@@ -1176,7 +1338,15 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         }
         e.owns_accepted = 0;
         vec_i32 acc = {0}, unc = {0};
-        if (!cl && r.use_exits)
+        if (!cl && r.use_exits && r.ex_ord) {
+            VEC_RESERVE(t->gout, r.num_unc);
+            token_walk_groups(d, tv, s, 0, members, &r, t->g_tops, t->g_marks, t->gout.p);
+            for (int32_t k = 0; k < r.num_unc; k++) {
+                if (t->gout.p[k] == 1) VEC_PUSH(acc, r.unc[k]);
+                else if (t->gout.p[k] == 2) VEC_PUSH(unc, r.unc[k]);
+            }
+            e.num_extra = (int32_t)acc.n;
+        } else if (!cl && r.use_exits)
             e.num_extra = token_walk_exits(d, tv, s, 0, members, &r, 0, r.num_unc, &acc, &unc);
         else
             e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
@@ -1197,6 +1367,9 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     vec_i32 unc = {0};
     t->skips.n = 0;
     t->acc.n = 0;
+    t->gmemo.n = 0;
+    t->gout.n = 0;
+    t->walk_fixed = s->num_nodes;
     t->tops[0] = s->num_nodes - 1;
     t->marks[0] = s->num_nodes;
     /* steps from a stack [below, x] that end at the same depth are memoised for this walk
