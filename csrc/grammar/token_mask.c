@@ -954,7 +954,12 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
         if (nb > best) { best = nb; y1 = tgt[c]; }
     }
     free(tgt);
-    if (y1 < 0 || best < 4) { token_chain_put(t, below, x, fail); return NULL; }
+    /* a bounded position's next position does not loop; a y1 that does is the loop after a
+     * string's last bounded position or after a declared key's first byte ("any string"
+     * beside declared keys): the trie walk settles it from the loop's region */
+    int loops = 0;
+    for (int32_t c = 0; c < C && y1 >= 0 && !loops; c++) loops = token_region_step(t, y1, c) == y1;
+    if (y1 < 0 || best < 4 || loops) { token_chain_put(t, below, x, fail); return NULL; }
     /* guess U: x's first character, paired with y1's */
     int32_t us[TOKEN_CHAIN_U], pr[TOKEN_CHAIN_U], nu = 1, y2 = -3;
     int32_t *U = malloc((size_t)TOKEN_CHAIN_U * (size_t)C * sizeof *U);

@@ -49,6 +49,9 @@
  * (they see lo and what follows the string) or start more than 24 characters, walked on the
  * real stack; a chain's states are checked 49 characters ahead and keep their labels.  With
  * minLength only, the bounded part merges into the loop: U is then the loop's own region.
+ * A state whose first character leads to a state that loops is not taken as a chain position
+ * (the last bounded position of a minLength, or a declared key's first byte beside "any
+ * string"): the trie walk settles it from that loop's region.
  * A token_mask_table is not thread-safe: one per thread, or external locking
  * (grammar_cache.h does the latter).
  *
