@@ -281,11 +281,16 @@ struct token_mask_table {
     VEC(token_group_memo) gmemo;  /* one classification walk's token_walk_groups results, by (view, parent) */
     VEC(uint8_t) gout;           /* their outcomes, gmemo[i].off on */
     int32_t walk_fixed;          /* nodes of the partial stack a classification walk starts from */
+    uint64_t *row_keys;          /* [row_cap] (below + 1) << 32 | x: token_region_row's cache */
+    int32_t *row_vals;           /* [row_cap] offset in row_pool */
+    int64_t row_cap, row_num;
+    vec_i32 row_pool;
     int64_t num_skips;
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
 };
 
 #define TOKEN_MEMO 8192
+#define TOKEN_ROW_POOL (1 << 20)   /* int32 results held by token_region_row's cache */
 
 token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
 {
@@ -312,6 +317,11 @@ token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
     t->rv_vals = malloc((size_t)t->rv_cap * sizeof *t->rv_vals);
     LL_ASSERT(t->region_ys && t->region_st && t->rv_keys && t->rv_vals);
     memset(t->rv_keys, 0xff, (size_t)t->rv_cap * sizeof *t->rv_keys);
+    t->row_cap = 64;
+    t->row_keys = malloc((size_t)t->row_cap * sizeof *t->row_keys);
+    t->row_vals = malloc((size_t)t->row_cap * sizeof *t->row_vals);
+    LL_ASSERT(t->row_keys && t->row_vals);
+    memset(t->row_keys, 0xff, (size_t)t->row_cap * sizeof *t->row_keys);
     t->cl_cap = 64;
     t->cl_keys = malloc((size_t)t->cl_cap * sizeof *t->cl_keys);
     t->cl_vals = malloc((size_t)t->cl_cap * sizeof *t->cl_vals);
@@ -337,7 +347,8 @@ void token_mask_table_free(token_mask_table *t)
     for (int64_t i = 0; i < t->views.n; i++) free(t->views.p[i].members);
     VEC_FREE(t->views);
     VEC_FREE(t->skips);
-    free(t->g_tops); free(t->g_marks);
+    free(t->g_tops); free(t->g_marks); free(t->row_keys); free(t->row_vals);
+    VEC_FREE(t->row_pool);
     VEC_FREE(t->gmemo);
     VEC_FREE(t->gout);
     VEC_FREE(t->acc);
@@ -456,7 +467,7 @@ static void token_mask_reserve_nodes(dpda_matcher *s)
 
 /* x' (same depth), -1 (rejected) or -2 (leaves the region) for class c from [below, x]
  * (t->probe: node 0 = below, set by the caller) */
-static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
+static int32_t token_region_step_once(token_mask_table *t, int32_t x, int32_t c)
 {
     dpda_matcher *s = &t->probe;
     s->nodes[1] = (dpda_node){x, 0};
@@ -465,6 +476,46 @@ static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
     if (r == -1) return -1;
     if (r < 0 || s->nodes[r].parent != 0) return -2;
     return s->nodes[r].state;
+}
+
+/* token_region_step_once for every class from [below, x]: [num_terms - 1], kept per table
+ * (valid until the next call: the pool may move).  An END edge, or one that continues after
+ * the class was shifted, does the same for every class that takes it (most classes inside a
+ * string take one), so a row costs a step per distinct edge. */
+static const int32_t *token_region_row(token_mask_table *t, int32_t x)
+{
+    const dpda *d = t->d;
+    int32_t C = d->num_terms - 1, below = t->probe.nodes[0].state;
+    uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)x;
+    int32_t v = token_hash_find(t->row_keys, t->row_vals, t->row_cap, key);
+    if (v >= 0) return t->row_pool.p + v;
+    if (t->row_pool.n + C > TOKEN_ROW_POOL) {   /* start over rather than grow without bound */
+        memset(t->row_keys, 0xff, (size_t)t->row_cap * sizeof *t->row_keys);
+        t->row_num = 0;
+        t->row_pool.n = 0;
+    }
+    int32_t off = (int32_t)t->row_pool.n, ce[16], cr[16], nce = 0;
+    VEC_RESERVE(t->row_pool, off + C);
+    int32_t *row = t->row_pool.p + off;
+    const int32_t *pre = d->pre + (int64_t)x * d->num_terms;
+    for (int32_t c = 0; c < C; c++) {
+        const dpda_edge *E = &d->edges[pre[c]];
+        if (E->kind == DPDA_REJECT) { row[c] = -1; continue; }
+        if (E->kind != DPDA_END && !E->post) { row[c] = token_region_step_once(t, x, c); continue; }
+        int32_t k = 0;
+        while (k < nce && ce[k] != pre[c]) k++;
+        if (k < nce) { row[c] = cr[k]; continue; }
+        row[c] = token_region_step_once(t, x, c);
+        if (nce < 16) { ce[nce] = pre[c]; cr[nce++] = row[c]; }
+    }
+    t->row_pool.n = off + C;
+    token_hash_put(&t->row_keys, &t->row_vals, &t->row_cap, t->row_num++, key, off);
+    return row;
+}
+
+static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
+{
+    return token_region_row(t, x)[c];
 }
 
 static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i32 *unc);
@@ -482,7 +533,8 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     token_mask_reserve_nodes(s);
     s->nodes[0] = (dpda_node){below, -2};
     int loops = 0;
-    for (int32_t c = 0; c < C && !loops; c++) loops = token_region_step(t, top, c) == top;
+    const int32_t *row = token_region_row(t, top);
+    for (int32_t c = 0; c < C && !loops; c++) loops = row[c] == top;
     if (!loops) return 0;
     /* forward search from top (bounded), then keep the states that reach back to top: the
      * strongly connected piece top loops in; edges out of it count as leaving the region */
@@ -492,13 +544,17 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     states[0] = top;
     dist[0] = 0;
     for (int32_t i = 0; i < n; i++) {
+        row = dist[i] < TOKEN_REGION_DEPTH ? token_region_row(t, states[i]) : NULL;
+        int32_t last = -3, last_k = -2;
         for (int32_t c = 0; c < C; c++) {
-            int32_t r = dist[i] < TOKEN_REGION_DEPTH ? token_region_step(t, states[i], c) : -2;
-            if (r >= 0) {
+            int32_t r = row ? row[c] : -2;
+            if (r >= 0 && r == last) r = last_k;
+            else if (r >= 0) {
+                last = r;
                 int32_t k = 0;
                 while (k < n && states[k] != r) k++;
                 if (k == n && n < TOKEN_REGION_MAX) { states[n] = r; dist[n] = dist[i] + 1; n++; }
-                r = k < n ? k : -2;
+                r = last_k = k < n ? k : -2;
             }
             local[i * C + c] = r;
         }

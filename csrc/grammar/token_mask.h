@@ -21,6 +21,9 @@
  * numbered canonically and looked up in a cache held by the token_vocab, shared by all
  * grammars on the vocabulary (guarded by a mutex): the same piece in another place or another
  * schema reuses the classification, and a new one costs one table lookup per trie node.
+ * Finding a region (and checking a bounded chain) reads the automaton a row at a time (every
+ * class from one state, kept per table): classes that take the same edge ending after the
+ * shift share one step, so a string's state costs a handful of steps, not one per class.
  * Skips: a region's trie walk keeps its local state after every node (regions accepting many
  * tokens).  When any classification walk reaches trie node i in a state x that loops over the
  * state below it, and x's region walk (from x) is back in x at node i, the tokens under i
