@@ -285,6 +285,7 @@ struct token_mask_table {
     int32_t *row_vals;           /* [row_cap] offset in row_pool */
     int64_t row_cap, row_num;
     vec_i32 row_pool;
+    int32_t *region_local;       /* [TOKEN_REGION_MAX * classes] token_mask_region's scratch */
     int64_t num_skips;
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
 };
@@ -349,6 +350,7 @@ void token_mask_table_free(token_mask_table *t)
     VEC_FREE(t->skips);
     free(t->g_tops); free(t->g_marks); free(t->row_keys); free(t->row_vals);
     VEC_FREE(t->row_pool);
+    free(t->region_local);
     VEC_FREE(t->gmemo);
     VEC_FREE(t->gout);
     VEC_FREE(t->acc);
@@ -449,7 +451,7 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
  * stay in the region; rejected; uncertain: leave it) runs once per distinct region, with one
  * table lookup per trie node, and every grammar on this vocabulary reuses it. */
 
-#define TOKEN_REGION_MAX 48    /* states searched from the top */
+#define TOKEN_REGION_MAX 48    /* states searched from the top (at most 64: successor bit sets) */
 #define TOKEN_REGION_DEPTH 7   /* bytes searched from the top (a 6-byte u-escape loops back) */
 #define TOKEN_REF_MIN 1024     /* regions accepting fewer tokens keep no per-node states */
 #define TOKEN_GROUP_MAX 4096   /* regions leaving by more tokens walk them one by one (no ex_ord) */
@@ -498,10 +500,13 @@ static const int32_t *token_region_row(token_mask_table *t, int32_t x)
     VEC_RESERVE(t->row_pool, off + C);
     int32_t *row = t->row_pool.p + off;
     const int32_t *pre = d->pre + (int64_t)x * d->num_terms;
+    int32_t last = -1;   /* the previous class's edge when its result holds for every class */
     for (int32_t c = 0; c < C; c++) {
+        if (pre[c] == last) { row[c] = row[c - 1]; continue; }
         const dpda_edge *E = &d->edges[pre[c]];
+        last = pre[c];
         if (E->kind == DPDA_REJECT) { row[c] = -1; continue; }
-        if (E->kind != DPDA_END && !E->post) { row[c] = token_region_step_once(t, x, c); continue; }
+        if (E->kind != DPDA_END && !E->post) { row[c] = token_region_step_once(t, x, c); last = -1; continue; }
         int32_t k = 0;
         while (k < nce && ce[k] != pre[c]) k++;
         if (k < nce) { row[c] = cr[k]; continue; }
@@ -539,8 +544,12 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     /* forward search from top (bounded), then keep the states that reach back to top: the
      * strongly connected piece top loops in; edges out of it count as leaving the region */
     int32_t states[TOKEN_REGION_MAX], dist[TOKEN_REGION_MAX], n = 1;
-    int32_t *local = malloc((size_t)TOKEN_REGION_MAX * (size_t)C * sizeof *local);
-    LL_ASSERT(local);
+    if (!t->region_local) {
+        t->region_local = malloc((size_t)TOKEN_REGION_MAX * (size_t)C * sizeof *t->region_local);
+        LL_ASSERT(t->region_local);
+    }
+    int32_t *local = t->region_local;
+    uint64_t succ[TOKEN_REGION_MAX] = {0};   /* local successors of each state, as bits */
     states[0] = top;
     dist[0] = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -555,21 +564,18 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
                 while (k < n && states[k] != r) k++;
                 if (k == n && n < TOKEN_REGION_MAX) { states[n] = r; dist[n] = dist[i] + 1; n++; }
                 r = last_k = k < n ? k : -2;
+                if (r >= 0) succ[i] |= 1ull << r;
             }
             local[i * C + c] = r;
         }
     }
     uint8_t back[TOKEN_REGION_MAX] = {0};
+    uint64_t back_bits = 1;
     back[0] = 1;
     for (int changed = 1; changed;) {
         changed = 0;
-        for (int32_t i = 0; i < n; i++) {
-            if (back[i]) continue;
-            for (int32_t c = 0; c < C && !back[i]; c++) {
-                int32_t r = local[i * C + c];
-                if (r >= 0 && back[r]) { back[i] = 1; changed = 1; }
-            }
-        }
+        for (int32_t i = 0; i < n; i++)
+            if (!back[i] && (succ[i] & back_bits)) { back[i] = 1; back_bits |= 1ull << i; changed = 1; }
     }
     int32_t ren[TOKEN_REGION_MAX], m = 0;
     for (int32_t i = 0; i < n; i++) ren[i] = back[i] ? m++ : -1;
@@ -591,7 +597,6 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     LL_ASSERT(sig);
     for (int32_t i = 0; i < n; i++)
         for (int b = 0; b < 256; b++) sig[i * 256 + b] = local[i * C + d->class_of[b]];
-    free(local);
     return token_region_get(t, sig, sig_len, out);
 }
 
@@ -637,12 +642,26 @@ static void token_region_exit_order(const token_vocab *tv, const token_mask_entr
     free(it);
 }
 
+/* a byte table's hash over its runs of equal entries (a state's row is a few runs) */
+static uint64_t token_sig_hash(const int32_t *sig, int32_t n)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)n;
+    for (int32_t i = 0; i < n;) {
+        int32_t j = i + 1;
+        while (j < n && sig[j] == sig[i]) j++;
+        h = (h ^ (uint32_t)sig[i]) * 1099511628211ull;
+        h = (h ^ (uint32_t)(j - i)) * 1099511628211ull;
+        i = j;
+    }
+    return h ^ (h >> 29);
+}
+
 /* The region with byte table sig[sig_len] (n states x 256: local state, -1 rejected, -2 leaves;
  * state 0 the start), from the vocabulary's cache or classified now; takes sig. */
 static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out)
 {
     token_vocab *tv = (token_vocab *)t->tv;
-    uint64_t h = vec_hash_i32(sig, sig_len);
+    uint64_t h = token_sig_hash(sig, sig_len);
     pthread_mutex_lock(&tv->region_lock);
     for (int32_t i = 0; i < tv->num_regions; i++) {
         token_region *r = &tv->regions[i];
