@@ -70,6 +70,7 @@ typedef struct token_region {
     int32_t *ex_ord;      /* [e.num_unc] uncertain list indices by (exit state, bytes from the exit) */
     int32_t *ex_lcp;      /* [e.num_unc] bytes from the exit shared with the previous in ex_ord order,
                            * -1 where the exit state changes */
+    int32_t *unc_rank;    /* [e.num_unc] each uncertain token's place in the trie order (ascending) */
     int64_t ex_cost;      /* bytes token_walk_groups steps at most */
     int64_t ex_single;    /* bytes token_walk_exits steps for the whole list */
 } token_region;
@@ -190,6 +191,7 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].unc_pu);
         free(tv->regions[i].ex_ord);
         free(tv->regions[i].ex_lcp);
+        free(tv->regions[i].unc_rank);
     }
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
@@ -219,6 +221,7 @@ typedef struct token_region_view {
     const int32_t *unc_pu;        /* token_region.unc_pu */
     int use_exits;
     const int32_t *ex_ord, *ex_lcp;   /* token_region.ex_ord / ex_lcp */
+    const int32_t *unc_rank;          /* token_region.unc_rank */
     int64_t ex_cost, ex_single;       /* token_region.ex_cost / ex_single */
     int32_t *members;     /* [TOKEN_REGION_MAX] real state of each local state (views of
                            * token_mask_region_view, owned by the table), else NULL */
@@ -668,7 +671,7 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
             *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
                                        i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
-                                       r->ex_ord, r->ex_lcp, r->ex_cost, r->ex_single, NULL};
+                                       r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL};
             pthread_mutex_unlock(&tv->region_lock);
             free(sig);
             return 1;
@@ -748,6 +751,9 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         cost_walk += len - e.unc_lcp[k];
     }
     int use_exits = cost_exit * 2 < cost_walk;
+    int32_t *unc_rank = malloc(((size_t)e.num_unc + 1) * sizeof *unc_rank);
+    LL_ASSERT(unc_rank);
+    for (int32_t k = 0; k < e.num_unc; k++) unc_rank[k] = tv->rank[e.unc[k]];
     if (e.num_accepted < TOKEN_REF_MIN) { free(ref); ref = NULL; }
     pthread_mutex_lock(&tv->region_lock);
     if (tv->num_regions == tv->cap_regions) {
@@ -757,12 +763,12 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     }
     tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound,
                                                     ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits,
-                                                    ex_ord, ex_lcp, cost_exit, cost_single};
+                                                    ex_ord, ex_lcp, unc_rank, cost_exit, cost_single};
     int32_t idx = tv->num_regions - 1;
     pthread_mutex_unlock(&tv->region_lock);
     *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
-                               ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, ex_ord, ex_lcp, cost_exit,
-                               cost_single, NULL};
+                               ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, ex_ord, ex_lcp, unc_rank,
+                               cost_exit, cost_single, NULL};
     return 1;
 }
 
@@ -1019,16 +1025,22 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
     token_chain_label fail = {-1, 0, 0};
     /* y1: the local target of most bytes (the state after one ordinary character) */
     int32_t y1 = -1, best = 0;
-    int32_t *tgt = malloc((size_t)C * sizeof *tgt);
-    LL_ASSERT(tgt);
-    for (int32_t c = 0; c < C; c++) tgt[c] = token_region_step(t, x, c);
+    int32_t *nbytes = calloc((size_t)C + 1, sizeof *nbytes);   /* bytes of each class */
+    VEC(token_chain_label) cnt = {0};   /* (u: target state, r: bytes leading to it) */
+    LL_ASSERT(nbytes);
+    for (int b = 0; b < 256; b++) nbytes[d->class_of[b]]++;
+    const int32_t *tgt = token_region_row(t, x);
     for (int32_t c = 0; c < C; c++) {
         if (tgt[c] < 0 || tgt[c] == x) continue;
-        int32_t nb = 0;
-        for (int b = 0; b < 256; b++) nb += tgt[d->class_of[b]] == tgt[c];
-        if (nb > best) { best = nb; y1 = tgt[c]; }
+        int64_t k = 0;
+        while (k < cnt.n && cnt.p[k].u != tgt[c]) k++;
+        if (k == cnt.n) { token_chain_label l = {0, tgt[c], 0}; VEC_PUSH(cnt, l); }
+        cnt.p[k].r += nbytes[c];
     }
-    free(tgt);
+    for (int64_t k = 0; k < cnt.n; k++)
+        if (cnt.p[k].r > best) { best = cnt.p[k].r; y1 = cnt.p[k].u; }
+    VEC_FREE(cnt);
+    free(nbytes);
     /* a bounded position's next position does not loop; a y1 that does is the loop after a
      * string's last bounded position or after a declared key's first byte ("any string"
      * beside declared keys): the trie walk settles it from the loop's region */
@@ -1167,12 +1179,12 @@ static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i
 }
 
 /* first index k in the view's uncertain list with rank(unc[k]) >= lo */
-static int32_t token_view_lower(const token_vocab *tv, const token_region_view *v, int32_t lo)
+static int32_t token_view_lower(const token_region_view *v, int32_t lo)
 {
     int32_t a = 0, b = v->num_unc;
     while (a < b) {
         int32_t mid = (a + b) / 2;
-        if (tv->rank[v->unc[mid]] < lo) a = mid + 1; else b = mid;
+        if (v->unc_rank[mid] < lo) a = mid + 1; else b = mid;
     }
     return a;
 }
@@ -1303,7 +1315,7 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
     token_skip sk = {lo, hi, vi};
     VEC_PUSH(t->skips, sk);
     t->num_skips++;
-    int32_t a = token_view_lower(tv, v, lo), b = token_view_lower(tv, v, hi);
+    int32_t a = token_view_lower(v, lo), b = token_view_lower(v, hi);
     if (b > a && v->use_exits && v->ex_ord && parent < t->walk_fixed &&
         ((int64_t)(b - a) * v->ex_single >= v->ex_cost * v->num_unc || token_mask_group_done(t, vi, parent))) {
         /* the walk's own start nodes: every skip over them shares one grouped walk */
@@ -1487,8 +1499,9 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         if (r == -1) { i = tv->end[i]; continue; }
         if (r == -2) {
             /* every token of the subtree depends on the stack below */
-            for (int32_t j = i; j < tv->end[i]; j++)
-                for (int32_t k = 0; k < tv->tok_count[j]; k++) VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
+            int32_t lo = tv->tok_start[i], hi = tv->tok_start[tv->end[i]];
+            VEC_RESERVE(unc, unc.n + hi - lo);
+            for (int32_t q = lo; q < hi; q++) unc.p[unc.n++] = tv->sorted[q];
             i = tv->end[i];
             continue;
         }
