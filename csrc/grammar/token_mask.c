@@ -44,6 +44,8 @@ typedef struct token_mask_entry {
     int32_t num_accepted;
     int32_t *extra;       /* [num_extra] accepted besides `accepted` (a region's refinement) */
     int32_t num_extra;
+    int32_t *removed;     /* [num_removed] in `accepted` but not allowed (a shared set's exceptions) */
+    int32_t num_removed;
     int owns_accepted;    /* 0: `accepted` belongs to the vocabulary's region cache */
 } token_mask_entry;
 
@@ -291,6 +293,8 @@ struct token_mask_table {
     int32_t *region_local;       /* [TOKEN_REGION_MAX * classes] token_mask_region's scratch */
     int64_t num_skips;
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
+    uint32_t *mark;          /* [words] token_mask_assemble's scratch bits, clear between calls */
+    vec_i32 marked;          /* the tokens it set there */
 };
 
 #define TOKEN_MEMO 8192
@@ -342,6 +346,7 @@ void token_mask_table_free(token_mask_table *t)
         free(t->entries.p[i].unc);
         free(t->entries.p[i].unc_lcp);
         free(t->entries.p[i].extra);
+        free(t->entries.p[i].removed);
     }
     VEC_FREE(t->entries);
     free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo_key); free(t->memo_val);
@@ -357,6 +362,8 @@ void token_mask_table_free(token_mask_table *t)
     VEC_FREE(t->gmemo);
     VEC_FREE(t->gout);
     VEC_FREE(t->acc);
+    free(t->mark);
+    VEC_FREE(t->marked);
     VEC_FREE(t->labels);
     free(t->cl_keys); free(t->cl_vals); free(t->cs_mark); free(t->cs_idx);
     VEC_FREE(t->chain_q);
@@ -457,6 +464,8 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 #define TOKEN_REGION_MAX 48    /* states searched from the top (at most 64: successor bit sets) */
 #define TOKEN_REGION_DEPTH 7   /* bytes searched from the top (a 6-byte u-escape loops back) */
 #define TOKEN_REF_MIN 1024     /* regions accepting fewer tokens keep no per-node states */
+#define TOKEN_SHARE_MAX 1024   /* a classification differing from a region's accepted set in at
+                                * most this many tokens shares that set (token_mask_assemble) */
 #define TOKEN_GROUP_MAX 4096   /* regions leaving by more tokens walk them one by one (no ex_ord) */
 #define TOKEN_CHAIN_K 24       /* a bounded position counts characters up to this many; tokens
                                 * starting more are walked on the real stack */
@@ -1331,14 +1340,14 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
     return 1;
 }
 
-/* The accepted set of a classification: skipped subtrees as their regions say, plus t->acc.
- * When one region's subtrees hold most tokens, its accepted set is copied and the tokens
- * outside them cleared; otherwise the skipped ranges are added token by token. */
-static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
+/* The accepted set of a classification into e: skipped subtrees as their regions say, plus
+ * t->acc.  When one region's subtrees hold most tokens, the set is that region's accepted set
+ * with the tokens outside them that nothing accepts removed and the others added: shared with
+ * the two lists (e->removed, e->extra) when they are short, else copied and applied; otherwise
+ * the skipped ranges are added token by token. */
+static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
 {
     const token_vocab *tv = t->tv;
-    uint32_t *acc = calloc((size_t)tv->words, sizeof *acc);
-    LL_ASSERT(acc);
     int32_t best = -1;
     int64_t best_n = 0;
     for (int64_t k = 0; k < t->skips.n; k++) {
@@ -1349,10 +1358,33 @@ static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
         if (n > best_n) { best_n = n; best = v; }
         if (n * 2 > tv->num_sorted) break;
     }
-    int32_t n = (int32_t)t->acc.n;   /* explicit tokens lie outside every skipped range */
+    e->owns_accepted = 1;
     if (best >= 0 && best_n * 2 > tv->num_sorted) {
-        memcpy(acc, t->views.p[best].accepted, (size_t)tv->words * sizeof *acc);
-        n += t->views.p[best].num_accepted;
+        /* the set is base (the best view's) minus `removed` (its tokens outside the best
+         * view's subtrees that nothing else accepts) plus `extra` (accepted, not in base):
+         * few of either, so base is shared unless they are many */
+        const uint32_t *base = t->views.p[best].accepted;
+        if (!t->mark) {
+            t->mark = calloc((size_t)tv->words, sizeof *t->mark);   /* all clear between calls */
+            LL_ASSERT(t->mark);
+        }
+        vec_i32 extra = {0}, removed = {0};
+        t->marked.n = 0;
+        for (int64_t k = 0; k < t->skips.n; k++) {
+            const token_skip *sk = &t->skips.p[k];
+            if (sk->view == best) continue;
+            const uint32_t *va = t->views.p[sk->view].accepted;
+            for (int32_t q = sk->lo; q < sk->hi; q++) {
+                int32_t tok = tv->sorted[q];
+                if (va[tok >> 5] & (1u << (tok & 31))) VEC_PUSH(t->marked, tok);
+            }
+        }
+        for (int64_t k = 0; k < t->acc.n; k++) VEC_PUSH(t->marked, t->acc.p[k]);
+        for (int64_t k = 0; k < t->marked.n; k++) {
+            int32_t tok = t->marked.p[k];
+            t->mark[tok >> 5] |= 1u << (tok & 31);
+            if (!(base[tok >> 5] & (1u << (tok & 31)))) VEC_PUSH(extra, tok);
+        }
         int32_t pos = 0;
         for (int64_t k = 0; k <= t->skips.n; k++) {
             const token_skip *sk = k < t->skips.n ? &t->skips.p[k] : NULL;
@@ -1361,17 +1393,35 @@ static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
             for (int32_t q = pos; q < end; q++) {
                 int32_t tok = tv->sorted[q];
                 uint32_t bit = 1u << (tok & 31);
-                n -= (acc[tok >> 5] & bit) != 0;
-                acc[tok >> 5] &= ~bit;
+                if ((base[tok >> 5] & bit) && !(t->mark[tok >> 5] & bit)) VEC_PUSH(removed, tok);
             }
             if (sk) pos = sk->hi;
         }
-    } else {
-        best = -1;
+        for (int64_t k = 0; k < t->marked.n; k++) t->mark[t->marked.p[k] >> 5] = 0;
+        e->num_accepted = t->views.p[best].num_accepted - (int32_t)removed.n + (int32_t)extra.n;
+        if (removed.n + extra.n <= TOKEN_SHARE_MAX) {
+            e->accepted = (uint32_t *)base;
+            e->owns_accepted = 0;
+            e->extra = extra.p;
+            e->num_extra = (int32_t)extra.n;
+            e->removed = removed.p;
+            e->num_removed = (int32_t)removed.n;
+            return;
+        }
+        e->accepted = malloc((size_t)tv->words * sizeof *e->accepted);
+        LL_ASSERT(e->accepted);
+        memcpy(e->accepted, base, (size_t)tv->words * sizeof *e->accepted);
+        for (int64_t k = 0; k < removed.n; k++) e->accepted[removed.p[k] >> 5] &= ~(1u << (removed.p[k] & 31));
+        for (int64_t k = 0; k < extra.n; k++) e->accepted[extra.p[k] >> 5] |= 1u << (extra.p[k] & 31);
+        VEC_FREE(extra);
+        VEC_FREE(removed);
+        return;
     }
+    uint32_t *acc = calloc((size_t)tv->words, sizeof *acc);
+    LL_ASSERT(acc);
+    int32_t n = (int32_t)t->acc.n;   /* explicit tokens lie outside every skipped range */
     for (int64_t k = 0; k < t->skips.n; k++) {
         const token_skip *sk = &t->skips.p[k];
-        if (sk->view == best) continue;
         const uint32_t *va = t->views.p[sk->view].accepted;
         for (int32_t q = sk->lo; q < sk->hi; q++) {
             int32_t tok = tv->sorted[q];
@@ -1381,8 +1431,8 @@ static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
         }
     }
     for (int64_t k = 0; k < t->acc.n; k++) acc[t->acc.p[k] >> 5] |= 1u << (t->acc.p[k] & 31);
-    *num_accepted = n;
-    return acc;
+    e->accepted = acc;
+    e->num_accepted = n;
 }
 
 /* One trie walk from the partial stack [below, top] (below < 0: top is the bottom). */
@@ -1514,9 +1564,9 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         }
         i++;
     }
-    e.accepted = token_mask_assemble(t, &e.num_accepted);
+    token_mask_assemble(t, &e);
     token_mask_set_unc(tv, &e, &unc);
-    t->bytes += (int64_t)tv->words * 4 + unc.n * 8;
+    t->bytes += (e.owns_accepted ? (int64_t)tv->words * 4 : 0) + (unc.n + e.num_extra + e.num_removed) * 4 + unc.n * 4;
     VEC_PUSH(t->entries, e);
     int32_t id = (int32_t)t->entries.n - 1;
     token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
@@ -1536,6 +1586,7 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     const token_mask_entry *e = &t->entries.p[id];
     memcpy(mask, e->accepted, (size_t)tv->words * sizeof *mask);
     int32_t count = e->num_accepted;
+    for (int32_t k = 0; k < e->num_removed; k++) mask[e->removed[k] >> 5] &= ~(1u << (e->removed[k] & 31));
     for (int32_t k = 0; k < e->num_extra; k++) mask[e->extra[k] >> 5] |= 1u << (e->extra[k] & 31);
     /* uncertain tokens on the real stack */
     count += token_walk(d, tv, m, m->top, 0, e->unc, e->unc_lcp, e->num_unc, t->tops, t->marks, mask, NULL, NULL);

@@ -29,10 +29,12 @@
  * state below it, and x's region walk (from x) is back in x at node i, the tokens under i
  * behave exactly as in that walk: the accepted ones are the region's (copied as a range of the
  * trie order, or the region's whole set with the rest cleared when it covers most tokens) and
- * only those leaving the region are walked.  The same holds at the region's inner states
- * (between the bytes of a UTF-8 character, inside an escape): computing a region records all
- * its states, so a node reached in any of them is settled when the region's walk is in that
- * same state there.  Tokens that leave a region are stepped from where they leave it (the
+ * only those leaving the region are walked; when the result differs from that region's set in
+ * few tokens, the entry shares the region's set and keeps the differences (tokens removed,
+ * tokens added), so a mask copies a set many entries share and the table holds no copy.  The
+ * same holds at the region's inner states (between the bytes of a UTF-8 character, inside an
+ * escape): computing a region records all its states, so a node reached in any of them is
+ * settled when the region's walk is in that same state there.  Tokens that leave a region are stepped from where they leave it (the
  * region's walk records the bytes read inside and the state left from) when that is cheaper
  * than walking them in trie order, in the order of (state left from, bytes from the exit on):
  * tokens that leave alike share their steps and a prefix that fails settles all that extend it
