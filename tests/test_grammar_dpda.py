@@ -255,6 +255,60 @@ def test_region_skips_equal_brute_force_qwen3():
 
 
 @pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
+def test_grouped_exits_equal_brute_force_qwen3():
+    """First visits that step a region's leaving tokens grouped by (exit state, bytes from the
+    exit), once per classification walk for all its skips (token_walk_groups), and region
+    searches over cached rows: string and number values closed by every kind of follower
+    (`,` `}` `]`, nested closings that pop below the partial stack), objects of one shape
+    reached from many places (each its own states), declared keys beside any string and a
+    minLength string after a declared key (no chain analysis from a state whose next position
+    loops).  The fast mask equals brute force at every token, in a fresh grammar each time
+    and again once the vocabulary's region cache is warm."""
+    from lightllm.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(QWEN3)
+    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
+    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    ev = {"type": "object", "properties": {k: {"type": "string"} for k in ("addListener", "addRules", "hasListener")}}
+    cases = [
+        ({"type": "object", "properties": {"on": ev, "off": ev, "mid": {"type": "array", "items": ev}},
+          "required": ["on"]},
+         {"on": {"addListener": "f() {}", "zz": "\"q\""}, "off": {"hasListener": ""},
+          "mid": [{"addRules": "r\u00e9"}, {}]}),
+        ({"type": "object", "properties": {"n": {"type": "number"}, "i": {"type": "integer"},
+                                           "s": {"type": "string", "minLength": 2}, "a": {"type": "array", "items": {"type": "number"}}},
+          "additionalProperties": False},
+         {"n": -12.5e3, "i": 7, "s": "日本語", "a": [1, 2.25, -0.5e-2, 100]}),
+        ({"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+         [["a\"b", "", "🙂"], [], ["x,y", "}]"]]),
+        ({"type": "object", "properties": {"key": {"type": "string", "minLength": 3}}, "required": ["key"]},
+         {"key": "abcdef", "keyring": "x"}),
+    ]
+    checked = 0
+    for rep in range(2):   # fresh regions, then regions cached by the vocabulary
+        for k, (schema, value) in enumerate(cases):
+            sch = dict(schema, title="rep%d" % rep)   # a new grammar (and mask table) each time
+            g = gc.compile("json_schema", json.dumps(sch))
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            ids = tok.encode(text, add_special_tokens=False)
+            m = g.matcher()
+            for i, tid in enumerate(ids + [tok.eos_token_id]):
+                if rep == 0 or i % 2 == 0:
+                    assert m.mask() == m.mask_brute(), (schema, rep, i, tok.decode(ids[:i]))
+                    checked += 1
+                assert m.advance_token(tid), (schema, i)
+            assert m.is_accepting()
+            # byte by byte: states between a token's bytes (inside strings, escapes, numbers)
+            m = g.matcher()
+            raw = text.encode("utf-8")
+            for b in range(len(raw)):
+                if b % 5 == 2 and rep == 0:
+                    assert m.mask() == m.mask_brute(), (schema, raw[:b])
+                    checked += 1
+                assert m.advance_bytes(raw[b:b + 1])
+    assert checked > 100
+
+
+@pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
 def test_bounded_strings_equal_brute_force_qwen3():
     """Strings with minLength / maxLength: every position is its own state, answered from the
     string loop's region cut after the characters left (token_mask.c "bounded chains").  Every

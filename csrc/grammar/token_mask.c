@@ -44,6 +44,8 @@ typedef struct token_mask_entry {
     int32_t num_accepted;
     int32_t *extra;       /* [num_extra] accepted besides `accepted` (a region's refinement) */
     int32_t num_extra;
+    int32_t *removed;     /* [num_removed] in `accepted` but not allowed (a shared set's exceptions) */
+    int32_t num_removed;
     int owns_accepted;    /* 0: `accepted` belongs to the vocabulary's region cache */
 } token_mask_entry;
 
@@ -67,6 +69,12 @@ typedef struct token_region {
     int32_t *unc_pu;      /* [2 * e.num_unc] each uncertain token's bytes before it leaves and the
                            * local state it leaves from */
     int use_exits;        /* walking from the exits is cheaper than walking the list in trie order */
+    int32_t *ex_ord;      /* [e.num_unc] uncertain list indices by (exit state, bytes from the exit) */
+    int32_t *ex_lcp;      /* [e.num_unc] bytes from the exit shared with the previous in ex_ord order,
+                           * -1 where the exit state changes */
+    int32_t *unc_rank;    /* [e.num_unc] each uncertain token's place in the trie order (ascending) */
+    int64_t ex_cost;      /* bytes token_walk_groups steps at most */
+    int64_t ex_single;    /* bytes token_walk_exits steps for the whole list */
 } token_region;
 
 typedef struct token_sort_item {
@@ -183,6 +191,9 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].cw);
         free(tv->regions[i].cw_lcp);
         free(tv->regions[i].unc_pu);
+        free(tv->regions[i].ex_ord);
+        free(tv->regions[i].ex_lcp);
+        free(tv->regions[i].unc_rank);
     }
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
@@ -211,6 +222,9 @@ typedef struct token_region_view {
     int32_t num_cw;
     const int32_t *unc_pu;        /* token_region.unc_pu */
     int use_exits;
+    const int32_t *ex_ord, *ex_lcp;   /* token_region.ex_ord / ex_lcp */
+    const int32_t *unc_rank;          /* token_region.unc_rank */
+    int64_t ex_cost, ex_single;       /* token_region.ex_cost / ex_single */
     int32_t *members;     /* [TOKEN_REGION_MAX] real state of each local state (views of
                            * token_mask_region_view, owned by the table), else NULL */
 } token_region_view;
@@ -220,6 +234,13 @@ typedef struct token_chain_label {
     int32_t u;      /* state of U */
     int32_t r;      /* characters left: exact, or a lower bound + INT32_MAX / 2 (token_mask_chain) */
 } token_chain_label;
+
+/* token_walk_groups of view `view` from a node over arena node `parent` (one fixed for the whole
+ * classification walk): outcomes at gout[off, off + num_unc). */
+typedef struct token_group_memo {
+    int32_t view, parent;
+    int64_t off;
+} token_group_memo;
 
 /* A subtree settled by a region's walk: tokens sorted[lo, hi) as in view's accepted set. */
 typedef struct token_skip {
@@ -261,11 +282,23 @@ struct token_mask_table {
     VEC(token_chain_label) chain_l;   /* their (u, s) (s in .r) */
     int64_t num_chains;
     VEC(token_skip) skips;   /* scratch of one classification */
+    int32_t *g_tops, *g_marks;   /* [max_depth + 2] token_walk_groups' own (a trie walk may call it midway) */
+    VEC(token_group_memo) gmemo;  /* one classification walk's token_walk_groups results, by (view, parent) */
+    VEC(uint8_t) gout;           /* their outcomes, gmemo[i].off on */
+    int32_t walk_fixed;          /* nodes of the partial stack a classification walk starts from */
+    uint64_t *row_keys;          /* [row_cap] (below + 1) << 32 | x: token_region_row's cache */
+    int32_t *row_vals;           /* [row_cap] offset in row_pool */
+    int64_t row_cap, row_num;
+    vec_i32 row_pool;
+    int32_t *region_local;       /* [TOKEN_REGION_MAX * classes] token_mask_region's scratch */
     int64_t num_skips;
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
+    uint32_t *mark;          /* [words] token_mask_assemble's scratch bits, clear between calls */
+    vec_i32 marked;          /* the tokens it set there */
 };
 
 #define TOKEN_MEMO 8192
+#define TOKEN_ROW_POOL (1 << 20)   /* int32 results held by token_region_row's cache */
 
 token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
 {
@@ -283,12 +316,20 @@ token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
     dpda_matcher_init(&t->scratch, d);
     dpda_matcher_init(&t->probe, d);
     t->region_ys = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_ys);
+    t->g_tops = malloc(((size_t)tv->max_depth + 2) * sizeof *t->g_tops);
+    t->g_marks = malloc(((size_t)tv->max_depth + 2) * sizeof *t->g_marks);
+    LL_ASSERT(t->g_tops && t->g_marks);
     t->region_st = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_st);
     t->rv_cap = 64;
     t->rv_keys = malloc((size_t)t->rv_cap * sizeof *t->rv_keys);
     t->rv_vals = malloc((size_t)t->rv_cap * sizeof *t->rv_vals);
     LL_ASSERT(t->region_ys && t->region_st && t->rv_keys && t->rv_vals);
     memset(t->rv_keys, 0xff, (size_t)t->rv_cap * sizeof *t->rv_keys);
+    t->row_cap = 64;
+    t->row_keys = malloc((size_t)t->row_cap * sizeof *t->row_keys);
+    t->row_vals = malloc((size_t)t->row_cap * sizeof *t->row_vals);
+    LL_ASSERT(t->row_keys && t->row_vals);
+    memset(t->row_keys, 0xff, (size_t)t->row_cap * sizeof *t->row_keys);
     t->cl_cap = 64;
     t->cl_keys = malloc((size_t)t->cl_cap * sizeof *t->cl_keys);
     t->cl_vals = malloc((size_t)t->cl_cap * sizeof *t->cl_vals);
@@ -305,6 +346,7 @@ void token_mask_table_free(token_mask_table *t)
         free(t->entries.p[i].unc);
         free(t->entries.p[i].unc_lcp);
         free(t->entries.p[i].extra);
+        free(t->entries.p[i].removed);
     }
     VEC_FREE(t->entries);
     free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo_key); free(t->memo_val);
@@ -314,7 +356,14 @@ void token_mask_table_free(token_mask_table *t)
     for (int64_t i = 0; i < t->views.n; i++) free(t->views.p[i].members);
     VEC_FREE(t->views);
     VEC_FREE(t->skips);
+    free(t->g_tops); free(t->g_marks); free(t->row_keys); free(t->row_vals);
+    VEC_FREE(t->row_pool);
+    free(t->region_local);
+    VEC_FREE(t->gmemo);
+    VEC_FREE(t->gout);
     VEC_FREE(t->acc);
+    free(t->mark);
+    VEC_FREE(t->marked);
     VEC_FREE(t->labels);
     free(t->cl_keys); free(t->cl_vals); free(t->cs_mark); free(t->cs_idx);
     VEC_FREE(t->chain_q);
@@ -412,9 +461,12 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
  * stay in the region; rejected; uncertain: leave it) runs once per distinct region, with one
  * table lookup per trie node, and every grammar on this vocabulary reuses it. */
 
-#define TOKEN_REGION_MAX 48    /* states searched from the top */
+#define TOKEN_REGION_MAX 48    /* states searched from the top (at most 64: successor bit sets) */
 #define TOKEN_REGION_DEPTH 7   /* bytes searched from the top (a 6-byte u-escape loops back) */
 #define TOKEN_REF_MIN 1024     /* regions accepting fewer tokens keep no per-node states */
+#define TOKEN_SHARE_MAX 1024   /* a classification differing from a region's accepted set in at
+                                * most this many tokens shares that set (token_mask_assemble) */
+#define TOKEN_GROUP_MAX 4096   /* regions leaving by more tokens walk them one by one (no ex_ord) */
 #define TOKEN_CHAIN_K 24       /* a bounded position counts characters up to this many; tokens
                                 * starting more are walked on the real stack */
 
@@ -429,7 +481,7 @@ static void token_mask_reserve_nodes(dpda_matcher *s)
 
 /* x' (same depth), -1 (rejected) or -2 (leaves the region) for class c from [below, x]
  * (t->probe: node 0 = below, set by the caller) */
-static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
+static int32_t token_region_step_once(token_mask_table *t, int32_t x, int32_t c)
 {
     dpda_matcher *s = &t->probe;
     s->nodes[1] = (dpda_node){x, 0};
@@ -438,6 +490,49 @@ static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
     if (r == -1) return -1;
     if (r < 0 || s->nodes[r].parent != 0) return -2;
     return s->nodes[r].state;
+}
+
+/* token_region_step_once for every class from [below, x]: [num_terms - 1], kept per table
+ * (valid until the next call: the pool may move).  An END edge, or one that continues after
+ * the class was shifted, does the same for every class that takes it (most classes inside a
+ * string take one), so a row costs a step per distinct edge. */
+static const int32_t *token_region_row(token_mask_table *t, int32_t x)
+{
+    const dpda *d = t->d;
+    int32_t C = d->num_terms - 1, below = t->probe.nodes[0].state;
+    uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)x;
+    int32_t v = token_hash_find(t->row_keys, t->row_vals, t->row_cap, key);
+    if (v >= 0) return t->row_pool.p + v;
+    if (t->row_pool.n + C > TOKEN_ROW_POOL) {   /* start over rather than grow without bound */
+        memset(t->row_keys, 0xff, (size_t)t->row_cap * sizeof *t->row_keys);
+        t->row_num = 0;
+        t->row_pool.n = 0;
+    }
+    int32_t off = (int32_t)t->row_pool.n, ce[16], cr[16], nce = 0;
+    VEC_RESERVE(t->row_pool, off + C);
+    int32_t *row = t->row_pool.p + off;
+    const int32_t *pre = d->pre + (int64_t)x * d->num_terms;
+    int32_t last = -1;   /* the previous class's edge when its result holds for every class */
+    for (int32_t c = 0; c < C; c++) {
+        if (pre[c] == last) { row[c] = row[c - 1]; continue; }
+        const dpda_edge *E = &d->edges[pre[c]];
+        last = pre[c];
+        if (E->kind == DPDA_REJECT) { row[c] = -1; continue; }
+        if (E->kind != DPDA_END && !E->post) { row[c] = token_region_step_once(t, x, c); last = -1; continue; }
+        int32_t k = 0;
+        while (k < nce && ce[k] != pre[c]) k++;
+        if (k < nce) { row[c] = cr[k]; continue; }
+        row[c] = token_region_step_once(t, x, c);
+        if (nce < 16) { ce[nce] = pre[c]; cr[nce++] = row[c]; }
+    }
+    t->row_pool.n = off + C;
+    token_hash_put(&t->row_keys, &t->row_vals, &t->row_cap, t->row_num++, key, off);
+    return row;
+}
+
+static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
+{
+    return token_region_row(t, x)[c];
 }
 
 static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i32 *unc);
@@ -455,38 +550,44 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     token_mask_reserve_nodes(s);
     s->nodes[0] = (dpda_node){below, -2};
     int loops = 0;
-    for (int32_t c = 0; c < C && !loops; c++) loops = token_region_step(t, top, c) == top;
+    const int32_t *row = token_region_row(t, top);
+    for (int32_t c = 0; c < C && !loops; c++) loops = row[c] == top;
     if (!loops) return 0;
     /* forward search from top (bounded), then keep the states that reach back to top: the
      * strongly connected piece top loops in; edges out of it count as leaving the region */
     int32_t states[TOKEN_REGION_MAX], dist[TOKEN_REGION_MAX], n = 1;
-    int32_t *local = malloc((size_t)TOKEN_REGION_MAX * (size_t)C * sizeof *local);
-    LL_ASSERT(local);
+    if (!t->region_local) {
+        t->region_local = malloc((size_t)TOKEN_REGION_MAX * (size_t)C * sizeof *t->region_local);
+        LL_ASSERT(t->region_local);
+    }
+    int32_t *local = t->region_local;
+    uint64_t succ[TOKEN_REGION_MAX] = {0};   /* local successors of each state, as bits */
     states[0] = top;
     dist[0] = 0;
     for (int32_t i = 0; i < n; i++) {
+        row = dist[i] < TOKEN_REGION_DEPTH ? token_region_row(t, states[i]) : NULL;
+        int32_t last = -3, last_k = -2;
         for (int32_t c = 0; c < C; c++) {
-            int32_t r = dist[i] < TOKEN_REGION_DEPTH ? token_region_step(t, states[i], c) : -2;
-            if (r >= 0) {
+            int32_t r = row ? row[c] : -2;
+            if (r >= 0 && r == last) r = last_k;
+            else if (r >= 0) {
+                last = r;
                 int32_t k = 0;
                 while (k < n && states[k] != r) k++;
                 if (k == n && n < TOKEN_REGION_MAX) { states[n] = r; dist[n] = dist[i] + 1; n++; }
-                r = k < n ? k : -2;
+                r = last_k = k < n ? k : -2;
+                if (r >= 0) succ[i] |= 1ull << r;
             }
             local[i * C + c] = r;
         }
     }
     uint8_t back[TOKEN_REGION_MAX] = {0};
+    uint64_t back_bits = 1;
     back[0] = 1;
     for (int changed = 1; changed;) {
         changed = 0;
-        for (int32_t i = 0; i < n; i++) {
-            if (back[i]) continue;
-            for (int32_t c = 0; c < C && !back[i]; c++) {
-                int32_t r = local[i * C + c];
-                if (r >= 0 && back[r]) { back[i] = 1; changed = 1; }
-            }
-        }
+        for (int32_t i = 0; i < n; i++)
+            if (!back[i] && (succ[i] & back_bits)) { back[i] = 1; back_bits |= 1ull << i; changed = 1; }
     }
     int32_t ren[TOKEN_REGION_MAX], m = 0;
     for (int32_t i = 0; i < n; i++) ren[i] = back[i] ? m++ : -1;
@@ -508,8 +609,63 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     LL_ASSERT(sig);
     for (int32_t i = 0; i < n; i++)
         for (int b = 0; b < 256; b++) sig[i * 256 + b] = local[i * C + d->class_of[b]];
-    free(local);
     return token_region_get(t, sig, sig_len, out);
+}
+
+typedef struct token_exit_item {
+    const uint8_t *bytes;   /* from the exit */
+    int32_t len, u, idx;
+} token_exit_item;
+
+static int token_exit_cmp(const void *a, const void *b)
+{
+    const token_exit_item *x = a, *y = b;
+    if (x->u != y->u) return x->u < y->u ? -1 : 1;
+    int c = memcmp(x->bytes, y->bytes, (size_t)(x->len < y->len ? x->len : y->len));
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->idx < y->idx ? -1 : 1;
+}
+
+/* The uncertain tokens of region entry e (exits pu: [2 * num_unc] bytes inside, local state)
+ * ordered by (exit state, bytes from the exit): *ord[num_unc] indices into e->unc, *lcp[num_unc]
+ * bytes from the exit shared with the previous one, -1 where the exit state changes. */
+static void token_region_exit_order(const token_vocab *tv, const token_mask_entry *e, const int32_t *pu,
+                                    int32_t **ord, int32_t **lcp)
+{
+    int32_t n = e->num_unc;
+    token_exit_item *it = malloc(((size_t)n + 1) * sizeof *it);
+    *ord = malloc(((size_t)n + 1) * sizeof **ord);
+    *lcp = malloc(((size_t)n + 1) * sizeof **lcp);
+    LL_ASSERT(it && *ord && *lcp);
+    for (int32_t k = 0; k < n; k++) {
+        int32_t len;
+        const uint8_t *b = detok_token_bytes(tv->dv, e->unc[k], &len);
+        it[k] = (token_exit_item){b + pu[2 * k], len - pu[2 * k], pu[2 * k + 1], k};
+    }
+    qsort(it, (size_t)n, sizeof *it, token_exit_cmp);
+    for (int32_t k = 0; k < n; k++) {
+        (*ord)[k] = it[k].idx;
+        int32_t l = -1;
+        if (k && it[k].u == it[k - 1].u)
+            for (l = 0; l < it[k].len && l < it[k - 1].len && it[k].bytes[l] == it[k - 1].bytes[l];) l++;
+        (*lcp)[k] = l;
+    }
+    free(it);
+}
+
+/* a byte table's hash over its runs of equal entries (a state's row is a few runs) */
+static uint64_t token_sig_hash(const int32_t *sig, int32_t n)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)n;
+    for (int32_t i = 0; i < n;) {
+        int32_t j = i + 1;
+        while (j < n && sig[j] == sig[i]) j++;
+        h = (h ^ (uint32_t)sig[i]) * 1099511628211ull;
+        h = (h ^ (uint32_t)(j - i)) * 1099511628211ull;
+        i = j;
+    }
+    return h ^ (h >> 29);
 }
 
 /* The region with byte table sig[sig_len] (n states x 256: local state, -1 rejected, -2 leaves;
@@ -517,13 +673,14 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
 static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out)
 {
     token_vocab *tv = (token_vocab *)t->tv;
-    uint64_t h = vec_hash_i32(sig, sig_len);
+    uint64_t h = token_sig_hash(sig, sig_len);
     pthread_mutex_lock(&tv->region_lock);
     for (int32_t i = 0; i < tv->num_regions; i++) {
         token_region *r = &tv->regions[i];
         if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
             *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
-                                       i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits, NULL};
+                                       i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
+                                       r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL};
             pthread_mutex_unlock(&tv->region_lock);
             free(sig);
             return 1;
@@ -589,15 +746,23 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     token_mask_set_unc(tv, &e, &unc);
     token_mask_entry ce = {0};
     token_mask_set_unc(tv, &ce, &cw);
-    /* bytes stepped: from the exits, or the list in trie order (shared prefixes once) */
-    int64_t cost_exit = 0, cost_walk = 0;
+    /* bytes stepped: from the exits grouped by what follows them (token_walk_groups), or the
+     * list in trie order (shared prefixes once) */
+    int32_t *ex_ord = NULL, *ex_lcp = NULL;
+    if (e.num_unc <= TOKEN_GROUP_MAX) token_region_exit_order(tv, &e, unc_pu.p, &ex_ord, &ex_lcp);
+    int64_t cost_exit = 0, cost_walk = 0, cost_single = 0;
     for (int32_t k = 0; k < e.num_unc; k++) {
-        int32_t len;
+        int32_t len, q = ex_ord ? ex_ord[k] : k;
+        detok_token_bytes(tv->dv, e.unc[q], &len);
+        cost_single += len - unc_pu.p[2 * q] + 2;
+        cost_exit += !ex_ord || ex_lcp[k] < 0 ? len - unc_pu.p[2 * q] + 2 : len - unc_pu.p[2 * q] - ex_lcp[k];
         detok_token_bytes(tv->dv, e.unc[k], &len);
-        cost_exit += len - unc_pu.p[2 * k] + 2;
         cost_walk += len - e.unc_lcp[k];
     }
     int use_exits = cost_exit * 2 < cost_walk;
+    int32_t *unc_rank = malloc(((size_t)e.num_unc + 1) * sizeof *unc_rank);
+    LL_ASSERT(unc_rank);
+    for (int32_t k = 0; k < e.num_unc; k++) unc_rank[k] = tv->rank[e.unc[k]];
     if (e.num_accepted < TOKEN_REF_MIN) { free(ref); ref = NULL; }
     pthread_mutex_lock(&tv->region_lock);
     if (tv->num_regions == tv->cap_regions) {
@@ -606,11 +771,13 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         LL_ASSERT(tv->regions);
     }
     tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound,
-                                                    ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits};
+                                                    ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits,
+                                                    ex_ord, ex_lcp, unc_rank, cost_exit, cost_single};
     int32_t idx = tv->num_regions - 1;
     pthread_mutex_unlock(&tv->region_lock);
     *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
-                               ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, NULL};
+                               ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, ex_ord, ex_lcp, unc_rank,
+                               cost_exit, cost_single, NULL};
     return 1;
 }
 
@@ -867,17 +1034,28 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
     token_chain_label fail = {-1, 0, 0};
     /* y1: the local target of most bytes (the state after one ordinary character) */
     int32_t y1 = -1, best = 0;
-    int32_t *tgt = malloc((size_t)C * sizeof *tgt);
-    LL_ASSERT(tgt);
-    for (int32_t c = 0; c < C; c++) tgt[c] = token_region_step(t, x, c);
+    int32_t *nbytes = calloc((size_t)C + 1, sizeof *nbytes);   /* bytes of each class */
+    VEC(token_chain_label) cnt = {0};   /* (u: target state, r: bytes leading to it) */
+    LL_ASSERT(nbytes);
+    for (int b = 0; b < 256; b++) nbytes[d->class_of[b]]++;
+    const int32_t *tgt = token_region_row(t, x);
     for (int32_t c = 0; c < C; c++) {
         if (tgt[c] < 0 || tgt[c] == x) continue;
-        int32_t nb = 0;
-        for (int b = 0; b < 256; b++) nb += tgt[d->class_of[b]] == tgt[c];
-        if (nb > best) { best = nb; y1 = tgt[c]; }
+        int64_t k = 0;
+        while (k < cnt.n && cnt.p[k].u != tgt[c]) k++;
+        if (k == cnt.n) { token_chain_label l = {0, tgt[c], 0}; VEC_PUSH(cnt, l); }
+        cnt.p[k].r += nbytes[c];
     }
-    free(tgt);
-    if (y1 < 0 || best < 4) { token_chain_put(t, below, x, fail); return NULL; }
+    for (int64_t k = 0; k < cnt.n; k++)
+        if (cnt.p[k].r > best) { best = cnt.p[k].r; y1 = cnt.p[k].u; }
+    VEC_FREE(cnt);
+    free(nbytes);
+    /* a bounded position's next position does not loop; a y1 that does is the loop after a
+     * string's last bounded position or after a declared key's first byte ("any string"
+     * beside declared keys): the trie walk settles it from the loop's region */
+    int loops = 0;
+    for (int32_t c = 0; c < C && y1 >= 0 && !loops; c++) loops = token_region_step(t, y1, c) == y1;
+    if (y1 < 0 || best < 4 || loops) { token_chain_put(t, below, x, fail); return NULL; }
     /* guess U: x's first character, paired with y1's */
     int32_t us[TOKEN_CHAIN_U], pr[TOKEN_CHAIN_U], nu = 1, y2 = -3;
     int32_t *U = malloc((size_t)TOKEN_CHAIN_U * (size_t)C * sizeof *U);
@@ -1010,12 +1188,12 @@ static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i
 }
 
 /* first index k in the view's uncertain list with rank(unc[k]) >= lo */
-static int32_t token_view_lower(const token_vocab *tv, const token_region_view *v, int32_t lo)
+static int32_t token_view_lower(const token_region_view *v, int32_t lo)
 {
     int32_t a = 0, b = v->num_unc;
     while (a < b) {
         int32_t mid = (a + b) / 2;
-        if (tv->rank[v->unc[mid]] < lo) a = mid + 1; else b = mid;
+        if (v->unc_rank[mid] < lo) a = mid + 1; else b = mid;
     }
     return a;
 }
@@ -1049,6 +1227,83 @@ static int32_t token_walk_exits(const dpda *d, const token_vocab *tv, dpda_match
     return count;
 }
 
+/* Every uncertain token of region view v walked from where it leaves the region, as
+ * token_walk_exits does, but in ex_ord order: tokens with the same exit state and the same bytes
+ * from the exit on share their steps, and a prefix that fails settles all that extend it (most
+ * exits of a string are its closing quote followed by a few bytes).  out[k] (k: index in
+ * v->unc) = 1 accepted, 0 rejected, 2 pops below a partial stack.  m's arena is restored;
+ * tops/marks are overwritten. */
+static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t parent,
+                              const int32_t *members, const token_region_view *v, int32_t *tops, int32_t *marks,
+                              uint8_t *out)
+{
+    int32_t base = m->num_nodes, valid = 0, fail_at = INT32_MAX;
+    uint8_t fail_out = 0;
+    for (int32_t k = 0; k < v->num_unc; k++) {
+        int32_t q = v->ex_ord[k], len, p = v->unc_pu[2 * q], l = v->ex_lcp[k];
+        const uint8_t *b = detok_token_bytes(tv->dv, v->unc[q], &len) + p;
+        len -= p;
+        if (l < 0) {   /* another exit state: start over from it */
+            m->num_nodes = base;
+            if (m->num_nodes == m->cap_nodes) {
+                m->cap_nodes *= 2;
+                m->nodes = realloc(m->nodes, (size_t)m->cap_nodes * sizeof *m->nodes);
+                LL_ASSERT(m->nodes);
+            }
+            tops[0] = m->num_nodes;
+            m->nodes[m->num_nodes++] = (dpda_node){members[v->unc_pu[2 * q + 1]], parent};
+            marks[0] = m->num_nodes;
+            valid = 0;
+            fail_at = INT32_MAX;
+            l = 0;
+        }
+        if (l > fail_at) { out[q] = fail_out; continue; }   /* extends a prefix that failed */
+        int32_t j = l < valid ? l : valid, r = 0;
+        fail_at = INT32_MAX;
+        for (; j < len; j++) {
+            m->num_nodes = marks[j];
+            r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
+            if (r < 0) break;
+            tops[j + 1] = r;
+            marks[j + 1] = m->num_nodes;
+        }
+        valid = j;
+        if (j < len) {
+            fail_at = j;
+            fail_out = r == -2 ? 2 : 0;
+            out[q] = fail_out;
+        } else {
+            out[q] = 1;
+        }
+    }
+    m->num_nodes = base;
+}
+
+static int token_mask_group_done(const token_mask_table *t, int32_t vi, int32_t parent)
+{
+    for (int64_t k = 0; k < t->gmemo.n; k++)
+        if (t->gmemo.p[k].view == vi && t->gmemo.p[k].parent == parent) return 1;
+    return 0;
+}
+
+/* Region view vi's uncertain tokens walked by token_walk_groups over arena node `parent` of s,
+ * one of the nodes the classification walk started from (so the result holds for all of the
+ * walk), computed once per walk: outcomes indexed as v->unc. */
+static const uint8_t *token_mask_group_outcomes(token_mask_table *t, dpda_matcher *s, int32_t vi, int32_t parent,
+                                               const int32_t *members)
+{
+    for (int64_t k = 0; k < t->gmemo.n; k++)
+        if (t->gmemo.p[k].view == vi && t->gmemo.p[k].parent == parent) return t->gout.p + t->gmemo.p[k].off;
+    const token_region_view *v = &t->views.p[vi];
+    int64_t off = t->gout.n;
+    VEC_RESERVE(t->gout, off + v->num_unc);
+    t->gout.n = off + v->num_unc;
+    token_walk_groups(t->d, t->tv, s, parent, members, v, t->g_tops, t->g_marks, t->gout.p + off);
+    token_group_memo gm = {vi, parent, off};
+    VEC_PUSH(t->gmemo, gm);
+    return t->gout.p + off;
+}
+
 /* The walk reached trie node i (depth dep) at arena node r; when r's state loops on the state
  * below it and the region's own walk is in that same state at node i, every token under i
  * behaves as in the region's walk: the accepted ones are the region's (recorded as a skip),
@@ -1069,22 +1324,30 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
     token_skip sk = {lo, hi, vi};
     VEC_PUSH(t->skips, sk);
     t->num_skips++;
-    int32_t a = token_view_lower(tv, v, lo), b = token_view_lower(tv, v, hi);
-    if (b > a && v->use_exits)
+    int32_t a = token_view_lower(v, lo), b = token_view_lower(v, hi);
+    if (b > a && v->use_exits && v->ex_ord && parent < t->walk_fixed &&
+        ((int64_t)(b - a) * v->ex_single >= v->ex_cost * v->num_unc || token_mask_group_done(t, vi, parent))) {
+        /* the walk's own start nodes: every skip over them shares one grouped walk */
+        const uint8_t *o = token_mask_group_outcomes(t, s, vi, parent, v->members);
+        for (int32_t k = a; k < b; k++) {
+            if (o[k] == 1) VEC_PUSH(t->acc, v->unc[k]);
+            else if (o[k] == 2 && unc) VEC_PUSH(*unc, v->unc[k]);
+        }
+    } else if (b > a && v->use_exits)
         token_walk_exits(t->d, tv, s, parent, v->members, v, a, b, &t->acc, unc);
     else if (b > a)
         token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, b - a, t->tops, t->marks, NULL, &t->acc, unc);
     return 1;
 }
 
-/* The accepted set of a classification: skipped subtrees as their regions say, plus t->acc.
- * When one region's subtrees hold most tokens, its accepted set is copied and the tokens
- * outside them cleared; otherwise the skipped ranges are added token by token. */
-static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
+/* The accepted set of a classification into e: skipped subtrees as their regions say, plus
+ * t->acc.  When one region's subtrees hold most tokens, the set is that region's accepted set
+ * with the tokens outside them that nothing accepts removed and the others added: shared with
+ * the two lists (e->removed, e->extra) when they are short, else copied and applied; otherwise
+ * the skipped ranges are added token by token. */
+static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
 {
     const token_vocab *tv = t->tv;
-    uint32_t *acc = calloc((size_t)tv->words, sizeof *acc);
-    LL_ASSERT(acc);
     int32_t best = -1;
     int64_t best_n = 0;
     for (int64_t k = 0; k < t->skips.n; k++) {
@@ -1095,10 +1358,33 @@ static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
         if (n > best_n) { best_n = n; best = v; }
         if (n * 2 > tv->num_sorted) break;
     }
-    int32_t n = (int32_t)t->acc.n;   /* explicit tokens lie outside every skipped range */
+    e->owns_accepted = 1;
     if (best >= 0 && best_n * 2 > tv->num_sorted) {
-        memcpy(acc, t->views.p[best].accepted, (size_t)tv->words * sizeof *acc);
-        n += t->views.p[best].num_accepted;
+        /* the set is base (the best view's) minus `removed` (its tokens outside the best
+         * view's subtrees that nothing else accepts) plus `extra` (accepted, not in base):
+         * few of either, so base is shared unless they are many */
+        const uint32_t *base = t->views.p[best].accepted;
+        if (!t->mark) {
+            t->mark = calloc((size_t)tv->words, sizeof *t->mark);   /* all clear between calls */
+            LL_ASSERT(t->mark);
+        }
+        vec_i32 extra = {0}, removed = {0};
+        t->marked.n = 0;
+        for (int64_t k = 0; k < t->skips.n; k++) {
+            const token_skip *sk = &t->skips.p[k];
+            if (sk->view == best) continue;
+            const uint32_t *va = t->views.p[sk->view].accepted;
+            for (int32_t q = sk->lo; q < sk->hi; q++) {
+                int32_t tok = tv->sorted[q];
+                if (va[tok >> 5] & (1u << (tok & 31))) VEC_PUSH(t->marked, tok);
+            }
+        }
+        for (int64_t k = 0; k < t->acc.n; k++) VEC_PUSH(t->marked, t->acc.p[k]);
+        for (int64_t k = 0; k < t->marked.n; k++) {
+            int32_t tok = t->marked.p[k];
+            t->mark[tok >> 5] |= 1u << (tok & 31);
+            if (!(base[tok >> 5] & (1u << (tok & 31)))) VEC_PUSH(extra, tok);
+        }
         int32_t pos = 0;
         for (int64_t k = 0; k <= t->skips.n; k++) {
             const token_skip *sk = k < t->skips.n ? &t->skips.p[k] : NULL;
@@ -1107,17 +1393,35 @@ static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
             for (int32_t q = pos; q < end; q++) {
                 int32_t tok = tv->sorted[q];
                 uint32_t bit = 1u << (tok & 31);
-                n -= (acc[tok >> 5] & bit) != 0;
-                acc[tok >> 5] &= ~bit;
+                if ((base[tok >> 5] & bit) && !(t->mark[tok >> 5] & bit)) VEC_PUSH(removed, tok);
             }
             if (sk) pos = sk->hi;
         }
-    } else {
-        best = -1;
+        for (int64_t k = 0; k < t->marked.n; k++) t->mark[t->marked.p[k] >> 5] = 0;
+        e->num_accepted = t->views.p[best].num_accepted - (int32_t)removed.n + (int32_t)extra.n;
+        if (removed.n + extra.n <= TOKEN_SHARE_MAX) {
+            e->accepted = (uint32_t *)base;
+            e->owns_accepted = 0;
+            e->extra = extra.p;
+            e->num_extra = (int32_t)extra.n;
+            e->removed = removed.p;
+            e->num_removed = (int32_t)removed.n;
+            return;
+        }
+        e->accepted = malloc((size_t)tv->words * sizeof *e->accepted);
+        LL_ASSERT(e->accepted);
+        memcpy(e->accepted, base, (size_t)tv->words * sizeof *e->accepted);
+        for (int64_t k = 0; k < removed.n; k++) e->accepted[removed.p[k] >> 5] &= ~(1u << (removed.p[k] & 31));
+        for (int64_t k = 0; k < extra.n; k++) e->accepted[extra.p[k] >> 5] |= 1u << (extra.p[k] & 31);
+        VEC_FREE(extra);
+        VEC_FREE(removed);
+        return;
     }
+    uint32_t *acc = calloc((size_t)tv->words, sizeof *acc);
+    LL_ASSERT(acc);
+    int32_t n = (int32_t)t->acc.n;   /* explicit tokens lie outside every skipped range */
     for (int64_t k = 0; k < t->skips.n; k++) {
         const token_skip *sk = &t->skips.p[k];
-        if (sk->view == best) continue;
         const uint32_t *va = t->views.p[sk->view].accepted;
         for (int32_t q = sk->lo; q < sk->hi; q++) {
             int32_t tok = tv->sorted[q];
@@ -1127,8 +1431,8 @@ static uint32_t *token_mask_assemble(token_mask_table *t, int32_t *num_accepted)
         }
     }
     for (int64_t k = 0; k < t->acc.n; k++) acc[t->acc.p[k] >> 5] |= 1u << (t->acc.p[k] & 31);
-    *num_accepted = n;
-    return acc;
+    e->accepted = acc;
+    e->num_accepted = n;
 }
 
 /* One trie walk from the partial stack [below, top] (below < 0: top is the bottom). */
@@ -1176,7 +1480,15 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         }
         e.owns_accepted = 0;
         vec_i32 acc = {0}, unc = {0};
-        if (!cl && r.use_exits)
+        if (!cl && r.use_exits && r.ex_ord) {
+            VEC_RESERVE(t->gout, r.num_unc);
+            token_walk_groups(d, tv, s, 0, members, &r, t->g_tops, t->g_marks, t->gout.p);
+            for (int32_t k = 0; k < r.num_unc; k++) {
+                if (t->gout.p[k] == 1) VEC_PUSH(acc, r.unc[k]);
+                else if (t->gout.p[k] == 2) VEC_PUSH(unc, r.unc[k]);
+            }
+            e.num_extra = (int32_t)acc.n;
+        } else if (!cl && r.use_exits)
             e.num_extra = token_walk_exits(d, tv, s, 0, members, &r, 0, r.num_unc, &acc, &unc);
         else
             e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
@@ -1197,6 +1509,9 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     vec_i32 unc = {0};
     t->skips.n = 0;
     t->acc.n = 0;
+    t->gmemo.n = 0;
+    t->gout.n = 0;
+    t->walk_fixed = s->num_nodes;
     t->tops[0] = s->num_nodes - 1;
     t->marks[0] = s->num_nodes;
     /* steps from a stack [below, x] that end at the same depth are memoised for this walk
@@ -1234,8 +1549,9 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         if (r == -1) { i = tv->end[i]; continue; }
         if (r == -2) {
             /* every token of the subtree depends on the stack below */
-            for (int32_t j = i; j < tv->end[i]; j++)
-                for (int32_t k = 0; k < tv->tok_count[j]; k++) VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
+            int32_t lo = tv->tok_start[i], hi = tv->tok_start[tv->end[i]];
+            VEC_RESERVE(unc, unc.n + hi - lo);
+            for (int32_t q = lo; q < hi; q++) unc.p[unc.n++] = tv->sorted[q];
             i = tv->end[i];
             continue;
         }
@@ -1248,9 +1564,9 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         }
         i++;
     }
-    e.accepted = token_mask_assemble(t, &e.num_accepted);
+    token_mask_assemble(t, &e);
     token_mask_set_unc(tv, &e, &unc);
-    t->bytes += (int64_t)tv->words * 4 + unc.n * 8;
+    t->bytes += (e.owns_accepted ? (int64_t)tv->words * 4 : 0) + (unc.n + e.num_extra + e.num_removed) * 4 + unc.n * 4;
     VEC_PUSH(t->entries, e);
     int32_t id = (int32_t)t->entries.n - 1;
     token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
@@ -1270,6 +1586,7 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     const token_mask_entry *e = &t->entries.p[id];
     memcpy(mask, e->accepted, (size_t)tv->words * sizeof *mask);
     int32_t count = e->num_accepted;
+    for (int32_t k = 0; k < e->num_removed; k++) mask[e->removed[k] >> 5] &= ~(1u << (e->removed[k] & 31));
     for (int32_t k = 0; k < e->num_extra; k++) mask[e->extra[k] >> 5] |= 1u << (e->extra[k] & 31);
     /* uncertain tokens on the real stack */
     count += token_walk(d, tv, m, m->top, 0, e->unc, e->unc_lcp, e->num_unc, t->tops, t->marks, mask, NULL, NULL);

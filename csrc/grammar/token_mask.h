@@ -21,17 +21,26 @@
  * numbered canonically and looked up in a cache held by the token_vocab, shared by all
  * grammars on the vocabulary (guarded by a mutex): the same piece in another place or another
  * schema reuses the classification, and a new one costs one table lookup per trie node.
+ * Finding a region (and checking a bounded chain) reads the automaton a row at a time (every
+ * class from one state, kept per table): classes that take the same edge ending after the
+ * shift share one step, so a string's state costs a handful of steps, not one per class.
  * Skips: a region's trie walk keeps its local state after every node (regions accepting many
  * tokens).  When any classification walk reaches trie node i in a state x that loops over the
  * state below it, and x's region walk (from x) is back in x at node i, the tokens under i
  * behave exactly as in that walk: the accepted ones are the region's (copied as a range of the
  * trie order, or the region's whole set with the rest cleared when it covers most tokens) and
- * only those leaving the region are walked.  The same holds at the region's inner states
- * (between the bytes of a UTF-8 character, inside an escape): computing a region records all
- * its states, so a node reached in any of them is settled when the region's walk is in that
- * same state there.  Tokens that leave a region are stepped from where they leave it (the
+ * only those leaving the region are walked; when the result differs from that region's set in
+ * few tokens, the entry shares the region's set and keeps the differences (tokens removed,
+ * tokens added), so a mask copies a set many entries share and the table holds no copy.  The
+ * same holds at the region's inner states (between the bytes of a UTF-8 character, inside an
+ * escape): computing a region records all its states, so a node reached in any of them is
+ * settled when the region's walk is in that same state there.  Tokens that leave a region are stepped from where they leave it (the
  * region's walk records the bytes read inside and the state left from) when that is cheaper
- * than walking them in trie order.  A key of an object with additional properties,
+ * than walking them in trie order, in the order of (state left from, bytes from the exit on):
+ * tokens that leave alike share their steps and a prefix that fails settles all that extend it
+ * (a string's 1,300 quote-containing tokens are its closing quote and a few hundred distinct
+ * tails, most rejected at their second byte); a classification walk settling many subtrees
+ * over one of its own start nodes walks that list once for all of them.  A key of an object with additional properties,
  * a prefix of a declared key, the start of any string-like value thus costs the nodes before
  * the region is entered plus the tokens that leave it, not the whole trie.
  * Bounded chains: a piece repeated a bounded number of times (a string with maxLength:
@@ -45,6 +54,9 @@
  * (they see lo and what follows the string) or start more than 24 characters, walked on the
  * real stack; a chain's states are checked 49 characters ahead and keep their labels.  With
  * minLength only, the bounded part merges into the loop: U is then the loop's own region.
+ * A state whose first character leads to a state that loops is not taken as a chain position
+ * (the last bounded position of a minLength, or a declared key's first byte beside "any
+ * string"): the trie walk settles it from that loop's region.
  * A token_mask_table is not thread-safe: one per thread, or external locking
  * (grammar_cache.h does the latter).
  *
