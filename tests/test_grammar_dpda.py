@@ -184,6 +184,37 @@ def test_maskbench_newly_compiled_agree_with_earley(name):
             break
 
 
+def _masks_along(g, tok, text, where, token_every=1, byte_every=0, byte_at=0):
+    """Walks text through a fresh matcher of g token by token (then EOS) and, with byte_every,
+    again byte by byte, asserting the fast mask equals brute force at every token_every-th token
+    and every byte_every-th byte prefix (from byte_at); returns (masks checked, tokens that end
+    inside a UTF-8 character)."""
+    token_bytes = tok.token_bytes()
+    ids = tok.encode(text, add_special_tokens=False)
+    checked = split = 0
+    m = g.matcher()
+    for i, tid in enumerate(ids + [tok.eos_token_id]):
+        if i % token_every == 0:
+            assert m.mask() == m.mask_brute(), (where, i, tok.decode(ids[:i]))
+            checked += 1
+        if tid != tok.eos_token_id:
+            try:
+                token_bytes[tid].decode("utf-8")
+            except UnicodeDecodeError:
+                split += 1
+        assert m.advance_token(tid), (where, i, text)
+    assert m.is_accepting(), (where, text)
+    if byte_every:   # states between a token's bytes (inside strings, escapes, UTF-8 characters, numbers)
+        m = g.matcher()
+        raw = text.encode("utf-8")
+        for b in range(len(raw)):
+            if b % byte_every == byte_at:
+                assert m.mask() == m.mask_brute(), (where, raw[:b])
+                checked += 1
+            assert m.advance_bytes(raw[b:b + 1])
+    return checked, split
+
+
 @pytest.mark.skipif(not (os.path.isdir(MASKBENCH) and os.path.isdir(QWEN3)), reason="MaskBench / Qwen3 tokenizer absent")
 def test_masks_equal_brute_force_qwen3():
     from lightllm.tokenizer import Tokenizer
@@ -225,7 +256,6 @@ def test_region_skips_equal_brute_force_qwen3():
     tok = Tokenizer.from_dir(QWEN3)
     vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
     gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
-    token_bytes = tok.token_bytes()
     cases = [
         ({"type": "object", "properties": {"title": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
           "required": ["title"]},
@@ -237,19 +267,9 @@ def test_region_skips_equal_brute_force_qwen3():
     split_seen = checked = 0
     for k, (schema, value) in enumerate(cases):
         g = gc.compile("json_schema", json.dumps(schema))
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        ids = tok.encode(text, add_special_tokens=False)
-        m = g.matcher()
-        for i, tid in enumerate(ids + [tok.eos_token_id]):
-            assert m.mask() == m.mask_brute(), (schema, i, tok.decode(ids[:i]))
-            checked += 1
-            if tid != tok.eos_token_id:
-                try:
-                    token_bytes[tid].decode("utf-8")
-                except UnicodeDecodeError:
-                    split_seen += 1
-            assert m.advance_token(tid), (schema, i)
-        assert m.is_accepting()
+        c, sp = _masks_along(g, tok, json.dumps(value, ensure_ascii=False, separators=(",", ":")), schema)
+        checked += c
+        split_seen += sp
         assert g.mask_cache_skips > 0 or k > 0   # the declared keys' prefixes settle by skips
     assert split_seen > 0 and checked > 40
 
@@ -289,22 +309,8 @@ def test_grouped_exits_equal_brute_force_qwen3():
             sch = dict(schema, title="rep%d" % rep)   # a new grammar (and mask table) each time
             g = gc.compile("json_schema", json.dumps(sch))
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-            ids = tok.encode(text, add_special_tokens=False)
-            m = g.matcher()
-            for i, tid in enumerate(ids + [tok.eos_token_id]):
-                if rep == 0 or i % 2 == 0:
-                    assert m.mask() == m.mask_brute(), (schema, rep, i, tok.decode(ids[:i]))
-                    checked += 1
-                assert m.advance_token(tid), (schema, i)
-            assert m.is_accepting()
-            # byte by byte: states between a token's bytes (inside strings, escapes, numbers)
-            m = g.matcher()
-            raw = text.encode("utf-8")
-            for b in range(len(raw)):
-                if b % 5 == 2 and rep == 0:
-                    assert m.mask() == m.mask_brute(), (schema, raw[:b])
-                    checked += 1
-                assert m.advance_bytes(raw[b:b + 1])
+            checked += _masks_along(g, tok, text, (schema, rep), token_every=1 + rep,
+                                    byte_every=5 if rep == 0 else 0, byte_at=2)[0]
     assert checked > 100
 
 
@@ -320,7 +326,6 @@ def test_bounded_strings_equal_brute_force_qwen3():
     tok = Tokenizer.from_dir(QWEN3)
     vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
     gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
-    token_bytes = tok.token_bytes()
 
     def s(lo=None, hi=None):
         d = {"type": "string"}
@@ -362,26 +367,10 @@ def test_bounded_strings_equal_brute_force_qwen3():
         # a string schema's value is its JSON body as written (escapes kept: \\u00e9 is 1 char)
         text = ('"' + value + '"' if schema.get("type") == "string"
                 else json.dumps(value, ensure_ascii=False, separators=(",", ":")))
-        ids = tok.encode(text, add_special_tokens=False)
-        m = g.matcher()
-        for i, tid in enumerate(ids + [tok.eos_token_id]):
-            assert m.mask() == m.mask_brute(), (schema, i, tok.decode(ids[:i]))
-            checked += 1
-            if tid != tok.eos_token_id:
-                try:
-                    token_bytes[tid].decode("utf-8")
-                except UnicodeDecodeError:
-                    split_seen += 1
-            assert m.advance_token(tid), (schema, i, text)
-        assert m.is_accepting(), text
+        c, sp = _masks_along(g, tok, text, schema, byte_every=3)   # bytes: also inside escapes and UTF-8 characters
+        checked += c
+        split_seen += sp
         chains += g.mask_cache_chains
-        # byte by byte through the text: every prefix (also inside escapes and UTF-8 characters)
-        m = g.matcher()
-        raw = text.encode("utf-8")
-        for k in range(len(raw)):
-            if k % 3 == 0:
-                assert m.mask() == m.mask_brute(), (schema, raw[:k])
-            assert m.advance_bytes(raw[k:k + 1])
         # one character more than maxLength is rejected, and so is closing before minLength
         hi, lo = schema.get("maxLength"), schema.get("minLength")
         if hi is not None:
