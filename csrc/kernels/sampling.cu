@@ -883,6 +883,17 @@ struct SplitP2Smem {
     alignas(8) unsigned char row[160];
 };
 
+/* The kernel's dynamic shared memory (tests/gpu/emu runs this file on the host: its buffer there). */
+__device__ __forceinline__ unsigned char *sampling_smem()
+{
+#ifdef KERNELS_SAMPLING_EMULATE
+    return emu_shared_memory();
+#else
+    extern __shared__ __align__(16) unsigned char sampling_smem_raw[];
+    return sampling_smem_raw;
+#endif
+}
+
 __device__ __forceinline__ SplitRow &split_row(const Args &a, int row) { return reinterpret_cast<SplitRow *>(a.ws)[row]; }
 
 /* y's max over the row (NaN: none) and y's finite minimum (min_key), from the blocks' P1
@@ -898,6 +909,28 @@ __device__ float split_row_max(const Args &a, const SplitRow &w, SplitP2Smem &s,
     best = block_max_u64<kSplitThreads>(best, s);
     min_key = block_reduce_i32<kSplitThreads>(mk, 1, s);
     return best_value(best);
+}
+
+/* The shared start of split_p2 / split_window: the slice [lo, hi) of a sampled row, its Row
+ * (sampling begun at y's max) in s.row.  false (the block returns) when the row is greedy or y
+ * has no finite max (sampling_kernel takes the argmax).  Block-uniform. */
+__device__ bool split_sampled_slice(const Args &a, const kernels_sampling_params_t &P, const SplitRow &w, SplitP2Smem &s,
+                                    unsigned char *smem_raw, int &lo, int &hi)
+{
+    if (P.temperature == 0.0f || P.top_k == 1) return false; /* greedy: no histograms, no window */
+    const float NEG_INF = -__int_as_float(0x7f800000);
+    int min_key;
+    const float mfin = split_row_max(a, w, s, min_key);
+    if (!(mfin > NEG_INF && mfin < -NEG_INF)) return false;
+    const int row = blockIdx.x / a.split, j = blockIdx.x % a.split;
+    lo = min(j * a.slice, a.vocab);
+    hi = min(lo + a.slice, a.vocab);
+    Row rl;
+    row_init<kSplitThreads>(rl, a, P, row, lo, hi, reinterpret_cast<uint32_t *>(smem_raw + sizeof(SplitP2Smem)));
+    row_begin_sampling(rl, mfin, min_key, P.temperature);
+    static_assert(sizeof(Row) <= sizeof(s.row), "SplitP2Smem::row too small");
+    if (threadIdx.x == 0) *reinterpret_cast<Row *>(s.row) = rl;
+    return true;
 }
 
 /* The bucket the per-row block will first need the members of (a guess that is usually right;
@@ -946,11 +979,7 @@ size_t split_smem_bytes(int32_t slice) { return sizeof(S) + 2 * sizeof(uint32_t)
 
 __global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_p1_kernel(Args a)
 {
-#ifdef KERNELS_SAMPLING_EMULATE
-    unsigned char *smem_raw = emu_shared_memory();
-#else
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-#endif
+    unsigned char *smem_raw = sampling_smem();
     SplitP1Smem &s = *reinterpret_cast<SplitP1Smem *>(smem_raw);
     const int row = blockIdx.x / a.split, j = blockIdx.x % a.split, tid = threadIdx.x, lane = tid & 31;
     const int lo = min(j * a.slice, a.vocab), hi = min(lo + a.slice, a.vocab);
@@ -961,7 +990,7 @@ __global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_p1_kernel(Arg
         w.count[b] = 0;
         w.mass[b] = 0;
     }
-    if (j == 0 && tid == 0) {
+    if (blockIdx.x % a.split == 0 && tid == 0) { /* the row's first slice records the window */
         w.num_min_p = 0;
         w.win_n = 0;
         w.win_lo = 1;
@@ -1009,26 +1038,13 @@ __global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_p1_kernel(Arg
 
 __global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_p2_kernel(Args a)
 {
-#ifdef KERNELS_SAMPLING_EMULATE
-    unsigned char *smem_raw = emu_shared_memory();
-#else
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-#endif
+    unsigned char *smem_raw = sampling_smem();
     SplitP2Smem &s = *reinterpret_cast<SplitP2Smem *>(smem_raw);
-    const int row = blockIdx.x / a.split, j = blockIdx.x % a.split, tid = threadIdx.x;
+    const int row = blockIdx.x / a.split, tid = threadIdx.x;
     const kernels_sampling_params_t P = a.params[row];
-    if (P.temperature == 0.0f || P.top_k == 1) return; /* greedy: no histograms */
-    const float NEG_INF = -__int_as_float(0x7f800000);
     SplitRow &w = split_row(a, row);
-    int min_key;
-    const float mfin = split_row_max(a, w, s, min_key);
-    if (!(mfin > NEG_INF && mfin < -NEG_INF)) return; /* sampling_kernel takes the argmax */
-    const int lo = min(j * a.slice, a.vocab), hi = min(lo + a.slice, a.vocab);
-    Row rl;
-    row_init<kSplitThreads>(rl, a, P, row, lo, hi, reinterpret_cast<uint32_t *>(smem_raw + sizeof(SplitP2Smem)));
-    row_begin_sampling(rl, mfin, min_key, P.temperature);
-    static_assert(sizeof(Row) <= sizeof(s.row), "SplitP2Smem::row too small");
-    if (tid == 0) *reinterpret_cast<Row *>(s.row) = rl;
+    int lo, hi;
+    if (!split_sampled_slice(a, P, w, s, smem_raw, lo, hi)) return;
     for (int b = tid; b < kMaxBuckets; b += kSplitThreads) {
         s.count[b] = 0;
         s.mass[b] = 0;
@@ -1059,25 +1075,13 @@ __global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_p2_kernel(Arg
  * window_range), gathered from every slice into the workspace. */
 __global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_window_kernel(Args a)
 {
-#ifdef KERNELS_SAMPLING_EMULATE
-    unsigned char *smem_raw = emu_shared_memory();
-#else
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-#endif
+    unsigned char *smem_raw = sampling_smem();
     SplitP2Smem &s = *reinterpret_cast<SplitP2Smem *>(smem_raw);
-    const int row = blockIdx.x / a.split, j = blockIdx.x % a.split, tid = threadIdx.x;
+    const int row = blockIdx.x / a.split, tid = threadIdx.x;
     const kernels_sampling_params_t P = a.params[row];
-    if (P.temperature == 0.0f || P.top_k == 1) return;
-    const float NEG_INF = -__int_as_float(0x7f800000);
     SplitRow &w = split_row(a, row);
-    int min_key;
-    const float mfin = split_row_max(a, w, s, min_key);
-    if (!(mfin > NEG_INF && mfin < -NEG_INF)) return;
-    const int lo = min(j * a.slice, a.vocab), hi = min(lo + a.slice, a.vocab);
-    Row rl;
-    row_init<kSplitThreads>(rl, a, P, row, lo, hi, reinterpret_cast<uint32_t *>(smem_raw + sizeof(SplitP2Smem)));
-    row_begin_sampling(rl, mfin, min_key, P.temperature);
-    if (tid == 0) *reinterpret_cast<Row *>(s.row) = rl;
+    int lo, hi;
+    if (!split_sampled_slice(a, P, w, s, smem_raw, lo, hi)) return;
     for (int b = tid; b < kMaxBuckets; b += kSplitThreads) {
         s.count[b] = w.count[b];
         s.mass[b] = w.mass[b];
@@ -1102,7 +1106,7 @@ __global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_window_kernel
             }
         }
     });
-    if (j == 0 && tid == 0) {
+    if (blockIdx.x % a.split == 0 && tid == 0) { /* the row's first slice records the window */
         w.win_lo = blo;
         w.win_hi = bhi;
     }
@@ -1112,11 +1116,7 @@ __global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_window_kernel
  * of the slice's raw logits above the token's to the row's rank (1 + those above). */
 __global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_rank_kernel(Args a)
 {
-#ifdef KERNELS_SAMPLING_EMULATE
-    unsigned char *smem_raw = emu_shared_memory();
-#else
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-#endif
+    unsigned char *smem_raw = sampling_smem();
     SplitP1Smem &s = *reinterpret_cast<SplitP1Smem *>(smem_raw);
     const int row = blockIdx.x / a.split, j = blockIdx.x % a.split;
     const SplitRow &w = split_row(a, row);
@@ -1140,11 +1140,7 @@ __global__ void __launch_bounds__(kSplitThreads, 2) sampling_split_rank_kernel(A
 template <bool kSplit>
 __global__ void __launch_bounds__(kThreads, 1) sampling_kernel(Args a)
 {
-#ifdef KERNELS_SAMPLING_EMULATE /* tests/gpu/emu runs this file on the host */
-    unsigned char *smem_raw = emu_shared_memory();
-#else
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-#endif
+    unsigned char *smem_raw = sampling_smem();
     Smem &s = *reinterpret_cast<Smem *>(smem_raw);
     const int row = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int vocab = a.vocab;
