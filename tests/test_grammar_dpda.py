@@ -184,6 +184,15 @@ def test_maskbench_newly_compiled_agree_with_earley(name):
             break
 
 
+def _qwen3_compiler():
+    """The Qwen3 tokenizer and a grammar compiler over a fresh vocabulary of it (its own region
+    caches: a test that wants first visits gets them)."""
+    from lightllm.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(QWEN3)
+    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
+    return tok, _C.GrammarCompiler(vocab, [tok.eos_token_id])
+
+
 def _masks_along(g, tok, text, where, token_every=1, byte_every=0, byte_at=0):
     """Walks text through a fresh matcher of g token by token (then EOS) and, with byte_every,
     again byte by byte, asserting the fast mask equals brute force at every token_every-th token
@@ -217,10 +226,7 @@ def _masks_along(g, tok, text, where, token_every=1, byte_every=0, byte_at=0):
 
 @pytest.mark.skipif(not (os.path.isdir(MASKBENCH) and os.path.isdir(QWEN3)), reason="MaskBench / Qwen3 tokenizer absent")
 def test_masks_equal_brute_force_qwen3():
-    from lightllm.tokenizer import Tokenizer
-    tok = Tokenizer.from_dir(QWEN3)
-    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
-    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    tok, gc = _qwen3_compiler()
     rng = random.Random(0)
     checked = 0
     for name, case, schema in _cases(300):
@@ -252,10 +258,7 @@ def test_region_skips_equal_brute_force_qwen3():
     """Classification walks that settle whole trie subtrees from a string region's walk (keys of
     objects with additional properties, prefixes of declared keys, string values) give the
     brute-force mask at every token, including after tokens that end inside a UTF-8 character."""
-    from lightllm.tokenizer import Tokenizer
-    tok = Tokenizer.from_dir(QWEN3)
-    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
-    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    tok, gc = _qwen3_compiler()
     cases = [
         ({"type": "object", "properties": {"title": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
           "required": ["title"]},
@@ -284,10 +287,7 @@ def test_grouped_exits_equal_brute_force_qwen3():
     minLength string after a declared key (no chain analysis from a state whose next position
     loops).  The fast mask equals brute force at every token, in a fresh grammar each time
     and again once the vocabulary's region cache is warm."""
-    from lightllm.tokenizer import Tokenizer
-    tok = Tokenizer.from_dir(QWEN3)
-    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
-    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    tok, gc = _qwen3_compiler()
     ev = {"type": "object", "properties": {k: {"type": "string"} for k in ("addListener", "addRules", "hasListener")}}
     cases = [
         ({"type": "object", "properties": {"on": ev, "off": ev, "mid": {"type": "array", "items": ev}},
@@ -322,10 +322,7 @@ def test_bounded_strings_equal_brute_force_qwen3():
     (2-, 3- and 4-byte UTF-8) characters, escapes (one character each), tokens that end inside a
     UTF-8 character, keys followed by bounded values, arrays of bounded strings, and texts that
     reach exactly maxLength and exactly minLength; the chain path must actually be taken."""
-    from lightllm.tokenizer import Tokenizer
-    tok = Tokenizer.from_dir(QWEN3)
-    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
-    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    tok, gc = _qwen3_compiler()
 
     def s(lo=None, hi=None):
         d = {"type": "string"}
@@ -419,10 +416,8 @@ def test_long_run_keeps_matcher_memory_bounded():
 
 @pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
 def test_long_token_run_compacts_and_masks_stay_exact_qwen3():
-    from lightllm.tokenizer import Tokenizer
-    tok = Tokenizer.from_dir(QWEN3)
-    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
-    g = _C.GrammarCompiler(vocab, [tok.eos_token_id]).compile(
+    tok, gc = _qwen3_compiler()
+    g = gc.compile(
         "json_schema", '{"type":"array","items":{"type":"object","properties":{"k":{"type":"string"},"v":{"type":"number"}}}}')
     items = [{"k": f"név {i} 🙂", "v": i * 1.5} for i in range(3000)]
     ids = tok.encode(json.dumps(items, ensure_ascii=False, separators=(",", ":")), add_special_tokens=False)
@@ -446,10 +441,7 @@ def test_long_token_run_compacts_and_masks_stay_exact_qwen3():
 @pytest.mark.skipif(not (os.path.isdir(MASKBENCH) and os.path.isdir(QWEN3)), reason="MaskBench / Qwen3 tokenizer absent")
 def test_newly_compiled_masks_equal_brute_force_qwen3():
     """Token masks of the retried compiles (expanded bodies, larger budgets) equal brute force."""
-    from lightllm.tokenizer import Tokenizer
-    tok = Tokenizer.from_dir(QWEN3)
-    vocab = _C.DetokVocab(tok.token_bytes(), sorted(tok.special_ids))
-    gc = _C.GrammarCompiler(vocab, [tok.eos_token_id])
+    tok, gc = _qwen3_compiler()
     rng = random.Random(1)
     checked = retried = 0
     for name in NEWLY_COMPILED:
