@@ -937,6 +937,25 @@ static int32_t lr1_target(lr_ctx *c, lr1_ctx *l, int32_t core, const uint64_t *l
     return lr1_new_state(l, core, la, nw);
 }
 
+/* One closure step of item `it` (lookahead la, W words): the nonterminal after its dot (none: no
+ * step) gets FIRST of the rest of the item and, when that rest is nullable, la; its first
+ * contribution this closure clears its set and lists it in pred, and it is queued in wl when its
+ * set grew. */
+static void lr1_predict(lr_ctx *c, lr1_ctx *l, int32_t it, const uint64_t *la, vec_i32 *pred, vec_i32 *wl)
+{
+    const int32_t W = c->W, B = lr_next_sym(c, it);
+    if (B < 0) return;
+    uint64_t *nb = l->nl + (int64_t)B * W;
+    if (c->nt_mark[B] != c->stamp) {
+        c->nt_mark[B] = c->stamp;
+        memset(nb, 0, (size_t)W * sizeof *nb);
+        VEC_PUSH(*pred, B);
+    }
+    int grew = lr1_union(nb, l->first_item + (int64_t)(it + 1) * W, W);
+    if (c->ns[it + 1]) grew |= lr1_union(nb, la, W);
+    if (grew && !l->inq[B]) { l->inq[B] = 1; VEC_PUSH(*wl, B); }
+}
+
 static status_t lr1_process(lr_ctx *c, lr1_ctx *l, int32_t s, vec_i32 *kern, lr1_words *kla,
                             vec_i32 *pred, lr1_pairs *pairs, lr1_words *nla)
 {
@@ -954,35 +973,13 @@ static status_t lr1_process(lr_ctx *c, lr1_ctx *l, int32_t s, vec_i32 *kern, lr1
     c->stamp++;
     pred->n = 0;
     vec_i32 wl = {0};
-    for (int32_t i = 0; i < kn; i++) {
-        int32_t it = kern->p[i], B = lr_next_sym(c, it);
-        if (B < 0) continue;
-        uint64_t *nb = l->nl + (int64_t)B * W;
-        if (c->nt_mark[B] != c->stamp) {
-            c->nt_mark[B] = c->stamp;
-            memset(nb, 0, (size_t)W * sizeof *nb);
-            VEC_PUSH(*pred, B);
-        }
-        int grew = lr1_union(nb, l->first_item + (int64_t)(it + 1) * W, W);
-        if (c->ns[it + 1]) grew |= lr1_union(nb, kla->p + (int64_t)i * W, W);
-        if (grew && !l->inq[B]) { l->inq[B] = 1; VEC_PUSH(wl, B); }
-    }
+    for (int32_t i = 0; i < kn; i++) lr1_predict(c, l, kern->p[i], kla->p + (int64_t)i * W, pred, &wl);
     while (wl.n) {
         int32_t B = wl.p[--wl.n];
         l->inq[B] = 0;
         for (int32_t k = c->rstart[B]; k < c->rstart[B + 1]; k++) {
-            int32_t it = c->body_off[c->rlist[k]] + c->rlist[k], D = lr_next_sym(c, it);
             l->work++;
-            if (D < 0) continue;
-            uint64_t *nd = l->nl + (int64_t)D * W;
-            if (c->nt_mark[D] != c->stamp) {
-                c->nt_mark[D] = c->stamp;
-                memset(nd, 0, (size_t)W * sizeof *nd);
-                VEC_PUSH(*pred, D);
-            }
-            int grew = lr1_union(nd, l->first_item + (int64_t)(it + 1) * W, W);
-            if (c->ns[it + 1]) grew |= lr1_union(nd, l->nl + (int64_t)B * W, W);
-            if (grew && !l->inq[D]) { l->inq[D] = 1; VEC_PUSH(wl, D); }
+            lr1_predict(c, l, c->body_off[c->rlist[k]] + c->rlist[k], l->nl + (int64_t)B * W, pred, &wl);
         }
     }
     VEC_FREE(wl);
