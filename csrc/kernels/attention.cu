@@ -378,6 +378,7 @@ __global__ void __launch_bounds__(kThreads) attention_reduce_kernel(attn_params 
     constexpr int kHeadsPerBlock = kThreads / (D / 4);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;\n" ::: "memory");   /* decode grid done, partials visible */
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); /* the o projection (PDL) may start its loads */
 #endif
     const int item = blockIdx.x;
     int t;

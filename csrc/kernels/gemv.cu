@@ -26,6 +26,7 @@
 #include <cuda_bf16.h>
 
 #include "kernels/kernels.h"
+#include "kernels/pdl.cuh"
 
 namespace {
 
@@ -37,7 +38,7 @@ constexpr int kTargetWarps = 8192; /* ~62 warps per SM on 132 SMs: the loads in 
 __device__ __forceinline__ uint4 gemv_load_weight(const uint4 *p)
 {
     uint4 r;
-    asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];" /* volatile: stays before PDL_WAIT */
         : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
         : "l"(p));
     return r;
@@ -128,6 +129,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __nv_bfloat16 *
 
     constexpr int step = 32 * KS;
     int v = slice * 32 + lane;
+    /* Launched with PDL (pdl.cuh): at 1-2 rows the first group of weight loads is issued before
+     * waiting for the kernel that writes x (weights are constant), so the stream starts during that
+     * kernel's tail; from 3 rows the wait comes first (the early loads cost registers — 72 → 86 at
+     * 4 rows — and the step got slower). */
+    PDL_TRIGGER(); /* a PDL-launched GEMV after this one may start its own first loads */
+    bool waited = N > 2;
+    if (waited) PDL_WAIT();
     if (row0 < m) {
         for (; v + step * (kUnroll - 1) < num_vec; v += step * kUnroll) { /* full groups: no bounds checks */
             uint4 wv[kUnroll][R];
@@ -135,6 +143,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __nv_bfloat16 *
             for (int u = 0; u < kUnroll; u++)
 #pragma unroll
                 for (int r = 0; r < R; r++) wv[u][r] = gemv_load_weight(wr[r] + v + step * u);
+            if (!waited) { /* the first group's loads are in flight: now wait for x's writer */
+                PDL_WAIT();
+                waited = true;
+            }
 #pragma unroll
             for (int u = 0; u < kUnroll; u++)
 #pragma unroll
@@ -144,6 +156,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __nv_bfloat16 *
                     for (int r = 0; r < R; r++) acc[t][r] = gemv_dot8(wv[u][r], xx, acc[t][r]);
                 }
         }
+        if (!waited) PDL_WAIT();
+        waited = true;
         for (; v < num_vec; v += step) { /* the tail, one vector at a time */
             uint4 wv[R];
 #pragma unroll
@@ -156,6 +170,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __nv_bfloat16 *
             }
         }
     }
+    if (!waited) PDL_WAIT(); /* every block waits before any write */
 
     float mine = 0.0f; /* lane i ends up with output (i / R, i % R) */
 #pragma unroll
@@ -205,10 +220,9 @@ cudaError_t gemv_launch(const void *x, const void *w, int m, int k, const float 
 {
     const int groups = (m + kRows - 1) / kRows, per_block = kWarps / KS;
     const int blocks = (groups + per_block - 1) / per_block;
-    gemv_kernel<N, KS, EPI, OUT><<<blocks, kWarps * 32, 0, st>>>(static_cast<const __nv_bfloat16 *>(x),
-                                                                static_cast<const __nv_bfloat16 *>(w), m, k, bias,
-                                                                static_cast<OUT *>(y), e);
-    return cudaGetLastError();
+    return kernels_pdl::launch(gemv_kernel<N, KS, EPI, OUT>, dim3(blocks), dim3(kWarps * 32), 0, st,
+                               static_cast<const __nv_bfloat16 *>(x), static_cast<const __nv_bfloat16 *>(w), m, k, bias,
+                               static_cast<OUT *>(y), e);
 }
 
 template <int N, int EPI, typename OUT>
@@ -244,6 +258,8 @@ cudaError_t gemv_dispatch(const void *x, const void *w, int n, int m, int k, con
 }
 
 } // namespace
+
+extern "C" void kernels_set_pdl(int on) { kernels_pdl::g_enabled.store(on != 0, std::memory_order_relaxed); }
 
 extern "C" int kernels_gemv_supported(const void *x, const void *w, int32_t n, int64_t m, int64_t k)
 {

@@ -44,6 +44,11 @@ cudaError_t kernels_silu_mul(const void *gate_up, int32_t n, int32_t dim, void *
  * y bf16, or fp32 with out_f32.  kernels_gemv_supported: whether the shape and alignment qualify
  * (k % 8 == 0, x and w 16-byte aligned). */
 #define KERNELS_GEMV_MAX_ROWS 8
+/* on: the GEMVs are launched with programmatic dependent launch (sm_90+; csrc/kernels/pdl.cuh):
+ * each starts its weight stream during the tail of the kernel before it (the norms, the attention
+ * reduce and the GEMVs let it).  Process-wide; off until set (the CUDA backend sets it from
+ * LIGHTLLM_PDL, default on). */
+void kernels_set_pdl(int on);
 int kernels_gemv_supported(const void *x, const void *w, int32_t n, int64_t m, int64_t k);
 cudaError_t kernels_gemv(const void *x, const void *w, int32_t n, int64_t m, int64_t k, const float *bias, void *y,
                          int out_f32, cudaStream_t st);

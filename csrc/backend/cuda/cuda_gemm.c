@@ -45,6 +45,8 @@ status_t cuda_gemm_init(cuda_backend *c)
     if (c->gemv_max_rows > KERNELS_GEMV_MAX_ROWS) c->gemv_max_rows = KERNELS_GEMV_MAX_ROWS;
     const char *fuse = getenv("LIGHTLLM_GEMV_FUSE");
     c->gemv_fuse = fuse && *fuse ? atoi(fuse) : 1;
+    const char *pdl = getenv("LIGHTLLM_PDL");
+    kernels_set_pdl(pdl && *pdl ? atoi(pdl) : 1);
     if (cuda_backend_check(c, cudaMalloc((void **)&c->gemv_counter, 256), "cudaMalloc(gemv counter)") ||
         cuda_backend_check(c, cudaMemset(c->gemv_counter, 0, 256), "cudaMemset(gemv counter)"))
         return cuda_backend_status(&c->base);
