@@ -54,14 +54,15 @@ static status_t dpda_simulate(const dpda *d, const lr_automaton *a, int32_t s, i
                 int32_t hdr[5] = {DPDA_END, 0, 0, 0, -1};
                 for (int i = 0; i < 5; i++) VEC_PUSH(*e, hdr[i]);
                 for (int64_t i = 1; i < vs->n; i++) VEC_PUSH(*e, vs->p[i]);
-                for (int64_t i = 1; i < vs->n; i++) VEC_PUSH(*e, vc->p[i]);
+                if (d->num_counters)   /* grammars without counters keep the shorter edges */
+                    for (int64_t i = 1; i < vs->n; i++) VEC_PUSH(*e, vc->p[i]);
                 return STATUS_OK;
             }
         }
         int32_t n = a->rule_len[r], A = a->rule_lhs[r];
         if (n < vs->n) {
             int32_t cnt = 0;
-            if (d->rule_kind[r] && !dpda_count_step(d->rule_kind[r], d->rule_min[r], d->rule_max[r], vc->p[vs->n - n], &cnt)) {
+            if (d->num_counters && d->rule_kind[r] && !dpda_count_step(d->rule_kind[r], d->rule_min[r], d->rule_max[r], vc->p[vs->n - n], &cnt)) {
                 e->n = 0;   /* a constant count breaks its bound: this class is not allowed here */
                 VEC_PUSH(*e, DPDA_REJECT);
                 return STATUS_OK;
@@ -268,7 +269,7 @@ status_t dpda_compile(const grammar *g, dpda **out)
             E->nt = v[2];
             E->post = v[3];
             E->push_off = np;
-            E->num_push = (n - 5) / 2;
+            E->num_push = d->num_counters ? (n - 5) / 2 : n - 5;
             if (v[0] == DPDA_EXPOSE && v[4] >= 0) {
                 E->count_kind = d->rule_kind[v[4]];
                 E->count_min = d->rule_min[v[4]];
@@ -276,7 +277,7 @@ status_t dpda_compile(const grammar *g, dpda **out)
             }
             for (int32_t k = 0; k < E->num_push; k++) {
                 d->push_pool[np] = v[5 + k];
-                d->push_count[np++] = v[5 + E->num_push + k];
+                d->push_count[np++] = d->num_counters ? v[5 + E->num_push + k] : 0;
             }
         }
     }

@@ -5,7 +5,8 @@
  * is one byte range [lo, hi] (a byte class).  Alternatives are several rules with the same
  * lhs.  EBNF operators (?, *, +, {m,n}, groups) are desugared by the front ends into plain
  * rules over fresh nonterminals with the helpers below (repetition is left-recursive, which
- * suits the later LR(1) stage).  Non-ASCII character classes are code-point ranges that
+ * suits the later LR(1) stage); a bounded repetition with a large bound stays an unbounded
+ * loop plus its bounds (grammar_counted), enforced by a counter in the DPDA matcher.  Non-ASCII character classes are code-point ranges that
  * grammar_add_class() expands into UTF-8 byte-sequence alternatives.
  *
  * Front ends: ebnf.h (GBNF), regex.h (guided_regex, JSON Schema "pattern"), json_schema.h
