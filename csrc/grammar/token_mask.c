@@ -1320,10 +1320,14 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
     if (hi - lo < 4) return 0;   /* small subtrees are walked */
     int32_t parent = s->nodes[r].parent;
     if (parent < 0) return 0;
-    /* a region ignores counts: it settles a counted state only when the count is the partial
-     * stack's unknown one (token_mask_fill keeps that far from the bound); a repetition started
-     * inside the walk (a known count) is walked */
-    if (t->d->state_counter[s->nodes[r].state] >= 0 && dpda_count_is_known(s->nodes[r].count)) return 0;
+    /* a region ignores counts: it settles a counted state when no token can reach the bound
+     * from there (the partial stack's unknown count: token_mask_fill keeps it far enough; a
+     * repetition started inside the walk: count + longest token <= max); the tokens that leave
+     * are walked from nodes of unknown count, so an EXIT with a minimum leaves them uncertain */
+    int32_t ctr = t->d->state_counter[s->nodes[r].state];
+    if (ctr >= 0 && dpda_count_is_known(s->nodes[r].count) &&
+        (int64_t)s->nodes[r].count + tv->max_depth > t->d->counter_max[ctr])
+        return 0;
     int32_t idx = 0;
     int32_t vi = token_mask_region_view(t, s->nodes[parent].state, s->nodes[r].state, &idx);
     if (vi < 0) return 0;
