@@ -202,10 +202,18 @@ def main():
     ap.add_argument("--vocabs", default="qwen3,deepseek_v3")
     ap.add_argument("--peers", default="xgrammar,llguidance")
     ap.add_argument("--slowest", type=int, default=0, help="print the N slowest first-visit masks (schema, text before)")
+    ap.add_argument("--only", help="a file of MaskBench names (one a line, or a grammar_coverage.py --out JSON: its "
+                                   "compiled schemas) to run instead of every step-th one")
     args = ap.parse_args()
     if not os.path.isdir(MASKBENCH):
         sys.exit(f"MaskBench data not found at {MASKBENCH}")
     files = sorted(os.listdir(MASKBENCH))[::args.step]
+    if args.only:
+        with open(args.only, encoding="utf-8") as f:
+            text = f.read()
+        names = ([n for n, r in json.loads(text)["records"].items() if r["status"] == "compiled"]
+                 if text.lstrip().startswith("{") else text.split())
+        files = sorted(set(names))
     cases = []
     for name in files:
         with open(os.path.join(MASKBENCH, name), encoding="utf-8") as f:

@@ -428,7 +428,7 @@ def test_long_token_run_compacts_and_masks_stay_exact_qwen3():
             assert m.mask() == m.mask_brute(), i
             sizes.append(m.arena_bytes)
         assert m.advance_token(tid), i
-    assert m.is_accepting() and max(sizes) <= 128 * 1024 and sizes[-1] == sizes[1], sizes
+    assert m.is_accepting() and max(sizes) <= 192 * 1024 and sizes[-1] == sizes[1], sizes   # 12-byte nodes (state, parent, count)
     with pytest.raises(ValueError, match="rolled back|rollback window"):
         m.rollback_tokens(500)
     m.rollback_tokens(3)
@@ -448,7 +448,7 @@ def test_newly_compiled_masks_equal_brute_force_qwen3():
         with open(os.path.join(MASKBENCH, name), encoding="utf-8") as f:
             case = json.load(f)
         g = gc.compile("json_schema", json.dumps(case["schema"], ensure_ascii=False))
-        retried += g.compile_tries > 1
+        retried += g.compile_tries > 1 or g.num_counters > 0   # large bounds now take a counter at the first try
         valid = [t for t in case["tests"] if t["valid"]]
         text = dump(reorder(valid[0]["data"], case["schema"], case["schema"]))
         ids = tok.encode(text.decode("utf-8"), add_special_tokens=False)

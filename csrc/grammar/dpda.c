@@ -13,13 +13,31 @@
 #define DPDA_LARGE_BUDGET_SCALE 4   /* the regularize budgets of the retry */
 #define DPDA_MAX_RETRY_RULES 150000 /* regularized rules built by the retries before giving up */
 
-/* Simulates class c from state s (phase post: c already shifted) on a virtual stack; the
- * edge is appended to `e` as [kind, num_pop, nt, post, push...]. */
-static status_t dpda_simulate(const lr_automaton *a, int32_t s, int32_t c, int post, vec_i32 *vs, vec_i32 *e)
+/* The count of the node a reduction by a rule of kind `kind` pushes, from the count `old` of
+ * the node of the rule's first symbol: 1 with *out set, 0 rejected (the bound is exceeded), -1
+ * an unknown count decides (partial stacks only). */
+static inline int dpda_count_step(int32_t kind, int32_t min, int32_t max, int32_t old, int32_t *out)
+{
+    switch (kind) {
+    case GRAMMAR_COUNT_START: *out = 1; return 1;
+    case GRAMMAR_COUNT_KEEP: *out = old; return 1;
+    case GRAMMAR_COUNT_INC: *out = old + 1; return !dpda_count_is_known(old) || old < max;
+    case GRAMMAR_COUNT_EXIT: *out = 0; return dpda_count_is_known(old) ? old >= min : min <= 1 ? 1 : -1;
+    default: *out = 0; return 1;
+    }
+}
+
+/* Simulates class c from state s (phase post: c already shifted) on a virtual stack (vs states,
+ * vc their counts: constants, see dpda.h); the edge is appended to `e` as
+ * [kind, num_pop, nt, post, rule, push..., counts...]. */
+static status_t dpda_simulate(const dpda *d, const lr_automaton *a, int32_t s, int32_t c, int post, vec_i32 *vs,
+                              vec_i32 *vc, vec_i32 *e)
 {
     vs->n = 0;
+    vc->n = 0;
     e->n = 0;
     VEC_PUSH(*vs, s);
+    VEC_PUSH(*vc, 0);
     int32_t aug = a->num_rules - 1;
     for (int32_t steps = 0;; steps++) {
         if (steps > DPDA_MAX_CHAIN)
@@ -28,29 +46,87 @@ static status_t dpda_simulate(const lr_automaton *a, int32_t s, int32_t c, int p
         if (!post) {
             int32_t v = a->action[(int64_t)top * a->num_terms + c];
             if (v == 0) { VEC_PUSH(*e, DPDA_REJECT); return STATUS_OK; }
-            if (v > 0) { VEC_PUSH(*vs, v - 1); post = 1; continue; }
+            if (v > 0) { VEC_PUSH(*vs, v - 1); VEC_PUSH(*vc, 0); post = 1; continue; }
             r = -v - 1;
         } else {
             r = a->default_rule[top];
             if (r < 0 || r == aug) {
-                int32_t hdr[4] = {DPDA_END, 0, 0, 0};
-                for (int i = 0; i < 4; i++) VEC_PUSH(*e, hdr[i]);
+                int32_t hdr[5] = {DPDA_END, 0, 0, 0, -1};
+                for (int i = 0; i < 5; i++) VEC_PUSH(*e, hdr[i]);
                 for (int64_t i = 1; i < vs->n; i++) VEC_PUSH(*e, vs->p[i]);
+                if (d->num_counters)   /* grammars without counters keep the shorter edges */
+                    for (int64_t i = 1; i < vs->n; i++) VEC_PUSH(*e, vc->p[i]);
                 return STATUS_OK;
             }
         }
         int32_t n = a->rule_len[r], A = a->rule_lhs[r];
         if (n < vs->n) {
+            int32_t cnt = 0;
+            if (d->num_counters && d->rule_kind[r] && !dpda_count_step(d->rule_kind[r], d->rule_min[r], d->rule_max[r], vc->p[vs->n - n], &cnt)) {
+                e->n = 0;   /* a constant count breaks its bound: this class is not allowed here */
+                VEC_PUSH(*e, DPDA_REJECT);
+                return STATUS_OK;
+            }
             vs->n -= n;
+            vc->n -= n;
             int32_t q = lr_goto(a, vs->p[vs->n - 1], A);
             LL_ASSERT(q >= 0);
             VEC_PUSH(*vs, q);
+            VEC_PUSH(*vc, cnt);
             continue;
         }
-        int32_t hdr[4] = {DPDA_EXPOSE, n - (int32_t)(vs->n - 1), A, post};
-        for (int i = 0; i < 4; i++) VEC_PUSH(*e, hdr[i]);
+        int32_t hdr[5] = {DPDA_EXPOSE, n - (int32_t)(vs->n - 1), A, post, r};
+        for (int i = 0; i < 5; i++) VEC_PUSH(*e, hdr[i]);
         return STATUS_OK;
     }
+}
+
+/* Count kinds of the LR rules and the counters of the states, from the regularized grammar
+ * (see dpda.h). */
+static void dpda_counters(dpda *d, const grammar *rg)
+{
+    const lr_automaton *a = &d->lr;
+    d->rule_kind = calloc((size_t)a->num_rules + 1, sizeof *d->rule_kind);
+    d->rule_min = calloc((size_t)a->num_rules + 1, sizeof *d->rule_min);
+    d->rule_max = calloc((size_t)a->num_rules + 1, sizeof *d->rule_max);
+    d->state_counter = malloc(((size_t)a->num_states + 1) * sizeof *d->state_counter);
+    d->state_head = calloc((size_t)a->num_states + 1, 1);
+    d->num_counters = rg->num_counted;
+    d->counter_min = malloc(((size_t)rg->num_counted + 1) * sizeof *d->counter_min);
+    d->counter_max = malloc(((size_t)rg->num_counted + 1) * sizeof *d->counter_max);
+    LL_ASSERT(d->rule_kind && d->rule_min && d->rule_max && d->state_counter && d->state_head && d->counter_min &&
+              d->counter_max);
+    for (int32_t k = 0; k < rg->num_counted; k++) {
+        d->counter_min[k] = (int32_t)(rg->counted[k].min > INT32_MAX ? INT32_MAX : rg->counted[k].min);
+        d->counter_max[k] = rg->counted[k].max < 0 || rg->counted[k].max > INT32_MAX ? INT32_MAX : (int32_t)rg->counted[k].max;
+    }
+    for (int32_t s = 0; s < a->num_states; s++) d->state_counter[s] = -1;
+    if (!rg->num_counted) return;
+    int32_t *nt_counter = malloc(((size_t)rg->num_nts + 1) * sizeof *nt_counter);
+    uint8_t *nt_head = calloc((size_t)rg->num_nts + 1, 1);
+    LL_ASSERT(nt_counter && nt_head);
+    for (int32_t i = 0; i < rg->num_nts; i++) nt_counter[i] = -1;
+    for (int32_t r = 0; r < a->num_rules; r++) {
+        int32_t src = a->rule_src[r];
+        if (src < 0 || !rg->rules[src].count_kind) continue;
+        const grammar_rule *gr = &rg->rules[src];
+        int32_t k = gr->counter;
+        d->rule_kind[r] = gr->count_kind;
+        d->rule_min[r] = d->counter_min[k];
+        d->rule_max[r] = d->counter_max[k];
+        if (gr->count_kind != GRAMMAR_COUNT_START) {
+            int32_t x = grammar_nt_index(grammar_rule_syms(rg, gr)[0]);
+            nt_counter[x] = k;
+            if (gr->count_kind == GRAMMAR_COUNT_INC) nt_head[x] = 1;
+        }
+    }
+    for (int64_t i = 0; i < a->goto_cap; i++) {
+        if (a->goto_keys[i] == UINT64_MAX) continue;
+        int32_t nt = (int32_t)(uint32_t)a->goto_keys[i], to = a->goto_vals[i];
+        if (nt < rg->num_nts && nt_counter[nt] >= 0) { d->state_counter[to] = nt_counter[nt]; d->state_head[to] = nt_head[nt]; }
+    }
+    free(nt_counter);
+    free(nt_head);
 }
 
 /* regularize → lr_build, retried when that fails:
@@ -83,6 +159,7 @@ static status_t dpda_build_lr(const grammar *g, dpda *d)
             st = lr_build(&rg, &d->lr, conflict_lhs);
             d->num_rules = rg.num_rules;
             d->num_nts = rg.num_nts;
+            if (st == STATUS_OK) dpda_counters(d, &rg);
         }
         if (round > 0) total_rules += last_rules = rg.num_rules;
         int too_large = st != STATUS_OK && !strncmp(status_message(), "grammar too large", 17);
@@ -94,7 +171,7 @@ static status_t dpda_build_lr(const grammar *g, dpda *d)
             }
             for (int i = 0; i < 2; i++) {
                 int32_t x = conflict_lhs[i] >= 0 ? owner[conflict_lhs[i]] : -1;
-                if (x >= 0 && x != g->start && !inl[x]) { inl[x] = 1; marked++; }
+                if (x >= 0 && x != g->start && !inl[x] && grammar_find_counted(g, x) < 0) { inl[x] = 1; marked++; }
             }
         }
         grammar_free(&rg);
@@ -122,6 +199,14 @@ status_t dpda_compile(const grammar *g, dpda **out)
     dpda *d = calloc(1, sizeof *d);
     LL_ASSERT(d);
     status_t st = dpda_build_lr(g, d);
+    if (st != STATUS_OK && g->num_counted) {
+        /* a repetition a counter cannot follow: the bounds expanded, as without counters */
+        grammar x;
+        grammar_expand_counted(g, &x);
+        memset(d, 0, sizeof *d);
+        st = dpda_build_lr(&x, d);
+        grammar_free(&x);
+    }
     if (st != STATUS_OK) { free(d); return st; }
     const lr_automaton *a = &d->lr;
     d->num_states = a->num_states;
@@ -132,11 +217,11 @@ status_t dpda_compile(const grammar *g, dpda **out)
     d->post = malloc((size_t)d->num_states * sizeof *d->post);
     LL_ASSERT(d->pre && d->post);
     vec_intern edges = {0};
-    vec_i32 vs = {0}, e = {0};
+    vec_i32 vs = {0}, vc = {0}, e = {0};
     int added;
-    int32_t rej[1] = {DPDA_REJECT}, nop[4] = {DPDA_END, 0, 0, 0};
+    int32_t rej[1] = {DPDA_REJECT}, nop[5] = {DPDA_END, 0, 0, 0, -1};
     vec_intern_add(&edges, rej, 1, &added);
-    vec_intern_add(&edges, nop, 4, &added);
+    vec_intern_add(&edges, nop, 5, &added);
     /* a shift's edge depends on the target state only (what follows is default reductions):
      * shift_edge[target] is the edge of the state shift_at[target] (classes of one state that
      * shift to one target, e.g. a string's body, simulate once) */
@@ -153,24 +238,26 @@ status_t dpda_compile(const grammar *g, dpda **out)
                 d->pre[(int64_t)s * d->num_terms + c] = shift_edge[v - 1];
                 continue;
             }
-            st = dpda_simulate(a, s, c, 0, &vs, &e);
+            st = dpda_simulate(d, a, s, c, 0, &vs, &vc, &e);
             int32_t id = vec_intern_add(&edges, e.p, (int32_t)e.n, &added);
             d->pre[(int64_t)s * d->num_terms + c] = id;
             if (v > 0) { shift_at[v - 1] = s; shift_edge[v - 1] = id; }
         }
-        if (st == STATUS_OK) st = dpda_simulate(a, s, 0, 1, &vs, &e);
+        if (st == STATUS_OK) st = dpda_simulate(d, a, s, 0, 1, &vs, &vc, &e);
         d->post[s] = vec_intern_add(&edges, e.p, (int32_t)e.n, &added);
     }
     free(shift_at);
     free(shift_edge);
     VEC_FREE(vs);
+    VEC_FREE(vc);
     VEC_FREE(e);
     if (st == STATUS_OK) {
         int32_t ne = vec_intern_num(&edges);
         d->num_edges = ne;
         d->edges = calloc((size_t)ne, sizeof *d->edges);
         d->push_pool = malloc(((size_t)edges.pool.n + 1) * sizeof *d->push_pool);
-        LL_ASSERT(d->edges && d->push_pool);
+        d->push_count = malloc(((size_t)edges.pool.n + 1) * sizeof *d->push_count);
+        LL_ASSERT(d->edges && d->push_pool && d->push_count);
         int32_t np = 0;
         for (int32_t i = 0; i < ne; i++) {
             int32_t n;
@@ -182,8 +269,16 @@ status_t dpda_compile(const grammar *g, dpda **out)
             E->nt = v[2];
             E->post = v[3];
             E->push_off = np;
-            E->num_push = n - 4;
-            for (int32_t k = 4; k < n; k++) d->push_pool[np++] = v[k];
+            E->num_push = d->num_counters ? (n - 5) / 2 : n - 5;
+            if (v[0] == DPDA_EXPOSE && v[4] >= 0) {
+                E->count_kind = d->rule_kind[v[4]];
+                E->count_min = d->rule_min[v[4]];
+                E->count_max = d->rule_max[v[4]];
+            }
+            for (int32_t k = 0; k < E->num_push; k++) {
+                d->push_pool[np] = v[5 + k];
+                d->push_count[np++] = d->num_counters ? v[5 + E->num_push + k] : 0;
+            }
         }
     }
     vec_intern_free(&edges);
@@ -200,19 +295,22 @@ void dpda_free(dpda *d)
     free(d->post);
     free(d->edges);
     free(d->push_pool);
+    free(d->push_count);
+    free(d->rule_kind); free(d->rule_min); free(d->rule_max);
+    free(d->state_counter); free(d->state_head); free(d->counter_min); free(d->counter_max);
     free(d);
 }
 
 /* ---- matcher ---- */
 
-static inline int32_t dpda_push(dpda_matcher *m, int32_t state, int32_t parent)
+static inline int32_t dpda_push(dpda_matcher *m, int32_t state, int32_t parent, int32_t count)
 {
     if (m->num_nodes == m->cap_nodes) {
         m->cap_nodes = m->cap_nodes ? m->cap_nodes * 2 : 1024;
         m->nodes = realloc(m->nodes, (size_t)m->cap_nodes * sizeof *m->nodes);
         LL_ASSERT(m->nodes);
     }
-    m->nodes[m->num_nodes] = (dpda_node){state, parent};
+    m->nodes[m->num_nodes] = (dpda_node){state, parent, count};
     return m->num_nodes++;
 }
 
@@ -221,17 +319,26 @@ static int32_t dpda_run(const dpda *d, dpda_matcher *m, int32_t top, int32_t cls
     for (;;) {
         const dpda_edge *E = &d->edges[e];
         if (E->kind == DPDA_REJECT) return -1;
+        int32_t count = 0;   /* of the deepest popped node */
         for (int32_t k = 0; k < E->num_pop; k++) {
+            count = m->nodes[top].count;
             top = m->nodes[top].parent;
             if (top < 0) return -2;   /* popped below a partial (virtual) stack */
         }
         if (E->kind == DPDA_END) {
-            for (int32_t k = 0; k < E->num_push; k++) top = dpda_push(m, d->push_pool[E->push_off + k], top);
+            for (int32_t k = 0; k < E->num_push; k++)
+                top = dpda_push(m, d->push_pool[E->push_off + k], top, d->push_count[E->push_off + k]);
             return top;
         }
         int32_t q = lr_goto(&d->lr, m->nodes[top].state, E->nt);
         if (q < 0) return -1;
-        top = dpda_push(m, q, top);
+        if (E->count_kind) {
+            int ok = dpda_count_step(E->count_kind, E->count_min, E->count_max, count, &count);
+            if (ok <= 0) return ok == 0 ? -1 : -2;
+        } else {
+            count = 0;
+        }
+        top = dpda_push(m, q, top, count);
         e = E->post ? d->post[q] : d->pre[(int64_t)q * d->num_terms + cls];
     }
 }
@@ -257,7 +364,7 @@ void dpda_matcher_reset(dpda_matcher *m)
     m->num_bytes = 0;
     m->hist_base = 0;
     m->compact_at = DPDA_COMPACT_SLACK;
-    int32_t top = dpda_push(m, m->d->lr.start_state, -1);
+    int32_t top = dpda_push(m, m->d->lr.start_state, -1, 0);
     m->top = dpda_run(m->d, m, top, 0, m->d->post[m->d->lr.start_state]);
     LL_ASSERT(m->top >= 0);
 }
@@ -345,7 +452,8 @@ void dpda_matcher_compact(dpda_matcher *m)
     for (int32_t i = 0; i < n; i++)
         if (ren[i] == 0) {
             ren[i] = kept;
-            m->nodes[kept] = (dpda_node){m->nodes[i].state, m->nodes[i].parent < 0 ? m->nodes[i].parent : ren[m->nodes[i].parent]};
+            m->nodes[kept] = (dpda_node){m->nodes[i].state, m->nodes[i].parent < 0 ? m->nodes[i].parent : ren[m->nodes[i].parent],
+                                         m->nodes[i].count};
             kept++;
         }
     /* a history mark (arena length before a byte) becomes the number of kept nodes below it */

@@ -45,9 +45,26 @@ typedef struct dpda_edge {
     int32_t num_pop;    /* states popped from the real stack */
     int32_t nt;         /* EXPOSE: goto on nt from the exposed state */
     int32_t post;       /* EXPOSE: 1 = c already shifted (continue with post[]), 0 = pre[] */
-    int32_t push_off;   /* END: states pushed = push_pool[push_off .. push_off + num_push) */
+    int32_t push_off;   /* END: states pushed = push_pool[push_off .. push_off + num_push), with
+                         * counts push_count[same range] */
     int32_t num_push;
+    int32_t count_kind; /* EXPOSE: GRAMMAR_COUNT_* of the reduced rule, applied to the count of the
+                         * deepest popped node to give the goto node's count (dpda_count_step) */
+    int32_t count_min, count_max;   /* its counter's bounds (max INT32_MAX: none) */
 } dpda_edge;
+
+/* Counters (bounded repetitions, grammar.h grammar_counted): every stack node carries a count,
+ * the iterations started of the counted repetition whose R@d state it holds (0 elsewhere).
+ * Counts are set by the rules' count kinds as reductions happen, so they live in the
+ * persistent stack: rollback restores them with the nodes.  Only an EXPOSE edge reads a count
+ * at run time (the reduced rule's first symbol is then the deepest popped node); chains inside
+ * one edge start from shifted (count 0) or START nodes, so END edges push constant counts and
+ * a constant check that fails makes the edge REJECT at compile time.
+ * Partial stacks (token_mask.c) give the nodes they do not know DPDA_COUNT_UNKNOWN: a check of
+ * an INC on an unknown count passes (the mask caller makes sure the real count is far enough
+ * from max: token_mask_fill), a nontrivial EXIT check on one answers -2 (depends on the stack). */
+#define DPDA_COUNT_UNKNOWN (-(1 << 30))
+#define dpda_count_is_known(c) ((c) >= 0)
 
 typedef struct dpda {
     lr_automaton lr;
@@ -59,17 +76,29 @@ typedef struct dpda {
     dpda_edge *edges;                /* [num_edges]; 0 = REJECT, 1 = END with no change */
     int32_t num_edges;
     int32_t *push_pool;
+    int32_t *push_count;             /* [same as push_pool] counts of the pushed nodes */
+    /* counted states (accessing symbol R@d of a counted repetition): -1 none, else the index
+     * into counter_min/counter_max; state_head[s] = 1 when R@d is a loop head (its symbols start
+     * iterations: INC) */
+    int32_t *state_counter;          /* [num_states] */
+    uint8_t *state_head;             /* [num_states] */
+    int32_t *counter_min, *counter_max;   /* [num_counters] */
+    int32_t num_counters;
+    int32_t *rule_kind, *rule_min, *rule_max;   /* [lr.num_rules] count kind of each LR rule */
     int32_t num_rules, num_nts;      /* of the regularized grammar (for stats) */
     int32_t num_tries;               /* regularize + LR runs it took (1 unless retried) */
 } dpda;
 
 /* Compiles g (any front end's output).  Errors: STATUS_INVALID_ARG naming an LR(1)
- * conflict or the size limit.  *out is NULL on error. */
+ * conflict or the size limit.  *out is NULL on error.  A grammar with counted repetitions that
+ * fails (a repetition a counter cannot follow: ambiguous iteration boundaries, an LR conflict
+ * at the loop's exit) is compiled again with them expanded (grammar_expand_counted). */
 status_t dpda_compile(const grammar *g, dpda **out);
 void dpda_free(dpda *d);
 
 typedef struct dpda_node {
     int32_t state, parent;
+    int32_t count;      /* counter value (see Counters above); DPDA_COUNT_UNKNOWN on partial stacks */
 } dpda_node;
 
 #define DPDA_MATCHER_ROLLBACK_BYTES 65536   /* default rollback window */

@@ -64,7 +64,34 @@ void grammar_free(grammar *g)
     free(g->names);
     free(g->rules);
     free(g->syms);
+    free(g->counted);
     grammar_init(g);
+}
+
+static int64_t grammar_counter_min_bound = GRAMMAR_COUNTER_THRESHOLD;
+
+void grammar_set_counter_threshold(int64_t threshold)
+{
+    grammar_counter_min_bound = threshold > 0 ? threshold : GRAMMAR_COUNTER_THRESHOLD;
+}
+
+int64_t grammar_counter_threshold(void) { return grammar_counter_min_bound; }
+
+int32_t grammar_add_counted(grammar *g, int32_t nt, int64_t min, int64_t max)
+{
+    if (g->num_counted == g->cap_counted) {
+        g->cap_counted = g->cap_counted ? g->cap_counted * 2 : 8;
+        g->counted = grammar_xrealloc(g->counted, (size_t)g->cap_counted * sizeof *g->counted);
+    }
+    g->counted[g->num_counted] = (grammar_counted){nt, min, max};
+    return g->num_counted++;
+}
+
+int32_t grammar_find_counted(const grammar *g, int32_t nt)
+{
+    for (int32_t i = 0; i < g->num_counted; i++)
+        if (g->counted[i].nt == nt) return i;
+    return -1;
 }
 
 static void grammar_add_name(grammar *g, char *name)
@@ -112,6 +139,8 @@ void grammar_add_rule(grammar *g, int32_t lhs, const grammar_sym *syms, int32_t 
     r->lhs = lhs;
     r->num_syms = num_syms;
     r->first_sym = (int32_t)g->num_syms;
+    r->count_kind = GRAMMAR_COUNT_NONE;
+    r->counter = -1;
     if (num_syms) memcpy(g->syms + g->num_syms, syms, (size_t)num_syms * sizeof *syms);
     g->num_syms += num_syms;
 }
@@ -179,8 +208,57 @@ grammar_sym grammar_add_plus(grammar *g, const char *prefix, grammar_sym x)
     return grammar_nt(nt);
 }
 
+static grammar_sym grammar_add_repeat_expanded(grammar *g, const char *prefix, grammar_sym x, int64_t min, int64_t max,
+                                               grammar_sym sep, int has_sep);
+
 grammar_sym grammar_add_repeat(grammar *g, const char *prefix, grammar_sym x, int64_t min, int64_t max,
                                grammar_sym sep, int has_sep)
+{
+    int64_t big = max > min ? max : min;
+    if (big < grammar_counter_min_bound || (max >= 0 && max < min) || max == 0)
+        return grammar_add_repeat_expanded(g, prefix, x, min, max, sep, has_sep);
+    /* counted: R ::= x | R sep x, bounds kept aside (grammar_counted) */
+    int32_t nt = grammar_add_nonterminal(g, prefix);
+    grammar_add_rule(g, nt, &x, 1);
+    grammar_sym b[3] = {grammar_nt(nt), sep, x};
+    if (has_sep) grammar_add_rule(g, nt, b, 3);
+    else { b[1] = x; grammar_add_rule(g, nt, b, 2); }
+    grammar_add_counted(g, nt, min > 1 ? min : 1, max);
+    return min == 0 ? grammar_add_optional(g, prefix, grammar_nt(nt)) : grammar_nt(nt);
+}
+
+void grammar_expand_counted(const grammar *in, grammar *out)
+{
+    grammar_init(out);
+    for (int32_t i = 0; i < in->num_nts; i++) {
+        int32_t k = grammar_add_nonterminal(out, in->names[i]);
+        LL_ASSERT(k == i);
+    }
+    uint8_t *counted = calloc((size_t)in->num_nts + 1, 1);
+    LL_ASSERT(counted);
+    for (int32_t c = 0; c < in->num_counted; c++) counted[in->counted[c].nt] = 1;
+    for (int32_t r = 0; r < in->num_rules; r++)
+        if (!counted[in->rules[r].lhs])
+            grammar_add_rule(out, in->rules[r].lhs, grammar_rule_syms(in, &in->rules[r]), in->rules[r].num_syms);
+    for (int32_t c = 0; c < in->num_counted; c++) {
+        int32_t nt = in->counted[c].nt;
+        grammar_sym x = 0, sep = 0;
+        int has_sep = 0;
+        for (int32_t r = 0; r < in->num_rules; r++) {
+            if (in->rules[r].lhs != nt) continue;
+            const grammar_sym *s = grammar_rule_syms(in, &in->rules[r]);
+            if (in->rules[r].num_syms == 1) x = s[0];
+            else if (in->rules[r].num_syms == 3) { sep = s[1]; has_sep = 1; }
+        }
+        grammar_sym e = grammar_add_repeat_expanded(out, in->names[nt], x, in->counted[c].min, in->counted[c].max, sep, has_sep);
+        grammar_add_rule(out, nt, &e, 1);
+    }
+    free(counted);
+    out->start = in->start;
+}
+
+static grammar_sym grammar_add_repeat_expanded(grammar *g, const char *prefix, grammar_sym x, int64_t min, int64_t max,
+                                               grammar_sym sep, int has_sep)
 {
     /* First element X; later ones are (sep X) when has_sep.  Result R ::= ε (if min == 0) | X T
      * where T matches (sep X){min-1, max-1}: a fixed prefix of min-1 copies followed by either
@@ -486,6 +564,12 @@ char *grammar_print(const grammar *g)
             grammar_print_rule_body(&b, g, &g->rules[order[j]]);
         }
         grammar_buf_puts(&b, "\n");
+    }
+    for (int32_t c = 0; c < g->num_counted; c++) {
+        char line[400];
+        snprintf(line, sizeof line, "# %.300s counted {%lld,%lld}\n", g->names[g->counted[c].nt],
+                 (long long)g->counted[c].min, (long long)g->counted[c].max);
+        grammar_buf_puts(&b, line);
     }
     free(count);
     free(order);

@@ -5,7 +5,8 @@
  * is one byte range [lo, hi] (a byte class).  Alternatives are several rules with the same
  * lhs.  EBNF operators (?, *, +, {m,n}, groups) are desugared by the front ends into plain
  * rules over fresh nonterminals with the helpers below (repetition is left-recursive, which
- * suits the later LR(1) stage).  Non-ASCII character classes are code-point ranges that
+ * suits the later LR(1) stage); a bounded repetition with a large bound stays an unbounded
+ * loop plus its bounds (grammar_counted), enforced by a counter in the DPDA matcher.  Non-ASCII character classes are code-point ranges that
  * grammar_add_class() expands into UTF-8 byte-sequence alternatives.
  *
  * Front ends: ebnf.h (GBNF), regex.h (guided_regex, JSON Schema "pattern"), json_schema.h
@@ -39,7 +40,34 @@ typedef struct grammar_rule {
     int32_t lhs;          /* nonterminal index */
     int32_t num_syms;
     int32_t first_sym;    /* offset into grammar.syms */
+    int32_t count_kind;   /* GRAMMAR_COUNT_* (regularized grammars only; 0 elsewhere) */
+    int32_t counter;      /* its counted repetition: index into grammar.counted, -1 none */
 } grammar_rule;
+
+/* Counted repetitions (bounded repetition with a large bound, see grammar_add_repeat): R ::= x |
+ * R sep x (or R ::= x | R x) is the UNBOUNDED loop; its bounds live here and are enforced by a
+ * counter that the DPDA matcher keeps on R's stack nodes (dpda.h), not by expanding the
+ * automaton.  min >= 1 (the caller wraps R in an optional for min 0); max < 0: unbounded.
+ * After grammar_regularize, R's left-linear rules carry a count_kind (the counter's value
+ * lives in the node of each R@d state: iterations started so far):
+ *   START  R@d' ::= sym        (the first symbol of the first iteration)   count = 1
+ *   KEEP   R@d' ::= R@d sym    (inside an iteration)                        count = old
+ *   INC    R@d' ::= R@h sym    (h a loop head: the symbol starts an iteration) count = old + 1 <= max
+ *   EXIT   R    ::= R@f        (the repetition ends)                        old >= min */
+typedef struct grammar_counted {
+    int32_t nt;
+    int64_t min, max;
+} grammar_counted;
+
+enum { GRAMMAR_COUNT_NONE = 0, GRAMMAR_COUNT_START, GRAMMAR_COUNT_KEEP, GRAMMAR_COUNT_INC, GRAMMAR_COUNT_EXIT };
+
+/* Bounded repetitions whose larger bound is at least this use a counter (grammar_add_repeat);
+ * smaller ones are expanded (one automaton state per count, which the mask caches handle well). */
+#define GRAMMAR_COUNTER_THRESHOLD 1000
+/* Process-wide: tests lower it so that small bounds exercise the counter path.  <= 0 restores
+ * the default. */
+void grammar_set_counter_threshold(int64_t threshold);
+int64_t grammar_counter_threshold(void);
 
 typedef struct grammar {
     char **names;         /* [num_nts] owned, unique */
@@ -50,6 +78,8 @@ typedef struct grammar {
     int64_t num_syms, cap_syms;
     int32_t start;        /* start nonterminal, -1 until set */
     void *name_index;     /* private: hash of names -> index */
+    grammar_counted *counted;   /* [num_counted] counted repetitions (see above) */
+    int32_t num_counted, cap_counted;
 } grammar;
 
 /* A growable symbol sequence used to build rule bodies. */
@@ -88,9 +118,18 @@ grammar_sym grammar_add_literal(grammar *g, const char *prefix, const char *byte
 grammar_sym grammar_add_optional(grammar *g, const char *prefix, grammar_sym x);   /* x? */
 grammar_sym grammar_add_star(grammar *g, const char *prefix, grammar_sym x);       /* x* */
 grammar_sym grammar_add_plus(grammar *g, const char *prefix, grammar_sym x);       /* x+ */
-/* x{min,max}; max < 0 means unbounded.  sep (or 0 for none) goes between repetitions. */
+/* x{min,max}; max < 0 means unbounded.  sep (or 0 for none) goes between repetitions.  When
+ * max(min, max) >= grammar_counter_threshold() the result is a counted repetition (see
+ * grammar_counted), else the bounds are expanded into rules. */
 grammar_sym grammar_add_repeat(grammar *g, const char *prefix, grammar_sym x, int64_t min, int64_t max,
                                grammar_sym sep, int has_sep);
+/* Adds a counted repetition entry (front ends: grammar_add_repeat does it); returns its index. */
+int32_t grammar_add_counted(grammar *g, int32_t nt, int64_t min, int64_t max);
+/* Index into g->counted of nonterminal nt, or -1. */
+int32_t grammar_find_counted(const grammar *g, int32_t nt);
+/* out = in with every counted repetition expanded into plain rules (the bounds as automaton
+ * states): the reference recognizer and tests use it as the counter-free oracle. */
+void grammar_expand_counted(const grammar *in, grammar *out);
 /* Alternation of single symbols: X ::= a | b | ... */
 grammar_sym grammar_add_choice(grammar *g, const char *prefix, const grammar_sym *alts, int32_t n);
 /* A nonterminal with no rules (the empty language). */

@@ -68,13 +68,15 @@ int32_t grammar_cache_num_entries(const grammar_cache *c) { return c->num; }
 static char *grammar_cache_key(const char *kind, const char *src, size_t len, int ws, size_t *key_len, uint64_t *hash)
 {
     size_t kl = strlen(kind);
-    *key_len = kl + 2 + len;
+    int64_t thr = grammar_counter_threshold();   /* which bounds the front ends count (grammar.h) */
+    *key_len = kl + 2 + sizeof thr + len;
     char *k = malloc(*key_len + 1);
     LL_ASSERT(k);
     memcpy(k, kind, kl);
     k[kl] = 0;
     k[kl + 1] = (char)(ws ? '1' : '0');
-    if (len) memcpy(k + kl + 2, src, len);
+    memcpy(k + kl + 2, &thr, sizeof thr);
+    if (len) memcpy(k + kl + 2 + sizeof thr, src, len);
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < *key_len; i++) h = (h ^ (uint8_t)k[i]) * 1099511628211ull;
     *hash = h;

@@ -13,7 +13,14 @@
  *    a declared name with a control character json.dumps writes as \u00XX (then any string).
  *  - Strings: any RFC 8259 escape in free strings; enum/const/pattern/format text uses the
  *    canonical escapes of json.dumps(ensure_ascii=False).  minLength/maxLength count
- *    characters (an escape counts as one).
+ *    characters (an escape counts as one, as jsonschema counts the decoded code point; a
+ *    surrogate pair written as two \u escapes counts two here, one there).
+ *  - Bounds (minLength/maxLength, minItems/maxItems, and regex {m,n} inside patterns): below
+ *    grammar_counter_threshold() (1,000) they are expanded into the automaton (one state per
+ *    count); from there on they are counted repetitions (grammar.h grammar_counted): the loop
+ *    is compiled once and the DPDA matcher keeps the count on its stack nodes, so an 8192-char
+ *    maxLength costs a few states, not ~100k.  A repetition whose iteration boundaries a counter
+ *    cannot see is expanded instead (dpda_compile).
  *  - Numbers with minimum/maximum (inclusive or exclusive) are written without an exponent;
  *    for type number the bounds must be integer-valued, for integer any bound works.
  *  - oneOf is treated as anyOf (exclusivity is not enforced); allOf merges its parts

@@ -458,6 +458,7 @@ static void lr_prepare(lr_ctx *c)
     vec_i32 key = {0}, mlhs = {0}, moff = {0}, mbody = {0};
     VEC(uint64_t) mlast = {0};   /* per merged rule: class bitset of a mergeable final terminal (4 words) */
     vec_i32 mmerge = {0};        /* 1 when the final symbol is a mergeable terminal */
+    vec_i32 msrc = {0};          /* per merged rule: the first grammar rule of its group */
     int added;
     for (int32_t r = 0; r < g->num_rules; r++) {
         const grammar_sym *s = grammar_rule_syms(g, &g->rules[r]);
@@ -475,6 +476,7 @@ static void lr_prepare(lr_ctx *c)
         }
         if (added) {
             VEC_PUSH(mlhs, g->rules[r].lhs);
+            VEC_PUSH(msrc, r);
             VEC_PUSH(moff, (int32_t)mbody.n);
             for (int32_t i = 0; i < n; i++) VEC_PUSH(mbody, key.p[2 + i]);
             VEC_PUSH(mmerge, last_term);
@@ -511,11 +513,14 @@ static void lr_prepare(lr_ctx *c)
     a->num_nts = c->nn;
     a->rule_len = malloc((size_t)c->nr * sizeof *a->rule_len);
     a->rule_lhs = malloc((size_t)c->nr * sizeof *a->rule_lhs);
-    LL_ASSERT(a->rule_len && a->rule_lhs);
+    a->rule_src = malloc((size_t)c->nr * sizeof *a->rule_src);
+    LL_ASSERT(a->rule_len && a->rule_lhs && a->rule_src);
     for (int32_t r = 0; r < c->nr; r++) {
         a->rule_len[r] = c->body_off[r + 1] - c->body_off[r];
         a->rule_lhs[r] = r < nm ? mlhs.p[r] : g->num_nts;
+        a->rule_src[r] = r < nm ? msrc.p[r] : -1;
     }
+    VEC_FREE(msrc);
     vec_intern_free(&groups);
     VEC_FREE(key); VEC_FREE(mlhs); VEC_FREE(moff); VEC_FREE(mbody); VEC_FREE(mlast); VEC_FREE(mmerge);
     c->rstart = calloc((size_t)c->nn + 1, sizeof *c->rstart);
@@ -1176,6 +1181,7 @@ void lr_free(lr_automaton *a)
     free(a->default_rule);
     free(a->rule_len);
     free(a->rule_lhs);
+    free(a->rule_src);
     free(a->goto_keys);
     free(a->goto_vals);
     memset(a, 0, sizeof *a);

@@ -37,6 +37,8 @@ typedef struct lr_automaton {
     int32_t num_rules;       /* grammar rules + the augmented one */
     int32_t *rule_len;       /* [num_rules] */
     int32_t *rule_lhs;       /* [num_rules] nonterminal (the augmented lhs is num_nts) */
+    int32_t *rule_src;       /* [num_rules] a grammar rule it was built from (rules that differ only
+                              * in a final terminal are merged into one); -1 for the augmented one */
     int32_t num_nts;         /* grammar nonterminals + 1 */
     int32_t start_state, accept_state;
     int32_t is_lr1;          /* 1 when built by the LR(1) fallback (LALR(1) had a conflict) */

@@ -198,9 +198,21 @@ done:
     return result;
 }
 
-int grammar_accepts(const grammar *g, const uint8_t *bytes, size_t len) { return earley_run(g, bytes, len, 0); }
+/* Counted repetitions (grammar_counted) are expanded first: the oracle knows their bounds
+ * from the grammar, independently of the DPDA's counter. */
+static int earley_run_expanded(const grammar *g, const uint8_t *bytes, size_t len, int prefix)
+{
+    if (!g->num_counted) return earley_run(g, bytes, len, prefix);
+    grammar x;
+    grammar_expand_counted(g, &x);
+    int r = earley_run(&x, bytes, len, prefix);
+    grammar_free(&x);
+    return r;
+}
+
+int grammar_accepts(const grammar *g, const uint8_t *bytes, size_t len) { return earley_run_expanded(g, bytes, len, 0); }
 
 int grammar_accepts_prefix(const grammar *g, const uint8_t *bytes, size_t len)
 {
-    return earley_run(g, bytes, len, 1);
+    return earley_run_expanded(g, bytes, len, 1);
 }

@@ -30,6 +30,7 @@ typedef struct rz_trans {
     uint32_t label;   /* an output nonterminal symbol, or RZ_EPS: the byte set `bytes` */
     int32_t to;
     uint64_t bytes[4];
+    int32_t inc;      /* counted repetition: the bytes start an iteration (GRAMMAR_COUNT_INC) */
 } rz_trans;
 
 typedef VEC(rz_pair) rz_pair_vec;
@@ -78,6 +79,8 @@ typedef struct rz {
     vec_i32 kmark;             /* [NFA states] stamps: kernel members seen (subset construction) */
     rz_scratch sc;
     int32_t kstamp;
+    int32_t *cnt_of;           /* [num_nts] index into g->counted, -1 not counted */
+    int32_t loop_state;        /* NFA loop state of the counted nonterminal being built, -1 */
 } rz;
 
 static int32_t rz_add_out_nt(rz *z, const char *name, int32_t owner)
@@ -191,7 +194,7 @@ static int rz_seq(rz *z, const grammar_sym *s, int32_t n, int32_t from, int32_t 
 /* Returns 0 when the NFA exceeds its budget (the caller makes a child opaque and retries). */
 static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
 {
-    int expand = nt != z->cur && z->opaque[nt] && z->inl && z->inl[nt] && !z->inl_on[nt];
+    int expand = nt != z->cur && z->opaque[nt] && z->inl && z->inl[nt] && !z->inl_on[nt] && z->cnt_of[nt] < 0;
     if (nt != z->cur && z->opaque[nt] && !expand) { rz_add_edge(z, from, grammar_nt(z->out_nt[nt]), to); return 1; }
     if (nt == z->cur && depth > 0 && !z->linear[nt]) { rz_add_edge(z, from, grammar_nt(z->out_nt[nt]), to); return 1; }
     if (z->head.n > z->max_nfa || depth > GRAMMAR_REGULARIZE_MAX_DEPTH) return 0;
@@ -208,6 +211,7 @@ static int rz_build(rz *z, int32_t nt, int32_t from, int32_t to, int depth)
             const grammar_rule *r = &g->rules[z->rlist[k]];
             if (r->num_syms > 1 && grammar_rule_syms(g, r)[0] == self) x = rz_state(z);
         }
+        if (nt == z->cur && depth == 0 && z->cnt_of[nt] >= 0) z->loop_state = x;
     }
     if (expand) z->inl_on[nt] = 1;   /* its own uses inside the copy stay references */
     for (int32_t k = z->rstart[nt]; k < z->rstart[nt + 1]; k++) {
@@ -561,6 +565,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     int32_t entry = rz_state(z);
     int32_t exit = rz_state(z);
     *st_out = STATUS_OK;
+    z->loop_state = -1;
     if (!rz_build(z, v, entry, exit, 0)) return 0;
     rz_scratch *sc = &z->sc;
     vec_intern dfa = sc->dfa;
@@ -588,14 +593,33 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
     z->kstamp = 0;
     status_t st = STATUS_OK;
     int added;
+    /* counted repetition: a transition starts an iteration (INC) when every NFA state it leaves
+     * from lies in the loop state's closure (an iteration boundary), continues one (KEEP) when
+     * none does; a mix is ambiguous for a counter (the caller expands the bounds instead) */
+    int counted = z->cnt_of[v] >= 0;
+    uint8_t *inx = NULL, cflag[256] = {0};
+    if (counted) {
+        inx = calloc((size_t)z->head.n + 1, 1);
+        LL_ASSERT(inx);
+        if (z->loop_state < 0) st = status_set(STATUS_INVALID_ARG, "bounded repetition '%s' has no loop", z->g->names[v]);
+        else {
+            VEC_PUSH(set, z->loop_state);
+            rz_closure(z, &set);
+            for (int64_t i = 0; i < set.n; i++) inx[set.p[i]] = 1;
+            set.n = 0;
+        }
+    }
     VEC_PUSH(set, entry);
     rz_closure(z, &set);
+    for (int64_t i = 0; i < set.n && inx; i++)
+        if (set.p[i] == z->loop_state) st = status_set(STATUS_INVALID_ARG, "bounded repetition '%s' has an empty iteration", z->g->names[v]);
     vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
     for (int32_t d = 0; d < vec_intern_num(&dfa); d++) {
         if (d >= z->max_dfa) {
             st = status_set(STATUS_INVALID_ARG, "grammar too large: the automaton of rule '%s' exceeds %lld states",
                             z->g->names[v], (long long)z->max_dfa);
             *sc = (rz_scratch){dfa, kern, trans, pairs, set, prev, bval, bnext, tl, lb, hd, ccls, cnext, chead, ctail, kto};
+            free(inx);
             return 0;   /* the caller splits v and retries, or reports */
         }
         /* NFA targets per class (linked buckets) and per nonterminal label */
@@ -607,13 +631,18 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
             for (int32_t e = z->head.p[mem[i]]; e >= 0; e = z->edges.p[e].next) {
                 rz_edge ed = z->edges.p[e];
                 if (ed.label == RZ_EPS) continue;
+                int bnd = inx && inx[mem[i]];
                 if (grammar_is_nt(ed.label)) {
+                    if (bnd && st == STATUS_OK)   /* its check would come only after the nonterminal */
+                        st = status_set(STATUS_INVALID_ARG, "bounded repetition '%s' starts an iteration with a nonterminal",
+                                        z->g->names[v]);
                     VEC_PUSH(pairs, ((rz_pair){ed.label, ed.to}));
                     continue;
                 }
                 int32_t nc = z->range_pool.p[ed.cls];
                 const int32_t *cl = z->range_pool.p + ed.cls + 1;
                 for (int32_t k = 0; k < nc; k++) {
+                    if (inx) cflag[cl[k]] |= bnd ? 1 : 2;
                     VEC_PUSH(bval, ed.to);
                     VEC_PUSH(bnext, bhead[cl[k]]);
                     if (bhead[cl[k]] < 0) active[num_active++] = cl[k];
@@ -652,10 +681,14 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                 }
                 to = prev_id = kto.p[kid];
             }
+            int inc = cflag[c] == 1;
+            if (cflag[c] == 3 && st == STATUS_OK)
+                st = status_set(STATUS_INVALID_ARG, "bounded repetition '%s' is ambiguous for a counter", z->g->names[v]);
+            cflag[c] = 0;
             int64_t k = first_trans;
-            while (k < trans.n && trans.p[k].to != to) k++;
+            while (k < trans.n && (trans.p[k].to != to || trans.p[k].inc != inc)) k++;
             if (k == trans.n) {
-                VEC_PUSH(trans, ((rz_trans){d, RZ_EPS, to, {0, 0, 0, 0}}));
+                VEC_PUSH(trans, ((rz_trans){d, RZ_EPS, to, {0, 0, 0, 0}, inc}));
                 VEC_PUSH(chead, -1);
                 VEC_PUSH(ctail, -1);
             }
@@ -670,7 +703,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
         for (int64_t k = first_trans; k < trans.n; k++)
             for (int32_t q = chead.p[k - first_trans]; q >= 0; q = cnext.p[q]) {
                 VEC_PUSH(tl, d);
-                VEC_PUSH(lb, ccls.p[q]);
+                VEC_PUSH(lb, ccls.p[q] + (trans.p[k].inc ? 256 : 0));   /* INC never merges with KEEP */
                 VEC_PUSH(hd, trans.p[k].to);
             }
         if (pairs.n) {
@@ -688,9 +721,9 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                     VEC_PUSH(kto, vec_intern_add(&dfa, set.p, (int32_t)set.n, &added));
                 }
                 int32_t to = kto.p[kid];
-                VEC_PUSH(trans, ((rz_trans){d, pairs.p[i].label, to, {0, 0, 0, 0}}));
+                VEC_PUSH(trans, ((rz_trans){d, pairs.p[i].label, to, {0, 0, 0, 0}, 0}));
                 VEC_PUSH(tl, d);
-                VEC_PUSH(lb, 256 + (int32_t)grammar_nt_index(pairs.p[i].label));
+                VEC_PUSH(lb, 512 + (int32_t)grammar_nt_index(pairs.p[i].label));
                 VEC_PUSH(hd, to);
                 i = j;
             }
@@ -730,7 +763,7 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
                 if (w == 0 || trans.p[w - 1].from != t.from) group = w;
                 int64_t k = group;
                 if (t.label == RZ_EPS)
-                    while (k < w && !(trans.p[k].label == RZ_EPS && trans.p[k].to == t.to)) k++;
+                    while (k < w && !(trans.p[k].label == RZ_EPS && trans.p[k].to == t.to && trans.p[k].inc == t.inc)) k++;
                 else
                     k = w;
                 if (k < w) {
@@ -762,21 +795,34 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
             }
         }
         int32_t vo = z->out_nt[v];
+        int32_t ci = -1;   /* the counter of a counted repetition's rules (index in out->counted) */
+        if (counted) {
+            const grammar_counted *gc = &z->g->counted[z->cnt_of[v]];
+            ci = grammar_add_counted(out, vo, gc->min, gc->max);
+        }
+#define RZ_COUNT(kind)                                                   \
+    do {                                                                 \
+        if (ci >= 0) {                                                   \
+            out->rules[out->num_rules - 1].count_kind = (kind);         \
+            out->rules[out->num_rules - 1].counter = ci;                 \
+        }                                                                \
+    } while (0)
         for (int64_t i = 0; i < trans.n; i++) {
             int32_t d = trans.p[i].from, to = trans.p[i].to;
             uint32_t lab = trans.p[i].label;
+            int kind = trans.p[i].inc ? GRAMMAR_COUNT_INC : GRAMMAR_COUNT_KEEP;
             grammar_sym body[2];
             if (lab != RZ_EPS) {
-                if (d == 0) { body[0] = lab; grammar_add_rule(out, lnt[to], body, 1); }
-                if (lnt[d] >= 0) { body[0] = grammar_nt(lnt[d]); body[1] = lab; grammar_add_rule(out, lnt[to], body, 2); }
+                if (d == 0) { body[0] = lab; grammar_add_rule(out, lnt[to], body, 1); RZ_COUNT(GRAMMAR_COUNT_START); }
+                if (lnt[d] >= 0) { body[0] = grammar_nt(lnt[d]); body[1] = lab; grammar_add_rule(out, lnt[to], body, 2); RZ_COUNT(kind); }
                 continue;
             }
             const uint64_t *bytes = trans.p[i].bytes;
             for (int b = rz_next_bit(bytes, 0, 1); b < 256; b = rz_next_bit(bytes, b, 1)) {
                 int e = rz_next_bit(bytes, b, 0) - 1;   /* the run [b, e] */
                 grammar_sym t = grammar_term(b, e);
-                if (d == 0) { body[0] = t; grammar_add_rule(out, lnt[to], body, 1); }
-                if (lnt[d] >= 0) { body[0] = grammar_nt(lnt[d]); body[1] = t; grammar_add_rule(out, lnt[to], body, 2); }
+                if (d == 0) { body[0] = t; grammar_add_rule(out, lnt[to], body, 1); RZ_COUNT(GRAMMAR_COUNT_START); }
+                if (lnt[d] >= 0) { body[0] = grammar_nt(lnt[d]); body[1] = t; grammar_add_rule(out, lnt[to], body, 2); RZ_COUNT(kind); }
                 b = e + 1;
             }
         }
@@ -786,11 +832,14 @@ static int rz_opaque(rz *z, int32_t v, status_t *st_out)
             if (lnt[d] >= 0) {
                 grammar_sym s = grammar_nt(lnt[d]);
                 grammar_add_rule(out, vo, &s, 1);
+                RZ_COUNT(GRAMMAR_COUNT_EXIT);
             }
         }
+#undef RZ_COUNT
         free(lnt);
     }
     free(acc);
+    free(inx);
     *sc = (rz_scratch){dfa, kern, trans, pairs, set, prev, bval, bnext, tl, lb, hd, ccls, cnext, chead, ctail, kto};
     *st_out = st;
     return 1;
@@ -944,7 +993,10 @@ status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, gr
     z.fixed = calloc((size_t)nn + 1, 1);
     LL_ASSERT(z.fixed);
     z.out_nt = malloc(((size_t)nn + 1) * sizeof *z.out_nt);
-    LL_ASSERT(z.opaque && z.linear && z.size && z.out_nt);
+    z.cnt_of = malloc(((size_t)nn + 1) * sizeof *z.cnt_of);
+    LL_ASSERT(z.opaque && z.linear && z.size && z.out_nt && z.cnt_of);
+    for (int32_t i = 0; i < nn; i++) z.cnt_of[i] = -1;
+    for (int32_t c = 0; c < g->num_counted; c++) z.cnt_of[g->counted[c].nt] = c;
     for (int64_t oi = 0; oi < order.n; oi++) {
         int32_t v = order.p[oi];
         if (v == g->start || scc_size[scc[v]] > 1) z.opaque[v] = 1;
@@ -961,6 +1013,7 @@ status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, gr
             z.linear[v] = (uint8_t)lin;
             if (!lin) z.opaque[v] = 1;
         }
+        if (z.cnt_of[v] >= 0) { z.opaque[v] = 1; z.linear[v] = 1; }   /* its own automaton, one loop */
         z.size[v] = rz_size(&z, v);
         int fx = !z.opaque[v] && z.rstart[v + 1] - z.rstart[v] == 1;
         if (fx) {
@@ -1013,7 +1066,7 @@ status_t grammar_regularize(const grammar *in, grammar_regularize_opts *opts, gr
     free(z.memo_vals);
     VEC_FREE(z.memo_used);
     VEC_FREE(order);
-    free(z.rstart); free(z.rlist); free(z.opaque); free(z.linear); free(z.size); free(z.out_nt);
+    free(z.rstart); free(z.rlist); free(z.opaque); free(z.linear); free(z.size); free(z.out_nt); free(z.cnt_of);
     vec_map_free(&z.range_cls);
     VEC_FREE(z.range_pool);
     VEC_FREE(z.head);

@@ -260,6 +260,8 @@ struct token_mask_table {
     int32_t *marks;       /* [max_depth + 1] arena length after tops[d] */
     uint64_t *memo_key;   /* [TOKEN_MEMO] direct-mapped: walk id << 40 | state << 8 | class */
     int32_t *memo_val;    /* [TOKEN_MEMO] same-depth successor, -1 rejected, -2 other */
+    int32_t *memo_cnt;    /* [TOKEN_MEMO] the successor's count (steps from a counted state with a
+                           * known count are not memoised) */
     uint64_t walk_id;
     /* regions: probes run on their own arena and depth stacks (a classification walk may ask
      * for a region midway) */
@@ -281,6 +283,7 @@ struct token_mask_table {
     vec_i32 chain_q;      /* states labelled by the current check, in order */
     VEC(token_chain_label) chain_l;   /* their (u, s) (s in .r) */
     int64_t num_chains;
+    int64_t num_near_bound;  /* masks token_mask_fill_near_bound computed */
     VEC(token_skip) skips;   /* scratch of one classification */
     int32_t *g_tops, *g_marks;   /* [max_depth + 2] token_walk_groups' own (a trie walk may call it midway) */
     VEC(token_group_memo) gmemo;  /* one classification walk's token_walk_groups results, by (view, parent) */
@@ -349,7 +352,7 @@ void token_mask_table_free(token_mask_table *t)
         free(t->entries.p[i].removed);
     }
     VEC_FREE(t->entries);
-    free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo_key); free(t->memo_val);
+    free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo_key); free(t->memo_val); free(t->memo_cnt);
     dpda_matcher_free(&t->scratch);
     dpda_matcher_free(&t->probe);
     free(t->region_ys); free(t->region_st); free(t->rv_keys); free(t->rv_vals);
@@ -375,6 +378,7 @@ int64_t token_mask_table_num_entries(const token_mask_table *t) { return t->entr
 int64_t token_mask_table_bytes(const token_mask_table *t) { return t->bytes; }
 int64_t token_mask_table_num_skips(const token_mask_table *t) { return t->num_skips; }
 int64_t token_mask_table_num_chains(const token_mask_table *t) { return t->num_chains; }
+int64_t token_mask_table_num_near_bound(const token_mask_table *t) { return t->num_near_bound; }
 
 static uint64_t token_mask_slot(uint64_t key, int64_t cap)
 {
@@ -484,7 +488,7 @@ static void token_mask_reserve_nodes(dpda_matcher *s)
 static int32_t token_region_step_once(token_mask_table *t, int32_t x, int32_t c)
 {
     dpda_matcher *s = &t->probe;
-    s->nodes[1] = (dpda_node){x, 0};
+    s->nodes[1] = (dpda_node){x, 0, DPDA_COUNT_UNKNOWN};
     s->num_nodes = 2;
     int32_t r = dpda_step(t->d, s, 1, c);
     if (r == -1) return -1;
@@ -548,7 +552,7 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     int32_t C = d->num_terms - 1;
     dpda_matcher *s = &t->probe;
     token_mask_reserve_nodes(s);
-    s->nodes[0] = (dpda_node){below, -2};
+    s->nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
     int loops = 0;
     const int32_t *row = token_region_row(t, top);
     for (int32_t c = 0; c < C && !loops; c++) loops = row[c] == top;
@@ -1025,7 +1029,7 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
     }
     dpda_matcher *s = &t->probe;
     token_mask_reserve_nodes(s);
-    s->nodes[0] = (dpda_node){below, -2};
+    s->nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
     if (!t->cs_mark) {
         t->cs_mark = calloc((size_t)d->num_states, sizeof *t->cs_mark);
         t->cs_idx = malloc((size_t)d->num_states * sizeof *t->cs_idx);
@@ -1218,7 +1222,7 @@ static int32_t token_walk_exits(const dpda *d, const token_vocab *tv, dpda_match
             LL_ASSERT(m->nodes);
         }
         int32_t top = m->num_nodes;
-        m->nodes[m->num_nodes++] = (dpda_node){members[u], parent};
+        m->nodes[m->num_nodes++] = (dpda_node){members[u], parent, DPDA_COUNT_UNKNOWN};
         for (int32_t j = p; j < len && top >= 0; j++) top = dpda_step(d, m, top, d->class_of[bytes[j]]);
         if (top >= 0) { VEC_PUSH(*acc, tok); count++; }
         else if (top == -2 && unc) VEC_PUSH(*unc, tok);
@@ -1251,7 +1255,7 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
                 LL_ASSERT(m->nodes);
             }
             tops[0] = m->num_nodes;
-            m->nodes[m->num_nodes++] = (dpda_node){members[v->unc_pu[2 * q + 1]], parent};
+            m->nodes[m->num_nodes++] = (dpda_node){members[v->unc_pu[2 * q + 1]], parent, DPDA_COUNT_UNKNOWN};
             marks[0] = m->num_nodes;
             valid = 0;
             fail_at = INT32_MAX;
@@ -1316,6 +1320,14 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
     if (hi - lo < 4) return 0;   /* small subtrees are walked */
     int32_t parent = s->nodes[r].parent;
     if (parent < 0) return 0;
+    /* a region ignores counts: it settles a counted state when no token can reach the bound
+     * from there (the partial stack's unknown count: token_mask_fill keeps it far enough; a
+     * repetition started inside the walk: count + longest token <= max); the tokens that leave
+     * are walked from nodes of unknown count, so an EXIT with a minimum leaves them uncertain */
+    int32_t ctr = t->d->state_counter[s->nodes[r].state];
+    if (ctr >= 0 && dpda_count_is_known(s->nodes[r].count) &&
+        (int64_t)s->nodes[r].count + tv->max_depth > t->d->counter_max[ctr])
+        return 0;
     int32_t idx = 0;
     int32_t vi = token_mask_region_view(t, s->nodes[parent].state, s->nodes[r].state, &idx);
     if (vi < 0) return 0;
@@ -1444,11 +1456,11 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     token_mask_reserve_nodes(s);
     /* a partial stack: the bottom node's parent is -2 ("unknown") */
     if (below >= 0) {
-        s->nodes[0] = (dpda_node){below, -2};
-        s->nodes[1] = (dpda_node){top, 0};
+        s->nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
+        s->nodes[1] = (dpda_node){top, 0, DPDA_COUNT_UNKNOWN};
         s->num_nodes = 2;
     } else {
-        s->nodes[0] = (dpda_node){top, -2};
+        s->nodes[0] = (dpda_node){top, -2, DPDA_COUNT_UNKNOWN};
         s->num_nodes = 1;
     }
     token_mask_entry e = {0};
@@ -1504,7 +1516,8 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     if (!t->memo_key) {   /* allocated on the first walk: creating a table stays cheap */
         t->memo_key = calloc(TOKEN_MEMO, sizeof *t->memo_key);
         t->memo_val = malloc(TOKEN_MEMO * sizeof *t->memo_val);
-        LL_ASSERT(t->memo_key && t->memo_val);
+        t->memo_cnt = malloc(TOKEN_MEMO * sizeof *t->memo_cnt);
+        LL_ASSERT(t->memo_key && t->memo_val && t->memo_cnt);
     }
     vec_i32 unc = {0};
     t->skips.n = 0;
@@ -1521,7 +1534,8 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         int32_t dep = tv->depth[i];
         s->num_nodes = t->marks[dep - 1];
         int32_t from = t->tops[dep - 1], cls = d->class_of[tv->byte[i]], r;
-        if (below >= 0 && s->nodes[from].parent == 0) {
+        if (below >= 0 && s->nodes[from].parent == 0 &&
+            !(d->state_counter[s->nodes[from].state] >= 0 && dpda_count_is_known(s->nodes[from].count))) {
             int32_t x = s->nodes[from].state;
             uint64_t key = walk << 40 | (uint64_t)(uint32_t)x << 8 | (uint64_t)cls;
             uint64_t h = ((uint64_t)x * 0x9E3779B97F4A7C15ull ^ (uint64_t)cls * 0xC2B2AE3D27D4EB4Full) >> 51;
@@ -1534,7 +1548,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                         s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
                         LL_ASSERT(s->nodes);
                     }
-                    s->nodes[s->num_nodes++] = (dpda_node){v, 0};
+                    s->nodes[s->num_nodes++] = (dpda_node){v, 0, t->memo_cnt[h]};
                 } else {
                     r = v == -1 ? -1 : dpda_step(d, s, from, cls);
                 }
@@ -1542,6 +1556,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                 r = dpda_step(d, s, from, cls);
                 t->memo_key[h] = key;
                 t->memo_val[h] = r == -1 ? -1 : r >= 0 && s->nodes[r].parent == 0 ? s->nodes[r].state : -2;
+                t->memo_cnt[h] = r >= 0 ? s->nodes[r].count : 0;
             }
         } else {
             r = dpda_step(d, s, from, cls);
@@ -1573,6 +1588,49 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     return id;
 }
 
+/* ---- counters near their bound ----
+ * A classification treats the top node's count as unknown (INC checks pass), which is exact
+ * while no token can reach the bound: count + (longest token in bytes) <= max, as an iteration
+ * starts with a byte.  Closer to max, the mask is computed here on the real stack: at a loop
+ * head whose region is known, the region's tokens that start at most max - count iterations
+ * (its started counts are the INC steps: every step out of a loop head starts an iteration)
+ * from the bitmap shared per (region, bound), plus the tokens that leave the region walked on
+ * the real stack; elsewhere one trie walk on the real stack. */
+static int32_t token_mask_fill_near_bound(token_mask_table *t, dpda_matcher *m, uint32_t *mask, int32_t below,
+                                          int32_t top, int32_t rem)
+{
+    const token_vocab *tv = t->tv;
+    const dpda *d = t->d;
+    token_region_view r;
+    int32_t nm = 0;
+    if (below >= 0 && d->state_head[top] && token_mask_region(t, below, top, &r, NULL, &nm)) {
+        int32_t num;
+        const uint32_t *acc = token_region_bounded(t, &r, rem, &num);
+        memcpy(mask, acc, (size_t)tv->words * sizeof *mask);
+        return num + token_walk(d, tv, m, m->top, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, mask, NULL, NULL);
+    }
+    memset(mask, 0, (size_t)tv->words * sizeof *mask);
+    int32_t base = m->num_nodes, count = 0;
+    t->tops[0] = m->top;
+    t->marks[0] = base;
+    for (int32_t i = 0; i < tv->num_nodes;) {
+        int32_t dep = tv->depth[i];
+        m->num_nodes = t->marks[dep - 1];
+        int32_t x = dpda_step(d, m, t->tops[dep - 1], d->class_of[tv->byte[i]]);
+        if (x < 0) { i = tv->end[i]; continue; }
+        t->tops[dep] = x;
+        t->marks[dep] = m->num_nodes;
+        for (int32_t k = 0; k < tv->tok_count[i]; k++) {
+            int32_t tok = tv->sorted[tv->tok_start[i] + k];
+            mask[tok >> 5] |= 1u << (tok & 31);
+            count++;
+        }
+        i++;
+    }
+    m->num_nodes = base;
+    return count;
+}
+
 int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
 {
     const token_vocab *tv = t->tv;
@@ -1580,6 +1638,14 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     int32_t top_node = m->top;
     int32_t parent = m->nodes[top_node].parent;
     int32_t below = parent >= 0 ? m->nodes[parent].state : -1, top = m->nodes[top_node].state;
+    int32_t ctr = d->state_counter[top];
+    if (ctr >= 0 && (int64_t)m->nodes[top_node].count + tv->max_depth > d->counter_max[ctr]) {
+        t->num_near_bound++;
+        int32_t count = token_mask_fill_near_bound(t, m, mask, below, top, d->counter_max[ctr] - m->nodes[top_node].count);
+        if (tv->num_eos && dpda_matcher_is_accepting(m))
+            for (int32_t i = 0; i < tv->num_eos; i++) { mask[tv->eos[i] >> 5] |= 1u << (tv->eos[i] & 31); count++; }
+        return count;
+    }
     uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top;
     int32_t id = token_mask_find(t, key);
     if (id < 0) id = token_mask_classify(t, below, top);

@@ -94,6 +94,8 @@ int64_t token_mask_table_num_skips(const token_mask_table *t);
 /* Classifications of bounded-chain positions answered from their loop's region (see "Bounded
  * chains" above) instead of a trie walk. */
 int64_t token_mask_table_num_chains(const token_mask_table *t);
+/* Masks computed on the real stack because a counter was near its bound (token_mask_fill). */
+int64_t token_mask_table_num_near_bound(const token_mask_table *t);
 
 /* mask[token_vocab_mask_words] for the matcher's current state; returns the number of allowed
  * tokens.  The matcher is unchanged (its arena is used as scratch above num_nodes). */

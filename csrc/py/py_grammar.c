@@ -121,6 +121,16 @@ static PyObject *py_grammar_accepts_many(PyObject *self, PyObject *args, PyObjec
     return out;
 }
 
+/* grammar_set_counter_threshold(n) -> int: the previous threshold (n <= 0: the default). */
+static PyObject *py_grammar_set_counter_threshold(PyObject *self, PyObject *arg)
+{
+    long long n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    long long prev = (long long)grammar_counter_threshold();
+    grammar_set_counter_threshold((int64_t)n);
+    return PyLong_FromLongLong(prev);
+}
+
 static PyMethodDef py_grammar_functions[] = {
     {"grammar_from_json_schema", (PyCFunction)(void (*)(void))py_grammar_from_json_schema, METH_VARARGS | METH_KEYWORDS,
      "grammar_from_json_schema(schema_json, whitespace=False) -> str: the compiled grammar, printed"},
@@ -131,6 +141,9 @@ static PyMethodDef py_grammar_functions[] = {
      "regex, choice (a JSON list of strings)"},
     {"grammar_accepts_many", (PyCFunction)(void (*)(void))py_grammar_accepts_many, METH_VARARGS | METH_KEYWORDS,
      "grammar_accepts_many(kind, source, texts: list[bytes], whitespace=False) -> list[bool]"},
+    {"grammar_set_counter_threshold", py_grammar_set_counter_threshold, METH_O,
+     "grammar_set_counter_threshold(n) -> int (the previous one): bounded repetitions whose larger bound is at "
+     "least n use a counter instead of expanded states (n <= 0: the default); for tests and benchmarks"},
     {NULL, NULL, 0, NULL},
 };
 
