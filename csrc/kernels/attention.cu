@@ -29,6 +29,7 @@
 #include <atomic>
 
 #include "kernels/kernels.h"
+#include "kernels/pdl.cuh"
 
 namespace {
 
@@ -243,6 +244,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(attn_para
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");   /* the reduce may launch early */
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");   /* launched with PDL: q and the new KV are written */
 #endif
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int split = blockIdx.x % dp.splits, item = blockIdx.x / dp.splits;
@@ -724,9 +726,8 @@ cudaError_t attention_launch(const attn_params &p, int max_q_len, int max_kv_len
         }
         if (items * splits > 0x7fffffff || (int64_t)p.num_kv_heads * dp.head_groups > 65535)
             return cudaErrorInvalidValue;
-        attention_decode_kernel<D><<<dim3((unsigned)(items * splits), p.num_kv_heads * dp.head_groups), kThreads, smem,
-                                     st>>>(p, dp);
-        e = cudaGetLastError();
+        e = kernels_pdl::launch(attention_decode_kernel<D>, dim3((unsigned)(items * splits), p.num_kv_heads * dp.head_groups),
+                                dim3(kThreads), smem, st, p, dp);
         if (e != cudaSuccess) return e;
         if (splits > 1) {
             constexpr int kHeadsPerBlock = kThreads / (D / 4);

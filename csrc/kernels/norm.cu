@@ -39,6 +39,7 @@ __global__ void rmsnorm_kernel(__nv_bfloat16 *residual, const __nv_bfloat16 *x, 
                                __nv_bfloat16 *out)
 {
     PDL_TRIGGER(); /* the GEMV after the norm (PDL-launched) may start loading its weights */
+    PDL_WAIT();    /* launched with PDL: the GEMV before it is complete */
     __shared__ float shared[32];
     const int64_t base = (int64_t)blockIdx.x * dim;
     const __nv_bfloat16 *xr = x + base;
@@ -134,9 +135,8 @@ cudaError_t rmsnorm_launch(void *residual, const void *x, const float *w, float 
     auto *r = static_cast<__nv_bfloat16 *>(residual);
     auto *xx = static_cast<const __nv_bfloat16 *>(x);
     auto *y = static_cast<__nv_bfloat16 *>(out);
-    if (vec) rmsnorm_kernel<true, ADD><<<n, threads, 0, st>>>(r, xx, w, eps, dim, y);
-    else rmsnorm_kernel<false, ADD><<<n, threads, 0, st>>>(r, xx, w, eps, dim, y);
-    return cudaGetLastError();
+    if (vec) return kernels_pdl::launch(rmsnorm_kernel<true, ADD>, dim3(n), dim3(threads), 0, st, r, xx, w, eps, dim, y);
+    return kernels_pdl::launch(rmsnorm_kernel<false, ADD>, dim3(n), dim3(threads), 0, st, r, xx, w, eps, dim, y);
 }
 
 } // namespace

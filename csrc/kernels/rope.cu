@@ -12,6 +12,7 @@
 #include <cuda_bf16.h>
 
 #include "kernels/kernels.h"
+#include "kernels/pdl.cuh"
 
 namespace {
 
@@ -23,6 +24,8 @@ __global__ void qk_norm_rope_store_kernel(const __nv_bfloat16 *qkv, const float 
                                           int n, const int32_t *positions, const int32_t *slots, __nv_bfloat16 *q_out,
                                           __nv_bfloat16 *kv_pool)
 {
+    PDL_TRIGGER(); /* the decode attention after it (PDL-launched) may become resident */
+    PDL_WAIT();    /* launched with PDL: the qkv GEMV's output is complete */
     const int heads = num_heads + num_kv_heads;
     const int64_t item = (int64_t)blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
     if (item >= (int64_t)n * heads) return;
@@ -92,15 +95,14 @@ extern "C" cudaError_t kernels_qk_norm_rope_store(const void *qkv, const float *
     auto *pool = static_cast<__nv_bfloat16 *>(kv_pool);
     const int pairs = (head_dim / 2 + 31) / 32;
 #define ROPE_LAUNCH(P)                                                                                              \
-    qk_norm_rope_store_kernel<P><<<(unsigned)blocks, kWarpsPerBlock * 32, 0, st>>>(                                 \
-        x, q_norm, k_norm, eps, rope_table, num_heads, num_kv_heads, head_dim, n, positions, slots, qo, pool)
+    kernels_pdl::launch(qk_norm_rope_store_kernel<P>, dim3((unsigned)blocks), dim3(kWarpsPerBlock * 32), 0, st, x, q_norm, \
+                        k_norm, eps, rope_table, num_heads, num_kv_heads, head_dim, n, positions, slots, qo, pool)
     switch (pairs) {
-    case 1: ROPE_LAUNCH(1); break;
-    case 2: ROPE_LAUNCH(2); break;
-    case 3: ROPE_LAUNCH(3); break;
-    case 4: ROPE_LAUNCH(4); break;
+    case 1: return ROPE_LAUNCH(1);
+    case 2: return ROPE_LAUNCH(2);
+    case 3: return ROPE_LAUNCH(3);
+    case 4: return ROPE_LAUNCH(4);
     default: return cudaErrorInvalidValue; /* head_dim > 256 unsupported */
     }
 #undef ROPE_LAUNCH
-    return cudaGetLastError();
 }
