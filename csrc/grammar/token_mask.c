@@ -1643,6 +1643,29 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             uint64_t key = walk << 40 | (uint64_t)(uint32_t)x << 8 | (uint64_t)cls;
             uint64_t h = ((uint64_t)x * 0x9E3779B97F4A7C15ull ^ (uint64_t)cls * 0xC2B2AE3D27D4EB4Full) >> 51;
             token_step_memo *me = &t->memo[h];
+            if (me->key == key && me->val >= 0 && d->state_counter[me->val] < 0) {
+                if (me->val != run_y) {
+                    run_y = me->val;
+                    run_vi = token_mask_region_view(t, below, run_y, &run_idx);
+                }
+                if (run_vi >= 0 && t->views.p[run_vi].use_exits && t->views.p[run_vi].ref[i] == run_idx) {
+                    int32_t lo = tv->node[i].tok_start, hi = tv->node[tv->node[i].end].tok_start;
+                    if (pend_vi == run_vi && pend_hi == lo) {
+                        pend_hi = hi;
+                    } else {
+                        if (pend_vi >= 0) token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
+                        pend_vi = run_vi;
+                        pend_lo = lo;
+                        pend_hi = hi;
+                    }
+                    i = tv->node[i].end;
+                    continue;
+                }
+            }
+            if (pend_vi >= 0) {
+                token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
+                pend_vi = -1;
+            }
             if (me->key == key) {
                 int32_t v = me->val;
                 if (v >= 0) {
@@ -1663,47 +1686,13 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                 me->cnt = r >= 0 ? s->nodes[r].count : 0;
             }
         } else {
+            if (pend_vi >= 0) {
+                token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
+                pend_vi = -1;
+            }
             r = dpda_step(d, s, from, cls);
         }
-        if (r >= 0 && s->nodes[r].parent == 0 && below >= 0 && s->nodes[from].parent == 0 &&
-            d->state_counter[s->nodes[r].state] < 0) {
-            /* a region is looked up (made, at its first use) only for a subtree try_skip would
-             * ask it for; smaller ones join a run of a region already known */
-            int32_t y = s->nodes[r].state;
-            if (y != run_y) {
-                uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)y;
-                int32_t v = token_hash_find(t->rv_keys, t->rv_vals, t->rv_cap, key);
-                if (v == -3 && tv->node[tv->node[i].end].tok_start - tv->node[i + 1].tok_start >= 4) {
-                    run_y = y;
-                    run_vi = token_mask_region_view(t, below, y, &run_idx);
-                } else if (v != -3) {
-                    run_y = y;
-                    run_vi = v < 0 ? -1 : v >> 6;
-                    run_idx = v & 63;
-                } else {
-                    run_y = -1;
-                    run_vi = -1;
-                }
-            }
-            if (run_vi >= 0 && t->views.p[run_vi].use_exits && t->views.p[run_vi].ref[i] == run_idx) {
-                int32_t lo = tv->node[i].tok_start, hi = tv->node[tv->node[i].end].tok_start;
-                if (pend_vi == run_vi && pend_hi == lo) {
-                    pend_hi = hi;
-                } else {
-                    if (pend_vi >= 0) token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
-                    pend_vi = run_vi;
-                    pend_lo = lo;
-                    pend_hi = hi;
-                }
-                i = tv->node[i].end;
-                continue;
-            }
-        }
         if (r == -1) { i = tv->node[i].end; continue; }
-        if (pend_vi >= 0) {
-            token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
-            pend_vi = -1;
-        }
         if (r == -2) {
             /* every token of the subtree depends on the stack below */
             int32_t lo = tv->node[i].tok_start, hi = tv->node[tv->node[i].end].tok_start;
