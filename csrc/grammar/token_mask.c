@@ -1382,9 +1382,6 @@ static void token_mask_exits_memo(token_mask_table *t, dpda_matcher *s, int32_t 
     s->num_nodes = base;
 }
 
-static void token_mask_settle(token_mask_table *t, dpda_matcher *s, int32_t vi, int32_t lo, int32_t hi,
-                              int32_t parent, int32_t r, int32_t dep, vec_i32 *unc);
-
 /* The walk reached trie node i (depth dep) at arena node r; when r's state loops on the state
  * below it and the region's own walk is in that same state at node i, every token under i
  * behaves as in the region's walk: the accepted ones are the region's (recorded as a skip),
@@ -1410,19 +1407,6 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
     if (vi < 0) return 0;
     const token_region_view *v = &t->views.p[vi];
     if (v->ref[i] != idx) return 0;   /* the region's walk is in the same state at node i */
-    token_mask_settle(t, s, vi, lo, hi, parent, r, dep, unc);
-    return 1;
-}
-
-/* Tokens sorted[lo, hi) settled as in region view vi's walk (a skip): recorded for
- * token_mask_assemble, those that leave the region walked over arena node `parent` (r, dep:
- * the walk's node and depth, for regions walked in trie order: then [lo, hi) is under one
- * node). */
-static void token_mask_settle(token_mask_table *t, dpda_matcher *s, int32_t vi, int32_t lo, int32_t hi,
-                              int32_t parent, int32_t r, int32_t dep, vec_i32 *unc)
-{
-    const token_vocab *tv = t->tv;
-    const token_region_view *v = &t->views.p[vi];
     token_skip sk = {lo, hi, vi};
     VEC_PUSH(t->skips, sk);
     t->num_skips++;
@@ -1441,6 +1425,7 @@ static void token_mask_settle(token_mask_table *t, dpda_matcher *s, int32_t vi, 
         token_walk_exits(t->d, tv, s, parent, v->members, v, a, b, &t->acc, unc);
     else if (b > a)
         token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, b - a, t->tops, t->marks, NULL, &t->acc, unc);
+    return 1;
 }
 
 /* The accepted set of a classification into e: skipped subtrees as their regions say, plus
@@ -1625,14 +1610,6 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     /* steps from a stack [below, x] that end at the same depth are memoised for this walk
      * (most steps inside regular pieces): one lookup instead of an edge walk */
     uint64_t walk = ++t->walk_id;
-    /* Runs of siblings: a node whose step (memoised) stays at the partial stack's depth in a
-     * state y without a counter, where y's region (walked from exits) is in y's own state, is
-     * settled whole by that region, its own tokens included (the region accepts them: its walk
-     * is in a state there); consecutive such subtrees of one region are one skip, settled when
-     * the run ends.  Keys beside declared keys: every byte that leaves the declared names
-     * enters "any string", so a declared prefix's children are a few runs, not one skip (and a
-     * walk of every small subtree) each. */
-    int32_t run_y = -1, run_vi = -1, run_idx = 0, pend_vi = -1, pend_lo = 0, pend_hi = 0;
     for (int32_t i = 0; i < tv->num_nodes;) {
         int32_t dep = tv->node[i].depth;
         s->num_nodes = t->marks[dep - 1];
@@ -1643,29 +1620,6 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             uint64_t key = walk << 40 | (uint64_t)(uint32_t)x << 8 | (uint64_t)cls;
             uint64_t h = ((uint64_t)x * 0x9E3779B97F4A7C15ull ^ (uint64_t)cls * 0xC2B2AE3D27D4EB4Full) >> 51;
             token_step_memo *me = &t->memo[h];
-            if (me->key == key && me->val >= 0 && d->state_counter[me->val] < 0) {
-                if (me->val != run_y) {
-                    run_y = me->val;
-                    run_vi = token_mask_region_view(t, below, run_y, &run_idx);
-                }
-                if (run_vi >= 0 && t->views.p[run_vi].use_exits && t->views.p[run_vi].ref[i] == run_idx) {
-                    int32_t lo = tv->node[i].tok_start, hi = tv->node[tv->node[i].end].tok_start;
-                    if (pend_vi == run_vi && pend_hi == lo) {
-                        pend_hi = hi;
-                    } else {
-                        if (pend_vi >= 0) token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
-                        pend_vi = run_vi;
-                        pend_lo = lo;
-                        pend_hi = hi;
-                    }
-                    i = tv->node[i].end;
-                    continue;
-                }
-            }
-            if (pend_vi >= 0) {
-                token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
-                pend_vi = -1;
-            }
             if (me->key == key) {
                 int32_t v = me->val;
                 if (v >= 0) {
@@ -1686,10 +1640,6 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                 me->cnt = r >= 0 ? s->nodes[r].count : 0;
             }
         } else {
-            if (pend_vi >= 0) {
-                token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
-                pend_vi = -1;
-            }
             r = dpda_step(d, s, from, cls);
         }
         if (r == -1) { i = tv->node[i].end; continue; }
@@ -1710,7 +1660,6 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         }
         i++;
     }
-    if (pend_vi >= 0) token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
     token_mask_assemble(t, &e);
     token_mask_set_unc(tv, &e, &unc);
     t->bytes += (e.owns_accepted ? (int64_t)tv->words * 4 : 0) + (unc.n + e.num_extra + e.num_removed) * 4 + unc.n * 4;
