@@ -272,9 +272,10 @@ struct token_mask_table {
     dpda_matcher scratch; /* arena for classification walks */
     int32_t *tops;        /* [max_depth + 1] */
     int32_t *marks;       /* [max_depth + 1] arena length after tops[d] */
-    struct token_step_memo *memo;   /* [TOKEN_MEMO] direct-mapped, see token_step_memo */
-    struct token_exit_memo *xmemo;  /* [TOKEN_XMEMO] direct-mapped, see token_exit_memo */
-                          /* (steps from a counted state with a known count are not memoised) */
+    uint64_t *memo_key;   /* [TOKEN_MEMO] direct-mapped: walk id << 40 | state << 8 | class */
+    int32_t *memo_val;    /* [TOKEN_MEMO] same-depth successor, -1 rejected, -2 other */
+    int32_t *memo_cnt;    /* [TOKEN_MEMO] the successor's count (steps from a counted state with a
+                           * known count are not memoised) */
     uint64_t walk_id;
     /* regions: probes run on their own arena and depth stacks (a classification walk may ask
      * for a region midway) */
@@ -311,28 +312,9 @@ struct token_mask_table {
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
     uint32_t *mark;          /* [words] token_mask_assemble's scratch bits, clear between calls */
     vec_i32 marked;          /* the tokens it set there */
-    int64_t *view_n;         /* [view_n_cap] token_mask_assemble's tokens skipped per view, zero between calls */
-    int64_t view_n_cap;
 };
 
 #define TOKEN_MEMO 8192
-#define TOKEN_XMEMO 4096
-
-/* One memoised step of a classification walk from a stack [below, x] (key: walk id << 40 |
- * x << 8 | class): the same-depth successor, -1 rejected, -2 other; cnt: the successor's count. */
-typedef struct token_step_memo {
-    uint64_t key;
-    int32_t val, cnt;
-} token_step_memo;
-
-/* One memoised outcome of a token leaving a region during a classification walk
- * (token_mask_exits_memo): from the node (state, parent) — parent one of the walk's fixed start
- * nodes — the bytes of token tok from p on give out (1 accepted, 0 rejected, 2 pops below). */
-typedef struct token_exit_memo {
-    uint64_t walk;        /* 0: empty */
-    int32_t parent, state, tok, p;
-    uint8_t out;
-} token_exit_memo;
 #define TOKEN_ROW_POOL (1 << 20)   /* int32 results held by token_region_row's cache */
 
 token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
@@ -384,7 +366,7 @@ void token_mask_table_free(token_mask_table *t)
         free(t->entries.p[i].removed);
     }
     VEC_FREE(t->entries);
-    free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo); free(t->xmemo); free(t->view_n);
+    free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo_key); free(t->memo_val); free(t->memo_cnt);
     dpda_matcher_free(&t->scratch);
     dpda_matcher_free(&t->probe);
     free(t->region_ys); free(t->region_st); free(t->rv_keys); free(t->rv_vals);
@@ -1340,48 +1322,6 @@ static const uint8_t *token_mask_group_outcomes(token_mask_table *t, dpda_matche
     return t->gout.p + off;
 }
 
-/* token_walk_exits of region view v's uncertain tokens [a, b) over `parent`, one of the
- * classification walk's fixed start nodes, with each outcome memoised for the walk by (parent,
- * exit state, bytes from the exit on): the tokens that leave a string region are mostly its
- * closing quote followed by a few common bytes (`":`, `",`, `"}`), so the skips of one walk
- * (keys beside declared keys: a few hundred) share a few dozen distinct walks. */
-static void token_mask_exits_memo(token_mask_table *t, dpda_matcher *s, int32_t parent, const int32_t *members,
-                                  const token_region_view *v, int32_t a, int32_t b, vec_i32 *unc)
-{
-    const token_vocab *tv = t->tv;
-    const dpda *d = t->d;
-    int32_t base = s->num_nodes;
-    for (int32_t k = a; k < b; k++) {
-        int32_t tok = v->unc[k], len, p = v->unc_pu[2 * k], x = members[v->unc_pu[2 * k + 1]];
-        const uint8_t *bytes = token_bytes(tv, tok, &len);
-        uint64_t h = 1469598103934665603ull ^ ((uint64_t)(uint32_t)parent << 32 | (uint32_t)x);
-        for (int32_t j = p; j < len; j++) h = (h ^ bytes[j]) * 1099511628211ull;
-        token_exit_memo *me = &t->xmemo[(h ^ h >> 29) & (TOKEN_XMEMO - 1)];
-        int32_t rl;
-        const uint8_t *rb = me->walk == t->walk_id ? token_bytes(tv, me->tok, &rl) : NULL;
-        uint8_t out;
-        if (rb && me->parent == parent && me->state == x && rl - me->p == len - p &&
-            !memcmp(rb + me->p, bytes + p, (size_t)(len - p))) {
-            out = me->out;
-        } else {
-            s->num_nodes = base;
-            if (s->num_nodes == s->cap_nodes) {
-                s->cap_nodes *= 2;
-                s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
-                LL_ASSERT(s->nodes);
-            }
-            int32_t top = s->num_nodes;
-            s->nodes[s->num_nodes++] = (dpda_node){x, parent, DPDA_COUNT_UNKNOWN};
-            for (int32_t j = p; j < len && top >= 0; j++) top = dpda_step(d, s, top, d->class_of[bytes[j]]);
-            out = top >= 0 ? 1 : top == -2 ? 2 : 0;
-            *me = (token_exit_memo){t->walk_id, parent, x, tok, p, out};
-        }
-        if (out == 1) VEC_PUSH(t->acc, tok);
-        else if (out == 2 && unc) VEC_PUSH(*unc, tok);
-    }
-    s->num_nodes = base;
-}
-
 /* The walk reached trie node i (depth dep) at arena node r; when r's state loops on the state
  * below it and the region's own walk is in that same state at node i, every token under i
  * behaves as in the region's walk: the accepted ones are the region's (recorded as a skip),
@@ -1419,9 +1359,7 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
             if (o[k] == 1) VEC_PUSH(t->acc, v->unc[k]);
             else if (o[k] == 2 && unc) VEC_PUSH(*unc, v->unc[k]);
         }
-    } else if (b > a && v->use_exits && parent < t->walk_fixed)
-        token_mask_exits_memo(t, s, parent, v->members, v, a, b, unc);
-    else if (b > a && v->use_exits)
+    } else if (b > a && v->use_exits)
         token_walk_exits(t->d, tv, s, parent, v->members, v, a, b, &t->acc, unc);
     else if (b > a)
         token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, b - a, t->tops, t->marks, NULL, &t->acc, unc);
@@ -1438,19 +1376,14 @@ static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
     const token_vocab *tv = t->tv;
     int32_t best = -1;
     int64_t best_n = 0;
-    /* tokens skipped per view (one pass; t->view_n is all zero between calls) */
-    if (t->view_n_cap < t->views.n) {
-        free(t->view_n);
-        t->view_n_cap = t->views.n * 2 + 16;
-        t->view_n = calloc((size_t)t->view_n_cap, sizeof *t->view_n);
-        LL_ASSERT(t->view_n);
-    }
     for (int64_t k = 0; k < t->skips.n; k++) {
         int32_t v = t->skips.p[k].view;
-        int64_t n = t->view_n[v] += t->skips.p[k].hi - t->skips.p[k].lo;
+        int64_t n = 0;
+        for (int64_t j = 0; j < t->skips.n; j++)
+            if (t->skips.p[j].view == v) n += t->skips.p[j].hi - t->skips.p[j].lo;
         if (n > best_n) { best_n = n; best = v; }
+        if (n * 2 > tv->num_sorted) break;
     }
-    for (int64_t k = 0; k < t->skips.n; k++) t->view_n[t->skips.p[k].view] = 0;
     e->owns_accepted = 1;
     if (best >= 0 && best_n * 2 > tv->num_sorted) {
         /* the set is base (the best view's) minus `removed` (its tokens outside the best
@@ -1594,10 +1527,11 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
         return id;
     }
-    if (!t->memo) {   /* allocated on the first walk: creating a table stays cheap */
-        t->memo = calloc(TOKEN_MEMO, sizeof *t->memo);
-        t->xmemo = calloc(TOKEN_XMEMO, sizeof *t->xmemo);
-        LL_ASSERT(t->memo && t->xmemo);
+    if (!t->memo_key) {   /* allocated on the first walk: creating a table stays cheap */
+        t->memo_key = calloc(TOKEN_MEMO, sizeof *t->memo_key);
+        t->memo_val = malloc(TOKEN_MEMO * sizeof *t->memo_val);
+        t->memo_cnt = malloc(TOKEN_MEMO * sizeof *t->memo_cnt);
+        LL_ASSERT(t->memo_key && t->memo_val && t->memo_cnt);
     }
     vec_i32 unc = {0};
     t->skips.n = 0;
@@ -1619,9 +1553,8 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             int32_t x = s->nodes[from].state;
             uint64_t key = walk << 40 | (uint64_t)(uint32_t)x << 8 | (uint64_t)cls;
             uint64_t h = ((uint64_t)x * 0x9E3779B97F4A7C15ull ^ (uint64_t)cls * 0xC2B2AE3D27D4EB4Full) >> 51;
-            token_step_memo *me = &t->memo[h];
-            if (me->key == key) {
-                int32_t v = me->val;
+            if (t->memo_key[h] == key) {
+                int32_t v = t->memo_val[h];
                 if (v >= 0) {
                     r = s->num_nodes;
                     if (s->num_nodes == s->cap_nodes) {
@@ -1629,15 +1562,15 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                         s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
                         LL_ASSERT(s->nodes);
                     }
-                    s->nodes[s->num_nodes++] = (dpda_node){v, 0, me->cnt};
+                    s->nodes[s->num_nodes++] = (dpda_node){v, 0, t->memo_cnt[h]};
                 } else {
                     r = v == -1 ? -1 : dpda_step(d, s, from, cls);
                 }
             } else {
                 r = dpda_step(d, s, from, cls);
-                me->key = key;
-                me->val = r == -1 ? -1 : r >= 0 && s->nodes[r].parent == 0 ? s->nodes[r].state : -2;
-                me->cnt = r >= 0 ? s->nodes[r].count : 0;
+                t->memo_key[h] = key;
+                t->memo_val[h] = r == -1 ? -1 : r >= 0 && s->nodes[r].parent == 0 ? s->nodes[r].state : -2;
+                t->memo_cnt[h] = r >= 0 ? s->nodes[r].count : 0;
             }
         } else {
             r = dpda_step(d, s, from, cls);
