@@ -11,17 +11,6 @@
 #include "core/log.h"
 #include "grammar/vec.h"
 
-/* One trie node, every field a walk reads in one 16-byte record (the walks visit siblings
- * far apart in preorder: one cache line a node instead of one per field). */
-typedef struct token_trie_node {
-    int32_t end;          /* index after the subtree */
-    int32_t tok_start;    /* into sorted: the first token at or under the node (preorder), so
-                           * subtree i's tokens are [node[i].tok_start, node[node[i].end].tok_start) */
-    uint16_t depth;       /* 1.. */
-    uint16_t tok_count;   /* tokens whose bytes end here */
-    uint8_t byte;
-} token_trie_node;
-
 struct token_vocab {
     const detok_vocab *dv;
     int32_t size, words;
@@ -31,9 +20,12 @@ struct token_vocab {
     int32_t num_eos;
     /* trie in preorder; the root is implicit (depth 0) */
     int32_t num_nodes, max_depth;
-    struct token_trie_node *node;   /* [num_nodes + 1] (the last: tok_start = num_sorted only) */
-    const uint8_t **tok_bytes;      /* [size] each token's bytes (the detokenizer's table) */
-    int32_t *tok_len;               /* [size] */
+    uint8_t *byte;           /* [num_nodes] */
+    int32_t *depth;          /* [num_nodes] 1.. */
+    int32_t *end;            /* [num_nodes] index after the subtree */
+    int32_t *tok_start;      /* [num_nodes + 1] into sorted: the first token at or under the node
+                              * (preorder), so subtree i's tokens are [tok_start[i], tok_start[end[i]]) */
+    int32_t *tok_count;      /* [num_nodes] tokens whose bytes end here */
     int32_t *sorted;         /* [num_sorted] usable tokens in byte order */
     int32_t num_sorted;
     int32_t *rank;           /* [size] position in sorted, -1 unusable */
@@ -138,12 +130,13 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
     for (int32_t k = 0; k < tv->num_sorted; k++) tv->sorted[k] = items[k].id;
     free(items);
     /* nodes: at most total bytes */
-    tv->node = calloc((size_t)total + 2, sizeof *tv->node);
+    tv->byte = malloc((size_t)total + 1);
+    tv->depth = malloc(((size_t)total + 1) * sizeof *tv->depth);
+    tv->end = malloc(((size_t)total + 1) * sizeof *tv->end);
+    tv->tok_start = malloc(((size_t)total + 2) * sizeof *tv->tok_start);
     tv->rank = malloc((size_t)n * sizeof *tv->rank);
-    tv->tok_bytes = malloc((size_t)n * sizeof *tv->tok_bytes);
-    tv->tok_len = malloc((size_t)n * sizeof *tv->tok_len);
-    LL_ASSERT(tv->node && tv->rank && tv->tok_bytes && tv->tok_len);
-    for (int32_t i = 0; i < n; i++) tv->tok_bytes[i] = detok_token_bytes(dv, i, &tv->tok_len[i]);
+    tv->tok_count = calloc((size_t)total + 1, sizeof *tv->tok_count);
+    LL_ASSERT(tv->byte && tv->depth && tv->end && tv->tok_start && tv->tok_count && tv->rank);
     for (int32_t i = 0; i < n; i++) tv->rank[i] = -1;
     for (int32_t k = 0; k < tv->num_sorted; k++) tv->rank[tv->sorted[k]] = k;
     vec_i32 path = {0};   /* path.p[d] = node at depth d + 1 on the current branch */
@@ -156,10 +149,10 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
         int32_t l = 0;
         while (l < len && l < prev_len && b[l] == prev[l]) l++;
         for (int32_t d = l; d < len; d++) {
-            while (open.n && tv->node[open.p[open.n - 1]].depth >= d + 1) tv->node[open.p[--open.n]].end = nn;
-            tv->node[nn].byte = b[d];
-            tv->node[nn].depth = d + 1;
-            tv->node[nn].tok_start = k;   /* tokens before k sort before this prefix */
+            while (open.n && tv->depth[open.p[open.n - 1]] >= d + 1) tv->end[open.p[--open.n]] = nn;
+            tv->byte[nn] = b[d];
+            tv->depth[nn] = d + 1;
+            tv->tok_start[nn] = k;   /* tokens before k sort before this prefix */
             VEC_RESERVE(path, d + 1);
             if (path.n < d + 1) path.n = d + 1;
             path.p[d] = nn;
@@ -167,15 +160,14 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
             nn++;
         }
         int32_t node = path.p[len - 1];
-        LL_ASSERT(len < 65536 && tv->node[node].tok_count < UINT16_MAX);
-        tv->node[node].tok_count++;
+        tv->tok_count[node]++;
         if (len > tv->max_depth) tv->max_depth = len;
         prev = b;
         prev_len = len;
     }
-    while (open.n) tv->node[open.p[--open.n]].end = nn;
+    while (open.n) tv->end[open.p[--open.n]] = nn;
     tv->num_nodes = nn;
-    tv->node[nn].tok_start = tv->num_sorted;
+    tv->tok_start[nn] = tv->num_sorted;
     pthread_mutex_init(&tv->region_lock, NULL);
     VEC_FREE(path);
     VEC_FREE(open);
@@ -206,14 +198,8 @@ void token_vocab_free(token_vocab *tv)
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
     free(tv->usable); free(tv->is_eos); free(tv->eos); free(tv->sorted); free(tv->rank);
-    free(tv->node); free(tv->tok_bytes); free(tv->tok_len);
+    free(tv->byte); free(tv->depth); free(tv->end); free(tv->tok_start); free(tv->tok_count);
     free(tv);
-}
-
-static inline const uint8_t *token_bytes(const token_vocab *tv, int32_t tok, int32_t *len)
-{
-    *len = tv->tok_len[tok];
-    return tv->tok_bytes[tok];
 }
 
 int32_t token_vocab_size(const token_vocab *tv) { return tv->size; }
@@ -464,8 +450,8 @@ static int32_t token_mask_find(const token_mask_table *t, uint64_t key)
 static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 {
     int32_t la, lb;
-    const uint8_t *x = token_bytes(tv, a, &la);
-    const uint8_t *y = token_bytes(tv, b, &lb);
+    const uint8_t *x = detok_token_bytes(tv->dv, a, &la);
+    const uint8_t *y = detok_token_bytes(tv->dv, b, &lb);
     int32_t l = 0;
     while (l < la && l < lb && x[l] == y[l]) l++;
     return l;
@@ -658,7 +644,7 @@ static void token_region_exit_order(const token_vocab *tv, const token_mask_entr
     LL_ASSERT(it && *ord && *lcp);
     for (int32_t k = 0; k < n; k++) {
         int32_t len;
-        const uint8_t *b = token_bytes(tv, e->unc[k], &len);
+        const uint8_t *b = detok_token_bytes(tv->dv, e->unc[k], &len);
         it[k] = (token_exit_item){b + pu[2 * k], len - pu[2 * k], pu[2 * k + 1], k};
     }
     qsort(it, (size_t)n, sizeof *it, token_exit_cmp);
@@ -720,28 +706,28 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     ys[0] = 0;
     st[0] = 0;
     for (int32_t i = 0; i < tv->num_nodes;) {
-        int32_t dep = tv->node[i].depth;
-        int32_t r = sig[ys[dep - 1] * 256 + tv->node[i].byte];
-        if (r == -1) { i = tv->node[i].end; continue; }
+        int32_t dep = tv->depth[i];
+        int32_t r = sig[ys[dep - 1] * 256 + tv->byte[i]];
+        if (r == -1) { i = tv->end[i]; continue; }
         if (r == -2) {
-            for (int32_t j = i; j < tv->node[i].end; j++)
-                for (int32_t k = 0; k < tv->node[j].tok_count; k++) {
-                    VEC_PUSH(unc, tv->sorted[tv->node[j].tok_start + k]);
+            for (int32_t j = i; j < tv->end[i]; j++)
+                for (int32_t k = 0; k < tv->tok_count[j]; k++) {
+                    VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
                     VEC_PUSH(unc_pu, dep - 1);
                     VEC_PUSH(unc_pu, ys[dep - 1]);
-                    if (st[dep - 1] <= TOKEN_CHAIN_K) VEC_PUSH(cw, tv->sorted[tv->node[j].tok_start + k]);
+                    if (st[dep - 1] <= TOKEN_CHAIN_K) VEC_PUSH(cw, tv->sorted[tv->tok_start[j] + k]);
                 }
-            i = tv->node[i].end;
+            i = tv->end[i];
             continue;
         }
         ys[dep] = r;
         st[dep] = st[dep - 1] + (ys[dep - 1] == 0);
         if (st[dep] > s_max) s_max = st[dep];
         if (st[dep] > TOKEN_CHAIN_K && st[dep - 1] <= TOKEN_CHAIN_K)   /* every token below: walked */
-            for (int32_t q = tv->node[i].tok_start; q < tv->node[tv->node[i].end].tok_start; q++) VEC_PUSH(cw, tv->sorted[q]);
+            for (int32_t q = tv->tok_start[i]; q < tv->tok_start[tv->end[i]]; q++) VEC_PUSH(cw, tv->sorted[q]);
         ref[i] = (uint8_t)r;
-        for (int32_t k = 0; k < tv->node[i].tok_count; k++) {
-            int32_t tok = tv->sorted[tv->node[i].tok_start + k];
+        for (int32_t k = 0; k < tv->tok_count[i]; k++) {
+            int32_t tok = tv->sorted[tv->tok_start[i] + k];
             e.accepted[tok >> 5] |= 1u << (tok & 31);
             cnt[e.num_accepted] = st[dep];
             tok_st[e.num_accepted++] = tok;
@@ -771,10 +757,10 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     int64_t cost_exit = 0, cost_walk = 0, cost_single = 0;
     for (int32_t k = 0; k < e.num_unc; k++) {
         int32_t len, q = ex_ord ? ex_ord[k] : k;
-        token_bytes(tv, e.unc[q], &len);
+        detok_token_bytes(tv->dv, e.unc[q], &len);
         cost_single += len - unc_pu.p[2 * q] + 2;
         cost_exit += !ex_ord || ex_lcp[k] < 0 ? len - unc_pu.p[2 * q] + 2 : len - unc_pu.p[2 * q] - ex_lcp[k];
-        token_bytes(tv, e.unc[k], &len);
+        detok_token_bytes(tv->dv, e.unc[k], &len);
         cost_walk += len - e.unc_lcp[k];
     }
     int use_exits = cost_exit * 2 < cost_walk;
@@ -1167,7 +1153,7 @@ static int32_t token_walk(const dpda *d, const token_vocab *tv, dpda_matcher *m,
     int32_t valid = d0, fail_at = INT32_MAX, fail_kind = -1;
     for (int32_t k = 0; k < n; k++) {
         int32_t tok = toks[k], len;
-        const uint8_t *b = token_bytes(tv, tok, &len);
+        const uint8_t *b = detok_token_bytes(tv->dv, tok, &len);
         int32_t l = k ? lcp[k] : d0;
         if (l > fail_at) {   /* extends a prefix that failed */
             if (fail_kind == -2 && unc) VEC_PUSH(*unc, tok);
@@ -1228,7 +1214,7 @@ static int32_t token_walk_exits(const dpda *d, const token_vocab *tv, dpda_match
     int32_t base = m->num_nodes, count = 0;
     for (int32_t k = a; k < b; k++) {
         int32_t tok = v->unc[k], len, p = v->unc_pu[2 * k], u = v->unc_pu[2 * k + 1];
-        const uint8_t *bytes = token_bytes(tv, tok, &len);
+        const uint8_t *bytes = detok_token_bytes(tv->dv, tok, &len);
         m->num_nodes = base;
         if (m->num_nodes == m->cap_nodes) {
             m->cap_nodes *= 2;
@@ -1259,7 +1245,7 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
     uint8_t fail_out = 0;
     for (int32_t k = 0; k < v->num_unc; k++) {
         int32_t q = v->ex_ord[k], len, p = v->unc_pu[2 * q], l = v->ex_lcp[k];
-        const uint8_t *b = token_bytes(tv, v->unc[q], &len) + p;
+        const uint8_t *b = detok_token_bytes(tv->dv, v->unc[q], &len) + p;
         len -= p;
         if (l < 0) {   /* another exit state: start over from it */
             m->num_nodes = base;
@@ -1330,7 +1316,7 @@ static const uint8_t *token_mask_group_outcomes(token_mask_table *t, dpda_matche
 static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, int32_t dep, int32_t r, vec_i32 *unc)
 {
     const token_vocab *tv = t->tv;
-    int32_t lo = tv->node[i + 1].tok_start, hi = tv->node[tv->node[i].end].tok_start;
+    int32_t lo = tv->tok_start[i + 1], hi = tv->tok_start[tv->end[i]];
     if (hi - lo < 4) return 0;   /* small subtrees are walked */
     int32_t parent = s->nodes[r].parent;
     if (parent < 0) return 0;
@@ -1545,9 +1531,9 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
      * (most steps inside regular pieces): one lookup instead of an edge walk */
     uint64_t walk = ++t->walk_id;
     for (int32_t i = 0; i < tv->num_nodes;) {
-        int32_t dep = tv->node[i].depth;
+        int32_t dep = tv->depth[i];
         s->num_nodes = t->marks[dep - 1];
-        int32_t from = t->tops[dep - 1], cls = d->class_of[tv->node[i].byte], r;
+        int32_t from = t->tops[dep - 1], cls = d->class_of[tv->byte[i]], r;
         if (below >= 0 && s->nodes[from].parent == 0 &&
             !(d->state_counter[s->nodes[from].state] >= 0 && dpda_count_is_known(s->nodes[from].count))) {
             int32_t x = s->nodes[from].state;
@@ -1575,20 +1561,20 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         } else {
             r = dpda_step(d, s, from, cls);
         }
-        if (r == -1) { i = tv->node[i].end; continue; }
+        if (r == -1) { i = tv->end[i]; continue; }
         if (r == -2) {
             /* every token of the subtree depends on the stack below */
-            int32_t lo = tv->node[i].tok_start, hi = tv->node[tv->node[i].end].tok_start;
+            int32_t lo = tv->tok_start[i], hi = tv->tok_start[tv->end[i]];
             VEC_RESERVE(unc, unc.n + hi - lo);
             for (int32_t q = lo; q < hi; q++) unc.p[unc.n++] = tv->sorted[q];
-            i = tv->node[i].end;
+            i = tv->end[i];
             continue;
         }
         t->tops[dep] = r;
         t->marks[dep] = s->num_nodes;
-        for (int32_t k = 0; k < tv->node[i].tok_count; k++) VEC_PUSH(t->acc, tv->sorted[tv->node[i].tok_start + k]);
-        if (tv->node[i].end > i + 1 && token_mask_try_skip(t, s, i, dep, r, &unc)) {
-            i = tv->node[i].end;
+        for (int32_t k = 0; k < tv->tok_count[i]; k++) VEC_PUSH(t->acc, tv->sorted[tv->tok_start[i] + k]);
+        if (tv->end[i] > i + 1 && token_mask_try_skip(t, s, i, dep, r, &unc)) {
+            i = tv->end[i];
             continue;
         }
         i++;
@@ -1628,14 +1614,14 @@ static int32_t token_mask_fill_near_bound(token_mask_table *t, dpda_matcher *m, 
     t->tops[0] = m->top;
     t->marks[0] = base;
     for (int32_t i = 0; i < tv->num_nodes;) {
-        int32_t dep = tv->node[i].depth;
+        int32_t dep = tv->depth[i];
         m->num_nodes = t->marks[dep - 1];
-        int32_t x = dpda_step(d, m, t->tops[dep - 1], d->class_of[tv->node[i].byte]);
-        if (x < 0) { i = tv->node[i].end; continue; }
+        int32_t x = dpda_step(d, m, t->tops[dep - 1], d->class_of[tv->byte[i]]);
+        if (x < 0) { i = tv->end[i]; continue; }
         t->tops[dep] = x;
         t->marks[dep] = m->num_nodes;
-        for (int32_t k = 0; k < tv->node[i].tok_count; k++) {
-            int32_t tok = tv->sorted[tv->node[i].tok_start + k];
+        for (int32_t k = 0; k < tv->tok_count[i]; k++) {
+            int32_t tok = tv->sorted[tv->tok_start[i] + k];
             mask[tok >> 5] |= 1u << (tok & 31);
             count++;
         }
@@ -1687,7 +1673,7 @@ static int token_mask_advance_raw(const token_vocab *tv, dpda_matcher *m, int32_
     if (tv->is_eos[token]) return dpda_matcher_is_accepting(m);
     if (!tv->usable[token]) return 0;
     int32_t len;
-    const uint8_t *b = token_bytes(tv, token, &len);
+    const uint8_t *b = detok_token_bytes(tv->dv, token, &len);
     return dpda_matcher_advance_bytes(m, b, (size_t)len);
 }
 
@@ -1701,7 +1687,7 @@ int32_t token_mask_fill_brute(const token_vocab *tv, dpda_matcher *m, uint32_t *
             count++;
             if (!tv->is_eos[tok]) {
                 int32_t len;
-                token_bytes(tv, tok, &len);
+                detok_token_bytes(tv->dv, tok, &len);
                 dpda_matcher_rollback(m, len);
             }
         }
