@@ -321,7 +321,7 @@ struct token_mask_table {
 };
 
 #define TOKEN_MEMO 8192
-#define TOKEN_XMEMO 4096
+#define TOKEN_XMEMO 1024
 
 /* One memoised step of a classification walk from a stack [below, x] (key: walk id << 40 |
  * x << 8 | class): the same-depth successor, -1 rejected, -2 other; cnt: the successor's count. */
@@ -1363,6 +1363,10 @@ static void token_mask_exits_memo(token_mask_table *t, dpda_matcher *s, int32_t 
     const token_vocab *tv = t->tv;
     const dpda *d = t->d;
     int32_t base = s->num_nodes;
+    if (!t->xmemo) {   /* on first use: a table whose walks settle no region leaves pays nothing */
+        t->xmemo = calloc(TOKEN_XMEMO, sizeof *t->xmemo);
+        LL_ASSERT(t->xmemo);
+    }
     for (int32_t k = a; k < b; k++) {
         int32_t tok = v->unc[k], len, p = v->unc_pu[2 * k], x = members[v->unc_pu[2 * k + 1]];
         const uint8_t *bytes = token_bytes(tv, tok, &len);
@@ -1635,8 +1639,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     }
     if (!t->memo) {   /* allocated on the first walk: creating a table stays cheap */
         t->memo = calloc(TOKEN_MEMO, sizeof *t->memo);
-        t->xmemo = calloc(TOKEN_XMEMO, sizeof *t->xmemo);
-        LL_ASSERT(t->memo && t->xmemo);
+        LL_ASSERT(t->memo);
     }
     vec_i32 unc = {0};
     t->skips.n = 0;
