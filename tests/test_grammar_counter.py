@@ -15,7 +15,7 @@ import pytest
 from lightllm import _C
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_grammar_dpda import QWEN3, _masks_along, _qwen3_compiler  # noqa: E402
+from test_grammar_dpda import QWEN3, _masks_along, _qwen3_compiler, _string_schema  # noqa: E402
 
 
 @pytest.fixture
@@ -25,13 +25,7 @@ def low_threshold():
     _C.grammar_set_counter_threshold(prev)
 
 
-def s(lo=None, hi=None):
-    d = {"type": "string"}
-    if lo is not None:
-        d["minLength"] = lo
-    if hi is not None:
-        d["maxLength"] = hi
-    return d
+s = _string_schema
 
 
 def arr(items, lo=None, hi=None):

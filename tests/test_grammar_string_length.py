@@ -17,7 +17,7 @@ import pytest
 from lightllm import _C
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_grammar_dpda import QWEN3, _masks_along, _qwen3_compiler  # noqa: E402
+from test_grammar_dpda import QWEN3, _masks_along, _qwen3_compiler, _string_schema  # noqa: E402
 
 PAIR, PAIR_UC = "\\ud83d\\ude00", "\\uD83D\\uDE00"       # U+1F600 as two escapes
 RAW4 = "🙂"                                               # U+1F642, 4 bytes of UTF-8
@@ -35,13 +35,7 @@ def mode(request):
     _C.grammar_set_counter_threshold(prev)
 
 
-def schema_of(lo, hi):
-    d = {"type": "string"}
-    if lo is not None:
-        d["minLength"] = lo
-    if hi is not None:
-        d["maxLength"] = hi
-    return d
+schema_of = _string_schema
 
 
 def texts_at_bounds(lo, hi):
