@@ -184,6 +184,17 @@ def test_maskbench_newly_compiled_agree_with_earley(name):
             break
 
 
+def _prefixes_agree(g, src, text):
+    """Byte by byte, the compiled matcher of JSON Schema src moves exactly when the Earley
+    recognizer can extend the prefix (up to the first byte neither accepts)."""
+    m = g.matcher()
+    for i in range(len(text)):
+        ok = _C.grammar_accepts("json_schema", src, text[:i + 1], prefix=True)
+        assert m.advance_bytes(text[i:i + 1]) == ok, (src, text[:i + 1])
+        if not ok:
+            break
+
+
 def _string_schema(lo=None, hi=None):
     """{"type": "string"} with minLength lo / maxLength hi where given."""
     d = {"type": "string"}

@@ -17,7 +17,7 @@ import pytest
 from lightllm import _C
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_grammar_dpda import QWEN3, _masks_along, _qwen3_compiler, _string_schema  # noqa: E402
+from test_grammar_dpda import QWEN3, _masks_along, _prefixes_agree, _qwen3_compiler, _string_schema  # noqa: E402
 
 PAIR, PAIR_UC = "\\ud83d\\ude00", "\\uD83D\\uDE00"       # U+1F600 as two escapes
 RAW4 = "🙂"                                               # U+1F642, 4 bytes of UTF-8
@@ -74,12 +74,7 @@ def test_length_counts_code_points_like_jsonschema(mode, lo, hi):
     g, src, raw = agree(schema_of(lo, hi), texts, mode == "counter")
     # byte by byte on the surrogate-pair texts: the matcher moves exactly when Earley can extend
     for b in [x for x in raw if PAIR.encode() in x][:4]:
-        m = g.matcher()
-        for i in range(len(b)):
-            ok = _C.grammar_accepts("json_schema", src, b[:i + 1], prefix=True)
-            assert m.advance_bytes(b[i:i + 1]) == ok, (src, b[:i + 1])
-            if not ok:
-                break
+        _prefixes_agree(g, src, b)
 
 
 def test_pair_counts_one_not_two(mode):
