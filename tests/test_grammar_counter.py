@@ -15,7 +15,7 @@ import pytest
 from lightllm import _C
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_grammar_dpda import QWEN3, _masks_along, _qwen3_compiler  # noqa: E402
+from test_grammar_dpda import QWEN3, _masks_along, _prefixes_agree, _qwen3_compiler, _string_schema  # noqa: E402
 
 
 @pytest.fixture
@@ -25,13 +25,7 @@ def low_threshold():
     _C.grammar_set_counter_threshold(prev)
 
 
-def s(lo=None, hi=None):
-    d = {"type": "string"}
-    if lo is not None:
-        d["minLength"] = lo
-    if hi is not None:
-        d["maxLength"] = hi
-    return d
+s = _string_schema
 
 
 def arr(items, lo=None, hi=None):
@@ -80,12 +74,7 @@ def test_counter_json_agrees_with_oracles(low_threshold, schema, values):
         assert got == r == jsonschema.Draft202012Validator(schema).is_valid(v), (schema, t)
     # byte by byte: the matcher moves exactly when Earley (bounds expanded) can extend the prefix
     for t in texts[:6]:
-        m = g.matcher()
-        for i in range(len(t)):
-            ok = _C.grammar_accepts("json_schema", src, t[:i + 1], prefix=True)
-            assert m.advance_bytes(t[i:i + 1]) == ok, (schema, t[:i + 1])
-            if not ok:
-                break
+        _prefixes_agree(g, src, t)
 
 
 @pytest.mark.parametrize("kind,source,texts", [

@@ -184,6 +184,27 @@ def test_maskbench_newly_compiled_agree_with_earley(name):
             break
 
 
+def _prefixes_agree(g, src, text):
+    """Byte by byte, the compiled matcher of JSON Schema src moves exactly when the Earley
+    recognizer can extend the prefix (up to the first byte neither accepts)."""
+    m = g.matcher()
+    for i in range(len(text)):
+        ok = _C.grammar_accepts("json_schema", src, text[:i + 1], prefix=True)
+        assert m.advance_bytes(text[i:i + 1]) == ok, (src, text[:i + 1])
+        if not ok:
+            break
+
+
+def _string_schema(lo=None, hi=None):
+    """{"type": "string"} with minLength lo / maxLength hi where given."""
+    d = {"type": "string"}
+    if lo is not None:
+        d["minLength"] = lo
+    if hi is not None:
+        d["maxLength"] = hi
+    return d
+
+
 def _qwen3_compiler():
     """The Qwen3 tokenizer and a grammar compiler over a fresh vocabulary of it (its own region
     caches: a test that wants first visits gets them)."""
@@ -323,14 +344,7 @@ def test_bounded_strings_equal_brute_force_qwen3():
     UTF-8 character, keys followed by bounded values, arrays of bounded strings, and texts that
     reach exactly maxLength and exactly minLength; the chain path must actually be taken."""
     tok, gc = _qwen3_compiler()
-
-    def s(lo=None, hi=None):
-        d = {"type": "string"}
-        if lo is not None:
-            d["minLength"] = lo
-        if hi is not None:
-            d["maxLength"] = hi
-        return d
+    s = _string_schema
 
     def obj(props, extra=False):
         return {"type": "object", "properties": props, "required": list(props), "additionalProperties": extra}

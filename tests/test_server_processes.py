@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -72,15 +73,23 @@ def test_greedy_through_router_and_backend_matches_transformers(tmp_path):
             proc.kill()
 
 
-def _mixed_load(url, bodies):
-    def one(body):
+def _mixed_load(url, bodies, workers=16):
+    """All bodies through `workers` client threads; the first `workers` requests are sent together
+    (a barrier after each thread's client is made), so the load is concurrent however slowly the
+    threads start on a busy machine."""
+    start = threading.Barrier(min(workers, len(bodies)))
+
+    def one(item):
+        i, body = item
         with httpx.Client(base_url=url, timeout=120) as h:
+            if i < start.parties:
+                start.wait(60)
             r = h.post("/v1/completions", json=body)
             assert r.status_code == 200, r.text
             return [(c["finish_reason"], c["logprobs"]["tokens"]) for c in sorted(r.json()["choices"],
                                                                                 key=lambda c: c["index"])]
-    with ThreadPoolExecutor(16) as pool:
-        return list(pool.map(one, bodies))
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, enumerate(bodies)))
 
 
 def test_overlap_on_and_off_give_the_same_output(tmp_path):

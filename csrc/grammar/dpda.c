@@ -75,7 +75,10 @@ static status_t dpda_simulate(const dpda *d, const lr_automaton *a, int32_t s, i
             VEC_PUSH(*vc, cnt);
             continue;
         }
-        int32_t hdr[5] = {DPDA_EXPOSE, n - (int32_t)(vs->n - 1), A, post, r};
+        /* the rule only when its count kind matters: otherwise edges that differ only in the
+         * rule reduced would be interned apart (2.4x the edges, ~8% of a compile) */
+        int32_t rk = d->num_counters && d->rule_kind[r] ? r : -1;
+        int32_t hdr[5] = {DPDA_EXPOSE, n - (int32_t)(vs->n - 1), A, post, rk};
         for (int i = 0; i < 5; i++) VEC_PUSH(*e, hdr[i]);
         return STATUS_OK;
     }

@@ -45,7 +45,8 @@ typedef struct js_ctx {
     js_ref *refs;
     int32_t num_refs, cap_refs;
     grammar_sym value, string, string_char, escape, hex, chars, string_tail, number, integer, comma, colon, digit, digits, frac_any;
-    int have_value, have_string, have_number, have_integer, have_seps, have_frac;
+    grammar_sym counted_char;                          /* one character as minLength/maxLength count it */
+    int have_value, have_string, have_counted_char, have_number, have_integer, have_seps, have_frac;
     grammar_sym key_nonascii_tail, key_escaped_tail;   /* shared tails of excluded-key nodes */
     grammar_sym key_ctrl_u;                            /* u00XX of a control character without a short escape */
     int have_key_tails;
@@ -147,6 +148,51 @@ static grammar_sym js_string_char(js_ctx *c)
     c->string_tail = js_seq(c, "string_tail", q + 1, 2);
     c->have_string = 1;
     return c->string_char;
+}
+
+/* One character of a JSON string as minLength/maxLength count it (jsonschema: len() of the
+ * decoded str, i.e. code points after json.loads).  Raw code points, short escapes and \u
+ * escapes of non-surrogates count one; a high-surrogate escape followed by a low-surrogate
+ * escape (\uD83D\uDE00) is ONE character, as json.loads joins them.  A lone low-surrogate
+ * escape is accepted and counts one (as json.loads keeps it).  A lone high-surrogate escape
+ * (one not followed by a low-surrogate escape) is rejected here: counting it exactly would need
+ * a lookahead (it is one character unless a low escape follows), which a repetition of one
+ * character symbol cannot express unambiguously; accepting both readings would let "\uD83D\uDE00"
+ * pass minLength 2.  Free strings (no length bound) still accept any \u escape. */
+static grammar_sym js_counted_char(js_ctx *c)
+{
+    if (c->have_counted_char) return c->counted_char;
+    js_string_char(c);
+    grammar *g = c->g;
+    grammar_range raw[] = {{0x20, 0x21}, {0x23, 0x5B}, {0x5D, GRAMMAR_MAX_CODEPOINT}};
+    int32_t ch = grammar_add_nonterminal(g, "lchar");
+    grammar_sym r = grammar_add_class(g, "char_raw", raw, 3, 0);
+    grammar_add_rule(g, ch, &r, 1);
+    const char *simple = "\"\\/bfnrt";
+    for (const char *p = simple; *p; p++) {
+        grammar_sym s[2] = {grammar_term('\\', '\\'), grammar_term(*p, *p)};
+        grammar_add_rule(g, ch, s, 2);
+    }
+    grammar_sym hex = c->hex;
+    const grammar_range not_d[] = {{'0', '9'}, {'A', 'C'}, {'E', 'F'}, {'a', 'c'}, {'e', 'f'}};
+    const grammar_range d[] = {{'D', 'D'}, {'d', 'd'}};
+    const grammar_range bmp_or_low[] = {{'0', '7'}, {'C', 'F'}, {'c', 'f'}};  /* after D: not a high surrogate */
+    const grammar_range high[] = {{'8', '9'}, {'A', 'B'}, {'a', 'b'}};
+    const grammar_range low[] = {{'C', 'F'}, {'c', 'f'}};
+    grammar_sym bs = grammar_term('\\', '\\'), u = grammar_term('u', 'u');
+    grammar_sym sym_d = grammar_add_class(g, "hex_d", d, 2, 0);
+    /* \u of a non-surrogate or a lone low surrogate */
+    grammar_sym u1[6] = {bs, u, grammar_add_class(g, "hex_not_d", not_d, 5, 0), hex, hex, hex};
+    grammar_add_rule(g, ch, u1, 6);
+    grammar_sym u2[6] = {bs, u, sym_d, grammar_add_class(g, "hex_bmp_low", bmp_or_low, 3, 0), hex, hex};
+    grammar_add_rule(g, ch, u2, 6);
+    /* a surrogate pair: \uD[89AB].. \uD[C-F].. */
+    grammar_sym pair[12] = {bs, u, sym_d, grammar_add_class(g, "hex_high", high, 3, 0), hex, hex,
+                            bs, u, sym_d, grammar_add_class(g, "hex_low", low, 2, 0), hex, hex};
+    grammar_add_rule(g, ch, pair, 12);
+    c->counted_char = grammar_nt(ch);
+    c->have_counted_char = 1;
+    return c->counted_char;
 }
 
 static grammar_sym js_string(js_ctx *c)
@@ -724,7 +770,7 @@ static status_t js_string_schema(js_ctx *c, const js_part *parts, int n, grammar
     } else if (minl >= 0 || maxl >= 0) {
         int64_t lo = minl < 0 ? 0 : minl;
         if (lo > JS_MAX_REPEAT || maxl > JS_MAX_REPEAT) return js_unsupported(c, "maxLength", "length bound too large");
-        content = grammar_add_repeat(c->g, "chars", js_string_char(c), lo, maxl, 0, 0);
+        content = grammar_add_repeat(c->g, "chars", js_counted_char(c), lo, maxl, 0, 0);
     } else {
         *out = js_string(c);
         return STATUS_OK;

@@ -13,8 +13,10 @@
  *    a declared name with a control character json.dumps writes as \u00XX (then any string).
  *  - Strings: any RFC 8259 escape in free strings; enum/const/pattern/format text uses the
  *    canonical escapes of json.dumps(ensure_ascii=False).  minLength/maxLength count
- *    characters (an escape counts as one, as jsonschema counts the decoded code point; a
- *    surrogate pair written as two \u escapes counts two here, one there).
+ *    characters as jsonschema does (code points of the decoded string): an escape counts one,
+ *    a surrogate pair written as two \u escapes (\uD83D\uDE00) counts one, a lone low-surrogate
+ *    escape counts one; a lone high-surrogate escape is not accepted in a length-bounded string
+ *    (it would need a lookahead to count; see js_counted_char).
  *  - Bounds (minLength/maxLength, minItems/maxItems, and regex {m,n} inside patterns): below
  *    grammar_counter_threshold() (1,000) they are expanded into the automaton (one state per
  *    count); from there on they are counted repetitions (grammar.h grammar_counted): the loop

@@ -11,6 +11,17 @@
 #include "core/log.h"
 #include "grammar/vec.h"
 
+/* One trie node, every field a walk reads in one 16-byte record (the walks visit siblings
+ * far apart in preorder: one cache line a node instead of one per field). */
+typedef struct token_trie_node {
+    int32_t end;          /* index after the subtree */
+    int32_t tok_start;    /* into sorted: the first token at or under the node (preorder), so
+                           * subtree i's tokens are [node[i].tok_start, node[node[i].end].tok_start) */
+    uint16_t depth;       /* 1.. */
+    uint16_t tok_count;   /* tokens whose bytes end here */
+    uint8_t byte;
+} token_trie_node;
+
 struct token_vocab {
     const detok_vocab *dv;
     int32_t size, words;
@@ -20,12 +31,9 @@ struct token_vocab {
     int32_t num_eos;
     /* trie in preorder; the root is implicit (depth 0) */
     int32_t num_nodes, max_depth;
-    uint8_t *byte;           /* [num_nodes] */
-    int32_t *depth;          /* [num_nodes] 1.. */
-    int32_t *end;            /* [num_nodes] index after the subtree */
-    int32_t *tok_start;      /* [num_nodes + 1] into sorted: the first token at or under the node
-                              * (preorder), so subtree i's tokens are [tok_start[i], tok_start[end[i]]) */
-    int32_t *tok_count;      /* [num_nodes] tokens whose bytes end here */
+    struct token_trie_node *node;   /* [num_nodes + 1] (the last: tok_start = num_sorted only) */
+    const uint8_t **tok_bytes;      /* [size] each token's bytes (the detokenizer's table) */
+    int32_t *tok_len;               /* [size] */
     int32_t *sorted;         /* [num_sorted] usable tokens in byte order */
     int32_t num_sorted;
     int32_t *rank;           /* [size] position in sorted, -1 unusable */
@@ -75,6 +83,8 @@ typedef struct token_region {
     int32_t *unc_rank;    /* [e.num_unc] each uncertain token's place in the trie order (ascending) */
     int64_t ex_cost;      /* bytes token_walk_groups steps at most */
     int64_t ex_single;    /* bytes token_walk_exits steps for the whole list */
+    uint64_t *racc;       /* [(num_sorted + 63) / 64] e.accepted by place in the trie order (bit q:
+                           * sorted[q] accepted), so a range of the trie order reads as words */
 } token_region;
 
 typedef struct token_sort_item {
@@ -130,13 +140,12 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
     for (int32_t k = 0; k < tv->num_sorted; k++) tv->sorted[k] = items[k].id;
     free(items);
     /* nodes: at most total bytes */
-    tv->byte = malloc((size_t)total + 1);
-    tv->depth = malloc(((size_t)total + 1) * sizeof *tv->depth);
-    tv->end = malloc(((size_t)total + 1) * sizeof *tv->end);
-    tv->tok_start = malloc(((size_t)total + 2) * sizeof *tv->tok_start);
+    tv->node = calloc((size_t)total + 2, sizeof *tv->node);
     tv->rank = malloc((size_t)n * sizeof *tv->rank);
-    tv->tok_count = calloc((size_t)total + 1, sizeof *tv->tok_count);
-    LL_ASSERT(tv->byte && tv->depth && tv->end && tv->tok_start && tv->tok_count && tv->rank);
+    tv->tok_bytes = malloc((size_t)n * sizeof *tv->tok_bytes);
+    tv->tok_len = malloc((size_t)n * sizeof *tv->tok_len);
+    LL_ASSERT(tv->node && tv->rank && tv->tok_bytes && tv->tok_len);
+    for (int32_t i = 0; i < n; i++) tv->tok_bytes[i] = detok_token_bytes(dv, i, &tv->tok_len[i]);
     for (int32_t i = 0; i < n; i++) tv->rank[i] = -1;
     for (int32_t k = 0; k < tv->num_sorted; k++) tv->rank[tv->sorted[k]] = k;
     vec_i32 path = {0};   /* path.p[d] = node at depth d + 1 on the current branch */
@@ -149,10 +158,10 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
         int32_t l = 0;
         while (l < len && l < prev_len && b[l] == prev[l]) l++;
         for (int32_t d = l; d < len; d++) {
-            while (open.n && tv->depth[open.p[open.n - 1]] >= d + 1) tv->end[open.p[--open.n]] = nn;
-            tv->byte[nn] = b[d];
-            tv->depth[nn] = d + 1;
-            tv->tok_start[nn] = k;   /* tokens before k sort before this prefix */
+            while (open.n && tv->node[open.p[open.n - 1]].depth >= d + 1) tv->node[open.p[--open.n]].end = nn;
+            tv->node[nn].byte = b[d];
+            tv->node[nn].depth = d + 1;
+            tv->node[nn].tok_start = k;   /* tokens before k sort before this prefix */
             VEC_RESERVE(path, d + 1);
             if (path.n < d + 1) path.n = d + 1;
             path.p[d] = nn;
@@ -160,14 +169,15 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
             nn++;
         }
         int32_t node = path.p[len - 1];
-        tv->tok_count[node]++;
+        LL_ASSERT(len < 65536 && tv->node[node].tok_count < UINT16_MAX);
+        tv->node[node].tok_count++;
         if (len > tv->max_depth) tv->max_depth = len;
         prev = b;
         prev_len = len;
     }
-    while (open.n) tv->end[open.p[--open.n]] = nn;
+    while (open.n) tv->node[open.p[--open.n]].end = nn;
     tv->num_nodes = nn;
-    tv->tok_start[nn] = tv->num_sorted;
+    tv->node[nn].tok_start = tv->num_sorted;
     pthread_mutex_init(&tv->region_lock, NULL);
     VEC_FREE(path);
     VEC_FREE(open);
@@ -194,12 +204,19 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].ex_ord);
         free(tv->regions[i].ex_lcp);
         free(tv->regions[i].unc_rank);
+        free(tv->regions[i].racc);
     }
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
     free(tv->usable); free(tv->is_eos); free(tv->eos); free(tv->sorted); free(tv->rank);
-    free(tv->byte); free(tv->depth); free(tv->end); free(tv->tok_start); free(tv->tok_count);
+    free(tv->node); free(tv->tok_bytes); free(tv->tok_len);
     free(tv);
+}
+
+static inline const uint8_t *token_bytes(const token_vocab *tv, int32_t tok, int32_t *len)
+{
+    *len = tv->tok_len[tok];
+    return tv->tok_bytes[tok];
 }
 
 int32_t token_vocab_size(const token_vocab *tv) { return tv->size; }
@@ -227,6 +244,7 @@ typedef struct token_region_view {
     int64_t ex_cost, ex_single;       /* token_region.ex_cost / ex_single */
     int32_t *members;     /* [TOKEN_REGION_MAX] real state of each local state (views of
                            * token_mask_region_view, owned by the table), else NULL */
+    const uint64_t *racc; /* token_region.racc */
 } token_region_view;
 
 typedef struct token_chain_label {
@@ -258,10 +276,9 @@ struct token_mask_table {
     dpda_matcher scratch; /* arena for classification walks */
     int32_t *tops;        /* [max_depth + 1] */
     int32_t *marks;       /* [max_depth + 1] arena length after tops[d] */
-    uint64_t *memo_key;   /* [TOKEN_MEMO] direct-mapped: walk id << 40 | state << 8 | class */
-    int32_t *memo_val;    /* [TOKEN_MEMO] same-depth successor, -1 rejected, -2 other */
-    int32_t *memo_cnt;    /* [TOKEN_MEMO] the successor's count (steps from a counted state with a
-                           * known count are not memoised) */
+    struct token_step_memo *memo;   /* [TOKEN_MEMO] direct-mapped, see token_step_memo */
+    struct token_exit_memo *xmemo;  /* [TOKEN_XMEMO] direct-mapped, see token_exit_memo */
+                          /* (steps from a counted state with a known count are not memoised) */
     uint64_t walk_id;
     /* regions: probes run on their own arena and depth stacks (a classification walk may ask
      * for a region midway) */
@@ -298,9 +315,29 @@ struct token_mask_table {
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
     uint32_t *mark;          /* [words] token_mask_assemble's scratch bits, clear between calls */
     vec_i32 marked;          /* the tokens it set there */
+    vec_i32 outside;         /* token_mask_assemble's scratch: tokens read from a region's racc */
+    int64_t *view_n;         /* [view_n_cap] token_mask_assemble's tokens skipped per view, zero between calls */
+    int64_t view_n_cap;
 };
 
 #define TOKEN_MEMO 8192
+#define TOKEN_XMEMO 1024
+
+/* One memoised step of a classification walk from a stack [below, x] (key: walk id << 40 |
+ * x << 8 | class): the same-depth successor, -1 rejected, -2 other; cnt: the successor's count. */
+typedef struct token_step_memo {
+    uint64_t key;
+    int32_t val, cnt;
+} token_step_memo;
+
+/* One memoised outcome of a token leaving a region during a classification walk
+ * (token_mask_exits_memo): from the node (state, parent) — parent one of the walk's fixed start
+ * nodes — the bytes of token tok from p on give out (1 accepted, 0 rejected, 2 pops below). */
+typedef struct token_exit_memo {
+    uint64_t walk;        /* 0: empty */
+    int32_t parent, state, tok, p;
+    uint8_t out;
+} token_exit_memo;
 #define TOKEN_ROW_POOL (1 << 20)   /* int32 results held by token_region_row's cache */
 
 token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
@@ -352,7 +389,7 @@ void token_mask_table_free(token_mask_table *t)
         free(t->entries.p[i].removed);
     }
     VEC_FREE(t->entries);
-    free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo_key); free(t->memo_val); free(t->memo_cnt);
+    free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo); free(t->xmemo); free(t->view_n);
     dpda_matcher_free(&t->scratch);
     dpda_matcher_free(&t->probe);
     free(t->region_ys); free(t->region_st); free(t->rv_keys); free(t->rv_vals);
@@ -367,6 +404,7 @@ void token_mask_table_free(token_mask_table *t)
     VEC_FREE(t->acc);
     free(t->mark);
     VEC_FREE(t->marked);
+    VEC_FREE(t->outside);
     VEC_FREE(t->labels);
     free(t->cl_keys); free(t->cl_vals); free(t->cs_mark); free(t->cs_idx);
     VEC_FREE(t->chain_q);
@@ -450,8 +488,8 @@ static int32_t token_mask_find(const token_mask_table *t, uint64_t key)
 static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 {
     int32_t la, lb;
-    const uint8_t *x = detok_token_bytes(tv->dv, a, &la);
-    const uint8_t *y = detok_token_bytes(tv->dv, b, &lb);
+    const uint8_t *x = token_bytes(tv, a, &la);
+    const uint8_t *y = token_bytes(tv, b, &lb);
     int32_t l = 0;
     while (l < la && l < lb && x[l] == y[l]) l++;
     return l;
@@ -644,7 +682,7 @@ static void token_region_exit_order(const token_vocab *tv, const token_mask_entr
     LL_ASSERT(it && *ord && *lcp);
     for (int32_t k = 0; k < n; k++) {
         int32_t len;
-        const uint8_t *b = detok_token_bytes(tv->dv, e->unc[k], &len);
+        const uint8_t *b = token_bytes(tv, e->unc[k], &len);
         it[k] = (token_exit_item){b + pu[2 * k], len - pu[2 * k], pu[2 * k + 1], k};
     }
     qsort(it, (size_t)n, sizeof *it, token_exit_cmp);
@@ -684,7 +722,7 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
         if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
             *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
                                        i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
-                                       r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL};
+                                       r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc};
             pthread_mutex_unlock(&tv->region_lock);
             free(sig);
             return 1;
@@ -706,28 +744,28 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     ys[0] = 0;
     st[0] = 0;
     for (int32_t i = 0; i < tv->num_nodes;) {
-        int32_t dep = tv->depth[i];
-        int32_t r = sig[ys[dep - 1] * 256 + tv->byte[i]];
-        if (r == -1) { i = tv->end[i]; continue; }
+        int32_t dep = tv->node[i].depth;
+        int32_t r = sig[ys[dep - 1] * 256 + tv->node[i].byte];
+        if (r == -1) { i = tv->node[i].end; continue; }
         if (r == -2) {
-            for (int32_t j = i; j < tv->end[i]; j++)
-                for (int32_t k = 0; k < tv->tok_count[j]; k++) {
-                    VEC_PUSH(unc, tv->sorted[tv->tok_start[j] + k]);
+            for (int32_t j = i; j < tv->node[i].end; j++)
+                for (int32_t k = 0; k < tv->node[j].tok_count; k++) {
+                    VEC_PUSH(unc, tv->sorted[tv->node[j].tok_start + k]);
                     VEC_PUSH(unc_pu, dep - 1);
                     VEC_PUSH(unc_pu, ys[dep - 1]);
-                    if (st[dep - 1] <= TOKEN_CHAIN_K) VEC_PUSH(cw, tv->sorted[tv->tok_start[j] + k]);
+                    if (st[dep - 1] <= TOKEN_CHAIN_K) VEC_PUSH(cw, tv->sorted[tv->node[j].tok_start + k]);
                 }
-            i = tv->end[i];
+            i = tv->node[i].end;
             continue;
         }
         ys[dep] = r;
         st[dep] = st[dep - 1] + (ys[dep - 1] == 0);
         if (st[dep] > s_max) s_max = st[dep];
         if (st[dep] > TOKEN_CHAIN_K && st[dep - 1] <= TOKEN_CHAIN_K)   /* every token below: walked */
-            for (int32_t q = tv->tok_start[i]; q < tv->tok_start[tv->end[i]]; q++) VEC_PUSH(cw, tv->sorted[q]);
+            for (int32_t q = tv->node[i].tok_start; q < tv->node[tv->node[i].end].tok_start; q++) VEC_PUSH(cw, tv->sorted[q]);
         ref[i] = (uint8_t)r;
-        for (int32_t k = 0; k < tv->tok_count[i]; k++) {
-            int32_t tok = tv->sorted[tv->tok_start[i] + k];
+        for (int32_t k = 0; k < tv->node[i].tok_count; k++) {
+            int32_t tok = tv->sorted[tv->node[i].tok_start + k];
             e.accepted[tok >> 5] |= 1u << (tok & 31);
             cnt[e.num_accepted] = st[dep];
             tok_st[e.num_accepted++] = tok;
@@ -757,10 +795,10 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     int64_t cost_exit = 0, cost_walk = 0, cost_single = 0;
     for (int32_t k = 0; k < e.num_unc; k++) {
         int32_t len, q = ex_ord ? ex_ord[k] : k;
-        detok_token_bytes(tv->dv, e.unc[q], &len);
+        token_bytes(tv, e.unc[q], &len);
         cost_single += len - unc_pu.p[2 * q] + 2;
         cost_exit += !ex_ord || ex_lcp[k] < 0 ? len - unc_pu.p[2 * q] + 2 : len - unc_pu.p[2 * q] - ex_lcp[k];
-        detok_token_bytes(tv->dv, e.unc[k], &len);
+        token_bytes(tv, e.unc[k], &len);
         cost_walk += len - e.unc_lcp[k];
     }
     int use_exits = cost_exit * 2 < cost_walk;
@@ -768,6 +806,12 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     LL_ASSERT(unc_rank);
     for (int32_t k = 0; k < e.num_unc; k++) unc_rank[k] = tv->rank[e.unc[k]];
     if (e.num_accepted < TOKEN_REF_MIN) { free(ref); ref = NULL; }
+    uint64_t *racc = calloc(((size_t)tv->num_sorted + 63) / 64 + 1, sizeof *racc);
+    LL_ASSERT(racc);
+    for (int32_t q = 0; q < tv->num_sorted; q++) {
+        int32_t tok = tv->sorted[q];
+        if (e.accepted[tok >> 5] & (1u << (tok & 31))) racc[q >> 6] |= 1ull << (q & 63);
+    }
     pthread_mutex_lock(&tv->region_lock);
     if (tv->num_regions == tv->cap_regions) {
         tv->cap_regions = tv->cap_regions ? tv->cap_regions * 2 : 64;
@@ -776,12 +820,12 @@ static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, 
     }
     tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound,
                                                     ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits,
-                                                    ex_ord, ex_lcp, unc_rank, cost_exit, cost_single};
+                                                    ex_ord, ex_lcp, unc_rank, cost_exit, cost_single, racc};
     int32_t idx = tv->num_regions - 1;
     pthread_mutex_unlock(&tv->region_lock);
     *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
                                ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, ex_ord, ex_lcp, unc_rank,
-                               cost_exit, cost_single, NULL};
+                               cost_exit, cost_single, NULL, racc};
     return 1;
 }
 
@@ -1153,7 +1197,7 @@ static int32_t token_walk(const dpda *d, const token_vocab *tv, dpda_matcher *m,
     int32_t valid = d0, fail_at = INT32_MAX, fail_kind = -1;
     for (int32_t k = 0; k < n; k++) {
         int32_t tok = toks[k], len;
-        const uint8_t *b = detok_token_bytes(tv->dv, tok, &len);
+        const uint8_t *b = token_bytes(tv, tok, &len);
         int32_t l = k ? lcp[k] : d0;
         if (l > fail_at) {   /* extends a prefix that failed */
             if (fail_kind == -2 && unc) VEC_PUSH(*unc, tok);
@@ -1214,7 +1258,7 @@ static int32_t token_walk_exits(const dpda *d, const token_vocab *tv, dpda_match
     int32_t base = m->num_nodes, count = 0;
     for (int32_t k = a; k < b; k++) {
         int32_t tok = v->unc[k], len, p = v->unc_pu[2 * k], u = v->unc_pu[2 * k + 1];
-        const uint8_t *bytes = detok_token_bytes(tv->dv, tok, &len);
+        const uint8_t *bytes = token_bytes(tv, tok, &len);
         m->num_nodes = base;
         if (m->num_nodes == m->cap_nodes) {
             m->cap_nodes *= 2;
@@ -1245,7 +1289,7 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
     uint8_t fail_out = 0;
     for (int32_t k = 0; k < v->num_unc; k++) {
         int32_t q = v->ex_ord[k], len, p = v->unc_pu[2 * q], l = v->ex_lcp[k];
-        const uint8_t *b = detok_token_bytes(tv->dv, v->unc[q], &len) + p;
+        const uint8_t *b = token_bytes(tv, v->unc[q], &len) + p;
         len -= p;
         if (l < 0) {   /* another exit state: start over from it */
             m->num_nodes = base;
@@ -1308,6 +1352,55 @@ static const uint8_t *token_mask_group_outcomes(token_mask_table *t, dpda_matche
     return t->gout.p + off;
 }
 
+/* token_walk_exits of region view v's uncertain tokens [a, b) over `parent`, one of the
+ * classification walk's fixed start nodes, with each outcome memoised for the walk by (parent,
+ * exit state, bytes from the exit on): the tokens that leave a string region are mostly its
+ * closing quote followed by a few common bytes (`":`, `",`, `"}`), so the skips of one walk
+ * (keys beside declared keys: a few hundred) share a few dozen distinct walks. */
+static void token_mask_exits_memo(token_mask_table *t, dpda_matcher *s, int32_t parent, const int32_t *members,
+                                  const token_region_view *v, int32_t a, int32_t b, vec_i32 *unc)
+{
+    const token_vocab *tv = t->tv;
+    const dpda *d = t->d;
+    int32_t base = s->num_nodes;
+    if (!t->xmemo) {   /* on first use: a table whose walks settle no region leaves pays nothing */
+        t->xmemo = calloc(TOKEN_XMEMO, sizeof *t->xmemo);
+        LL_ASSERT(t->xmemo);
+    }
+    for (int32_t k = a; k < b; k++) {
+        int32_t tok = v->unc[k], len, p = v->unc_pu[2 * k], x = members[v->unc_pu[2 * k + 1]];
+        const uint8_t *bytes = token_bytes(tv, tok, &len);
+        uint64_t h = 1469598103934665603ull ^ ((uint64_t)(uint32_t)parent << 32 | (uint32_t)x);
+        for (int32_t j = p; j < len; j++) h = (h ^ bytes[j]) * 1099511628211ull;
+        token_exit_memo *me = &t->xmemo[(h ^ h >> 29) & (TOKEN_XMEMO - 1)];
+        int32_t rl;
+        const uint8_t *rb = me->walk == t->walk_id ? token_bytes(tv, me->tok, &rl) : NULL;
+        uint8_t out;
+        if (rb && me->parent == parent && me->state == x && rl - me->p == len - p &&
+            !memcmp(rb + me->p, bytes + p, (size_t)(len - p))) {
+            out = me->out;
+        } else {
+            s->num_nodes = base;
+            if (s->num_nodes == s->cap_nodes) {
+                s->cap_nodes *= 2;
+                s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+                LL_ASSERT(s->nodes);
+            }
+            int32_t top = s->num_nodes;
+            s->nodes[s->num_nodes++] = (dpda_node){x, parent, DPDA_COUNT_UNKNOWN};
+            for (int32_t j = p; j < len && top >= 0; j++) top = dpda_step(d, s, top, d->class_of[bytes[j]]);
+            out = top >= 0 ? 1 : top == -2 ? 2 : 0;
+            *me = (token_exit_memo){t->walk_id, parent, x, tok, p, out};
+        }
+        if (out == 1) VEC_PUSH(t->acc, tok);
+        else if (out == 2 && unc) VEC_PUSH(*unc, tok);
+    }
+    s->num_nodes = base;
+}
+
+static void token_mask_settle(token_mask_table *t, dpda_matcher *s, int32_t vi, int32_t lo, int32_t hi,
+                              int32_t parent, int32_t r, int32_t dep, vec_i32 *unc);
+
 /* The walk reached trie node i (depth dep) at arena node r; when r's state loops on the state
  * below it and the region's own walk is in that same state at node i, every token under i
  * behaves as in the region's walk: the accepted ones are the region's (recorded as a skip),
@@ -1316,7 +1409,7 @@ static const uint8_t *token_mask_group_outcomes(token_mask_table *t, dpda_matche
 static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, int32_t dep, int32_t r, vec_i32 *unc)
 {
     const token_vocab *tv = t->tv;
-    int32_t lo = tv->tok_start[i + 1], hi = tv->tok_start[tv->end[i]];
+    int32_t lo = tv->node[i + 1].tok_start, hi = tv->node[tv->node[i].end].tok_start;
     if (hi - lo < 4) return 0;   /* small subtrees are walked */
     int32_t parent = s->nodes[r].parent;
     if (parent < 0) return 0;
@@ -1333,6 +1426,19 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
     if (vi < 0) return 0;
     const token_region_view *v = &t->views.p[vi];
     if (v->ref[i] != idx) return 0;   /* the region's walk is in the same state at node i */
+    token_mask_settle(t, s, vi, lo, hi, parent, r, dep, unc);
+    return 1;
+}
+
+/* Tokens sorted[lo, hi) settled as in region view vi's walk (a skip): recorded for
+ * token_mask_assemble, those that leave the region walked over arena node `parent` (r, dep:
+ * the walk's node and depth, for regions walked in trie order: then [lo, hi) is under one
+ * node). */
+static void token_mask_settle(token_mask_table *t, dpda_matcher *s, int32_t vi, int32_t lo, int32_t hi,
+                              int32_t parent, int32_t r, int32_t dep, vec_i32 *unc)
+{
+    const token_vocab *tv = t->tv;
+    const token_region_view *v = &t->views.p[vi];
     token_skip sk = {lo, hi, vi};
     VEC_PUSH(t->skips, sk);
     t->num_skips++;
@@ -1345,11 +1451,30 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
             if (o[k] == 1) VEC_PUSH(t->acc, v->unc[k]);
             else if (o[k] == 2 && unc) VEC_PUSH(*unc, v->unc[k]);
         }
-    } else if (b > a && v->use_exits)
+    } else if (b > a && v->use_exits && parent < t->walk_fixed)
+        token_mask_exits_memo(t, s, parent, v->members, v, a, b, unc);
+    else if (b > a && v->use_exits)
         token_walk_exits(t->d, tv, s, parent, v->members, v, a, b, &t->acc, unc);
     else if (b > a)
         token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, b - a, t->tops, t->marks, NULL, &t->acc, unc);
-    return 1;
+}
+
+/* Calls out the places q in [lo, hi) whose bit is set in b (a bitmap over the trie order),
+ * word by word: sorted[q] appended to out. */
+static void token_rank_collect(const token_vocab *tv, const uint64_t *b, int32_t lo, int32_t hi, vec_i32 *out)
+{
+    if (lo >= hi) return;
+    int32_t w0 = lo >> 6, w1 = (hi - 1) >> 6;
+    for (int32_t w = w0; w <= w1; w++) {
+        uint64_t x = b[w];
+        if (w == w0) x &= ~0ull << (lo & 63);
+        if (w == w1 && (hi & 63)) x &= ~0ull >> (64 - (hi & 63));
+        while (x) {
+            int32_t q = (w << 6) + __builtin_ctzll(x);
+            x &= x - 1;
+            VEC_PUSH(*out, tv->sorted[q]);
+        }
+    }
 }
 
 /* The accepted set of a classification into e: skipped subtrees as their regions say, plus
@@ -1362,14 +1487,19 @@ static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
     const token_vocab *tv = t->tv;
     int32_t best = -1;
     int64_t best_n = 0;
+    /* tokens skipped per view (one pass; t->view_n is all zero between calls) */
+    if (t->view_n_cap < t->views.n) {
+        free(t->view_n);
+        t->view_n_cap = t->views.n * 2 + 16;
+        t->view_n = calloc((size_t)t->view_n_cap, sizeof *t->view_n);
+        LL_ASSERT(t->view_n);
+    }
     for (int64_t k = 0; k < t->skips.n; k++) {
         int32_t v = t->skips.p[k].view;
-        int64_t n = 0;
-        for (int64_t j = 0; j < t->skips.n; j++)
-            if (t->skips.p[j].view == v) n += t->skips.p[j].hi - t->skips.p[j].lo;
+        int64_t n = t->view_n[v] += t->skips.p[k].hi - t->skips.p[k].lo;
         if (n > best_n) { best_n = n; best = v; }
-        if (n * 2 > tv->num_sorted) break;
     }
+    for (int64_t k = 0; k < t->skips.n; k++) t->view_n[t->skips.p[k].view] = 0;
     e->owns_accepted = 1;
     if (best >= 0 && best_n * 2 > tv->num_sorted) {
         /* the set is base (the best view's) minus `removed` (its tokens outside the best
@@ -1385,11 +1515,7 @@ static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
         for (int64_t k = 0; k < t->skips.n; k++) {
             const token_skip *sk = &t->skips.p[k];
             if (sk->view == best) continue;
-            const uint32_t *va = t->views.p[sk->view].accepted;
-            for (int32_t q = sk->lo; q < sk->hi; q++) {
-                int32_t tok = tv->sorted[q];
-                if (va[tok >> 5] & (1u << (tok & 31))) VEC_PUSH(t->marked, tok);
-            }
+            token_rank_collect(tv, t->views.p[sk->view].racc, sk->lo, sk->hi, &t->marked);
         }
         for (int64_t k = 0; k < t->acc.n; k++) VEC_PUSH(t->marked, t->acc.p[k]);
         for (int64_t k = 0; k < t->marked.n; k++) {
@@ -1398,16 +1524,17 @@ static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
             if (!(base[tok >> 5] & (1u << (tok & 31)))) VEC_PUSH(extra, tok);
         }
         int32_t pos = 0;
+        const uint64_t *base_r = t->views.p[best].racc;
+        t->outside.n = 0;   /* base's tokens outside the best view's subtrees */
         for (int64_t k = 0; k <= t->skips.n; k++) {
             const token_skip *sk = k < t->skips.n ? &t->skips.p[k] : NULL;
             if (sk && sk->view != best) continue;
-            int32_t end = sk ? sk->lo : tv->num_sorted;
-            for (int32_t q = pos; q < end; q++) {
-                int32_t tok = tv->sorted[q];
-                uint32_t bit = 1u << (tok & 31);
-                if ((base[tok >> 5] & bit) && !(t->mark[tok >> 5] & bit)) VEC_PUSH(removed, tok);
-            }
+            token_rank_collect(tv, base_r, pos, sk ? sk->lo : tv->num_sorted, &t->outside);
             if (sk) pos = sk->hi;
+        }
+        for (int64_t k = 0; k < t->outside.n; k++) {
+            int32_t tok = t->outside.p[k];
+            if (!(t->mark[tok >> 5] & (1u << (tok & 31)))) VEC_PUSH(removed, tok);
         }
         for (int64_t k = 0; k < t->marked.n; k++) t->mark[t->marked.p[k] >> 5] = 0;
         e->num_accepted = t->views.p[best].num_accepted - (int32_t)removed.n + (int32_t)extra.n;
@@ -1434,13 +1561,10 @@ static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
     int32_t n = (int32_t)t->acc.n;   /* explicit tokens lie outside every skipped range */
     for (int64_t k = 0; k < t->skips.n; k++) {
         const token_skip *sk = &t->skips.p[k];
-        const uint32_t *va = t->views.p[sk->view].accepted;
-        for (int32_t q = sk->lo; q < sk->hi; q++) {
-            int32_t tok = tv->sorted[q];
-            uint32_t bit = va[tok >> 5] & (1u << (tok & 31));
-            n += bit != 0;
-            acc[tok >> 5] |= bit;
-        }
+        t->outside.n = 0;
+        token_rank_collect(tv, t->views.p[sk->view].racc, sk->lo, sk->hi, &t->outside);
+        n += (int32_t)t->outside.n;
+        for (int64_t j = 0; j < t->outside.n; j++) acc[t->outside.p[j] >> 5] |= 1u << (t->outside.p[j] & 31);
     }
     for (int64_t k = 0; k < t->acc.n; k++) acc[t->acc.p[k] >> 5] |= 1u << (t->acc.p[k] & 31);
     e->accepted = acc;
@@ -1513,11 +1637,9 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
         return id;
     }
-    if (!t->memo_key) {   /* allocated on the first walk: creating a table stays cheap */
-        t->memo_key = calloc(TOKEN_MEMO, sizeof *t->memo_key);
-        t->memo_val = malloc(TOKEN_MEMO * sizeof *t->memo_val);
-        t->memo_cnt = malloc(TOKEN_MEMO * sizeof *t->memo_cnt);
-        LL_ASSERT(t->memo_key && t->memo_val && t->memo_cnt);
+    if (!t->memo) {   /* allocated on the first walk: creating a table stays cheap */
+        t->memo = calloc(TOKEN_MEMO, sizeof *t->memo);
+        LL_ASSERT(t->memo);
     }
     vec_i32 unc = {0};
     t->skips.n = 0;
@@ -1530,17 +1652,26 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     /* steps from a stack [below, x] that end at the same depth are memoised for this walk
      * (most steps inside regular pieces): one lookup instead of an edge walk */
     uint64_t walk = ++t->walk_id;
+    /* Runs of siblings: a node whose step (memoised) stays at the partial stack's depth in a
+     * state y without a counter, where y's region (walked from exits) is in y's own state, is
+     * settled whole by that region, its own tokens included (the region accepts them: its walk
+     * is in a state there); consecutive such subtrees of one region are one skip, settled when
+     * the run ends.  Keys beside declared keys: every byte that leaves the declared names
+     * enters "any string", so a declared prefix's children are a few runs, not one skip (and a
+     * walk of every small subtree) each. */
+    int32_t run_y = -1, run_vi = -1, run_idx = 0, pend_vi = -1, pend_lo = 0, pend_hi = 0;
     for (int32_t i = 0; i < tv->num_nodes;) {
-        int32_t dep = tv->depth[i];
+        int32_t dep = tv->node[i].depth;
         s->num_nodes = t->marks[dep - 1];
-        int32_t from = t->tops[dep - 1], cls = d->class_of[tv->byte[i]], r;
+        int32_t from = t->tops[dep - 1], cls = d->class_of[tv->node[i].byte], r;
         if (below >= 0 && s->nodes[from].parent == 0 &&
             !(d->state_counter[s->nodes[from].state] >= 0 && dpda_count_is_known(s->nodes[from].count))) {
             int32_t x = s->nodes[from].state;
             uint64_t key = walk << 40 | (uint64_t)(uint32_t)x << 8 | (uint64_t)cls;
             uint64_t h = ((uint64_t)x * 0x9E3779B97F4A7C15ull ^ (uint64_t)cls * 0xC2B2AE3D27D4EB4Full) >> 51;
-            if (t->memo_key[h] == key) {
-                int32_t v = t->memo_val[h];
+            token_step_memo *me = &t->memo[h];
+            if (me->key == key) {
+                int32_t v = me->val;
                 if (v >= 0) {
                     r = s->num_nodes;
                     if (s->num_nodes == s->cap_nodes) {
@@ -1548,37 +1679,76 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                         s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
                         LL_ASSERT(s->nodes);
                     }
-                    s->nodes[s->num_nodes++] = (dpda_node){v, 0, t->memo_cnt[h]};
+                    s->nodes[s->num_nodes++] = (dpda_node){v, 0, me->cnt};
                 } else {
                     r = v == -1 ? -1 : dpda_step(d, s, from, cls);
                 }
             } else {
                 r = dpda_step(d, s, from, cls);
-                t->memo_key[h] = key;
-                t->memo_val[h] = r == -1 ? -1 : r >= 0 && s->nodes[r].parent == 0 ? s->nodes[r].state : -2;
-                t->memo_cnt[h] = r >= 0 ? s->nodes[r].count : 0;
+                me->key = key;
+                me->val = r == -1 ? -1 : r >= 0 && s->nodes[r].parent == 0 ? s->nodes[r].state : -2;
+                me->cnt = r >= 0 ? s->nodes[r].count : 0;
             }
         } else {
             r = dpda_step(d, s, from, cls);
         }
-        if (r == -1) { i = tv->end[i]; continue; }
+        if (r >= 0 && s->nodes[r].parent == 0 && below >= 0 && s->nodes[from].parent == 0 &&
+            d->state_counter[s->nodes[r].state] < 0) {
+            /* a region is looked up (made, at its first use) only for a subtree try_skip would
+             * ask it for; smaller ones join a run of a region already known */
+            int32_t y = s->nodes[r].state;
+            if (y != run_y) {
+                uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)y;
+                int32_t v = token_hash_find(t->rv_keys, t->rv_vals, t->rv_cap, key);
+                if (v == -3 && tv->node[tv->node[i].end].tok_start - tv->node[i + 1].tok_start >= 4) {
+                    run_y = y;
+                    run_vi = token_mask_region_view(t, below, y, &run_idx);
+                } else if (v != -3) {
+                    run_y = y;
+                    run_vi = v < 0 ? -1 : v >> 6;
+                    run_idx = v & 63;
+                } else {
+                    run_y = -1;
+                    run_vi = -1;
+                }
+            }
+            if (run_vi >= 0 && t->views.p[run_vi].use_exits && t->views.p[run_vi].ref[i] == run_idx) {
+                int32_t lo = tv->node[i].tok_start, hi = tv->node[tv->node[i].end].tok_start;
+                if (pend_vi == run_vi && pend_hi == lo) {
+                    pend_hi = hi;
+                } else {
+                    if (pend_vi >= 0) token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
+                    pend_vi = run_vi;
+                    pend_lo = lo;
+                    pend_hi = hi;
+                }
+                i = tv->node[i].end;
+                continue;
+            }
+        }
+        if (r == -1) { i = tv->node[i].end; continue; }
+        if (pend_vi >= 0) {
+            token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
+            pend_vi = -1;
+        }
         if (r == -2) {
             /* every token of the subtree depends on the stack below */
-            int32_t lo = tv->tok_start[i], hi = tv->tok_start[tv->end[i]];
+            int32_t lo = tv->node[i].tok_start, hi = tv->node[tv->node[i].end].tok_start;
             VEC_RESERVE(unc, unc.n + hi - lo);
             for (int32_t q = lo; q < hi; q++) unc.p[unc.n++] = tv->sorted[q];
-            i = tv->end[i];
+            i = tv->node[i].end;
             continue;
         }
         t->tops[dep] = r;
         t->marks[dep] = s->num_nodes;
-        for (int32_t k = 0; k < tv->tok_count[i]; k++) VEC_PUSH(t->acc, tv->sorted[tv->tok_start[i] + k]);
-        if (tv->end[i] > i + 1 && token_mask_try_skip(t, s, i, dep, r, &unc)) {
-            i = tv->end[i];
+        for (int32_t k = 0; k < tv->node[i].tok_count; k++) VEC_PUSH(t->acc, tv->sorted[tv->node[i].tok_start + k]);
+        if (tv->node[i].end > i + 1 && token_mask_try_skip(t, s, i, dep, r, &unc)) {
+            i = tv->node[i].end;
             continue;
         }
         i++;
     }
+    if (pend_vi >= 0) token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
     token_mask_assemble(t, &e);
     token_mask_set_unc(tv, &e, &unc);
     t->bytes += (e.owns_accepted ? (int64_t)tv->words * 4 : 0) + (unc.n + e.num_extra + e.num_removed) * 4 + unc.n * 4;
@@ -1614,14 +1784,14 @@ static int32_t token_mask_fill_near_bound(token_mask_table *t, dpda_matcher *m, 
     t->tops[0] = m->top;
     t->marks[0] = base;
     for (int32_t i = 0; i < tv->num_nodes;) {
-        int32_t dep = tv->depth[i];
+        int32_t dep = tv->node[i].depth;
         m->num_nodes = t->marks[dep - 1];
-        int32_t x = dpda_step(d, m, t->tops[dep - 1], d->class_of[tv->byte[i]]);
-        if (x < 0) { i = tv->end[i]; continue; }
+        int32_t x = dpda_step(d, m, t->tops[dep - 1], d->class_of[tv->node[i].byte]);
+        if (x < 0) { i = tv->node[i].end; continue; }
         t->tops[dep] = x;
         t->marks[dep] = m->num_nodes;
-        for (int32_t k = 0; k < tv->tok_count[i]; k++) {
-            int32_t tok = tv->sorted[tv->tok_start[i] + k];
+        for (int32_t k = 0; k < tv->node[i].tok_count; k++) {
+            int32_t tok = tv->sorted[tv->node[i].tok_start + k];
             mask[tok >> 5] |= 1u << (tok & 31);
             count++;
         }
@@ -1673,7 +1843,7 @@ static int token_mask_advance_raw(const token_vocab *tv, dpda_matcher *m, int32_
     if (tv->is_eos[token]) return dpda_matcher_is_accepting(m);
     if (!tv->usable[token]) return 0;
     int32_t len;
-    const uint8_t *b = detok_token_bytes(tv->dv, token, &len);
+    const uint8_t *b = token_bytes(tv, token, &len);
     return dpda_matcher_advance_bytes(m, b, (size_t)len);
 }
 
@@ -1687,7 +1857,7 @@ int32_t token_mask_fill_brute(const token_vocab *tv, dpda_matcher *m, uint32_t *
             count++;
             if (!tv->is_eos[tok]) {
                 int32_t len;
-                detok_token_bytes(tv->dv, tok, &len);
+                token_bytes(tv, tok, &len);
                 dpda_matcher_rollback(m, len);
             }
         }

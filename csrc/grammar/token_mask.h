@@ -57,6 +57,14 @@
  * A state whose first character leads to a state that loops is not taken as a chain position
  * (the last bounded position of a minLength, or a declared key's first byte beside "any
  * string"): the trie walk settles it from that loop's region.
+ * Runs: in a classification walk, a node whose step stays at the partial stack's depth in a
+ * state y without a counter, where y's region (walked from its exits) is in y's own state, is
+ * settled whole by that region, its own tokens included, and consecutive such siblings of one
+ * region make one skip (keys beside declared keys: a declared prefix's children that leave the
+ * declared names are a few runs of "any string", not a skip or a small walk each).  The tokens
+ * leaving a region in such a walk are memoised by (exit state, bytes from the exit).  Each
+ * region keeps its accepted set also by place in the trie order (bits), so the set of a walk
+ * with many skips is assembled from those bits a word at a time.
  * A token_mask_table is not thread-safe: one per thread, or external locking
  * (grammar_cache.h does the latter).
  *

@@ -732,25 +732,8 @@ cudaError_t attention_launch(const attn_params &p, int max_q_len, int max_kv_len
         if (splits > 1) {
             constexpr int kHeadsPerBlock = kThreads / (D / 4);
             const dim3 grid((unsigned)items, (p.num_heads + kHeadsPerBlock - 1) / kHeadsPerBlock);
-            e = cudaErrorNotSupported;
-            if (major >= 9) {   /* programmatic dependent launch: overlap the launch with the decode tail */
-                cudaLaunchConfig_t cfg = {};
-                cudaLaunchAttribute attr[1];
-                attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-                attr[0].val.programmaticStreamSerializationAllowed = 1;
-                cfg.gridDim = grid;
-                cfg.blockDim = dim3(kThreads);
-                cfg.dynamicSmemBytes = 0;
-                cfg.stream = st;
-                cfg.attrs = attr;
-                cfg.numAttrs = 1;
-                e = cudaLaunchKernelEx(&cfg, attention_reduce_kernel<D>, p, dp);
-                if (e != cudaSuccess) (void)cudaGetLastError();   /* fall back to a plain launch */
-            }
-            if (e != cudaSuccess) {
-                attention_reduce_kernel<D><<<grid, kThreads, 0, st>>>(p, dp);
-                e = cudaGetLastError();
-            }
+            /* programmatic dependent launch on sm_90+ whatever LIGHTLLM_PDL says: overlap the launch with the decode tail */
+            e = kernels_pdl::launch_if(major >= 9, attention_reduce_kernel<D>, grid, dim3(kThreads), 0, st, p, dp);
             if (e != cudaSuccess) return e;
         }
     }

@@ -43,12 +43,13 @@ inline bool enabled()
     return ok != 0;
 }
 
-/* kernel<<<grid, block, smem, st>>>(args...), with programmatic stream serialization when enabled
+/* kernel<<<grid, block, smem, st>>>(args...), with programmatic stream serialization when pdl
  * (a refused PDL launch falls back to the ordinary one). */
 template <typename... Params, typename... Args>
-cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, Args... args)
+cudaError_t launch_if(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                      Args... args)
 {
-    if (enabled()) {
+    if (pdl) {
         cudaLaunchAttribute attr[1];
         attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[0].val.programmaticStreamSerializationAllowed = 1;
@@ -64,6 +65,13 @@ cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem
     }
     kernel<<<grid, block, smem, st>>>(static_cast<Params>(args)...);
     return cudaGetLastError();
+}
+
+/* launch_if with the process-wide setting (kernels_set_pdl) */
+template <typename... Params, typename... Args>
+cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, Args... args)
+{
+    return launch_if(enabled(), kernel, grid, block, smem, st, args...);
 }
 
 } // namespace kernels_pdl

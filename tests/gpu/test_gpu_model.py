@@ -144,3 +144,20 @@ def test_gpu_greedy_same_with_and_without_cuda_graphs(name, monkeypatch):
         replays = llm.stats()["num_graph_replays"]
         assert (replays > 0) == (graphs == "1"), replays
     assert runs["1"] == runs["0"]
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES[:3])
+def test_gpu_greedy_same_with_and_without_pdl(name, monkeypatch):
+    """The decode GEMVs launched by programmatic dependent launch (LIGHTLLM_PDL=1, the default:
+    first weight loads before griddepcontrol.wait, early triggers in the kernels before them)
+    and launched the ordinary way run the same arithmetic: the same greedy tokens, batched
+    (GEMV rows 1-4) and alone, with CUDA graphs (the default) and eagerly."""
+    d, ref, _ = load_fixture(name)
+    runs = {}
+    for graphs in ("1", "0"):
+        monkeypatch.setenv("LIGHTLLM_CUDA_GRAPHS", graphs)
+        for pdl in ("0", "1"):
+            monkeypatch.setenv("LIGHTLLM_PDL", pdl)
+            llm = LLM(d, device="cuda", enable_prefix_caching=False)
+            runs[graphs, pdl] = greedy(llm, ref["prompts"]) + [greedy(llm, [p])[0] for p in ref["prompts"][:2]]
+        assert runs[graphs, "1"] == runs[graphs, "0"], f"{name} graphs={graphs}"
