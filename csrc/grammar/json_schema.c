@@ -18,6 +18,7 @@
 #define JS_MAX_PARTS 64
 #define JS_MAX_DEPTH 48
 #define JS_MAX_REPEAT 100000
+#define JS_MAX_COUNT_STATES 4096   /* (declared properties + 1) x (member counts) of one counted object */
 
 enum {
     JS_T_NULL = 1, JS_T_BOOL = 2, JS_T_OBJECT = 4, JS_T_ARRAY = 8, JS_T_STRING = 16, JS_T_NUMBER = 32,
@@ -84,6 +85,11 @@ static status_t js_unsupported(js_ctx *c, const char *kw, const char *detail)
 static status_t js_invalid(js_ctx *c, const char *what)
 {
     return status_set(STATUS_INVALID_ARG, "invalid JSON Schema: %s at #%s", what, c->path);
+}
+
+static status_t js_unsatisfiable(js_ctx *c, const char *what)
+{
+    return status_set(STATUS_INVALID_ARG, "unsatisfiable JSON Schema: %s at #%s", what, c->path);
 }
 
 /* ---- literal helpers ---- */
@@ -978,6 +984,56 @@ static grammar_sym js_extra_key(js_ctx *c, const char *const *names, int n)
     return key;
 }
 
+/* The members of an object whose member count is bounded (minProperties lo > the required count,
+ * and/or maxProperties hi below the most members the object can have; hi < 0: none): the
+ * declared-member chain expanded by "members written so far".  P[i][k] derives members i.. (then
+ * the extra members, when extra) after k members; k runs 0..top, where top = hi when
+ * bounded (more is never reached) and top = lo otherwise (k = lo means "lo or more", so the chain
+ * stays finite).  k > 0 puts a comma before the next member, as the uncounted chain's A/B split
+ * does.  States that cannot reach an end are left without rules (regularize drops them), so a
+ * prefix is accepted only when some completion meets both bounds.  Returns the symbol of P[0][0]. */
+static grammar_sym js_counted_members(js_ctx *c, const js_prop *props, const grammar_sym *members, int num_props,
+                                      int extra, grammar_sym extra_member, int64_t lo, int64_t hi)
+{
+    grammar *g = c->g;
+    const int64_t top = hi >= 0 ? hi : lo;
+    const int64_t width = top + 1;
+    int32_t *p = malloc((size_t)(num_props + 1) * (size_t)width * sizeof *p);
+    LL_ASSERT(p);
+#define JS_P(i, k) p[(size_t)(i) * (size_t)width + (size_t)(k)]
+    for (int i = 0; i <= num_props; i++)
+        for (int64_t k = 0; k < width; k++) JS_P(i, k) = grammar_add_nonterminal(g, "props_n");
+    for (int i = num_props; i >= 0; i--) {
+        for (int64_t k = 0; k < width; k++) {
+            const int32_t nt = JS_P(i, k);
+            const int64_t next = hi >= 0 ? k + 1 : (k + 1 < top ? k + 1 : top); /* count after one more */
+            const int can_add = hi < 0 || k + 1 <= hi;
+            if (i == num_props) {
+                if (k >= lo) grammar_add_rule(g, nt, NULL, 0);
+                if (extra && can_add) { /* extra members count too; k = top, unbounded: a loop */
+                    grammar_sym r[3] = {c->comma, extra_member, grammar_nt(JS_P(num_props, next))};
+                    if (k > 0) grammar_add_rule(g, nt, r, 3);
+                    else grammar_add_rule(g, nt, r + 1, 2);
+                }
+                continue;
+            }
+            if (can_add) {
+                grammar_sym r[3] = {c->comma, members[i], grammar_nt(JS_P(i + 1, next))};
+                if (k > 0) grammar_add_rule(g, nt, r, 3);
+                else grammar_add_rule(g, nt, r + 1, 2);
+            }
+            if (!props[i].required) {
+                grammar_sym skip = grammar_nt(JS_P(i + 1, k));
+                grammar_add_rule(g, nt, &skip, 1);
+            }
+        }
+    }
+    const grammar_sym first = grammar_nt(JS_P(0, 0));
+#undef JS_P
+    free(p);
+    return first;
+}
+
 static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar_sym *out)
 {
     grammar *g = c->g;
@@ -1035,10 +1091,34 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
     if (st == STATUS_OK) st = js_get_count(c, parts, n, "maxProperties", 0, &maxp);
     int num_required = 0;
     for (int i = 0; i < num_props; i++) num_required += props[i].required;
-    if (st == STATUS_OK && num_props > 0) {
-        if (minp > num_required) st = js_unsupported(c, "minProperties", "with optional or declared properties");
-        else if (maxp >= 0 && (extra || maxp < num_props))
-            st = js_unsupported(c, "maxProperties", "with declared or additional properties");
+    /* the member count's bounds where they bind: lo > the required count (always there), hi below
+     * the most members there can be; with declared properties they are counted along the chain
+     * (js_counted_members), without them on the extra members' repetition */
+    int64_t count_lo = minp > num_required ? minp : 0;
+    int64_t count_hi = maxp >= 0 && (extra || maxp < num_props) ? maxp : -1;
+    if (st == STATUS_OK) {
+        char msg[160];
+        msg[0] = '\0';
+        if (count_hi >= 0 && count_hi < num_required)
+            snprintf(msg, sizeof msg, "maxProperties %lld is less than the %d required properties", (long long)count_hi,
+                     num_required);
+        else if (count_hi >= 0 && count_lo > count_hi)
+            snprintf(msg, sizeof msg, "minProperties %lld is greater than maxProperties %lld", (long long)count_lo,
+                     (long long)count_hi);
+        else if (!extra && count_lo > num_props)
+            snprintf(msg, sizeof msg, "minProperties %lld is more than the %d properties allowed "
+                     "(additionalProperties false)", (long long)count_lo, num_props);
+        if (msg[0]) st = js_unsatisfiable(c, msg);
+    }
+    const int counted = num_props > 0 && (count_lo > 0 || count_hi >= 0);
+    if (st == STATUS_OK && counted) {
+        const int64_t top = count_hi >= 0 ? count_hi : count_lo;
+        if (top >= JS_MAX_COUNT_STATES || (int64_t)(num_props + 1) * (top + 1) > JS_MAX_COUNT_STATES) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "count of %lld over %d declared properties too large (limit %d states)",
+                     (long long)top, num_props, JS_MAX_COUNT_STATES);
+            st = js_unsupported(c, count_hi >= 0 ? "maxProperties" : "minProperties", msg);
+        }
     }
     grammar_sym extra_member = 0;
     if (st == STATUS_OK && extra) {
@@ -1078,7 +1158,12 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
         grammar_sym m[2] = {js_key(c, props[i].name), vs};
         members[i] = js_seq(c, "prop", m, 2);
     }
-    if (st == STATUS_OK) {
+    if (st == STATUS_OK && counted) {
+        grammar_sym o[3] = {grammar_term('{', '{'),
+                            js_counted_members(c, props, members, num_props, extra, extra_member, count_lo, count_hi),
+                            grammar_term('}', '}')};
+        *out = js_seq(c, "object", o, 3);
+    } else if (st == STATUS_OK) {
         /* A_i: members i.. after at least one; B_i: members i.. with none yet. */
         int32_t a_next = grammar_add_nonterminal(g, "props_a"), b_next = grammar_add_nonterminal(g, "props_b");
         if (extra) {

@@ -11,6 +11,15 @@
  *    escape; \/ for '/' too; \u only for control characters that have no short escape), so no
  *    spelling of a declared name (e.g. "\u0061" for "a") passes as an extra key.  Not excluded:
  *    a declared name with a control character json.dumps writes as \u00XX (then any string).
+ *  - minProperties/maxProperties count every member, declared or extra.  Without declared
+ *    properties they bound the extra members' repetition; with them, the declared-member chain
+ *    is expanded by "members written so far" (0..maxProperties, or 0..minProperties meaning "that
+ *    many or more"; at most JS_MAX_COUNT_STATES = (declared + 1) x counts, else "unsupported
+ *    ... too large"), and no prefix is accepted that cannot meet both bounds.  Bounds no instance
+ *    meets (maxProperties below the required count, minProperties above maxProperties or above
+ *    the members additionalProperties: false allows) fail with "unsatisfiable JSON Schema: ...
+ *    at #/path", also inside an anyOf option or an optional property.  Extra members with
+ *    equal keys each count (the grammar does not see duplicates; json.loads keeps one).
  *  - Strings: any RFC 8259 escape in free strings; enum/const/pattern/format text uses the
  *    canonical escapes of json.dumps(ensure_ascii=False).  minLength/maxLength count
  *    characters as jsonschema does (code points of the decoded string): an escape counts one,
