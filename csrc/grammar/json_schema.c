@@ -87,11 +87,6 @@ static status_t js_invalid(js_ctx *c, const char *what)
     return status_set(STATUS_INVALID_ARG, "invalid JSON Schema: %s at #%s", what, c->path);
 }
 
-static status_t js_unsatisfiable(js_ctx *c, const char *what)
-{
-    return status_set(STATUS_INVALID_ARG, "unsatisfiable JSON Schema: %s at #%s", what, c->path);
-}
-
 /* ---- literal helpers ---- */
 
 static grammar_sym js_lit(js_ctx *c, const char *s) { return grammar_add_literal(c->g, "lit", s, strlen(s)); }
@@ -1096,19 +1091,15 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
      * (js_counted_members), without them on the extra members' repetition */
     int64_t count_lo = minp > num_required ? minp : 0;
     int64_t count_hi = maxp >= 0 && (extra || maxp < num_props) ? maxp : -1;
-    if (st == STATUS_OK) {
-        char msg[160];
-        msg[0] = '\0';
-        if (count_hi >= 0 && count_hi < num_required)
-            snprintf(msg, sizeof msg, "maxProperties %lld is less than the %d required properties", (long long)count_hi,
-                     num_required);
-        else if (count_hi >= 0 && count_lo > count_hi)
-            snprintf(msg, sizeof msg, "minProperties %lld is greater than maxProperties %lld", (long long)count_lo,
-                     (long long)count_hi);
-        else if (!extra && count_lo > num_props)
-            snprintf(msg, sizeof msg, "minProperties %lld is more than the %d properties allowed "
-                     "(additionalProperties false)", (long long)count_lo, num_props);
-        if (msg[0]) st = js_unsatisfiable(c, msg);
+    /* bounds no instance meets (maxProperties below the required count or below minProperties,
+     * minProperties above the members additionalProperties false allows): the empty language, as
+     * jsonschema has it, so an anyOf option or an optional member may hold it; a root that is
+     * empty fails at compile time ("the grammar's language is empty") */
+    if (st == STATUS_OK && ((count_hi >= 0 && (count_hi < num_required || count_lo > count_hi)) ||
+                            (!extra && count_lo > num_props))) {
+        free(props);
+        *out = grammar_add_empty(g, "object_none");
+        return STATUS_OK;
     }
     const int counted = num_props > 0 && (count_lo > 0 || count_hi >= 0);
     if (st == STATUS_OK && counted) {

@@ -17,8 +17,9 @@
  *    many or more"; at most JS_MAX_COUNT_STATES = (declared + 1) x counts, else "unsupported
  *    ... too large"), and no prefix is accepted that cannot meet both bounds.  Bounds no instance
  *    meets (maxProperties below the required count, minProperties above maxProperties or above
- *    the members additionalProperties: false allows) fail with "unsatisfiable JSON Schema: ...
- *    at #/path", also inside an anyOf option or an optional property.  Extra members with
+ *    the members additionalProperties: false allows) give the empty language, as jsonschema has
+ *    it: an anyOf option or optional property holding one never matches; an empty root fails to
+ *    compile ("the grammar's language is empty").  Extra members with
  *    equal keys each count (the grammar does not see duplicates; json.loads keeps one).
  *  - Strings: any RFC 8259 escape in free strings; enum/const/pattern/format text uses the
  *    canonical escapes of json.dumps(ensure_ascii=False).  minLength/maxLength count
