@@ -67,6 +67,8 @@ typedef struct backend_sample_row {
 
 typedef struct backend_ops {
     const char *name;
+    int weights_in_device_memory;   /* 1: every weight is copied into the memory memory_info reports
+                                     * (model_load checks the config's weight bytes against it first) */
     void (*destroy)(backend *b);
     /* Sizes per-step buffers once, before the first forward (nothing allocates per step):
      * at most max_tokens tokens, max_seqs sequences, max_total_kv kv_slots entries per batch,

@@ -187,9 +187,26 @@ static status_t model_load_weights(model_loader *L)
     return STATUS_OK;
 }
 
+/* The matrices' bytes on the device from the config alone (in the activation dtype, as the
+ * device backends store them; norms and biases are negligible beside them). */
+static int64_t model_config_matrix_bytes(const model_config *c, int64_t es)
+{
+    const int64_t H = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim, kv = (int64_t)c->num_kv_heads * c->head_dim;
+    const int64_t layer = H * (q + 2 * kv) + q * H + 3 * H * (int64_t)c->intermediate_size;
+    return ((int64_t)c->num_layers * layer + (int64_t)c->vocab_size * H * (c->tie_word_embeddings ? 1 : 2)) * es;
+}
+
 status_t model_load(const model_config *cfg, const char *dir, int dummy, uint64_t seed, backend *be, model **out)
 {
     STATUS_TRY(model_config_validate(cfg));
+    if (be->ops->weights_in_device_memory) { /* fail before reading or filling anything */
+        size_t free_b = 0, total_b = 0;
+        STATUS_TRY(be->ops->memory_info(be, &free_b, &total_b));
+        const int64_t need = model_config_matrix_bytes(cfg, dtype_size(be->act_dtype));
+        if (need > (int64_t)free_b)
+            return status_set(STATUS_NO_MEMORY, "the model's weights need %lld bytes of device memory (%s backend), "
+                              "%zu of %zu bytes are free", (long long)need, be->ops->name, free_b, total_b);
+    }
     model *m = log_xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     m->be = be;

@@ -402,6 +402,7 @@ static void cuda_backend_logits_to_host(backend *b, const void *logits, int64_t 
 
 static const backend_ops cuda_backend_ops = {
     .name = "cuda",
+    .weights_in_device_memory = 1,
     .destroy = cuda_backend_destroy,
     .prepare = cuda_backend_prepare,
     .last_error = cuda_backend_last_error,
