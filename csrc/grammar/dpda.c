@@ -12,6 +12,9 @@
 #define DPDA_MAX_ROUNDS 8           /* regularize + LR tries of one grammar */
 #define DPDA_LARGE_BUDGET_SCALE 4   /* the regularize budgets of the retry */
 #define DPDA_MAX_RETRY_RULES 150000 /* regularized rules built by the retries before giving up */
+/* An edge's header in the interned edge table: [kind, num_pop, nt, post] and, with counters, the
+ * reduced rule (its count kind; -1 none); then the pushed states (and, with counters, their counts). */
+#define DPDA_HDR(d) ((d)->num_counters ? 5 : 4)
 
 /* The count of the node a reduction by a rule of kind `kind` pushes, from the count `old` of
  * the node of the rule's first symbol: 1 with *out set, 0 rejected (the bound is exceeded), -1
@@ -28,16 +31,17 @@ static inline int dpda_count_step(int32_t kind, int32_t min, int32_t max, int32_
 }
 
 /* Simulates class c from state s (phase post: c already shifted) on a virtual stack (vs states,
- * vc their counts: constants, see dpda.h); the edge is appended to `e` as
- * [kind, num_pop, nt, post, rule, push..., counts...]. */
+ * vc their counts: constants, see dpda.h; kept only when the grammar has counters); the edge is
+ * appended to `e` as its header (DPDA_HDR) then push... (then counts... with counters). */
 static status_t dpda_simulate(const dpda *d, const lr_automaton *a, int32_t s, int32_t c, int post, vec_i32 *vs,
                               vec_i32 *vc, vec_i32 *e)
 {
+    const int counted = d->num_counters != 0; /* without counters: no counts, 4-int headers */
     vs->n = 0;
     vc->n = 0;
     e->n = 0;
     VEC_PUSH(*vs, s);
-    VEC_PUSH(*vc, 0);
+    if (counted) VEC_PUSH(*vc, 0);
     int32_t aug = a->num_rules - 1;
     for (int32_t steps = 0;; steps++) {
         if (steps > DPDA_MAX_CHAIN)
@@ -46,40 +50,49 @@ static status_t dpda_simulate(const dpda *d, const lr_automaton *a, int32_t s, i
         if (!post) {
             int32_t v = a->action[(int64_t)top * a->num_terms + c];
             if (v == 0) { VEC_PUSH(*e, DPDA_REJECT); return STATUS_OK; }
-            if (v > 0) { VEC_PUSH(*vs, v - 1); VEC_PUSH(*vc, 0); post = 1; continue; }
+            if (v > 0) {
+                VEC_PUSH(*vs, v - 1);
+                if (counted) VEC_PUSH(*vc, 0);
+                post = 1;
+                continue;
+            }
             r = -v - 1;
         } else {
             r = a->default_rule[top];
             if (r < 0 || r == aug) {
-                int32_t hdr[5] = {DPDA_END, 0, 0, 0, -1};
-                for (int i = 0; i < 5; i++) VEC_PUSH(*e, hdr[i]);
-                for (int64_t i = 1; i < vs->n; i++) VEC_PUSH(*e, vs->p[i]);
-                if (d->num_counters)   /* grammars without counters keep the shorter edges */
-                    for (int64_t i = 1; i < vs->n; i++) VEC_PUSH(*e, vc->p[i]);
+                const int32_t hdr[5] = {DPDA_END, 0, 0, 0, -1};
+                VEC_RESERVE(*e, DPDA_HDR(d) + (counted + 1) * vs->n);
+                for (int i = 0; i < DPDA_HDR(d); i++) e->p[e->n++] = hdr[i];
+                for (int64_t i = 1; i < vs->n; i++) e->p[e->n++] = vs->p[i];
+                if (counted)
+                    for (int64_t i = 1; i < vs->n; i++) e->p[e->n++] = vc->p[i];
                 return STATUS_OK;
             }
         }
         int32_t n = a->rule_len[r], A = a->rule_lhs[r];
         if (n < vs->n) {
             int32_t cnt = 0;
-            if (d->num_counters && d->rule_kind[r] && !dpda_count_step(d->rule_kind[r], d->rule_min[r], d->rule_max[r], vc->p[vs->n - n], &cnt)) {
+            if (counted && d->rule_kind[r] && !dpda_count_step(d->rule_kind[r], d->rule_min[r], d->rule_max[r], vc->p[vs->n - n], &cnt)) {
                 e->n = 0;   /* a constant count breaks its bound: this class is not allowed here */
                 VEC_PUSH(*e, DPDA_REJECT);
                 return STATUS_OK;
             }
             vs->n -= n;
-            vc->n -= n;
             int32_t q = lr_goto(a, vs->p[vs->n - 1], A);
             LL_ASSERT(q >= 0);
             VEC_PUSH(*vs, q);
-            VEC_PUSH(*vc, cnt);
+            if (counted) {
+                vc->n -= n;
+                VEC_PUSH(*vc, cnt);
+            }
             continue;
         }
         /* the rule only when its count kind matters: otherwise edges that differ only in the
          * rule reduced would be interned apart (2.4x the edges, ~8% of a compile) */
-        int32_t rk = d->num_counters && d->rule_kind[r] ? r : -1;
-        int32_t hdr[5] = {DPDA_EXPOSE, n - (int32_t)(vs->n - 1), A, post, rk};
-        for (int i = 0; i < 5; i++) VEC_PUSH(*e, hdr[i]);
+        int32_t rk = counted && d->rule_kind[r] ? r : -1;
+        const int32_t hdr[5] = {DPDA_EXPOSE, n - (int32_t)(vs->n - 1), A, post, rk};
+        VEC_RESERVE(*e, DPDA_HDR(d));
+        for (int i = 0; i < DPDA_HDR(d); i++) e->p[e->n++] = hdr[i];
         return STATUS_OK;
     }
 }
@@ -224,7 +237,7 @@ status_t dpda_compile(const grammar *g, dpda **out)
     int added;
     int32_t rej[1] = {DPDA_REJECT}, nop[5] = {DPDA_END, 0, 0, 0, -1};
     vec_intern_add(&edges, rej, 1, &added);
-    vec_intern_add(&edges, nop, 5, &added);
+    vec_intern_add(&edges, nop, DPDA_HDR(d), &added);
     /* a shift's edge depends on the target state only (what follows is default reductions):
      * shift_edge[target] is the edge of the state shift_at[target] (classes of one state that
      * shift to one target, e.g. a string's body, simulate once) */
@@ -272,14 +285,14 @@ status_t dpda_compile(const grammar *g, dpda **out)
             E->nt = v[2];
             E->post = v[3];
             E->push_off = np;
-            E->num_push = d->num_counters ? (n - 5) / 2 : n - 5;
-            if (v[0] == DPDA_EXPOSE && v[4] >= 0) {
+            E->num_push = d->num_counters ? (n - 5) / 2 : n - 4;
+            if (d->num_counters && v[0] == DPDA_EXPOSE && v[4] >= 0) {
                 E->count_kind = d->rule_kind[v[4]];
                 E->count_min = d->rule_min[v[4]];
                 E->count_max = d->rule_max[v[4]];
             }
             for (int32_t k = 0; k < E->num_push; k++) {
-                d->push_pool[np] = v[5 + k];
+                d->push_pool[np] = v[DPDA_HDR(d) + k];
                 d->push_count[np++] = d->num_counters ? v[5 + E->num_push + k] : 0;
             }
         }
