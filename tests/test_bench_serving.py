@@ -50,6 +50,10 @@ def make_app():
             STATE["inflight"] += 1
             STATE["max_inflight"] = max(STATE["max_inflight"], STATE["inflight"])
             try:
+                if model == "fake-pair":  # hold until a second request is in flight (1 s at most), so a
+                    t0 = time.monotonic()  # loaded machine cannot serialise what the client sent together
+                    while STATE["inflight"] < 2 and time.monotonic() - t0 < 1.0:
+                        await asyncio.sleep(0.001)
                 await asyncio.sleep(2 * DELAY)  # "prefill"
                 if chat:  # role-only first chunk, as real servers send: must not count as the first token
                     yield "data: " + json.dumps({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}) + "\n\n"
@@ -125,14 +129,14 @@ def test_request_rate(base_url, endpoint, tmp_path, capsys):
 
 def test_max_concurrency(base_url, tmp_path):
     out = tmp_path / "c.json"
-    s = bench_run(base_url, "--num-prompts", "8", "--max-concurrency", "2", "--result-json", str(out))
+    s = bench_run(base_url, "--model", "fake-pair", "--num-prompts", "8", "--max-concurrency", "2", "--result-json", str(out))
     assert s["completed"] == 8 and s["failed"] == 0 and STATE["max_inflight"] == 2
     assert s["total_output_tokens"] == 64 and s["total_input_tokens"] == 8 * 32
     # 8 requests, 2 at a time, each ≥ 10 * DELAY: at least 4 rounds
     assert s["duration_s"] >= 4 * 10 * DELAY * 0.9
     assert json.loads(out.read_text())["args"]["request_rate"] == "inf"  # strict JSON, no Infinity
     first = sorted(b["prompt"] for b in STATE["bodies"])
-    bench_run(base_url, "--num-prompts", "8")  # same seed -> same prompts
+    bench_run(base_url, "--model", "fake-pair", "--num-prompts", "8")  # same seed -> same prompts
     assert sorted(b["prompt"] for b in STATE["bodies"]) == first
 
 
