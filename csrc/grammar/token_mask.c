@@ -37,6 +37,10 @@ struct token_vocab {
     int32_t *sorted;         /* [num_sorted] usable tokens in byte order */
     int32_t num_sorted;
     int32_t *rank;           /* [size] position in sorted, -1 unusable */
+    int32_t *root;           /* [num_root] the root's children (depth-1 nodes) in order, so a walk that
+                              * rejects most first bytes reads one small array, not a node per byte */
+    uint8_t *root_byte;      /* [num_root] their bytes */
+    int32_t num_root;
     /* region cache, shared by every grammar over this vocabulary (see token_mask_region) */
     pthread_mutex_t region_lock;
     struct token_region *regions;
@@ -45,7 +49,7 @@ struct token_vocab {
 
 /* A classification: accepted tokens as a bitmask, uncertain ones in trie order. */
 typedef struct token_mask_entry {
-    uint32_t *accepted;   /* [words] */
+    uint32_t *accepted;   /* [words]; NULL: none but `extra` (a small set, TOKEN_SPARSE_MAX) */
     int32_t *unc;         /* [num_unc] uncertain tokens in trie order */
     int32_t *unc_lcp;     /* [num_unc] common prefix length with the previous uncertain token */
     int32_t num_unc;
@@ -178,6 +182,14 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
     while (open.n) tv->node[open.p[--open.n]].end = nn;
     tv->num_nodes = nn;
     tv->node[nn].tok_start = tv->num_sorted;
+    tv->root = malloc(258 * sizeof *tv->root);
+    tv->root_byte = malloc(257);
+    LL_ASSERT(tv->root && tv->root_byte);
+    for (int32_t i = 0; i < nn; i = tv->node[i].end) {
+        tv->root_byte[tv->num_root] = tv->node[i].byte;
+        tv->root[tv->num_root++] = i;
+    }
+    tv->root[tv->num_root] = nn;   /* never reached by a walk's index */
     pthread_mutex_init(&tv->region_lock, NULL);
     VEC_FREE(path);
     VEC_FREE(open);
@@ -209,7 +221,7 @@ void token_vocab_free(token_vocab *tv)
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
     free(tv->usable); free(tv->is_eos); free(tv->eos); free(tv->sorted); free(tv->rank);
-    free(tv->node); free(tv->tok_bytes); free(tv->tok_len);
+    free(tv->node); free(tv->tok_bytes); free(tv->tok_len); free(tv->root); free(tv->root_byte);
     free(tv);
 }
 
@@ -311,6 +323,8 @@ struct token_mask_table {
     int64_t row_cap, row_num;
     vec_i32 row_pool;
     int32_t *region_local;       /* [TOKEN_REGION_MAX * classes] token_mask_region's scratch */
+    int32_t *cls_bytes;          /* [classes + 1] bytes of each class (token_mask_chain) */
+    uint8_t *root_rej;           /* [classes] the walk's first byte of this class is rejected (its row) */
     int64_t num_skips;
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
     uint32_t *mark;          /* [words] token_mask_assemble's scratch bits, clear between calls */
@@ -399,6 +413,8 @@ void token_mask_table_free(token_mask_table *t)
     free(t->g_tops); free(t->g_marks); free(t->row_keys); free(t->row_vals);
     VEC_FREE(t->row_pool);
     free(t->region_local);
+    free(t->root_rej);
+    free(t->cls_bytes);
     VEC_FREE(t->gmemo);
     VEC_FREE(t->gout);
     VEC_FREE(t->acc);
@@ -509,6 +525,8 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 #define TOKEN_SHARE_MAX 1024   /* a classification differing from a region's accepted set in at
                                 * most this many tokens shares that set (token_mask_assemble) */
 #define TOKEN_GROUP_MAX 4096   /* regions leaving by more tokens walk them one by one (no ex_ord) */
+#define TOKEN_SPARSE_MAX 256   /* a classification accepting at most this many tokens (outside a shared
+                                * set) keeps them as a list, not a bitmap of the vocabulary */
 #define TOKEN_CHAIN_K 24       /* a bounded position counts characters up to this many; tokens
                                 * starting more are walked on the real stack */
 
@@ -1080,13 +1098,20 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
         LL_ASSERT(t->cs_mark && t->cs_idx);
     }
     token_chain_label fail = {-1, 0, 0};
+    if (!t->cls_bytes) {   /* bytes of each class */
+        t->cls_bytes = calloc((size_t)C + 1, sizeof *t->cls_bytes);
+        LL_ASSERT(t->cls_bytes);
+        for (int b = 0; b < 256; b++) t->cls_bytes[d->class_of[b]]++;
+    }
+    const int32_t *nbytes = t->cls_bytes;
+    const int32_t *tgt = token_region_row(t, x);
+    int32_t moving = 0;   /* bytes that step to another state at x's depth: y1 needs 4 (below) */
+    for (int32_t c = 0; c < C; c++)
+        if (tgt[c] >= 0 && tgt[c] != x) moving += nbytes[c];
+    if (moving < 4) return NULL;   /* no label kept: this test is cheaper than a lookup */
     /* y1: the local target of most bytes (the state after one ordinary character) */
     int32_t y1 = -1, best = 0;
-    int32_t *nbytes = calloc((size_t)C + 1, sizeof *nbytes);   /* bytes of each class */
     VEC(token_chain_label) cnt = {0};   /* (u: target state, r: bytes leading to it) */
-    LL_ASSERT(nbytes);
-    for (int b = 0; b < 256; b++) nbytes[d->class_of[b]]++;
-    const int32_t *tgt = token_region_row(t, x);
     for (int32_t c = 0; c < C; c++) {
         if (tgt[c] < 0 || tgt[c] == x) continue;
         int64_t k = 0;
@@ -1097,7 +1122,6 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
     for (int64_t k = 0; k < cnt.n; k++)
         if (cnt.p[k].r > best) { best = cnt.p[k].r; y1 = cnt.p[k].u; }
     VEC_FREE(cnt);
-    free(nbytes);
     /* a bounded position's next position does not loop; a y1 that does is the loop after a
      * string's last bounded position or after a declared key's first byte ("any string"
      * beside declared keys): the trie walk settles it from the loop's region */
@@ -1556,19 +1580,26 @@ static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
         VEC_FREE(removed);
         return;
     }
+    /* explicit tokens lie outside every skipped range: the set is the two lists' union */
+    t->outside.n = 0;
+    for (int64_t k = 0; k < t->skips.n; k++)
+        token_rank_collect(tv, t->views.p[t->skips.p[k].view].racc, t->skips.p[k].lo, t->skips.p[k].hi, &t->outside);
+    int32_t n = (int32_t)(t->acc.n + t->outside.n);
+    e->num_accepted = n;
+    if (n <= TOKEN_SPARSE_MAX) {   /* a few tokens: a list, no bitmap (a mask clears and sets them) */
+        e->accepted = NULL;
+        e->extra = malloc(((size_t)n + 1) * sizeof *e->extra);
+        LL_ASSERT(e->extra);
+        memcpy(e->extra, t->outside.p, (size_t)t->outside.n * sizeof *e->extra);
+        memcpy(e->extra + t->outside.n, t->acc.p, (size_t)t->acc.n * sizeof *e->extra);
+        e->num_extra = n;
+        return;
+    }
     uint32_t *acc = calloc((size_t)tv->words, sizeof *acc);
     LL_ASSERT(acc);
-    int32_t n = (int32_t)t->acc.n;   /* explicit tokens lie outside every skipped range */
-    for (int64_t k = 0; k < t->skips.n; k++) {
-        const token_skip *sk = &t->skips.p[k];
-        t->outside.n = 0;
-        token_rank_collect(tv, t->views.p[sk->view].racc, sk->lo, sk->hi, &t->outside);
-        n += (int32_t)t->outside.n;
-        for (int64_t j = 0; j < t->outside.n; j++) acc[t->outside.p[j] >> 5] |= 1u << (t->outside.p[j] & 31);
-    }
+    for (int64_t j = 0; j < t->outside.n; j++) acc[t->outside.p[j] >> 5] |= 1u << (t->outside.p[j] & 31);
     for (int64_t k = 0; k < t->acc.n; k++) acc[t->acc.p[k] >> 5] |= 1u << (t->acc.p[k] & 31);
     e->accepted = acc;
-    e->num_accepted = n;
 }
 
 /* One trie walk from the partial stack [below, top] (below < 0: top is the bottom). */
@@ -1660,7 +1691,29 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
      * enters "any string", so a declared prefix's children are a few runs, not one skip (and a
      * walk of every small subtree) each. */
     int32_t run_y = -1, run_vi = -1, run_idx = 0, pend_vi = -1, pend_lo = 0, pend_hi = 0;
+    /* First bytes: most are rejected (a value's start, punctuation), and a node per byte is a
+     * cache miss each in the big node array; the top's row (token_mask_region computed it from
+     * this same partial stack) names the rejected classes, so the root's children are read
+     * from tv->root and only the others are stepped. */
+    const uint8_t *rej = NULL;
+    if (below >= 0) {
+        int32_t C = d->num_terms - 1;
+        if (!t->root_rej) {
+            t->root_rej = malloc((size_t)C + 1);
+            LL_ASSERT(t->root_rej);
+        }
+        t->probe.nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
+        const int32_t *row = token_region_row(t, top);
+        for (int32_t c = 0; c < C; c++) t->root_rej[c] = row[c] == -1;
+        rej = t->root_rej;
+    }
+    int32_t rk = 0;   /* tv->root[rk]: the next root child */
     for (int32_t i = 0; i < tv->num_nodes;) {
+        if (rej && i == tv->root[rk]) {
+            while (rk < tv->num_root && rej[d->class_of[tv->root_byte[rk]]]) rk++;
+            if (rk == tv->num_root) break;
+            i = tv->root[rk++];
+        }
         int32_t dep = tv->node[i].depth;
         s->num_nodes = t->marks[dep - 1];
         int32_t from = t->tops[dep - 1], cls = d->class_of[tv->node[i].byte], r;
@@ -1751,7 +1804,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     if (pend_vi >= 0) token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
     token_mask_assemble(t, &e);
     token_mask_set_unc(tv, &e, &unc);
-    t->bytes += (e.owns_accepted ? (int64_t)tv->words * 4 : 0) + (unc.n + e.num_extra + e.num_removed) * 4 + unc.n * 4;
+    t->bytes += (e.owns_accepted && e.accepted ? (int64_t)tv->words * 4 : 0) + (unc.n + e.num_extra + e.num_removed) * 4 + unc.n * 4;
     VEC_PUSH(t->entries, e);
     int32_t id = (int32_t)t->entries.n - 1;
     token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
@@ -1820,7 +1873,8 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     int32_t id = token_mask_find(t, key);
     if (id < 0) id = token_mask_classify(t, below, top);
     const token_mask_entry *e = &t->entries.p[id];
-    memcpy(mask, e->accepted, (size_t)tv->words * sizeof *mask);
+    if (e->accepted) memcpy(mask, e->accepted, (size_t)tv->words * sizeof *mask);
+    else memset(mask, 0, (size_t)tv->words * sizeof *mask);
     int32_t count = e->num_accepted;
     for (int32_t k = 0; k < e->num_removed; k++) mask[e->removed[k] >> 5] &= ~(1u << (e->removed[k] & 31));
     for (int32_t k = 0; k < e->num_extra; k++) mask[e->extra[k] >> 5] |= 1u << (e->extra[k] & 31);
