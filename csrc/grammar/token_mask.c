@@ -324,6 +324,10 @@ struct token_mask_table {
     vec_i32 row_pool;
     int32_t *region_local;       /* [TOKEN_REGION_MAX * classes] token_mask_region's scratch */
     int32_t *cls_bytes;          /* [classes + 1] bytes of each class (token_mask_chain) */
+    uint32_t *rs_mark;           /* [num_states] token_mask_region's search: stamp, */
+    int32_t *rs_idx;             /* [num_states] place in its `states` */
+    uint32_t rs_stamp;
+    uint8_t *may_loop;           /* [num_states] token_state_may_loop: 0 not known yet, 1 no, 2 maybe */
     uint8_t *root_rej;           /* [classes] the walk's first byte of this class is rejected (its row) */
     int64_t num_skips;
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
@@ -414,6 +418,9 @@ void token_mask_table_free(token_mask_table *t)
     VEC_FREE(t->row_pool);
     free(t->region_local);
     free(t->root_rej);
+    free(t->may_loop);
+    free(t->rs_mark);
+    free(t->rs_idx);
     free(t->cls_bytes);
     VEC_FREE(t->gmemo);
     VEC_FREE(t->gout);
@@ -553,9 +560,10 @@ static int32_t token_region_step_once(token_mask_table *t, int32_t x, int32_t c)
 }
 
 /* token_region_step_once for every class from [below, x]: [num_terms - 1], kept per table
- * (valid until the next call: the pool may move).  An END edge, or one that continues after
- * the class was shifted, does the same for every class that takes it (most classes inside a
- * string take one), so a row costs a step per distinct edge. */
+ * (valid until the next call: the pool may move).  An END edge is read off (it stays at the
+ * depth when it pops nothing and pushes nothing, or pops x and pushes one state), and one that
+ * continues after the class was shifted does the same for every class that takes it, so a
+ * row costs a step per distinct such edge. */
 static const int32_t *token_region_row(token_mask_table *t, int32_t x)
 {
     const dpda *d = t->d;
@@ -578,7 +586,12 @@ static const int32_t *token_region_row(token_mask_table *t, int32_t x)
         const dpda_edge *E = &d->edges[pre[c]];
         last = pre[c];
         if (E->kind == DPDA_REJECT) { row[c] = -1; continue; }
-        if (E->kind != DPDA_END && !E->post) { row[c] = token_region_step_once(t, x, c); last = -1; continue; }
+        if (E->kind == DPDA_END) {   /* read off the edge: it stays at x's depth only as below */
+            row[c] = E->num_pop == 0 && E->num_push == 0 ? x
+                   : E->num_pop == 1 && E->num_push == 1 ? d->push_pool[E->push_off] : -2;
+            continue;
+        }
+        if (!E->post) { row[c] = token_region_step_once(t, x, c); last = -1; continue; }
         int32_t k = 0;
         while (k < nce && ce[k] != pre[c]) k++;
         if (k < nce) { row[c] = cr[k]; continue; }
@@ -598,6 +611,31 @@ static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
 static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i32 *unc);
 static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out);
 
+/* Whether some byte can take [below, x] back to x for some `below`, from x's edges alone (kept
+ * per state): an END edge that pops nothing and pushes nothing, or pops x and pushes x, or an
+ * EXPOSE edge that pops at most x (its chain may come back); every other edge rejects, pushes
+ * above x or pops below it.  Most states (a declared key's prefixes, punctuation) cannot, and
+ * are answered without a row. */
+static int token_state_may_loop(token_mask_table *t, int32_t x)
+{
+    const dpda *d = t->d;
+    if (!t->may_loop) {
+        t->may_loop = calloc((size_t)d->num_states, 1);
+        LL_ASSERT(t->may_loop);
+    }
+    if (t->may_loop[x]) return t->may_loop[x] == 2;
+    const int32_t *pre = d->pre + (int64_t)x * d->num_terms;
+    uint8_t f = 1;
+    for (int32_t c = 0; c < d->num_terms - 1 && f == 1; c++) {
+        const dpda_edge *E = &d->edges[pre[c]];
+        if (E->kind == DPDA_EXPOSE && E->num_pop <= 1) f = 2;
+        else if (E->kind == DPDA_END && E->num_pop == 0 && E->num_push == 0) f = 2;
+        else if (E->kind == DPDA_END && E->num_pop == 1 && E->num_push == 1 && d->push_pool[E->push_off] == x) f = 2;
+    }
+    t->may_loop[x] = f;
+    return f == 2;
+}
+
 /* The region of the stack [below, top] (top loops at its depth), classified from `top` with
  * the vocabulary's cache; 0 when top does not loop.  Touches only t->probe and
  * t->region_ys, so a classification walk may call it midway. */
@@ -606,6 +644,7 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
 {
     const dpda *d = t->d;
     int32_t C = d->num_terms - 1;
+    if (!token_state_may_loop(t, top)) return 0;
     dpda_matcher *s = &t->probe;
     token_mask_reserve_nodes(s);
     s->nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
@@ -622,8 +661,16 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     }
     int32_t *local = t->region_local;
     uint64_t succ[TOKEN_REGION_MAX] = {0};   /* local successors of each state, as bits */
+    if (!t->rs_mark) {   /* each state's number in `states` (stamped per search) */
+        t->rs_mark = calloc((size_t)d->num_states, sizeof *t->rs_mark);
+        t->rs_idx = malloc((size_t)d->num_states * sizeof *t->rs_idx);
+        LL_ASSERT(t->rs_mark && t->rs_idx);
+    }
+    uint32_t stamp = ++t->rs_stamp;
     states[0] = top;
     dist[0] = 0;
+    t->rs_mark[top] = stamp;
+    t->rs_idx[top] = 0;
     for (int32_t i = 0; i < n; i++) {
         row = dist[i] < TOKEN_REGION_DEPTH ? token_region_row(t, states[i]) : NULL;
         int32_t last = -3, last_k = -2;
@@ -632,9 +679,13 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
             if (r >= 0 && r == last) r = last_k;
             else if (r >= 0) {
                 last = r;
-                int32_t k = 0;
-                while (k < n && states[k] != r) k++;
-                if (k == n && n < TOKEN_REGION_MAX) { states[n] = r; dist[n] = dist[i] + 1; n++; }
+                int32_t k = t->rs_mark[r] == stamp ? t->rs_idx[r] : n;
+                if (k == n && n < TOKEN_REGION_MAX) {
+                    states[n] = r;
+                    dist[n] = dist[i] + 1;
+                    t->rs_mark[r] = stamp;
+                    t->rs_idx[r] = n++;
+                }
                 r = last_k = k < n ? k : -2;
                 if (r >= 0) succ[i] |= 1ull << r;
             }
@@ -1702,6 +1753,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             t->root_rej = malloc((size_t)C + 1);
             LL_ASSERT(t->root_rej);
         }
+        token_mask_reserve_nodes(&t->probe);
         t->probe.nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
         const int32_t *row = token_region_row(t, top);
         for (int32_t c = 0; c < C; c++) t->root_rej[c] = row[c] == -1;
