@@ -327,6 +327,9 @@ struct token_mask_table {
     uint32_t *rs_mark;           /* [num_states] token_mask_region's search: stamp, */
     int32_t *rs_idx;             /* [num_states] place in its `states` */
     uint32_t rs_stamp;
+    int32_t *brun;               /* [num_brun + 1] starts of the runs of bytes with one class, then 256 */
+    int32_t num_brun;
+    uint8_t *view_member;        /* [num_states] 1: an inner state of a region view computed here */
     uint8_t *may_loop;           /* [num_states] token_state_may_loop: 0 not known yet, 1 no, 2 maybe */
     uint8_t *root_rej;           /* [classes] the walk's first byte of this class is rejected (its row) */
     int64_t num_skips;
@@ -419,6 +422,8 @@ void token_mask_table_free(token_mask_table *t)
     free(t->region_local);
     free(t->root_rej);
     free(t->may_loop);
+    free(t->view_member);
+    free(t->brun);
     free(t->rs_mark);
     free(t->rs_idx);
     free(t->cls_bytes);
@@ -609,7 +614,8 @@ static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
 }
 
 static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i32 *unc);
-static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out);
+static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_t h, token_region_view *out);
+static uint64_t token_sig_hash(const int32_t *sig, int32_t n);
 
 /* Whether some byte can take [below, x] back to x for some `below`, from x's edges alone (kept
  * per state): an END edge that pops nothing and pushes nothing, or pops x and pushes x, or an
@@ -715,12 +721,35 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
         *num_members = m;
     }
     n = m;
+    /* the byte table, filled a run of one class at a time, hashed as token_sig_hash does
+     * (over its runs of equal entries) on the way */
+    if (!t->brun) {   /* runs of bytes with one class: [brun[k], brun[k + 1]) */
+        t->brun = malloc(257 * sizeof *t->brun);
+        LL_ASSERT(t->brun);
+        for (int b = 0; b < 256; b++)
+            if (!b || d->class_of[b] != d->class_of[b - 1]) t->brun[t->num_brun++] = b;
+        t->brun[t->num_brun] = 256;
+    }
     int32_t sig_len = n * 256;
     int32_t *sig = malloc((size_t)sig_len * sizeof *sig);
     LL_ASSERT(sig);
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)sig_len;
+    int32_t cur = 0, len = 0;
     for (int32_t i = 0; i < n; i++)
-        for (int b = 0; b < 256; b++) sig[i * 256 + b] = local[i * C + d->class_of[b]];
-    return token_region_get(t, sig, sig_len, out);
+        for (int32_t k = 0; k < t->num_brun; k++) {
+            int32_t lo = t->brun[k], hi = t->brun[k + 1], v = local[i * C + d->class_of[lo]];
+            for (int32_t b = lo; b < hi; b++) sig[i * 256 + b] = v;
+            if (len && v != cur) {
+                h = (h ^ (uint32_t)cur) * 1099511628211ull;
+                h = (h ^ (uint32_t)len) * 1099511628211ull;
+                len = 0;
+            }
+            cur = v;
+            len += hi - lo;
+        }
+    h = (h ^ (uint32_t)cur) * 1099511628211ull;
+    h = (h ^ (uint32_t)len) * 1099511628211ull;
+    return token_region_get(t, sig, sig_len, h ^ (h >> 29), out);
 }
 
 typedef struct token_exit_item {
@@ -780,11 +809,11 @@ static uint64_t token_sig_hash(const int32_t *sig, int32_t n)
 }
 
 /* The region with byte table sig[sig_len] (n states x 256: local state, -1 rejected, -2 leaves;
- * state 0 the start), from the vocabulary's cache or classified now; takes sig. */
-static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out)
+ * state 0 the start; h = token_sig_hash(sig)), from the vocabulary's cache or classified now;
+ * takes sig. */
+static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_t h, token_region_view *out)
 {
     token_vocab *tv = (token_vocab *)t->tv;
-    uint64_t h = token_sig_hash(sig, sig_len);
     pthread_mutex_lock(&tv->region_lock);
     for (int32_t i = 0; i < tv->num_regions; i++) {
         token_region *r = &tv->regions[i];
@@ -935,6 +964,10 @@ static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_
     uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top;
     int32_t v = token_hash_find(t->rv_keys, t->rv_vals, t->rv_cap, key);
     if (v == -3) {
+        if (!t->view_member) {
+            t->view_member = calloc((size_t)t->d->num_states, 1);
+            LL_ASSERT(t->view_member);
+        }
         token_region_view rv;
         int32_t members[TOKEN_REGION_MAX], nm = 0;
         v = -1;
@@ -946,6 +979,7 @@ static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_
             v = (int32_t)(t->views.n - 1) << 6;
             for (int32_t k = 1; k < nm; k++) {   /* never overrides another region's entry */
                 uint64_t mk = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)members[k];
+                t->view_member[members[k]] = 1;
                 int32_t *slot = token_hash_slot(t->rv_keys, t->rv_vals, t->rv_cap, mk);
                 if (slot && *slot < 0) *slot = v | k;
                 else if (!slot) token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, mk, v | k);
@@ -956,6 +990,13 @@ static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_
     if (v < 0) return -1;
     *idx = v & 63;
     return v >> 6;
+}
+
+/* Whether token_mask_region_view may find x in a region (for some below): x may loop, or a
+ * region computed so far holds it as an inner state; when not, a walk asks no hash table. */
+static int token_state_in_view(token_mask_table *t, int32_t x)
+{
+    return token_state_may_loop(t, x) || (t->view_member && t->view_member[x]);
 }
 
 /* ---- bounded chains: positions of a length-bounded piece (a string with maxLength) ----
@@ -1228,7 +1269,7 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
         while (rc == 1) {
             int32_t sig_len;
             int32_t *sig = token_chain_sig(d, U, nu, &sig_len);
-            token_region_get(t, sig, sig_len, &rv);
+            token_region_get(t, sig, sig_len, token_sig_hash(sig, sig_len), &rv);
             int32_t cap = 2 * token_chain_k(&rv) + 1;   /* labels usable for k + 1 positions */
             rc = token_chain_check(t, x, U, cap, &r_x, &capped, &loop);
             if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) rc = -1;
@@ -1308,6 +1349,27 @@ static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i
     e->unc_lcp = malloc(((size_t)unc->n + 1) * sizeof *e->unc_lcp);
     LL_ASSERT(e->unc && e->unc_lcp);
     for (int64_t k = 0; k < unc->n; k++) e->unc_lcp[k] = k ? token_lcp(tv, unc->p[k - 1], unc->p[k]) : 0;
+}
+
+/* token_mask_set_unc for a list unc that is a subsequence of list[n] (trie order, lcp[k]: common
+ * prefix with list[k - 1]): in sorted order the common prefix of two entries is the least of
+ * the adjacent ones between them, so no token's bytes are read. */
+static void token_mask_set_unc_sub(token_mask_entry *e, vec_i32 *unc, const int32_t *list, const int32_t *lcp, int32_t n)
+{
+    e->num_unc = (int32_t)unc->n;
+    e->unc = unc->p ? unc->p : malloc(sizeof(int32_t));
+    e->unc_lcp = malloc(((size_t)unc->n + 1) * sizeof *e->unc_lcp);
+    LL_ASSERT(e->unc && e->unc_lcp);
+    int32_t j = -1;
+    for (int64_t k = 0; k < unc->n; k++) {
+        int32_t m = INT32_MAX;
+        do {
+            j++;
+            LL_ASSERT(j < n);
+            if (lcp[j] < m) m = lcp[j];
+        } while (list[j] != unc->p[k]);
+        e->unc_lcp[k] = k ? m : 0;
+    }
 }
 
 /* first index k in the view's uncertain list with rank(unc[k]) >= lo */
@@ -1497,6 +1559,7 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
         (int64_t)s->nodes[r].count + tv->max_depth > t->d->counter_max[ctr])
         return 0;
     int32_t idx = 0;
+    if (!token_state_in_view(t, s->nodes[r].state)) return 0;
     int32_t vi = token_mask_region_view(t, s->nodes[parent].state, s->nodes[r].state, &idx);
     if (vi < 0) return 0;
     const token_region_view *v = &t->views.p[vi];
@@ -1653,6 +1716,24 @@ static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
     e->accepted = acc;
 }
 
+/* dpda_step for an END edge E from node `from` of s (pops, then pushes constant states). */
+static inline int32_t token_step_end(const dpda *d, dpda_matcher *s, int32_t from, const dpda_edge *E)
+{
+    int32_t top = from;
+    for (int32_t k = 0; k < E->num_pop; k++)
+        if ((top = s->nodes[top].parent) < 0) return -2;
+    if (s->num_nodes + E->num_push > s->cap_nodes) {
+        while (s->num_nodes + E->num_push > s->cap_nodes) s->cap_nodes *= 2;
+        s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+        LL_ASSERT(s->nodes);
+    }
+    for (int32_t k = 0; k < E->num_push; k++) {
+        s->nodes[s->num_nodes] = (dpda_node){d->push_pool[E->push_off + k], top, d->push_count[E->push_off + k]};
+        top = s->num_nodes++;
+    }
+    return top;
+}
+
 /* One trie walk from the partial stack [below, top] (below < 0: top is the bottom). */
 static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t top)
 {
@@ -1712,7 +1793,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
         e.extra = acc.p;
         e.num_accepted += e.num_extra;
-        token_mask_set_unc(tv, &e, &unc);
+        token_mask_set_unc_sub(&e, &unc, r.unc, r.unc_lcp, r.num_unc);
         t->bytes += (acc.n + unc.n) * 8;
         VEC_PUSH(t->entries, e);
         int32_t id = (int32_t)t->entries.n - 1;
@@ -1731,8 +1812,9 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     t->walk_fixed = s->num_nodes;
     t->tops[0] = s->num_nodes - 1;
     t->marks[0] = s->num_nodes;
-    /* steps from a stack [below, x] that end at the same depth are memoised for this walk
-     * (most steps inside regular pieces): one lookup instead of an edge walk */
+    /* steps by an END edge (most steps inside regular pieces) are read off the edge; the others
+     * from a stack [below, x] (EXPOSE chains) are memoised for this walk when they end at
+     * the same depth: one lookup instead of an edge walk */
     uint64_t walk = ++t->walk_id;
     /* Runs of siblings: a node whose step (memoised) stays at the partial stack's depth in a
      * state y without a counter, where y's region (walked from exits) is in y's own state, is
@@ -1769,7 +1851,12 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         int32_t dep = tv->node[i].depth;
         s->num_nodes = t->marks[dep - 1];
         int32_t from = t->tops[dep - 1], cls = d->class_of[tv->node[i].byte], r;
-        if (below >= 0 && s->nodes[from].parent == 0 &&
+        const dpda_edge *E0 = &d->edges[d->pre[(int64_t)s->nodes[from].state * d->num_terms + cls]];
+        if (E0->kind == DPDA_REJECT) {
+            r = -1;
+        } else if (E0->kind == DPDA_END) {   /* read off the edge, as dpda_step would */
+            r = token_step_end(d, s, from, E0);
+        } else if (below >= 0 && s->nodes[from].parent == 0 &&
             !(d->state_counter[s->nodes[from].state] >= 0 && dpda_count_is_known(s->nodes[from].count))) {
             int32_t x = s->nodes[from].state;
             uint64_t key = walk << 40 | (uint64_t)(uint32_t)x << 8 | (uint64_t)cls;
@@ -1802,7 +1889,10 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             /* a region is looked up (made, at its first use) only for a subtree try_skip would
              * ask it for; smaller ones join a run of a region already known */
             int32_t y = s->nodes[r].state;
-            if (y != run_y) {
+            if (y != run_y && !token_state_in_view(t, y)) {   /* no region: no lookup */
+                run_y = y;
+                run_vi = -1;
+            } else if (y != run_y) {
                 uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)y;
                 int32_t v = token_hash_find(t->rv_keys, t->rv_vals, t->rv_cap, key);
                 if (v == -3 && tv->node[tv->node[i].end].tok_start - tv->node[i + 1].tok_start >= 4) {
