@@ -536,7 +536,7 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 #define TOKEN_REF_MIN 1024     /* regions accepting fewer tokens keep no per-node states */
 #define TOKEN_SHARE_MAX 1024   /* a classification differing from a region's accepted set in at
                                 * most this many tokens shares that set (token_mask_assemble) */
-#define TOKEN_GROUP_MAX 16384  /* regions leaving by more tokens walk them one by one (no ex_ord) */
+#define TOKEN_GROUP_MAX 4096   /* regions leaving by more tokens walk them one by one (no ex_ord) */
 #define TOKEN_SPARSE_MAX 256   /* a classification accepting at most this many tokens (outside a shared
                                 * set) keeps them as a list, not a bitmap of the vocabulary */
 #define TOKEN_CHAIN_K 24       /* a bounded position counts characters up to this many; tokens
