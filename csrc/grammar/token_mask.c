@@ -1757,7 +1757,13 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     int32_t bound = 0;
     int32_t members[TOKEN_REGION_MAX], nm = 0;
     int is_region = below >= 0 && token_mask_region(t, below, top, &r, members, &nm);
-    if (below >= 0 && !is_region && (cl = token_mask_chain(t, below, top))) {
+    /* a region left by very many tokens (a number's digits: every token starting with `,` `}`
+     * `]` `.` `e` ..., then a key or a value) would walk them all on [below, top] one by one;
+     * the trie walk settles the region's own subtrees from its walk and the rest with runs and
+     * skips (`,"` then "any string" beside the declared keys) */
+    int walk_region = is_region && r.num_unc > TOKEN_GROUP_MAX;
+    if (walk_region) is_region = 0;
+    if (below >= 0 && !is_region && !walk_region && (cl = token_mask_chain(t, below, top))) {
         r = t->views.p[cl->view];
         bound = cl->r >= INT32_MAX / 2 ? cl->r - INT32_MAX / 2 : cl->r;
     }
