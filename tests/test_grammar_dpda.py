@@ -336,6 +336,39 @@ def test_grouped_exits_equal_brute_force_qwen3():
 
 
 @pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
+def test_key_walks_equal_brute_force_qwen3():
+    """First visits whose walk rejects most first bytes (read from the top's row, only the
+    others stepped), classifications small enough to be kept as a token list, states that
+    cannot loop answered without a region search, END edges read off in the walk, and extra
+    keys beside declared keys that share their prefixes (runs of "any string" settled from the
+    region, inner UTF-8 states of the key region, keys after a number, a boolean, null, an enum
+    and a nested object; inside a number the region is left by thousands of tokens and the state
+    is classified by the trie walk instead).  The fast mask equals brute force at every token and every 3rd
+    byte, in a fresh grammar and again with the vocabulary's regions cached."""
+    tok, gc = _qwen3_compiler()
+    inner = {"type": "object", "properties": {"description": {"type": "string"}, "descr": {"type": "integer"},
+                                              "name": {"type": "string"}}}
+    schema = {"type": "object", "properties": {
+        "name": {"type": "string"}, "names": {"type": "array", "items": {"type": "string"}},
+        "namespace": {"type": "string"}, "description": {"type": "string"}, "desc": {"type": "number"},
+        "enabled": {"type": "boolean"}, "kind": {"enum": ["a", "b", "ab"]}, "nil": {"type": "null"},
+        "inner": inner, "id": {"type": "integer"}}, "required": ["name"]}
+    values = [
+        {"name": "x", "names": ["a", "b"], "namespace": "ns", "description": "d\u00e9", "desc": 1.5,
+         "enabled": True, "kind": "ab", "nil": None, "inner": {"descr": 3, "descriptions": "x", "名前": 1},
+         "id": 42, "nam": "extra", "descriptionX": 2, "ключ": [1, {"a": None}], "n": False},
+        {"name": "", "id": -7, "namespaces": {}, "enabledd": "q\"", "😀": "🙂", "d": 0},
+    ]
+    checked = 0
+    for rep in range(2):   # fresh regions, then regions cached by the vocabulary
+        for k, value in enumerate(values):
+            g = gc.compile("json_schema", json.dumps(dict(schema, title="kw%d%d" % (rep, k))))
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            checked += _masks_along(g, tok, text, (k, rep), byte_every=3 if rep == 0 else 0, byte_at=1)[0]
+    assert checked > 150
+
+
+@pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
 def test_bounded_strings_equal_brute_force_qwen3():
     """Strings with minLength / maxLength: every position is its own state, answered from the
     string loop's region cut after the characters left (token_mask.c "bounded chains").  Every

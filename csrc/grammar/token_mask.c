@@ -37,6 +37,10 @@ struct token_vocab {
     int32_t *sorted;         /* [num_sorted] usable tokens in byte order */
     int32_t num_sorted;
     int32_t *rank;           /* [size] position in sorted, -1 unusable */
+    int32_t *root;           /* [num_root] the root's children (depth-1 nodes) in order, so a walk that
+                              * rejects most first bytes reads one small array, not a node per byte */
+    uint8_t *root_byte;      /* [num_root] their bytes */
+    int32_t num_root;
     /* region cache, shared by every grammar over this vocabulary (see token_mask_region) */
     pthread_mutex_t region_lock;
     struct token_region *regions;
@@ -45,7 +49,7 @@ struct token_vocab {
 
 /* A classification: accepted tokens as a bitmask, uncertain ones in trie order. */
 typedef struct token_mask_entry {
-    uint32_t *accepted;   /* [words] */
+    uint32_t *accepted;   /* [words]; NULL: none but `extra` (a small set, TOKEN_SPARSE_MAX) */
     int32_t *unc;         /* [num_unc] uncertain tokens in trie order */
     int32_t *unc_lcp;     /* [num_unc] common prefix length with the previous uncertain token */
     int32_t num_unc;
@@ -178,6 +182,14 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
     while (open.n) tv->node[open.p[--open.n]].end = nn;
     tv->num_nodes = nn;
     tv->node[nn].tok_start = tv->num_sorted;
+    tv->root = malloc(258 * sizeof *tv->root);
+    tv->root_byte = malloc(257);
+    LL_ASSERT(tv->root && tv->root_byte);
+    for (int32_t i = 0; i < nn; i = tv->node[i].end) {
+        tv->root_byte[tv->num_root] = tv->node[i].byte;
+        tv->root[tv->num_root++] = i;
+    }
+    tv->root[tv->num_root] = nn;   /* never reached by a walk's index */
     pthread_mutex_init(&tv->region_lock, NULL);
     VEC_FREE(path);
     VEC_FREE(open);
@@ -209,7 +221,7 @@ void token_vocab_free(token_vocab *tv)
     free(tv->regions);
     pthread_mutex_destroy(&tv->region_lock);
     free(tv->usable); free(tv->is_eos); free(tv->eos); free(tv->sorted); free(tv->rank);
-    free(tv->node); free(tv->tok_bytes); free(tv->tok_len);
+    free(tv->node); free(tv->tok_bytes); free(tv->tok_len); free(tv->root); free(tv->root_byte);
     free(tv);
 }
 
@@ -311,6 +323,15 @@ struct token_mask_table {
     int64_t row_cap, row_num;
     vec_i32 row_pool;
     int32_t *region_local;       /* [TOKEN_REGION_MAX * classes] token_mask_region's scratch */
+    int32_t *cls_bytes;          /* [classes + 1] bytes of each class (token_mask_chain) */
+    uint32_t *rs_mark;           /* [num_states] token_mask_region's search: stamp, */
+    int32_t *rs_idx;             /* [num_states] place in its `states` */
+    uint32_t rs_stamp;
+    int32_t *brun;               /* [num_brun + 1] starts of the runs of bytes with one class, then 256 */
+    int32_t num_brun;
+    uint8_t *view_member;        /* [num_states] 1: an inner state of a region view computed here */
+    uint8_t *may_loop;           /* [num_states] token_state_may_loop: 0 not known yet, 1 no, 2 maybe */
+    uint8_t *root_rej;           /* [classes] the walk's first byte of this class is rejected (its row) */
     int64_t num_skips;
     vec_i32 acc;             /* scratch: tokens accepted outside skipped subtrees */
     uint32_t *mark;          /* [words] token_mask_assemble's scratch bits, clear between calls */
@@ -399,6 +420,13 @@ void token_mask_table_free(token_mask_table *t)
     free(t->g_tops); free(t->g_marks); free(t->row_keys); free(t->row_vals);
     VEC_FREE(t->row_pool);
     free(t->region_local);
+    free(t->root_rej);
+    free(t->may_loop);
+    free(t->view_member);
+    free(t->brun);
+    free(t->rs_mark);
+    free(t->rs_idx);
+    free(t->cls_bytes);
     VEC_FREE(t->gmemo);
     VEC_FREE(t->gout);
     VEC_FREE(t->acc);
@@ -509,6 +537,8 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 #define TOKEN_SHARE_MAX 1024   /* a classification differing from a region's accepted set in at
                                 * most this many tokens shares that set (token_mask_assemble) */
 #define TOKEN_GROUP_MAX 4096   /* regions leaving by more tokens walk them one by one (no ex_ord) */
+#define TOKEN_SPARSE_MAX 256   /* a classification accepting at most this many tokens (outside a shared
+                                * set) keeps them as a list, not a bitmap of the vocabulary */
 #define TOKEN_CHAIN_K 24       /* a bounded position counts characters up to this many; tokens
                                 * starting more are walked on the real stack */
 
@@ -535,9 +565,10 @@ static int32_t token_region_step_once(token_mask_table *t, int32_t x, int32_t c)
 }
 
 /* token_region_step_once for every class from [below, x]: [num_terms - 1], kept per table
- * (valid until the next call: the pool may move).  An END edge, or one that continues after
- * the class was shifted, does the same for every class that takes it (most classes inside a
- * string take one), so a row costs a step per distinct edge. */
+ * (valid until the next call: the pool may move).  An END edge is read off (it stays at the
+ * depth when it pops nothing and pushes nothing, or pops x and pushes one state), and one that
+ * continues after the class was shifted does the same for every class that takes it, so a
+ * row costs a step per distinct such edge. */
 static const int32_t *token_region_row(token_mask_table *t, int32_t x)
 {
     const dpda *d = t->d;
@@ -560,7 +591,12 @@ static const int32_t *token_region_row(token_mask_table *t, int32_t x)
         const dpda_edge *E = &d->edges[pre[c]];
         last = pre[c];
         if (E->kind == DPDA_REJECT) { row[c] = -1; continue; }
-        if (E->kind != DPDA_END && !E->post) { row[c] = token_region_step_once(t, x, c); last = -1; continue; }
+        if (E->kind == DPDA_END) {   /* read off the edge: it stays at x's depth only as below */
+            row[c] = E->num_pop == 0 && E->num_push == 0 ? x
+                   : E->num_pop == 1 && E->num_push == 1 ? d->push_pool[E->push_off] : -2;
+            continue;
+        }
+        if (!E->post) { row[c] = token_region_step_once(t, x, c); last = -1; continue; }
         int32_t k = 0;
         while (k < nce && ce[k] != pre[c]) k++;
         if (k < nce) { row[c] = cr[k]; continue; }
@@ -578,7 +614,33 @@ static int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
 }
 
 static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i32 *unc);
-static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out);
+static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_t h, token_region_view *out);
+static uint64_t token_sig_hash(const int32_t *sig, int32_t n);
+
+/* Whether some byte can take [below, x] back to x for some `below`, from x's edges alone (kept
+ * per state): an END edge that pops nothing and pushes nothing, or pops x and pushes x, or an
+ * EXPOSE edge that pops at most x (its chain may come back); every other edge rejects, pushes
+ * above x or pops below it.  Most states (a declared key's prefixes, punctuation) cannot, and
+ * are answered without a row. */
+static int token_state_may_loop(token_mask_table *t, int32_t x)
+{
+    const dpda *d = t->d;
+    if (!t->may_loop) {
+        t->may_loop = calloc((size_t)d->num_states, 1);
+        LL_ASSERT(t->may_loop);
+    }
+    if (t->may_loop[x]) return t->may_loop[x] == 2;
+    const int32_t *pre = d->pre + (int64_t)x * d->num_terms;
+    uint8_t f = 1;
+    for (int32_t c = 0; c < d->num_terms - 1 && f == 1; c++) {
+        const dpda_edge *E = &d->edges[pre[c]];
+        if (E->kind == DPDA_EXPOSE && E->num_pop <= 1) f = 2;
+        else if (E->kind == DPDA_END && E->num_pop == 0 && E->num_push == 0) f = 2;
+        else if (E->kind == DPDA_END && E->num_pop == 1 && E->num_push == 1 && d->push_pool[E->push_off] == x) f = 2;
+    }
+    t->may_loop[x] = f;
+    return f == 2;
+}
 
 /* The region of the stack [below, top] (top loops at its depth), classified from `top` with
  * the vocabulary's cache; 0 when top does not loop.  Touches only t->probe and
@@ -588,6 +650,7 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
 {
     const dpda *d = t->d;
     int32_t C = d->num_terms - 1;
+    if (!token_state_may_loop(t, top)) return 0;
     dpda_matcher *s = &t->probe;
     token_mask_reserve_nodes(s);
     s->nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
@@ -604,8 +667,16 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
     }
     int32_t *local = t->region_local;
     uint64_t succ[TOKEN_REGION_MAX] = {0};   /* local successors of each state, as bits */
+    if (!t->rs_mark) {   /* each state's number in `states` (stamped per search) */
+        t->rs_mark = calloc((size_t)d->num_states, sizeof *t->rs_mark);
+        t->rs_idx = malloc((size_t)d->num_states * sizeof *t->rs_idx);
+        LL_ASSERT(t->rs_mark && t->rs_idx);
+    }
+    uint32_t stamp = ++t->rs_stamp;
     states[0] = top;
     dist[0] = 0;
+    t->rs_mark[top] = stamp;
+    t->rs_idx[top] = 0;
     for (int32_t i = 0; i < n; i++) {
         row = dist[i] < TOKEN_REGION_DEPTH ? token_region_row(t, states[i]) : NULL;
         int32_t last = -3, last_k = -2;
@@ -614,9 +685,13 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
             if (r >= 0 && r == last) r = last_k;
             else if (r >= 0) {
                 last = r;
-                int32_t k = 0;
-                while (k < n && states[k] != r) k++;
-                if (k == n && n < TOKEN_REGION_MAX) { states[n] = r; dist[n] = dist[i] + 1; n++; }
+                int32_t k = t->rs_mark[r] == stamp ? t->rs_idx[r] : n;
+                if (k == n && n < TOKEN_REGION_MAX) {
+                    states[n] = r;
+                    dist[n] = dist[i] + 1;
+                    t->rs_mark[r] = stamp;
+                    t->rs_idx[r] = n++;
+                }
                 r = last_k = k < n ? k : -2;
                 if (r >= 0) succ[i] |= 1ull << r;
             }
@@ -646,12 +721,35 @@ static int token_mask_region(token_mask_table *t, int32_t below, int32_t top, to
         *num_members = m;
     }
     n = m;
+    /* the byte table, filled a run of one class at a time, hashed as token_sig_hash does
+     * (over its runs of equal entries) on the way */
+    if (!t->brun) {   /* runs of bytes with one class: [brun[k], brun[k + 1]) */
+        t->brun = malloc(257 * sizeof *t->brun);
+        LL_ASSERT(t->brun);
+        for (int b = 0; b < 256; b++)
+            if (!b || d->class_of[b] != d->class_of[b - 1]) t->brun[t->num_brun++] = b;
+        t->brun[t->num_brun] = 256;
+    }
     int32_t sig_len = n * 256;
     int32_t *sig = malloc((size_t)sig_len * sizeof *sig);
     LL_ASSERT(sig);
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)sig_len;
+    int32_t cur = 0, len = 0;
     for (int32_t i = 0; i < n; i++)
-        for (int b = 0; b < 256; b++) sig[i * 256 + b] = local[i * C + d->class_of[b]];
-    return token_region_get(t, sig, sig_len, out);
+        for (int32_t k = 0; k < t->num_brun; k++) {
+            int32_t lo = t->brun[k], hi = t->brun[k + 1], v = local[i * C + d->class_of[lo]];
+            for (int32_t b = lo; b < hi; b++) sig[i * 256 + b] = v;
+            if (len && v != cur) {
+                h = (h ^ (uint32_t)cur) * 1099511628211ull;
+                h = (h ^ (uint32_t)len) * 1099511628211ull;
+                len = 0;
+            }
+            cur = v;
+            len += hi - lo;
+        }
+    h = (h ^ (uint32_t)cur) * 1099511628211ull;
+    h = (h ^ (uint32_t)len) * 1099511628211ull;
+    return token_region_get(t, sig, sig_len, h ^ (h >> 29), out);
 }
 
 typedef struct token_exit_item {
@@ -711,11 +809,11 @@ static uint64_t token_sig_hash(const int32_t *sig, int32_t n)
 }
 
 /* The region with byte table sig[sig_len] (n states x 256: local state, -1 rejected, -2 leaves;
- * state 0 the start), from the vocabulary's cache or classified now; takes sig. */
-static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, token_region_view *out)
+ * state 0 the start; h = token_sig_hash(sig)), from the vocabulary's cache or classified now;
+ * takes sig. */
+static int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_t h, token_region_view *out)
 {
     token_vocab *tv = (token_vocab *)t->tv;
-    uint64_t h = token_sig_hash(sig, sig_len);
     pthread_mutex_lock(&tv->region_lock);
     for (int32_t i = 0; i < tv->num_regions; i++) {
         token_region *r = &tv->regions[i];
@@ -866,6 +964,10 @@ static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_
     uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top;
     int32_t v = token_hash_find(t->rv_keys, t->rv_vals, t->rv_cap, key);
     if (v == -3) {
+        if (!t->view_member) {
+            t->view_member = calloc((size_t)t->d->num_states, 1);
+            LL_ASSERT(t->view_member);
+        }
         token_region_view rv;
         int32_t members[TOKEN_REGION_MAX], nm = 0;
         v = -1;
@@ -877,6 +979,7 @@ static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_
             v = (int32_t)(t->views.n - 1) << 6;
             for (int32_t k = 1; k < nm; k++) {   /* never overrides another region's entry */
                 uint64_t mk = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)members[k];
+                t->view_member[members[k]] = 1;
                 int32_t *slot = token_hash_slot(t->rv_keys, t->rv_vals, t->rv_cap, mk);
                 if (slot && *slot < 0) *slot = v | k;
                 else if (!slot) token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, mk, v | k);
@@ -887,6 +990,13 @@ static int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_
     if (v < 0) return -1;
     *idx = v & 63;
     return v >> 6;
+}
+
+/* Whether token_mask_region_view may find x in a region (for some below): x may loop, or a
+ * region computed so far holds it as an inner state; when not, a walk asks no hash table. */
+static int token_state_in_view(token_mask_table *t, int32_t x)
+{
+    return token_state_may_loop(t, x) || (t->view_member && t->view_member[x]);
 }
 
 /* ---- bounded chains: positions of a length-bounded piece (a string with maxLength) ----
@@ -1080,13 +1190,20 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
         LL_ASSERT(t->cs_mark && t->cs_idx);
     }
     token_chain_label fail = {-1, 0, 0};
+    if (!t->cls_bytes) {   /* bytes of each class */
+        t->cls_bytes = calloc((size_t)C + 1, sizeof *t->cls_bytes);
+        LL_ASSERT(t->cls_bytes);
+        for (int b = 0; b < 256; b++) t->cls_bytes[d->class_of[b]]++;
+    }
+    const int32_t *nbytes = t->cls_bytes;
+    const int32_t *tgt = token_region_row(t, x);
+    int32_t moving = 0;   /* bytes that step to another state at x's depth: y1 needs 4 (below) */
+    for (int32_t c = 0; c < C; c++)
+        if (tgt[c] >= 0 && tgt[c] != x) moving += nbytes[c];
+    if (moving < 4) return NULL;   /* no label kept: this test is cheaper than a lookup */
     /* y1: the local target of most bytes (the state after one ordinary character) */
     int32_t y1 = -1, best = 0;
-    int32_t *nbytes = calloc((size_t)C + 1, sizeof *nbytes);   /* bytes of each class */
     VEC(token_chain_label) cnt = {0};   /* (u: target state, r: bytes leading to it) */
-    LL_ASSERT(nbytes);
-    for (int b = 0; b < 256; b++) nbytes[d->class_of[b]]++;
-    const int32_t *tgt = token_region_row(t, x);
     for (int32_t c = 0; c < C; c++) {
         if (tgt[c] < 0 || tgt[c] == x) continue;
         int64_t k = 0;
@@ -1097,7 +1214,6 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
     for (int64_t k = 0; k < cnt.n; k++)
         if (cnt.p[k].r > best) { best = cnt.p[k].r; y1 = cnt.p[k].u; }
     VEC_FREE(cnt);
-    free(nbytes);
     /* a bounded position's next position does not loop; a y1 that does is the loop after a
      * string's last bounded position or after a declared key's first byte ("any string"
      * beside declared keys): the trie walk settles it from the loop's region */
@@ -1153,7 +1269,7 @@ static const token_chain_label *token_mask_chain(token_mask_table *t, int32_t be
         while (rc == 1) {
             int32_t sig_len;
             int32_t *sig = token_chain_sig(d, U, nu, &sig_len);
-            token_region_get(t, sig, sig_len, &rv);
+            token_region_get(t, sig, sig_len, token_sig_hash(sig, sig_len), &rv);
             int32_t cap = 2 * token_chain_k(&rv) + 1;   /* labels usable for k + 1 positions */
             rc = token_chain_check(t, x, U, cap, &r_x, &capped, &loop);
             if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) rc = -1;
@@ -1233,6 +1349,27 @@ static void token_mask_set_unc(const token_vocab *tv, token_mask_entry *e, vec_i
     e->unc_lcp = malloc(((size_t)unc->n + 1) * sizeof *e->unc_lcp);
     LL_ASSERT(e->unc && e->unc_lcp);
     for (int64_t k = 0; k < unc->n; k++) e->unc_lcp[k] = k ? token_lcp(tv, unc->p[k - 1], unc->p[k]) : 0;
+}
+
+/* token_mask_set_unc for a list unc that is a subsequence of list[n] (trie order, lcp[k]: common
+ * prefix with list[k - 1]): in sorted order the common prefix of two entries is the least of
+ * the adjacent ones between them, so no token's bytes are read. */
+static void token_mask_set_unc_sub(token_mask_entry *e, vec_i32 *unc, const int32_t *list, const int32_t *lcp, int32_t n)
+{
+    e->num_unc = (int32_t)unc->n;
+    e->unc = unc->p ? unc->p : malloc(sizeof(int32_t));
+    e->unc_lcp = malloc(((size_t)unc->n + 1) * sizeof *e->unc_lcp);
+    LL_ASSERT(e->unc && e->unc_lcp);
+    int32_t j = -1;
+    for (int64_t k = 0; k < unc->n; k++) {
+        int32_t m = INT32_MAX;
+        do {
+            j++;
+            LL_ASSERT(j < n);
+            if (lcp[j] < m) m = lcp[j];
+        } while (list[j] != unc->p[k]);
+        e->unc_lcp[k] = k ? m : 0;
+    }
 }
 
 /* first index k in the view's uncertain list with rank(unc[k]) >= lo */
@@ -1422,6 +1559,7 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
         (int64_t)s->nodes[r].count + tv->max_depth > t->d->counter_max[ctr])
         return 0;
     int32_t idx = 0;
+    if (!token_state_in_view(t, s->nodes[r].state)) return 0;
     int32_t vi = token_mask_region_view(t, s->nodes[parent].state, s->nodes[r].state, &idx);
     if (vi < 0) return 0;
     const token_region_view *v = &t->views.p[vi];
@@ -1556,19 +1694,44 @@ static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
         VEC_FREE(removed);
         return;
     }
+    /* explicit tokens lie outside every skipped range: the set is the two lists' union */
+    t->outside.n = 0;
+    for (int64_t k = 0; k < t->skips.n; k++)
+        token_rank_collect(tv, t->views.p[t->skips.p[k].view].racc, t->skips.p[k].lo, t->skips.p[k].hi, &t->outside);
+    int32_t n = (int32_t)(t->acc.n + t->outside.n);
+    e->num_accepted = n;
+    if (n <= TOKEN_SPARSE_MAX) {   /* a few tokens: a list, no bitmap (a mask clears and sets them) */
+        e->accepted = NULL;
+        e->extra = malloc(((size_t)n + 1) * sizeof *e->extra);
+        LL_ASSERT(e->extra);
+        memcpy(e->extra, t->outside.p, (size_t)t->outside.n * sizeof *e->extra);
+        memcpy(e->extra + t->outside.n, t->acc.p, (size_t)t->acc.n * sizeof *e->extra);
+        e->num_extra = n;
+        return;
+    }
     uint32_t *acc = calloc((size_t)tv->words, sizeof *acc);
     LL_ASSERT(acc);
-    int32_t n = (int32_t)t->acc.n;   /* explicit tokens lie outside every skipped range */
-    for (int64_t k = 0; k < t->skips.n; k++) {
-        const token_skip *sk = &t->skips.p[k];
-        t->outside.n = 0;
-        token_rank_collect(tv, t->views.p[sk->view].racc, sk->lo, sk->hi, &t->outside);
-        n += (int32_t)t->outside.n;
-        for (int64_t j = 0; j < t->outside.n; j++) acc[t->outside.p[j] >> 5] |= 1u << (t->outside.p[j] & 31);
-    }
+    for (int64_t j = 0; j < t->outside.n; j++) acc[t->outside.p[j] >> 5] |= 1u << (t->outside.p[j] & 31);
     for (int64_t k = 0; k < t->acc.n; k++) acc[t->acc.p[k] >> 5] |= 1u << (t->acc.p[k] & 31);
     e->accepted = acc;
-    e->num_accepted = n;
+}
+
+/* dpda_step for an END edge E from node `from` of s (pops, then pushes constant states). */
+static inline int32_t token_step_end(const dpda *d, dpda_matcher *s, int32_t from, const dpda_edge *E)
+{
+    int32_t top = from;
+    for (int32_t k = 0; k < E->num_pop; k++)
+        if ((top = s->nodes[top].parent) < 0) return -2;
+    if (s->num_nodes + E->num_push > s->cap_nodes) {
+        while (s->num_nodes + E->num_push > s->cap_nodes) s->cap_nodes *= 2;
+        s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+        LL_ASSERT(s->nodes);
+    }
+    for (int32_t k = 0; k < E->num_push; k++) {
+        s->nodes[s->num_nodes] = (dpda_node){d->push_pool[E->push_off + k], top, d->push_count[E->push_off + k]};
+        top = s->num_nodes++;
+    }
+    return top;
 }
 
 /* One trie walk from the partial stack [below, top] (below < 0: top is the bottom). */
@@ -1594,7 +1757,13 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     int32_t bound = 0;
     int32_t members[TOKEN_REGION_MAX], nm = 0;
     int is_region = below >= 0 && token_mask_region(t, below, top, &r, members, &nm);
-    if (below >= 0 && !is_region && (cl = token_mask_chain(t, below, top))) {
+    /* a region left by very many tokens (a number's digits: every token starting with `,` `}`
+     * `]` `.` `e` ..., then a key or a value) would walk them all on [below, top] one by one;
+     * the trie walk settles the region's own subtrees from its walk and the rest with runs and
+     * skips (`,"` then "any string" beside the declared keys) */
+    int walk_region = is_region && r.num_unc > TOKEN_GROUP_MAX;
+    if (walk_region) is_region = 0;
+    if (below >= 0 && !is_region && !walk_region && (cl = token_mask_chain(t, below, top))) {
         r = t->views.p[cl->view];
         bound = cl->r >= INT32_MAX / 2 ? cl->r - INT32_MAX / 2 : cl->r;
     }
@@ -1630,7 +1799,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
         e.extra = acc.p;
         e.num_accepted += e.num_extra;
-        token_mask_set_unc(tv, &e, &unc);
+        token_mask_set_unc_sub(&e, &unc, r.unc, r.unc_lcp, r.num_unc);
         t->bytes += (acc.n + unc.n) * 8;
         VEC_PUSH(t->entries, e);
         int32_t id = (int32_t)t->entries.n - 1;
@@ -1649,8 +1818,9 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     t->walk_fixed = s->num_nodes;
     t->tops[0] = s->num_nodes - 1;
     t->marks[0] = s->num_nodes;
-    /* steps from a stack [below, x] that end at the same depth are memoised for this walk
-     * (most steps inside regular pieces): one lookup instead of an edge walk */
+    /* steps by an END edge (most steps inside regular pieces) are read off the edge; the others
+     * from a stack [below, x] (EXPOSE chains) are memoised for this walk when they end at
+     * the same depth: one lookup instead of an edge walk */
     uint64_t walk = ++t->walk_id;
     /* Runs of siblings: a node whose step (memoised) stays at the partial stack's depth in a
      * state y without a counter, where y's region (walked from exits) is in y's own state, is
@@ -1660,11 +1830,39 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
      * enters "any string", so a declared prefix's children are a few runs, not one skip (and a
      * walk of every small subtree) each. */
     int32_t run_y = -1, run_vi = -1, run_idx = 0, pend_vi = -1, pend_lo = 0, pend_hi = 0;
+    /* First bytes: most are rejected (a value's start, punctuation), and a node per byte is a
+     * cache miss each in the big node array; the top's row (token_mask_region computed it from
+     * this same partial stack) names the rejected classes, so the root's children are read
+     * from tv->root and only the others are stepped. */
+    const uint8_t *rej = NULL;
+    if (below >= 0) {
+        int32_t C = d->num_terms - 1;
+        if (!t->root_rej) {
+            t->root_rej = malloc((size_t)C + 1);
+            LL_ASSERT(t->root_rej);
+        }
+        token_mask_reserve_nodes(&t->probe);
+        t->probe.nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
+        const int32_t *row = token_region_row(t, top);
+        for (int32_t c = 0; c < C; c++) t->root_rej[c] = row[c] == -1;
+        rej = t->root_rej;
+    }
+    int32_t rk = 0;   /* tv->root[rk]: the next root child */
     for (int32_t i = 0; i < tv->num_nodes;) {
+        if (rej && i == tv->root[rk]) {
+            while (rk < tv->num_root && rej[d->class_of[tv->root_byte[rk]]]) rk++;
+            if (rk == tv->num_root) break;
+            i = tv->root[rk++];
+        }
         int32_t dep = tv->node[i].depth;
         s->num_nodes = t->marks[dep - 1];
         int32_t from = t->tops[dep - 1], cls = d->class_of[tv->node[i].byte], r;
-        if (below >= 0 && s->nodes[from].parent == 0 &&
+        const dpda_edge *E0 = &d->edges[d->pre[(int64_t)s->nodes[from].state * d->num_terms + cls]];
+        if (E0->kind == DPDA_REJECT) {
+            r = -1;
+        } else if (E0->kind == DPDA_END) {   /* read off the edge, as dpda_step would */
+            r = token_step_end(d, s, from, E0);
+        } else if (below >= 0 && s->nodes[from].parent == 0 &&
             !(d->state_counter[s->nodes[from].state] >= 0 && dpda_count_is_known(s->nodes[from].count))) {
             int32_t x = s->nodes[from].state;
             uint64_t key = walk << 40 | (uint64_t)(uint32_t)x << 8 | (uint64_t)cls;
@@ -1697,7 +1895,10 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             /* a region is looked up (made, at its first use) only for a subtree try_skip would
              * ask it for; smaller ones join a run of a region already known */
             int32_t y = s->nodes[r].state;
-            if (y != run_y) {
+            if (y != run_y && !token_state_in_view(t, y)) {   /* no region: no lookup */
+                run_y = y;
+                run_vi = -1;
+            } else if (y != run_y) {
                 uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)y;
                 int32_t v = token_hash_find(t->rv_keys, t->rv_vals, t->rv_cap, key);
                 if (v == -3 && tv->node[tv->node[i].end].tok_start - tv->node[i + 1].tok_start >= 4) {
@@ -1751,7 +1952,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     if (pend_vi >= 0) token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
     token_mask_assemble(t, &e);
     token_mask_set_unc(tv, &e, &unc);
-    t->bytes += (e.owns_accepted ? (int64_t)tv->words * 4 : 0) + (unc.n + e.num_extra + e.num_removed) * 4 + unc.n * 4;
+    t->bytes += (e.owns_accepted && e.accepted ? (int64_t)tv->words * 4 : 0) + (unc.n + e.num_extra + e.num_removed) * 4 + unc.n * 4;
     VEC_PUSH(t->entries, e);
     int32_t id = (int32_t)t->entries.n - 1;
     token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
@@ -1820,7 +2021,8 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     int32_t id = token_mask_find(t, key);
     if (id < 0) id = token_mask_classify(t, below, top);
     const token_mask_entry *e = &t->entries.p[id];
-    memcpy(mask, e->accepted, (size_t)tv->words * sizeof *mask);
+    if (e->accepted) memcpy(mask, e->accepted, (size_t)tv->words * sizeof *mask);
+    else memset(mask, 0, (size_t)tv->words * sizeof *mask);
     int32_t count = e->num_accepted;
     for (int32_t k = 0; k < e->num_removed; k++) mask[e->removed[k] >> 5] &= ~(1u << (e->removed[k] & 31));
     for (int32_t k = 0; k < e->num_extra; k++) mask[e->extra[k] >> 5] |= 1u << (e->extra[k] & 31);

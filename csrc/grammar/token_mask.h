@@ -65,6 +65,12 @@
  * leaving a region in such a walk are memoised by (exit state, bytes from the exit).  Each
  * region keeps its accepted set also by place in the trie order (bits), so the set of a walk
  * with many skips is assembled from those bits a word at a time.
+ * First visits, constant factors: a walk reads the root's children from one small array (the
+ * vocabulary's first bytes) and steps only those whose class the top's row does not reject; a
+ * classification accepting at most 256 tokens (outside a shared set) is kept as a token list,
+ * not a bitmap of the vocabulary; a state none of whose edges can come back to it at its depth
+ * (from the edges alone, kept per state) is never searched for a region; END edges are read
+ * off the edge in walks and region rows.
  * A token_mask_table is not thread-safe: one per thread, or external locking
  * (grammar_cache.h does the latter).
  *
