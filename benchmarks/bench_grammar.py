@@ -204,7 +204,10 @@ def main():
     ap.add_argument("--slowest", type=int, default=0, help="print the N slowest first-visit masks (schema, text before)")
     ap.add_argument("--only", help="a file of MaskBench names (one a line, or a grammar_coverage.py --out JSON: its "
                                    "compiled schemas) to run instead of every step-th one")
+    ap.add_argument("--counter-threshold", type=int, default=0,
+                    help="bounds from which repetitions are counted (_C.grammar_set_counter_threshold; 0: the default)")
     args = ap.parse_args()
+    _C.grammar_set_counter_threshold(args.counter_threshold)
     if not os.path.isdir(MASKBENCH):
         sys.exit(f"MaskBench data not found at {MASKBENCH}")
     files = sorted(os.listdir(MASKBENCH))[::args.step]
@@ -219,7 +222,7 @@ def main():
         with open(os.path.join(MASKBENCH, name), encoding="utf-8") as f:
             cases.append((name, json.load(f)))
     print(f"bench_grammar: {len(cases)} MaskBench schemas (every {args.step}th), one core, "
-          f"{os.cpu_count()} CPUs visible")
+          f"{os.cpu_count()} CPUs visible, counter threshold {_C.grammar_set_counter_threshold(args.counter_threshold)}")
     for v in args.vocabs.split(","):
         bench_vocab(v, args, cases)
 

@@ -1,6 +1,7 @@
 """Coverage and compile time of the grammar compiler over all MaskBench JSON Schemas.
 
     PYTHONPATH=. python benchmarks/grammar_coverage.py [--step 1] [--out results.json] [--show conflict]
+        [--counter-threshold N]
 
 For every schema (../shared/maskbench/data, read in place): does the front end accept it
 (grammar_from_json_schema), does it compile to a DPDA (GrammarCompiler.compile, no vocabulary,
@@ -40,7 +41,10 @@ def main():
     ap.add_argument("--step", type=int, default=1, help="every step-th MaskBench file")
     ap.add_argument("--out", help="write per-schema records (JSON) here")
     ap.add_argument("--show", help="print the messages of this failure class (conflict / too_large / other)")
+    ap.add_argument("--counter-threshold", type=int, default=0,
+                    help="bounds from which repetitions are counted (_C.grammar_set_counter_threshold; 0: the default)")
     args = ap.parse_args()
+    _C.grammar_set_counter_threshold(args.counter_threshold)
     files = sorted(os.listdir(MASKBENCH))[::args.step]
     counts = dict(schemas=0, front_end=0, compiled=0, conflict=0, too_large=0, other=0)
     times, records = [], {}
@@ -70,7 +74,7 @@ def main():
             if args.show == kind:
                 print(f"{name}: {str(e)[:400]}")
     n, fe = counts["schemas"], counts["front_end"]
-    print(f"schemas {n}; front end accepts {fe} ({100 * fe / n:.1f}%); compile {counts['compiled']} "
+    print(f"counter threshold {_C.grammar_set_counter_threshold(args.counter_threshold)}; schemas {n}; front end accepts {fe} ({100 * fe / n:.1f}%); compile {counts['compiled']} "
           f"({100 * counts['compiled'] / n:.1f}% of all, {100 * counts['compiled'] / max(fe, 1):.1f}% of accepted); "
           f"conflict {counts['conflict']}; too large {counts['too_large']}; other {counts['other']}")
     ms = [t * 1e3 for t in times]

@@ -130,6 +130,22 @@ def test_counter_large_bounds_compile_small():
         assert (m.advance_bytes(text) and m.is_accepting()) == ok, (n, items)
 
 
+def test_counter_default_threshold():
+    """The default threshold (grammar.h GRAMMAR_COUNTER_THRESHOLD, 255): a bound of 254 is expanded,
+    255 is a counter (maxLength, maxItems and regex {m,n} alike); both keep their bounds."""
+    assert _C.grammar_set_counter_threshold(0) == 255
+    gc = _C.GrammarCompiler()
+    for n, counted in ((254, False), (255, True)):
+        for schema in (s(2, n), arr({"type": "integer"}, 2, n), {"type": "string", "pattern": "^[a-z]{2,%d}$" % n}):
+            g = gc.compile("json_schema", json.dumps(schema))
+            assert (g.num_counters >= 1) == counted, (n, schema)
+            for k, ok in ((1, False), (2, True), (n, True), (n + 1, False)):
+                v = "a" * k if schema["type"] == "string" else list(range(k))
+                m = g.matcher()
+                text = json.dumps(v, separators=(",", ":")).encode()
+                assert (m.advance_bytes(text) and m.is_accepting()) == ok, (n, schema, k)
+
+
 @pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
 def test_counter_masks_equal_brute_force_qwen3(low_threshold):
     """Fast masks equal brute force at every token (and every other byte) of texts that reach the

@@ -4,7 +4,7 @@ character is one, a \\u escape of a BMP character is one, a lone low-surrogate e
 high-surrogate escape is rejected in a length-bounded string (json_schema.c js_counted_char: counting
 it would need a lookahead); free strings accept any escape.
 
-Each schema is compiled twice: with the bounds expanded (default counter threshold) and with the
+Each schema is compiled twice: with the bounds expanded (counter threshold 1,000) and with the
 bounds as a counter (threshold lowered to 3).  Instances sit at min-1, min, max, max+1 characters;
 the matcher must agree with jsonschema on every valid-JSON instance (lone high surrogates aside) and
 with the Earley recognizer (bounds expanded) on every instance, whole and byte by byte."""

@@ -62,8 +62,16 @@ typedef struct grammar_counted {
 enum { GRAMMAR_COUNT_NONE = 0, GRAMMAR_COUNT_START, GRAMMAR_COUNT_KEEP, GRAMMAR_COUNT_INC, GRAMMAR_COUNT_EXIT };
 
 /* Bounded repetitions whose larger bound is at least this use a counter (grammar_add_repeat);
- * smaller ones are expanded (one automaton state per count, which the mask caches handle well). */
-#define GRAMMAR_COUNTER_THRESHOLD 1000
+ * smaller ones are expanded (one automaton state per count, which the mask caches handle well).
+ * 255, measured over MaskBench (benchmarks/RESULTS.md "Counter threshold"): an expanded string
+ * bound costs ~52 DPDA states per character (js_counted_char; maxLength 254: 13,215 states, 16 ms
+ * to compile; 255, counted: 70 states, 0.2 ms), and at 1,000 the bounds from 255 to 999 (mostly
+ * maxLength 255/256/512) made 8 schemas "too large" and 7 fail with an LR conflict; all 15
+ * compile at 255.  Lower bounds are worse for masks: a counter is near its bound
+ * (token_mask_fill_near_bound, uncached) while max - count < the longest token (128 bytes in
+ * Qwen3 and DeepSeek-V3), so a counter with max <= 128 is near it at every count; from 255 on
+ * at least the first half of the counts takes the cached path. */
+#define GRAMMAR_COUNTER_THRESHOLD 255
 /* Process-wide: tests lower it so that small bounds exercise the counter path.  <= 0 restores
  * the default. */
 void grammar_set_counter_threshold(int64_t threshold);

@@ -28,7 +28,7 @@
  *    escape counts one; a lone high-surrogate escape is not accepted in a length-bounded string
  *    (it would need a lookahead to count; see js_counted_char).
  *  - Bounds (minLength/maxLength, minItems/maxItems, and regex {m,n} inside patterns): below
- *    grammar_counter_threshold() (1,000) they are expanded into the automaton (one state per
+ *    grammar_counter_threshold() (255) they are expanded into the automaton (one state per
  *    count); from there on they are counted repetitions (grammar.h grammar_counted): the loop
  *    is compiled once and the DPDA matcher keeps the count on its stack nodes, so an 8192-char
  *    maxLength costs a few states, not ~100k.  A repetition whose iteration boundaries a counter
