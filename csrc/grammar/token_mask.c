@@ -1704,8 +1704,8 @@ static void token_mask_assemble(token_mask_table *t, token_mask_entry *e)
         e->accepted = NULL;
         e->extra = malloc(((size_t)n + 1) * sizeof *e->extra);
         LL_ASSERT(e->extra);
-        memcpy(e->extra, t->outside.p, (size_t)t->outside.n * sizeof *e->extra);
-        memcpy(e->extra + t->outside.n, t->acc.p, (size_t)t->acc.n * sizeof *e->extra);
+        if (t->outside.n) memcpy(e->extra, t->outside.p, (size_t)t->outside.n * sizeof *e->extra);
+        if (t->acc.n) memcpy(e->extra + t->outside.n, t->acc.p, (size_t)t->acc.n * sizeof *e->extra);
         e->num_extra = n;
         return;
     }
