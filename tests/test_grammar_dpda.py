@@ -380,7 +380,7 @@ def test_key_walks_equal_brute_force_qwen3():
 @pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
 def test_bounded_strings_equal_brute_force_qwen3():
     """Strings with minLength / maxLength: every position is its own state, answered from the
-    string loop's region cut after the characters left (token_mask.c "bounded chains").  Every
+    string loop's region cut after the characters left (token_chain.c).  Every
     step's mask equals brute force with the real Qwen3 vocabulary: bounds 0 and 1, non-ASCII
     (2-, 3- and 4-byte UTF-8) characters, escapes (one character each), tokens that end inside a
     UTF-8 character, keys followed by bounded values, arrays of bounded strings, and texts that

@@ -76,6 +76,9 @@
  *
  * Masks: uint32 words [token_vocab_mask_words(v)], bit (i % 32) of word i / 32 set = token i
  * allowed (sampling_sample_row's allowed_mask layout).
+ *
+ * Files: token_vocab.c (the trie), token_mask.c (the cache, its walk, masks), token_region.c
+ * (regions, skips), token_chain.c (bounded chains); shared internals: token_mask_internal.h.
  */
 #ifndef LIGHTLLM_GRAMMAR_TOKEN_MASK_H
 #define LIGHTLLM_GRAMMAR_TOKEN_MASK_H
