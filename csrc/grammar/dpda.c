@@ -285,15 +285,16 @@ status_t dpda_compile(const grammar *g, dpda **out)
             E->nt = v[2];
             E->post = v[3];
             E->push_off = np;
-            E->num_push = d->num_counters ? (n - 5) / 2 : n - 4;
+            const int32_t h = DPDA_HDR(d);
+            E->num_push = (n - h) / (d->num_counters ? 2 : 1);
             if (d->num_counters && v[0] == DPDA_EXPOSE && v[4] >= 0) {
                 E->count_kind = d->rule_kind[v[4]];
                 E->count_min = d->rule_min[v[4]];
                 E->count_max = d->rule_max[v[4]];
             }
             for (int32_t k = 0; k < E->num_push; k++) {
-                d->push_pool[np] = v[DPDA_HDR(d) + k];
-                d->push_count[np++] = d->num_counters ? v[5 + E->num_push + k] : 0;
+                d->push_pool[np] = v[h + k];
+                d->push_count[np++] = d->num_counters ? v[h + E->num_push + k] : 0;
             }
         }
     }
