@@ -56,7 +56,7 @@ token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
     t->region_ys = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_ys);
     t->g_tops = malloc(((size_t)tv->max_depth + 2) * sizeof *t->g_tops);
     t->g_marks = malloc(((size_t)tv->max_depth + 2) * sizeof *t->g_marks);
-    t->kcur = malloc(((size_t)tv->max_depth + 2) * 2 * sizeof *t->kcur);
+    t->kcur = malloc(((size_t)tv->max_depth + 2) * 3 * sizeof *t->kcur);
     LL_ASSERT(t->g_tops && t->g_marks && t->kcur);
     t->region_st = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_st);
     t->rv_cap = 64;
@@ -728,8 +728,8 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
      * from this one's record): kcur[dep] is the node's place among its parent's children
      * (tv->kid), so the records (and the run's region states) of the next siblings are
      * fetched while this one is stepped */
-    int32_t *kc = t->kcur, *kn = t->kcur + tv->max_depth + 2, pdep = 0;
-    kn[1] = tv->num_root;
+    int32_t *kc = t->kcur, *kn = kc + tv->max_depth + 2, *ke = kn + tv->max_depth + 2, pdep = 0;
+    kn[1] = ke[1] = tv->num_root;
     /* the children of a node with many (a declared key's prefix: most of them leave the
      * declared names into "any string") are stepped from [below, x] by x's row
      * (token_region_row: one step per distinct edge, not per child), exact as rows are;
@@ -749,6 +749,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         if (dep > pdep) {   /* a first child (its parent is i - 1) */
             kc[dep] = tv->kid_off[i];
             kn[dep] = tv->kid_off[i + 1] - tv->kid_off[i];
+            ke[dep] = tv->kid_off[i + 1];
         } else if (dep < pdep || !rej || dep > 1) kc[dep]++;
         pdep = dep;
         {
@@ -845,6 +846,32 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                     pend_vi = run_vi;
                     pend_lo = lo;
                     pend_hi = hi;
+                }
+                /* the next siblings that x's row takes to y, where the region's walk is in
+                 * y's state too, join the run from the children arrays: no node record each
+                 * (a declared prefix's children are mostly "any string") */
+                if (d->num_counters == 0 && kn[dep] >= TOKEN_ROW_KIDS) {
+                    int32_t x = s->nodes[from].state;
+                    if (x != row_x || t->row_gen != row_gen) {
+                        t->probe.nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
+                        xrow = token_region_row(t, x);
+                        row_x = x;
+                        row_gen = t->row_gen;
+                    }
+                    const uint8_t *ref = t->views.p[run_vi].ref;
+                    int32_t k = kc[dep] + 1, ek = ke[dep];
+                    while (k < ek && xrow[d->class_of[tv->kid_byte[k]]] == y && ref[tv->kid[k]] == run_idx) {
+                        __builtin_prefetch(&ref[tv->kid[k + TOKEN_KID_AHEAD]]);
+                        k++;
+                    }
+                    if (k > kc[dep] + 1) {
+                        int32_t nxt = k < ek ? tv->kid[k] : tv->node[tv->kid[k - 1]].end;
+                        pend_hi = tv->node[nxt].tok_start;
+                        kc[dep] = k - 1;
+                        if (dep == 1) rk = k;
+                        i = nxt;
+                        continue;
+                    }
                 }
                 i = tv->node[i].end;
                 continue;

@@ -73,8 +73,10 @@
  * off the edge in walks and region rows.  The children of a node with many (a key's first byte,
  * a declared key's prefix: most leave the declared names into "any string") are stepped from
  * [below, x] by x's row (one step per distinct edge) in grammars without counters, and a walk
- * fetches the records of the next siblings (the vocabulary keeps each node's children in one
- * array) while it steps one.
+ * fetches the records of the next siblings (the vocabulary keeps each node's children and
+ * their bytes in arrays) while it steps one; once a child joins a run, the next siblings that
+ * the row takes to the same state, where the region's walk is in that state too, join it
+ * from those arrays without a node record each.
  * A token_mask_table is not thread-safe: one per thread, or external locking
  * (grammar_cache.h does the latter).
  *

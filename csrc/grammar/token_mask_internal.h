@@ -63,6 +63,7 @@ struct token_vocab {
     int32_t *kid_off;        /* [num_nodes + 2] node p's children are kid[kid_off[p + 1], kid_off[p + 2]) (p = -1: the root) */
     int32_t *kid;            /* [num_nodes + TOKEN_KID_AHEAD] children in order, parent by parent: a walk stepping the
                               * siblings (far apart in preorder, a cache miss each) fetches the next ones early */
+    uint8_t *kid_byte;       /* [num_nodes + TOKEN_KID_AHEAD] their bytes (a run of siblings is read here) */
     /* region cache, shared by every grammar over this vocabulary (see token_mask_region) */
     pthread_mutex_t region_lock;
     struct token_region *regions;
@@ -197,8 +198,8 @@ struct token_mask_table {
     int64_t num_chains;
     int64_t num_near_bound;  /* masks token_mask_fill_near_bound computed */
     VEC(token_skip) skips;   /* scratch of one classification */
-    int32_t *kcur;               /* [2 * (max_depth + 2)] the classification walk's place among siblings
-                                  * (tv->kid), then the number of those siblings */
+    int32_t *kcur;               /* [3 * (max_depth + 2)] the classification walk's place among siblings
+                                  * (tv->kid), then the number of those siblings, then where they end */
     int32_t *g_tops, *g_marks;   /* [max_depth + 2] token_walk_groups' own (a trie walk may call it midway) */
     VEC(token_group_memo) gmemo;  /* one classification walk's token_walk_groups results, by (view, parent) */
     VEC(uint8_t) gout;           /* their outcomes, gmemo[i].off on */
