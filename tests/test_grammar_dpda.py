@@ -378,6 +378,34 @@ def test_key_walks_equal_brute_force_qwen3():
 
 
 @pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
+def test_key_walk_rows_equal_brute_force_qwen3():
+    """A key walk steps the children of a node with many (the key's first byte, a declared
+    prefix) from the state's row instead of one step each (grammars without counters); the
+    walk may settle a subtree deeper on the stack midway (a declared key's string value entered
+    by `":"`-like tokens), after which the row must still be the partial stack's.  Keys whose
+    names share long prefixes with extra keys beside them, string values right after the key,
+    and the same schema with a counter (maxItems over the threshold: the step per child) equal
+    brute force at every token and every 2nd byte."""
+    tok, gc = _qwen3_compiler()
+    props = {k: {"type": "string"} for k in ["type", "types", "typeName", "text", "title", "t", "value", "values",
+                                              "valueText", "url", "urls", "user", "username"]}
+    values = [{"type": "a", "types": "", "typeName": "b\u00e9", "text": "x y", "title": "T", "t": "",
+               "value": "v", "valueText": "1", "url": "http://x", "user": "u", "username": "n",
+               "typo": "extra", "textual": 1, "us": "", "valuesX": [1], "\u540d": "z"},
+              {"values": "q", "urls": "", "ty": "w", "": "e", "typeNames": "s"}]
+    checked = 0
+    for counted in (False, True):
+        schema = {"type": "object", "properties": dict(props)}
+        if counted:
+            schema["properties"]["list"] = {"type": "array", "items": {"type": "integer"}, "maxItems": 1000}
+        for k, value in enumerate(values):
+            g = gc.compile("json_schema", json.dumps(dict(schema, title="kr%d%d" % (counted, k))))
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            checked += _masks_along(g, tok, text, (k, counted), byte_every=2)[0]
+    assert checked > 200
+
+
+@pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
 def test_bounded_strings_equal_brute_force_qwen3():
     """Strings with minLength / maxLength: every position is its own state, answered from the
     string loop's region cut after the characters left (token_chain.c).  Every

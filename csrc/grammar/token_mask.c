@@ -56,7 +56,8 @@ token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
     t->region_ys = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_ys);
     t->g_tops = malloc(((size_t)tv->max_depth + 2) * sizeof *t->g_tops);
     t->g_marks = malloc(((size_t)tv->max_depth + 2) * sizeof *t->g_marks);
-    LL_ASSERT(t->g_tops && t->g_marks);
+    t->kcur = malloc(((size_t)tv->max_depth + 2) * 3 * sizeof *t->kcur);
+    LL_ASSERT(t->g_tops && t->g_marks && t->kcur);
     t->region_st = malloc(((size_t)tv->max_depth + 2) * sizeof *t->region_st);
     t->rv_cap = 64;
     t->rv_keys = malloc((size_t)t->rv_cap * sizeof *t->rv_keys);
@@ -94,7 +95,7 @@ void token_mask_table_free(token_mask_table *t)
     for (int64_t i = 0; i < t->views.n; i++) free(t->views.p[i].members);
     VEC_FREE(t->views);
     VEC_FREE(t->skips);
-    free(t->g_tops); free(t->g_marks); free(t->row_keys); free(t->row_vals);
+    free(t->g_tops); free(t->g_marks); free(t->kcur); free(t->row_keys); free(t->row_vals);
     VEC_FREE(t->row_pool);
     free(t->region_local);
     free(t->root_rej);
@@ -723,13 +724,39 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         rej = t->root_rej;
     }
     int32_t rk = 0;   /* tv->root[rk]: the next root child */
+    /* siblings lie far apart in preorder (a cache miss each, and the next one is known only
+     * from this one's record): kcur[dep] is the node's place among its parent's children
+     * (tv->kid), so the records (and the run's region states) of the next siblings are
+     * fetched while this one is stepped */
+    int32_t *kc = t->kcur, *kn = kc + tv->max_depth + 2, *ke = kn + tv->max_depth + 2, pdep = 0;
+    kn[1] = ke[1] = tv->num_root;
+    /* the children of a node with many (a declared key's prefix: most of them leave the
+     * declared names into "any string") are stepped from [below, x] by x's row
+     * (token_region_row: one step per distinct edge, not per child), exact as rows are;
+     * without counters every count is 0 */
+    int32_t row_x = -1;
+    uint64_t row_gen = 0;
+    const int32_t *xrow = NULL;
     for (int32_t i = 0; i < tv->num_nodes;) {
         if (rej && i == tv->root[rk]) {
             while (rk < tv->num_root && rej[d->class_of[tv->root_byte[rk]]]) rk++;
             if (rk == tv->num_root) break;
             i = tv->root[rk++];
+            kc[1] = rk - 1;
+            pdep = 1;
         }
         int32_t dep = tv->node[i].depth;
+        if (dep > pdep) {   /* a first child (its parent is i - 1) */
+            kc[dep] = tv->kid_off[i];
+            kn[dep] = tv->kid_off[i + 1] - tv->kid_off[i];
+            ke[dep] = tv->kid_off[i + 1];
+        } else if (dep < pdep || !rej || dep > 1) kc[dep]++;
+        pdep = dep;
+        {
+            int32_t nx = tv->kid[kc[dep] + TOKEN_KID_AHEAD];
+            __builtin_prefetch(&tv->node[nx]);
+            if (run_vi >= 0) __builtin_prefetch(&t->views.p[run_vi].ref[nx]);
+        }
         s->num_nodes = t->marks[dep - 1];
         int32_t from = t->tops[dep - 1], cls = d->class_of[tv->node[i].byte], r;
         const dpda_edge *E0 = &d->edges[d->pre[(int64_t)s->nodes[from].state * d->num_terms + cls]];
@@ -740,10 +767,32 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         } else if (below >= 0 && s->nodes[from].parent == 0 &&
             !(d->state_counter[s->nodes[from].state] >= 0 && dpda_count_is_known(s->nodes[from].count))) {
             int32_t x = s->nodes[from].state;
+            int32_t v = -3;
+            if (d->num_counters == 0 && kn[dep] >= TOKEN_ROW_KIDS) {
+                if (x != row_x || t->row_gen != row_gen) {
+                    t->probe.nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};   /* a skip may have moved it */
+                    xrow = token_region_row(t, x);
+                    row_x = x;
+                    row_gen = t->row_gen;
+                }
+                v = xrow[cls];
+            }
             uint64_t key = walk << 40 | (uint64_t)(uint32_t)x << 8 | (uint64_t)cls;
             uint64_t h = ((uint64_t)x * 0x9E3779B97F4A7C15ull ^ (uint64_t)cls * 0xC2B2AE3D27D4EB4Full) >> 51;
             token_step_memo *me = &t->memo[h];
-            if (me->key == key) {
+            if (v >= 0) {
+                r = s->num_nodes;
+                if (s->num_nodes == s->cap_nodes) {
+                    s->cap_nodes *= 2;
+                    s->nodes = realloc(s->nodes, (size_t)s->cap_nodes * sizeof *s->nodes);
+                    LL_ASSERT(s->nodes);
+                }
+                s->nodes[s->num_nodes++] = (dpda_node){v, 0, 0};
+            } else if (v == -1) {
+                r = -1;
+            } else if (v == -2) {
+                r = dpda_step(d, s, from, cls);
+            } else if (me->key == key) {
                 int32_t v = me->val;
                 if (v >= 0) {
                     r = s->num_nodes;
@@ -797,6 +846,32 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                     pend_vi = run_vi;
                     pend_lo = lo;
                     pend_hi = hi;
+                }
+                /* the next siblings that x's row takes to y, where the region's walk is in
+                 * y's state too, join the run from the children arrays: no node record each
+                 * (a declared prefix's children are mostly "any string") */
+                if (d->num_counters == 0 && kn[dep] >= TOKEN_ROW_KIDS) {
+                    int32_t x = s->nodes[from].state;
+                    if (x != row_x || t->row_gen != row_gen) {
+                        t->probe.nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
+                        xrow = token_region_row(t, x);
+                        row_x = x;
+                        row_gen = t->row_gen;
+                    }
+                    const uint8_t *ref = t->views.p[run_vi].ref;
+                    int32_t k = kc[dep] + 1, ek = ke[dep];
+                    while (k < ek && xrow[d->class_of[tv->kid_byte[k]]] == y && ref[tv->kid[k]] == run_idx) {
+                        __builtin_prefetch(&ref[tv->kid[k + TOKEN_KID_AHEAD]]);
+                        k++;
+                    }
+                    if (k > kc[dep] + 1) {
+                        int32_t nxt = k < ek ? tv->kid[k] : tv->node[tv->kid[k - 1]].end;
+                        pend_hi = tv->node[nxt].tok_start;
+                        kc[dep] = k - 1;
+                        if (dep == 1) rk = k;
+                        i = nxt;
+                        continue;
+                    }
                 }
                 i = tv->node[i].end;
                 continue;

@@ -70,7 +70,13 @@
  * classification accepting at most 256 tokens (outside a shared set) is kept as a token list,
  * not a bitmap of the vocabulary; a state none of whose edges can come back to it at its depth
  * (from the edges alone, kept per state) is never searched for a region; END edges are read
- * off the edge in walks and region rows.
+ * off the edge in walks and region rows.  The children of a node with many (a key's first byte,
+ * a declared key's prefix: most leave the declared names into "any string") are stepped from
+ * [below, x] by x's row (one step per distinct edge) in grammars without counters, and a walk
+ * fetches the records of the next siblings (the vocabulary keeps each node's children and
+ * their bytes in arrays) while it steps one; once a child joins a run, the next siblings that
+ * the row takes to the same state, where the region's walk is in that state too, join it
+ * from those arrays without a node record each.
  * A token_mask_table is not thread-safe: one per thread, or external locking
  * (grammar_cache.h does the latter).
  *

@@ -23,6 +23,8 @@
 
 #define TOKEN_REGION_MAX 48    /* states searched from the top (at most 64: successor bit sets) */
 #define TOKEN_GROUP_MAX 4096   /* regions leaving by more tokens walk them one by one (no ex_ord) */
+#define TOKEN_KID_AHEAD 8      /* siblings a trie walk fetches ahead of the one it steps */
+#define TOKEN_ROW_KIDS 8       /* a walk steps the children of a node with this many from its state's row */
 #define TOKEN_CHAIN_K 24       /* a bounded position counts characters up to this many; tokens
                                 * starting more are walked on the real stack */
 
@@ -58,6 +60,10 @@ struct token_vocab {
                               * rejects most first bytes reads one small array, not a node per byte */
     uint8_t *root_byte;      /* [num_root] their bytes */
     int32_t num_root;
+    int32_t *kid_off;        /* [num_nodes + 2] node p's children are kid[kid_off[p + 1], kid_off[p + 2]) (p = -1: the root) */
+    int32_t *kid;            /* [num_nodes + TOKEN_KID_AHEAD] children in order, parent by parent: a walk stepping the
+                              * siblings (far apart in preorder, a cache miss each) fetches the next ones early */
+    uint8_t *kid_byte;       /* [num_nodes + TOKEN_KID_AHEAD] their bytes (a run of siblings is read here) */
     /* region cache, shared by every grammar over this vocabulary (see token_mask_region) */
     pthread_mutex_t region_lock;
     struct token_region *regions;
@@ -192,6 +198,8 @@ struct token_mask_table {
     int64_t num_chains;
     int64_t num_near_bound;  /* masks token_mask_fill_near_bound computed */
     VEC(token_skip) skips;   /* scratch of one classification */
+    int32_t *kcur;               /* [3 * (max_depth + 2)] the classification walk's place among siblings
+                                  * (tv->kid), then the number of those siblings, then where they end */
     int32_t *g_tops, *g_marks;   /* [max_depth + 2] token_walk_groups' own (a trie walk may call it midway) */
     VEC(token_group_memo) gmemo;  /* one classification walk's token_walk_groups results, by (view, parent) */
     VEC(uint8_t) gout;           /* their outcomes, gmemo[i].off on */
@@ -200,6 +208,7 @@ struct token_mask_table {
     int32_t *row_vals;           /* [row_cap] offset in row_pool */
     int64_t row_cap, row_num;
     vec_i32 row_pool;
+    uint64_t row_gen;            /* rows made so far (a new one may move row_pool) */
     int32_t *region_local;       /* [TOKEN_REGION_MAX * classes] token_mask_region's scratch */
     int32_t *cls_bytes;          /* [classes + 1] bytes of each class (token_mask_chain) */
     uint32_t *rs_mark;           /* [num_states] token_mask_region's search: stamp, */

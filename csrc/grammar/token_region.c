@@ -53,6 +53,7 @@ const int32_t *token_region_row(token_mask_table *t, int32_t x)
         t->row_num = 0;
         t->row_pool.n = 0;
     }
+    t->row_gen++;
     int32_t off = (int32_t)t->row_pool.n, ce[16], cr[16], nce = 0;
     VEC_RESERVE(t->row_pool, off + C);
     int32_t *row = t->row_pool.p + off;

@@ -111,6 +111,22 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
         tv->root[tv->num_root++] = i;
     }
     tv->root[tv->num_root] = nn;   /* never reached by a walk's index */
+    /* each node's children in order (kid_off[p + 1]: node p's first, p = -1 the root), padded
+     * with TOKEN_KID_AHEAD entries of nn for the walks' look-ahead */
+    tv->kid_off = malloc(((size_t)nn + 2) * sizeof *tv->kid_off);
+    tv->kid = malloc(((size_t)nn + TOKEN_KID_AHEAD) * sizeof *tv->kid);
+    tv->kid_byte = malloc((size_t)nn + TOKEN_KID_AHEAD);
+    LL_ASSERT(tv->kid_off && tv->kid && tv->kid_byte);
+    int32_t nk = 0;
+    for (int32_t p = -1; p < nn; p++) {
+        tv->kid_off[p + 1] = nk;
+        for (int32_t c = p + 1, e = p < 0 ? nn : tv->node[p].end; c < e; c = tv->node[c].end) {
+            tv->kid_byte[nk] = tv->node[c].byte;
+            tv->kid[nk++] = c;
+        }
+    }
+    tv->kid_off[nn + 1] = nk;
+    for (int32_t k = 0; k < TOKEN_KID_AHEAD; k++) { tv->kid[nk + k] = nn; tv->kid_byte[nk + k] = 0; }
     pthread_mutex_init(&tv->region_lock, NULL);
     VEC_FREE(path);
     VEC_FREE(open);
@@ -143,6 +159,7 @@ void token_vocab_free(token_vocab *tv)
     pthread_mutex_destroy(&tv->region_lock);
     free(tv->usable); free(tv->is_eos); free(tv->eos); free(tv->sorted); free(tv->rank);
     free(tv->node); free(tv->tok_bytes); free(tv->tok_len); free(tv->root); free(tv->root_byte);
+    free(tv->kid_off); free(tv->kid); free(tv->kid_byte);
     free(tv);
 }
 
