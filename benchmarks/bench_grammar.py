@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.append(ROOT)  # after PYTHONPATH and site-packages: PYTHONPATH=<tree> picks the build measured
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from lightllm import _C  # noqa: E402
 from lightllm.tokenizer import Tokenizer  # noqa: E402

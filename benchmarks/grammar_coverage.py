@@ -17,7 +17,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.append(ROOT)  # after PYTHONPATH and site-packages: PYTHONPATH=<tree> picks the build measured
 from lightllm import _C  # noqa: E402
 
 MASKBENCH = os.path.join(ROOT, "..", "shared", "maskbench", "data")
