@@ -320,17 +320,6 @@ void dpda_free(dpda *d)
 
 /* ---- matcher ---- */
 
-static inline int32_t dpda_push(dpda_matcher *m, int32_t state, int32_t parent, int32_t count)
-{
-    if (m->num_nodes == m->cap_nodes) {
-        m->cap_nodes = m->cap_nodes ? m->cap_nodes * 2 : 1024;
-        m->nodes = realloc(m->nodes, (size_t)m->cap_nodes * sizeof *m->nodes);
-        LL_ASSERT(m->nodes);
-    }
-    m->nodes[m->num_nodes] = (dpda_node){state, parent, count};
-    return m->num_nodes++;
-}
-
 static int32_t dpda_run(const dpda *d, dpda_matcher *m, int32_t top, int32_t cls, int32_t e)
 {
     for (;;) {

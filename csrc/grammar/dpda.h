@@ -34,7 +34,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
+#include "core/log.h"
 #include "grammar/grammar.h"
 #include "grammar/lr.h"
 
@@ -115,6 +117,19 @@ typedef struct dpda_matcher {
     int32_t max_rollback_bytes;   /* window kept by compaction (>= 0) */
     int32_t compact_at;        /* num_nodes that triggers the next compaction */
 } dpda_matcher;
+
+/* Pushes a node on the matcher's arena (grown by doubling); returns its index.  Inline: the
+ * matcher's steps and the token-mask walks push on every step. */
+static inline int32_t dpda_push(dpda_matcher *m, int32_t state, int32_t parent, int32_t count)
+{
+    if (m->num_nodes == m->cap_nodes) {
+        m->cap_nodes = m->cap_nodes ? m->cap_nodes * 2 : 1024;
+        m->nodes = realloc(m->nodes, (size_t)m->cap_nodes * sizeof *m->nodes);
+        LL_ASSERT(m->nodes);
+    }
+    m->nodes[m->num_nodes] = (dpda_node){state, parent, count};
+    return m->num_nodes++;
+}
 
 void dpda_matcher_init(dpda_matcher *m, const dpda *d);
 void dpda_matcher_free(dpda_matcher *m);

@@ -273,7 +273,7 @@ static int32_t token_walk_exits(const dpda *d, const token_vocab *tv, dpda_match
         int32_t tok = v->unc[k], len, p = v->unc_pu[2 * k], u = v->unc_pu[2 * k + 1];
         const uint8_t *bytes = token_bytes(tv, tok, &len);
         m->num_nodes = base;
-        int32_t top = token_push_node(m, members[u], parent, DPDA_COUNT_UNKNOWN);
+        int32_t top = dpda_push(m, members[u], parent, DPDA_COUNT_UNKNOWN);
         for (int32_t j = p; j < len && top >= 0; j++) top = dpda_step(d, m, top, d->class_of[bytes[j]]);
         if (top >= 0) { VEC_PUSH(*acc, tok); count++; }
         else if (top == -2 && unc) VEC_PUSH(*unc, tok);
@@ -300,7 +300,7 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
         len -= p;
         if (l < 0) {   /* another exit state: start over from it */
             m->num_nodes = base;
-            tops[0] = token_push_node(m, members[v->unc_pu[2 * q + 1]], parent, DPDA_COUNT_UNKNOWN);
+            tops[0] = dpda_push(m, members[v->unc_pu[2 * q + 1]], parent, DPDA_COUNT_UNKNOWN);
             marks[0] = m->num_nodes;
             valid = 0;
             fail_at = INT32_MAX;
@@ -382,7 +382,7 @@ static void token_mask_exits_memo(token_mask_table *t, dpda_matcher *s, int32_t 
             out = me->out;
         } else {
             s->num_nodes = base;
-            int32_t top = token_push_node(s, x, parent, DPDA_COUNT_UNKNOWN);
+            int32_t top = dpda_push(s, x, parent, DPDA_COUNT_UNKNOWN);
             for (int32_t j = p; j < len && top >= 0; j++) top = dpda_step(d, s, top, d->class_of[bytes[j]]);
             out = top >= 0 ? 1 : top == -2 ? 2 : 0;
             *me = (token_exit_memo){t->walk_id, parent, x, tok, p, out};
@@ -763,7 +763,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             uint64_t h = ((uint64_t)x * 0x9E3779B97F4A7C15ull ^ (uint64_t)cls * 0xC2B2AE3D27D4EB4Full) >> 51;
             token_step_memo *me = &t->memo[h];
             if (v >= 0) {
-                r = token_push_node(s, v, 0, 0);
+                r = dpda_push(s, v, 0, 0);
             } else if (v == -1) {
                 r = -1;
             } else if (v == -2) {
@@ -771,7 +771,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             } else if (me->key == key) {
                 int32_t v = me->val;
                 if (v >= 0) {
-                    r = token_push_node(s, v, 0, me->cnt);
+                    r = dpda_push(s, v, 0, me->cnt);
                 } else {
                     r = v == -1 ? -1 : dpda_step(d, s, from, cls);
                 }

@@ -282,18 +282,6 @@ static inline int32_t *token_hash_slot(const uint64_t *keys, int32_t *vals, int6
 }
 
 /* Room in a scratch matcher for the partial stacks the walks build (node 0 = below, node 1 on). */
-/* Pushes a node on the matcher's arena (grown by doubling); returns its index. */
-static inline int32_t token_push_node(dpda_matcher *m, int32_t state, int32_t parent, int32_t count)
-{
-    if (m->num_nodes == m->cap_nodes) {
-        m->cap_nodes = m->cap_nodes ? m->cap_nodes * 2 : 1024;
-        m->nodes = realloc(m->nodes, (size_t)m->cap_nodes * sizeof *m->nodes);
-        LL_ASSERT(m->nodes);
-    }
-    m->nodes[m->num_nodes] = (dpda_node){state, parent, count};
-    return m->num_nodes++;
-}
-
 static inline void token_mask_reserve_nodes(dpda_matcher *s)
 {
     if (s->cap_nodes >= 2) return;
