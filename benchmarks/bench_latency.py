@@ -111,6 +111,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--batches", help="comma-separated decode batch sizes (default: the sweep; --quick: 1,8,64)")
     ap.add_argument("--steps", type=int, help="timed decode steps per batch (default 32; --quick: 8)")
+    ap.add_argument("--context", type=int, default=1024, help="decode context in tokens (default 1024)")
     ap.add_argument("--no-prefill", action="store_true")
     args = ap.parse_args()
     d, cfg = make_model_dir(args.config)
@@ -118,8 +119,8 @@ def main():
     batches = [1, 8, 64] if args.quick else [1, 2, 4, 8, 16, 32, 64, 128, 256]
     if args.batches:
         batches = [int(b) for b in args.batches.split(",")]
-    ctx = 1024
-    llm = LLM(d, load_format="dummy", device=args.device, max_model_len=ctx + 64 if args.quick else 8192 + 64,
+    ctx = args.context
+    llm = LLM(d, load_format="dummy", device=args.device, max_model_len=ctx + 64 if args.quick else max(ctx, 8192) + 64,
               max_num_seqs=max(batches), max_num_batched_tokens=8192, enable_prefix_caching=False,
               max_total_token_num=max(batches) * (ctx + 64) + 8192)
     st = llm.stats()
