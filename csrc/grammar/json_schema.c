@@ -699,9 +699,25 @@ static status_t js_numeric(js_ctx *c, const js_part *parts, int n, int integer, 
 
 /* ---- strings ---- */
 
+/* RFC 3986 pieces: pchar (unreserved, pct-encoded, sub-delims, ':' '@'), an authority
+ * ([userinfo '@'] reg-name [':' port]; IP literals in brackets are not generated), path segments,
+ * query and fragment; a relative reference's first segment has no ':' (path-noscheme). */
+#define JS_RE_PCT "%[0-9A-Fa-f]{2}"
+#define JS_RE_PCHAR "(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|" JS_RE_PCT ")"
+#define JS_RE_AUTHORITY "(?:(?:[A-Za-z0-9._~!$&'()*+,;=:-]|" JS_RE_PCT ")*@)?(?:[A-Za-z0-9._~!$&'()*+,;=-]|" JS_RE_PCT \
+    ")*(?::[0-9]*)?"
+#define JS_RE_SEGMENTS "(?:/" JS_RE_PCHAR "*)*"
+#define JS_RE_HIER "//" JS_RE_AUTHORITY JS_RE_SEGMENTS "|/(?:" JS_RE_PCHAR "+" JS_RE_SEGMENTS ")?"
+#define JS_RE_QUERY_FRAGMENT "(?:\\?(?:" JS_RE_PCHAR "|[/?])*)?(?:#(?:" JS_RE_PCHAR "|[/?])*)?"
+#define JS_RE_URI "[A-Za-z][A-Za-z0-9+.-]*:(?:" JS_RE_HIER "|" JS_RE_PCHAR "+" JS_RE_SEGMENTS ")?"
+
 static const char *js_format_regex(const char *f)
 {
     static const char *const table[][2] = {
+        {"uri", "^" JS_RE_URI JS_RE_QUERY_FRAGMENT "$"},
+        {"uri-reference", "^(?:" JS_RE_URI "|" JS_RE_HIER "|(?:[A-Za-z0-9._~!$&'()*+,;=@-]|" JS_RE_PCT ")+" JS_RE_SEGMENTS
+                          ")?" JS_RE_QUERY_FRAGMENT "$"},
+        {"byte", "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"},   /* base64 (OpenAPI) */
         {"date", "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"},
         {"time", "^([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"},
         {"date-time", "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"},
@@ -752,25 +768,27 @@ static status_t js_string_schema(js_ctx *c, const js_part *parts, int n, grammar
             return js_unsupported(c, "format", msg);
         }
     }
-    int constraints = (pat != NULL) + (fre != NULL) + (minl >= 0 || maxl >= 0);
     if (npat > 1) return js_unsupported(c, "pattern", "several patterns combined");
-    if (constraints > 1)
-        return js_unsupported(c, pat ? "pattern" : "format", "combined with another string constraint");
+    if (pat && fre) return js_unsupported(c, "pattern", "combined with format");
+    const int bounded = minl >= 0 || maxl >= 0;
+    const int64_t lo = minl < 0 ? 0 : minl;
+    if (bounded && (lo > JS_MAX_REPEAT || maxl > JS_MAX_REPEAT))
+        return js_unsupported(c, "maxLength", "length bound too large");
     grammar_sym content;
     if (pat || fre) {
-        const char *re = pat ? pat->str : fre;
-        size_t old = js_path_push(c, pat ? "pattern" : "format");
-        status_t st = grammar_add_regex(c->g, re, strlen(re), GRAMMAR_REGEX_JSON_STRING, &content);
+        /* a pattern (or format) beside length bounds: their intersection (grammar_add_regex_bounded) */
+        const char *re = pat ? pat->str : fre, *kw = pat ? "pattern" : "format";
+        size_t old = js_path_push(c, kw);
+        status_t st = bounded ? grammar_add_regex_bounded(c->g, re, strlen(re), lo, maxl, &content)
+                              : grammar_add_regex(c->g, re, strlen(re), GRAMMAR_REGEX_JSON_STRING, &content);
         if (st != STATUS_OK) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", status_message());
-            st = js_unsupported(c, "pattern", msg);
+            st = js_unsupported(c, kw, msg);
         }
         js_path_pop(c, old);
         STATUS_TRY(st);
-    } else if (minl >= 0 || maxl >= 0) {
-        int64_t lo = minl < 0 ? 0 : minl;
-        if (lo > JS_MAX_REPEAT || maxl > JS_MAX_REPEAT) return js_unsupported(c, "maxLength", "length bound too large");
+    } else if (bounded) {
         content = grammar_add_repeat(c->g, "chars", js_counted_char(c), lo, maxl, 0, 0);
     } else {
         *out = js_string(c);

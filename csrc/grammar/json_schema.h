@@ -41,7 +41,11 @@
  *    same language; overlapping options would not be LR(1)).
  *  - $ref: local JSON pointers ("#", "#/$defs/x", "#/definitions/x", "#/properties/..."),
  *    recursion allowed (one nonterminal per target).
- *  - formats: date, time, date-time (RFC 3339, offset required), email, uuid, ipv4.
+ *  - pattern or format beside minLength/maxLength: their intersection, for patterns whose
+ *    alternatives are ^...$ around single characters with at most one repeated a variable number
+ *    of times (regex.h grammar_add_regex_bounded); other patterns refuse the combination.
+ *  - formats: date, time, date-time (RFC 3339, offset required), email, uuid, ipv4, uri and
+ *    uri-reference (RFC 3986 syntax; IP-literal "[...]" hosts are not generated), byte (base64).
  *  - enum/const values: filtered by "type"; other keywords are assumed to hold for them.
  * Keywords that change validity but are not supported (not, if/then/else, patternProperties,
  * propertyNames, dependencies, dependentRequired, dependentSchemas, uniqueItems: true,

@@ -414,6 +414,148 @@ status_t grammar_add_regex(grammar *g, const char *pattern, size_t len, grammar_
     return STATUS_OK;
 }
 
+/* ---- a pattern intersected with a length bound ---------------------------------------- */
+
+typedef struct regex_piece {
+    grammar_sym sym;     /* one code point */
+    int64_t min, max;    /* its count; max -1: unbounded */
+} regex_piece;
+
+static status_t regex_bounded_fail(const regex_parser *p)
+{
+    return status_set(STATUS_UNSUPPORTED, "beside minLength/maxLength only a pattern whose alternatives are each "
+                      "^...$ around single characters (classes, escapes, literals), at most one of them repeated a "
+                      "variable number of times; pattern '%.200s'", p->s);
+}
+
+/* Parses one alternative (up to '|', ')', '$' or the end) into pieces. */
+static status_t regex_pieces(regex_parser *p, regex_piece **pieces, int32_t *n, int32_t *cap)
+{
+    *n = 0;
+    while (p->pos < p->len) {
+        const char c = p->s[p->pos];
+        if (c == '|' || c == ')' || c == '$') break;
+        if (c == '(') return regex_bounded_fail(p);
+        regex_piece x = {.min = 1, .max = 1};
+        STATUS_TRY(regex_atom(p, &x.sym));
+        if (p->pos < p->len) {
+            const char q = p->s[p->pos];
+            int64_t min = 0, max = -1;
+            int quantified = 1;
+            if (q == '?') { p->pos++; max = 1; }
+            else if (q == '*') { p->pos++; }
+            else if (q == '+') { p->pos++; min = 1; }
+            else if (q == '{' && regex_braces(p, &min, &max)) {
+                if (max >= 0 && max < min) return regex_error(p, "repetition {m,n} with n < m");
+                if (min > REGEX_MAX_REPEAT || max > REGEX_MAX_REPEAT) return regex_error(p, "repetition count too large");
+            } else {
+                quantified = 0;
+            }
+            if (quantified) {
+                if (p->pos < p->len && p->s[p->pos] == '?') p->pos++;   /* lazy: same language */
+                if (p->pos < p->len && strchr("?*+{", p->s[p->pos])) return regex_bounded_fail(p);
+                x.min = min;
+                x.max = max;
+            }
+        }
+        if (*n == *cap) {
+            *cap = *cap ? 2 * *cap : 8;
+            *pieces = realloc(*pieces, (size_t)*cap * sizeof **pieces);
+        }
+        (*pieces)[(*n)++] = x;
+    }
+    return STATUS_OK;
+}
+
+/* Adds the alternative's strings of lo..hi code points (hi -1: unbounded) as a rule of nt, if any. */
+static status_t regex_bounded_rule(regex_parser *p, int32_t nt, const regex_piece *pc, int32_t n, int64_t lo, int64_t hi,
+                                   int *added)
+{
+    int64_t fixed = 0;
+    int32_t var = -1;
+    for (int32_t i = 0; i < n; i++) {
+        if (pc[i].min == pc[i].max) fixed += pc[i].min;
+        else if (var >= 0) return regex_bounded_fail(p);
+        else var = i;
+    }
+    int64_t c_lo = 0, c_hi = 0;   /* the variable piece's count */
+    if (var < 0) {
+        if (fixed < lo || (hi >= 0 && fixed > hi)) return STATUS_OK;
+    } else {
+        c_lo = pc[var].min > lo - fixed ? pc[var].min : lo - fixed;
+        c_hi = pc[var].max;
+        if (hi >= 0 && (c_hi < 0 || c_hi > hi - fixed)) c_hi = hi - fixed;
+        if (c_hi >= 0 && c_lo > c_hi) return STATUS_OK;
+    }
+    grammar_seq seq = {0};
+    for (int32_t i = 0; i < n; i++) {
+        const int64_t mn = i == var ? c_lo : pc[i].min, mx = i == var ? c_hi : pc[i].max;
+        if (mx == 0) continue;
+        grammar_seq_push(&seq, mn == 1 && mx == 1 ? pc[i].sym
+                               : mn == 0 && mx < 0 ? grammar_add_star(p->g, "star", pc[i].sym)
+                               : mn == 1 && mx < 0 ? grammar_add_plus(p->g, "plus", pc[i].sym)
+                               : grammar_add_repeat(p->g, "rep", pc[i].sym, mn, mx, 0, 0));
+    }
+    grammar_add_rule(p->g, nt, seq.syms, seq.n);
+    grammar_seq_free(&seq);
+    *added = 1;
+    return STATUS_OK;
+}
+
+status_t grammar_add_regex_bounded(grammar *g, const char *pattern, size_t len, int64_t lo, int64_t hi, grammar_sym *out)
+{
+    regex_parser p = {pattern, len, 0, g, GRAMMAR_REGEX_JSON_STRING, 0, 0, 0};
+    const int32_t nt = grammar_add_nonterminal(g, "bounded");
+    regex_piece *pieces = NULL;
+    int32_t n = 0, cap = 0;
+    int added = 0;
+    status_t st = STATUS_OK;
+    for (;;) {
+        if (p.pos >= p.len || p.s[p.pos] != '^') { st = regex_bounded_fail(&p); break; }
+        p.pos++;
+        /* ^(A|B)$ is ^A$|^B$: a group around the whole alternative is opened here */
+        int group = 0;
+        if (p.pos < p.len && p.s[p.pos] == '(') {
+            group = 1;
+            p.pos++;
+            if (p.pos + 1 < p.len && p.s[p.pos] == '?' && p.s[p.pos + 1] == ':') {
+                p.pos += 2;
+            } else if (p.pos + 1 < p.len && p.s[p.pos] == '?' && p.s[p.pos + 1] == '<') {
+                while (p.pos < p.len && p.s[p.pos] != '>') p.pos++;
+                if (p.pos >= p.len) { st = regex_error(&p, "unterminated group name"); break; }
+                p.pos++;
+            } else if (p.pos < p.len && p.s[p.pos] == '?') {
+                st = regex_bounded_fail(&p);
+                break;
+            }
+        }
+        for (;;) {
+            if ((st = regex_pieces(&p, &pieces, &n, &cap)) != STATUS_OK) break;
+            if (group && p.pos < p.len && p.s[p.pos] == '|') {   /* the next alternative inside the group */
+                if ((st = regex_bounded_rule(&p, nt, pieces, n, lo, hi, &added)) != STATUS_OK) break;
+                p.pos++;
+                continue;
+            }
+            break;
+        }
+        if (st != STATUS_OK) break;
+        if (group) {
+            if (p.pos >= p.len || p.s[p.pos] != ')') { st = regex_bounded_fail(&p); break; }
+            p.pos++;
+        }
+        if (p.pos >= p.len || p.s[p.pos] != '$') { st = regex_bounded_fail(&p); break; }
+        p.pos++;
+        if ((st = regex_bounded_rule(&p, nt, pieces, n, lo, hi, &added)) != STATUS_OK) break;
+        if (p.pos >= p.len) break;
+        if (p.s[p.pos] != '|') { st = regex_bounded_fail(&p); break; }
+        p.pos++;
+    }
+    free(pieces);
+    STATUS_TRY(st);
+    *out = added ? grammar_nt(nt) : grammar_add_empty(g, "bounded_none");
+    return STATUS_OK;
+}
+
 status_t grammar_from_regex(const char *pattern, size_t len, grammar *out)
 {
     grammar_init(out);

@@ -29,6 +29,13 @@ typedef enum grammar_regex_mode {
 /* Adds the pattern's language to g as a symbol (*out).  Errors are STATUS_INVALID_ARG naming
  * the feature and the character offset. */
 status_t grammar_add_regex(grammar *g, const char *pattern, size_t len, grammar_regex_mode mode, grammar_sym *out);
+/* The JSON_STRING-mode language of the pattern intersected with the strings of lo..hi code points
+ * (hi < 0: no upper bound) — JSON Schema's pattern (or format) beside minLength/maxLength.  Exact
+ * for patterns whose every top-level alternative is ^...$ around single code points (classes,
+ * escapes, literals, each with a quantifier) of which at most one repeats a variable number of
+ * times, optionally inside one group spanning the alternative (^(A|B)$ is ^A$|^B$): the variable
+ * piece's count absorbs the bounds.  Other patterns: STATUS_UNSUPPORTED saying so. */
+status_t grammar_add_regex_bounded(grammar *g, const char *pattern, size_t len, int64_t lo, int64_t hi, grammar_sym *out);
 /* The pattern as a whole grammar (start symbol "root"); the caller frees *out, also on error. */
 status_t grammar_from_regex(const char *pattern, size_t len, grammar *out);
 /* A symbol matching one code point of the class, in the mode's encoding (JSON-escaped in

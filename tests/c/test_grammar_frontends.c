@@ -160,7 +160,8 @@ TEST_CASE(grammar_json_schema_errors)
     grammar g;
     const char *cases[][2] = {
         {"{\"properties\":{\"x\":{\"dependentRequired\":{}}}}", "unsupported JSON Schema keyword 'dependentRequired' at #/properties/x"},
-        {"{\"type\":\"string\",\"format\":\"uri\"}", "format 'uri'"},
+        {"{\"type\":\"string\",\"format\":\"hostname\"}", "format 'hostname'"},
+        {"{\"type\":\"string\",\"pattern\":\"^a+b+$\",\"maxLength\":3}", "'pattern': beside minLength/maxLength only"},
         {"{\"type\":\"number\",\"minimum\":0.5}", "'minimum'"},
         {"{\"type\":\"string\",\"pattern\":\"(?=a)\"}", "lookaround"},
         {"{\"$ref\":\"#/$defs/missing\"}", "unresolved $ref"},
