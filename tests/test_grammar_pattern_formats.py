@@ -1,10 +1,12 @@
 """A JSON Schema pattern (or format) beside minLength/maxLength (regex.c grammar_add_regex_bounded),
-and the formats uri, uri-reference (RFC 3986) and byte (base64).
+the formats uri, uri-reference (RFC 3986) and byte (base64), and patternProperties.
 
 Oracles: Python's `re` (ASCII, as ECMA-262 has \\w \\d) with len() for pattern + bounds — the
 compiled matcher must agree on every string, with the bounds expanded and as a counter;
 `rfc3986_validator` (what jsonschema's format checker uses) for uri / uri-reference — equal on
-every candidate except IP literals ("[...]" hosts), which are not generated; `base64` for byte."""
+every candidate except IP literals ("[...]" hosts), which are not generated; `base64` for byte;
+`jsonschema` for patternProperties (objects written with the declared properties first, as the
+grammar orders them)."""
 import base64
 import itertools
 import json
@@ -152,3 +154,61 @@ def test_uri_and_bounded_pattern_masks_equal_brute_force_qwen3(mode):
                            "node-pool_7:us-east1:group_12")):
         g = gc.compile("json_schema", json.dumps(schema))
         _masks_along(g, tok, json.dumps(value), schema, byte_every=3)
+
+
+PATTERN_PROPS = [
+    {"type": "object", "patternProperties": {"^[a-z_]+$": {"type": "integer"}}, "additionalProperties": False},
+    {"type": "object", "properties": {"a": {"minimum": 3}, "b": {"type": "string"}},
+     "patternProperties": {".*": {"type": "integer"}}},
+    {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"],
+     "patternProperties": {"^x-": {}}, "additionalProperties": False},
+    {"type": "object", "patternProperties": {".+": {"type": "array", "maxItems": 1}}, "additionalProperties": False,
+     "maxProperties": 2},
+]
+
+
+def objects(schema, seed, n=400):
+    rng = random.Random(seed)
+    declared = list(schema.get("properties", {}))
+    keys = ["ab", "c_d", "aB", "", "x-", "x-foo", "y", "a b", "é", "zz", "1"]
+    values = [0, 7, -3, 2.5, "s", [], [1], [1, 2], None, True, {}]
+    for _ in range(n):
+        d = {k: rng.choice(values) for k in declared if rng.random() < 0.7}
+        for k in rng.sample(keys, rng.randint(0, 3)):
+            if k not in d:
+                d[k] = rng.choice(values)
+        yield d
+
+
+@pytest.mark.parametrize("schema", PATTERN_PROPS)
+def test_pattern_properties_agree_with_jsonschema(mode, schema):
+    import jsonschema
+    g = _C.GrammarCompiler().compile("json_schema", json.dumps(schema))
+    v = jsonschema.Draft202012Validator(schema)
+    seen = set()
+    for d in objects(schema, zlib.crc32(json.dumps(schema).encode())):
+        text = json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+        m = g.matcher()
+        got = m.advance_bytes(text.encode()) and m.is_accepting()
+        assert got == v.is_valid(d), (schema, text)
+        seen.add(got)
+    assert seen == {True, False}
+
+
+@pytest.mark.parametrize("schema,msg", [
+    ({"patternProperties": {"^a": {}}}, "only beside additionalProperties: false"),
+    ({"patternProperties": {"^a": {}, "^b": {}}, "additionalProperties": False}, "more than one pattern"),
+    ({"properties": {"ab": {}}, "patternProperties": {"^a": {}}, "additionalProperties": False},
+     "a declared property matches the pattern"),
+])
+def test_pattern_properties_outside_the_subset_is_named(schema, msg):
+    with pytest.raises(ValueError, match=f"unsupported JSON Schema keyword 'patternProperties': {msg}"):
+        _C.grammar_from_json_schema(json.dumps(schema))
+
+
+@pytest.mark.skipif(not os.path.isdir(QWEN3), reason="Qwen3 tokenizer absent")
+def test_pattern_properties_masks_equal_brute_force_qwen3():
+    tok, gc = _qwen3_compiler()
+    schema = PATTERN_PROPS[2]
+    g = gc.compile("json_schema", json.dumps(schema))
+    _masks_along(g, tok, '{"name":"api","x-rate-limit":{"per":"minute","n":[1,2]},"x-id":7}', schema, byte_every=2)

@@ -373,7 +373,7 @@ static const json_value *js_kw(const js_part *parts, int n, const char *key, int
 static status_t js_check_keywords(js_ctx *c, const json_value *node)
 {
     static const char *const unsupported[] = {
-        "not", "patternProperties", "propertyNames", "dependencies", "dependentRequired", "dependentSchemas",
+        "not", "propertyNames", "dependencies", "dependentRequired", "dependentSchemas",
         "contains", "minContains", "maxContains", "multipleOf", "unevaluatedProperties", "unevaluatedItems",
         "$dynamicRef", "$recursiveRef", NULL,
     };
@@ -434,7 +434,7 @@ static const char *const js_validating[] = {
     "type", "properties", "required", "additionalProperties", "items", "prefixItems", "additionalItems", "enum",
         "const", "anyOf", "oneOf", "allOf", "pattern", "minLength", "maxLength", "minimum", "maximum",
         "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "minProperties", "maxProperties", "format",
-        "$ref", NULL,
+        "$ref", "patternProperties", NULL,
 };
 
 /* Whether node has no validating keyword but `except` (annotations do not count). */
@@ -1047,6 +1047,67 @@ static grammar_sym js_counted_members(js_ctx *c, const js_prop *props, const gra
     return first;
 }
 
+/* patternProperties with one pattern (JSON Schema search semantics): a member whose key matches it
+ * also takes its schema.  `universal`: the pattern matches every key ("", ".*", "^.*", ".*$"), so
+ * additionalProperties never applies. */
+typedef struct js_pattern_props {
+    const char *pattern;     /* NULL: none */
+    const json_value *schema;
+    int universal;
+} js_pattern_props;
+
+static status_t js_get_pattern_props(js_ctx *c, const js_part *parts, int n, js_pattern_props *pp)
+{
+    memset(pp, 0, sizeof *pp);
+    int npp;
+    const json_value *v = js_kw(parts, n, "patternProperties", &npp);
+    if (!v) return STATUS_OK;
+    if (npp > 1) return js_unsupported(c, "patternProperties", "in several allOf parts");
+    if (v->type != JSON_OBJECT) return js_invalid(c, "patternProperties must be an object");
+    if (v->count == 0) return STATUS_OK;
+    if (v->count > 1) return js_unsupported(c, "patternProperties", "more than one pattern");
+    pp->pattern = v->items[0].key;
+    pp->schema = &v->items[0];
+    static const char *const all[] = {"", ".*", "^.*", ".*$"};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pp->universal |= strcmp(pp->pattern, all[i]) == 0;
+    return STATUS_OK;
+}
+
+/* The key of a member matched by the pattern: a JSON string whose decoded text matches it
+ * (additionalProperties: false, no declared name matching it — checked here with the reference
+ * recognizer over the pattern alone, so the keys stay disjoint from the declared ones). */
+static status_t js_pattern_key(js_ctx *c, const js_pattern_props *pp, const js_prop *props, int num_props,
+                               grammar_sym *out)
+{
+    size_t old = js_path_push(c, "patternProperties");
+    grammar t;
+    grammar_init(&t);
+    grammar_sym s;
+    status_t st = grammar_add_regex(&t, pp->pattern, strlen(pp->pattern), GRAMMAR_REGEX_JSON_STRING, &s);
+    if (st == STATUS_OK) {
+        t.start = grammar_add_nonterminal(&t, "root");
+        grammar_add_rule(&t, t.start, &s, 1);
+        for (int i = 0; i < num_props && st == STATUS_OK; i++) {
+            grammar_buf b = {0};
+            js_text_string(&b, props[i].name, strlen(props[i].name));
+            if (grammar_accepts(&t, (const uint8_t *)b.p + 1, b.n - 2))   /* the text between the quotes */
+                st = js_unsupported(c, "patternProperties", "a declared property matches the pattern");
+            free(b.p);
+        }
+    } else {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", status_message());
+        st = js_unsupported(c, "patternProperties", msg);
+    }
+    grammar_free(&t);
+    if (st == STATUS_OK) st = grammar_add_regex(c->g, pp->pattern, strlen(pp->pattern), GRAMMAR_REGEX_JSON_STRING, &s);
+    js_path_pop(c, old);
+    STATUS_TRY(st);
+    grammar_sym k[4] = {grammar_term('"', '"'), s, grammar_term('"', '"'), c->colon};
+    *out = js_seq(c, "pattern_key", k, 4);
+    return STATUS_OK;
+}
+
 static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar_sym *out)
 {
     grammar *g = c->g;
@@ -1099,6 +1160,25 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
         }
     }
     int extra = !(ap && ap->type == JSON_BOOL && !ap->boolean);
+    /* patternProperties: a pattern every key matches puts its schema on every member (declared
+     * ones conjoin it; extra ones take it instead of additionalProperties); another pattern is
+     * supported beside additionalProperties: false, as the only extra keys */
+    js_pattern_props pp = {0};
+    if (st == STATUS_OK) st = js_get_pattern_props(c, parts, n, &pp);
+    if (st == STATUS_OK && pp.pattern) {
+        if (pp.universal) {
+            for (int i = 0; i < num_props && st == STATUS_OK; i++) {
+                if (props[i].num_schemas == 8) st = js_unsupported(c, "allOf", "property declared too often");
+                else props[i].schemas[props[i].num_schemas++] = (js_part){pp.schema, 0};
+            }
+            extra = 1;
+        } else if (extra) {
+            st = js_unsupported(c, "patternProperties", "only beside additionalProperties: false (or with a pattern "
+                                                        "matching every key)");
+        } else {
+            extra = 1;
+        }
+    }
     int64_t minp = -1, maxp = -1;
     if (st == STATUS_OK) st = js_get_count(c, parts, n, "minProperties", 1, &minp);
     if (st == STATUS_OK) st = js_get_count(c, parts, n, "maxProperties", 0, &maxp);
@@ -1130,7 +1210,26 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
         }
     }
     grammar_sym extra_member = 0;
-    if (st == STATUS_OK && extra) {
+    if (st == STATUS_OK && extra && pp.pattern) {
+        grammar_sym vs, key = 0;
+        size_t old = js_path_push(c, "patternProperties");
+        size_t old2 = js_path_push(c, pp.pattern);
+        st = js_gen_one(c, pp.schema, &vs);
+        js_path_pop(c, old2);
+        js_path_pop(c, old);
+        if (st == STATUS_OK && !pp.universal) st = js_pattern_key(c, &pp, props, num_props, &key);
+        if (st == STATUS_OK && pp.universal) {
+            const char **names = malloc(((size_t)num_props + 1) * sizeof *names);
+            LL_ASSERT(names);
+            for (int i = 0; i < num_props; i++) names[i] = props[i].name;
+            grammar_sym m[3] = {js_extra_key(c, names, num_props), c->colon, vs};
+            free(names);
+            extra_member = js_seq(c, "member", m, 3);
+        } else if (st == STATUS_OK) {
+            grammar_sym m[2] = {key, vs};
+            extra_member = js_seq(c, "member", m, 2);
+        }
+    } else if (st == STATUS_OK && extra) {
         grammar_sym vs;
         if (ap && ap->type == JSON_OBJECT) {
             size_t old = js_path_push(c, "additionalProperties");

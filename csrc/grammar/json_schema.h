@@ -47,8 +47,11 @@
  *  - formats: date, time, date-time (RFC 3339, offset required), email, uuid, ipv4, uri and
  *    uri-reference (RFC 3986 syntax; IP-literal "[...]" hosts are not generated), byte (base64).
  *  - enum/const values: filtered by "type"; other keywords are assumed to hold for them.
- * Keywords that change validity but are not supported (not, if/then/else, patternProperties,
- * propertyNames, dependencies, dependentRequired, dependentSchemas, uniqueItems: true,
+ *  - patternProperties with one pattern: when the pattern matches every key ("", ".*") its schema
+ *    is conjoined to every declared property and taken by the extra ones; another pattern only
+ *    beside additionalProperties: false and when no declared name matches it (the extra keys
+ *    are then the pattern's strings).  More patterns, or other combinations, are refused.
+ * Keywords that change validity but are not supported (not, if/then/else, propertyNames, dependencies, dependentRequired, dependentSchemas, uniqueItems: true,
  * contains, multipleOf, unevaluated*, $dynamicRef, other formats, unsupported combinations)
  * fail with STATUS_INVALID_ARG "unsupported JSON Schema keyword 'k' at #/path".  Any other
  * keyword (annotations, vendor extensions) does not change validity and is ignored.
