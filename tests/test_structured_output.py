@@ -90,7 +90,7 @@ def test_regex_choice_length_and_errors(llm):
                      use_tqdm=False)[0].outputs[0]
     assert c.finish_reason == "length" and len(c.token_ids) == 4 and c.text.startswith("(")
     with pytest.raises(ValueError, match="unsupported JSON Schema keyword 'not'"):
-        llm.generate(["x"], SamplingParams(guided_json={"type": "object", "not": {}}), use_tqdm=False)
+        llm.generate(["x"], SamplingParams(guided_json={"type": "object", "not": {"required": ["a"]}}), use_tqdm=False)
     with pytest.raises(ValueError, match="expected '\\)'"):
         llm.generate(["x"], SamplingParams(guided_regex="(a"), use_tqdm=False)
     with pytest.raises(ValueError, match="only one of guided_json, guided_regex"):

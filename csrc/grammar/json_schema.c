@@ -373,7 +373,7 @@ static const json_value *js_kw(const js_part *parts, int n, const char *key, int
 static status_t js_check_keywords(js_ctx *c, const json_value *node)
 {
     static const char *const unsupported[] = {
-        "not", "propertyNames", "dependencies", "dependentRequired", "dependentSchemas",
+        "propertyNames", "dependencies", "dependentRequired", "dependentSchemas",
         "contains", "minContains", "maxContains", "multipleOf", "unevaluatedProperties", "unevaluatedItems",
         "$dynamicRef", "$recursiveRef", NULL,
     };
@@ -434,7 +434,7 @@ static const char *const js_validating[] = {
     "type", "properties", "required", "additionalProperties", "items", "prefixItems", "additionalItems", "enum",
         "const", "anyOf", "oneOf", "allOf", "pattern", "minLength", "maxLength", "minimum", "maximum",
         "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "minProperties", "maxProperties", "format",
-        "$ref", "patternProperties", NULL,
+        "$ref", "patternProperties", "not", NULL,
 };
 
 /* Whether node has no validating keyword but `except` (annotations do not count). */
@@ -494,6 +494,32 @@ static status_t js_expand(js_ctx *c, const json_value *node, js_part *parts, int
         const json_value *target;
         STATUS_TRY(js_resolve_ref(c, ref->str, &target));
         STATUS_TRY(js_expand(c, target, parts, n, is_false, depth + 1));
+    }
+    const json_value *neg = json_get(node, "not");
+    if (neg) {
+        /* not: of a boolean, of {} (nothing passes), of {type} (js_gen drops those types), of
+         * {not: X} (X, another conjunct) */
+        size_t old = js_path_push(c, "not");
+        status_t st = STATUS_OK;
+        if (neg->type == JSON_BOOL) {
+            if (neg->boolean) *is_false = 1;
+        } else if (neg->type != JSON_OBJECT) {
+            st = js_invalid(c, "a schema must be an object or a boolean");
+        } else if ((st = js_check_keywords(c, neg)) != STATUS_OK) {
+            /* an unsupported keyword under not: named at its path */
+        } else if (js_only_keyword(neg, "")) {
+            *is_false = 1;
+        } else if (js_only_keyword(neg, "not")) {
+            const json_value *inner = json_get(neg, "not");
+            size_t old2 = js_path_push(c, "not");
+            if (inner->type == JSON_BOOL) *is_false |= !inner->boolean;
+            else st = js_expand(c, inner, parts, n, is_false, depth + 1);
+            js_path_pop(c, old2);
+        } else if (!js_only_keyword(neg, "type")) {
+            st = js_unsupported(c, "not", "only not of {type}, {not ...}, {} or a boolean");
+        }
+        js_path_pop(c, old);
+        STATUS_TRY(st);
     }
     return STATUS_OK;
 }
@@ -1519,6 +1545,20 @@ static status_t js_gen(js_ctx *c, const js_part *in, int n_in, grammar_sym *out)
             goto done;
         }
         types &= bits;
+    }
+    for (int i = 0; i < n; i++) {   /* not {type}: those types dropped (js_expand checked the form) */
+        const json_value *neg = json_get(parts[i].node, "not"), *t = neg && neg->type == JSON_OBJECT ? json_get(neg, "type") : NULL;
+        if (!t || json_get(neg, "not")) continue;
+        for (int32_t k = 0; k < (t->type == JSON_ARRAY ? t->count : 1); k++) {
+            const json_value *tk = t->type == JSON_ARRAY ? &t->items[k] : t;
+            const int bits = tk->type == JSON_STRING ? js_type_bits(tk->str) : 0;
+            if (!bits) { st = js_invalid(c, "unknown type"); goto done; }
+            types &= ~bits;
+        }
+    }
+    if ((types & JS_T_NUMBER) && !(types & JS_T_INTEGER)) {
+        st = js_unsupported(c, "not", "numbers that are not integers");
+        goto done;
     }
     /* enum / const: literal alternatives filtered by type and by the other enums */
     for (int i = 0; i < n; i++) {

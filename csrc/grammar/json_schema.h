@@ -51,7 +51,9 @@
  *    is conjoined to every declared property and taken by the extra ones; another pattern only
  *    beside additionalProperties: false and when no declared name matches it (the extra keys
  *    are then the pattern's strings).  More patterns, or other combinations, are refused.
- * Keywords that change validity but are not supported (not, if/then/else, propertyNames, dependencies, dependentRequired, dependentSchemas, uniqueItems: true,
+ *  - not: of {type} (those types dropped; not a number that is not an integer), of {not X} (X),
+ *    of {} or true (nothing passes), of false (no constraint); any other not is refused.
+ * Keywords that change validity but are not supported (other not, if/then/else, propertyNames, dependencies, dependentRequired, dependentSchemas, uniqueItems: true,
  * contains, multipleOf, unevaluated*, $dynamicRef, other formats, unsupported combinations)
  * fail with STATUS_INVALID_ARG "unsupported JSON Schema keyword 'k' at #/path".  Any other
  * keyword (annotations, vendor extensions) does not change validity and is ignored.
