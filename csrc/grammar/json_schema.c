@@ -1129,8 +1129,8 @@ static status_t js_pattern_key(js_ctx *c, const js_pattern_props *pp, const js_p
     if (st == STATUS_OK) st = grammar_add_regex(c->g, pp->pattern, strlen(pp->pattern), GRAMMAR_REGEX_JSON_STRING, &s);
     js_path_pop(c, old);
     STATUS_TRY(st);
-    grammar_sym k[4] = {grammar_term('"', '"'), s, grammar_term('"', '"'), c->colon};
-    *out = js_seq(c, "pattern_key", k, 4);
+    grammar_sym k[3] = {grammar_term('"', '"'), s, grammar_term('"', '"')};
+    *out = js_seq(c, "pattern_key", k, 3);
     return STATUS_OK;
 }
 
@@ -1236,40 +1236,30 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
         }
     }
     grammar_sym extra_member = 0;
-    if (st == STATUS_OK && extra && pp.pattern) {
-        grammar_sym vs, key = 0;
-        size_t old = js_path_push(c, "patternProperties");
-        size_t old2 = js_path_push(c, pp.pattern);
-        st = js_gen_one(c, pp.schema, &vs);
-        js_path_pop(c, old2);
-        js_path_pop(c, old);
-        if (st == STATUS_OK && !pp.universal) st = js_pattern_key(c, &pp, props, num_props, &key);
-        if (st == STATUS_OK && pp.universal) {
-            const char **names = malloc(((size_t)num_props + 1) * sizeof *names);
-            LL_ASSERT(names);
-            for (int i = 0; i < num_props; i++) names[i] = props[i].name;
-            grammar_sym m[3] = {js_extra_key(c, names, num_props), c->colon, vs};
-            free(names);
-            extra_member = js_seq(c, "member", m, 3);
-        } else if (st == STATUS_OK) {
-            grammar_sym m[2] = {key, vs};
-            extra_member = js_seq(c, "member", m, 2);
-        }
-    } else if (st == STATUS_OK && extra) {
-        grammar_sym vs;
-        if (ap && ap->type == JSON_OBJECT) {
-            size_t old = js_path_push(c, "additionalProperties");
-            st = js_gen_one(c, ap, &vs);
+    if (st == STATUS_OK && extra) {
+        /* the value: the pattern's schema, else additionalProperties' (any value when absent or true) */
+        const json_value *vschema = pp.pattern ? pp.schema : ap && ap->type == JSON_OBJECT ? ap : NULL;
+        grammar_sym vs = 0, key = 0;
+        if (vschema) {
+            size_t old = js_path_push(c, pp.pattern ? "patternProperties" : "additionalProperties");
+            if (pp.pattern) js_path_push(c, pp.pattern);
+            st = js_gen_one(c, vschema, &vs);
             js_path_pop(c, old);
         } else {
             vs = js_value(c);
         }
-        if (st == STATUS_OK) {
+        /* the key: the pattern's strings, else any string but the declared names */
+        if (st == STATUS_OK && pp.pattern && !pp.universal) {
+            st = js_pattern_key(c, &pp, props, num_props, &key);
+        } else if (st == STATUS_OK) {
             const char **names = malloc(((size_t)num_props + 1) * sizeof *names);
             LL_ASSERT(names);
             for (int i = 0; i < num_props; i++) names[i] = props[i].name;
-            grammar_sym m[3] = {js_extra_key(c, names, num_props), c->colon, vs};
+            key = js_extra_key(c, names, num_props);
             free(names);
+        }
+        if (st == STATUS_OK) {
+            grammar_sym m[3] = {key, c->colon, vs};
             extra_member = js_seq(c, "member", m, 3);
         }
     }

@@ -345,6 +345,28 @@ static int regex_braces(regex_parser *p, int64_t *min, int64_t *max)
     return 1;
 }
 
+/* Reads a quantifier (? * + {m} {m,} {m,n}, lazy forms too) at pos: *found 0 when there is none
+ * (pos unchanged), else its bounds (max -1: unbounded). */
+static status_t regex_quantifier(regex_parser *p, int *found, int64_t *min, int64_t *max)
+{
+    *found = 0;
+    if (p->pos >= p->len) return STATUS_OK;
+    const char q = p->s[p->pos];
+    *min = 0, *max = -1;
+    if (q == '?') { p->pos++; *max = 1; }
+    else if (q == '*') { p->pos++; }
+    else if (q == '+') { p->pos++; *min = 1; }
+    else if (q == '{' && regex_braces(p, min, max)) {
+        if (*max >= 0 && *max < *min) return regex_error(p, "repetition {m,n} with n < m");
+        if (*min > REGEX_MAX_REPEAT || *max > REGEX_MAX_REPEAT) return regex_error(p, "repetition count too large");
+    } else {
+        return STATUS_OK;
+    }
+    if (p->pos < p->len && p->s[p->pos] == '?') p->pos++;  /* lazy: same language */
+    *found = 1;
+    return STATUS_OK;
+}
+
 static status_t regex_concat(regex_parser *p, grammar_seq *seq)
 {
     while (p->pos < p->len) {
@@ -354,19 +376,10 @@ static status_t regex_concat(regex_parser *p, grammar_seq *seq)
         grammar_sym atom;
         STATUS_TRY(regex_atom(p, &atom));
         for (;;) {
-            if (p->pos >= p->len) break;
-            char q = p->s[p->pos];
-            int64_t min = 0, max = -1;
-            if (q == '?') { p->pos++; max = 1; }
-            else if (q == '*') { p->pos++; }
-            else if (q == '+') { p->pos++; min = 1; }
-            else if (q == '{' && regex_braces(p, &min, &max)) {
-                if (max >= 0 && max < min) return regex_error(p, "repetition {m,n} with n < m");
-                if (min > REGEX_MAX_REPEAT || max > REGEX_MAX_REPEAT) return regex_error(p, "repetition count too large");
-            } else {
-                break;
-            }
-            if (p->pos < p->len && p->s[p->pos] == '?') p->pos++;  /* lazy: same language */
+            int found;
+            int64_t min, max;
+            STATUS_TRY(regex_quantifier(p, &found, &min, &max));
+            if (!found) break;
             if (min == 0 && max == 1) atom = grammar_add_optional(p->g, "opt", atom);
             else if (min == 0 && max < 0) atom = grammar_add_star(p->g, "star", atom);
             else if (min == 1 && max < 0) atom = grammar_add_plus(p->g, "plus", atom);
@@ -438,25 +451,13 @@ static status_t regex_pieces(regex_parser *p, regex_piece **pieces, int32_t *n, 
         if (c == '(') return regex_bounded_fail(p);
         regex_piece x = {.min = 1, .max = 1};
         STATUS_TRY(regex_atom(p, &x.sym));
-        if (p->pos < p->len) {
-            const char q = p->s[p->pos];
-            int64_t min = 0, max = -1;
-            int quantified = 1;
-            if (q == '?') { p->pos++; max = 1; }
-            else if (q == '*') { p->pos++; }
-            else if (q == '+') { p->pos++; min = 1; }
-            else if (q == '{' && regex_braces(p, &min, &max)) {
-                if (max >= 0 && max < min) return regex_error(p, "repetition {m,n} with n < m");
-                if (min > REGEX_MAX_REPEAT || max > REGEX_MAX_REPEAT) return regex_error(p, "repetition count too large");
-            } else {
-                quantified = 0;
-            }
-            if (quantified) {
-                if (p->pos < p->len && p->s[p->pos] == '?') p->pos++;   /* lazy: same language */
-                if (p->pos < p->len && strchr("?*+{", p->s[p->pos])) return regex_bounded_fail(p);
-                x.min = min;
-                x.max = max;
-            }
+        int found;
+        int64_t min, max;
+        STATUS_TRY(regex_quantifier(p, &found, &min, &max));
+        if (found) {
+            if (p->pos < p->len && strchr("?*+{", p->s[p->pos])) return regex_bounded_fail(p);
+            x.min = min;
+            x.max = max;
         }
         if (*n == *cap) {
             *cap = *cap ? 2 * *cap : 8;
