@@ -86,6 +86,7 @@ void token_mask_table_free(token_mask_table *t)
         free(t->entries.p[i].unc_lcp);
         free(t->entries.p[i].extra);
         free(t->entries.p[i].removed);
+        free(t->entries.p[i].ex);
     }
     VEC_FREE(t->entries);
     free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo); free(t->xmemo); free(t->view_n);
@@ -326,6 +327,46 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
         }
     }
     m->num_nodes = base;
+}
+
+/* A region entry's uncertain tokens (e->ex, n of them) walked on the real stack m, whose top
+ * node lies over node `parent`: each from the node (state it leaves from, parent), in exit
+ * order, so tokens that leave alike share their steps and a failed prefix settles all that
+ * extend it (a string's exits are its closing quote followed by a few hundred tails).  The
+ * accepted set their bits in mask; returns how many.  m's arena is restored. */
+static int32_t token_walk_ex(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t parent, const int32_t *ex,
+                             int32_t n, int32_t *tops, int32_t *marks, uint32_t *mask)
+{
+    int32_t base = m->num_nodes, valid = 0, fail_at = INT32_MAX, count = 0;
+    for (int32_t k = 0; k < n; k++) {
+        int32_t tok = ex[4 * k], p = ex[4 * k + 1], l = ex[4 * k + 3], len;
+        const uint8_t *b = token_bytes(tv, tok, &len) + p;
+        len -= p;
+        if (l < 0) {   /* another exit state: start over from it */
+            m->num_nodes = base;
+            tops[0] = dpda_push(m, ex[4 * k + 2], parent, 0);
+            marks[0] = m->num_nodes;
+            valid = 0;
+            fail_at = INT32_MAX;
+            l = 0;
+        }
+        if (l > fail_at) continue;   /* extends a prefix that failed */
+        int32_t j = l < valid ? l : valid;
+        fail_at = INT32_MAX;
+        for (; j < len; j++) {
+            m->num_nodes = marks[j];
+            int32_t r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
+            if (r < 0) break;
+            tops[j + 1] = r;
+            marks[j + 1] = m->num_nodes;
+        }
+        valid = j;
+        if (j < len) { fail_at = j; continue; }
+        mask[tok >> 5] |= 1u << (tok & 31);
+        count++;
+    }
+    m->num_nodes = base;
+    return count;
 }
 
 static int token_mask_group_done(const token_mask_table *t, int32_t vi, int32_t parent)
@@ -651,6 +692,26 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                 else if (t->gout.p[k] == 2) VEC_PUSH(unc, r.unc[k]);
             }
             e.num_extra = (int32_t)acc.n;
+            if (d->num_counters == 0 && unc.n) {
+                /* the uncertain ones in exit order for the masks (every node uncounted: the
+                 * real stack's nodes at the exits have count 0); common tails of a subsequence:
+                 * the least of the adjacent ones between them (-1 where the state changes) */
+                e.ex = malloc((size_t)unc.n * 4 * sizeof *e.ex);
+                LL_ASSERT(e.ex);
+                int32_t n = 0, l = -1;
+                for (int32_t k = 0; k < r.num_unc; k++) {
+                    int32_t q = r.ex_ord[k];
+                    if (r.ex_lcp[k] < l) l = r.ex_lcp[k];
+                    if (t->gout.p[q] != 2) continue;
+                    e.ex[4 * n] = r.unc[q];
+                    e.ex[4 * n + 1] = r.unc_pu[2 * q];
+                    e.ex[4 * n + 2] = members[r.unc_pu[2 * q + 1]];
+                    e.ex[4 * n + 3] = n ? l : -1;
+                    n++;
+                    l = INT32_MAX;
+                }
+                t->bytes += (int64_t)n * 16;
+            }
         } else if (!cl && r.use_exits)
             e.num_extra = token_walk_exits(d, tv, s, 0, members, &r, 0, r.num_unc, &acc, &unc);
         else
@@ -947,7 +1008,10 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     for (int32_t k = 0; k < e->num_removed; k++) mask[e->removed[k] >> 5] &= ~(1u << (e->removed[k] & 31));
     for (int32_t k = 0; k < e->num_extra; k++) mask[e->extra[k] >> 5] |= 1u << (e->extra[k] & 31);
     /* uncertain tokens on the real stack */
-    count += token_walk(d, tv, m, m->top, 0, e->unc, e->unc_lcp, e->num_unc, t->tops, t->marks, mask, NULL, NULL);
+    if (e->ex)
+        count += token_walk_ex(d, tv, m, parent, e->ex, e->num_unc, t->tops, t->marks, mask);
+    else
+        count += token_walk(d, tv, m, m->top, 0, e->unc, e->unc_lcp, e->num_unc, t->tops, t->marks, mask, NULL, NULL);
     if (tv->num_eos) {
         int acc = dpda_matcher_is_accepting(m);
         for (int32_t i = 0; i < tv->num_eos; i++) {

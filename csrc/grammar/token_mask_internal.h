@@ -82,6 +82,10 @@ typedef struct token_mask_entry {
     int32_t *removed;     /* [num_removed] in `accepted` but not allowed (a shared set's exceptions) */
     int32_t num_removed;
     int owns_accepted;    /* 0: `accepted` belongs to the vocabulary's region cache */
+    int32_t *ex;          /* [4 * num_unc] or NULL: a region entry's uncertain tokens in the order of their
+                           * exits (token_walk_groups'), each (token, bytes before it leaves the region, the
+                           * real state it leaves from, bytes from the exit shared with the previous one or
+                           * -1 where that state changes), so a mask walks them sharing their tails */
 } token_mask_entry;
 
 typedef struct token_region {
