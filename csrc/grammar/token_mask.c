@@ -112,6 +112,7 @@ void token_mask_table_free(token_mask_table *t)
     free(t->mark);
     VEC_FREE(t->marked);
     VEC_FREE(t->outside);
+    VEC_FREE(t->sig_enc);
     VEC_FREE(t->labels);
     free(t->cl_keys); free(t->cl_vals); free(t->cs_mark); free(t->cs_idx);
     VEC_FREE(t->chain_q);

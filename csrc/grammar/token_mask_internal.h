@@ -68,6 +68,10 @@ struct token_vocab {
     pthread_mutex_t region_lock;
     struct token_region *regions;
     int32_t num_regions, cap_regions;
+    uint64_t *rh_keys;       /* [rh_cap] the regions by token_sig_hash (UINT64_MAX empty; a hash of
+                              * UINT64_MAX is kept as 0) */
+    int32_t *rh_vals;        /* [rh_cap] index in regions */
+    int64_t rh_cap;
 };
 
 /* A classification: accepted tokens as a bitmask, uncertain ones in trie order. */
@@ -92,6 +96,9 @@ typedef struct token_region {
     uint64_t hash;
     int32_t *sig;         /* [sig_len] the local automaton over bytes, canonically numbered */
     int32_t sig_len;
+    int32_t *enc;         /* [enc_len] sig as its maximal runs, (value, length) pairs: a lookup compares
+                           * these (a string's state is a few runs of its 256 bytes) */
+    int32_t enc_len;
     token_mask_entry e;
     uint8_t *ref;         /* [num_nodes] local state after each node's bytes from the start (0),
                            * 0xff rejected or left on the way; NULL for a small region */
@@ -230,6 +237,7 @@ struct token_mask_table {
     vec_i32 outside;         /* token_mask_assemble's scratch: tokens read from a region's racc */
     int64_t *view_n;         /* [view_n_cap] token_mask_assemble's tokens skipped per view, zero between calls */
     int64_t view_n_cap;
+    vec_i32 sig_enc;         /* token_mask_region's scratch: the runs of the byte table it looks up */
 };
 
 /* Cross-file functions: hidden, so calls between these files are direct, as between the
@@ -246,6 +254,8 @@ int token_state_may_loop(token_mask_table *t, int32_t x);
 int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_region_view *out,
                       int32_t *members, int32_t *num_members);
 uint64_t token_sig_hash(const int32_t *sig, int32_t n);
+int token_region_find(token_mask_table *t, const int32_t *enc, int32_t enc_len, int32_t sig_len, uint64_t h,
+                      token_region_view *out);
 int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_t h, token_region_view *out);
 const uint32_t *token_region_bounded(token_mask_table *t, const token_region_view *v, int32_t r, int32_t *num);
 int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_t top, int32_t *idx);

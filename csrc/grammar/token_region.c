@@ -185,8 +185,9 @@ int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_reg
         *num_members = m;
     }
     n = m;
-    /* the byte table, filled a run of one class at a time, hashed as token_sig_hash does
-     * (over its runs of equal entries) on the way */
+    /* the byte table as its maximal runs, taken a run of one class at a time and hashed as
+     * token_sig_hash does on the way: a region already cached is found from the runs alone,
+     * the table is written out only to make a new one */
     if (!t->brun) {   /* runs of bytes with one class: [brun[k], brun[k + 1]) */
         t->brun = malloc(257 * sizeof *t->brun);
         LL_ASSERT(t->brun);
@@ -195,17 +196,18 @@ int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_reg
         t->brun[t->num_brun] = 256;
     }
     int32_t sig_len = n * 256;
-    int32_t *sig = malloc((size_t)sig_len * sizeof *sig);
-    LL_ASSERT(sig);
     uint64_t h = 1469598103934665603ull ^ (uint64_t)sig_len;
     int32_t cur = 0, len = 0;
+    vec_i32 *enc = &t->sig_enc;
+    enc->n = 0;
     for (int32_t i = 0; i < n; i++)
         for (int32_t k = 0; k < t->num_brun; k++) {
             int32_t lo = t->brun[k], hi = t->brun[k + 1], v = local[i * C + d->class_of[lo]];
-            for (int32_t b = lo; b < hi; b++) sig[i * 256 + b] = v;
             if (len && v != cur) {
                 h = (h ^ (uint32_t)cur) * 1099511628211ull;
                 h = (h ^ (uint32_t)len) * 1099511628211ull;
+                VEC_PUSH(*enc, cur);
+                VEC_PUSH(*enc, len);
                 len = 0;
             }
             cur = v;
@@ -213,7 +215,15 @@ int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_reg
         }
     h = (h ^ (uint32_t)cur) * 1099511628211ull;
     h = (h ^ (uint32_t)len) * 1099511628211ull;
-    return token_region_get(t, sig, sig_len, h ^ (h >> 29), out);
+    VEC_PUSH(*enc, cur);
+    VEC_PUSH(*enc, len);
+    h ^= h >> 29;
+    if (token_region_find(t, enc->p, (int32_t)enc->n, sig_len, h, out)) return 1;
+    int32_t *sig = malloc((size_t)sig_len * sizeof *sig);
+    LL_ASSERT(sig);
+    for (int64_t k = 0, b = 0; k < enc->n; k += 2)
+        for (int32_t j = 0; j < enc->p[k + 1]; j++) sig[b++] = enc->p[k];
+    return token_region_get(t, sig, sig_len, h, out);
 }
 
 typedef struct token_exit_item {
@@ -272,25 +282,55 @@ uint64_t token_sig_hash(const int32_t *sig, int32_t n)
     return h ^ (h >> 29);
 }
 
+/* sig[n]'s maximal runs as (value, length) pairs into enc */
+static void token_sig_runs(const int32_t *sig, int32_t n, vec_i32 *enc)
+{
+    enc->n = 0;
+    for (int32_t i = 0; i < n;) {
+        int32_t j = i + 1;
+        while (j < n && sig[j] == sig[i]) j++;
+        VEC_PUSH(*enc, sig[i]);
+        VEC_PUSH(*enc, j - i);
+        i = j;
+    }
+}
+
+/* The cached region whose byte table has the runs enc[enc_len] (sig_len entries, hash h =
+ * token_sig_hash of the table) into *out; 0 when there is none. */
+int token_region_find(token_mask_table *t, const int32_t *enc, int32_t enc_len, int32_t sig_len, uint64_t h,
+                      token_region_view *out)
+{
+    token_vocab *tv = (token_vocab *)t->tv;
+    uint64_t key = h == UINT64_MAX ? 0 : h;
+    pthread_mutex_lock(&tv->region_lock);
+    for (uint64_t j = token_mask_slot(key, tv->rh_cap); tv->rh_keys[j] != UINT64_MAX; j = (j + 1) & (uint64_t)(tv->rh_cap - 1)) {
+        if (tv->rh_keys[j] != key) continue;
+        int32_t i = tv->rh_vals[j];
+        const token_region *r = &tv->regions[i];
+        if (r->sig_len != sig_len || r->enc_len != enc_len || memcmp(r->enc, enc, (size_t)enc_len * sizeof *enc)) continue;
+        *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
+                                   i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
+                                   r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc};
+        pthread_mutex_unlock(&tv->region_lock);
+        return 1;
+    }
+    pthread_mutex_unlock(&tv->region_lock);
+    return 0;
+}
+
 /* The region with byte table sig[sig_len] (n states x 256: local state, -1 rejected, -2 leaves;
  * state 0 the start; h = token_sig_hash(sig)), from the vocabulary's cache or classified now;
  * takes sig. */
 int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_t h, token_region_view *out)
 {
     token_vocab *tv = (token_vocab *)t->tv;
-    pthread_mutex_lock(&tv->region_lock);
-    for (int32_t i = 0; i < tv->num_regions; i++) {
-        token_region *r = &tv->regions[i];
-        if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
-            *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
-                                       i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
-                                       r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc};
-            pthread_mutex_unlock(&tv->region_lock);
-            free(sig);
-            return 1;
-        }
+    vec_i32 enc = {0};
+    token_sig_runs(sig, sig_len, &enc);
+    if (token_region_find(t, enc.p, (int32_t)enc.n, sig_len, h, out)) {
+        VEC_FREE(enc);
+        free(sig);
+        return 1;
     }
-    pthread_mutex_unlock(&tv->region_lock);
     /* classify: one table lookup per trie node; the local state after every accepted node is
      * kept (ref) so that other walks can settle a subtree they reach in the same state, and
      * every accepted token's started count (steps leaving state 0) is recorded */
@@ -380,10 +420,13 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
         tv->regions = realloc(tv->regions, (size_t)tv->cap_regions * sizeof *tv->regions);
         LL_ASSERT(tv->regions);
     }
-    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound,
-                                                    ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits,
-                                                    ex_ord, ex_lcp, unc_rank, cost_exit, cost_single, racc};
+    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, enc.p, (int32_t)enc.n, e, ref, s_max, by_st,
+                                                    st_off, bound, ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p,
+                                                    use_exits, ex_ord, ex_lcp, unc_rank, cost_exit, cost_single, racc};
     int32_t idx = tv->num_regions - 1;
+    /* a region made meanwhile by another thread with this table is kept too (the index
+     * finds one of them) */
+    token_hash_put(&tv->rh_keys, &tv->rh_vals, &tv->rh_cap, idx, h == UINT64_MAX ? 0 : h, idx);
     pthread_mutex_unlock(&tv->region_lock);
     *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
                                ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, ex_ord, ex_lcp, unc_rank,
