@@ -297,9 +297,10 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
     int32_t base = m->num_nodes, valid = 0, fail_at = INT32_MAX;
     uint8_t fail_out = 0;
     for (int32_t k = 0; k < v->num_unc; k++) {
-        int32_t q = v->ex_ord[k], len, p = v->unc_pu[2 * q], l = v->ex_lcp[k];
-        const uint8_t *b = token_bytes(tv, v->unc[q], &len) + p;
-        len -= p;
+        int32_t q = v->ex_ord[k], l = v->ex_lcp[k];
+        if (l > fail_at) { out[q] = fail_out; continue; }   /* extends a prefix that failed */
+        const uint8_t *b = v->ex_tail + v->ex_off[k];
+        int32_t len = v->ex_off[k + 1] - v->ex_off[k];
         if (l < 0) {   /* another exit state: start over from it */
             m->num_nodes = base;
             tops[0] = dpda_push(m, members[v->unc_pu[2 * q + 1]], parent, DPDA_COUNT_UNKNOWN);
@@ -308,7 +309,6 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
             fail_at = INT32_MAX;
             l = 0;
         }
-        if (l > fail_at) { out[q] = fail_out; continue; }   /* extends a prefix that failed */
         int32_t j = l < valid ? l : valid, r = 0;
         fail_at = INT32_MAX;
         for (; j < len; j++) {
@@ -341,6 +341,7 @@ static int32_t token_walk_ex(const dpda *d, const token_vocab *tv, dpda_matcher 
     int32_t base = m->num_nodes, valid = 0, fail_at = INT32_MAX, count = 0;
     for (int32_t k = 0; k < n; k++) {
         int32_t tok = ex[4 * k], p = ex[4 * k + 1], l = ex[4 * k + 3], len;
+        if (l > fail_at) continue;   /* extends a prefix that failed */
         const uint8_t *b = token_bytes(tv, tok, &len) + p;
         len -= p;
         if (l < 0) {   /* another exit state: start over from it */
@@ -351,7 +352,6 @@ static int32_t token_walk_ex(const dpda *d, const token_vocab *tv, dpda_matcher 
             fail_at = INT32_MAX;
             l = 0;
         }
-        if (l > fail_at) continue;   /* extends a prefix that failed */
         int32_t j = l < valid ? l : valid;
         fail_at = INT32_MAX;
         for (; j < len; j++) {

@@ -123,6 +123,9 @@ typedef struct token_region {
     int64_t ex_single;    /* bytes token_walk_exits steps for the whole list */
     uint64_t *racc;       /* [(num_sorted + 63) / 64] e.accepted by place in the trie order (bit q:
                            * sorted[q] accepted), so a range of the trie order reads as words */
+    uint8_t *ex_tail;     /* [ex_off[e.num_unc]] each uncertain token's bytes from its exit on, in ex_ord
+                           * order, so token_walk_groups reads them in sequence (not a token's bytes each) */
+    int32_t *ex_off;      /* [e.num_unc + 1] where each starts in ex_tail */
 } token_region;
 
 static inline const uint8_t *token_bytes(const token_vocab *tv, int32_t tok, int32_t *len)
@@ -152,6 +155,8 @@ typedef struct token_region_view {
     int32_t *members;     /* [TOKEN_REGION_MAX] real state of each local state (views of
                            * token_mask_region_view, owned by the table), else NULL */
     const uint64_t *racc; /* token_region.racc */
+    const uint8_t *ex_tail;   /* token_region.ex_tail / ex_off */
+    const int32_t *ex_off;
 } token_region_view;
 
 typedef struct token_chain_label {

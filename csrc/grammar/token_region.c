@@ -243,9 +243,10 @@ static int token_exit_cmp(const void *a, const void *b)
 
 /* The uncertain tokens of region entry e (exits pu: [2 * num_unc] bytes inside, local state)
  * ordered by (exit state, bytes from the exit): *ord[num_unc] indices into e->unc, *lcp[num_unc]
- * bytes from the exit shared with the previous one, -1 where the exit state changes. */
+ * bytes from the exit shared with the previous one, -1 where the exit state changes; their
+ * bytes from the exit in that order in *tail, the k-th from (*off)[k] to (*off)[k + 1]. */
 static void token_region_exit_order(const token_vocab *tv, const token_mask_entry *e, const int32_t *pu,
-                                    int32_t **ord, int32_t **lcp)
+                                    int32_t **ord, int32_t **lcp, uint8_t **tail, int32_t **off)
 {
     int32_t n = e->num_unc;
     token_exit_item *it = malloc(((size_t)n + 1) * sizeof *it);
@@ -258,6 +259,13 @@ static void token_region_exit_order(const token_vocab *tv, const token_mask_entr
         it[k] = (token_exit_item){b + pu[2 * k], len - pu[2 * k], pu[2 * k + 1], k};
     }
     qsort(it, (size_t)n, sizeof *it, token_exit_cmp);
+    *off = malloc(((size_t)n + 1) * sizeof **off);
+    LL_ASSERT(*off);
+    (*off)[0] = 0;
+    for (int32_t k = 0; k < n; k++) (*off)[k + 1] = (*off)[k] + it[k].len;
+    *tail = malloc((size_t)(*off)[n] + 1);
+    LL_ASSERT(*tail);
+    for (int32_t k = 0; k < n; k++) memcpy(*tail + (*off)[k], it[k].bytes, (size_t)it[k].len);
     for (int32_t k = 0; k < n; k++) {
         (*ord)[k] = it[k].idx;
         int32_t l = -1;
@@ -310,7 +318,8 @@ int token_region_find(token_mask_table *t, const int32_t *enc, int32_t enc_len, 
         if (r->sig_len != sig_len || r->enc_len != enc_len || memcmp(r->enc, enc, (size_t)enc_len * sizeof *enc)) continue;
         *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
                                    i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
-                                   r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc};
+                                   r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc,
+                                   r->ex_tail, r->ex_off};
         pthread_mutex_unlock(&tv->region_lock);
         return 1;
     }
@@ -392,8 +401,9 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
     token_mask_set_unc(tv, &ce, &cw);
     /* bytes stepped: from the exits grouped by what follows them (token_walk_groups), or the
      * list in trie order (shared prefixes once) */
-    int32_t *ex_ord = NULL, *ex_lcp = NULL;
-    if (e.num_unc <= TOKEN_GROUP_MAX) token_region_exit_order(tv, &e, unc_pu.p, &ex_ord, &ex_lcp);
+    int32_t *ex_ord = NULL, *ex_lcp = NULL, *ex_off = NULL;
+    uint8_t *ex_tail = NULL;
+    if (e.num_unc <= TOKEN_GROUP_MAX) token_region_exit_order(tv, &e, unc_pu.p, &ex_ord, &ex_lcp, &ex_tail, &ex_off);
     int64_t cost_exit = 0, cost_walk = 0, cost_single = 0;
     for (int32_t k = 0; k < e.num_unc; k++) {
         int32_t len, q = ex_ord ? ex_ord[k] : k;
@@ -422,7 +432,8 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
     }
     tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, enc.p, (int32_t)enc.n, e, ref, s_max, by_st,
                                                     st_off, bound, ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p,
-                                                    use_exits, ex_ord, ex_lcp, unc_rank, cost_exit, cost_single, racc};
+                                                    use_exits, ex_ord, ex_lcp, unc_rank, cost_exit, cost_single, racc,
+                                                    ex_tail, ex_off};
     int32_t idx = tv->num_regions - 1;
     /* a region made meanwhile by another thread with this table is kept too (the index
      * finds one of them) */
@@ -430,7 +441,7 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
     pthread_mutex_unlock(&tv->region_lock);
     *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
                                ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, ex_ord, ex_lcp, unc_rank,
-                               cost_exit, cost_single, NULL, racc};
+                               cost_exit, cost_single, NULL, racc, ex_tail, ex_off};
     return 1;
 }
 

@@ -160,6 +160,8 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].ex_lcp);
         free(tv->regions[i].unc_rank);
         free(tv->regions[i].racc);
+        free(tv->regions[i].ex_tail);
+        free(tv->regions[i].ex_off);
     }
     free(tv->regions);
     free(tv->rh_keys);
