@@ -178,12 +178,13 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 /* Walks a token list (trie order; lcp[k] = common prefix with token k - 1) from node `top`
  * of m's arena: shared prefixes are stepped once and a failed prefix settles every token that
  * extends it.  Every token starts with the same d0 bytes, already stepped (top is the node
- * after them; lcp[0] is taken as d0).  Accepted tokens go to `mask` (bits) or `acc` (ids);
+ * after them; lcp[0] is taken as d0).  bytes/off (or NULL): the tokens' bytes one after the
+ * other (token k's from off[k] to off[k + 1]), read in sequence instead of a token's each.  Accepted tokens go to `mask` (bits) or `acc` (ids);
  * tokens whose walk pops below a partial stack (-2) go to `unc`.  Returns the number accepted.
  * m's arena is restored; tops/marks are written from d0 on. */
 static int32_t token_walk(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t top, int32_t d0,
-                          const int32_t *toks, const int32_t *lcp, int32_t n, int32_t *tops, int32_t *marks,
-                          uint32_t *mask, vec_i32 *acc, vec_i32 *unc)
+                          const int32_t *toks, const int32_t *lcp, const uint8_t *bytes, const int32_t *off, int32_t n,
+                          int32_t *tops, int32_t *marks, uint32_t *mask, vec_i32 *acc, vec_i32 *unc)
 {
     int32_t base = m->num_nodes, count = 0;
     tops[d0] = top;
@@ -191,12 +192,13 @@ static int32_t token_walk(const dpda *d, const token_vocab *tv, dpda_matcher *m,
     int32_t valid = d0, fail_at = INT32_MAX, fail_kind = -1;
     for (int32_t k = 0; k < n; k++) {
         int32_t tok = toks[k], len;
-        const uint8_t *b = token_bytes(tv, tok, &len);
         int32_t l = k ? lcp[k] : d0;
         if (l > fail_at) {   /* extends a prefix that failed */
             if (fail_kind == -2 && unc) VEC_PUSH(*unc, tok);
             continue;
         }
+        const uint8_t *b = bytes ? bytes + off[k] : token_bytes(tv, tok, &len);
+        if (bytes) len = off[k + 1] - off[k];
         int32_t j = l < valid ? l : valid;
         fail_at = INT32_MAX;
         for (; j < len; j++) {
@@ -494,7 +496,8 @@ static void token_mask_settle(token_mask_table *t, dpda_matcher *s, int32_t vi, 
     else if (b > a && v->use_exits)
         token_walk_exits(t->d, tv, s, parent, v->members, v, a, b, &t->acc, unc);
     else if (b > a)
-        token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, b - a, t->tops, t->marks, NULL, &t->acc, unc);
+        token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, v->unc_bytes, v->unc_off + a, b - a, t->tops, t->marks,
+                   NULL, &t->acc, unc);
 }
 
 /* Calls out the places q in [lo, hi) whose bit is set in b (a bitmap over the trie order),
@@ -679,6 +682,8 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             r.unc = r.cw;
             r.unc_lcp = r.cw_lcp;
             r.num_unc = r.num_cw;
+            r.unc_bytes = r.cw_bytes;
+            r.unc_off = r.cw_off;
         } else {
             e.accepted = (uint32_t *)r.accepted;
             e.num_accepted = r.num_accepted;
@@ -716,7 +721,8 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         } else if (!cl && r.use_exits)
             e.num_extra = token_walk_exits(d, tv, s, 0, members, &r, 0, r.num_unc, &acc, &unc);
         else
-            e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
+            e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.unc_bytes, r.unc_off, r.num_unc, t->tops, t->marks,
+                                     NULL, &acc, &unc);
         e.extra = acc.p;
         e.num_accepted += e.num_extra;
         token_mask_set_unc_sub(&e, &unc, r.unc, r.unc_lcp, r.num_unc);
@@ -960,7 +966,8 @@ static int32_t token_mask_fill_near_bound(token_mask_table *t, dpda_matcher *m, 
         int32_t num;
         const uint32_t *acc = token_region_bounded(t, &r, rem, &num);
         memcpy(mask, acc, (size_t)tv->words * sizeof *mask);
-        return num + token_walk(d, tv, m, m->top, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, mask, NULL, NULL);
+        return num + token_walk(d, tv, m, m->top, 0, r.unc, r.unc_lcp, r.unc_bytes, r.unc_off, r.num_unc, t->tops,
+                                t->marks, mask, NULL, NULL);
     }
     memset(mask, 0, (size_t)tv->words * sizeof *mask);
     int32_t base = m->num_nodes, count = 0;
@@ -1012,7 +1019,7 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     if (e->ex)
         count += token_walk_ex(d, tv, m, parent, e->ex, e->num_unc, t->tops, t->marks, mask);
     else
-        count += token_walk(d, tv, m, m->top, 0, e->unc, e->unc_lcp, e->num_unc, t->tops, t->marks, mask, NULL, NULL);
+        count += token_walk(d, tv, m, m->top, 0, e->unc, e->unc_lcp, NULL, NULL, e->num_unc, t->tops, t->marks, mask, NULL, NULL);
     if (tv->num_eos) {
         int acc = dpda_matcher_is_accepting(m);
         for (int32_t i = 0; i < tv->num_eos; i++) {

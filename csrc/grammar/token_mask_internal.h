@@ -126,6 +126,10 @@ typedef struct token_region {
     uint8_t *ex_tail;     /* [ex_off[e.num_unc]] each uncertain token's bytes from its exit on, in ex_ord
                            * order, so token_walk_groups reads them in sequence (not a token's bytes each) */
     int32_t *ex_off;      /* [e.num_unc + 1] where each starts in ex_tail */
+    uint8_t *unc_bytes;   /* the bytes of e.unc's tokens one after the other, the k-th from unc_off[k] to */
+    int32_t *unc_off;     /* unc_off[k + 1] ([e.num_unc + 1]), so token_walk reads them in sequence */
+    uint8_t *cw_bytes;    /* the same for cw */
+    int32_t *cw_off;
 } token_region;
 
 static inline const uint8_t *token_bytes(const token_vocab *tv, int32_t tok, int32_t *len)
@@ -157,6 +161,8 @@ typedef struct token_region_view {
     const uint64_t *racc; /* token_region.racc */
     const uint8_t *ex_tail;   /* token_region.ex_tail / ex_off */
     const int32_t *ex_off;
+    const uint8_t *unc_bytes, *cw_bytes;   /* token_region.unc_bytes / unc_off, cw_bytes / cw_off */
+    const int32_t *unc_off, *cw_off;
 } token_region_view;
 
 typedef struct token_chain_label {

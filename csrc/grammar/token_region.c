@@ -276,6 +276,18 @@ static void token_region_exit_order(const token_vocab *tv, const token_mask_entr
     free(it);
 }
 
+/* The bytes of tokens list[n] one after the other: *bytes, the k-th from (*off)[k] to (*off)[k + 1]. */
+static void token_list_bytes(const token_vocab *tv, const int32_t *list, int32_t n, uint8_t **bytes, int32_t **off)
+{
+    *off = malloc(((size_t)n + 1) * sizeof **off);
+    LL_ASSERT(*off);
+    (*off)[0] = 0;
+    for (int32_t k = 0; k < n; k++) (*off)[k + 1] = (*off)[k] + tv->tok_len[list[k]];
+    *bytes = malloc((size_t)(*off)[n] + 1);
+    LL_ASSERT(*bytes);
+    for (int32_t k = 0; k < n; k++) memcpy(*bytes + (*off)[k], tv->tok_bytes[list[k]], (size_t)tv->tok_len[list[k]]);
+}
+
 /* a byte table's hash over its runs of equal entries (a state's row is a few runs) */
 uint64_t token_sig_hash(const int32_t *sig, int32_t n)
 {
@@ -319,7 +331,7 @@ int token_region_find(token_mask_table *t, const int32_t *enc, int32_t enc_len, 
         *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
                                    i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
                                    r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc,
-                                   r->ex_tail, r->ex_off};
+                                   r->ex_tail, r->ex_off, r->unc_bytes, r->cw_bytes, r->unc_off, r->cw_off};
         pthread_mutex_unlock(&tv->region_lock);
         return 1;
     }
@@ -414,6 +426,10 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
         cost_walk += len - e.unc_lcp[k];
     }
     int use_exits = cost_exit * 2 < cost_walk;
+    uint8_t *unc_bytes, *cw_bytes;
+    int32_t *unc_off, *cw_off;
+    token_list_bytes(tv, e.unc, e.num_unc, &unc_bytes, &unc_off);
+    token_list_bytes(tv, ce.unc, ce.num_unc, &cw_bytes, &cw_off);
     int32_t *unc_rank = malloc(((size_t)e.num_unc + 1) * sizeof *unc_rank);
     LL_ASSERT(unc_rank);
     for (int32_t k = 0; k < e.num_unc; k++) unc_rank[k] = tv->rank[e.unc[k]];
@@ -433,7 +449,7 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
     tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, enc.p, (int32_t)enc.n, e, ref, s_max, by_st,
                                                     st_off, bound, ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p,
                                                     use_exits, ex_ord, ex_lcp, unc_rank, cost_exit, cost_single, racc,
-                                                    ex_tail, ex_off};
+                                                    ex_tail, ex_off, unc_bytes, unc_off, cw_bytes, cw_off};
     int32_t idx = tv->num_regions - 1;
     /* a region made meanwhile by another thread with this table is kept too (the index
      * finds one of them) */
@@ -441,7 +457,7 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
     pthread_mutex_unlock(&tv->region_lock);
     *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
                                ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, ex_ord, ex_lcp, unc_rank,
-                               cost_exit, cost_single, NULL, racc, ex_tail, ex_off};
+                               cost_exit, cost_single, NULL, racc, ex_tail, ex_off, unc_bytes, cw_bytes, unc_off, cw_off};
     return 1;
 }
 

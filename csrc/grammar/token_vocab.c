@@ -162,6 +162,10 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].racc);
         free(tv->regions[i].ex_tail);
         free(tv->regions[i].ex_off);
+        free(tv->regions[i].unc_bytes);
+        free(tv->regions[i].unc_off);
+        free(tv->regions[i].cw_bytes);
+        free(tv->regions[i].cw_off);
     }
     free(tv->regions);
     free(tv->rh_keys);
