@@ -698,10 +698,13 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                 else if (t->gout.p[k] == 2) VEC_PUSH(unc, r.unc[k]);
             }
             e.num_extra = (int32_t)acc.n;
-            if (d->num_counters == 0 && unc.n) {
-                /* the uncertain ones in exit order for the masks (every node uncounted: the
-                 * real stack's nodes at the exits have count 0); common tails of a subsequence:
-                 * the least of the adjacent ones between them (-1 where the state changes) */
+            int counted = 0;
+            for (int32_t k = 0; k < nm && !counted; k++) counted = d->state_counter[members[k]] >= 0;
+            if (!counted && unc.n) {
+                /* the uncertain ones in exit order for the masks (no state of the region is
+                 * counted: the real stack's nodes at the exits have count 0); common tails of a
+                 * subsequence: the least of the adjacent ones between them (-1 where the state
+                 * changes) */
                 e.ex = malloc((size_t)unc.n * 4 * sizeof *e.ex);
                 LL_ASSERT(e.ex);
                 int32_t n = 0, l = -1;
@@ -760,19 +763,21 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
      * cache miss each in the big node array; the top's row (token_mask_region computed it from
      * this same partial stack) names the rejected classes, so the root's children are read
      * from tv->root and only the others are stepped. */
-    const uint8_t *rej = NULL;
+    int32_t C = d->num_terms - 1;
+    if (!t->root_rej) {
+        t->root_rej = malloc((size_t)C + 1);
+        LL_ASSERT(t->root_rej);
+    }
     if (below >= 0) {
-        int32_t C = d->num_terms - 1;
-        if (!t->root_rej) {
-            t->root_rej = malloc((size_t)C + 1);
-            LL_ASSERT(t->root_rej);
-        }
         token_mask_reserve_nodes(&t->probe);
         t->probe.nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
         const int32_t *row = token_region_row(t, top);
         for (int32_t c = 0; c < C; c++) t->root_rej[c] = row[c] == -1;
-        rej = t->root_rej;
+    } else {   /* the first mask (no row without a state below): the first bytes whose edge rejects */
+        for (int32_t c = 0; c < C; c++)
+            t->root_rej[c] = d->edges[d->pre[(int64_t)top * d->num_terms + c]].kind == DPDA_REJECT;
     }
+    const uint8_t *rej = t->root_rej;
     int32_t rk = 0;   /* tv->root[rk]: the next root child */
     /* siblings lie far apart in preorder (a cache miss each, and the next one is known only
      * from this one's record): kcur[dep] is the node's place among its parent's children
