@@ -920,7 +920,21 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                 continue;
             }
         }
-        if (r == -1) { i = tv->node[i].end; continue; }
+        if (r == -1) {
+            if (dep > 1) {   /* the next siblings whose edge rejects: skipped from the children arrays */
+                const int32_t *px = d->pre + (int64_t)s->nodes[from].state * d->num_terms;
+                int32_t k = kc[dep] + 1, ek = ke[dep];
+                while (k < ek && px[d->class_of[tv->kid_byte[k]]] == 0) k++;
+                if (k > kc[dep] + 1) {
+                    int32_t nxt = k < ek ? tv->kid[k] : tv->node[tv->kid[k - 1]].end;
+                    kc[dep] = k - 1;
+                    i = nxt;
+                    continue;
+                }
+            }
+            i = tv->node[i].end;
+            continue;
+        }
         if (pend_vi >= 0) {
             token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
             pend_vi = -1;
