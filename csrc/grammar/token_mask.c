@@ -113,6 +113,9 @@ void token_mask_table_free(token_mask_table *t)
     VEC_FREE(t->marked);
     VEC_FREE(t->outside);
     VEC_FREE(t->sig_enc);
+    free(t->rc_keys); free(t->rc_vals);
+    VEC_FREE(t->rc_pool);
+    VEC_FREE(t->rc_rec);
     VEC_FREE(t->labels);
     free(t->cl_keys); free(t->cl_vals); free(t->cs_mark); free(t->cs_idx);
     VEC_FREE(t->chain_q);

@@ -249,6 +249,11 @@ struct token_mask_table {
     int64_t *view_n;         /* [view_n_cap] token_mask_assemble's tokens skipped per view, zero between calls */
     int64_t view_n_cap;
     vec_i32 sig_enc;         /* token_mask_region's scratch: the runs of the byte table it looks up */
+    uint64_t *rc_keys;       /* [rc_cap] this grammar's regions by the hash of their table over classes */
+    int32_t *rc_vals;        /* [rc_cap] index in rc_pool's records: (region, states, offset of the table) */
+    int64_t rc_cap, rc_num;
+    vec_i32 rc_pool;         /* records of 3, then the tables [states * classes] */
+    vec_i32 rc_rec;
 };
 
 /* Cross-file functions: hidden, so calls between these files are direct, as between the

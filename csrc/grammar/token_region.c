@@ -23,6 +23,8 @@
 #define TOKEN_REF_MIN 1024     /* regions accepting fewer tokens keep no per-node states */
 #define TOKEN_ROW_POOL (1 << 20)   /* int32 results held by token_region_row's cache */
 
+static void token_region_view_of(const token_vocab *tv, int32_t i, token_region_view *out);
+
 /* x' (same depth), -1 (rejected) or -2 (leaves the region) for class c from [below, x]
  * (t->probe: node 0 = below, set by the caller) */
 static int32_t token_region_step_once(token_mask_table *t, int32_t x, int32_t c)
@@ -97,6 +99,7 @@ int token_state_may_loop(token_mask_table *t, int32_t x)
     const int32_t *pre = d->pre + (int64_t)x * d->num_terms;
     uint8_t f = 1;
     for (int32_t c = 0; c < d->num_terms - 1 && f == 1; c++) {
+        if (c && pre[c] == pre[c - 1]) continue;   /* the same edge as the class before: read once */
         const dpda_edge *E = &d->edges[pre[c]];
         if (E->kind == DPDA_EXPOSE && E->num_pop <= 1) f = 2;
         else if (E->kind == DPDA_END && E->num_pop == 0 && E->num_push == 0) f = 2;
@@ -185,6 +188,28 @@ int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_reg
         *num_members = m;
     }
     n = m;
+    /* a region this grammar met before is found by its table over classes (the same piece
+     * elsewhere in the schema: its states are new, the table is not) */
+    uint64_t hc = 1469598103934665603ull ^ (uint64_t)n;
+    for (int32_t k = 0; k < n * C; k++) hc = (hc ^ (uint32_t)local[k]) * 1099511628211ull;
+    hc = hc == UINT64_MAX ? 0 : hc;
+    if (!t->rc_keys) {
+        t->rc_cap = 64;
+        t->rc_keys = malloc((size_t)t->rc_cap * sizeof *t->rc_keys);
+        t->rc_vals = malloc((size_t)t->rc_cap * sizeof *t->rc_vals);
+        LL_ASSERT(t->rc_keys && t->rc_vals);
+        memset(t->rc_keys, 0xff, (size_t)t->rc_cap * sizeof *t->rc_keys);
+    }
+    for (uint64_t j = token_mask_slot(hc, t->rc_cap); t->rc_keys[j] != UINT64_MAX; j = (j + 1) & (uint64_t)(t->rc_cap - 1)) {
+        const int32_t *rec = t->rc_rec.p + 3 * (int64_t)t->rc_vals[j];
+        if (t->rc_keys[j] != hc || rec[1] != n || memcmp(t->rc_pool.p + rec[2], local, (size_t)n * C * sizeof *local))
+            continue;
+        token_vocab *tv = (token_vocab *)t->tv;
+        pthread_mutex_lock(&tv->region_lock);
+        token_region_view_of(tv, rec[0], out);
+        pthread_mutex_unlock(&tv->region_lock);
+        return 1;
+    }
     /* the byte table as its maximal runs, taken a run of one class at a time and hashed as
      * token_sig_hash does on the way: a region already cached is found from the runs alone,
      * the table is written out only to make a new one */
@@ -218,12 +243,21 @@ int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_reg
     VEC_PUSH(*enc, cur);
     VEC_PUSH(*enc, len);
     h ^= h >> 29;
-    if (token_region_find(t, enc->p, (int32_t)enc->n, sig_len, h, out)) return 1;
-    int32_t *sig = malloc((size_t)sig_len * sizeof *sig);
-    LL_ASSERT(sig);
-    for (int64_t k = 0, b = 0; k < enc->n; k += 2)
-        for (int32_t j = 0; j < enc->p[k + 1]; j++) sig[b++] = enc->p[k];
-    return token_region_get(t, sig, sig_len, h, out);
+    if (!token_region_find(t, enc->p, (int32_t)enc->n, sig_len, h, out)) {
+        int32_t *sig = malloc((size_t)sig_len * sizeof *sig);
+        LL_ASSERT(sig);
+        for (int64_t k = 0, b = 0; k < enc->n; k += 2)
+            for (int32_t j = 0; j < enc->p[k + 1]; j++) sig[b++] = enc->p[k];
+        token_region_get(t, sig, sig_len, h, out);
+    }
+    int32_t rec[3] = {out->region, n, (int32_t)t->rc_pool.n};
+    VEC_RESERVE(t->rc_pool, t->rc_pool.n + (int64_t)n * C);
+    memcpy(t->rc_pool.p + t->rc_pool.n, local, (size_t)n * C * sizeof *local);
+    t->rc_pool.n += (int64_t)n * C;
+    for (int k = 0; k < 3; k++) VEC_PUSH(t->rc_rec, rec[k]);
+    token_hash_put(&t->rc_keys, &t->rc_vals, &t->rc_cap, t->rc_num, hc, (int32_t)t->rc_num);
+    t->rc_num++;
+    return 1;
 }
 
 typedef struct token_exit_item {
@@ -315,6 +349,16 @@ static void token_sig_runs(const int32_t *sig, int32_t n, vec_i32 *enc)
     }
 }
 
+/* region i of the vocabulary's cache as a view (under region_lock) */
+static void token_region_view_of(const token_vocab *tv, int32_t i, token_region_view *out)
+{
+    const token_region *r = &tv->regions[i];
+    *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
+                               i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
+                               r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc,
+                               r->ex_tail, r->ex_off, r->unc_bytes, r->cw_bytes, r->unc_off, r->cw_off};
+}
+
 /* The cached region whose byte table has the runs enc[enc_len] (sig_len entries, hash h =
  * token_sig_hash of the table) into *out; 0 when there is none. */
 int token_region_find(token_mask_table *t, const int32_t *enc, int32_t enc_len, int32_t sig_len, uint64_t h,
@@ -328,10 +372,7 @@ int token_region_find(token_mask_table *t, const int32_t *enc, int32_t enc_len, 
         int32_t i = tv->rh_vals[j];
         const token_region *r = &tv->regions[i];
         if (r->sig_len != sig_len || r->enc_len != enc_len || memcmp(r->enc, enc, (size_t)enc_len * sizeof *enc)) continue;
-        *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
-                                   i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
-                                   r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc,
-                                   r->ex_tail, r->ex_off, r->unc_bytes, r->cw_bytes, r->unc_off, r->cw_off};
+        token_region_view_of(tv, i, out);
         pthread_mutex_unlock(&tv->region_lock);
         return 1;
     }
