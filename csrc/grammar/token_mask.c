@@ -499,8 +499,8 @@ static void token_mask_settle(token_mask_table *t, dpda_matcher *s, int32_t vi, 
     else if (b > a && v->use_exits)
         token_walk_exits(t->d, tv, s, parent, v->members, v, a, b, &t->acc, unc);
     else if (b > a)
-        token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, v->unc_bytes, v->unc_off + a, b - a, t->tops, t->marks,
-                   NULL, &t->acc, unc);
+        token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, v->unc_bytes, v->unc_bytes ? v->unc_off + a : NULL,
+                   b - a, t->tops, t->marks, NULL, &t->acc, unc);
 }
 
 /* Calls out the places q in [lo, hi) whose bit is set in b (a bitmap over the trie order),

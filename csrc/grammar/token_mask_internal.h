@@ -127,7 +127,8 @@ typedef struct token_region {
                            * order, so token_walk_groups reads them in sequence (not a token's bytes each) */
     int32_t *ex_off;      /* [e.num_unc + 1] where each starts in ex_tail */
     uint8_t *unc_bytes;   /* the bytes of e.unc's tokens one after the other, the k-th from unc_off[k] to */
-    int32_t *unc_off;     /* unc_off[k + 1] ([e.num_unc + 1]), so token_walk reads them in sequence */
+    int32_t *unc_off;     /* unc_off[k + 1] ([e.num_unc + 1]), so token_walk reads them in sequence;
+                           * NULL for a list of more than TOKEN_GROUP_MAX */
     uint8_t *cw_bytes;    /* the same for cw */
     int32_t *cw_off;
 } token_region;

@@ -467,10 +467,13 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
         cost_walk += len - e.unc_lcp[k];
     }
     int use_exits = cost_exit * 2 < cost_walk;
-    uint8_t *unc_bytes, *cw_bytes;
-    int32_t *unc_off, *cw_off;
-    token_list_bytes(tv, e.unc, e.num_unc, &unc_bytes, &unc_off);
-    token_list_bytes(tv, ce.unc, ce.num_unc, &cw_bytes, &cw_off);
+    /* lists walked in trie order read their bytes in sequence; a longer list (a region left by
+     * almost every token: the trie walk classifies its states) is not copied, as reading every
+     * token's bytes once costs milliseconds */
+    uint8_t *unc_bytes = NULL, *cw_bytes = NULL;
+    int32_t *unc_off = NULL, *cw_off = NULL;
+    if (e.num_unc <= TOKEN_GROUP_MAX) token_list_bytes(tv, e.unc, e.num_unc, &unc_bytes, &unc_off);
+    if (ce.num_unc <= TOKEN_GROUP_MAX) token_list_bytes(tv, ce.unc, ce.num_unc, &cw_bytes, &cw_off);
     int32_t *unc_rank = malloc(((size_t)e.num_unc + 1) * sizeof *unc_rank);
     LL_ASSERT(unc_rank);
     for (int32_t k = 0; k < e.num_unc; k++) unc_rank[k] = tv->rank[e.unc[k]];
