@@ -86,6 +86,7 @@ void token_mask_table_free(token_mask_table *t)
         free(t->entries.p[i].unc_lcp);
         free(t->entries.p[i].extra);
         free(t->entries.p[i].removed);
+        free(t->entries.p[i].ex);
     }
     VEC_FREE(t->entries);
     free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo); free(t->xmemo); free(t->view_n);
@@ -111,6 +112,10 @@ void token_mask_table_free(token_mask_table *t)
     free(t->mark);
     VEC_FREE(t->marked);
     VEC_FREE(t->outside);
+    VEC_FREE(t->sig_enc);
+    free(t->rc_keys); free(t->rc_vals);
+    VEC_FREE(t->rc_pool);
+    VEC_FREE(t->rc_rec);
     VEC_FREE(t->labels);
     free(t->cl_keys); free(t->cl_vals); free(t->cs_mark); free(t->cs_idx);
     VEC_FREE(t->chain_q);
@@ -176,12 +181,13 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
 /* Walks a token list (trie order; lcp[k] = common prefix with token k - 1) from node `top`
  * of m's arena: shared prefixes are stepped once and a failed prefix settles every token that
  * extends it.  Every token starts with the same d0 bytes, already stepped (top is the node
- * after them; lcp[0] is taken as d0).  Accepted tokens go to `mask` (bits) or `acc` (ids);
+ * after them; lcp[0] is taken as d0).  bytes/off (or NULL): the tokens' bytes one after the
+ * other (token k's from off[k] to off[k + 1]), read in sequence instead of a token's each.  Accepted tokens go to `mask` (bits) or `acc` (ids);
  * tokens whose walk pops below a partial stack (-2) go to `unc`.  Returns the number accepted.
  * m's arena is restored; tops/marks are written from d0 on. */
 static int32_t token_walk(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t top, int32_t d0,
-                          const int32_t *toks, const int32_t *lcp, int32_t n, int32_t *tops, int32_t *marks,
-                          uint32_t *mask, vec_i32 *acc, vec_i32 *unc)
+                          const int32_t *toks, const int32_t *lcp, const uint8_t *bytes, const int32_t *off, int32_t n,
+                          int32_t *tops, int32_t *marks, uint32_t *mask, vec_i32 *acc, vec_i32 *unc)
 {
     int32_t base = m->num_nodes, count = 0;
     tops[d0] = top;
@@ -189,12 +195,13 @@ static int32_t token_walk(const dpda *d, const token_vocab *tv, dpda_matcher *m,
     int32_t valid = d0, fail_at = INT32_MAX, fail_kind = -1;
     for (int32_t k = 0; k < n; k++) {
         int32_t tok = toks[k], len;
-        const uint8_t *b = token_bytes(tv, tok, &len);
         int32_t l = k ? lcp[k] : d0;
         if (l > fail_at) {   /* extends a prefix that failed */
             if (fail_kind == -2 && unc) VEC_PUSH(*unc, tok);
             continue;
         }
+        const uint8_t *b = bytes ? bytes + off[k] : token_bytes(tv, tok, &len);
+        if (bytes) len = off[k + 1] - off[k];
         int32_t j = l < valid ? l : valid;
         fail_at = INT32_MAX;
         for (; j < len; j++) {
@@ -295,9 +302,10 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
     int32_t base = m->num_nodes, valid = 0, fail_at = INT32_MAX;
     uint8_t fail_out = 0;
     for (int32_t k = 0; k < v->num_unc; k++) {
-        int32_t q = v->ex_ord[k], len, p = v->unc_pu[2 * q], l = v->ex_lcp[k];
-        const uint8_t *b = token_bytes(tv, v->unc[q], &len) + p;
-        len -= p;
+        int32_t q = v->ex_ord[k], l = v->ex_lcp[k];
+        if (l > fail_at) { out[q] = fail_out; continue; }   /* extends a prefix that failed */
+        const uint8_t *b = v->ex_tail + v->ex_off[k];
+        int32_t len = v->ex_off[k + 1] - v->ex_off[k];
         if (l < 0) {   /* another exit state: start over from it */
             m->num_nodes = base;
             tops[0] = dpda_push(m, members[v->unc_pu[2 * q + 1]], parent, DPDA_COUNT_UNKNOWN);
@@ -306,7 +314,6 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
             fail_at = INT32_MAX;
             l = 0;
         }
-        if (l > fail_at) { out[q] = fail_out; continue; }   /* extends a prefix that failed */
         int32_t j = l < valid ? l : valid, r = 0;
         fail_at = INT32_MAX;
         for (; j < len; j++) {
@@ -326,6 +333,46 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
         }
     }
     m->num_nodes = base;
+}
+
+/* A region entry's uncertain tokens (e->ex, n of them) walked on the real stack m, whose top
+ * node lies over node `parent`: each from the node (state it leaves from, parent), in exit
+ * order, so tokens that leave alike share their steps and a failed prefix settles all that
+ * extend it (a string's exits are its closing quote followed by a few hundred tails).  The
+ * accepted set their bits in mask; returns how many.  m's arena is restored. */
+static int32_t token_walk_ex(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t parent, const int32_t *ex,
+                             int32_t n, int32_t *tops, int32_t *marks, uint32_t *mask)
+{
+    int32_t base = m->num_nodes, valid = 0, fail_at = INT32_MAX, count = 0;
+    for (int32_t k = 0; k < n; k++) {
+        int32_t tok = ex[4 * k], p = ex[4 * k + 1], l = ex[4 * k + 3], len;
+        if (l > fail_at) continue;   /* extends a prefix that failed */
+        const uint8_t *b = token_bytes(tv, tok, &len) + p;
+        len -= p;
+        if (l < 0) {   /* another exit state: start over from it */
+            m->num_nodes = base;
+            tops[0] = dpda_push(m, ex[4 * k + 2], parent, 0);
+            marks[0] = m->num_nodes;
+            valid = 0;
+            fail_at = INT32_MAX;
+            l = 0;
+        }
+        int32_t j = l < valid ? l : valid;
+        fail_at = INT32_MAX;
+        for (; j < len; j++) {
+            m->num_nodes = marks[j];
+            int32_t r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
+            if (r < 0) break;
+            tops[j + 1] = r;
+            marks[j + 1] = m->num_nodes;
+        }
+        valid = j;
+        if (j < len) { fail_at = j; continue; }
+        mask[tok >> 5] |= 1u << (tok & 31);
+        count++;
+    }
+    m->num_nodes = base;
+    return count;
 }
 
 static int token_mask_group_done(const token_mask_table *t, int32_t vi, int32_t parent)
@@ -452,7 +499,8 @@ static void token_mask_settle(token_mask_table *t, dpda_matcher *s, int32_t vi, 
     else if (b > a && v->use_exits)
         token_walk_exits(t->d, tv, s, parent, v->members, v, a, b, &t->acc, unc);
     else if (b > a)
-        token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, b - a, t->tops, t->marks, NULL, &t->acc, unc);
+        token_walk(t->d, tv, s, r, dep, v->unc + a, v->unc_lcp + a, v->unc_bytes, v->unc_bytes ? v->unc_off + a : NULL,
+                   b - a, t->tops, t->marks, NULL, &t->acc, unc);
 }
 
 /* Calls out the places q in [lo, hi) whose bit is set in b (a bitmap over the trie order),
@@ -637,6 +685,8 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
             r.unc = r.cw;
             r.unc_lcp = r.cw_lcp;
             r.num_unc = r.num_cw;
+            r.unc_bytes = r.cw_bytes;
+            r.unc_off = r.cw_off;
         } else {
             e.accepted = (uint32_t *)r.accepted;
             e.num_accepted = r.num_accepted;
@@ -651,10 +701,34 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                 else if (t->gout.p[k] == 2) VEC_PUSH(unc, r.unc[k]);
             }
             e.num_extra = (int32_t)acc.n;
+            int counted = 0;
+            for (int32_t k = 0; k < nm && !counted; k++) counted = d->state_counter[members[k]] >= 0;
+            if (!counted && unc.n) {
+                /* the uncertain ones in exit order for the masks (no state of the region is
+                 * counted: the real stack's nodes at the exits have count 0); common tails of a
+                 * subsequence: the least of the adjacent ones between them (-1 where the state
+                 * changes) */
+                e.ex = malloc((size_t)unc.n * 4 * sizeof *e.ex);
+                LL_ASSERT(e.ex);
+                int32_t n = 0, l = -1;
+                for (int32_t k = 0; k < r.num_unc; k++) {
+                    int32_t q = r.ex_ord[k];
+                    if (r.ex_lcp[k] < l) l = r.ex_lcp[k];
+                    if (t->gout.p[q] != 2) continue;
+                    e.ex[4 * n] = r.unc[q];
+                    e.ex[4 * n + 1] = r.unc_pu[2 * q];
+                    e.ex[4 * n + 2] = members[r.unc_pu[2 * q + 1]];
+                    e.ex[4 * n + 3] = n ? l : -1;
+                    n++;
+                    l = INT32_MAX;
+                }
+                t->bytes += (int64_t)n * 16;
+            }
         } else if (!cl && r.use_exits)
             e.num_extra = token_walk_exits(d, tv, s, 0, members, &r, 0, r.num_unc, &acc, &unc);
         else
-            e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, NULL, &acc, &unc);
+            e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.unc_bytes, r.unc_off, r.num_unc, t->tops, t->marks,
+                                     NULL, &acc, &unc);
         e.extra = acc.p;
         e.num_accepted += e.num_extra;
         token_mask_set_unc_sub(&e, &unc, r.unc, r.unc_lcp, r.num_unc);
@@ -692,19 +766,21 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
      * cache miss each in the big node array; the top's row (token_mask_region computed it from
      * this same partial stack) names the rejected classes, so the root's children are read
      * from tv->root and only the others are stepped. */
-    const uint8_t *rej = NULL;
+    int32_t C = d->num_terms - 1;
+    if (!t->root_rej) {
+        t->root_rej = malloc((size_t)C + 1);
+        LL_ASSERT(t->root_rej);
+    }
     if (below >= 0) {
-        int32_t C = d->num_terms - 1;
-        if (!t->root_rej) {
-            t->root_rej = malloc((size_t)C + 1);
-            LL_ASSERT(t->root_rej);
-        }
         token_mask_reserve_nodes(&t->probe);
         t->probe.nodes[0] = (dpda_node){below, -2, DPDA_COUNT_UNKNOWN};
         const int32_t *row = token_region_row(t, top);
         for (int32_t c = 0; c < C; c++) t->root_rej[c] = row[c] == -1;
-        rej = t->root_rej;
+    } else {   /* the first mask (no row without a state below): the first bytes whose edge rejects */
+        for (int32_t c = 0; c < C; c++)
+            t->root_rej[c] = d->edges[d->pre[(int64_t)top * d->num_terms + c]].kind == DPDA_REJECT;
     }
+    const uint8_t *rej = t->root_rej;
     int32_t rk = 0;   /* tv->root[rk]: the next root child */
     /* siblings lie far apart in preorder (a cache miss each, and the next one is known only
      * from this one's record): kcur[dep] is the node's place among its parent's children
@@ -847,7 +923,21 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                 continue;
             }
         }
-        if (r == -1) { i = tv->node[i].end; continue; }
+        if (r == -1) {
+            if (dep > 1) {   /* the next siblings whose edge rejects: skipped from the children arrays */
+                const int32_t *px = d->pre + (int64_t)s->nodes[from].state * d->num_terms;
+                int32_t k = kc[dep] + 1, ek = ke[dep];
+                while (k < ek && px[d->class_of[tv->kid_byte[k]]] == 0) k++;
+                if (k > kc[dep] + 1) {
+                    int32_t nxt = k < ek ? tv->kid[k] : tv->node[tv->kid[k - 1]].end;
+                    kc[dep] = k - 1;
+                    i = nxt;
+                    continue;
+                }
+            }
+            i = tv->node[i].end;
+            continue;
+        }
         if (pend_vi >= 0) {
             token_mask_settle(t, s, pend_vi, pend_lo, pend_hi, 0, -1, 0, &unc);
             pend_vi = -1;
@@ -898,7 +988,8 @@ static int32_t token_mask_fill_near_bound(token_mask_table *t, dpda_matcher *m, 
         int32_t num;
         const uint32_t *acc = token_region_bounded(t, &r, rem, &num);
         memcpy(mask, acc, (size_t)tv->words * sizeof *mask);
-        return num + token_walk(d, tv, m, m->top, 0, r.unc, r.unc_lcp, r.num_unc, t->tops, t->marks, mask, NULL, NULL);
+        return num + token_walk(d, tv, m, m->top, 0, r.unc, r.unc_lcp, r.unc_bytes, r.unc_off, r.num_unc, t->tops,
+                                t->marks, mask, NULL, NULL);
     }
     memset(mask, 0, (size_t)tv->words * sizeof *mask);
     int32_t base = m->num_nodes, count = 0;
@@ -947,7 +1038,10 @@ int32_t token_mask_fill(token_mask_table *t, dpda_matcher *m, uint32_t *mask)
     for (int32_t k = 0; k < e->num_removed; k++) mask[e->removed[k] >> 5] &= ~(1u << (e->removed[k] & 31));
     for (int32_t k = 0; k < e->num_extra; k++) mask[e->extra[k] >> 5] |= 1u << (e->extra[k] & 31);
     /* uncertain tokens on the real stack */
-    count += token_walk(d, tv, m, m->top, 0, e->unc, e->unc_lcp, e->num_unc, t->tops, t->marks, mask, NULL, NULL);
+    if (e->ex)
+        count += token_walk_ex(d, tv, m, parent, e->ex, e->num_unc, t->tops, t->marks, mask);
+    else
+        count += token_walk(d, tv, m, m->top, 0, e->unc, e->unc_lcp, NULL, NULL, e->num_unc, t->tops, t->marks, mask, NULL, NULL);
     if (tv->num_eos) {
         int acc = dpda_matcher_is_accepting(m);
         for (int32_t i = 0; i < tv->num_eos; i++) {

@@ -76,7 +76,15 @@
  * fetches the records of the next siblings (the vocabulary keeps each node's children and
  * their bytes in arrays) while it steps one; once a child joins a run, the next siblings that
  * the row takes to the same state, where the region's walk is in that state too, join it
- * from those arrays without a node record each.
+ * from those arrays without a node record each, and after a rejected child the next siblings
+ * whose edge rejects are passed over the same way.  The first mask (no state below) steps only
+ * the first bytes whose edge does not reject.  A region is looked up by the runs of its byte
+ * table through a hash index (a piece met before in the same grammar by its table over
+ * classes), not by writing and comparing the 256-wide table.  The lists walked in trie order
+ * or by exits read their bytes from one array each (the exits' bytes in exit order), and a
+ * region entry's uncertain tokens are kept in exit order too (when no state of the region is
+ * counted), so a mask walks them sharing their tails (a string value's closing quote followed
+ * by a few hundred tails) instead of one by one in trie order.
  * A token_mask_table is not thread-safe: one per thread, or external locking
  * (grammar_cache.h does the latter).
  *

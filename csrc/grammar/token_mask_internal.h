@@ -68,6 +68,10 @@ struct token_vocab {
     pthread_mutex_t region_lock;
     struct token_region *regions;
     int32_t num_regions, cap_regions;
+    uint64_t *rh_keys;       /* [rh_cap] the regions by token_sig_hash (UINT64_MAX empty; a hash of
+                              * UINT64_MAX is kept as 0) */
+    int32_t *rh_vals;        /* [rh_cap] index in regions */
+    int64_t rh_cap;
 };
 
 /* A classification: accepted tokens as a bitmask, uncertain ones in trie order. */
@@ -82,12 +86,19 @@ typedef struct token_mask_entry {
     int32_t *removed;     /* [num_removed] in `accepted` but not allowed (a shared set's exceptions) */
     int32_t num_removed;
     int owns_accepted;    /* 0: `accepted` belongs to the vocabulary's region cache */
+    int32_t *ex;          /* [4 * num_unc] or NULL: a region entry's uncertain tokens in the order of their
+                           * exits (token_walk_groups'), each (token, bytes before it leaves the region, the
+                           * real state it leaves from, bytes from the exit shared with the previous one or
+                           * -1 where that state changes), so a mask walks them sharing their tails */
 } token_mask_entry;
 
 typedef struct token_region {
     uint64_t hash;
     int32_t *sig;         /* [sig_len] the local automaton over bytes, canonically numbered */
     int32_t sig_len;
+    int32_t *enc;         /* [enc_len] sig as its maximal runs, (value, length) pairs: a lookup compares
+                           * these (a string's state is a few runs of its 256 bytes) */
+    int32_t enc_len;
     token_mask_entry e;
     uint8_t *ref;         /* [num_nodes] local state after each node's bytes from the start (0),
                            * 0xff rejected or left on the way; NULL for a small region */
@@ -112,6 +123,14 @@ typedef struct token_region {
     int64_t ex_single;    /* bytes token_walk_exits steps for the whole list */
     uint64_t *racc;       /* [(num_sorted + 63) / 64] e.accepted by place in the trie order (bit q:
                            * sorted[q] accepted), so a range of the trie order reads as words */
+    uint8_t *ex_tail;     /* [ex_off[e.num_unc]] each uncertain token's bytes from its exit on, in ex_ord
+                           * order, so token_walk_groups reads them in sequence (not a token's bytes each) */
+    int32_t *ex_off;      /* [e.num_unc + 1] where each starts in ex_tail */
+    uint8_t *unc_bytes;   /* the bytes of e.unc's tokens one after the other, the k-th from unc_off[k] to */
+    int32_t *unc_off;     /* unc_off[k + 1] ([e.num_unc + 1]), so token_walk reads them in sequence;
+                           * NULL for a list of more than TOKEN_GROUP_MAX */
+    uint8_t *cw_bytes;    /* the same for cw */
+    int32_t *cw_off;
 } token_region;
 
 static inline const uint8_t *token_bytes(const token_vocab *tv, int32_t tok, int32_t *len)
@@ -141,6 +160,10 @@ typedef struct token_region_view {
     int32_t *members;     /* [TOKEN_REGION_MAX] real state of each local state (views of
                            * token_mask_region_view, owned by the table), else NULL */
     const uint64_t *racc; /* token_region.racc */
+    const uint8_t *ex_tail;   /* token_region.ex_tail / ex_off */
+    const int32_t *ex_off;
+    const uint8_t *unc_bytes, *cw_bytes;   /* token_region.unc_bytes / unc_off, cw_bytes / cw_off */
+    const int32_t *unc_off, *cw_off;
 } token_region_view;
 
 typedef struct token_chain_label {
@@ -226,6 +249,12 @@ struct token_mask_table {
     vec_i32 outside;         /* token_mask_assemble's scratch: tokens read from a region's racc */
     int64_t *view_n;         /* [view_n_cap] token_mask_assemble's tokens skipped per view, zero between calls */
     int64_t view_n_cap;
+    vec_i32 sig_enc;         /* token_mask_region's scratch: the runs of the byte table it looks up */
+    uint64_t *rc_keys;       /* [rc_cap] this grammar's regions by the hash of their table over classes */
+    int32_t *rc_vals;        /* [rc_cap] index in rc_pool's records: (region, states, offset of the table) */
+    int64_t rc_cap, rc_num;
+    vec_i32 rc_pool;         /* records of 3, then the tables [states * classes] */
+    vec_i32 rc_rec;
 };
 
 /* Cross-file functions: hidden, so calls between these files are direct, as between the
@@ -242,6 +271,8 @@ int token_state_may_loop(token_mask_table *t, int32_t x);
 int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_region_view *out,
                       int32_t *members, int32_t *num_members);
 uint64_t token_sig_hash(const int32_t *sig, int32_t n);
+int token_region_find(token_mask_table *t, const int32_t *enc, int32_t enc_len, int32_t sig_len, uint64_t h,
+                      token_region_view *out);
 int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_t h, token_region_view *out);
 const uint32_t *token_region_bounded(token_mask_table *t, const token_region_view *v, int32_t r, int32_t *num);
 int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_t top, int32_t *idx);

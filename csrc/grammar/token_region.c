@@ -23,6 +23,8 @@
 #define TOKEN_REF_MIN 1024     /* regions accepting fewer tokens keep no per-node states */
 #define TOKEN_ROW_POOL (1 << 20)   /* int32 results held by token_region_row's cache */
 
+static void token_region_view_of(const token_vocab *tv, int32_t i, token_region_view *out);
+
 /* x' (same depth), -1 (rejected) or -2 (leaves the region) for class c from [below, x]
  * (t->probe: node 0 = below, set by the caller) */
 static int32_t token_region_step_once(token_mask_table *t, int32_t x, int32_t c)
@@ -97,6 +99,7 @@ int token_state_may_loop(token_mask_table *t, int32_t x)
     const int32_t *pre = d->pre + (int64_t)x * d->num_terms;
     uint8_t f = 1;
     for (int32_t c = 0; c < d->num_terms - 1 && f == 1; c++) {
+        if (c && pre[c] == pre[c - 1]) continue;   /* the same edge as the class before: read once */
         const dpda_edge *E = &d->edges[pre[c]];
         if (E->kind == DPDA_EXPOSE && E->num_pop <= 1) f = 2;
         else if (E->kind == DPDA_END && E->num_pop == 0 && E->num_push == 0) f = 2;
@@ -185,8 +188,31 @@ int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_reg
         *num_members = m;
     }
     n = m;
-    /* the byte table, filled a run of one class at a time, hashed as token_sig_hash does
-     * (over its runs of equal entries) on the way */
+    /* a region this grammar met before is found by its table over classes (the same piece
+     * elsewhere in the schema: its states are new, the table is not) */
+    uint64_t hc = 1469598103934665603ull ^ (uint64_t)n;
+    for (int32_t k = 0; k < n * C; k++) hc = (hc ^ (uint32_t)local[k]) * 1099511628211ull;
+    hc = hc == UINT64_MAX ? 0 : hc;
+    if (!t->rc_keys) {
+        t->rc_cap = 64;
+        t->rc_keys = malloc((size_t)t->rc_cap * sizeof *t->rc_keys);
+        t->rc_vals = malloc((size_t)t->rc_cap * sizeof *t->rc_vals);
+        LL_ASSERT(t->rc_keys && t->rc_vals);
+        memset(t->rc_keys, 0xff, (size_t)t->rc_cap * sizeof *t->rc_keys);
+    }
+    for (uint64_t j = token_mask_slot(hc, t->rc_cap); t->rc_keys[j] != UINT64_MAX; j = (j + 1) & (uint64_t)(t->rc_cap - 1)) {
+        const int32_t *rec = t->rc_rec.p + 3 * (int64_t)t->rc_vals[j];
+        if (t->rc_keys[j] != hc || rec[1] != n || memcmp(t->rc_pool.p + rec[2], local, (size_t)n * C * sizeof *local))
+            continue;
+        token_vocab *tv = (token_vocab *)t->tv;
+        pthread_mutex_lock(&tv->region_lock);
+        token_region_view_of(tv, rec[0], out);
+        pthread_mutex_unlock(&tv->region_lock);
+        return 1;
+    }
+    /* the byte table as its maximal runs, taken a run of one class at a time and hashed as
+     * token_sig_hash does on the way: a region already cached is found from the runs alone,
+     * the table is written out only to make a new one */
     if (!t->brun) {   /* runs of bytes with one class: [brun[k], brun[k + 1]) */
         t->brun = malloc(257 * sizeof *t->brun);
         LL_ASSERT(t->brun);
@@ -195,17 +221,18 @@ int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_reg
         t->brun[t->num_brun] = 256;
     }
     int32_t sig_len = n * 256;
-    int32_t *sig = malloc((size_t)sig_len * sizeof *sig);
-    LL_ASSERT(sig);
     uint64_t h = 1469598103934665603ull ^ (uint64_t)sig_len;
     int32_t cur = 0, len = 0;
+    vec_i32 *enc = &t->sig_enc;
+    enc->n = 0;
     for (int32_t i = 0; i < n; i++)
         for (int32_t k = 0; k < t->num_brun; k++) {
             int32_t lo = t->brun[k], hi = t->brun[k + 1], v = local[i * C + d->class_of[lo]];
-            for (int32_t b = lo; b < hi; b++) sig[i * 256 + b] = v;
             if (len && v != cur) {
                 h = (h ^ (uint32_t)cur) * 1099511628211ull;
                 h = (h ^ (uint32_t)len) * 1099511628211ull;
+                VEC_PUSH(*enc, cur);
+                VEC_PUSH(*enc, len);
                 len = 0;
             }
             cur = v;
@@ -213,7 +240,24 @@ int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_reg
         }
     h = (h ^ (uint32_t)cur) * 1099511628211ull;
     h = (h ^ (uint32_t)len) * 1099511628211ull;
-    return token_region_get(t, sig, sig_len, h ^ (h >> 29), out);
+    VEC_PUSH(*enc, cur);
+    VEC_PUSH(*enc, len);
+    h ^= h >> 29;
+    if (!token_region_find(t, enc->p, (int32_t)enc->n, sig_len, h, out)) {
+        int32_t *sig = malloc((size_t)sig_len * sizeof *sig);
+        LL_ASSERT(sig);
+        for (int64_t k = 0, b = 0; k < enc->n; k += 2)
+            for (int32_t j = 0; j < enc->p[k + 1]; j++) sig[b++] = enc->p[k];
+        token_region_get(t, sig, sig_len, h, out);
+    }
+    int32_t rec[3] = {out->region, n, (int32_t)t->rc_pool.n};
+    VEC_RESERVE(t->rc_pool, t->rc_pool.n + (int64_t)n * C);
+    memcpy(t->rc_pool.p + t->rc_pool.n, local, (size_t)n * C * sizeof *local);
+    t->rc_pool.n += (int64_t)n * C;
+    for (int k = 0; k < 3; k++) VEC_PUSH(t->rc_rec, rec[k]);
+    token_hash_put(&t->rc_keys, &t->rc_vals, &t->rc_cap, t->rc_num, hc, (int32_t)t->rc_num);
+    t->rc_num++;
+    return 1;
 }
 
 typedef struct token_exit_item {
@@ -233,9 +277,10 @@ static int token_exit_cmp(const void *a, const void *b)
 
 /* The uncertain tokens of region entry e (exits pu: [2 * num_unc] bytes inside, local state)
  * ordered by (exit state, bytes from the exit): *ord[num_unc] indices into e->unc, *lcp[num_unc]
- * bytes from the exit shared with the previous one, -1 where the exit state changes. */
+ * bytes from the exit shared with the previous one, -1 where the exit state changes; their
+ * bytes from the exit in that order in *tail, the k-th from (*off)[k] to (*off)[k + 1]. */
 static void token_region_exit_order(const token_vocab *tv, const token_mask_entry *e, const int32_t *pu,
-                                    int32_t **ord, int32_t **lcp)
+                                    int32_t **ord, int32_t **lcp, uint8_t **tail, int32_t **off)
 {
     int32_t n = e->num_unc;
     token_exit_item *it = malloc(((size_t)n + 1) * sizeof *it);
@@ -248,6 +293,13 @@ static void token_region_exit_order(const token_vocab *tv, const token_mask_entr
         it[k] = (token_exit_item){b + pu[2 * k], len - pu[2 * k], pu[2 * k + 1], k};
     }
     qsort(it, (size_t)n, sizeof *it, token_exit_cmp);
+    *off = malloc(((size_t)n + 1) * sizeof **off);
+    LL_ASSERT(*off);
+    (*off)[0] = 0;
+    for (int32_t k = 0; k < n; k++) (*off)[k + 1] = (*off)[k] + it[k].len;
+    *tail = malloc((size_t)(*off)[n] + 1);
+    LL_ASSERT(*tail);
+    for (int32_t k = 0; k < n; k++) memcpy(*tail + (*off)[k], it[k].bytes, (size_t)it[k].len);
     for (int32_t k = 0; k < n; k++) {
         (*ord)[k] = it[k].idx;
         int32_t l = -1;
@@ -256,6 +308,18 @@ static void token_region_exit_order(const token_vocab *tv, const token_mask_entr
         (*lcp)[k] = l;
     }
     free(it);
+}
+
+/* The bytes of tokens list[n] one after the other: *bytes, the k-th from (*off)[k] to (*off)[k + 1]. */
+static void token_list_bytes(const token_vocab *tv, const int32_t *list, int32_t n, uint8_t **bytes, int32_t **off)
+{
+    *off = malloc(((size_t)n + 1) * sizeof **off);
+    LL_ASSERT(*off);
+    (*off)[0] = 0;
+    for (int32_t k = 0; k < n; k++) (*off)[k + 1] = (*off)[k] + tv->tok_len[list[k]];
+    *bytes = malloc((size_t)(*off)[n] + 1);
+    LL_ASSERT(*bytes);
+    for (int32_t k = 0; k < n; k++) memcpy(*bytes + (*off)[k], tv->tok_bytes[list[k]], (size_t)tv->tok_len[list[k]]);
 }
 
 /* a byte table's hash over its runs of equal entries (a state's row is a few runs) */
@@ -272,25 +336,63 @@ uint64_t token_sig_hash(const int32_t *sig, int32_t n)
     return h ^ (h >> 29);
 }
 
+/* sig[n]'s maximal runs as (value, length) pairs into enc */
+static void token_sig_runs(const int32_t *sig, int32_t n, vec_i32 *enc)
+{
+    enc->n = 0;
+    for (int32_t i = 0; i < n;) {
+        int32_t j = i + 1;
+        while (j < n && sig[j] == sig[i]) j++;
+        VEC_PUSH(*enc, sig[i]);
+        VEC_PUSH(*enc, j - i);
+        i = j;
+    }
+}
+
+/* region i of the vocabulary's cache as a view (under region_lock) */
+static void token_region_view_of(const token_vocab *tv, int32_t i, token_region_view *out)
+{
+    const token_region *r = &tv->regions[i];
+    *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
+                               i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
+                               r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc,
+                               r->ex_tail, r->ex_off, r->unc_bytes, r->cw_bytes, r->unc_off, r->cw_off};
+}
+
+/* The cached region whose byte table has the runs enc[enc_len] (sig_len entries, hash h =
+ * token_sig_hash of the table) into *out; 0 when there is none. */
+int token_region_find(token_mask_table *t, const int32_t *enc, int32_t enc_len, int32_t sig_len, uint64_t h,
+                      token_region_view *out)
+{
+    token_vocab *tv = (token_vocab *)t->tv;
+    uint64_t key = h == UINT64_MAX ? 0 : h;
+    pthread_mutex_lock(&tv->region_lock);
+    for (uint64_t j = token_mask_slot(key, tv->rh_cap); tv->rh_keys[j] != UINT64_MAX; j = (j + 1) & (uint64_t)(tv->rh_cap - 1)) {
+        if (tv->rh_keys[j] != key) continue;
+        int32_t i = tv->rh_vals[j];
+        const token_region *r = &tv->regions[i];
+        if (r->sig_len != sig_len || r->enc_len != enc_len || memcmp(r->enc, enc, (size_t)enc_len * sizeof *enc)) continue;
+        token_region_view_of(tv, i, out);
+        pthread_mutex_unlock(&tv->region_lock);
+        return 1;
+    }
+    pthread_mutex_unlock(&tv->region_lock);
+    return 0;
+}
+
 /* The region with byte table sig[sig_len] (n states x 256: local state, -1 rejected, -2 leaves;
  * state 0 the start; h = token_sig_hash(sig)), from the vocabulary's cache or classified now;
  * takes sig. */
 int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_t h, token_region_view *out)
 {
     token_vocab *tv = (token_vocab *)t->tv;
-    pthread_mutex_lock(&tv->region_lock);
-    for (int32_t i = 0; i < tv->num_regions; i++) {
-        token_region *r = &tv->regions[i];
-        if (r->hash == h && r->sig_len == sig_len && memcmp(r->sig, sig, (size_t)sig_len * sizeof *sig) == 0) {
-            *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
-                                       i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
-                                       r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc};
-            pthread_mutex_unlock(&tv->region_lock);
-            free(sig);
-            return 1;
-        }
+    vec_i32 enc = {0};
+    token_sig_runs(sig, sig_len, &enc);
+    if (token_region_find(t, enc.p, (int32_t)enc.n, sig_len, h, out)) {
+        VEC_FREE(enc);
+        free(sig);
+        return 1;
     }
-    pthread_mutex_unlock(&tv->region_lock);
     /* classify: one table lookup per trie node; the local state after every accepted node is
      * kept (ref) so that other walks can settle a subtree they reach in the same state, and
      * every accepted token's started count (steps leaving state 0) is recorded */
@@ -352,8 +454,9 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
     token_mask_set_unc(tv, &ce, &cw);
     /* bytes stepped: from the exits grouped by what follows them (token_walk_groups), or the
      * list in trie order (shared prefixes once) */
-    int32_t *ex_ord = NULL, *ex_lcp = NULL;
-    if (e.num_unc <= TOKEN_GROUP_MAX) token_region_exit_order(tv, &e, unc_pu.p, &ex_ord, &ex_lcp);
+    int32_t *ex_ord = NULL, *ex_lcp = NULL, *ex_off = NULL;
+    uint8_t *ex_tail = NULL;
+    if (e.num_unc <= TOKEN_GROUP_MAX) token_region_exit_order(tv, &e, unc_pu.p, &ex_ord, &ex_lcp, &ex_tail, &ex_off);
     int64_t cost_exit = 0, cost_walk = 0, cost_single = 0;
     for (int32_t k = 0; k < e.num_unc; k++) {
         int32_t len, q = ex_ord ? ex_ord[k] : k;
@@ -364,6 +467,13 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
         cost_walk += len - e.unc_lcp[k];
     }
     int use_exits = cost_exit * 2 < cost_walk;
+    /* lists walked in trie order read their bytes in sequence; a longer list (a region left by
+     * almost every token: the trie walk classifies its states) is not copied, as reading every
+     * token's bytes once costs milliseconds */
+    uint8_t *unc_bytes = NULL, *cw_bytes = NULL;
+    int32_t *unc_off = NULL, *cw_off = NULL;
+    if (e.num_unc <= TOKEN_GROUP_MAX) token_list_bytes(tv, e.unc, e.num_unc, &unc_bytes, &unc_off);
+    if (ce.num_unc <= TOKEN_GROUP_MAX) token_list_bytes(tv, ce.unc, ce.num_unc, &cw_bytes, &cw_off);
     int32_t *unc_rank = malloc(((size_t)e.num_unc + 1) * sizeof *unc_rank);
     LL_ASSERT(unc_rank);
     for (int32_t k = 0; k < e.num_unc; k++) unc_rank[k] = tv->rank[e.unc[k]];
@@ -380,14 +490,18 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
         tv->regions = realloc(tv->regions, (size_t)tv->cap_regions * sizeof *tv->regions);
         LL_ASSERT(tv->regions);
     }
-    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, e, ref, s_max, by_st, st_off, bound,
-                                                    ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits,
-                                                    ex_ord, ex_lcp, unc_rank, cost_exit, cost_single, racc};
+    tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, enc.p, (int32_t)enc.n, e, ref, s_max, by_st,
+                                                    st_off, bound, ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p,
+                                                    use_exits, ex_ord, ex_lcp, unc_rank, cost_exit, cost_single, racc,
+                                                    ex_tail, ex_off, unc_bytes, unc_off, cw_bytes, cw_off};
     int32_t idx = tv->num_regions - 1;
+    /* a region made meanwhile by another thread with this table is kept too (the index
+     * finds one of them) */
+    token_hash_put(&tv->rh_keys, &tv->rh_vals, &tv->rh_cap, idx, h == UINT64_MAX ? 0 : h, idx);
     pthread_mutex_unlock(&tv->region_lock);
     *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
                                ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, ex_ord, ex_lcp, unc_rank,
-                               cost_exit, cost_single, NULL, racc};
+                               cost_exit, cost_single, NULL, racc, ex_tail, ex_off, unc_bytes, cw_bytes, unc_off, cw_off};
     return 1;
 }
 

@@ -128,6 +128,11 @@ status_t token_vocab_create(const detok_vocab *dv, const int32_t *eos_ids, int32
     tv->kid_off[nn + 1] = nk;
     for (int32_t k = 0; k < TOKEN_KID_AHEAD; k++) { tv->kid[nk + k] = nn; tv->kid_byte[nk + k] = 0; }
     pthread_mutex_init(&tv->region_lock, NULL);
+    tv->rh_cap = 64;
+    tv->rh_keys = malloc((size_t)tv->rh_cap * sizeof *tv->rh_keys);
+    tv->rh_vals = malloc((size_t)tv->rh_cap * sizeof *tv->rh_vals);
+    LL_ASSERT(tv->rh_keys && tv->rh_vals);
+    memset(tv->rh_keys, 0xff, (size_t)tv->rh_cap * sizeof *tv->rh_keys);
     VEC_FREE(path);
     VEC_FREE(open);
     *out = tv;
@@ -139,6 +144,7 @@ void token_vocab_free(token_vocab *tv)
     if (!tv) return;
     for (int32_t i = 0; i < tv->num_regions; i++) {
         free(tv->regions[i].sig);
+        free(tv->regions[i].enc);
         free(tv->regions[i].e.accepted);
         free(tv->regions[i].e.unc);
         free(tv->regions[i].e.unc_lcp);
@@ -154,8 +160,16 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].ex_lcp);
         free(tv->regions[i].unc_rank);
         free(tv->regions[i].racc);
+        free(tv->regions[i].ex_tail);
+        free(tv->regions[i].ex_off);
+        free(tv->regions[i].unc_bytes);
+        free(tv->regions[i].unc_off);
+        free(tv->regions[i].cw_bytes);
+        free(tv->regions[i].cw_off);
     }
     free(tv->regions);
+    free(tv->rh_keys);
+    free(tv->rh_vals);
     pthread_mutex_destroy(&tv->region_lock);
     free(tv->usable); free(tv->is_eos); free(tv->eos); free(tv->sorted); free(tv->rank);
     free(tv->node); free(tv->tok_bytes); free(tv->tok_len); free(tv->root); free(tv->root_byte);
