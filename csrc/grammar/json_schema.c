@@ -1106,13 +1106,19 @@ static status_t js_pattern_key(js_ctx *c, const js_pattern_props *pp, const js_p
                                grammar_sym *out)
 {
     size_t old = js_path_push(c, "patternProperties");
-    grammar t;
-    grammar_init(&t);
     grammar_sym s;
-    status_t st = grammar_add_regex(&t, pp->pattern, strlen(pp->pattern), GRAMMAR_REGEX_JSON_STRING, &s);
-    if (st == STATUS_OK) {
+    status_t st = grammar_add_regex(c->g, pp->pattern, strlen(pp->pattern), GRAMMAR_REGEX_JSON_STRING, &s);
+    if (st != STATUS_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", status_message());
+        st = js_unsupported(c, "patternProperties", msg);
+    } else if (num_props > 0) {   /* the declared names against the pattern alone */
+        grammar t;
+        grammar_init(&t);
+        grammar_sym ts;
+        (void)grammar_add_regex(&t, pp->pattern, strlen(pp->pattern), GRAMMAR_REGEX_JSON_STRING, &ts);
         t.start = grammar_add_nonterminal(&t, "root");
-        grammar_add_rule(&t, t.start, &s, 1);
+        grammar_add_rule(&t, t.start, &ts, 1);
         for (int i = 0; i < num_props && st == STATUS_OK; i++) {
             grammar_buf b = {0};
             js_text_string(&b, props[i].name, strlen(props[i].name));
@@ -1120,13 +1126,8 @@ static status_t js_pattern_key(js_ctx *c, const js_pattern_props *pp, const js_p
                 st = js_unsupported(c, "patternProperties", "a declared property matches the pattern");
             free(b.p);
         }
-    } else {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", status_message());
-        st = js_unsupported(c, "patternProperties", msg);
+        grammar_free(&t);
     }
-    grammar_free(&t);
-    if (st == STATUS_OK) st = grammar_add_regex(c->g, pp->pattern, strlen(pp->pattern), GRAMMAR_REGEX_JSON_STRING, &s);
     js_path_pop(c, old);
     STATUS_TRY(st);
     grammar_sym k[3] = {grammar_term('"', '"'), s, grammar_term('"', '"')};
@@ -1538,7 +1539,7 @@ static status_t js_gen(js_ctx *c, const js_part *in, int n_in, grammar_sym *out)
     }
     for (int i = 0; i < n; i++) {   /* not {type}: those types dropped (js_expand checked the form) */
         const json_value *neg = json_get(parts[i].node, "not"), *t = neg && neg->type == JSON_OBJECT ? json_get(neg, "type") : NULL;
-        if (!t || json_get(neg, "not")) continue;
+        if (!t) continue;
         for (int32_t k = 0; k < (t->type == JSON_ARRAY ? t->count : 1); k++) {
             const json_value *tk = t->type == JSON_ARRAY ? &t->items[k] : t;
             const int bits = tk->type == JSON_STRING ? js_type_bits(tk->str) : 0;

@@ -53,8 +53,9 @@
  *    are then the pattern's strings).  More patterns, or other combinations, are refused.
  *  - not: of {type} (those types dropped; not a number that is not an integer), of {not X} (X),
  *    of {} or true (nothing passes), of false (no constraint); any other not is refused.
- * Keywords that change validity but are not supported (other not, if/then/else, propertyNames, dependencies, dependentRequired, dependentSchemas, uniqueItems: true,
- * contains, multipleOf, unevaluated*, $dynamicRef, other formats, unsupported combinations)
+ * Keywords that change validity but are not supported (other not, if/then/else, propertyNames,
+ * dependencies, dependentRequired, dependentSchemas, uniqueItems: true, contains, multipleOf,
+ * unevaluated*, $dynamicRef, other formats, unsupported combinations)
  * fail with STATUS_INVALID_ARG "unsupported JSON Schema keyword 'k' at #/path".  Any other
  * keyword (annotations, vendor extensions) does not change validity and is ignored.
  */

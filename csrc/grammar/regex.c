@@ -462,6 +462,7 @@ static status_t regex_pieces(regex_parser *p, regex_piece **pieces, int32_t *n, 
         if (*n == *cap) {
             *cap = *cap ? 2 * *cap : 8;
             *pieces = realloc(*pieces, (size_t)*cap * sizeof **pieces);
+            LL_ASSERT(*pieces);
         }
         (*pieces)[(*n)++] = x;
     }
