@@ -498,10 +498,8 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
     /* a region made meanwhile by another thread with this table is kept too (the index
      * finds one of them) */
     token_hash_put(&tv->rh_keys, &tv->rh_vals, &tv->rh_cap, idx, h == UINT64_MAX ? 0 : h, idx);
+    token_region_view_of(tv, idx, out);
     pthread_mutex_unlock(&tv->region_lock);
-    *out = (token_region_view){e.accepted, e.unc, e.unc_lcp, e.num_unc, e.num_accepted, ref, idx, s_max,
-                               ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p, use_exits, ex_ord, ex_lcp, unc_rank,
-                               cost_exit, cost_single, NULL, racc, ex_tail, ex_off, unc_bytes, cw_bytes, unc_off, cw_off};
     return 1;
 }
 
