@@ -12,7 +12,9 @@
  *    chunks) in a 3-stage pipeline; each warp takes 16 positions of a tile, and the 4 warps'
  *    states are merged in shared memory.  With more than one split the block writes an
  *    unnormalised partial (max, sum, acc) to the workspace and attention_reduce_kernel merges
- *    the splits; splits are chosen so the grid fills the GPU (2 blocks per SM).
+ *    the splits; splits are chosen so the grid fills the GPU (2 blocks per SM).  Splits that end
+ *    before a sequence's newest positions request their first KV tiles before waiting on the
+ *    kernel that writes q (programmatic dependent launch).
  *  - prefill (q_len > 1): FA2 — a block takes 64 query rows of one sequence and one head (16
  *    per warp, Q fragments held in registers) and loops over 64-position KV tiles gathered
  *    the same way (2 stages), masking by position (prefix-cached context counts).  The tile
@@ -242,47 +244,56 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(attn_para
     bf16 *sq = reinterpret_cast<bf16 *>(smem_raw);
     bf16 *skv = sq + 16 * S;
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");   /* the reduce may launch early */
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");   /* launched with PDL: q and the new KV are written */
-#endif
+    PDL_TRIGGER();   /* the reduce may launch early */
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int split = blockIdx.x % dp.splits, item = blockIdx.x / dp.splits;
     const int kvh = blockIdx.y / dp.head_groups, hg = blockIdx.y % dp.head_groups;
+    /* the batch arrays are copied from the host before the step's first kernel: readable before the wait */
     int t, s;
     if (dp.by_seq) {
         s = item;
         t = p.q_start[s];
-        if (p.q_start[s + 1] - t != 1) return;
     } else {
         t = item;
         s = p.token_seq[t];
     }
     const int len = p.positions[t] + 1;
     const int begin = split * dp.chunk;
-    if (begin >= len) return;
+    if (begin >= len || (dp.by_seq && p.q_start[s + 1] - t != 1)) {
+        PDL_WAIT();   /* every block waits: this grid's completion implies its predecessor's */
+        return;
+    }
     const int end = min(begin + dp.chunk, len);
     const int32_t *slots = p.kv_slots + p.kv_start[s];
     const int h0 = kvh * p.group + hg * 16;
     const int rows = min(16, p.group - hg * 16);
 
-    /* q rows of the group (zero rows past it) */
-    for (int i = tid; i < 16 * T::kChunks; i += kThreads) {
-        const int r = i / T::kChunks, c = (i % T::kChunks) * 8;
-        const bool valid = r < rows;
-        cp_async16(sq + r * S + c, p.q + ((int64_t)t * p.num_heads + h0 + (valid ? r : 0)) * D + c, valid);
-    }
+    /* A split whose positions all lie before a sequence's newest kSmallQLen (the most a decode item's
+     * sequence writes this step) reads KV written by earlier steps: its first tiles are requested
+     * before waiting for the kernel that writes q and the new KV (programmatic dependent launch),
+     * overlapping that kernel's tail. */
+    const bool early = end <= len - kSmallQLen;
+    if (!early) PDL_WAIT();
     const int ntiles = (end - begin + kTileKV - 1) / kTileKV;
-    int slot[T::kRowsPerThread];
+    int slot[kDecodeStages - 1][T::kRowsPerThread];
+#pragma unroll
+    for (int st = 0; st < kDecodeStages - 1; st++)
+        if (st < ntiles) T::load_slots(slot[st], slots, begin + st * kTileKV, end);
 #pragma unroll
     for (int st = 0; st < kDecodeStages - 1; st++) {
-        if (st < ntiles) {
-            T::load_slots(slot, slots, begin + st * kTileKV, end);
-            T::issue(skv + st * T::kStageElems, slot, p.kv, p.num_kv_heads, kvh);
-        }
+        if (st < ntiles) T::issue(skv + st * T::kStageElems, slot[st], p.kv, p.num_kv_heads, kvh);
         cp_async_commit();
     }
-    if (kDecodeStages - 1 < ntiles) T::load_slots(slot, slots, begin + (kDecodeStages - 1) * kTileKV, end);
+    int next[T::kRowsPerThread];
+    if (kDecodeStages - 1 < ntiles) T::load_slots(next, slots, begin + (kDecodeStages - 1) * kTileKV, end);
+    if (early) PDL_WAIT();
+    /* q rows of the group (zero rows past it), by plain loads: visible after the loop's first barrier */
+    for (int i = tid; i < 16 * T::kChunks; i += kThreads) {
+        const int r = i / T::kChunks, c = (i % T::kChunks) * 8;
+        *reinterpret_cast<uint4 *>(sq + r * S + c) =
+            r < rows ? *reinterpret_cast<const uint4 *>(p.q + ((int64_t)t * p.num_heads + h0 + r) * D + c)
+                     : make_uint4(0u, 0u, 0u, 0u);
+    }
 
     float o[D / 8][4];
 #pragma unroll
@@ -295,9 +306,9 @@ __global__ void __launch_bounds__(kThreads, 2) attention_decode_kernel(attn_para
         __syncthreads();
         if (j == 0) load_q_frags<D>(qa, sq, 0, lane);
         const int jn = j + kDecodeStages - 1;
-        if (jn < ntiles) T::issue(skv + (jn % kDecodeStages) * T::kStageElems, slot, p.kv, p.num_kv_heads, kvh);
+        if (jn < ntiles) T::issue(skv + (jn % kDecodeStages) * T::kStageElems, next, p.kv, p.num_kv_heads, kvh);
         cp_async_commit();
-        if (jn + 1 < ntiles) T::load_slots(slot, slots, begin + (jn + 1) * kTileKV, end);
+        if (jn + 1 < ntiles) T::load_slots(next, slots, begin + (jn + 1) * kTileKV, end);
 
         const bf16 *sk = skv + (j % kDecodeStages) * T::kStageElems;
         const bf16 *sv = sk + kTileKV * S;

@@ -28,6 +28,7 @@ extern "C" {
 #include "backend/backend.h"
 #include "kernels/kernels.h"
 }
+#include "kernels/pdl.cuh"
 
 #include "cuda_ok.h"
 
@@ -181,9 +182,12 @@ static double run_case(const char *name, int d, int num_kv_heads, int group, con
     CUDA_OK(cudaMalloc(&dws, ws_bytes));
     CUDA_OK(cudaMemcpy(dq, q16.data(), q_elems * 2, cudaMemcpyHostToDevice));
     CUDA_OK(cudaMemcpy(dkv, pool16.data(), pool_elems * 2, cudaMemcpyHostToDevice));
-    CUDA_OK(cudaMemset(dout, 0xff, q_elems * 2));   /* bf16 NaN */
     CUDA_OK(cudaMemset(dws, 0xff, ws_bytes));       /* fp32 NaN */
-    CUDA_OK(launch(dq, dkv, num_heads, num_kv_heads, d, hb, db, dout, dws, ws_bytes, 0));
+    /* three launches, the output poisoned before each */
+    for (int rep = 0; rep < 3; rep++) {
+        CUDA_OK(cudaMemset(dout, 0xff, q_elems * 2));
+        CUDA_OK(launch(dq, dkv, num_heads, num_kv_heads, d, hb, db, dout, dws, ws_bytes, 0));
+    }
     CUDA_OK(cudaGetLastError());
     CUDA_OK(cudaDeviceSynchronize());
     std::vector<uint16_t> out16(q_elems);
@@ -385,7 +389,8 @@ static double time_attention_graph(const void *q, const void *kv, int num_heads,
     return median(ms);
 }
 
-static void run_bench()
+/* only_batch, only_ctx > 0: that one decode shape, no prefill (for profilers) */
+static void run_bench(int only_batch, int only_ctx)
 {
     int dev = 0;
     CUDA_OK(cudaGetDevice(&dev));
@@ -405,8 +410,13 @@ static void run_bench()
     printf("%6s %7s %10s %10s %8s %11s %10s\n", "batch", "ctx", "graph us", "GB/s", "vs copy", "stream us", "GB/s");
     const int batches[] = {1, 8, 64};
     const int ctxs[] = {1024, 4096, 16384};
-    for (int B : batches)
-        for (int ctx : ctxs) {
+    for (int b0 : batches)
+        for (int c0 : ctxs) {
+            int B = b0, ctx = c0;
+            if (only_batch > 0) {
+                if (b0 != batches[0] || c0 != ctxs[0]) continue;
+                B = only_batch, ctx = only_ctx;
+            }
             const int64_t slot_bytes = 2LL * KV * D * 2;
             const int64_t call_slots = (int64_t)B * ctx;
             const int rot = (int)std::max<int64_t>(1, std::min<int64_t>(256, (512LL << 20) / (call_slots * slot_bytes) + 1));
@@ -446,6 +456,7 @@ static void run_bench()
             free_batch(db);
         }
 
+    if (only_batch > 0) return;
     const double flops_per_clk = prop.major >= 9 ? 4096.0 : 2048.0;   /* dense bf16 per SM per clock */
     const double peak = flops_per_clk * prop.multiProcessorCount * clock_khz * 1e3 / 1e12;
     printf("\nprefill (causal, no prefix), %d heads / %d kv heads, head_dim %d; peak estimate %.0f TFLOP/s "
@@ -487,8 +498,9 @@ int main(int argc, char **argv)
         printf("SKIP: no CUDA device\n");
         return 0;
     }
+    kernels_pdl::g_enabled.store(1);   /* as the engine runs (LIGHTLLM_PDL defaults on) */
     if (bench) {
-        run_bench();
+        run_bench(argc > 3 ? atoi(argv[2]) : 0, argc > 3 ? atoi(argv[3]) : 0);
         return 0;
     }
     if (backend_cpu_create(0, &cpu) != STATUS_OK) {
