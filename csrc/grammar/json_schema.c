@@ -613,60 +613,164 @@ typedef struct js_bound {
     int excl;
 } js_bound;
 
-/* Magnitudes v = |x| of one sign: v in [lv (lincl), hv (hincl) or inf]; adds alternatives
- * `prefix digits frac` to nt. */
-static void js_side(js_ctx *c, int32_t nt, const char *sign, uint64_t lv, int lincl, uint64_t hv, int hincl, int hinf,
-                    int integer)
+#define JS_DEC_FRAC 24   /* fraction digits of a bound at most */
+
+/* A non-negative decimal magnitude i.f: f its fraction digits without trailing zeros. */
+typedef struct js_dec {
+    uint64_t i;
+    char f[JS_DEC_FRAC + 1];
+    int nf;
+} js_dec;
+
+/* |v| (< 1e19) as a decimal: exact when integral, else the shortest digits that read back as v
+ * (what the schema's author wrote, and what a validator parsing the output compares against). */
+static status_t js_dec_of(js_ctx *c, double v, const char *keyword, js_dec *out)
+{
+    memset(out, 0, sizeof *out);
+    v = fabs(v);
+    if (floor(v) == v) { out->i = (uint64_t)v; return STATUS_OK; }
+    char buf[40];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, sizeof buf, "%.*e", p - 1, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    char digits[24];
+    int nd = 0;
+    const char *s = buf;
+    for (; *s && *s != 'e'; s++)
+        if (*s >= '0' && *s <= '9') digits[nd++] = *s;
+    int point = (int)strtol(s + 1, NULL, 10) + 1;   /* digits before the decimal point */
+    while (nd > 0 && digits[nd - 1] == '0') nd--;
+    for (int k = 0; k < point && k < nd; k++) out->i = out->i * 10 + (uint64_t)(digits[k] - '0');
+    for (int k = nd; k < point; k++) out->i *= 10;
+    int lead = point < 0 ? -point : 0, from = point > 0 ? point : 0;
+    if (lead + nd - from > JS_DEC_FRAC) return js_unsupported(c, keyword, "bound with more than 24 fraction digits");
+    memset(out->f, '0', (size_t)lead);
+    for (int k = from; k < nd; k++) out->f[lead + k - from] = digits[k];
+    out->nf = nd > from ? lead + nd - from : 0;
+    return STATUS_OK;
+}
+
+static grammar_sym js_digits_any(js_ctx *c, int need)   /* [0-9]* or [0-9]+ */
+{
+    return need ? c->digits : grammar_add_star(c->g, "digits", c->digit);
+}
+
+/* Fraction digit strings s, read from position i of the bounds' digits, whose value 0.s lies at or
+ * above lo (lincl) / at or below hi (hincl); a NULL bound: no constraint on that side. need: s is
+ * not empty. Returns 0 when there is none. Finite: each call moves along a bound's digits, and
+ * the states past their ends are closed forms. */
+static int js_frac_cmp(js_ctx *c, const js_dec *lo, int lincl, const js_dec *hi, int hincl, int i, int need,
+                       grammar_sym *out)
 {
     grammar *g = c->g;
-    js_digits(c);
-    grammar_sym signsym = sign[0] ? grammar_term(sign[0], sign[0]) : 0;
-    uint64_t any_lo = lincl ? lv : lv + 1;
-    int any_ok;
-    uint64_t any_hi = 0;
-    if (hinf) any_ok = 1;
-    else if (integer) { any_hi = hincl ? hv : hv - 1; any_ok = (hincl || hv > 0) && any_lo <= any_hi; }
-    else { any_hi = hv - 1; any_ok = hv > 0 && any_lo <= any_hi; }
-    if (any_ok) {
-        int32_t r = grammar_add_nonterminal(g, "range");
-        js_uint_range(c, r, any_lo, any_hi, hinf);
-        grammar_sym s[3];
-        int k = 0;
-        if (sign[0]) s[k++] = signsym;
-        s[k++] = grammar_nt(r);
-        if (!integer) s[k++] = c->frac_any;
-        grammar_add_rule(g, nt, s, k);
+    if (lo && i >= lo->nf && lincl) lo = NULL;             /* the rest is >= 0: always */
+    if (!lo && !hi) { *out = js_digits_any(c, need); return 1; }
+    if (hi && i >= hi->nf) {                               /* the rest must be <= 0 (or < 0: never) */
+        if (!hincl || lo) return 0;                        /* lo still open: it asks for > 0 */
+        grammar_sym z = grammar_term('0', '0');
+        *out = need ? grammar_add_plus(g, "zeros", z) : grammar_add_star(g, "zeros", z);
+        return 1;
     }
-    if (integer) return;
+    if (!hi && i >= lo->nf) {                              /* exclusive, the rest must be > 0 */
+        grammar_sym f[3] = {grammar_add_star(g, "zeros", grammar_term('0', '0')), js_range('1', '9'),
+                            js_digits_any(c, 0)};
+        *out = js_seq(c, "frac_nz", f, 3);
+        return 1;
+    }
+    int32_t nt = grammar_add_nonterminal(g, "frac_cmp");
+    int any = 0;
+    if (!need && !lo) { grammar_add_rule(g, nt, NULL, 0); any = 1; }   /* the rest is 0, below hi's rest */
+    char a = lo ? (i < lo->nf ? lo->f[i] : '0') : '0', b = hi ? hi->f[i] : '9';
+    if (a <= b) {
+        grammar_sym sub, s[2];
+        if (lo && hi && a == b) {
+            if (js_frac_cmp(c, lo, lincl, hi, hincl, i + 1, 0, &sub)) {
+                s[0] = grammar_term(a, a), s[1] = sub;
+                grammar_add_rule(g, nt, s, 2), any = 1;
+            }
+        } else {
+            if (lo && js_frac_cmp(c, lo, lincl, NULL, 0, i + 1, 0, &sub)) {
+                s[0] = grammar_term(a, a), s[1] = sub;
+                grammar_add_rule(g, nt, s, 2), any = 1;
+            }
+            if (hi && js_frac_cmp(c, NULL, 0, hi, hincl, i + 1, 0, &sub)) {
+                s[0] = grammar_term(b, b), s[1] = sub;
+                grammar_add_rule(g, nt, s, 2), any = 1;
+            }
+            char flo = lo ? (char)(a + 1) : a, fhi = hi ? (char)(b - 1) : b;
+            if (flo <= fhi) {
+                s[0] = js_range(flo, fhi), s[1] = js_digits_any(c, 0);
+                grammar_add_rule(g, nt, s, 2), any = 1;
+            }
+        }
+    }
+    *out = grammar_nt(nt);
+    return any;
+}
+
+/* Adds `sign n frac` to nt, frac ("" or '.' digits; integer: "") within the fraction bounds (NULL:
+ * none). */
+static void js_with_frac(js_ctx *c, int32_t nt, char sign, uint64_t n, const js_dec *lo, int lincl, const js_dec *hi,
+                         int hincl, int integer)
+{
+    grammar *g = c->g;
+    int eps = (!lo || (lo->nf == 0 && lincl)) && (!hi || hi->nf > 0 || hincl);
+    grammar_sym digits, frac = 0;
+    if (!integer && js_frac_cmp(c, lo, lincl, hi, hincl, 0, 1, &digits)) {
+        grammar_sym f[2] = {grammar_term('.', '.'), digits};
+        frac = js_seq(c, "frac", f, 2);
+        if (eps) frac = grammar_add_optional(g, "frac", frac);
+    } else if (!eps) return;
     char buf[24];
-    if (!lincl && (hinf || lv < hv)) {
-        /* lv.F with F not all zeros */
-        snprintf(buf, sizeof buf, "%llu", (unsigned long long)lv);
-        grammar_sym nzd = js_range('1', '9');
-        grammar_sym zeros = grammar_add_star(g, "zeros", grammar_term('0', '0'));
-        grammar_sym f[4] = {grammar_term('.', '.'), zeros, nzd, grammar_add_star(g, "digits", c->digit)};
-        grammar_sym s[3];
-        int k = 0;
-        if (sign[0]) s[k++] = signsym;
-        s[k++] = grammar_add_literal(g, "num", buf, strlen(buf));
-        s[k++] = js_seq(c, "frac_nz", f, 4);
-        grammar_add_rule(g, nt, s, k);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)n);
+    grammar_sym s[3];
+    int k = 0;
+    if (sign) s[k++] = grammar_term(sign, sign);
+    s[k++] = grammar_add_literal(g, "num", buf, strlen(buf));
+    if (frac) s[k++] = frac;
+    grammar_add_rule(g, nt, s, k);
+}
+
+/* Magnitudes m = |x| of one sign: lo (lincl) <= m <= hi (hincl), hi NULL: no upper bound; adds
+ * alternatives `sign digits frac` to nt (integer: no fraction; its bounds are integral). The
+ * integer part n splits into n = lo.i (fraction above lo's), whole numbers between (any fraction)
+ * and n = hi.i (fraction below hi's). */
+static void js_side(js_ctx *c, int32_t nt, char sign, const js_dec *lo, int lincl, const js_dec *hi, int hincl,
+                    int integer)
+{
+    js_digits(c);
+    if (hi && (hi->i < lo->i || (hi->i == lo->i && integer && !(lincl && hincl)))) return;
+    if (hi && hi->i == lo->i) {
+        js_with_frac(c, nt, sign, lo->i, lo, lincl, hi, hincl, integer);
+        return;
     }
-    if (!hinf && hincl && (lincl ? hv >= lv : hv > lv)) {
-        snprintf(buf, sizeof buf, "%llu", (unsigned long long)hv);
-        grammar_sym fz[2] = {grammar_term('.', '.'), grammar_add_plus(g, "zeros", grammar_term('0', '0'))};
-        grammar_sym s[3];
-        int k = 0;
-        if (sign[0]) s[k++] = signsym;
-        s[k++] = grammar_add_literal(g, "num", buf, strlen(buf));
-        s[k++] = grammar_add_optional(g, "frac_zero", js_seq(c, "frac_zero", fz, 2));
-        grammar_add_rule(g, nt, s, k);
+    uint64_t mid_lo = lo->i, mid_hi = hi ? hi->i : 0;
+    int mid_ok = 1;
+    if (lo->nf > 0 || !lincl) {
+        if (!integer) js_with_frac(c, nt, sign, lo->i, lo, lincl, NULL, 0, 0);
+        mid_lo++;
     }
+    if (hi && (!integer || !hincl)) {
+        if (!integer) js_with_frac(c, nt, sign, hi->i, NULL, 0, hi, hincl, 0);
+        if (mid_hi == 0) mid_ok = 0;
+        else mid_hi--;
+    }
+    if (!mid_ok || (hi && mid_lo > mid_hi)) return;
+    int32_t r = grammar_add_nonterminal(c->g, "range");
+    js_uint_range(c, r, mid_lo, mid_hi, !hi);
+    grammar_sym s[3];
+    int k = 0;
+    if (sign) s[k++] = grammar_term(sign, sign);
+    s[k++] = grammar_nt(r);
+    if (!integer) s[k++] = c->frac_any;
+    grammar_add_rule(c->g, nt, s, k);
 }
 
 static status_t js_numeric(js_ctx *c, const js_part *parts, int n, int integer, grammar_sym *out)
 {
     js_bound lo = {0}, hi = {0};
+    const char *lo_name = "minimum", *hi_name = "maximum";
     for (int i = 0; i < n; i++) {
         const json_value *node = parts[i].node;
         const json_value *mn = json_get(node, "minimum"), *mx = json_get(node, "maximum");
@@ -680,13 +784,15 @@ static status_t js_numeric(js_ctx *c, const js_part *parts, int n, int integer, 
             if (v->type != JSON_NUMBER) return js_invalid(c, "numeric bound must be a number");
             int excl = k >= 2 || (k == 0 && emn && emn->type == JSON_BOOL && emn->boolean) ||
                        (k == 1 && emx && emx->type == JSON_BOOL && emx->boolean);
-            if (!integer && floor(v->num) != v->num)
-                return js_unsupported(c, names[k], "non-integer bound for type number");
             if (!isfinite(v->num)) return js_invalid(c, "numeric bound is not finite");
             js_bound *b = (k % 2 == 0) ? &lo : &hi;
             int lower = k % 2 == 0;
             int tighter = !b->has || (lower ? (v->num > b->v || (v->num == b->v && excl)) : (v->num < b->v || (v->num == b->v && excl)));
-            if (tighter) *b = (js_bound){1, v->num, excl};
+            if (tighter) {
+                *b = (js_bound){1, v->num, excl};
+                if (lower) lo_name = names[k];
+                else hi_name = names[k];
+            }
         }
     }
     if (!lo.has && !hi.has) {
@@ -702,22 +808,20 @@ static status_t js_numeric(js_ctx *c, const js_part *parts, int n, int integer, 
     if (lo.has && lo.v <= -lim) lo.has = 0;   /* beyond any practical magnitude: no bound */
     if (hi.has && hi.v >= lim) hi.has = 0;
     if ((lo.has && lo.v >= lim) || (hi.has && hi.v <= -lim))
-        return js_unsupported(c, lo.has && lo.v >= lim ? "minimum" : "maximum", "bound too large");
+        return js_unsupported(c, lo.has && lo.v >= lim ? lo_name : hi_name, "bound too large");
+    js_dec lod = {0}, hid = {0}, zero = {0};
+    if (lo.has) STATUS_TRY(js_dec_of(c, lo.v, lo_name, &lod));
+    if (hi.has) STATUS_TRY(js_dec_of(c, hi.v, hi_name, &hid));
     int32_t nt = grammar_add_nonterminal(c->g, integer ? "int_range" : "num_range");
-    /* x >= 0 side */
+    /* x >= 0: magnitudes from max(lo, 0) to hi */
     if (!hi.has || hi.v >= 0) {
-        uint64_t lv = 0;
-        int lincl = 1;
-        if (lo.has && lo.v >= 0) { lv = (uint64_t)lo.v; lincl = !lo.excl; }
-        js_side(c, nt, "", lv, lincl, hi.has ? (uint64_t)hi.v : 0, hi.has ? !hi.excl : 0, !hi.has, integer);
+        int from_lo = lo.has && lo.v >= 0;
+        js_side(c, nt, 0, from_lo ? &lod : &zero, from_lo ? !lo.excl : 1, hi.has ? &hid : NULL, !hi.excl, integer);
     }
-    /* x < 0 side: v = -x > 0 */
+    /* x < 0: magnitudes from max(-hi, 0) (0 itself excluded) to -lo */
     if (!lo.has || lo.v < 0) {
-        uint64_t lv = 0;
-        int lincl = 0;
-        if (hi.has && hi.v < 0) { lv = (uint64_t)(-hi.v); lincl = !hi.excl; }
-        else if (hi.has && hi.v == 0 && hi.excl) { lv = 0; lincl = 0; }
-        js_side(c, nt, "-", lv, lincl, lo.has ? (uint64_t)(-lo.v) : 0, lo.has ? !lo.excl : 0, !lo.has, integer);
+        int from_hi = hi.has && hi.v < 0;
+        js_side(c, nt, '-', from_hi ? &hid : &zero, from_hi ? !hi.excl : 0, lo.has ? &lod : NULL, !lo.excl, integer);
     }
     *out = grammar_nt(nt);
     return STATUS_OK;

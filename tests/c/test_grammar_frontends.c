@@ -162,7 +162,7 @@ TEST_CASE(grammar_json_schema_errors)
         {"{\"properties\":{\"x\":{\"dependentRequired\":{}}}}", "unsupported JSON Schema keyword 'dependentRequired' at #/properties/x"},
         {"{\"type\":\"string\",\"format\":\"hostname\"}", "format 'hostname'"},
         {"{\"type\":\"string\",\"pattern\":\"^a+b+$\",\"maxLength\":3}", "'pattern': beside minLength/maxLength only"},
-        {"{\"type\":\"number\",\"minimum\":0.5}", "'minimum'"},
+        {"{\"type\":\"number\",\"minimum\":1e-30}", "'minimum': bound with more than 24 fraction digits"},
         {"{\"type\":\"string\",\"pattern\":\"(?=a)\"}", "lookaround"},
         {"{\"$ref\":\"#/$defs/missing\"}", "unresolved $ref"},
         {"{\"type\":", "invalid JSON Schema"},
