@@ -34,7 +34,9 @@
  *    maxLength costs a few states, not ~100k.  A repetition whose iteration boundaries a counter
  *    cannot see is expanded instead (dpda_compile).
  *  - Numbers with minimum/maximum (inclusive or exclusive) are written without an exponent;
- *    for type number the bounds must be integer-valued, for integer any bound works.
+ *    a type-number bound is read as the shortest decimal that converts back to it (at most 24
+ *    fraction digits; the fraction of a value is compared digit by digit), an integer's is rounded
+ *    inward; "-0" is not generated.
  *  - oneOf is treated as anyOf (exclusivity is not enforced); allOf merges its parts
  *    (properties/required unioned, bounds intersected, type sets intersected).  An anyOf/oneOf
  *    with an option that has no validating keyword is that option alone (the union is the
