@@ -14,6 +14,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "grammar/regex.h"
+#include "grammar/vec.h"
 
 #define JS_MAX_PARTS 64
 #define JS_MAX_DEPTH 48
@@ -373,8 +374,7 @@ static const json_value *js_kw(const js_part *parts, int n, const char *key, int
 static status_t js_check_keywords(js_ctx *c, const json_value *node)
 {
     static const char *const unsupported[] = {
-        "propertyNames", "dependencies", "dependentRequired", "dependentSchemas",
-        "contains", "minContains", "maxContains", "multipleOf", "unevaluatedProperties", "unevaluatedItems",
+        "propertyNames", "contains", "minContains", "maxContains", "multipleOf", "unevaluatedProperties", "unevaluatedItems",
         "$dynamicRef", "$recursiveRef", NULL,
     };
     for (int i = 0; unsupported[i]; i++)
@@ -434,7 +434,7 @@ static const char *const js_validating[] = {
     "type", "properties", "required", "additionalProperties", "items", "prefixItems", "additionalItems", "enum",
         "const", "anyOf", "oneOf", "allOf", "pattern", "minLength", "maxLength", "minimum", "maximum",
         "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "minProperties", "maxProperties", "format",
-        "$ref", "patternProperties", "not", NULL,
+        "$ref", "patternProperties", "not", "dependencies", "dependentRequired", "dependentSchemas", NULL,
 };
 
 /* Whether node has no validating keyword but `except` (annotations do not count). */
@@ -1127,54 +1127,132 @@ static grammar_sym js_extra_key(js_ctx *c, const char *const *names, int n)
     return key;
 }
 
-/* The members of an object whose member count is bounded (minProperties lo > the required count,
- * and/or maxProperties hi below the most members the object can have; hi < 0: none): the
- * declared-member chain expanded by "members written so far".  P[i][k] derives members i.. (then
- * the extra members, when extra) after k members; k runs 0..top, where top = hi when
- * bounded (more is never reached) and top = lo otherwise (k = lo means "lo or more", so the chain
- * stays finite).  k > 0 puts a comma before the next member, as the uncounted chain's A/B split
- * does.  States that cannot reach an end are left without rules (regularize drops them), so a
- * prefix is accepted only when some completion meets both bounds.  Returns the symbol of P[0][0]. */
-static grammar_sym js_counted_members(js_ctx *c, const js_prop *props, const grammar_sym *members, int num_props,
-                                      int extra, grammar_sym extra_member, int64_t lo, int64_t hi)
+/* A dependency between two members of one object (dependencies, dependentRequired,
+ * dependentSchemas): when `trigger` is present, `target` must be present too (forbid 0) or must
+ * not be (forbid 1).  Indices into the object's js_prop array. */
+typedef struct js_dep {
+    int trigger, target, forbid;
+} js_dep;
+typedef VEC(js_dep) js_dep_vec;
+
+#define JS_DEP_BITS 16   /* properties dependencies may name at once */
+
+/* The members of an object with declared properties, in declaration order, as a chain of states
+ * (i, k, S): properties i.. (then the extra members, when extra) are still to come, k members
+ * were written (k > 0 puts a comma before the next one; k runs to top: hi when maxProperties
+ * binds — more is never reached —, else lo or at least 1, "top or more"), and S holds the
+ * presence bits of the properties that dependencies still name after i.  States are made as they
+ * are reached from (0, 0, 0); one that cannot reach an end is left without rules (regularize drops
+ * it), so a prefix is accepted only when some completion meets the bounds and the dependencies. */
+typedef struct js_chain {
+    js_ctx *c;
+    const js_prop *props;
+    const grammar_sym *members;   /* [n], 0 for a property that can never appear */
+    int n, extra;
+    grammar_sym extra_member, extra_tail;   /* extra_tail: (comma extra_member)*, made once */
+    int64_t lo, hi, top;
+    const js_dep *deps;
+    int ndeps;
+    int *slot;                  /* [n] bit of property i, -1 when no dependency names it */
+    uint32_t *keep;             /* [n] bits still named after property i */
+    vec_intern seen;            /* (i, k, S) -> state id */
+    vec_i32 nts;                /* state id -> nonterminal */
+} js_chain;
+
+static int js_chain_present(const js_chain *ch, int p, uint32_t S) { return (int)(S >> ch->slot[p] & 1); }
+
+/* Whether property i may be written (taken) or left out (skipped) in state S. */
+static int js_chain_may(const js_chain *ch, int i, uint32_t S, int take)
 {
-    grammar *g = c->g;
-    const int64_t top = hi >= 0 ? hi : lo;
-    const int64_t width = top + 1;
-    int32_t *p = malloc((size_t)(num_props + 1) * (size_t)width * sizeof *p);
-    LL_ASSERT(p);
-#define JS_P(i, k) p[(size_t)(i) * (size_t)width + (size_t)(k)]
-    for (int i = 0; i <= num_props; i++)
-        for (int64_t k = 0; k < width; k++) JS_P(i, k) = grammar_add_nonterminal(g, "props_n");
-    for (int i = num_props; i >= 0; i--) {
-        for (int64_t k = 0; k < width; k++) {
-            const int32_t nt = JS_P(i, k);
-            const int64_t next = hi >= 0 ? k + 1 : (k + 1 < top ? k + 1 : top); /* count after one more */
-            const int can_add = hi < 0 || k + 1 <= hi;
-            if (i == num_props) {
-                if (k >= lo) grammar_add_rule(g, nt, NULL, 0);
-                if (extra && can_add) { /* extra members count too; k = top, unbounded: a loop */
-                    grammar_sym r[3] = {c->comma, extra_member, grammar_nt(JS_P(num_props, next))};
-                    if (k > 0) grammar_add_rule(g, nt, r, 3);
-                    else grammar_add_rule(g, nt, r + 1, 2);
-                }
-                continue;
+    if (take ? ch->members[i] == 0 : ch->props[i].required) return 0;
+    for (int k = 0; k < ch->ndeps; k++) {
+        const js_dep *d = &ch->deps[k];
+        if (take && d->trigger == i && d->target == i && d->forbid) return 0;
+        if (take && d->trigger == i && d->target < i && js_chain_present(ch, d->target, S) == d->forbid) return 0;
+        if (d->target == i && d->trigger < i && js_chain_present(ch, d->trigger, S) && d->forbid == take) return 0;
+    }
+    return 1;
+}
+
+static grammar_sym js_chain_state(js_chain *ch, int i, int64_t k, uint32_t S)
+{
+    grammar *g = ch->c->g;
+    int32_t key[3] = {i, (int32_t)k, (int32_t)S}, added;
+    int32_t id = vec_intern_add(&ch->seen, key, 3, &added);
+    if (!added) return grammar_nt(ch->nts.p[id]);
+    const int32_t nt = grammar_add_nonterminal(g, ch->hi >= 0 || ch->lo > 0 ? "props_n" : "props");
+    VEC_PUSH(ch->nts, nt);
+    if (id >= JS_MAX_COUNT_STATES) return grammar_nt(nt);   /* too many: js_members refuses */
+    const int64_t next = ch->hi >= 0 ? k + 1 : (k + 1 < ch->top ? k + 1 : ch->top);   /* after one more */
+    const int can_add = ch->hi < 0 || k + 1 <= ch->hi;
+    const grammar_sym comma = ch->c->comma;
+    if (i == ch->n) {
+        if (k >= ch->lo) grammar_add_rule(g, nt, NULL, 0);
+        if (!ch->extra || !can_add) return grammar_nt(nt);
+        if (ch->hi < 0 && next == ch->top && k > 0) {   /* "top or more": the rest is a loop */
+            if (!ch->extra_tail) {
+                grammar_sym cm[2] = {comma, ch->extra_member};
+                ch->extra_tail = grammar_add_plus(g, "extra", js_seq(ch->c, "extra", cm, 2));
             }
-            if (can_add) {
-                grammar_sym r[3] = {c->comma, members[i], grammar_nt(JS_P(i + 1, next))};
-                if (k > 0) grammar_add_rule(g, nt, r, 3);
-                else grammar_add_rule(g, nt, r + 1, 2);
-            }
-            if (!props[i].required) {
-                grammar_sym skip = grammar_nt(JS_P(i + 1, k));
-                grammar_add_rule(g, nt, &skip, 1);
-            }
+            grammar_add_rule(g, nt, &ch->extra_tail, 1);
+            return grammar_nt(nt);
+        }
+        grammar_sym r[3] = {comma, ch->extra_member, js_chain_state(ch, i, next, S)};
+        grammar_add_rule(g, nt, k > 0 ? r : r + 1, k > 0 ? 3 : 2);
+        return grammar_nt(nt);
+    }
+    const uint32_t mine = ch->slot[i] >= 0 ? 1u << ch->slot[i] : 0;
+    if (can_add && js_chain_may(ch, i, S, 1)) {
+        grammar_sym r[3] = {comma, ch->members[i], js_chain_state(ch, i + 1, next, (S | mine) & ch->keep[i])};
+        grammar_add_rule(g, nt, k > 0 ? r : r + 1, k > 0 ? 3 : 2);
+    }
+    if (js_chain_may(ch, i, S, 0)) {
+        grammar_sym skip = js_chain_state(ch, i + 1, k, S & ch->keep[i]);
+        grammar_add_rule(g, nt, &skip, 1);
+    }
+    return grammar_nt(nt);
+}
+
+/* The member chain from (0, 0, 0); count bounds lo / hi (hi < 0: none) as js_object_schema has
+ * them (lo > the required count, hi below the most members), deps over props. */
+static status_t js_members(js_ctx *c, const js_prop *props, const grammar_sym *members, int num_props, int extra,
+                           grammar_sym extra_member, int64_t lo, int64_t hi, const js_dep *deps, int ndeps,
+                           grammar_sym *out)
+{
+    js_chain ch = {.c = c, .props = props, .members = members, .n = num_props, .extra = extra,
+                   .extra_member = extra_member, .lo = lo, .hi = hi, .top = hi >= 0 ? hi : lo, .deps = deps,
+                   .ndeps = ndeps};
+    if (ch.top < 1) ch.top = 1;
+    ch.slot = malloc((size_t)num_props * sizeof *ch.slot);
+    ch.keep = calloc((size_t)num_props, sizeof *ch.keep);
+    LL_ASSERT(ch.slot && ch.keep);
+    int nbits = 0;
+    status_t st = STATUS_OK;
+    for (int i = 0; i < num_props; i++) ch.slot[i] = -1;
+    /* the earlier property of each dependency has a bit, kept until the later one is decided */
+    for (int k = 0; k < ndeps && st == STATUS_OK; k++) {
+        const int a = deps[k].trigger, b = deps[k].target, first = a < b ? a : b, last = a < b ? b : a;
+        if (first == last) continue;
+        if (ch.slot[first] < 0) {
+            if (nbits == JS_DEP_BITS) { st = js_unsupported(c, "dependencies", "more than 16 properties named"); break; }
+            ch.slot[first] = nbits++;
+        }
+        for (int i = first; i < last; i++) ch.keep[i] |= 1u << ch.slot[first];
+    }
+    if (st == STATUS_OK) {
+        *out = js_chain_state(&ch, 0, 0, 0);
+        if (vec_intern_num(&ch.seen) > JS_MAX_COUNT_STATES) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%d member states over %d declared properties (limit %d)",
+                     vec_intern_num(&ch.seen), num_props, JS_MAX_COUNT_STATES);
+            st = js_unsupported(c, ndeps ? "dependencies" : hi >= 0 ? "maxProperties" : "minProperties", msg);
         }
     }
-    const grammar_sym first = grammar_nt(JS_P(0, 0));
-#undef JS_P
-    free(p);
-    return first;
+    vec_intern_free(&ch.seen);
+    VEC_FREE(ch.nts);
+    free(ch.slot);
+    free(ch.keep);
+    return st;
 }
 
 /* patternProperties with one pattern (JSON Schema search semantics): a member whose key matches it
@@ -1239,6 +1317,73 @@ static status_t js_pattern_key(js_ctx *c, const js_pattern_props *pp, const js_p
     return STATUS_OK;
 }
 
+/* The index of property `name` in the object's list, appended (optional, no schema) when new. */
+static int js_prop_at(js_prop **props, int *num, int *cap, const char *name)
+{
+    for (int j = 0; j < *num; j++)
+        if (strcmp((*props)[j].name, name) == 0) return j;
+    if (*num == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *props = realloc(*props, (size_t)*cap * sizeof **props);
+        LL_ASSERT(*props);
+    }
+    memset(&(*props)[*num], 0, sizeof **props);
+    (*props)[*num].name = name;
+    return (*num)++;
+}
+
+/* dependencies (names, or a schema), dependentRequired (names), dependentSchemas (a schema) of
+ * every part, as presence pairs; a name no part declares is appended to props (dep_only).  The
+ * schemas taken: {required: [...]} (each present), {not: {required: [name]}} (absent), booleans
+ * and schemas without validating keywords. */
+static status_t js_get_deps(js_ctx *c, const js_part *parts, int n, js_prop **props, int *num, int *cap,
+                            js_dep_vec *deps)
+{
+    static const char *const kws[3] = {"dependencies", "dependentRequired", "dependentSchemas"};
+    for (int i = 0; i < n; i++) {
+        for (int w = 0; w < 3; w++) {
+            const json_value *v = json_get(parts[i].node, kws[w]);
+            if (!v) continue;
+            size_t old = js_path_push(c, kws[w]);
+            status_t st = v->type == JSON_OBJECT ? STATUS_OK : js_invalid(c, "must be an object");
+            for (int32_t k = 0; k < v->count && st == STATUS_OK; k++) {
+                const json_value *m = &v->items[k], *names = NULL;
+                size_t old2 = js_path_push(c, m->key);
+                int forbid = 0;
+                if (m->type == JSON_ARRAY && w < 2) names = m;
+                else if (m->type == JSON_STRING && w == 0) names = m;   /* draft 3: one name */
+                else if (m->type == JSON_BOOL && w != 1) { if (!m->boolean) names = m, forbid = 1; }
+                else if (m->type == JSON_OBJECT && w != 1) {
+                    const json_value *req = json_get(m, "required"), *neg = json_get(m, "not");
+                    const json_value *nreq = neg && neg->type == JSON_OBJECT ? json_get(neg, "required") : NULL;
+                    if (req && js_only_keyword(m, "required")) names = req;
+                    else if (nreq && js_only_keyword(m, "not") && js_only_keyword(neg, "required") &&
+                             nreq->type == JSON_ARRAY && nreq->count == 1) names = nreq, forbid = 1;
+                    else if (!js_only_keyword(m, ""))
+                        st = js_unsupported(c, kws[w], "a dependent schema other than {\"required\": [...]} or "
+                                                       "{\"not\": {\"required\": [one name]}}");
+                } else st = js_invalid(c, "a dependency must be a list of names or a schema");
+                int trig = st == STATUS_OK && names ? js_prop_at(props, num, cap, m->key) : -1;
+                if (names && names->type == JSON_BOOL) {   /* false: the trigger may not appear */
+                    VEC_PUSH(*deps, ((js_dep){trig, trig, 1}));
+                    names = NULL;
+                }
+                int32_t cnt = names && names->type == JSON_STRING ? 1 : names ? names->count : 0;
+                for (int32_t j = 0; j < cnt && st == STATUS_OK; j++) {
+                    const json_value *nm = names->type == JSON_STRING ? names : &names->items[j];
+                    if (nm->type != JSON_STRING) { st = js_invalid(c, "dependency names must be strings"); break; }
+                    int tgt = js_prop_at(props, num, cap, nm->str);
+                    VEC_PUSH(*deps, ((js_dep){trig, tgt, forbid}));
+                }
+                js_path_pop(c, old2);
+            }
+            js_path_pop(c, old);
+            STATUS_TRY(st);
+        }
+    }
+    return STATUS_OK;
+}
+
 static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar_sym *out)
 {
     grammar *g = c->g;
@@ -1257,27 +1402,18 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
             }
             for (int32_t k = 0; k < pv->count; k++) {
                 const json_value *item = &pv->items[k];
-                const char *name = pass == 0 ? item->key : item->str;
                 if (pass == 1 && item->type != JSON_STRING) { st = js_invalid(c, "required must list strings"); break; }
-                int j;
-                for (j = 0; j < num_props; j++)
-                    if (strcmp(props[j].name, name) == 0) break;
-                if (j == num_props) {
-                    if (num_props == cap_props) {
-                        cap_props = cap_props ? cap_props * 2 : 8;
-                        props = realloc(props, (size_t)cap_props * sizeof *props);
-                        LL_ASSERT(props);
-                    }
-                    memset(&props[j], 0, sizeof props[j]);
-                    props[j].name = name;
-                    num_props++;
-                }
+                int j = js_prop_at(&props, &num_props, &cap_props, pass == 0 ? item->key : item->str);
                 if (pass == 1) { props[j].required = 1; continue; }
                 if (props[j].num_schemas == 8) { st = js_unsupported(c, "allOf", "property declared too often"); break; }
                 props[j].schemas[props[j].num_schemas++] = (js_part){item, 0};
             }
         }
     }
+    /* dependencies: names no part declares become optional properties (after the declared ones) */
+    const int num_declared = num_props;
+    js_dep_vec deps = {0};
+    if (st == STATUS_OK) st = js_get_deps(c, parts, n, &props, &num_props, &cap_props, &deps);
     /* additionalProperties */
     int nap;
     const json_value *ap = js_kw(parts, n, "additionalProperties", &nap);
@@ -1310,6 +1446,12 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
             extra = 1;
         }
     }
+    /* names only dependencies give take additionalProperties' schema (any value when absent or
+     * true; the pattern's when it matches every key), and never appear without extra members */
+    for (int i = num_declared; i < num_props && st == STATUS_OK; i++) {
+        if (pp.pattern && !pp.universal) st = js_unsupported(c, "dependencies", "a name not declared beside patternProperties");
+        else if (extra && !pp.pattern && ap && ap->type == JSON_OBJECT) props[i].schemas[props[i].num_schemas++] = (js_part){ap, 0};
+    }
     int64_t minp = -1, maxp = -1;
     if (st == STATUS_OK) st = js_get_count(c, parts, n, "minProperties", 1, &minp);
     if (st == STATUS_OK) st = js_get_count(c, parts, n, "maxProperties", 0, &maxp);
@@ -1317,7 +1459,7 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
     for (int i = 0; i < num_props; i++) num_required += props[i].required;
     /* the member count's bounds where they bind: lo > the required count (always there), hi below
      * the most members there can be; with declared properties they are counted along the chain
-     * (js_counted_members), without them on the extra members' repetition */
+     * (js_members), without them on the extra members' repetition */
     int64_t count_lo = minp > num_required ? minp : 0;
     int64_t count_hi = maxp >= 0 && (extra || maxp < num_props) ? maxp : -1;
     /* bounds no instance meets (maxProperties below the required count or below minProperties,
@@ -1327,6 +1469,7 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
     if (st == STATUS_OK && ((count_hi >= 0 && (count_hi < num_required || count_lo > count_hi)) ||
                             (!extra && count_lo > num_props))) {
         free(props);
+        VEC_FREE(deps);
         *out = grammar_add_empty(g, "object_none");
         return STATUS_OK;
     }
@@ -1368,11 +1511,12 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
             extra_member = js_seq(c, "member", m, 3);
         }
     }
-    if (st != STATUS_OK) { free(props); return st; }
-    /* member symbols */
+    if (st != STATUS_OK) { free(props); VEC_FREE(deps); return st; }
+    /* member symbols (none for a name only dependencies give, without extra members) */
     grammar_sym *members = calloc((size_t)num_props + 1, sizeof *members);
     LL_ASSERT(members);
     for (int i = 0; i < num_props && st == STATUS_OK; i++) {
+        if (i >= num_declared && !extra) continue;
         grammar_sym vs;
         size_t old = js_path_push(c, "properties");
         size_t old2 = js_path_push(c, props[i].name);
@@ -1387,43 +1531,22 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
         grammar_sym m[2] = {js_key(c, props[i].name), vs};
         members[i] = js_seq(c, "prop", m, 2);
     }
-    if (st == STATUS_OK && counted) {
-        grammar_sym o[3] = {grammar_term('{', '{'),
-                            js_counted_members(c, props, members, num_props, extra, extra_member, count_lo, count_hi),
-                            grammar_term('}', '}')};
-        *out = js_seq(c, "object", o, 3);
-    } else if (st == STATUS_OK) {
-        /* A_i: members i.. after at least one; B_i: members i.. with none yet. */
-        int32_t a_next = grammar_add_nonterminal(g, "props_a"), b_next = grammar_add_nonterminal(g, "props_b");
-        if (extra) {
-            int64_t lo = 0, hi = -1;
-            if (num_props == 0) { lo = minp < 0 ? 0 : minp; hi = maxp; }
-            grammar_sym cm[2] = {c->comma, extra_member};
-            grammar_sym tail = grammar_add_repeat(g, "extra", js_seq(c, "extra", cm, 2), 0, -1, 0, 0);
-            grammar_add_rule(g, a_next, &tail, 1);
-            grammar_sym first = grammar_add_repeat(g, "extra", extra_member, lo, hi, c->comma, 1);
-            grammar_add_rule(g, b_next, &first, 1);
-        } else {
-            grammar_add_rule(g, a_next, NULL, 0);
-            if (num_required == 0 && !(num_props == 0 && minp > 0)) grammar_add_rule(g, b_next, NULL, 0);
-        }
-        for (int i = num_props - 1; i >= 0; i--) {
-            int32_t a = grammar_add_nonterminal(g, "props_a"), b = grammar_add_nonterminal(g, "props_b");
-            grammar_sym ar[3] = {c->comma, members[i], grammar_nt(a_next)};
-            grammar_sym br[2] = {members[i], grammar_nt(a_next)};
-            grammar_add_rule(g, a, ar, 3);
-            grammar_add_rule(g, b, br, 2);
-            if (!props[i].required) {
-                grammar_sym an = grammar_nt(a_next), bn = grammar_nt(b_next);
-                grammar_add_rule(g, a, &an, 1);
-                grammar_add_rule(g, b, &bn, 1);
-            }
-            a_next = a;
-            b_next = b;
-        }
-        grammar_sym o[3] = {grammar_term('{', '{'), grammar_nt(b_next), grammar_term('}', '}')};
+    grammar_sym body = 0;
+    if (st == STATUS_OK && num_props > 0) {
+        st = js_members(c, props, members, num_props, extra, extra_member, counted ? count_lo : 0, counted ? count_hi : -1,
+                        deps.p, (int)deps.n, &body);
+    } else if (st == STATUS_OK) {   /* extra members only, their count bounded by min/maxProperties */
+        int32_t nt = grammar_add_nonterminal(g, "props");
+        grammar_sym first = extra ? grammar_add_repeat(g, "extra", extra_member, minp < 0 ? 0 : minp, maxp, c->comma, 1) : 0;
+        if (extra) grammar_add_rule(g, nt, &first, 1);
+        else if (minp <= 0) grammar_add_rule(g, nt, NULL, 0);
+        body = grammar_nt(nt);
+    }
+    if (st == STATUS_OK) {
+        grammar_sym o[3] = {grammar_term('{', '{'), body, grammar_term('}', '}')};
         *out = js_seq(c, "object", o, 3);
     }
+    VEC_FREE(deps);
     free(members);
     free(props);
     return st;

@@ -55,8 +55,16 @@
  *    are then the pattern's strings).  More patterns, or other combinations, are refused.
  *  - not: of {type} (those types dropped; not a number that is not an integer), of {not X} (X),
  *    of {} or true (nothing passes), of false (no constraint); any other not is refused.
+ *  - dependencies / dependentRequired / dependentSchemas: a list of names, {"required": [...]}
+ *    (present when the trigger is), {"not": {"required": [name]}} (absent), booleans and
+ *    schemas without validating keywords; a name no `properties` declares becomes an optional
+ *    member after the declared ones (additionalProperties' schema; never written beside
+ *    additionalProperties: false).  The declared-member chain then carries the presence of the
+ *    earlier member of each dependency until the later one is decided (with the member count
+ *    when min/maxProperties bind; at most JS_MAX_COUNT_STATES states), so no prefix is accepted
+ *    that cannot meet them.  Other dependent schemas are refused.
  * Keywords that change validity but are not supported (other not, if/then/else, propertyNames,
- * dependencies, dependentRequired, dependentSchemas, uniqueItems: true, contains, multipleOf,
+ * other dependent schemas, uniqueItems: true, contains, multipleOf,
  * unevaluated*, $dynamicRef, other formats, unsupported combinations)
  * fail with STATUS_INVALID_ARG "unsupported JSON Schema keyword 'k' at #/path".  Any other
  * keyword (annotations, vendor extensions) does not change validity and is ignored.

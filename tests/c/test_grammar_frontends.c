@@ -159,7 +159,7 @@ TEST_CASE(grammar_json_schema_errors)
 {
     grammar g;
     const char *cases[][2] = {
-        {"{\"properties\":{\"x\":{\"dependentRequired\":{}}}}", "unsupported JSON Schema keyword 'dependentRequired' at #/properties/x"},
+        {"{\"properties\":{\"x\":{\"propertyNames\":{}}}}", "unsupported JSON Schema keyword 'propertyNames' at #/properties/x"},
         {"{\"type\":\"string\",\"format\":\"hostname\"}", "format 'hostname'"},
         {"{\"type\":\"string\",\"pattern\":\"^a+b+$\",\"maxLength\":3}", "'pattern': beside minLength/maxLength only"},
         {"{\"type\":\"number\",\"minimum\":1e-30}", "'minimum': bound with more than 24 fraction digits"},
