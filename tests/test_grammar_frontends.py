@@ -138,7 +138,8 @@ def resolve(schema, root, depth=0):
 
 def reorder(data, schema, root, depth=0):
     """Orders object keys as the grammar emits them: declared properties (allOf parts in order),
-    then required-only names, then the rest; anyOf/oneOf options are consulted in order."""
+    then required-only names, then the rest; anyOf/oneOf options are consulted in order, and a
+    member's schema is its declared one with those of the patternProperties matching its key."""
     if depth > 50:
         return data
     parts = resolve(schema, root)
@@ -159,8 +160,16 @@ def reorder(data, schema, root, depth=0):
                 if k not in order:
                     order.append(k)
         extra = [p.get("additionalProperties") for p in parts if isinstance(p.get("additionalProperties"), dict)]
+        pats = []
+        for p in parts:
+            for pat, v in (p.get("patternProperties") or {}).items() if isinstance(p.get("patternProperties"), dict) else []:
+                try:
+                    pats.append((re.compile(pat), v))
+                except re.error:
+                    pass
         keys = [k for k in order if k in data] + [k for k in data if k not in order]
-        return {k: reorder(data[k], {"allOf": sub[k] or extra or [{}]}, root, depth + 1) for k in keys}
+        return {k: reorder(data[k], {"allOf": sub[k] + [v for rx, v in pats if rx.search(k)] or extra or [{}]},
+                           root, depth + 1) for k in keys}
     if isinstance(data, list):
         out = []
         for i, x in enumerate(data):

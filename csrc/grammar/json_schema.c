@@ -1262,6 +1262,7 @@ typedef struct js_pattern_props {
     const char *pattern;     /* NULL: none */
     const json_value *schema;
     int universal;
+    int open;                /* beside extra members that additionalProperties allows */
 } js_pattern_props;
 
 static status_t js_get_pattern_props(js_ctx *c, const js_part *parts, int n, js_pattern_props *pp)
@@ -1315,6 +1316,69 @@ static status_t js_pattern_key(js_ctx *c, const js_pattern_props *pp, const js_p
     grammar_sym k[3] = {grammar_term('"', '"'), s, grammar_term('"', '"')};
     *out = js_seq(c, "pattern_key", k, 3);
     return STATUS_OK;
+}
+
+/* patternProperties beside an open object: an extra member is a key the pattern matches, with
+ * its schema, or any other key, with additionalProperties' (any value when absent or true);
+ * neither kind spells a declared name (regex.h grammar_add_regex_keys: canonical spellings), and
+ * the declared names the pattern matches take its schema too. */
+static status_t js_pattern_members(js_ctx *c, const js_pattern_props *pp, const json_value *ap, js_prop *props,
+                                   int num_props, grammar_sym *out)
+{
+    grammar *g = c->g;
+    uint32_t **cps = calloc((size_t)num_props + 1, sizeof *cps);
+    int *lens = calloc((size_t)num_props + 1, sizeof *lens);
+    uint8_t *match = calloc((size_t)num_props + 1, 1);
+    LL_ASSERT(cps && lens && match);
+    status_t st = STATUS_OK;
+    grammar_sym pv = 0, av = 0;
+    size_t old;
+    if (ap && ap->type == JSON_OBJECT) {
+        old = js_path_push(c, "additionalProperties");
+        st = js_gen_one(c, ap, &av);
+        js_path_pop(c, old);
+    } else {
+        av = js_value(c);
+    }
+    old = js_path_push(c, "patternProperties");
+    for (int i = 0; i < num_props && st == STATUS_OK; i++) {
+        size_t len = strlen(props[i].name);
+        cps[i] = malloc((len + 1) * sizeof **cps);
+        LL_ASSERT(cps[i]);
+        lens[i] = js_decode_name(props[i].name, cps[i], (int)len + 1);
+        if (lens[i] < 0) st = js_unsupported(c, "patternProperties", "beside a declared name with a control character");
+    }
+    if (st == STATUS_OK) {
+        size_t old2 = js_path_push(c, pp->pattern);
+        st = js_gen_one(c, pp->schema, &pv);
+        js_path_pop(c, old2);
+    }
+    if (st == STATUS_OK) {
+        /* "key": value, the value's schema chosen where the key ends */
+        grammar_sym q = grammar_term('"', '"');
+        grammar_sym ti[3] = {q, c->colon, pv}, to[3] = {q, c->colon, av}, key;
+        st = grammar_add_regex_keys(g, pp->pattern, strlen(pp->pattern), (const uint32_t *const *)cps, lens, num_props,
+                                    js_seq(c, "pattern_value", ti, 3), js_seq(c, "other_value", to, 3), &key, match);
+        if (st != STATUS_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", status_message());
+            st = js_unsupported(c, "patternProperties", msg);
+        } else {
+            grammar_sym m[2] = {q, key};
+            *out = js_seq(c, "member", m, 2);
+        }
+    }
+    js_path_pop(c, old);
+    for (int i = 0; i < num_props && st == STATUS_OK; i++) {
+        if (!match[i]) continue;
+        if (props[i].num_schemas == 8) st = js_unsupported(c, "allOf", "property declared too often");
+        else props[i].schemas[props[i].num_schemas++] = (js_part){pp->schema, 0};
+    }
+    for (int i = 0; i < num_props; i++) free(cps[i]);
+    free(cps);
+    free(lens);
+    free(match);
+    return st;
 }
 
 /* The index of property `name` in the object's list, appended (optional, no schema) when new. */
@@ -1428,8 +1492,9 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
     }
     int extra = !(ap && ap->type == JSON_BOOL && !ap->boolean);
     /* patternProperties: a pattern every key matches puts its schema on every member (declared
-     * ones conjoin it; extra ones take it instead of additionalProperties); another pattern is
-     * supported beside additionalProperties: false, as the only extra keys */
+     * ones conjoin it; extra ones take it instead of additionalProperties); another pattern
+     * beside additionalProperties: false gives the only extra keys, beside extra members the
+     * extra keys are those it matches and the others (js_pattern_members) */
     js_pattern_props pp = {0};
     if (st == STATUS_OK) st = js_get_pattern_props(c, parts, n, &pp);
     if (st == STATUS_OK && pp.pattern) {
@@ -1440,8 +1505,7 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
             }
             extra = 1;
         } else if (extra) {
-            st = js_unsupported(c, "patternProperties", "only beside additionalProperties: false (or with a pattern "
-                                                        "matching every key)");
+            pp.open = 1;
         } else {
             extra = 1;
         }
@@ -1484,7 +1548,9 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
         }
     }
     grammar_sym extra_member = 0;
-    if (st == STATUS_OK && extra) {
+    if (st == STATUS_OK && pp.open) {
+        st = js_pattern_members(c, &pp, ap, props, num_props, &extra_member);
+    } else if (st == STATUS_OK && extra) {
         /* the value: the pattern's schema, else additionalProperties' (any value when absent or true) */
         const json_value *vschema = pp.pattern ? pp.schema : ap && ap->type == JSON_OBJECT ? ap : NULL;
         grammar_sym vs = 0, key = 0;

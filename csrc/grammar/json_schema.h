@@ -50,9 +50,14 @@
  *    uri-reference (RFC 3986 syntax; IP-literal "[...]" hosts are not generated), byte (base64).
  *  - enum/const values: filtered by "type"; other keywords are assumed to hold for them.
  *  - patternProperties with one pattern: when the pattern matches every key ("", ".*") its schema
- *    is conjoined to every declared property and taken by the extra ones; another pattern only
- *    beside additionalProperties: false and when no declared name matches it (the extra keys
- *    are then the pattern's strings).  More patterns, or other combinations, are refused.
+ *    is conjoined to every declared property and taken by the extra ones; another pattern beside
+ *    additionalProperties: false when no declared name matches it (the extra keys are then the
+ *    pattern's strings); beside extra members (additionalProperties true, absent or a schema) an
+ *    extra key is written in canonical spelling and is either one the pattern matches (its
+ *    schema) or one it does not (additionalProperties'), never a declared name, and declared
+ *    names the pattern matches take its schema too — for patterns whose alternatives are single
+ *    characters with quantifiers, anchored or not (regex.h grammar_add_regex_keys: one subset
+ *    automaton decides where the key ends).  More patterns, or other combinations, are refused.
  *  - not: of {type} (those types dropped; not a number that is not an integer), of {not X} (X),
  *    of {} or true (nothing passes), of false (no constraint); any other not is refused.
  *  - dependencies / dependentRequired / dependentSchemas: a list of names, {"required": [...]}

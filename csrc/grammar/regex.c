@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "grammar/vec.h"
 
 typedef struct regex_parser {
     const char *s;
@@ -17,6 +18,9 @@ typedef struct regex_parser {
     grammar_sym any_star;   /* the search-mode `.*` (one nonterminal, so every alternative's
                                trailing copy is the same automaton after regularize) */
     int have_any_star;
+    int capture;            /* regex_atom keeps a character's code points in cap (normalised) and
+                               adds nothing to g */
+    struct regex_class_ranges { grammar_range *r; int32_t n, cap; } cap;
 } regex_parser;
 
 #define REGEX_MAX_DEPTH 100
@@ -237,6 +241,17 @@ static grammar_sym regex_any_star(regex_parser *p)
     return p->any_star;
 }
 
+/* capture mode: the atom's code points, normalised, into p->cap */
+static void regex_capture(regex_parser *p, const grammar_range *r, int32_t n, int negate)
+{
+    if (p->cap.cap < n + 2) {
+        p->cap.cap = n + 2;
+        p->cap.r = realloc(p->cap.r, (size_t)p->cap.cap * sizeof *p->cap.r);
+        LL_ASSERT(p->cap.r);
+    }
+    p->cap.n = grammar_ranges_normalize(r, n, negate, p->cap.r);
+}
+
 static status_t regex_atom(regex_parser *p, grammar_sym *out)
 {
     char c = p->s[p->pos];
@@ -264,7 +279,13 @@ static status_t regex_atom(regex_parser *p, grammar_sym *out)
     }
     if (c == '.') {
         p->pos++;
-        *out = regex_any(p, 1);
+        if (p->capture) {
+            static const grammar_range nl[] = {{'\n', '\n'}, {'\r', '\r'}, {0x2028, 0x2029}};
+            regex_capture(p, nl, 3, 1);
+            *out = 0;
+        } else {
+            *out = regex_any(p, 1);
+        }
         return STATUS_OK;
     }
     regex_class cls = {0};
@@ -314,7 +335,8 @@ static status_t regex_atom(regex_parser *p, grammar_sym *out)
         st = regex_utf8(p, &cp);
         if (st == STATUS_OK) regex_class_add(&cls, cp, cp);
     }
-    if (st == STATUS_OK) *out = grammar_add_class_in_mode(p->g, cls.r, cls.n, negate, p->mode);
+    if (st == STATUS_OK && p->capture) regex_capture(p, cls.r, cls.n, negate), *out = 0;
+    else if (st == STATUS_OK) *out = grammar_add_class_in_mode(p->g, cls.r, cls.n, negate, p->mode);
     free(cls.r);
     return st;
 }
@@ -421,7 +443,7 @@ static status_t regex_alternation(regex_parser *p, grammar_sym *out, int top)
 
 status_t grammar_add_regex(grammar *g, const char *pattern, size_t len, grammar_regex_mode mode, grammar_sym *out)
 {
-    regex_parser p = {pattern, len, 0, g, mode, 0, 0, 0};
+    regex_parser p = {.s = pattern, .len = len, .g = g, .mode = mode};
     STATUS_TRY(regex_alternation(&p, out, 1));
     if (p.pos < p.len) return regex_error(&p, "unbalanced ')'");
     return STATUS_OK;
@@ -506,7 +528,7 @@ static status_t regex_bounded_rule(regex_parser *p, int32_t nt, const regex_piec
 
 status_t grammar_add_regex_bounded(grammar *g, const char *pattern, size_t len, int64_t lo, int64_t hi, grammar_sym *out)
 {
-    regex_parser p = {pattern, len, 0, g, GRAMMAR_REGEX_JSON_STRING, 0, 0, 0};
+    regex_parser p = {.s = pattern, .len = len, .g = g, .mode = GRAMMAR_REGEX_JSON_STRING};
     const int32_t nt = grammar_add_nonterminal(g, "bounded");
     regex_piece *pieces = NULL;
     int32_t n = 0, cap = 0;
@@ -556,6 +578,274 @@ status_t grammar_add_regex_bounded(grammar *g, const char *pattern, size_t len, 
     STATUS_TRY(st);
     *out = added ? grammar_nt(nt) : grammar_add_empty(g, "bounded_none");
     return STATUS_OK;
+}
+
+/* ---- key languages of a pattern: the keys it matches or not, but for given names ---------- */
+
+#define RX_MAX_NFA 4096   /* NFA states of a key language */
+#define RX_MAX_DFA 1024   /* and of its subset automaton */
+
+typedef struct rx_edge {
+    int32_t from, to;
+    uint32_t lo, hi;   /* code points; lo > hi: epsilon */
+} rx_edge;
+
+typedef struct rx_nfa {
+    VEC(rx_edge) e;
+    vec_i32 flag;      /* per state: 1 the pattern accepts, 2 a name ends */
+    int32_t n;
+} rx_nfa;
+
+static int32_t rx_state(rx_nfa *a)
+{
+    VEC_PUSH(a->flag, 0);
+    return a->n++;
+}
+
+static void rx_edge_add(rx_nfa *a, int32_t from, int32_t to, uint32_t lo, uint32_t hi)
+{
+    VEC_PUSH(a->e, ((rx_edge){from, to, lo, hi}));
+}
+
+static void rx_ranges_add(rx_nfa *a, int32_t from, int32_t to, const grammar_range *r, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) rx_edge_add(a, from, to, r[i].lo, r[i].hi);
+}
+
+/* One alternative of the pattern into the NFA from `from`: [^] pieces [$], each piece a single
+ * character (class, escape, literal, '.') with a quantifier; an unanchored side reads any
+ * characters there (JSON Schema's search semantics). */
+static status_t rx_alternative(regex_parser *p, rx_nfa *a, int32_t from)
+{
+    static const grammar_range any[] = {{0, GRAMMAR_MAX_CODEPOINT}};
+    int32_t cur = rx_state(a);
+    rx_edge_add(a, from, cur, 1, 0);
+    int anchored = p->pos < p->len && p->s[p->pos] == '^';
+    if (anchored) p->pos++;
+    else rx_ranges_add(a, cur, cur, any, 1);
+    while (p->pos < p->len && p->s[p->pos] != '|' && p->s[p->pos] != '$') {
+        if (p->s[p->pos] == '(' || p->s[p->pos] == ')')
+            return status_set(STATUS_UNSUPPORTED, "beside open objects only a pattern whose alternatives are single "
+                              "characters (classes, escapes, literals, '.') with quantifiers; pattern '%.200s'", p->s);
+        grammar_sym unused;
+        STATUS_TRY(regex_atom(p, &unused));
+        const grammar_range *r = p->cap.r;
+        const int32_t nr = p->cap.n;
+        int found;
+        int64_t min = 1, max = 1;
+        STATUS_TRY(regex_quantifier(p, &found, &min, &max));
+        if (!found) min = max = 1;
+        if (a->n + (max < 0 ? min : max) + 1 > RX_MAX_NFA)
+            return status_set(STATUS_UNSUPPORTED, "pattern '%.200s' too large for a key language", p->s);
+        for (int64_t j = 0; j < min; j++) {
+            int32_t nxt = rx_state(a);
+            rx_ranges_add(a, cur, nxt, r, nr);
+            cur = nxt;
+        }
+        if (max < 0) {
+            rx_ranges_add(a, cur, cur, r, nr);
+        } else if (max > min) {
+            int32_t end = a->n + (int32_t)(max - min) - 1;   /* the last optional copy's state */
+            for (int64_t j = min; j < max; j++) {
+                int32_t nxt = rx_state(a);
+                rx_ranges_add(a, cur, nxt, r, nr);
+                rx_edge_add(a, cur, end, 1, 0);
+                cur = nxt;
+            }
+        }
+    }
+    if (p->pos < p->len && p->s[p->pos] == '$') p->pos++;
+    else rx_ranges_add(a, cur, cur, any, 1);
+    a->flag.p[cur] |= 1;
+    return STATUS_OK;
+}
+
+/* NFA state set -> its epsilon closure, sorted */
+static void rx_closure(const rx_nfa *a, vec_i32 *set, uint8_t *mark)
+{
+    for (int64_t i = 0; i < set->n; i++) mark[set->p[i]] = 1;
+    for (int64_t i = 0; i < set->n; i++)
+        for (int64_t k = 0; k < a->e.n; k++) {
+            const rx_edge *e = &a->e.p[k];
+            if (e->from == set->p[i] && e->lo > e->hi && !mark[e->to]) { mark[e->to] = 1; VEC_PUSH(*set, e->to); }
+        }
+    set->n = 0;
+    for (int32_t s = 0; s < a->n; s++)
+        if (mark[s]) { VEC_PUSH(*set, s); mark[s] = 0; }
+}
+
+static int rx_cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+status_t grammar_add_regex_keys(grammar *g, const char *pattern, size_t len, const uint32_t *const *names,
+                                const int *name_lens, int num_names, grammar_sym tail_in, grammar_sym tail_out,
+                                grammar_sym *out, uint8_t *name_matches)
+{
+    regex_parser p = {.s = pattern, .len = len, .g = g, .mode = GRAMMAR_REGEX_JSON_STRING, .capture = 1};
+    rx_nfa a = {0};
+    vec_i32 set = {0}, tgt = {0}, nts = {0}, trans = {0};
+    vec_intern dfa = {0}, classes = {0};   /* classes: a transition's code point ranges, one symbol each */
+    vec_i32 class_sym = {0};
+    uint32_t *cuts = NULL;
+    uint8_t *mark = NULL;
+    status_t st = STATUS_OK;
+    const int32_t start = rx_state(&a);
+    for (;;) {
+        if ((st = rx_alternative(&p, &a, start)) != STATUS_OK) break;
+        if (p.pos >= p.len) break;
+        if (p.s[p.pos] != '|') {
+            st = status_set(STATUS_UNSUPPORTED, "anchor '$' inside pattern '%.200s'", p.s);
+            break;
+        }
+        p.pos++;
+    }
+    mark = calloc((size_t)a.n + 1 + (size_t)num_names * 64, 1);
+    LL_ASSERT(mark);
+    /* which names the pattern matches: the NFA run on each (before the names join it) */
+    for (int i = 0; i < num_names && st == STATUS_OK && name_matches; i++) {
+        set.n = 0;
+        VEC_PUSH(set, start);
+        rx_closure(&a, &set, mark);
+        for (int k = 0; k < name_lens[i] && set.n; k++) {
+            tgt.n = 0;
+            for (int64_t j = 0; j < a.e.n; j++) {
+                const rx_edge *e = &a.e.p[j];
+                if (e->lo <= names[i][k] && names[i][k] <= e->hi && !mark[e->to])
+                    for (int64_t q = 0; q < set.n; q++)
+                        if (set.p[q] == e->from) { mark[e->to] = 1; VEC_PUSH(tgt, e->to); break; }
+            }
+            for (int64_t q = 0; q < tgt.n; q++) mark[tgt.p[q]] = 0;
+            set.n = 0;
+            for (int64_t q = 0; q < tgt.n; q++) VEC_PUSH(set, tgt.p[q]);
+            rx_closure(&a, &set, mark);
+        }
+        name_matches[i] = 0;
+        for (int64_t q = 0; q < set.n; q++) name_matches[i] |= a.flag.p[set.p[q]] & 1;
+    }
+    for (int i = 0; i < num_names && st == STATUS_OK; i++) {   /* the names, as chains from the start */
+        int32_t cur = start;
+        for (int k = 0; k < name_lens[i]; k++) {
+            int32_t nxt = rx_state(&a);
+            rx_edge_add(&a, cur, nxt, names[i][k], names[i][k]);
+            cur = nxt;
+        }
+        a.flag.p[cur] |= 2;
+    }
+    if (st == STATUS_OK && a.n > RX_MAX_NFA) st = status_set(STATUS_UNSUPPORTED, "pattern '%.200s' too large", p.s);
+    /* the alphabet: code point intervals no edge splits */
+    int32_t ncuts = 0;
+    if (st == STATUS_OK) {
+        free(mark);
+        mark = calloc((size_t)a.n + 1, 1);
+        cuts = malloc(((size_t)a.e.n * 2 + 2) * sizeof *cuts);
+        LL_ASSERT(mark && cuts);
+        cuts[ncuts++] = 0;
+        cuts[ncuts++] = GRAMMAR_MAX_CODEPOINT + 1;
+        for (int64_t k = 0; k < a.e.n; k++)
+            if (a.e.p[k].lo <= a.e.p[k].hi) cuts[ncuts++] = a.e.p[k].lo, cuts[ncuts++] = a.e.p[k].hi + 1;
+        qsort(cuts, (size_t)ncuts, sizeof *cuts, rx_cmp_u32);
+        int32_t m = 0;
+        for (int32_t k = 0; k < ncuts; k++)
+            if (m == 0 || cuts[k] != cuts[m - 1]) cuts[m++] = cuts[k];
+        ncuts = m;   /* intervals [cuts[i], cuts[i + 1]) */
+    }
+    /* subset construction; trans: (from, interval, to) */
+    if (st == STATUS_OK) {
+        set.n = 0;
+        VEC_PUSH(set, start);
+        rx_closure(&a, &set, mark);
+        int added;
+        vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
+    }
+    for (int32_t q = 0; st == STATUS_OK && q < vec_intern_num(&dfa); q++) {
+        for (int32_t iv = 0; iv + 1 < ncuts; iv++) {
+            int32_t nq;
+            const int32_t *qs = vec_intern_get(&dfa, q, &nq);
+            tgt.n = 0;
+            for (int64_t j = 0; j < a.e.n; j++) {
+                const rx_edge *e = &a.e.p[j];
+                if (e->lo > e->hi || e->lo > cuts[iv] || e->hi < cuts[iv] || mark[e->to]) continue;
+                for (int32_t k = 0; k < nq; k++)
+                    if (qs[k] == e->from) { mark[e->to] = 1; VEC_PUSH(tgt, e->to); break; }
+            }
+            for (int64_t k = 0; k < tgt.n; k++) mark[tgt.p[k]] = 0;
+            rx_closure(&a, &tgt, mark);
+            int added;
+            int32_t to = vec_intern_add(&dfa, tgt.p, (int32_t)tgt.n, &added);
+            if (vec_intern_num(&dfa) > RX_MAX_DFA) {
+                st = status_set(STATUS_UNSUPPORTED, "pattern '%.200s' too large for a key language", p.s);
+                break;
+            }
+            VEC_PUSH(trans, q);
+            VEC_PUSH(trans, iv);
+            VEC_PUSH(trans, to);
+        }
+    }
+    /* the language: a state whose strings the pattern matches (and no name) goes on with tail_in,
+     * one it does not match (nor a name) with tail_out; states that can reach one are kept (a
+     * backward pass), one rule per (state, target) */
+    if (st == STATUS_OK) {
+        const int32_t nd = vec_intern_num(&dfa);
+        uint8_t *acc = calloc((size_t)nd, 1), *live = calloc((size_t)nd, 1);
+        LL_ASSERT(acc && live);
+        for (int32_t q = 0; q < nd; q++) {
+            int32_t nq, f = 0;
+            const int32_t *qs = vec_intern_get(&dfa, q, &nq);
+            for (int32_t k = 0; k < nq; k++) f |= a.flag.p[qs[k]];
+            acc[q] = live[q] = f == 1 && tail_in ? 1 : f == 0 && tail_out ? 2 : 0;
+        }
+        for (int changed = 1; changed;) {
+            changed = 0;
+            for (int64_t k = 0; k < trans.n; k += 3)
+                if (live[trans.p[k + 2]] && !live[trans.p[k]]) live[trans.p[k]] = changed = 1;
+        }
+        for (int32_t q = 0; q < nd; q++) VEC_PUSH(nts, live[q] ? grammar_add_nonterminal(g, "key_dfa") : -1);
+        grammar_range *r = malloc((size_t)ncuts * sizeof *r);
+        LL_ASSERT(r);
+        for (int32_t q = 0; q < nd; q++) {
+            if (!live[q]) continue;
+            if (acc[q]) grammar_add_rule(g, nts.p[q], acc[q] == 1 ? &tail_in : &tail_out, 1);
+            const int64_t base = (int64_t)q * (ncuts - 1) * 3;   /* q's transitions, by interval */
+            for (int32_t iv = 0; iv + 1 < ncuts; iv++) {
+                const int32_t to = trans.p[base + 3 * iv + 2];
+                if (!live[to]) continue;
+                int first = 1;   /* each target once: at its first interval, with all of them */
+                for (int32_t j = 0; j < iv && first; j++) first = trans.p[base + 3 * j + 2] != to;
+                if (!first) continue;
+                int32_t nr = 0;
+                for (int32_t j = iv; j + 1 < ncuts; j++) {
+                    if (trans.p[base + 3 * j + 2] != to) continue;
+                    if (nr && r[nr - 1].hi + 1 == cuts[j]) r[nr - 1].hi = cuts[j + 1] - 1;
+                    else r[nr++] = (grammar_range){cuts[j], cuts[j + 1] - 1};
+                }
+                int added;
+                int32_t ci = vec_intern_add(&classes, (const int32_t *)r, nr * 2, &added);
+                if (added) VEC_PUSH(class_sym, grammar_add_class_in_mode(g, r, nr, 0, GRAMMAR_REGEX_JSON_STRING));
+                grammar_sym s[2] = {class_sym.p[ci], grammar_nt(nts.p[to])};
+                grammar_add_rule(g, nts.p[q], s, 2);
+            }
+        }
+        *out = live[0] ? grammar_nt(nts.p[0]) : grammar_add_empty(g, "keys_none");
+        free(r);
+        free(acc);
+        free(live);
+    }
+    free(p.cap.r);
+    VEC_FREE(a.e);
+    VEC_FREE(a.flag);
+    VEC_FREE(set);
+    VEC_FREE(tgt);
+    VEC_FREE(nts);
+    VEC_FREE(trans);
+    vec_intern_free(&dfa);
+    vec_intern_free(&classes);
+    VEC_FREE(class_sym);
+    free(cuts);
+    free(mark);
+    return st;
 }
 
 status_t grammar_from_regex(const char *pattern, size_t len, grammar *out)
