@@ -1,6 +1,7 @@
-"""patternProperties beside an open object (json_schema.c js_pattern_members, regex.c
-grammar_add_regex_keys): an extra key the pattern matches takes its schema, any other key
-additionalProperties' (any value when absent), declared names the pattern matches take both.
+"""patternProperties (json_schema.c js_pattern_members, regex.c grammar_add_regex_keys): an extra
+key takes the schemas of the patterns it matches, a key none matches additionalProperties' (any
+value when absent; not written beside additionalProperties: false), declared names the patterns
+match take theirs too.
 
 Oracle: `jsonschema` on objects built from candidate keys (matching the pattern or not, near the
 declared names, with escapes-worthy characters) and values of several types, written in the
@@ -35,6 +36,14 @@ def schemas(pattern):
            "additionalProperties": {"type": "integer"}}
     yield {"type": "object", "patternProperties": {pattern: {"type": "null"}}, "additionalProperties": True,
            "required": ["id"]}
+    # beside additionalProperties: false (declared names the pattern matches take both schemas)
+    yield {"type": "object", "properties": props, "patternProperties": {pattern: {"type": ["integer", "string"]}},
+           "additionalProperties": False}
+    # several patterns: a key takes every matching one's schema
+    yield {"type": "object", "properties": props, "patternProperties": {pattern: {"type": ["integer", "null"]},
+                                                                        "^[a-c]": {"type": ["integer", "string"]}}}
+    yield {"type": "object", "patternProperties": {pattern: {"type": "integer"}, "b": {"minimum": 1},
+                                                   "^$": {"type": "array"}}, "additionalProperties": False}
 
 
 def objects(schema, seed):

@@ -1255,14 +1255,17 @@ static status_t js_members(js_ctx *c, const js_prop *props, const grammar_sym *m
     return st;
 }
 
-/* patternProperties with one pattern (JSON Schema search semantics): a member whose key matches it
- * also takes its schema.  `universal`: the pattern matches every key ("", ".*", "^.*", ".*$"), so
+/* patternProperties (JSON Schema search semantics): a member whose key matches a pattern also
+ * takes its schema.  `universal`: one pattern, matching every key ("", ".*", "^.*", ".*$"), so
  * additionalProperties never applies. */
 typedef struct js_pattern_props {
-    const char *pattern;     /* NULL: none */
-    const json_value *schema;
+    const char *pattern;       /* the first pattern; NULL: none */
+    const json_value *schema;  /* its schema */
+    const char *patterns[GRAMMAR_REGEX_MAX_PATTERNS];
+    const json_value *schemas[GRAMMAR_REGEX_MAX_PATTERNS];
+    int num;
     int universal;
-    int open;                /* beside extra members that additionalProperties allows */
+    int open;                  /* beside extra members that additionalProperties allows */
 } js_pattern_props;
 
 static status_t js_get_pattern_props(js_ctx *c, const js_part *parts, int n, js_pattern_props *pp)
@@ -1274,11 +1277,13 @@ static status_t js_get_pattern_props(js_ctx *c, const js_part *parts, int n, js_
     if (npp > 1) return js_unsupported(c, "patternProperties", "in several allOf parts");
     if (v->type != JSON_OBJECT) return js_invalid(c, "patternProperties must be an object");
     if (v->count == 0) return STATUS_OK;
-    if (v->count > 1) return js_unsupported(c, "patternProperties", "more than one pattern");
-    pp->pattern = v->items[0].key;
-    pp->schema = &v->items[0];
+    if (v->count > GRAMMAR_REGEX_MAX_PATTERNS) return js_unsupported(c, "patternProperties", "more than 8 patterns");
+    for (int32_t k = 0; k < v->count; k++) pp->patterns[k] = v->items[k].key, pp->schemas[k] = &v->items[k];
+    pp->num = v->count;
+    pp->pattern = pp->patterns[0];
+    pp->schema = pp->schemas[0];
     static const char *const all[] = {"", ".*", "^.*", ".*$"};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pp->universal |= strcmp(pp->pattern, all[i]) == 0;
+    for (size_t i = 0; i < sizeof all / sizeof all[0] && pp->num == 1; i++) pp->universal |= strcmp(pp->pattern, all[i]) == 0;
     return STATUS_OK;
 }
 
@@ -1318,29 +1323,60 @@ static status_t js_pattern_key(js_ctx *c, const js_pattern_props *pp, const js_p
     return STATUS_OK;
 }
 
-/* patternProperties beside an open object: an extra member is a key the pattern matches, with
- * its schema, or any other key, with additionalProperties' (any value when absent or true);
- * neither kind spells a declared name (regex.h grammar_add_regex_keys: canonical spellings), and
- * the declared names the pattern matches take its schema too. */
+/* A member's value after its key, by the patterns the key matches (m: bit k for pattern k; none:
+ * additionalProperties' value, when extra members are allowed). */
+typedef struct js_tail_ctx {
+    js_ctx *c;
+    const js_pattern_props *pp;
+    grammar_sym other;   /* 0: a key no pattern matches is not allowed */
+    status_t st;
+} js_tail_ctx;
+
+static grammar_sym js_pattern_tail(void *ctx, uint32_t m)
+{
+    js_tail_ctx *t = ctx;
+    js_ctx *c = t->c;
+    grammar_sym v = t->other;
+    if (t->st != STATUS_OK || (m == 0 && !v)) return 0;
+    if (m) {
+        js_part parts[GRAMMAR_REGEX_MAX_PATTERNS];
+        int n = 0, first = -1;
+        for (int k = 0; k < t->pp->num; k++)
+            if (m >> k & 1) parts[n++] = (js_part){t->pp->schemas[k], 0}, first = first < 0 ? k : first;
+        size_t old = js_path_push(c, "patternProperties");
+        js_path_push(c, t->pp->patterns[first]);
+        t->st = js_gen(c, parts, n, &v);
+        js_path_pop(c, old);
+        if (t->st != STATUS_OK) return 0;
+    }
+    grammar_sym s[3] = {grammar_term('"', '"'), c->colon, v};
+    return js_seq(c, "member_value", s, 3);
+}
+
+/* patternProperties other than one universal pattern: an extra member's key is none of the
+ * declared names, written in canonical spelling, and its value takes the schemas of the patterns
+ * its key matches — or additionalProperties' when none does and extra members are allowed (else
+ * such keys are not written); declared names the patterns match take their schemas too.  One
+ * subset automaton over the keys (regex.h grammar_add_regex_keys) decides where a key ends.  One
+ * pattern beside additionalProperties: false that the automaton does not take keeps the general
+ * pattern (js_pattern_key), when no declared name matches it. */
 static status_t js_pattern_members(js_ctx *c, const js_pattern_props *pp, const json_value *ap, js_prop *props,
                                    int num_props, grammar_sym *out)
 {
     grammar *g = c->g;
-    uint32_t **cps = calloc((size_t)num_props + 1, sizeof *cps);
+    uint32_t **cps = calloc((size_t)num_props + 1, sizeof *cps), *match = calloc((size_t)num_props + 1, sizeof *match);
     int *lens = calloc((size_t)num_props + 1, sizeof *lens);
-    uint8_t *match = calloc((size_t)num_props + 1, 1);
     LL_ASSERT(cps && lens && match);
+    js_tail_ctx t = {c, pp, 0, STATUS_OK};
     status_t st = STATUS_OK;
-    grammar_sym pv = 0, av = 0;
-    size_t old;
-    if (ap && ap->type == JSON_OBJECT) {
-        old = js_path_push(c, "additionalProperties");
-        st = js_gen_one(c, ap, &av);
+    if (pp->open && ap && ap->type == JSON_OBJECT) {
+        size_t old = js_path_push(c, "additionalProperties");
+        st = js_gen_one(c, ap, &t.other);
         js_path_pop(c, old);
-    } else {
-        av = js_value(c);
+    } else if (pp->open) {
+        t.other = js_value(c);
     }
-    old = js_path_push(c, "patternProperties");
+    size_t old = js_path_push(c, "patternProperties");
     for (int i = 0; i < num_props && st == STATUS_OK; i++) {
         size_t len = strlen(props[i].name);
         cps[i] = malloc((len + 1) * sizeof **cps);
@@ -1348,32 +1384,38 @@ static status_t js_pattern_members(js_ctx *c, const js_pattern_props *pp, const 
         lens[i] = js_decode_name(props[i].name, cps[i], (int)len + 1);
         if (lens[i] < 0) st = js_unsupported(c, "patternProperties", "beside a declared name with a control character");
     }
+    grammar_sym key = 0;
     if (st == STATUS_OK) {
-        size_t old2 = js_path_push(c, pp->pattern);
-        st = js_gen_one(c, pp->schema, &pv);
-        js_path_pop(c, old2);
-    }
-    if (st == STATUS_OK) {
-        /* "key": value, the value's schema chosen where the key ends */
-        grammar_sym q = grammar_term('"', '"');
-        grammar_sym ti[3] = {q, c->colon, pv}, to[3] = {q, c->colon, av}, key;
-        st = grammar_add_regex_keys(g, pp->pattern, strlen(pp->pattern), (const uint32_t *const *)cps, lens, num_props,
-                                    js_seq(c, "pattern_value", ti, 3), js_seq(c, "other_value", to, 3), &key, match);
-        if (st != STATUS_OK) {
+        st = grammar_add_regex_keys(g, pp->patterns, pp->num, (const uint32_t *const *)cps, lens, num_props,
+                                    js_pattern_tail, &t, &key, match);
+        if (st == STATUS_OK && t.st != STATUS_OK) {
+            st = t.st;
+        } else if (st == STATUS_OK) {
+            grammar_sym m[2] = {grammar_term('"', '"'), key};
+            *out = js_seq(c, "member", m, 2);
+        } else if (!pp->open && pp->num == 1) {   /* the general pattern, as the only extra keys */
+            js_path_pop(c, old);
+            grammar_sym pv;
+            st = js_pattern_key(c, pp, props, num_props, &key);
+            old = js_path_push(c, "patternProperties");
+            js_path_push(c, pp->pattern);
+            if (st == STATUS_OK) st = js_gen_one(c, pp->schema, &pv);
+            grammar_sym m[3] = {key, c->colon, pv};
+            if (st == STATUS_OK) *out = js_seq(c, "member", m, 3);
+            memset(match, 0, ((size_t)num_props + 1) * sizeof *match);
+        } else {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", status_message());
             st = js_unsupported(c, "patternProperties", msg);
-        } else {
-            grammar_sym m[2] = {q, key};
-            *out = js_seq(c, "member", m, 2);
         }
     }
     js_path_pop(c, old);
-    for (int i = 0; i < num_props && st == STATUS_OK; i++) {
-        if (!match[i]) continue;
-        if (props[i].num_schemas == 8) st = js_unsupported(c, "allOf", "property declared too often");
-        else props[i].schemas[props[i].num_schemas++] = (js_part){pp->schema, 0};
-    }
+    for (int i = 0; i < num_props && st == STATUS_OK; i++)
+        for (int k = 0; k < pp->num && st == STATUS_OK; k++) {
+            if (!(match[i] >> k & 1)) continue;
+            if (props[i].num_schemas == 8) st = js_unsupported(c, "allOf", "property declared too often");
+            else props[i].schemas[props[i].num_schemas++] = (js_part){pp->schemas[k], 0};
+        }
     for (int i = 0; i < num_props; i++) free(cps[i]);
     free(cps);
     free(lens);
@@ -1504,9 +1546,8 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
                 else props[i].schemas[props[i].num_schemas++] = (js_part){pp.schema, 0};
             }
             extra = 1;
-        } else if (extra) {
-            pp.open = 1;
         } else {
+            pp.open = extra;
             extra = 1;
         }
     }
@@ -1548,10 +1589,11 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
         }
     }
     grammar_sym extra_member = 0;
-    if (st == STATUS_OK && pp.open) {
+    if (st == STATUS_OK && pp.pattern && !pp.universal) {
         st = js_pattern_members(c, &pp, ap, props, num_props, &extra_member);
     } else if (st == STATUS_OK && extra) {
-        /* the value: the pattern's schema, else additionalProperties' (any value when absent or true) */
+        /* the value: the universal pattern's schema, else additionalProperties' (any value when
+         * absent or true) */
         const json_value *vschema = pp.pattern ? pp.schema : ap && ap->type == JSON_OBJECT ? ap : NULL;
         grammar_sym vs = 0, key = 0;
         if (vschema) {
@@ -1562,10 +1604,8 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
         } else {
             vs = js_value(c);
         }
-        /* the key: the pattern's strings, else any string but the declared names */
-        if (st == STATUS_OK && pp.pattern && !pp.universal) {
-            st = js_pattern_key(c, &pp, props, num_props, &key);
-        } else if (st == STATUS_OK) {
+        /* the key: any string but the declared names */
+        if (st == STATUS_OK) {
             const char **names = malloc(((size_t)num_props + 1) * sizeof *names);
             LL_ASSERT(names);
             for (int i = 0; i < num_props; i++) names[i] = props[i].name;

@@ -49,15 +49,15 @@
  *  - formats: date, time, date-time (RFC 3339, offset required), email, uuid, ipv4, uri and
  *    uri-reference (RFC 3986 syntax; IP-literal "[...]" hosts are not generated), byte (base64).
  *  - enum/const values: filtered by "type"; other keywords are assumed to hold for them.
- *  - patternProperties with one pattern: when the pattern matches every key ("", ".*") its schema
- *    is conjoined to every declared property and taken by the extra ones; another pattern beside
- *    additionalProperties: false when no declared name matches it (the extra keys are then the
- *    pattern's strings); beside extra members (additionalProperties true, absent or a schema) an
- *    extra key is written in canonical spelling and is either one the pattern matches (its
- *    schema) or one it does not (additionalProperties'), never a declared name, and declared
- *    names the pattern matches take its schema too — for patterns whose alternatives are single
- *    characters with quantifiers, anchored or not (regex.h grammar_add_regex_keys: one subset
- *    automaton decides where the key ends).  More patterns, or other combinations, are refused.
+ *  - patternProperties: one pattern matching every key ("", ".*") has its schema conjoined to
+ *    every declared property and taken by the extra ones.  Otherwise (up to 8 patterns) an extra
+ *    key is written in canonical spelling, is never a declared name, and its value takes the
+ *    schemas of the patterns its key matches, or additionalProperties' when none does (no such
+ *    keys beside additionalProperties: false); declared names the patterns match take their
+ *    schemas too — for patterns whose alternatives are single characters with quantifiers,
+ *    anchored or not (regex.h grammar_add_regex_keys: one subset automaton decides where a key
+ *    ends).  One other pattern beside additionalProperties: false gives the extra keys (the
+ *    pattern's strings) when no declared name matches it; other combinations are refused.
  *  - not: of {type} (those types dropped; not a number that is not an integer), of {not X} (X),
  *    of {} or true (nothing passes), of false (no constraint); any other not is refused.
  *  - dependencies / dependentRequired / dependentSchemas: a list of names, {"required": [...]}

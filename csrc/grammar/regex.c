@@ -592,7 +592,7 @@ typedef struct rx_edge {
 
 typedef struct rx_nfa {
     VEC(rx_edge) e;
-    vec_i32 flag;      /* per state: 1 the pattern accepts, 2 a name ends */
+    vec_i32 flag;      /* per state: bit k pattern k accepts, bit 31 a name ends */
     int32_t n;
 } rx_nfa;
 
@@ -615,7 +615,7 @@ static void rx_ranges_add(rx_nfa *a, int32_t from, int32_t to, const grammar_ran
 /* One alternative of the pattern into the NFA from `from`: [^] pieces [$], each piece a single
  * character (class, escape, literal, '.') with a quantifier; an unanchored side reads any
  * characters there (JSON Schema's search semantics). */
-static status_t rx_alternative(regex_parser *p, rx_nfa *a, int32_t from)
+static status_t rx_alternative(regex_parser *p, rx_nfa *a, int32_t from, uint32_t flag)
 {
     static const grammar_range any[] = {{0, GRAMMAR_MAX_CODEPOINT}};
     int32_t cur = rx_state(a);
@@ -625,8 +625,9 @@ static status_t rx_alternative(regex_parser *p, rx_nfa *a, int32_t from)
     else rx_ranges_add(a, cur, cur, any, 1);
     while (p->pos < p->len && p->s[p->pos] != '|' && p->s[p->pos] != '$') {
         if (p->s[p->pos] == '(' || p->s[p->pos] == ')')
-            return status_set(STATUS_UNSUPPORTED, "beside open objects only a pattern whose alternatives are single "
-                              "characters (classes, escapes, literals, '.') with quantifiers; pattern '%.200s'", p->s);
+            return status_set(STATUS_UNSUPPORTED, "keys beside other keys take only a pattern whose alternatives are "
+                              "single characters (classes, escapes, literals, '.') with quantifiers; pattern '%.200s'",
+                              p->s);
         grammar_sym unused;
         STATUS_TRY(regex_atom(p, &unused));
         const grammar_range *r = p->cap.r;
@@ -656,7 +657,7 @@ static status_t rx_alternative(regex_parser *p, rx_nfa *a, int32_t from)
     }
     if (p->pos < p->len && p->s[p->pos] == '$') p->pos++;
     else rx_ranges_add(a, cur, cur, any, 1);
-    a->flag.p[cur] |= 1;
+    a->flag.p[cur] |= (int32_t)flag;
     return STATUS_OK;
 }
 
@@ -680,27 +681,37 @@ static int rx_cmp_u32(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
-status_t grammar_add_regex_keys(grammar *g, const char *pattern, size_t len, const uint32_t *const *names,
-                                const int *name_lens, int num_names, grammar_sym tail_in, grammar_sym tail_out,
-                                grammar_sym *out, uint8_t *name_matches)
+status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num_patterns, const uint32_t *const *names,
+                                const int *name_lens, int num_names, grammar_regex_tail tail, void *ctx,
+                                grammar_sym *out, uint32_t *name_matches)
 {
-    regex_parser p = {.s = pattern, .len = len, .g = g, .mode = GRAMMAR_REGEX_JSON_STRING, .capture = 1};
+    LL_ASSERT(num_patterns >= 1 && num_patterns <= GRAMMAR_REGEX_MAX_PATTERNS);
+    const uint32_t name_end = 1u << 31;
+    regex_parser p = {0};
     rx_nfa a = {0};
+    grammar_sym tails[1 << GRAMMAR_REGEX_MAX_PATTERNS];
+    uint8_t have_tail[1 << GRAMMAR_REGEX_MAX_PATTERNS] = {0};
     vec_i32 set = {0}, tgt = {0}, nts = {0}, trans = {0};
     vec_intern dfa = {0}, classes = {0};   /* classes: a transition's code point ranges, one symbol each */
     vec_i32 class_sym = {0};
+    VEC(grammar_sym) accept_tail = {0};   /* per subset state: what follows an accepted key (0: none) */
     uint32_t *cuts = NULL;
     uint8_t *mark = NULL;
     status_t st = STATUS_OK;
     const int32_t start = rx_state(&a);
-    for (;;) {
-        if ((st = rx_alternative(&p, &a, start)) != STATUS_OK) break;
-        if (p.pos >= p.len) break;
-        if (p.s[p.pos] != '|') {
-            st = status_set(STATUS_UNSUPPORTED, "anchor '$' inside pattern '%.200s'", p.s);
-            break;
+    for (int k = 0; k < num_patterns && st == STATUS_OK; k++) {
+        free(p.cap.r);
+        p = (regex_parser){.s = patterns[k], .len = strlen(patterns[k]), .g = g, .mode = GRAMMAR_REGEX_JSON_STRING,
+                           .capture = 1};
+        for (;;) {
+            if ((st = rx_alternative(&p, &a, start, 1u << k)) != STATUS_OK) break;
+            if (p.pos >= p.len) break;
+            if (p.s[p.pos] != '|') {
+                st = status_set(STATUS_UNSUPPORTED, "anchor '$' inside pattern '%.200s'", p.s);
+                break;
+            }
+            p.pos++;
         }
-        p.pos++;
     }
     mark = calloc((size_t)a.n + 1 + (size_t)num_names * 64, 1);
     LL_ASSERT(mark);
@@ -723,7 +734,7 @@ status_t grammar_add_regex_keys(grammar *g, const char *pattern, size_t len, con
             rx_closure(&a, &set, mark);
         }
         name_matches[i] = 0;
-        for (int64_t q = 0; q < set.n; q++) name_matches[i] |= a.flag.p[set.p[q]] & 1;
+        for (int64_t q = 0; q < set.n; q++) name_matches[i] |= (uint32_t)a.flag.p[set.p[q]];
     }
     for (int i = 0; i < num_names && st == STATUS_OK; i++) {   /* the names, as chains from the start */
         int32_t cur = start;
@@ -732,7 +743,7 @@ status_t grammar_add_regex_keys(grammar *g, const char *pattern, size_t len, con
             rx_edge_add(&a, cur, nxt, names[i][k], names[i][k]);
             cur = nxt;
         }
-        a.flag.p[cur] |= 2;
+        a.flag.p[cur] |= (int32_t)name_end;
     }
     if (st == STATUS_OK && a.n > RX_MAX_NFA) st = status_set(STATUS_UNSUPPORTED, "pattern '%.200s' too large", p.s);
     /* the alphabet: code point intervals no edge splits */
@@ -791,11 +802,16 @@ status_t grammar_add_regex_keys(grammar *g, const char *pattern, size_t len, con
         const int32_t nd = vec_intern_num(&dfa);
         uint8_t *acc = calloc((size_t)nd, 1), *live = calloc((size_t)nd, 1);
         LL_ASSERT(acc && live);
+        VEC_RESERVE(accept_tail, nd);
         for (int32_t q = 0; q < nd; q++) {
-            int32_t nq, f = 0;
+            int32_t nq;
+            uint32_t f = 0;
             const int32_t *qs = vec_intern_get(&dfa, q, &nq);
-            for (int32_t k = 0; k < nq; k++) f |= a.flag.p[qs[k]];
-            acc[q] = live[q] = f == 1 && tail_in ? 1 : f == 0 && tail_out ? 2 : 0;
+            for (int32_t k = 0; k < nq; k++) f |= (uint32_t)a.flag.p[qs[k]];
+            if (f & name_end) continue;
+            if (!have_tail[f]) tails[f] = tail(ctx, f), have_tail[f] = 1;
+            acc[q] = live[q] = tails[f] != 0;
+            accept_tail.p[q] = tails[f];
         }
         for (int changed = 1; changed;) {
             changed = 0;
@@ -807,7 +823,7 @@ status_t grammar_add_regex_keys(grammar *g, const char *pattern, size_t len, con
         LL_ASSERT(r);
         for (int32_t q = 0; q < nd; q++) {
             if (!live[q]) continue;
-            if (acc[q]) grammar_add_rule(g, nts.p[q], acc[q] == 1 ? &tail_in : &tail_out, 1);
+            if (acc[q]) grammar_add_rule(g, nts.p[q], &accept_tail.p[q], 1);
             const int64_t base = (int64_t)q * (ncuts - 1) * 3;   /* q's transitions, by interval */
             for (int32_t iv = 0; iv + 1 < ncuts; iv++) {
                 const int32_t to = trans.p[base + 3 * iv + 2];
@@ -843,6 +859,7 @@ status_t grammar_add_regex_keys(grammar *g, const char *pattern, size_t len, con
     vec_intern_free(&dfa);
     vec_intern_free(&classes);
     VEC_FREE(class_sym);
+    VEC_FREE(accept_tail);
     free(cuts);
     free(mark);
     return st;

@@ -36,18 +36,20 @@ status_t grammar_add_regex(grammar *g, const char *pattern, size_t len, grammar_
  * times, optionally inside one group spanning the alternative (^(A|B)$ is ^A$|^B$): the variable
  * piece's count absorbs the bounds.  Other patterns: STATUS_UNSUPPORTED saying so. */
 status_t grammar_add_regex_bounded(grammar *g, const char *pattern, size_t len, int64_t lo, int64_t hi, grammar_sym *out);
-/* Keys beside a pattern (patternProperties on an open object): the canonical JSON-string content
- * (GRAMMAR_REGEX_JSON_STRING's escapes) of a key, followed by tail_in when the pattern matches it
- * (JSON Schema search semantics) and by tail_out when it does not (0: no such keys), leaving out
- * the names (code points, names[i][0..name_lens[i])) — one automaton, so the two kinds of keys
- * are told apart where they end.  name_matches (may be NULL): [num_names], 1 where the pattern
- * matches the name.  Exact through a subset automaton over code point intervals, for patterns
- * whose top-level alternatives are single characters (classes, escapes, literals, '.') with
- * quantifiers, each anchored or not at either end; other patterns, or automata over
- * RX_MAX_NFA / RX_MAX_DFA states: STATUS_UNSUPPORTED saying so. */
-status_t grammar_add_regex_keys(grammar *g, const char *pattern, size_t len, const uint32_t *const *names,
-                                const int *name_lens, int num_names, grammar_sym tail_in, grammar_sym tail_out,
-                                grammar_sym *out, uint8_t *name_matches);
+/* Keys beside patterns (patternProperties): the canonical JSON-string content
+ * (GRAMMAR_REGEX_JSON_STRING's escapes) of a key that is none of the names (code points,
+ * names[i][0..name_lens[i])), followed by tail(ctx, m) where bit k of m says pattern k matches the
+ * key (JSON Schema search semantics; a tail of 0: no such keys) — one automaton, so the kinds of
+ * keys are told apart where they end; tail is asked once per m that occurs.  name_matches (may be
+ * NULL): [num_names], the patterns matching each name.  Exact through a subset automaton over
+ * code point intervals, for patterns whose top-level alternatives are single characters (classes,
+ * escapes, literals, '.') with quantifiers, each anchored or not at either end; other patterns,
+ * or automata over RX_MAX_NFA / RX_MAX_DFA states: STATUS_UNSUPPORTED saying so. */
+#define GRAMMAR_REGEX_MAX_PATTERNS 8
+typedef grammar_sym (*grammar_regex_tail)(void *ctx, uint32_t matched);
+status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num_patterns, const uint32_t *const *names,
+                                const int *name_lens, int num_names, grammar_regex_tail tail, void *ctx,
+                                grammar_sym *out, uint32_t *name_matches);
 /* The pattern as a whole grammar (start symbol "root"); the caller frees *out, also on error. */
 status_t grammar_from_regex(const char *pattern, size_t len, grammar *out);
 /* A symbol matching one code point of the class, in the mode's encoding (JSON-escaped in
