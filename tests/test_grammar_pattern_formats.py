@@ -196,10 +196,10 @@ def test_pattern_properties_agree_with_jsonschema(mode, schema):
 
 
 @pytest.mark.parametrize("schema,msg", [
-    ({"patternProperties": {"^(ab)+": {}}}, "keys beside other keys take only a pattern whose alternatives"),
+    ({"patternProperties": {"^(?=a)": {}}}, "regex: unsupported regex feature: lookaround"),
     ({"patternProperties": {f"^{c}": {} for c in "abcdefghi"}, "additionalProperties": False}, "more than 8 patterns"),
-    ({"properties": {"abab": {}}, "patternProperties": {"^(ab)+": {}}, "additionalProperties": False},
-     "a declared property matches the pattern"),
+    ({"properties": {"abab": {}}, "patternProperties": {"^(ab){1,3000}$": {}}, "additionalProperties": False},
+     "a declared property matches the pattern"),   # past the key automaton's size: the general pattern
 ])
 def test_pattern_properties_outside_the_subset_is_named(schema, msg):
     with pytest.raises(ValueError, match=f"unsupported JSON Schema keyword 'patternProperties': {msg}"):

@@ -1385,6 +1385,24 @@ static status_t js_pattern_members(js_ctx *c, const js_pattern_props *pp, const 
         if (lens[i] < 0) st = js_unsupported(c, "patternProperties", "beside a declared name with a control character");
     }
     grammar_sym key = 0;
+    char general[512] = "";   /* why the general pattern's path did not serve */
+    if (st == STATUS_OK && !pp->open && pp->num == 1) {   /* the general pattern, as the only extra keys */
+        js_path_pop(c, old);
+        grammar_sym pv;
+        st = js_pattern_key(c, pp, props, num_props, &key);
+        old = js_path_push(c, "patternProperties");
+        size_t old2 = js_path_push(c, pp->pattern);
+        if (st == STATUS_OK) {
+            st = js_gen_one(c, pp->schema, &pv);
+            grammar_sym m[3] = {key, c->colon, pv};
+            if (st == STATUS_OK) *out = js_seq(c, "member", m, 3);
+            js_path_pop(c, old);
+            goto done;
+        }
+        snprintf(general, sizeof general, "%s", status_message());
+        js_path_pop(c, old2);
+        st = STATUS_OK;
+    }
     if (st == STATUS_OK) {
         st = grammar_add_regex_keys(g, pp->patterns, pp->num, (const uint32_t *const *)cps, lens, num_props,
                                     js_pattern_tail, &t, &key, match);
@@ -1393,16 +1411,8 @@ static status_t js_pattern_members(js_ctx *c, const js_pattern_props *pp, const 
         } else if (st == STATUS_OK) {
             grammar_sym m[2] = {grammar_term('"', '"'), key};
             *out = js_seq(c, "member", m, 2);
-        } else if (!pp->open && pp->num == 1) {   /* the general pattern, as the only extra keys */
-            js_path_pop(c, old);
-            grammar_sym pv;
-            st = js_pattern_key(c, pp, props, num_props, &key);
-            old = js_path_push(c, "patternProperties");
-            js_path_push(c, pp->pattern);
-            if (st == STATUS_OK) st = js_gen_one(c, pp->schema, &pv);
-            grammar_sym m[3] = {key, c->colon, pv};
-            if (st == STATUS_OK) *out = js_seq(c, "member", m, 3);
-            memset(match, 0, ((size_t)num_props + 1) * sizeof *match);
+        } else if (general[0]) {
+            st = status_set(STATUS_INVALID_ARG, "%s", general);
         } else {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", status_message());
@@ -1416,6 +1426,7 @@ static status_t js_pattern_members(js_ctx *c, const js_pattern_props *pp, const 
             if (props[i].num_schemas == 8) st = js_unsupported(c, "allOf", "property declared too often");
             else props[i].schemas[props[i].num_schemas++] = (js_part){pp->schemas[k], 0};
         }
+done:
     for (int i = 0; i < num_props; i++) free(cps[i]);
     free(cps);
     free(lens);

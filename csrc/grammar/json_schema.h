@@ -54,9 +54,8 @@
  *    key is written in canonical spelling, is never a declared name, and its value takes the
  *    schemas of the patterns its key matches, or additionalProperties' when none does (no such
  *    keys beside additionalProperties: false); declared names the patterns match take their
- *    schemas too — for patterns whose alternatives are single characters with quantifiers,
- *    anchored or not (regex.h grammar_add_regex_keys: one subset automaton decides where a key
- *    ends).  One other pattern beside additionalProperties: false gives the extra keys (the
+ *    schemas too (regex.h grammar_add_regex_keys: one subset automaton of the patterns and the
+ *    names decides where a key ends; within RX_MAX_NFA / RX_MAX_DFA states).  One other pattern beside additionalProperties: false gives the extra keys (the
  *    pattern's strings) when no declared name matches it; other combinations are refused.
  *  - not: of {type} (those types dropped; not a number that is not an integer), of {not X} (X),
  *    of {} or true (nothing passes), of false (no constraint); any other not is refused.

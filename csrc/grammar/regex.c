@@ -252,25 +252,32 @@ static void regex_capture(regex_parser *p, const grammar_range *r, int32_t n, in
     p->cap.n = grammar_ranges_normalize(r, n, negate, p->cap.r);
 }
 
+/* At '(': reads it and the group's (?: or (?<name> prefix, one level deeper. */
+static status_t regex_group_open(regex_parser *p)
+{
+    p->pos++;
+    if (p->pos < p->len && p->s[p->pos] == '?') {
+        if (p->pos + 1 < p->len && p->s[p->pos + 1] == ':') {
+            p->pos += 2;
+        } else if (p->pos + 2 < p->len && p->s[p->pos + 1] == '<' && p->s[p->pos + 2] != '=' &&
+                   p->s[p->pos + 2] != '!') {
+            while (p->pos < p->len && p->s[p->pos] != '>') p->pos++;
+            if (p->pos >= p->len) return regex_error(p, "unterminated group name");
+            p->pos++;
+        } else {
+            p->pos--;
+            return regex_error(p, "unsupported regex feature: lookaround or inline flags '(?'");
+        }
+    }
+    if (++p->depth > REGEX_MAX_DEPTH) return regex_error(p, "regex nested too deeply");
+    return STATUS_OK;
+}
+
 static status_t regex_atom(regex_parser *p, grammar_sym *out)
 {
     char c = p->s[p->pos];
     if (c == '(') {
-        p->pos++;
-        if (p->pos < p->len && p->s[p->pos] == '?') {
-            if (p->pos + 1 < p->len && p->s[p->pos + 1] == ':') {
-                p->pos += 2;
-            } else if (p->pos + 2 < p->len && p->s[p->pos + 1] == '<' && p->s[p->pos + 2] != '=' &&
-                       p->s[p->pos + 2] != '!') {
-                while (p->pos < p->len && p->s[p->pos] != '>') p->pos++;
-                if (p->pos >= p->len) return regex_error(p, "unterminated group name");
-                p->pos++;
-            } else {
-                p->pos--;
-                return regex_error(p, "unsupported regex feature: lookaround or inline flags '(?'");
-            }
-        }
-        if (++p->depth > REGEX_MAX_DEPTH) return regex_error(p, "regex nested too deeply");
+        STATUS_TRY(regex_group_open(p));
         STATUS_TRY(regex_alternation(p, out, 0));
         p->depth--;
         if (p->pos >= p->len || p->s[p->pos] != ')') return regex_error(p, "expected ')'");
@@ -612,67 +619,160 @@ static void rx_ranges_add(rx_nfa *a, int32_t from, int32_t to, const grammar_ran
     for (int32_t i = 0; i < n; i++) rx_edge_add(a, from, to, r[i].lo, r[i].hi);
 }
 
-/* One alternative of the pattern into the NFA from `from`: [^] pieces [$], each piece a single
- * character (class, escape, literal, '.') with a quantifier; an unanchored side reads any
- * characters there (JSON Schema's search semantics). */
-static status_t rx_alternative(regex_parser *p, rx_nfa *a, int32_t from, uint32_t flag)
+static int rx_cmp_i32(const void *x, const void *y)
 {
-    static const grammar_range any[] = {{0, GRAMMAR_MAX_CODEPOINT}};
-    int32_t cur = rx_state(a);
-    rx_edge_add(a, from, cur, 1, 0);
-    int anchored = p->pos < p->len && p->s[p->pos] == '^';
-    if (anchored) p->pos++;
-    else rx_ranges_add(a, cur, cur, any, 1);
-    while (p->pos < p->len && p->s[p->pos] != '|' && p->s[p->pos] != '$') {
-        if (p->s[p->pos] == '(' || p->s[p->pos] == ')')
-            return status_set(STATUS_UNSUPPORTED, "keys beside other keys take only a pattern whose alternatives are "
-                              "single characters (classes, escapes, literals, '.') with quantifiers; pattern '%.200s'",
-                              p->s);
-        grammar_sym unused;
-        STATUS_TRY(regex_atom(p, &unused));
-        const grammar_range *r = p->cap.r;
-        const int32_t nr = p->cap.n;
-        int found;
-        int64_t min = 1, max = 1;
-        STATUS_TRY(regex_quantifier(p, &found, &min, &max));
-        if (!found) min = max = 1;
-        if (a->n + (max < 0 ? min : max) + 1 > RX_MAX_NFA)
-            return status_set(STATUS_UNSUPPORTED, "pattern '%.200s' too large for a key language", p->s);
-        for (int64_t j = 0; j < min; j++) {
-            int32_t nxt = rx_state(a);
-            rx_ranges_add(a, cur, nxt, r, nr);
-            cur = nxt;
-        }
-        if (max < 0) {
-            rx_ranges_add(a, cur, cur, r, nr);
-        } else if (max > min) {
-            int32_t end = a->n + (int32_t)(max - min) - 1;   /* the last optional copy's state */
-            for (int64_t j = min; j < max; j++) {
-                int32_t nxt = rx_state(a);
-                rx_ranges_add(a, cur, nxt, r, nr);
-                rx_edge_add(a, cur, end, 1, 0);
-                cur = nxt;
-            }
-        }
-    }
-    if (p->pos < p->len && p->s[p->pos] == '$') p->pos++;
-    else rx_ranges_add(a, cur, cur, any, 1);
-    a->flag.p[cur] |= (int32_t)flag;
-    return STATUS_OK;
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return a < b ? -1 : a > b;
 }
 
-/* NFA state set -> its epsilon closure, sorted */
-static void rx_closure(const rx_nfa *a, vec_i32 *set, uint8_t *mark)
+typedef struct rx_frag {
+    int32_t in, out;   /* entered at in, left from out */
+} rx_frag;
+
+static status_t rx_too_large(const regex_parser *p)
+{
+    return status_set(STATUS_UNSUPPORTED, "pattern '%.200s' too large for a key language", p->s);
+}
+
+static status_t rx_alt(regex_parser *p, rx_nfa *a, rx_frag *f, int top);
+
+/* One piece: an atom or a group, then its quantifiers — copies of the fragment (its states and
+ * edges are the ones made while it was parsed: [s0, a->n) and [e0, a->e.n)), Thompson style. */
+static status_t rx_piece(regex_parser *p, rx_nfa *a, rx_frag *f)
+{
+    const int32_t s0 = a->n;
+    const int64_t e0 = a->e.n;
+    if (p->s[p->pos] == '(') {
+        STATUS_TRY(regex_group_open(p));
+        STATUS_TRY(rx_alt(p, a, f, 0));
+        p->depth--;
+        if (p->pos >= p->len || p->s[p->pos] != ')') return regex_error(p, "expected ')'");
+        p->pos++;
+    } else {
+        grammar_sym unused;
+        STATUS_TRY(regex_atom(p, &unused));
+        f->in = rx_state(a);
+        f->out = rx_state(a);
+        rx_ranges_add(a, f->in, f->out, p->cap.r, p->cap.n);
+    }
+    for (;;) {
+        int found;
+        int64_t min, max;
+        STATUS_TRY(regex_quantifier(p, &found, &min, &max));
+        if (!found) return STATUS_OK;
+        const int32_t size = a->n - s0, copies = (int32_t)(max < 0 ? (min > 1 ? min : 1) : max);
+        const int64_t edges = a->e.n - e0;
+        if ((int64_t)a->n + (int64_t)size * copies + 2 > RX_MAX_NFA) return rx_too_large(p);
+        rx_frag g = *f;
+        f->in = rx_state(a);
+        f->out = rx_state(a);
+        int32_t cur = f->in;
+        for (int32_t j = 1; j <= copies; j++) {
+            rx_frag c = g;
+            if (j > 1) {   /* a copy of the fragment's states and edges */
+                const int32_t off = a->n - s0;
+                for (int32_t k = 0; k < size; k++) rx_state(a);
+                for (int64_t k = 0; k < edges; k++) {
+                    const rx_edge e = a->e.p[e0 + k];
+                    rx_edge_add(a, e.from + off, e.to + off, e.lo, e.hi);
+                }
+                c.in += off;
+                c.out += off;
+            }
+            rx_edge_add(a, cur, c.in, 1, 0);
+            if (j > min) rx_edge_add(a, cur, f->out, 1, 0);   /* an optional copy: skipped */
+            if (j == copies && max < 0) rx_edge_add(a, c.out, c.in, 1, 0);   /* the last one repeats */
+            cur = c.out;
+        }
+        rx_edge_add(a, cur, f->out, 1, 0);
+    }
+}
+
+/* Alternatives up to ')' (a group) or the end (top: each anchored or not at either end — an
+ * unanchored side reads any characters there, JSON Schema's search semantics). */
+static status_t rx_alt(regex_parser *p, rx_nfa *a, rx_frag *f, int top)
+{
+    static const grammar_range any[] = {{0, GRAMMAR_MAX_CODEPOINT}};
+    f->in = rx_state(a);
+    f->out = rx_state(a);
+    for (;;) {
+        int32_t cur = rx_state(a);
+        rx_edge_add(a, f->in, cur, 1, 0);
+        int anchored = top && p->pos < p->len && p->s[p->pos] == '^';
+        if (anchored) p->pos++;
+        if (top && !anchored) {   /* any characters first: a state of their own */
+            int32_t l = rx_state(a);
+            rx_edge_add(a, cur, l, 1, 0);
+            rx_ranges_add(a, l, l, any, 1);
+            cur = l;
+        }
+        while (p->pos < p->len && p->s[p->pos] != '|' && p->s[p->pos] != ')' && !(top && p->s[p->pos] == '$')) {
+            rx_frag g;
+            STATUS_TRY(rx_piece(p, a, &g));
+            rx_edge_add(a, cur, g.in, 1, 0);
+            cur = g.out;
+            if (a->n > RX_MAX_NFA) return rx_too_large(p);
+        }
+        anchored = top && p->pos < p->len && p->s[p->pos] == '$';
+        if (anchored) {
+            p->pos++;
+            if (p->pos < p->len && p->s[p->pos] != '|') return regex_error(p, "unsupported regex feature: anchor '$' inside the pattern");
+        } else if (top) {
+            int32_t l = rx_state(a);
+            rx_edge_add(a, cur, l, 1, 0);
+            rx_ranges_add(a, l, l, any, 1);
+            cur = l;
+        }
+        rx_edge_add(a, cur, f->out, 1, 0);
+        if (p->pos < p->len && p->s[p->pos] == '|') { p->pos++; continue; }
+        if (top && p->pos < p->len) return regex_error(p, "unbalanced ')'");
+        return STATUS_OK;
+    }
+}
+
+/* Per state, its edges (CSR over a->e): [off[s], off[s + 1]) in idx. */
+typedef struct rx_adj {
+    int32_t *off, *idx;
+} rx_adj;
+
+static rx_adj rx_adj_build(const rx_nfa *a)
+{
+    rx_adj j = {calloc((size_t)a->n + 1, sizeof *j.off), malloc(((size_t)a->e.n + 1) * sizeof *j.idx)};
+    LL_ASSERT(j.off && j.idx);
+    for (int64_t k = 0; k < a->e.n; k++) j.off[a->e.p[k].from + 1]++;
+    for (int32_t s = 0; s < a->n; s++) j.off[s + 1] += j.off[s];
+    int32_t *fill = malloc(((size_t)a->n + 1) * sizeof *fill);
+    LL_ASSERT(fill);
+    memcpy(fill, j.off, ((size_t)a->n + 1) * sizeof *fill);
+    for (int64_t k = 0; k < a->e.n; k++) j.idx[fill[a->e.p[k].from]++] = (int32_t)k;
+    free(fill);
+    return j;
+}
+
+/* set -> its epsilon closure, sorted (mark: all clear before and after) */
+static void rx_closure(const rx_nfa *a, const rx_adj *j, vec_i32 *set, uint8_t *mark)
 {
     for (int64_t i = 0; i < set->n; i++) mark[set->p[i]] = 1;
     for (int64_t i = 0; i < set->n; i++)
-        for (int64_t k = 0; k < a->e.n; k++) {
-            const rx_edge *e = &a->e.p[k];
-            if (e->from == set->p[i] && e->lo > e->hi && !mark[e->to]) { mark[e->to] = 1; VEC_PUSH(*set, e->to); }
+        for (int32_t k = j->off[set->p[i]]; k < j->off[set->p[i] + 1]; k++) {
+            const rx_edge *e = &a->e.p[j->idx[k]];
+            if (e->lo > e->hi && !mark[e->to]) { mark[e->to] = 1; VEC_PUSH(*set, e->to); }
         }
-    set->n = 0;
-    for (int32_t s = 0; s < a->n; s++)
-        if (mark[s]) { VEC_PUSH(*set, s); mark[s] = 0; }
+    for (int64_t i = 0; i < set->n; i++) mark[set->p[i]] = 0;
+    qsort(set->p, (size_t)set->n, sizeof *set->p, rx_cmp_i32);
+}
+
+/* the states set moves to on code point cp, closed (mark: clear before and after) */
+static void rx_move(const rx_nfa *a, const rx_adj *j, const vec_i32 *set, uint32_t cp, vec_i32 *out, uint8_t *mark)
+{
+    out->n = 0;
+    for (int64_t i = 0; i < set->n; i++)
+        for (int32_t k = j->off[set->p[i]]; k < j->off[set->p[i] + 1]; k++) {
+            const rx_edge *e = &a->e.p[j->idx[k]];
+            if (e->lo <= cp && cp <= e->hi && !mark[e->to]) { mark[e->to] = 1; VEC_PUSH(*out, e->to); }
+        }
+    for (int64_t i = 0; i < out->n; i++) mark[out->p[i]] = 0;
+    rx_closure(a, j, out, mark);
 }
 
 static int rx_cmp_u32(const void *x, const void *y)
@@ -703,35 +803,24 @@ status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num
         free(p.cap.r);
         p = (regex_parser){.s = patterns[k], .len = strlen(patterns[k]), .g = g, .mode = GRAMMAR_REGEX_JSON_STRING,
                            .capture = 1};
-        for (;;) {
-            if ((st = rx_alternative(&p, &a, start, 1u << k)) != STATUS_OK) break;
-            if (p.pos >= p.len) break;
-            if (p.s[p.pos] != '|') {
-                st = status_set(STATUS_UNSUPPORTED, "anchor '$' inside pattern '%.200s'", p.s);
-                break;
-            }
-            p.pos++;
-        }
+        rx_frag f;
+        if ((st = rx_alt(&p, &a, &f, 1)) != STATUS_OK) break;
+        rx_edge_add(&a, start, f.in, 1, 0);
+        a.flag.p[f.out] |= (int32_t)(1u << k);
     }
-    mark = calloc((size_t)a.n + 1 + (size_t)num_names * 64, 1);
+    /* which patterns match each name: the NFA run on it (before the names join it) */
+    mark = calloc((size_t)a.n + 1, 1);
     LL_ASSERT(mark);
-    /* which names the pattern matches: the NFA run on each (before the names join it) */
+    rx_adj adj = rx_adj_build(&a);
     for (int i = 0; i < num_names && st == STATUS_OK && name_matches; i++) {
         set.n = 0;
         VEC_PUSH(set, start);
-        rx_closure(&a, &set, mark);
+        rx_closure(&a, &adj, &set, mark);
         for (int k = 0; k < name_lens[i] && set.n; k++) {
-            tgt.n = 0;
-            for (int64_t j = 0; j < a.e.n; j++) {
-                const rx_edge *e = &a.e.p[j];
-                if (e->lo <= names[i][k] && names[i][k] <= e->hi && !mark[e->to])
-                    for (int64_t q = 0; q < set.n; q++)
-                        if (set.p[q] == e->from) { mark[e->to] = 1; VEC_PUSH(tgt, e->to); break; }
-            }
-            for (int64_t q = 0; q < tgt.n; q++) mark[tgt.p[q]] = 0;
-            set.n = 0;
-            for (int64_t q = 0; q < tgt.n; q++) VEC_PUSH(set, tgt.p[q]);
-            rx_closure(&a, &set, mark);
+            rx_move(&a, &adj, &set, names[i][k], &tgt, mark);
+            vec_i32 t = set;
+            set = tgt;
+            tgt = t;
         }
         name_matches[i] = 0;
         for (int64_t q = 0; q < set.n; q++) name_matches[i] |= (uint32_t)a.flag.p[set.p[q]];
@@ -745,7 +834,10 @@ status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num
         }
         a.flag.p[cur] |= (int32_t)name_end;
     }
-    if (st == STATUS_OK && a.n > RX_MAX_NFA) st = status_set(STATUS_UNSUPPORTED, "pattern '%.200s' too large", p.s);
+    free(adj.off);
+    free(adj.idx);
+    adj = rx_adj_build(&a);
+    if (st == STATUS_OK && a.n > RX_MAX_NFA) st = rx_too_large(&p);
     /* the alphabet: code point intervals no edge splits */
     int32_t ncuts = 0;
     if (st == STATUS_OK) {
@@ -767,27 +859,21 @@ status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num
     if (st == STATUS_OK) {
         set.n = 0;
         VEC_PUSH(set, start);
-        rx_closure(&a, &set, mark);
+        rx_closure(&a, &adj, &set, mark);
         int added;
         vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
     }
     for (int32_t q = 0; st == STATUS_OK && q < vec_intern_num(&dfa); q++) {
+        int32_t nq;
+        const int32_t *qs = vec_intern_get(&dfa, q, &nq);
+        set.n = 0;
+        for (int32_t k = 0; k < nq; k++) VEC_PUSH(set, qs[k]);
         for (int32_t iv = 0; iv + 1 < ncuts; iv++) {
-            int32_t nq;
-            const int32_t *qs = vec_intern_get(&dfa, q, &nq);
-            tgt.n = 0;
-            for (int64_t j = 0; j < a.e.n; j++) {
-                const rx_edge *e = &a.e.p[j];
-                if (e->lo > e->hi || e->lo > cuts[iv] || e->hi < cuts[iv] || mark[e->to]) continue;
-                for (int32_t k = 0; k < nq; k++)
-                    if (qs[k] == e->from) { mark[e->to] = 1; VEC_PUSH(tgt, e->to); break; }
-            }
-            for (int64_t k = 0; k < tgt.n; k++) mark[tgt.p[k]] = 0;
-            rx_closure(&a, &tgt, mark);
+            rx_move(&a, &adj, &set, cuts[iv], &tgt, mark);
             int added;
             int32_t to = vec_intern_add(&dfa, tgt.p, (int32_t)tgt.n, &added);
             if (vec_intern_num(&dfa) > RX_MAX_DFA) {
-                st = status_set(STATUS_UNSUPPORTED, "pattern '%.200s' too large for a key language", p.s);
+                st = rx_too_large(&p);
                 break;
             }
             VEC_PUSH(trans, q);
@@ -813,6 +899,11 @@ status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num
             acc[q] = live[q] = tails[f] != 0;
             accept_tail.p[q] = tails[f];
         }
+        /* one tail for every accepted key: the keys alone are a regular language, followed by it */
+        grammar_sym common = 0;
+        int one_tail = 1;
+        for (int32_t q = 0; q < nd && one_tail; q++)
+            if (acc[q]) one_tail = !common || accept_tail.p[q] == common, common = accept_tail.p[q];
         for (int changed = 1; changed;) {
             changed = 0;
             for (int64_t k = 0; k < trans.n; k += 3)
@@ -823,7 +914,8 @@ status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num
         LL_ASSERT(r);
         for (int32_t q = 0; q < nd; q++) {
             if (!live[q]) continue;
-            if (acc[q]) grammar_add_rule(g, nts.p[q], &accept_tail.p[q], 1);
+            if (acc[q] && one_tail) grammar_add_rule(g, nts.p[q], NULL, 0);
+            else if (acc[q]) grammar_add_rule(g, nts.p[q], &accept_tail.p[q], 1);
             const int64_t base = (int64_t)q * (ncuts - 1) * 3;   /* q's transitions, by interval */
             for (int32_t iv = 0; iv + 1 < ncuts; iv++) {
                 const int32_t to = trans.p[base + 3 * iv + 2];
@@ -845,6 +937,12 @@ status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num
             }
         }
         *out = live[0] ? grammar_nt(nts.p[0]) : grammar_add_empty(g, "keys_none");
+        if (live[0] && one_tail) {
+            int32_t nt = grammar_add_nonterminal(g, "keys");
+            grammar_sym k[2] = {*out, common};
+            grammar_add_rule(g, nt, k, 2);
+            *out = grammar_nt(nt);
+        }
         free(r);
         free(acc);
         free(live);
@@ -858,6 +956,8 @@ status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num
     VEC_FREE(trans);
     vec_intern_free(&dfa);
     vec_intern_free(&classes);
+    free(adj.off);
+    free(adj.idx);
     VEC_FREE(class_sym);
     VEC_FREE(accept_tail);
     free(cuts);

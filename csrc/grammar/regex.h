@@ -41,10 +41,10 @@ status_t grammar_add_regex_bounded(grammar *g, const char *pattern, size_t len, 
  * names[i][0..name_lens[i])), followed by tail(ctx, m) where bit k of m says pattern k matches the
  * key (JSON Schema search semantics; a tail of 0: no such keys) — one automaton, so the kinds of
  * keys are told apart where they end; tail is asked once per m that occurs.  name_matches (may be
- * NULL): [num_names], the patterns matching each name.  Exact through a subset automaton over
- * code point intervals, for patterns whose top-level alternatives are single characters (classes,
- * escapes, literals, '.') with quantifiers, each anchored or not at either end; other patterns,
- * or automata over RX_MAX_NFA / RX_MAX_DFA states: STATUS_UNSUPPORTED saying so. */
+ * NULL): [num_names], the patterns matching each name.  Exact: a Thompson NFA of the patterns
+ * (the whole supported syntax, top-level alternatives anchored or not at either end) and the
+ * names, determinised over code point intervals; automata over RX_MAX_NFA / RX_MAX_DFA states:
+ * STATUS_UNSUPPORTED saying so. */
 #define GRAMMAR_REGEX_MAX_PATTERNS 8
 typedef grammar_sym (*grammar_regex_tail)(void *ctx, uint32_t matched);
 status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num_patterns, const uint32_t *const *names,
