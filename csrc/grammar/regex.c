@@ -759,7 +759,7 @@ static void rx_closure(const rx_nfa *a, const rx_adj *j, vec_i32 *set, uint8_t *
             if (e->lo > e->hi && !mark[e->to]) { mark[e->to] = 1; VEC_PUSH(*set, e->to); }
         }
     for (int64_t i = 0; i < set->n; i++) mark[set->p[i]] = 0;
-    qsort(set->p, (size_t)set->n, sizeof *set->p, rx_cmp_i32);
+    if (set->n > 1) qsort(set->p, (size_t)set->n, sizeof *set->p, rx_cmp_i32);
 }
 
 /* the states set moves to on code point cp, closed (mark: clear before and after) */
