@@ -1259,11 +1259,9 @@ static status_t js_members(js_ctx *c, const js_prop *props, const grammar_sym *m
  * takes its schema.  `universal`: one pattern, matching every key ("", ".*", "^.*", ".*$"), so
  * additionalProperties never applies. */
 typedef struct js_pattern_props {
-    const char *pattern;       /* the first pattern; NULL: none */
-    const json_value *schema;  /* its schema */
     const char *patterns[GRAMMAR_REGEX_MAX_PATTERNS];
     const json_value *schemas[GRAMMAR_REGEX_MAX_PATTERNS];
-    int num;
+    int num;                   /* 0: no patternProperties */
     int universal;
     int open;                  /* beside extra members that additionalProperties allows */
 } js_pattern_props;
@@ -1280,10 +1278,9 @@ static status_t js_get_pattern_props(js_ctx *c, const js_part *parts, int n, js_
     if (v->count > GRAMMAR_REGEX_MAX_PATTERNS) return js_unsupported(c, "patternProperties", "more than 8 patterns");
     for (int32_t k = 0; k < v->count; k++) pp->patterns[k] = v->items[k].key, pp->schemas[k] = &v->items[k];
     pp->num = v->count;
-    pp->pattern = pp->patterns[0];
-    pp->schema = pp->schemas[0];
     static const char *const all[] = {"", ".*", "^.*", ".*$"};
-    for (size_t i = 0; i < sizeof all / sizeof all[0] && pp->num == 1; i++) pp->universal |= strcmp(pp->pattern, all[i]) == 0;
+    for (size_t i = 0; i < sizeof all / sizeof all[0] && pp->num == 1; i++)
+        pp->universal |= strcmp(pp->patterns[0], all[i]) == 0;
     return STATUS_OK;
 }
 
@@ -1295,7 +1292,7 @@ static status_t js_pattern_key(js_ctx *c, const js_pattern_props *pp, const js_p
 {
     size_t old = js_path_push(c, "patternProperties");
     grammar_sym s;
-    status_t st = grammar_add_regex(c->g, pp->pattern, strlen(pp->pattern), GRAMMAR_REGEX_JSON_STRING, &s);
+    status_t st = grammar_add_regex(c->g, pp->patterns[0], strlen(pp->patterns[0]), GRAMMAR_REGEX_JSON_STRING, &s);
     if (st != STATUS_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", status_message());
@@ -1304,7 +1301,7 @@ static status_t js_pattern_key(js_ctx *c, const js_pattern_props *pp, const js_p
         grammar t;
         grammar_init(&t);
         grammar_sym ts;
-        (void)grammar_add_regex(&t, pp->pattern, strlen(pp->pattern), GRAMMAR_REGEX_JSON_STRING, &ts);
+        (void)grammar_add_regex(&t, pp->patterns[0], strlen(pp->patterns[0]), GRAMMAR_REGEX_JSON_STRING, &ts);
         t.start = grammar_add_nonterminal(&t, "root");
         grammar_add_rule(&t, t.start, &ts, 1);
         for (int i = 0; i < num_props && st == STATUS_OK; i++) {
@@ -1391,9 +1388,9 @@ static status_t js_pattern_members(js_ctx *c, const js_pattern_props *pp, const 
         grammar_sym pv;
         st = js_pattern_key(c, pp, props, num_props, &key);
         old = js_path_push(c, "patternProperties");
-        size_t old2 = js_path_push(c, pp->pattern);
+        size_t old2 = js_path_push(c, pp->patterns[0]);
         if (st == STATUS_OK) {
-            st = js_gen_one(c, pp->schema, &pv);
+            st = js_gen_one(c, pp->schemas[0], &pv);
             grammar_sym m[3] = {key, c->colon, pv};
             if (st == STATUS_OK) *out = js_seq(c, "member", m, 3);
             js_path_pop(c, old);
@@ -1550,11 +1547,11 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
      * extra keys are those it matches and the others (js_pattern_members) */
     js_pattern_props pp = {0};
     if (st == STATUS_OK) st = js_get_pattern_props(c, parts, n, &pp);
-    if (st == STATUS_OK && pp.pattern) {
+    if (st == STATUS_OK && pp.num) {
         if (pp.universal) {
             for (int i = 0; i < num_props && st == STATUS_OK; i++) {
                 if (props[i].num_schemas == 8) st = js_unsupported(c, "allOf", "property declared too often");
-                else props[i].schemas[props[i].num_schemas++] = (js_part){pp.schema, 0};
+                else props[i].schemas[props[i].num_schemas++] = (js_part){pp.schemas[0], 0};
             }
             extra = 1;
         } else {
@@ -1565,8 +1562,10 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
     /* names only dependencies give take additionalProperties' schema (any value when absent or
      * true; the pattern's when it matches every key), and never appear without extra members */
     for (int i = num_declared; i < num_props && st == STATUS_OK; i++) {
-        if (pp.pattern && !pp.universal) st = js_unsupported(c, "dependencies", "a name not declared beside patternProperties");
-        else if (extra && !pp.pattern && ap && ap->type == JSON_OBJECT) props[i].schemas[props[i].num_schemas++] = (js_part){ap, 0};
+        if (pp.num && !pp.universal)
+            st = js_unsupported(c, "dependencies", "a name not declared beside patternProperties");
+        else if (extra && !pp.num && ap && ap->type == JSON_OBJECT)
+            props[i].schemas[props[i].num_schemas++] = (js_part){ap, 0};
     }
     int64_t minp = -1, maxp = -1;
     if (st == STATUS_OK) st = js_get_count(c, parts, n, "minProperties", 1, &minp);
@@ -1600,16 +1599,16 @@ static status_t js_object_schema(js_ctx *c, const js_part *parts, int n, grammar
         }
     }
     grammar_sym extra_member = 0;
-    if (st == STATUS_OK && pp.pattern && !pp.universal) {
+    if (st == STATUS_OK && pp.num && !pp.universal) {
         st = js_pattern_members(c, &pp, ap, props, num_props, &extra_member);
     } else if (st == STATUS_OK && extra) {
         /* the value: the universal pattern's schema, else additionalProperties' (any value when
          * absent or true) */
-        const json_value *vschema = pp.pattern ? pp.schema : ap && ap->type == JSON_OBJECT ? ap : NULL;
+        const json_value *vschema = pp.num ? pp.schemas[0] : ap && ap->type == JSON_OBJECT ? ap : NULL;
         grammar_sym vs = 0, key = 0;
         if (vschema) {
-            size_t old = js_path_push(c, pp.pattern ? "patternProperties" : "additionalProperties");
-            if (pp.pattern) js_path_push(c, pp.pattern);
+            size_t old = js_path_push(c, pp.num ? "patternProperties" : "additionalProperties");
+            if (pp.num) js_path_push(c, pp.patterns[0]);
             st = js_gen_one(c, vschema, &vs);
             js_path_pop(c, old);
         } else {

@@ -9,6 +9,11 @@
 #include "core/log.h"
 #include "grammar/vec.h"
 
+typedef struct regex_class {
+    grammar_range *r;
+    int32_t n, cap;
+} regex_class;
+
 typedef struct regex_parser {
     const char *s;
     size_t len, pos;
@@ -20,16 +25,11 @@ typedef struct regex_parser {
     int have_any_star;
     int capture;            /* regex_atom keeps a character's code points in cap (normalised) and
                                adds nothing to g */
-    struct regex_class_ranges { grammar_range *r; int32_t n, cap; } cap;
+    regex_class cap;
 } regex_parser;
 
 #define REGEX_MAX_DEPTH 100
 #define REGEX_MAX_REPEAT 10000
-
-typedef struct regex_class {
-    grammar_range *r;
-    int32_t n, cap;
-} regex_class;
 
 static void regex_class_add(regex_class *c, uint32_t lo, uint32_t hi)
 {
@@ -781,22 +781,129 @@ static int rx_cmp_u32(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
+/* A subset automaton over code point intervals. */
+typedef struct rx_dfa {
+    int32_t num, nint;   /* states (0: the start), intervals */
+    uint32_t *cuts;      /* [nint + 1]: interval i is [cuts[i], cuts[i + 1]) */
+    vec_i32 next;        /* [num * nint]: where each interval leads */
+    vec_i32 flags;       /* [num]: its NFA states' flags, or-ed */
+} rx_dfa;
+
+static void rx_dfa_free(rx_dfa *d)
+{
+    free(d->cuts);
+    VEC_FREE(d->next);
+    VEC_FREE(d->flags);
+}
+
+/* Determinises (a, start): the intervals no edge splits, then subsets of NFA states. */
+static status_t rx_determinise(const regex_parser *p, const rx_nfa *a, int32_t start, rx_dfa *d)
+{
+    memset(d, 0, sizeof *d);
+    status_t st = STATUS_OK;
+    int32_t ncuts = 0;
+    d->cuts = malloc(((size_t)a->e.n * 2 + 2) * sizeof *d->cuts);
+    uint8_t *mark = calloc((size_t)a->n + 1, 1);
+    LL_ASSERT(d->cuts && mark);
+    d->cuts[ncuts++] = 0;
+    d->cuts[ncuts++] = GRAMMAR_MAX_CODEPOINT + 1;
+    for (int64_t k = 0; k < a->e.n; k++)
+        if (a->e.p[k].lo <= a->e.p[k].hi) d->cuts[ncuts++] = a->e.p[k].lo, d->cuts[ncuts++] = a->e.p[k].hi + 1;
+    qsort(d->cuts, (size_t)ncuts, sizeof *d->cuts, rx_cmp_u32);
+    int32_t m = 0;
+    for (int32_t k = 0; k < ncuts; k++)
+        if (m == 0 || d->cuts[k] != d->cuts[m - 1]) d->cuts[m++] = d->cuts[k];
+    d->nint = m - 1;
+    rx_adj adj = rx_adj_build(a);
+    vec_intern sets = {0};
+    vec_i32 set = {0}, tgt = {0};
+    VEC_PUSH(set, start);
+    rx_closure(a, &adj, &set, mark);
+    int added;
+    vec_intern_add(&sets, set.p, (int32_t)set.n, &added);
+    for (int32_t q = 0; st == STATUS_OK && q < vec_intern_num(&sets); q++) {
+        int32_t nq;
+        const int32_t *qs = vec_intern_get(&sets, q, &nq);
+        set.n = 0;
+        int32_t f = 0;
+        for (int32_t k = 0; k < nq; k++) {
+            VEC_PUSH(set, qs[k]);
+            f |= a->flag.p[qs[k]];
+        }
+        VEC_PUSH(d->flags, f);
+        for (int32_t iv = 0; iv < d->nint; iv++) {
+            rx_move(a, &adj, &set, d->cuts[iv], &tgt, mark);
+            VEC_PUSH(d->next, vec_intern_add(&sets, tgt.p, (int32_t)tgt.n, &added));
+            if (vec_intern_num(&sets) > RX_MAX_DFA) { st = rx_too_large(p); break; }
+        }
+    }
+    d->num = vec_intern_num(&sets);
+    vec_intern_free(&sets);
+    VEC_FREE(set);
+    VEC_FREE(tgt);
+    free(adj.off);
+    free(adj.idx);
+    free(mark);
+    return st;
+}
+
+/* One symbol per distinct set of code point ranges (JSON-string content of one character). */
+typedef struct rx_classes {
+    vec_intern seen;
+    vec_i32 syms;
+    grammar_range *r;   /* [nint] scratch */
+} rx_classes;
+
+/* q's transitions by target: to[i] and the class of its intervals sym[i], i < the count returned;
+ * the targets keep[to] == 0 are left out. */
+static int32_t rx_targets(grammar *g, const rx_dfa *d, int32_t q, const uint8_t *keep, rx_classes *cl, int32_t *to,
+                          grammar_sym *sym)
+{
+    if (!cl->r) {
+        cl->r = malloc(((size_t)d->nint + 1) * sizeof *cl->r);
+        LL_ASSERT(cl->r);
+    }
+    const int32_t *nx = d->next.p + (int64_t)q * d->nint;
+    int32_t n = 0;
+    for (int32_t iv = 0; iv < d->nint; iv++) {
+        const int32_t t = nx[iv];
+        int first = keep[t];   /* each target once: at its first interval, with all of them */
+        for (int32_t j = 0; j < iv && first; j++) first = nx[j] != t;
+        if (!first) continue;
+        int32_t nr = 0;
+        for (int32_t j = iv; j < d->nint; j++) {
+            if (nx[j] != t) continue;
+            if (nr && cl->r[nr - 1].hi + 1 == d->cuts[j]) cl->r[nr - 1].hi = d->cuts[j + 1] - 1;
+            else cl->r[nr++] = (grammar_range){d->cuts[j], d->cuts[j + 1] - 1};
+        }
+        int added;
+        int32_t ci = vec_intern_add(&cl->seen, (const int32_t *)cl->r, nr * 2, &added);
+        if (added) VEC_PUSH(cl->syms, grammar_add_class_in_mode(g, cl->r, nr, 0, GRAMMAR_REGEX_JSON_STRING));
+        to[n] = t;
+        sym[n++] = cl->syms.p[ci];
+    }
+    return n;
+}
+
+static void rx_classes_free(rx_classes *cl)
+{
+    vec_intern_free(&cl->seen);
+    VEC_FREE(cl->syms);
+    free(cl->r);
+}
+
 status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num_patterns, const uint32_t *const *names,
                                 const int *name_lens, int num_names, grammar_regex_tail tail, void *ctx,
                                 grammar_sym *out, uint32_t *name_matches)
 {
     LL_ASSERT(num_patterns >= 1 && num_patterns <= GRAMMAR_REGEX_MAX_PATTERNS);
-    const uint32_t name_end = 1u << 31;
+    const int32_t name_end = INT32_MIN;   /* bit 31 */
     regex_parser p = {0};
     rx_nfa a = {0};
+    rx_dfa d = {0};
+    rx_classes cl = {0};
     grammar_sym tails[1 << GRAMMAR_REGEX_MAX_PATTERNS];
     uint8_t have_tail[1 << GRAMMAR_REGEX_MAX_PATTERNS] = {0};
-    vec_i32 set = {0}, tgt = {0}, nts = {0}, trans = {0};
-    vec_intern dfa = {0}, classes = {0};   /* classes: a transition's code point ranges, one symbol each */
-    vec_i32 class_sym = {0};
-    VEC(grammar_sym) accept_tail = {0};   /* per subset state: what follows an accepted key (0: none) */
-    uint32_t *cuts = NULL;
-    uint8_t *mark = NULL;
     status_t st = STATUS_OK;
     const int32_t start = rx_state(&a);
     for (int k = 0; k < num_patterns && st == STATUS_OK; k++) {
@@ -809,21 +916,29 @@ status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num
         a.flag.p[f.out] |= (int32_t)(1u << k);
     }
     /* which patterns match each name: the NFA run on it (before the names join it) */
-    mark = calloc((size_t)a.n + 1, 1);
-    LL_ASSERT(mark);
-    rx_adj adj = rx_adj_build(&a);
-    for (int i = 0; i < num_names && st == STATUS_OK && name_matches; i++) {
-        set.n = 0;
-        VEC_PUSH(set, start);
-        rx_closure(&a, &adj, &set, mark);
-        for (int k = 0; k < name_lens[i] && set.n; k++) {
-            rx_move(&a, &adj, &set, names[i][k], &tgt, mark);
-            vec_i32 t = set;
-            set = tgt;
-            tgt = t;
+    if (st == STATUS_OK && name_matches) {
+        uint8_t *mark = calloc((size_t)a.n + 1, 1);
+        LL_ASSERT(mark);
+        rx_adj adj = rx_adj_build(&a);
+        vec_i32 set = {0}, tgt = {0};
+        for (int i = 0; i < num_names; i++) {
+            set.n = 0;
+            VEC_PUSH(set, start);
+            rx_closure(&a, &adj, &set, mark);
+            for (int k = 0; k < name_lens[i] && set.n; k++) {
+                rx_move(&a, &adj, &set, names[i][k], &tgt, mark);
+                vec_i32 t = set;
+                set = tgt;
+                tgt = t;
+            }
+            name_matches[i] = 0;
+            for (int64_t q = 0; q < set.n; q++) name_matches[i] |= (uint32_t)a.flag.p[set.p[q]];
         }
-        name_matches[i] = 0;
-        for (int64_t q = 0; q < set.n; q++) name_matches[i] |= (uint32_t)a.flag.p[set.p[q]];
+        VEC_FREE(set);
+        VEC_FREE(tgt);
+        free(adj.off);
+        free(adj.idx);
+        free(mark);
     }
     for (int i = 0; i < num_names && st == STATUS_OK; i++) {   /* the names, as chains from the start */
         int32_t cur = start;
@@ -832,136 +947,61 @@ status_t grammar_add_regex_keys(grammar *g, const char *const *patterns, int num
             rx_edge_add(&a, cur, nxt, names[i][k], names[i][k]);
             cur = nxt;
         }
-        a.flag.p[cur] |= (int32_t)name_end;
+        a.flag.p[cur] |= name_end;
     }
-    free(adj.off);
-    free(adj.idx);
-    adj = rx_adj_build(&a);
     if (st == STATUS_OK && a.n > RX_MAX_NFA) st = rx_too_large(&p);
-    /* the alphabet: code point intervals no edge splits */
-    int32_t ncuts = 0;
+    if (st == STATUS_OK) st = rx_determinise(&p, &a, start, &d);
+    /* the language: a state goes on with the tail of the patterns its keys match (none: a name);
+     * states that can reach one are kept (a backward pass), one rule per (state, target) */
     if (st == STATUS_OK) {
-        free(mark);
-        mark = calloc((size_t)a.n + 1, 1);
-        cuts = malloc(((size_t)a.e.n * 2 + 2) * sizeof *cuts);
-        LL_ASSERT(mark && cuts);
-        cuts[ncuts++] = 0;
-        cuts[ncuts++] = GRAMMAR_MAX_CODEPOINT + 1;
-        for (int64_t k = 0; k < a.e.n; k++)
-            if (a.e.p[k].lo <= a.e.p[k].hi) cuts[ncuts++] = a.e.p[k].lo, cuts[ncuts++] = a.e.p[k].hi + 1;
-        qsort(cuts, (size_t)ncuts, sizeof *cuts, rx_cmp_u32);
-        int32_t m = 0;
-        for (int32_t k = 0; k < ncuts; k++)
-            if (m == 0 || cuts[k] != cuts[m - 1]) cuts[m++] = cuts[k];
-        ncuts = m;   /* intervals [cuts[i], cuts[i + 1]) */
-    }
-    /* subset construction; trans: (from, interval, to) */
-    if (st == STATUS_OK) {
-        set.n = 0;
-        VEC_PUSH(set, start);
-        rx_closure(&a, &adj, &set, mark);
-        int added;
-        vec_intern_add(&dfa, set.p, (int32_t)set.n, &added);
-    }
-    for (int32_t q = 0; st == STATUS_OK && q < vec_intern_num(&dfa); q++) {
-        int32_t nq;
-        const int32_t *qs = vec_intern_get(&dfa, q, &nq);
-        set.n = 0;
-        for (int32_t k = 0; k < nq; k++) VEC_PUSH(set, qs[k]);
-        for (int32_t iv = 0; iv + 1 < ncuts; iv++) {
-            rx_move(&a, &adj, &set, cuts[iv], &tgt, mark);
-            int added;
-            int32_t to = vec_intern_add(&dfa, tgt.p, (int32_t)tgt.n, &added);
-            if (vec_intern_num(&dfa) > RX_MAX_DFA) {
-                st = rx_too_large(&p);
-                break;
-            }
-            VEC_PUSH(trans, q);
-            VEC_PUSH(trans, iv);
-            VEC_PUSH(trans, to);
-        }
-    }
-    /* the language: a state whose strings the pattern matches (and no name) goes on with tail_in,
-     * one it does not match (nor a name) with tail_out; states that can reach one are kept (a
-     * backward pass), one rule per (state, target) */
-    if (st == STATUS_OK) {
-        const int32_t nd = vec_intern_num(&dfa);
-        uint8_t *acc = calloc((size_t)nd, 1), *live = calloc((size_t)nd, 1);
-        LL_ASSERT(acc && live);
-        VEC_RESERVE(accept_tail, nd);
-        for (int32_t q = 0; q < nd; q++) {
-            int32_t nq;
-            uint32_t f = 0;
-            const int32_t *qs = vec_intern_get(&dfa, q, &nq);
-            for (int32_t k = 0; k < nq; k++) f |= (uint32_t)a.flag.p[qs[k]];
-            if (f & name_end) continue;
-            if (!have_tail[f]) tails[f] = tail(ctx, f), have_tail[f] = 1;
-            acc[q] = live[q] = tails[f] != 0;
-            accept_tail.p[q] = tails[f];
-        }
-        /* one tail for every accepted key: the keys alone are a regular language, followed by it */
-        grammar_sym common = 0;
+        uint8_t *live = calloc((size_t)d.num, 1);
+        int32_t *nts = malloc((size_t)d.num * sizeof *nts), *to = malloc(((size_t)d.nint + 1) * sizeof *to);
+        grammar_sym *acc = calloc((size_t)d.num, sizeof *acc), *sym = malloc(((size_t)d.nint + 1) * sizeof *sym);
+        LL_ASSERT(live && nts && to && acc && sym);
+        grammar_sym common = 0;   /* one tail for every accepted key: the keys alone are regular */
         int one_tail = 1;
-        for (int32_t q = 0; q < nd && one_tail; q++)
-            if (acc[q]) one_tail = !common || accept_tail.p[q] == common, common = accept_tail.p[q];
+        for (int32_t q = 0; q < d.num; q++) {
+            const uint32_t f = (uint32_t)d.flags.p[q];
+            if (f & (uint32_t)name_end) continue;
+            if (!have_tail[f]) tails[f] = tail(ctx, f), have_tail[f] = 1;
+            acc[q] = tails[f];
+            live[q] = acc[q] != 0;
+            if (acc[q]) one_tail &= !common || acc[q] == common, common = acc[q];
+        }
         for (int changed = 1; changed;) {
             changed = 0;
-            for (int64_t k = 0; k < trans.n; k += 3)
-                if (live[trans.p[k + 2]] && !live[trans.p[k]]) live[trans.p[k]] = changed = 1;
+            for (int32_t q = 0; q < d.num; q++)
+                for (int32_t iv = 0; iv < d.nint && !live[q]; iv++)
+                    if (live[d.next.p[(int64_t)q * d.nint + iv]]) live[q] = changed = 1;
         }
-        for (int32_t q = 0; q < nd; q++) VEC_PUSH(nts, live[q] ? grammar_add_nonterminal(g, "key_dfa") : -1);
-        grammar_range *r = malloc((size_t)ncuts * sizeof *r);
-        LL_ASSERT(r);
-        for (int32_t q = 0; q < nd; q++) {
+        for (int32_t q = 0; q < d.num; q++) nts[q] = live[q] ? grammar_add_nonterminal(g, "key_dfa") : -1;
+        for (int32_t q = 0; q < d.num; q++) {
             if (!live[q]) continue;
-            if (acc[q] && one_tail) grammar_add_rule(g, nts.p[q], NULL, 0);
-            else if (acc[q]) grammar_add_rule(g, nts.p[q], &accept_tail.p[q], 1);
-            const int64_t base = (int64_t)q * (ncuts - 1) * 3;   /* q's transitions, by interval */
-            for (int32_t iv = 0; iv + 1 < ncuts; iv++) {
-                const int32_t to = trans.p[base + 3 * iv + 2];
-                if (!live[to]) continue;
-                int first = 1;   /* each target once: at its first interval, with all of them */
-                for (int32_t j = 0; j < iv && first; j++) first = trans.p[base + 3 * j + 2] != to;
-                if (!first) continue;
-                int32_t nr = 0;
-                for (int32_t j = iv; j + 1 < ncuts; j++) {
-                    if (trans.p[base + 3 * j + 2] != to) continue;
-                    if (nr && r[nr - 1].hi + 1 == cuts[j]) r[nr - 1].hi = cuts[j + 1] - 1;
-                    else r[nr++] = (grammar_range){cuts[j], cuts[j + 1] - 1};
-                }
-                int added;
-                int32_t ci = vec_intern_add(&classes, (const int32_t *)r, nr * 2, &added);
-                if (added) VEC_PUSH(class_sym, grammar_add_class_in_mode(g, r, nr, 0, GRAMMAR_REGEX_JSON_STRING));
-                grammar_sym s[2] = {class_sym.p[ci], grammar_nt(nts.p[to])};
-                grammar_add_rule(g, nts.p[q], s, 2);
+            if (acc[q]) grammar_add_rule(g, nts[q], one_tail ? NULL : &acc[q], one_tail ? 0 : 1);
+            const int32_t n = rx_targets(g, &d, q, live, &cl, to, sym);
+            for (int32_t i = 0; i < n; i++) {
+                grammar_sym r[2] = {sym[i], grammar_nt(nts[to[i]])};
+                grammar_add_rule(g, nts[q], r, 2);
             }
         }
-        *out = live[0] ? grammar_nt(nts.p[0]) : grammar_add_empty(g, "keys_none");
+        *out = live[0] ? grammar_nt(nts[0]) : grammar_add_empty(g, "keys_none");
         if (live[0] && one_tail) {
             int32_t nt = grammar_add_nonterminal(g, "keys");
             grammar_sym k[2] = {*out, common};
             grammar_add_rule(g, nt, k, 2);
             *out = grammar_nt(nt);
         }
-        free(r);
-        free(acc);
         free(live);
+        free(nts);
+        free(to);
+        free(acc);
+        free(sym);
     }
     free(p.cap.r);
     VEC_FREE(a.e);
     VEC_FREE(a.flag);
-    VEC_FREE(set);
-    VEC_FREE(tgt);
-    VEC_FREE(nts);
-    VEC_FREE(trans);
-    vec_intern_free(&dfa);
-    vec_intern_free(&classes);
-    free(adj.off);
-    free(adj.idx);
-    VEC_FREE(class_sym);
-    VEC_FREE(accept_tail);
-    free(cuts);
-    free(mark);
+    rx_dfa_free(&d);
+    rx_classes_free(&cl);
     return st;
 }
 
