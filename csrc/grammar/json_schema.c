@@ -374,7 +374,7 @@ static const json_value *js_kw(const js_part *parts, int n, const char *key, int
 static status_t js_check_keywords(js_ctx *c, const json_value *node)
 {
     static const char *const unsupported[] = {
-        "propertyNames", "contains", "minContains", "maxContains", "multipleOf", "unevaluatedProperties", "unevaluatedItems",
+        "propertyNames", "contains", "minContains", "maxContains", "unevaluatedProperties", "unevaluatedItems",
         "$dynamicRef", "$recursiveRef", NULL,
     };
     for (int i = 0; unsupported[i]; i++)
@@ -434,7 +434,7 @@ static const char *const js_validating[] = {
     "type", "properties", "required", "additionalProperties", "items", "prefixItems", "additionalItems", "enum",
         "const", "anyOf", "oneOf", "allOf", "pattern", "minLength", "maxLength", "minimum", "maximum",
         "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "minProperties", "maxProperties", "format",
-        "$ref", "patternProperties", "not", "dependencies", "dependentRequired", "dependentSchemas", NULL,
+        "$ref", "patternProperties", "not", "dependencies", "dependentRequired", "dependentSchemas", "multipleOf", NULL,
 };
 
 /* Whether node has no validating keyword but `except` (annotations do not count). */
@@ -767,6 +767,63 @@ static void js_side(js_ctx *c, int32_t nt, char sign, const js_dec *lo, int linc
     grammar_add_rule(c->g, nt, s, k);
 }
 
+#define JS_MAX_MULTIPLE 1000   /* a multipleOf divisor's remainders, one state each */
+#define JS_MAX_MULTIPLES 256   /* multiples between two bounds, written out */
+
+/* multipleOf of every part as one integer divisor (their least common multiple; 0: none). A
+ * non-integer divisor is refused: exact decimal multiples (0.07 of 0.01) are not what validators
+ * that divide in binary floating point accept (jsonschema: 0.07 / 0.01 = 7.000000000000001). */
+static status_t js_get_multiple(js_ctx *c, const js_part *parts, int n, int64_t *out)
+{
+    *out = 0;
+    for (int i = 0; i < n; i++) {
+        const json_value *v = json_get(parts[i].node, "multipleOf");
+        if (!v) continue;
+        if (v->type != JSON_NUMBER || !(v->num > 0)) return js_invalid(c, "multipleOf must be a number above 0");
+        if (floor(v->num) != v->num) return js_unsupported(c, "multipleOf", "a non-integer divisor");
+        if (v->num > JS_MAX_MULTIPLE) return js_unsupported(c, "multipleOf", "a divisor above 1000");
+        int64_t k = (int64_t)v->num, a = *out ? *out : 1, b = k;
+        while (b) { int64_t t = a % b; a = b; b = t; }   /* a = gcd */
+        *out = (*out ? *out : 1) / a * k;
+        if (*out > JS_MAX_MULTIPLE) return js_unsupported(c, "multipleOf", "divisors whose common multiple is above 1000");
+    }
+    return STATUS_OK;
+}
+
+/* Canonical integers divisible by k > 1: 0 (zero), positive ones (pos), negative ones (neg); the
+ * digits after the first run through the remainders mod k. */
+static grammar_sym js_int_multiple(js_ctx *c, int64_t k, int zero, int pos, int neg)
+{
+    grammar *g = c->g;
+    int32_t *m = malloc((size_t)k * sizeof *m);
+    LL_ASSERT(m);
+    for (int64_t r = 0; r < k; r++) m[r] = grammar_add_nonterminal(g, "mult");
+    /* from remainder r (and the first digit, from "none"): the digits leading to each remainder t */
+    int32_t first = grammar_add_nonterminal(g, "mult_pos");
+    for (int64_t r = -1; r < k; r++) {
+        for (int d0 = r < 0 ? 1 : 0; d0 <= 9; d0++) {
+            const int64_t t = ((r < 0 ? 0 : r) * 10 + d0) % k;
+            int seen = 0;   /* the target once, at its first digit, with all the digits that reach it */
+            for (int d = r < 0 ? 1 : 0; d < d0 && !seen; d++) seen = ((r < 0 ? 0 : r) * 10 + d) % k == t;
+            if (seen) continue;
+            grammar_range rg[10];
+            int nr = 0;
+            for (int d = d0; d <= 9; d++)
+                if (((r < 0 ? 0 : r) * 10 + d) % k == t) rg[nr++] = (grammar_range){(uint32_t)('0' + d), (uint32_t)('0' + d)};
+            grammar_sym rule[2] = {grammar_add_class(g, "digit", rg, nr, 0), grammar_nt(m[t])};
+            grammar_add_rule(g, r < 0 ? first : m[r], rule, 2);
+        }
+        if (r == 0) grammar_add_rule(g, m[0], NULL, 0);
+    }
+    free(m);
+    int32_t nt = grammar_add_nonterminal(g, "multiple");
+    grammar_sym p = grammar_nt(first);
+    if (zero) { grammar_sym z = grammar_term('0', '0'); grammar_add_rule(g, nt, &z, 1); }
+    if (pos) grammar_add_rule(g, nt, &p, 1);
+    if (neg) { grammar_sym ng[2] = {grammar_term('-', '-'), p}; grammar_add_rule(g, nt, ng, 2); }
+    return grammar_nt(nt);
+}
+
 static status_t js_numeric(js_ctx *c, const js_part *parts, int n, int integer, grammar_sym *out)
 {
     js_bound lo = {0}, hi = {0};
@@ -795,14 +852,38 @@ static status_t js_numeric(js_ctx *c, const js_part *parts, int n, int integer, 
             }
         }
     }
+    int64_t mult;
+    STATUS_TRY(js_get_multiple(c, parts, n, &mult));
+    if (mult) integer = 1;   /* multiples of an integer: written as integers */
     if (!lo.has && !hi.has) {
-        *out = integer ? js_integer(c) : js_number(c);
+        *out = mult > 1 ? js_int_multiple(c, mult, 1, 1, 1) : integer ? js_integer(c) : js_number(c);
         return STATUS_OK;
     }
     if (integer) {
         /* integral inclusive bounds */
         if (lo.has) { double v = lo.excl ? floor(lo.v) + 1 : ceil(lo.v); lo = (js_bound){1, v, 0}; }
         if (hi.has) { double v = hi.excl ? ceil(hi.v) - 1 : floor(hi.v); hi = (js_bound){1, v, 0}; }
+    }
+    if (mult > 1) {
+        /* beside bounds: the multiples between them written out, or a lower bound above -k and at
+         * most k (0 and up, or 1 and up), or an upper one as far on the other side */
+        const double k = (double)mult;
+        if (lo.has && hi.has && fabs(lo.v) < 1e15 && fabs(hi.v) < 1e15 &&
+            floor(hi.v / k) - ceil(lo.v / k) < JS_MAX_MULTIPLES) {
+            int32_t nt = grammar_add_nonterminal(c->g, "multiples");
+            for (double q = ceil(lo.v / k); q <= floor(hi.v / k); q++) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%lld", (long long)(q * k));
+                grammar_sym l = grammar_add_literal(c->g, "num", buf, strlen(buf));
+                grammar_add_rule(c->g, nt, &l, 1);
+            }
+            *out = grammar_nt(nt);
+            return STATUS_OK;
+        }
+        if (lo.has && !hi.has && lo.v > -k && lo.v <= k) { *out = js_int_multiple(c, mult, lo.v <= 0, 1, 0); return STATUS_OK; }
+        if (hi.has && !lo.has && hi.v < k && hi.v >= -k) { *out = js_int_multiple(c, mult, hi.v >= 0, 0, 1); return STATUS_OK; }
+        return js_unsupported(c, "multipleOf", "beside minimum/maximum other than a lower bound in (-k, k], an upper one "
+                                               "in [-k, k) or both with at most 256 multiples between");
     }
     const double lim = 1e19;
     if (lo.has && lo.v <= -lim) lo.has = 0;   /* beyond any practical magnitude: no bound */

@@ -37,6 +37,12 @@
  *    a type-number bound is read as the shortest decimal that converts back to it (at most 24
  *    fraction digits; the fraction of a value is compared digit by digit), an integer's is rounded
  *    inward; "-0" is not generated.
+ *  - multipleOf: an integer divisor k (several: their least common multiple, at most 1000) makes
+ *    the value a canonical integer divisible by k — the digits run through the remainders mod k —;
+ *    beside minimum/maximum only when at most 256 multiples lie between (written out) or one
+ *    bound is near 0 (a lower one in (-k, k], an upper one in [-k, k)).  A non-integer divisor is
+ *    refused: exact decimal multiples (0.07 of 0.01) are not what validators that divide in binary
+ *    floating point accept.
  *  - oneOf is treated as anyOf (exclusivity is not enforced); allOf merges its parts
  *    (properties/required unioned, bounds intersected, type sets intersected).  An anyOf/oneOf
  *    with an option that has no validating keyword is that option alone (the union is the
@@ -68,7 +74,7 @@
  *    when min/maxProperties bind; at most JS_MAX_COUNT_STATES states), so no prefix is accepted
  *    that cannot meet them.  Other dependent schemas are refused.
  * Keywords that change validity but are not supported (other not, if/then/else, propertyNames,
- * other dependent schemas, uniqueItems: true, contains, multipleOf,
+ * other dependent schemas, uniqueItems: true, contains, other multipleOf,
  * unevaluated*, $dynamicRef, other formats, unsupported combinations)
  * fail with STATUS_INVALID_ARG "unsupported JSON Schema keyword 'k' at #/path".  Any other
  * keyword (annotations, vendor extensions) does not change validity and is ignored.
