@@ -1046,12 +1046,16 @@ static int js_short_escape(uint32_t c)
     }
 }
 
-/* Decodes UTF-8 into code points; returns -1 when a name has a character that JSON writes as a
- * \u escape (then keys are not excluded, see js_extra_key). */
-static int js_decode_name(const char *s, uint32_t *out, int cap)
+/* Decodes UTF-8 into code points, into *out (allocated here, the caller frees it); returns -1
+ * when a name has a character that JSON writes as a \u escape (then keys are not excluded, see
+ * js_extra_key). */
+static int js_decode_name(const char *s, uint32_t **out)
 {
+    const size_t cap = strlen(s);
+    *out = malloc((cap + 1) * sizeof **out);
+    LL_ASSERT(*out);
     int n = 0;
-    for (const uint8_t *p = (const uint8_t *)s; *p && n < cap;) {
+    for (const uint8_t *p = (const uint8_t *)s; *p && (size_t)n < cap;) {
         uint32_t c = *p;
         int k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
         if (k > 1) c &= (1u << (7 - k)) - 1;
@@ -1060,7 +1064,7 @@ static int js_decode_name(const char *s, uint32_t *out, int cap)
             c = (c << 6) | (p[i] & 0x3F);
         }
         if (js_short_escape(c) < 0) return -1;
-        out[n++] = c;
+        (*out)[n++] = c;
         p += k;
     }
     return n;
@@ -1191,10 +1195,7 @@ static grammar_sym js_extra_key(js_ctx *c, const char *const *names, int n)
     LL_ASSERT(cps && lens);
     int ok = 1;
     for (int i = 0; i < n && ok; i++) {
-        size_t len = strlen(names[i]);
-        cps[i] = malloc((len + 1) * sizeof **cps);
-        LL_ASSERT(cps[i]);
-        lens[i] = js_decode_name(names[i], cps[i], (int)len + 1);
+        lens[i] = js_decode_name(names[i], &cps[i]);
         if (lens[i] < 0) ok = 0;
     }
     grammar_sym key = c->string;
@@ -1230,7 +1231,7 @@ typedef struct js_chain {
     const js_prop *props;
     const grammar_sym *members;   /* [n], 0 for a property that can never appear */
     int n, extra;
-    grammar_sym extra_member, extra_tail;   /* extra_tail: (comma extra_member)*, made once */
+    grammar_sym extra_member, extra_tail;   /* extra_tail: (comma extra_member)+, made once */
     int64_t lo, hi, top;
     const js_dep *deps;
     int ndeps;
@@ -1456,10 +1457,7 @@ static status_t js_pattern_members(js_ctx *c, const js_pattern_props *pp, const 
     }
     size_t old = js_path_push(c, "patternProperties");
     for (int i = 0; i < num_props && st == STATUS_OK; i++) {
-        size_t len = strlen(props[i].name);
-        cps[i] = malloc((len + 1) * sizeof **cps);
-        LL_ASSERT(cps[i]);
-        lens[i] = js_decode_name(props[i].name, cps[i], (int)len + 1);
+        lens[i] = js_decode_name(props[i].name, &cps[i]);
         if (lens[i] < 0) st = js_unsupported(c, "patternProperties", "beside a declared name with a control character");
     }
     grammar_sym key = 0;
