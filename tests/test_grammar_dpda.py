@@ -442,7 +442,7 @@ def test_bounded_strings_equal_brute_force_qwen3():
          {"tags": ["数据", "ok", "a\"b", "éééééé"], "name": "Ünïcödé", "x": "any"}),
         ({"type": "array", "items": s(0, 3)}, ["", "abc", "日本語", "🙂🙂"]),
     ]
-    split_seen = checked = chains = 0
+    split_seen = checked = chains = groups = 0
     for schema, value in cases:
         g = gc.compile("json_schema", json.dumps(schema))
         # a string schema's value is its JSON body as written (escapes kept: \\u00e9 is 1 char)
@@ -452,6 +452,7 @@ def test_bounded_strings_equal_brute_force_qwen3():
         checked += c
         split_seen += sp
         chains += g.mask_cache_chains
+        groups += g.mask_cache_chain_groups   # exits stepped from the chain's known states
         # one character more than maxLength is rejected, and so is closing before minLength
         hi, lo = schema.get("maxLength"), schema.get("minLength")
         if hi is not None:
@@ -460,7 +461,7 @@ def test_bounded_strings_equal_brute_force_qwen3():
         if lo:
             assert not gc.compile("json_schema", json.dumps(schema)).matcher().advance_bytes(
                 json.dumps("x" * (lo - 1)).encode())
-    assert split_seen > 0 and checked > 100 and chains > 20
+    assert split_seen > 0 and checked > 100 and chains > 20 and groups > 20
 
 
 def test_long_run_keeps_matcher_memory_bounded():

@@ -91,8 +91,9 @@ static int token_chain_check(token_mask_table *t, int32_t x, int32_t *U, int32_t
 }
 
 /* U's byte table in the region cache's form: states numbered in breadth-first order from 0
- * over classes, those that cannot return to 0 dropped (steps into them leave). */
-static int32_t *token_chain_sig(const dpda *d, const int32_t *U, int32_t nu, int32_t *sig_len)
+ * over classes, those that cannot return to 0 dropped (steps into them leave); ren (or NULL):
+ * [nu] each U state's number there, -1 dropped. */
+static int32_t *token_chain_sig(const dpda *d, const int32_t *U, int32_t nu, int32_t *sig_len, int32_t *ren_out)
 {
     int32_t C = d->num_terms - 1;
     uint8_t back[TOKEN_CHAIN_U] = {0};
@@ -120,6 +121,7 @@ static int32_t *token_chain_sig(const dpda *d, const int32_t *U, int32_t nu, int
             sig[k * 256 + b] = v == -1 ? -1 : v >= 0 && back[v] ? ren[v] : -2;
         }
     *sig_len = n * 256;
+    if (ren_out) memcpy(ren_out, ren, (size_t)nu * sizeof *ren);
     return sig;
 }
 
@@ -131,7 +133,7 @@ static int token_chain_same_loop(token_mask_table *t, int32_t below, int32_t loo
     token_region_view lv;
     int32_t n, sig_len;
     if (!token_mask_region(t, below, loop, &lv, NULL, &n)) return 0;
-    int32_t *sig = token_chain_sig(t->d, U, nu, &sig_len);
+    int32_t *sig = token_chain_sig(t->d, U, nu, &sig_len, NULL);
     token_vocab *tv = (token_vocab *)t->tv;
     pthread_mutex_lock(&tv->region_lock);
     const token_region *g = &tv->regions[lv.region];
@@ -159,6 +161,29 @@ static int token_chain_u_from_loop(token_mask_table *t, int32_t below, int32_t l
         }
     *nu = nm;
     return 1;
+}
+
+/* The real state of every (local state of the region, characters started) that the last
+ * check labelled, into v->chain_z (left NULL when two states share one: then a token's exit
+ * state is not known from its counts); r0: the label of the state checked from. */
+static void token_chain_states(token_mask_table *t, token_region_view *v, const int32_t *ren, int32_t nr,
+                               int32_t cap, int32_t r0)
+{
+    int32_t zs = cap + 1;
+    int32_t *z = malloc((size_t)nr * (size_t)zs * sizeof *z);
+    LL_ASSERT(z);
+    memset(z, 0xff, (size_t)nr * (size_t)zs * sizeof *z);
+    for (int64_t q = 0; q < t->chain_q.n; q++) {
+        int32_t u = ren[t->chain_l.p[q].u], sq = t->chain_l.p[q].r, y = t->chain_q.p[q];
+        if (u < 0 || sq > cap) continue;
+        if (t->d->state_counter[y] >= 0) { free(z); return; }   /* its count would matter */
+        int32_t *slot = &z[u * zs + sq];
+        if (*slot >= 0 && *slot != y) { free(z); return; }
+        *slot = y;
+    }
+    v->chain_z = z;
+    v->chain_zs = zs;
+    v->chain_r0 = r0;
 }
 
 static void token_chain_put(token_mask_table *t, int32_t below, int32_t y, token_chain_label l)
@@ -270,14 +295,18 @@ const token_chain_label *token_mask_chain(token_mask_table *t, int32_t below, in
             for (tries = 0; rc == 0 && tries++ < TOKEN_CHAIN_TRIES;) rc = token_chain_check(t, x, U, 8, &r_x, &capped, &loop);
             if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) rc = -1;
         }
+        int32_t ren[TOKEN_CHAIN_U], nr = 0, cap = 0;
         while (rc == 1) {
             int32_t sig_len;
-            int32_t *sig = token_chain_sig(d, U, nu, &sig_len);
+            int32_t *sig = token_chain_sig(d, U, nu, &sig_len, ren);
+            nr = sig_len / 256;
             token_region_get(t, sig, sig_len, token_sig_hash(sig, sig_len), &rv);
-            int32_t cap = 2 * token_chain_k(&rv) + 1;   /* labels usable for k + 1 positions */
+            cap = 2 * token_chain_k(&rv) + 1;   /* labels usable for k + 1 positions */
             rc = token_chain_check(t, x, U, cap, &r_x, &capped, &loop);
             if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) rc = -1;
             if (rc == 1) {
+                if (loop < 0)   /* a state reached with two counts has one label: no states by count */
+                    token_chain_states(t, &rv, ren, nr, cap, r_x + (capped ? INT32_MAX / 2 : 0));
                 VEC_PUSH(t->views, rv);
                 vi = (int32_t)t->views.n - 1;
                 break;

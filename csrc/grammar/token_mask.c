@@ -93,7 +93,10 @@ void token_mask_table_free(token_mask_table *t)
     dpda_matcher_free(&t->scratch);
     dpda_matcher_free(&t->probe);
     free(t->region_ys); free(t->region_st); free(t->rv_keys); free(t->rv_vals);
-    for (int64_t i = 0; i < t->views.n; i++) free(t->views.p[i].members);
+    for (int64_t i = 0; i < t->views.n; i++) {
+        free(t->views.p[i].members);
+        free(t->views.p[i].chain_z);
+    }
     VEC_FREE(t->views);
     VEC_FREE(t->skips);
     free(t->g_tops); free(t->g_marks); free(t->kcur); free(t->row_keys); free(t->row_vals);
@@ -127,6 +130,7 @@ int64_t token_mask_table_num_entries(const token_mask_table *t) { return t->entr
 int64_t token_mask_table_bytes(const token_mask_table *t) { return t->bytes; }
 int64_t token_mask_table_num_skips(const token_mask_table *t) { return t->num_skips; }
 int64_t token_mask_table_num_chains(const token_mask_table *t) { return t->num_chains; }
+int64_t token_mask_table_num_chain_groups(const token_mask_table *t) { return t->num_chain_groups; }
 int64_t token_mask_table_num_near_bound(const token_mask_table *t) { return t->num_near_bound; }
 
 /* open addressing over (keys, vals, cap) holding num entries; grows at half full */
@@ -178,6 +182,23 @@ static int32_t token_lcp(const token_vocab *tv, int32_t a, int32_t b)
     return l;
 }
 
+/* Steps b[j..len) from arena node tops[j] (arena length marks[j]), recording tops / marks after
+ * each byte; returns where it stopped (len: every byte stepped), *r the last step's result
+ * (< 0: that byte failed). */
+static inline int32_t token_step_bytes(const dpda *d, dpda_matcher *m, const uint8_t *b, int32_t j, int32_t len,
+                                       int32_t *tops, int32_t *marks, int32_t *r)
+{
+    *r = 0;
+    for (; j < len; j++) {
+        m->num_nodes = marks[j];
+        *r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
+        if (*r < 0) break;
+        tops[j + 1] = *r;
+        marks[j + 1] = m->num_nodes;
+    }
+    return j;
+}
+
 /* Walks a token list (trie order; lcp[k] = common prefix with token k - 1) from node `top`
  * of m's arena: shared prefixes are stepped once and a failed prefix settles every token that
  * extends it.  Every token starts with the same d0 bytes, already stepped (top is the node
@@ -202,15 +223,8 @@ static int32_t token_walk(const dpda *d, const token_vocab *tv, dpda_matcher *m,
         }
         const uint8_t *b = bytes ? bytes + off[k] : token_bytes(tv, tok, &len);
         if (bytes) len = off[k + 1] - off[k];
-        int32_t j = l < valid ? l : valid;
+        int32_t j = token_step_bytes(d, m, b, l < valid ? l : valid, len, tops, marks, &fail_kind);
         fail_at = INT32_MAX;
-        for (; j < len; j++) {
-            m->num_nodes = marks[j];
-            int32_t r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
-            if (r < 0) { fail_kind = r; break; }
-            tops[j + 1] = r;
-            marks[j + 1] = m->num_nodes;
-        }
         valid = j;
         if (j < len) {
             fail_at = j;
@@ -314,15 +328,8 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
             fail_at = INT32_MAX;
             l = 0;
         }
-        int32_t j = l < valid ? l : valid, r = 0;
+        int32_t r, j = token_step_bytes(d, m, b, l < valid ? l : valid, len, tops, marks, &r);
         fail_at = INT32_MAX;
-        for (; j < len; j++) {
-            m->num_nodes = marks[j];
-            r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
-            if (r < 0) break;
-            tops[j + 1] = r;
-            marks[j + 1] = m->num_nodes;
-        }
         valid = j;
         if (j < len) {
             fail_at = j;
@@ -357,15 +364,8 @@ static int32_t token_walk_ex(const dpda *d, const token_vocab *tv, dpda_matcher 
             fail_at = INT32_MAX;
             l = 0;
         }
-        int32_t j = l < valid ? l : valid;
+        int32_t r, j = token_step_bytes(d, m, b, l < valid ? l : valid, len, tops, marks, &r);
         fail_at = INT32_MAX;
-        for (; j < len; j++) {
-            m->num_nodes = marks[j];
-            int32_t r = dpda_step(d, m, tops[j], d->class_of[b[j]]);
-            if (r < 0) break;
-            tops[j + 1] = r;
-            marks[j + 1] = m->num_nodes;
-        }
         valid = j;
         if (j < len) { fail_at = j; continue; }
         mask[tok >> 5] |= 1u << (tok & 31);
@@ -373,6 +373,91 @@ static int32_t token_walk_ex(const dpda *d, const token_vocab *tv, dpda_matcher 
     }
     m->num_nodes = base;
     return count;
+}
+
+static int token_rank_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* unc[n] into trie order (the order a mask walks an uncertain list in) */
+static void token_sort_trie(const token_vocab *tv, int32_t *unc, int64_t n)
+{
+    if (n < 2) return;
+    uint64_t *key = malloc((size_t)n * sizeof *key);
+    LL_ASSERT(key);
+    for (int64_t k = 0; k < n; k++) key[k] = (uint64_t)(uint32_t)tv->rank[unc[k]] << 32 | (uint32_t)unc[k];
+    qsort(key, (size_t)n, sizeof *key, token_rank_cmp);
+    for (int64_t k = 0; k < n; k++) unc[k] = (int32_t)(uint32_t)key[k];
+    free(key);
+}
+
+/* A bounded position's tokens that leave its loop U or start more than TOKEN_CHAIN_K characters
+ * (chain view v's cw), settled on the partial stack [below, x] of s (x: node 1) s_x characters
+ * after the state v's chain was analysed from, without stepping their characters inside U: a
+ * token leaving U from local state u after st started characters is then at the real state
+ * v->chain_z[u][s_x + st], so only its bytes from the exit are stepped, grouped by (u, st,
+ * bytes from the exit) as token_walk_groups does (a string's ~1,300 quote-containing tokens
+ * are its closing quote after a few counts followed by a few tails); one starting more than
+ * `bound` characters runs out of the chain (rejected).  Tokens starting more than
+ * TOKEN_CHAIN_K characters (lw) are walked in trie order.  Accepted go to acc, those popping
+ * below the partial stack to unc (trie order). */
+static void token_chain_walk(token_mask_table *t, dpda_matcher *s, const token_region_view *v, int32_t s_x,
+                             int32_t bound, vec_i32 *acc, vec_i32 *unc)
+{
+    const dpda *d = t->d;
+    const token_vocab *tv = t->tv;
+    int32_t *tops = t->tops, *marks = t->marks;
+    int32_t base = s->num_nodes, valid = 0, fail_at = INT32_MAX, group = 0;   /* 1 walked, 0 rejected, -1 no state */
+    uint8_t fail_out = 0;
+    vec_i32 fb = {0};   /* exits whose state is not known: walked from x */
+    for (int32_t k = 0; k < v->num_cx; k++) {
+        const int32_t *c = v->cx + 4 * k;
+        int32_t tok = c[0], l = c[3];
+        if (l < 0) {   /* another exit state or count: start over from its real state */
+            int32_t sz = s_x + c[2], z = -1;
+            if (sz < v->chain_zs) z = v->chain_z[c[1] * v->chain_zs + sz];
+            group = c[2] > bound ? 0 : z >= 0 ? 1 : -1;
+            s->num_nodes = base;
+            if (group == 1) {
+                tops[0] = dpda_push(s, z, 0, DPDA_COUNT_UNKNOWN);
+                marks[0] = s->num_nodes;
+            }
+            valid = 0;
+            fail_at = INT32_MAX;
+            l = 0;
+        }
+        if (group == 0) continue;
+        if (group < 0) { VEC_PUSH(fb, tok); continue; }
+        if (l > fail_at) {   /* extends a prefix that failed */
+            if (fail_out == 2) VEC_PUSH(*unc, tok);
+            continue;
+        }
+        const uint8_t *b = v->cx_tail + v->cx_off[k];
+        int32_t len = v->cx_off[k + 1] - v->cx_off[k];
+        int32_t r, j = token_step_bytes(d, s, b, l < valid ? l : valid, len, tops, marks, &r);
+        fail_at = INT32_MAX;
+        valid = j;
+        if (j < len) {
+            fail_at = j;
+            fail_out = r == -2 ? 2 : 0;
+            if (fail_out == 2) VEC_PUSH(*unc, tok);
+        } else {
+            VEC_PUSH(*acc, tok);
+        }
+    }
+    s->num_nodes = base;
+    if (fb.n) {
+        token_sort_trie(tv, fb.p, fb.n);
+        int32_t *lcp = calloc((size_t)fb.n, sizeof *lcp);
+        LL_ASSERT(lcp);
+        token_walk(d, tv, s, 1, 0, fb.p, lcp, NULL, NULL, (int32_t)fb.n, tops, marks, NULL, acc, unc);
+        free(lcp);
+        VEC_FREE(fb);
+    }
+    token_walk(d, tv, s, 1, 0, v->lw, v->lw_lcp, v->lw_bytes, v->lw_off, v->num_lw, tops, marks, NULL, acc, unc);
+    token_sort_trie(tv, unc->p, unc->n);
 }
 
 static int token_mask_group_done(const token_mask_table *t, int32_t vi, int32_t parent)
@@ -676,6 +761,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     if (is_region || cl) {
         /* the region's accepted set is shared (a bounded chain's: those that fit in `bound`
          * characters); its uncertain tokens are settled here as far as [below, top] allows */
+        int grouped = cl && r.chain_z && r.cx;   /* token_chain_walk */
         if (cl) {
             /* tokens starting at most min(bound, k) characters, from the shared bitmap; those
              * leaving the loop or starting more than k characters walked below */
@@ -724,14 +810,19 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
                 }
                 t->bytes += (int64_t)n * 16;
             }
-        } else if (!cl && r.use_exits)
+        } else if (!cl && r.use_exits) {
             e.num_extra = token_walk_exits(d, tv, s, 0, members, &r, 0, r.num_unc, &acc, &unc);
-        else
+        } else if (grouped) {
+            t->num_chain_groups++;
+            token_chain_walk(t, s, &r, r.chain_r0 - cl->r, bound, &acc, &unc);
+            e.num_extra = (int32_t)acc.n;
+        } else
             e.num_extra = token_walk(d, tv, s, 1, 0, r.unc, r.unc_lcp, r.unc_bytes, r.unc_off, r.num_unc, t->tops, t->marks,
                                      NULL, &acc, &unc);
         e.extra = acc.p;
         e.num_accepted += e.num_extra;
-        token_mask_set_unc_sub(&e, &unc, r.unc, r.unc_lcp, r.num_unc);
+        if (grouped) token_mask_set_unc(tv, &e, &unc);
+        else token_mask_set_unc_sub(&e, &unc, r.unc, r.unc_lcp, r.num_unc);
         t->bytes += (acc.n + unc.n) * 8;
         VEC_PUSH(t->entries, e);
         int32_t id = (int32_t)t->entries.n - 1;

@@ -52,7 +52,11 @@
  * into an exit or gives up); U's region walk records every accepted token's count, so each
  * position costs a shared bitmap (per (region, r), built once) plus the tokens that leave U
  * (they see lo and what follows the string) or start more than 24 characters, walked on the
- * real stack; a chain's states are checked 49 characters ahead and keep their labels.  With
+ * real stack; a chain's states are checked 49 characters ahead and keep their labels.  When
+ * that check met one real state per (state of U, characters started), a token that leaves U
+ * is known to be at that state where it leaves, so only its bytes from there on are stepped,
+ * grouped by (state, count, bytes from the exit) (a string's ~1,300 quote-containing tokens:
+ * its closing quote after a few counts followed by a few tails), not each token in turn.  With
  * minLength only, the bounded part merges into the loop: U is then the loop's own region.
  * A state whose first character leads to a state that loops is not taken as a chain position
  * (the last bounded position of a minLength, or a declared key's first byte beside "any
@@ -125,6 +129,9 @@ int64_t token_mask_table_num_skips(const token_mask_table *t);
 /* Classifications of bounded-chain positions answered from their loop's region (see "Bounded
  * chains" above) instead of a trie walk. */
 int64_t token_mask_table_num_chains(const token_mask_table *t);
+/* Of those, the ones whose tokens leaving the chain were stepped only from where they leave it
+ * (the chain knows the real state at every count; token_chain_walk in token_mask.c). */
+int64_t token_mask_table_num_chain_groups(const token_mask_table *t);
 /* Masks computed on the real stack because a counter was near its bound (token_mask_fill). */
 int64_t token_mask_table_num_near_bound(const token_mask_table *t);
 

@@ -131,6 +131,21 @@ typedef struct token_region {
                            * NULL for a list of more than TOKEN_GROUP_MAX */
     uint8_t *cw_bytes;    /* the same for cw */
     int32_t *cw_off;
+    /* cw as a bounded position walks it when its chain knows the real state of every (local
+     * state, characters started) (token_chain_walk): the exits of at most TOKEN_CHAIN_K started
+     * characters by (local state left from, started count, bytes from the exit), each
+     * (token, local state, started count, bytes from the exit shared with the previous one or
+     * -1 where state or count changes), their bytes from the exit in that order in cx_tail
+     * (the k-th from cx_off[k] to cx_off[k + 1]); the rest of cw (tokens starting more than
+     * TOKEN_CHAIN_K characters) in trie order as lw */
+    int32_t *cx;          /* [4 * num_cx] */
+    int32_t num_cx;
+    uint8_t *cx_tail;
+    int32_t *cx_off;      /* [num_cx + 1] */
+    int32_t *lw, *lw_lcp; /* [num_lw] */
+    int32_t num_lw;
+    uint8_t *lw_bytes;
+    int32_t *lw_off;      /* [num_lw + 1] */
 } token_region;
 
 static inline const uint8_t *token_bytes(const token_vocab *tv, int32_t tok, int32_t *len)
@@ -164,6 +179,14 @@ typedef struct token_region_view {
     const int32_t *ex_off;
     const uint8_t *unc_bytes, *cw_bytes;   /* token_region.unc_bytes / unc_off, cw_bytes / cw_off */
     const int32_t *unc_off, *cw_off;
+    const int32_t *cx, *cx_off, *lw, *lw_lcp, *lw_off;   /* token_region.cx ... */
+    const uint8_t *cx_tail, *lw_bytes;
+    int32_t num_cx, num_lw;
+    /* a bounded chain's view (token_mask_chain): the real state at (local state u, s characters
+     * started since the state analysed) is chain_z[u * chain_zs + s] (-1 none), NULL when some
+     * (u, s) has two; a state labelled r started chain_r0 - r characters after it */
+    int32_t *chain_z;     /* owned by the table */
+    int32_t chain_zs, chain_r0;
 } token_region_view;
 
 typedef struct token_chain_label {
@@ -219,6 +242,7 @@ struct token_mask_table {
     vec_i32 chain_q;      /* states labelled by the current check, in order */
     VEC(token_chain_label) chain_l;   /* their (u, s) (s in .r) */
     int64_t num_chains;
+    int64_t num_chain_groups;   /* of those, cw walked from the exits (token_chain_walk) */
     int64_t num_near_bound;  /* masks token_mask_fill_near_bound computed */
     VEC(token_skip) skips;   /* scratch of one classification */
     int32_t *kcur;               /* [3 * (max_depth + 2)] the classification walk's place among siblings

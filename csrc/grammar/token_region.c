@@ -262,35 +262,36 @@ int token_mask_region(token_mask_table *t, int32_t below, int32_t top, token_reg
 
 typedef struct token_exit_item {
     const uint8_t *bytes;   /* from the exit */
-    int32_t len, u, idx;
+    int32_t len, u, st, idx;
 } token_exit_item;
 
 static int token_exit_cmp(const void *a, const void *b)
 {
     const token_exit_item *x = a, *y = b;
     if (x->u != y->u) return x->u < y->u ? -1 : 1;
+    if (x->st != y->st) return x->st < y->st ? -1 : 1;
     int c = memcmp(x->bytes, y->bytes, (size_t)(x->len < y->len ? x->len : y->len));
     if (c) return c;
     if (x->len != y->len) return x->len < y->len ? -1 : 1;
     return x->idx < y->idx ? -1 : 1;
 }
 
-/* The uncertain tokens of region entry e (exits pu: [2 * num_unc] bytes inside, local state)
- * ordered by (exit state, bytes from the exit): *ord[num_unc] indices into e->unc, *lcp[num_unc]
- * bytes from the exit shared with the previous one, -1 where the exit state changes; their
- * bytes from the exit in that order in *tail, the k-th from (*off)[k] to (*off)[k + 1]. */
-static void token_region_exit_order(const token_vocab *tv, const token_mask_entry *e, const int32_t *pu,
-                                    int32_t **ord, int32_t **lcp, uint8_t **tail, int32_t **off)
+/* Tokens toks[n] that leave a region (pu: [2 * n] bytes inside, local state; st: [n] characters
+ * started inside, or NULL) ordered by (exit state, started count, bytes from the exit): *ord[n]
+ * indices into toks, *lcp[n] bytes from the exit shared with the previous one, -1 where the
+ * exit state or the count changes; their bytes from the exit in that order in *tail, the k-th
+ * from (*off)[k] to (*off)[k + 1]. */
+static void token_region_exit_order(const token_vocab *tv, const int32_t *toks, int32_t n, const int32_t *pu,
+                                    const int32_t *st, int32_t **ord, int32_t **lcp, uint8_t **tail, int32_t **off)
 {
-    int32_t n = e->num_unc;
     token_exit_item *it = malloc(((size_t)n + 1) * sizeof *it);
     *ord = malloc(((size_t)n + 1) * sizeof **ord);
     *lcp = malloc(((size_t)n + 1) * sizeof **lcp);
     LL_ASSERT(it && *ord && *lcp);
     for (int32_t k = 0; k < n; k++) {
         int32_t len;
-        const uint8_t *b = token_bytes(tv, e->unc[k], &len);
-        it[k] = (token_exit_item){b + pu[2 * k], len - pu[2 * k], pu[2 * k + 1], k};
+        const uint8_t *b = token_bytes(tv, toks[k], &len);
+        it[k] = (token_exit_item){b + pu[2 * k], len - pu[2 * k], pu[2 * k + 1], st ? st[k] : 0, k};
     }
     qsort(it, (size_t)n, sizeof *it, token_exit_cmp);
     *off = malloc(((size_t)n + 1) * sizeof **off);
@@ -303,7 +304,7 @@ static void token_region_exit_order(const token_vocab *tv, const token_mask_entr
     for (int32_t k = 0; k < n; k++) {
         (*ord)[k] = it[k].idx;
         int32_t l = -1;
-        if (k && it[k].u == it[k - 1].u)
+        if (k && it[k].u == it[k - 1].u && it[k].st == it[k - 1].st)
             for (l = 0; l < it[k].len && l < it[k - 1].len && it[k].bytes[l] == it[k - 1].bytes[l];) l++;
         (*lcp)[k] = l;
     }
@@ -356,7 +357,9 @@ static void token_region_view_of(const token_vocab *tv, int32_t i, token_region_
     *out = (token_region_view){r->e.accepted, r->e.unc, r->e.unc_lcp, r->e.num_unc, r->e.num_accepted, r->ref,
                                i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
                                r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc,
-                               r->ex_tail, r->ex_off, r->unc_bytes, r->cw_bytes, r->unc_off, r->cw_off};
+                               r->ex_tail, r->ex_off, r->unc_bytes, r->cw_bytes, r->unc_off, r->cw_off,
+                               r->cx, r->cx_off, r->lw, r->lw_lcp, r->lw_off, r->cx_tail, r->lw_bytes, r->num_cx,
+                               r->num_lw, NULL, 0, 0};
 }
 
 /* The cached region whose byte table has the runs enc[enc_len] (sig_len entries, hash h =
@@ -403,7 +406,8 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
     int32_t *cnt = malloc((size_t)tv->size * sizeof *cnt);          /* their started counts */
     LL_ASSERT(e.accepted && ref && tok_st && cnt);
     memset(ref, 0xff, (size_t)tv->num_nodes + 1);
-    vec_i32 unc = {0}, cw = {0}, unc_pu = {0};
+    vec_i32 unc = {0}, cw = {0}, unc_pu = {0}, lw = {0};
+    vec_i32 cx_tok = {0}, cx_pu = {0}, cx_st = {0};   /* exits of at most TOKEN_CHAIN_K started characters */
     int32_t *ys = t->region_ys, *st = t->region_st, s_max = 0;
     ys[0] = 0;
     st[0] = 0;
@@ -417,7 +421,12 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
                     VEC_PUSH(unc, tv->sorted[tv->node[j].tok_start + k]);
                     VEC_PUSH(unc_pu, dep - 1);
                     VEC_PUSH(unc_pu, ys[dep - 1]);
-                    if (st[dep - 1] <= TOKEN_CHAIN_K) VEC_PUSH(cw, tv->sorted[tv->node[j].tok_start + k]);
+                    if (st[dep - 1] > TOKEN_CHAIN_K) continue;
+                    VEC_PUSH(cw, tv->sorted[tv->node[j].tok_start + k]);
+                    VEC_PUSH(cx_tok, tv->sorted[tv->node[j].tok_start + k]);
+                    VEC_PUSH(cx_pu, dep - 1);
+                    VEC_PUSH(cx_pu, ys[dep - 1]);
+                    VEC_PUSH(cx_st, st[dep - 1]);
                 }
             i = tv->node[i].end;
             continue;
@@ -426,7 +435,10 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
         st[dep] = st[dep - 1] + (ys[dep - 1] == 0);
         if (st[dep] > s_max) s_max = st[dep];
         if (st[dep] > TOKEN_CHAIN_K && st[dep - 1] <= TOKEN_CHAIN_K)   /* every token below: walked */
-            for (int32_t q = tv->node[i].tok_start; q < tv->node[tv->node[i].end].tok_start; q++) VEC_PUSH(cw, tv->sorted[q]);
+            for (int32_t q = tv->node[i].tok_start; q < tv->node[tv->node[i].end].tok_start; q++) {
+                VEC_PUSH(cw, tv->sorted[q]);
+                VEC_PUSH(lw, tv->sorted[q]);
+            }
         ref[i] = (uint8_t)r;
         for (int32_t k = 0; k < tv->node[i].tok_count; k++) {
             int32_t tok = tv->sorted[tv->node[i].tok_start + k];
@@ -456,7 +468,34 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
      * list in trie order (shared prefixes once) */
     int32_t *ex_ord = NULL, *ex_lcp = NULL, *ex_off = NULL;
     uint8_t *ex_tail = NULL;
-    if (e.num_unc <= TOKEN_GROUP_MAX) token_region_exit_order(tv, &e, unc_pu.p, &ex_ord, &ex_lcp, &ex_tail, &ex_off);
+    if (e.num_unc <= TOKEN_GROUP_MAX)
+        token_region_exit_order(tv, e.unc, e.num_unc, unc_pu.p, NULL, &ex_ord, &ex_lcp, &ex_tail, &ex_off);
+    /* a bounded position's exits (token_chain_walk): by (exit state, started count, tail) */
+    int32_t *cx = NULL, *cx_off = NULL, *cx_ord = NULL, *cx_lcp = NULL;
+    uint8_t *cx_tail = NULL;
+    if (cx_tok.n <= TOKEN_GROUP_MAX) {
+        token_region_exit_order(tv, cx_tok.p, (int32_t)cx_tok.n, cx_pu.p, cx_st.p, &cx_ord, &cx_lcp, &cx_tail, &cx_off);
+        cx = malloc(((size_t)cx_tok.n * 4 + 1) * sizeof *cx);
+        LL_ASSERT(cx);
+        for (int64_t k = 0; k < cx_tok.n; k++) {
+            int32_t q = cx_ord[k];
+            cx[4 * k] = cx_tok.p[q];
+            cx[4 * k + 1] = cx_pu.p[2 * q + 1];
+            cx[4 * k + 2] = cx_st.p[q];
+            cx[4 * k + 3] = cx_lcp[k];
+        }
+        free(cx_ord);
+        free(cx_lcp);
+    }
+    int32_t num_cx = cx ? (int32_t)cx_tok.n : 0;
+    VEC_FREE(cx_tok);
+    VEC_FREE(cx_pu);
+    VEC_FREE(cx_st);
+    token_mask_entry le = {0};   /* lw in trie order with its common prefixes */
+    token_mask_set_unc(tv, &le, &lw);
+    uint8_t *lw_bytes = NULL;
+    int32_t *lw_off = NULL;
+    token_list_bytes(tv, le.unc, le.num_unc, &lw_bytes, &lw_off);
     int64_t cost_exit = 0, cost_walk = 0, cost_single = 0;
     for (int32_t k = 0; k < e.num_unc; k++) {
         int32_t len, q = ex_ord ? ex_ord[k] : k;
@@ -493,7 +532,8 @@ int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_
     tv->regions[tv->num_regions++] = (token_region){h, sig, sig_len, enc.p, (int32_t)enc.n, e, ref, s_max, by_st,
                                                     st_off, bound, ce.unc, ce.unc_lcp, ce.num_unc, unc_pu.p,
                                                     use_exits, ex_ord, ex_lcp, unc_rank, cost_exit, cost_single, racc,
-                                                    ex_tail, ex_off, unc_bytes, unc_off, cw_bytes, cw_off};
+                                                    ex_tail, ex_off, unc_bytes, unc_off, cw_bytes, cw_off, cx, num_cx,
+                                                    cx_tail, cx_off, le.unc, le.unc_lcp, le.num_unc, lw_bytes, lw_off};
     int32_t idx = tv->num_regions - 1;
     /* a region made meanwhile by another thread with this table is kept too (the index
      * finds one of them) */

@@ -166,6 +166,13 @@ void token_vocab_free(token_vocab *tv)
         free(tv->regions[i].unc_off);
         free(tv->regions[i].cw_bytes);
         free(tv->regions[i].cw_off);
+        free(tv->regions[i].cx);
+        free(tv->regions[i].cx_tail);
+        free(tv->regions[i].cx_off);
+        free(tv->regions[i].lw);
+        free(tv->regions[i].lw_lcp);
+        free(tv->regions[i].lw_bytes);
+        free(tv->regions[i].lw_off);
     }
     free(tv->regions);
     free(tv->rh_keys);

@@ -6,7 +6,7 @@
  *       .vocab_size, .mask_words, .num_cached
  *   CompiledGrammar: .matcher(max_rollback_bytes=65536) -> GrammarMatcher; .num_states, .lr_kind, .compile_tries,
  *       .num_edges, .compile_us, .cache_hit, .mask_cache_entries, .mask_cache_bytes, .mask_cache_skips,
- *       .mask_cache_chains, .num_counters, .mask_near_bound
+ *       .mask_cache_chains, .mask_cache_chain_groups, .num_counters, .mask_near_bound
  *   GrammarMatcher(compiled, max_rollback_bytes=65536):
  *       .advance_bytes(b) -> bool (all or nothing), .advance_token(id) -> bool,
  *       .is_accepting() -> bool, .rollback_bytes(n), .rollback_tokens(n), .reset(), .num_bytes,
@@ -198,6 +198,8 @@ static PyObject *py_gc_compiled_get(py_gc_compiled *self, void *closure)
     if (!strcmp(what, "mask_cache_entries")) return PyLong_FromLongLong(gc->masks ? token_mask_table_num_entries(gc->masks) : 0);
     if (!strcmp(what, "mask_cache_skips")) return PyLong_FromLongLong(gc->masks ? token_mask_table_num_skips(gc->masks) : 0);
     if (!strcmp(what, "mask_cache_chains")) return PyLong_FromLongLong(gc->masks ? token_mask_table_num_chains(gc->masks) : 0);
+    if (!strcmp(what, "mask_cache_chain_groups"))
+        return PyLong_FromLongLong(gc->masks ? token_mask_table_num_chain_groups(gc->masks) : 0);
     if (!strcmp(what, "num_counters")) return PyLong_FromLong(gc->d->num_counters);
     if (!strcmp(what, "mask_near_bound")) return PyLong_FromLongLong(gc->masks ? token_mask_table_num_near_bound(gc->masks) : 0);
     if (!strcmp(what, "mask_cache_bytes")) return PyLong_FromLongLong(gc->masks ? token_mask_table_bytes(gc->masks) : 0);
@@ -221,6 +223,8 @@ static PyGetSetDef py_gc_compiled_getset[] = {
     {"mask_cache_entries", (getter)py_gc_compiled_get, NULL, "(below, top) entries of the mask cache", "mask_cache_entries"},
     {"mask_cache_skips", (getter)py_gc_compiled_get, NULL, "trie subtrees settled from a region's walk", "mask_cache_skips"},
     {"mask_cache_chains", (getter)py_gc_compiled_get, NULL, "classifications of bounded-chain positions (no trie walk)", "mask_cache_chains"},
+    {"mask_cache_chain_groups", (getter)py_gc_compiled_get, NULL,
+     "of those, tokens leaving the chain stepped from where they leave it", "mask_cache_chain_groups"},
     {"num_counters", (getter)py_gc_compiled_get, NULL, "bounded repetitions kept as a counter (grammar.h grammar_counted)", "num_counters"},
     {"mask_near_bound", (getter)py_gc_compiled_get, NULL, "masks computed on the real stack because a counter is near its bound", "mask_near_bound"},
     {"mask_cache_bytes", (getter)py_gc_compiled_get, NULL, "bytes held by the mask cache", "mask_cache_bytes"},
