@@ -436,6 +436,7 @@ def test_bounded_strings_equal_brute_force_qwen3():
         (s(12), "Ωmega 数据 \\u00e9\\u4e2d 🙂🙂 long enough"),   # minLength past the first check
         (s(300), "x" * 150 + " 日本語 " * 30),                 # long: labels re-analysed
         (s(0, 200), "y" * 120 + "é" * 79 + "\\t"),              # long maxLength, exactly reached
+        (s(0, 90), " " * 70 + "-" * 16 + "end"),               # long tokens (runs) move far at once
         (obj({"title": s(1, 40), "code": s(2, 5), "note": s(0, 3)}),
          {"title": "Introduction to Machine Learning", "code": "AB🙂", "note": ""}),
         (obj({"tags": {"type": "array", "items": s(1, 6)}, "name": s(None, 10)}, extra=True),

@@ -401,7 +401,8 @@ static void token_sort_trie(const token_vocab *tv, int32_t *unc, int64_t n)
  * bytes from the exit) as token_walk_groups does (a string's ~1,300 quote-containing tokens
  * are its closing quote after a few counts followed by a few tails); one starting more than
  * `bound` characters runs out of the chain (rejected).  Tokens starting more than
- * TOKEN_CHAIN_K characters (lw) are walked in trie order.  Accepted go to acc, those popping
+ * TOKEN_CHAIN_K characters (lw) are read through U's byte table up to the chain's last known
+ * state and stepped from there.  Accepted go to acc, those popping
  * below the partial stack to unc (trie order). */
 static void token_chain_walk(token_mask_table *t, dpda_matcher *s, const token_region_view *v, int32_t s_x,
                              int32_t bound, vec_i32 *acc, vec_i32 *unc)
@@ -456,7 +457,39 @@ static void token_chain_walk(token_mask_table *t, dpda_matcher *s, const token_r
         free(lcp);
         VEC_FREE(fb);
     }
-    token_walk(d, tv, s, 1, 0, v->lw, v->lw_lcp, v->lw_bytes, v->lw_off, v->num_lw, tops, marks, NULL, acc, unc);
+    /* tokens starting more than TOKEN_CHAIN_K characters: read through U's own byte table for
+     * as long as the chain knows the real state, stepped from there; in trie order, a token
+     * whose common prefix with the previous one covers where that one started stepping starts
+     * there too and reuses its steps */
+    int32_t pz = -1, lp = 0, *lu = t->region_ys, *ls = t->region_st;   /* local state, started count after p bytes */
+    valid = 0;
+    lu[0] = ls[0] = 0;
+    for (int32_t k = 0; k < v->num_lw; k++) {
+        const uint8_t *b = v->lw_bytes + v->lw_off[k];
+        int32_t len = v->lw_off[k + 1] - v->lw_off[k], l = k ? v->lw_lcp[k] : 0, p = l < lp ? l : lp, r;
+        for (; p < len; p++) {   /* the previous token's local states hold for the common prefix */
+            int32_t u = lu[p], u2 = v->sig[u * 256 + b[p]], st2 = ls[p] + (u == 0);
+            if (u2 < 0 || s_x + st2 >= v->chain_zs || v->chain_z[u2 * v->chain_zs + s_x + st2] < 0) break;
+            lu[p + 1] = u2;
+            ls[p + 1] = st2;
+        }
+        lp = p;
+        int32_t u = lu[p], st = ls[p];
+        if (p != pz || l < p) {   /* another start: the real state after p bytes (x itself if none) */
+            int32_t z = s_x < v->chain_zs ? v->chain_z[u * v->chain_zs + s_x + st] : -1;
+            if (z < 0) p = 0;
+            s->num_nodes = base;
+            tops[p] = z < 0 ? 1 : dpda_push(s, z, 0, DPDA_COUNT_UNKNOWN);
+            marks[p] = s->num_nodes;
+            valid = pz = p;
+        }
+        int32_t j = l < valid ? l : valid;
+        j = token_step_bytes(d, s, b, j > p ? j : p, len, tops, marks, &r);
+        valid = j;
+        if (j == len) VEC_PUSH(*acc, v->lw[k]);
+        else if (r == -2) VEC_PUSH(*unc, v->lw[k]);
+    }
+    s->num_nodes = base;
     token_sort_trie(tv, unc->p, unc->n);
 }
 

@@ -180,6 +180,7 @@ typedef struct token_region_view {
     const uint8_t *unc_bytes, *cw_bytes;   /* token_region.unc_bytes / unc_off, cw_bytes / cw_off */
     const int32_t *unc_off, *cw_off;
     const int32_t *cx, *cx_off, *lw, *lw_lcp, *lw_off;   /* token_region.cx ... */
+    const int32_t *sig;   /* token_region.sig */
     const uint8_t *cx_tail, *lw_bytes;
     int32_t num_cx, num_lw;
     /* a bounded chain's view (token_mask_chain): the real state at (local state u, s characters

@@ -358,7 +358,7 @@ static void token_region_view_of(const token_vocab *tv, int32_t i, token_region_
                                i, r->s_max, r->cw, r->cw_lcp, r->num_cw, r->unc_pu, r->use_exits,
                                r->ex_ord, r->ex_lcp, r->unc_rank, r->ex_cost, r->ex_single, NULL, r->racc,
                                r->ex_tail, r->ex_off, r->unc_bytes, r->cw_bytes, r->unc_off, r->cw_off,
-                               r->cx, r->cx_off, r->lw, r->lw_lcp, r->lw_off, r->cx_tail, r->lw_bytes, r->num_cx,
+                               r->cx, r->cx_off, r->lw, r->lw_lcp, r->lw_off, r->sig, r->cx_tail, r->lw_bytes, r->num_cx,
                                r->num_lw, NULL, 0, 0};
 }
 
