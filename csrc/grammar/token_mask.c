@@ -6,6 +6,7 @@
  * calls; an entry's accepted set is its own or a region's (owns_accepted). */
 #include "grammar/token_mask_internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,42 @@ typedef struct token_exit_memo {
     int32_t parent, state, tok, p;
     uint8_t out;
 } token_exit_memo;
+
+/* The two memos, one pair per thread that classifies, shared by every table it works on: a
+ * walk's entries are told apart by its id, so no table zeroes 160 KB before its first walk
+ * (a fresh grammar's first masks).  Freed when the thread exits. */
+typedef struct token_walk_memo {
+    token_step_memo memo[TOKEN_MEMO];
+    token_exit_memo xmemo[TOKEN_XMEMO];
+    uint64_t walk;        /* ids given; a step key keeps 24 bits of it */
+} token_walk_memo;
+
+static pthread_key_t token_memo_key;
+static pthread_once_t token_memo_once = PTHREAD_ONCE_INIT;
+
+static void token_memo_key_make(void)
+{
+    LL_ASSERT(pthread_key_create(&token_memo_key, free) == 0);
+}
+
+/* A new walk id for t's classification walk, with this thread's memos: t->memo, t->xmemo,
+ * t->walk_id (the memos are cleared when the ids outgrow the step key's 24 bits). */
+static uint64_t token_walk_begin(token_mask_table *t)
+{
+    pthread_once(&token_memo_once, token_memo_key_make);
+    token_walk_memo *w = pthread_getspecific(token_memo_key);
+    if (!w) {
+        w = calloc(1, sizeof *w);
+        LL_ASSERT(w && pthread_setspecific(token_memo_key, w) == 0);
+    }
+    if (++w->walk >= 1ull << 24) {
+        memset(w, 0, sizeof *w);
+        w->walk = 1;
+    }
+    t->memo = w->memo;
+    t->xmemo = w->xmemo;
+    return t->walk_id = w->walk;
+}
 
 token_mask_table *token_mask_table_create(const dpda *d, const token_vocab *tv)
 {
@@ -89,7 +126,7 @@ void token_mask_table_free(token_mask_table *t)
         free(t->entries.p[i].ex);
     }
     VEC_FREE(t->entries);
-    free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->memo); free(t->xmemo); free(t->view_n);
+    free(t->keys); free(t->vals); free(t->tops); free(t->marks); free(t->view_n);
     dpda_matcher_free(&t->scratch);
     dpda_matcher_free(&t->probe);
     free(t->region_ys); free(t->region_st); free(t->rv_keys); free(t->rv_vals);
@@ -529,10 +566,6 @@ static void token_mask_exits_memo(token_mask_table *t, dpda_matcher *s, int32_t 
     const token_vocab *tv = t->tv;
     const dpda *d = t->d;
     int32_t base = s->num_nodes;
-    if (!t->xmemo) {   /* on first use: a table whose walks settle no region leaves pays nothing */
-        t->xmemo = calloc(TOKEN_XMEMO, sizeof *t->xmemo);
-        LL_ASSERT(t->xmemo);
-    }
     for (int32_t k = a; k < b; k++) {
         int32_t tok = v->unc[k], len, p = v->unc_pu[2 * k], x = members[v->unc_pu[2 * k + 1]];
         const uint8_t *bytes = token_bytes(tv, tok, &len);
@@ -862,10 +895,6 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         token_mask_put(t, (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top, id);
         return id;
     }
-    if (!t->memo) {   /* allocated on the first walk: creating a table stays cheap */
-        t->memo = calloc(TOKEN_MEMO, sizeof *t->memo);
-        LL_ASSERT(t->memo);
-    }
     vec_i32 unc = {0};
     t->skips.n = 0;
     t->acc.n = 0;
@@ -877,7 +906,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
     /* steps by an END edge (most steps inside regular pieces) are read off the edge; the others
      * from a stack [below, x] (EXPOSE chains) are memoised for this walk when they end at
      * the same depth: one lookup instead of an edge walk */
-    uint64_t walk = ++t->walk_id;
+    uint64_t walk = token_walk_begin(t);
     /* Runs of siblings: a node whose step (memoised) stays at the partial stack's depth in a
      * state y without a counter, where y's region (walked from exits) is in y's own state, is
      * settled whole by that region, its own tokens included (the region accepts them: its walk
