@@ -28,11 +28,13 @@
  * every one (u, s: characters started since x), s <= cap.  For each labelled (y, u, s) and
  * class c: U rejects -> y rejects; U moves to u' -> y moves locally to a state labelled
  * (u', s') with s' = s + (u == 0) while s' <= r_x, and y rejects once s' > r_x, where r_x is
- * the largest s labelled.  A step U rejects that y allows is made an exit of U (return 0:
- * retry); any other mismatch returns -1.  1: checked, *r_x set, *capped when some state past
- * cap was not explored or the piece loops after its bounded part (r_x is then a lower bound). */
+ * the largest s labelled.  A step U rejects that y allows is made an exit of U (*widened set;
+ * no label depends on it, so the check goes on); a step U takes that y leaves the depth by is
+ * made an exit too (return 0: retry, as states were labelled through it); any other mismatch
+ * returns -1.  1: checked, *r_x set, *capped when some state past cap was not explored or the
+ * piece loops after its bounded part (r_x is then a lower bound). */
 static int token_chain_check(token_mask_table *t, int32_t x, int32_t *U, int32_t cap, int32_t *r_x, int *capped,
-                             int32_t *loop)
+                             int32_t *loop, int *widened)
 {
     const dpda *d = t->d;
     int32_t C = d->num_terms - 1;
@@ -50,12 +52,13 @@ static int token_chain_check(token_mask_table *t, int32_t x, int32_t *U, int32_t
     *loop = -1;
     for (int64_t q = 0; q < t->chain_q.n; q++) {
         int32_t y = t->chain_q.p[q], u = t->chain_l.p[q].u, sy = t->chain_l.p[q].r;
+        const int32_t *row = token_region_row(t, y);   /* no other row is asked for below */
         for (int32_t c = 0; c < C; c++) {
             int32_t ue = U[u * C + c];
             if (ue == -2) continue;
-            int32_t o = token_region_step(t, y, c);
+            int32_t o = row[c];
             if (ue == -1) {
-                if (o != -1) { U[u * C + c] = -2; return 0; }
+                if (o != -1) { U[u * C + c] = -2; *widened = 1; }
                 continue;
             }
             int32_t s2 = sy + (u == 0);
@@ -152,13 +155,15 @@ static int token_chain_u_from_loop(token_mask_table *t, int32_t below, int32_t l
     token_region_view lv;
     int32_t members[TOKEN_REGION_MAX], nm = 0;
     if (!token_mask_region(t, below, loop, &lv, members, &nm) || nm > TOKEN_CHAIN_U) return 0;
-    for (int32_t k = 0; k < nm; k++)
+    for (int32_t k = 0; k < nm; k++) {
+        const int32_t *row = token_region_row(t, members[k]);
         for (int32_t c = 0; c < C; c++) {
-            int32_t o = token_region_step(t, members[k], c), v = o == -1 ? -1 : -2;
+            int32_t o = row[c], v = o == -1 ? -1 : -2;
             for (int32_t j = 0; o >= 0 && j < nm; j++)
                 if (members[j] == o) v = j;
             U[k * C + c] = v;
         }
+    }
     *nu = nm;
     return 1;
 }
@@ -247,7 +252,8 @@ const token_chain_label *token_mask_chain(token_mask_table *t, int32_t below, in
      * string's last bounded position or after a declared key's first byte ("any string"
      * beside declared keys): the trie walk settles it from the loop's region */
     int loops = 0;
-    for (int32_t c = 0; c < C && y1 >= 0 && !loops; c++) loops = token_region_step(t, y1, c) == y1;
+    const int32_t *row1 = y1 >= 0 ? token_region_row(t, y1) : NULL;
+    for (int32_t c = 0; c < C && row1 && !loops; c++) loops = row1[c] == y1;
     if (y1 < 0 || best < 4 || loops) { token_chain_put(t, below, x, fail); return NULL; }
     /* guess U: x's first character, paired with y1's */
     int32_t us[TOKEN_CHAIN_U], pr[TOKEN_CHAIN_U], nu = 1, y2 = -3;
@@ -256,10 +262,13 @@ const token_chain_label *token_mask_chain(token_mask_table *t, int32_t below, in
     us[0] = x;
     pr[0] = y1;
     int ok = 1;
+    int32_t ra[256];   /* us[i]'s row (copied: asking for pr[i]'s may move the pool) */
     for (int32_t i = 0; i < nu && ok; i++) {
+        memcpy(ra, token_region_row(t, us[i]), (size_t)C * sizeof *ra);
+        const int32_t *rb = pr[i] >= 0 ? token_region_row(t, pr[i]) : NULL;
         for (int32_t c = 0; c < C && ok; c++) {
-            int32_t oa = token_region_step(t, us[i], c);
-            int32_t ob = pr[i] >= 0 ? token_region_step(t, pr[i], c) : -3;
+            int32_t oa = ra[c];
+            int32_t ob = rb ? rb[c] : -3;
             int32_t ue;
             if (oa == -1) ue = ob == -1 || ob == -3 ? -1 : -2;
             else if (oa == -2 || oa == x || ob == -2) ue = -2;
@@ -285,14 +294,16 @@ const token_chain_label *token_mask_chain(token_mask_table *t, int32_t below, in
     if (ok) {
         /* check cheaply first (flips show up near x), then against the region's s_max */
         int32_t r_x = 0, rc = 0, capped = 0, tries = 0, loop = -1;
-        while (tries++ < TOKEN_CHAIN_TRIES && (rc = token_chain_check(t, x, U, 8, &r_x, &capped, &loop)) == 0) {}
+        int widened = 0;
+        while (tries++ < TOKEN_CHAIN_TRIES && (rc = token_chain_check(t, x, U, 8, &r_x, &capped, &loop, &widened)) == 0) {}
         token_region_view rv;
         int32_t vi = -1;
         if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) {
             /* the bounded part merges into the loop (a character started before minLength may
              * end in the loop's own states): take U from the loop and check again */
             rc = token_chain_u_from_loop(t, below, loop, U, &nu) ? 0 : -1;
-            for (tries = 0; rc == 0 && tries++ < TOKEN_CHAIN_TRIES;) rc = token_chain_check(t, x, U, 8, &r_x, &capped, &loop);
+            for (tries = 0; rc == 0 && tries++ < TOKEN_CHAIN_TRIES;)
+                rc = token_chain_check(t, x, U, 8, &r_x, &capped, &loop, &widened);
             if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) rc = -1;
         }
         int32_t ren[TOKEN_CHAIN_U], nr = 0, cap = 0;
@@ -302,7 +313,14 @@ const token_chain_label *token_mask_chain(token_mask_table *t, int32_t below, in
             nr = sig_len / 256;
             token_region_get(t, sig, sig_len, token_sig_hash(sig, sig_len), &rv);
             cap = 2 * token_chain_k(&rv) + 1;   /* labels usable for k + 1 positions */
-            rc = token_chain_check(t, x, U, cap, &r_x, &capped, &loop);
+            widened = 0;
+            rc = token_chain_check(t, x, U, cap, &r_x, &capped, &loop, &widened);
+            if (rc == 1 && widened) {   /* U's table gained exits: its region is another one */
+                sig = token_chain_sig(d, U, nu, &sig_len, ren);
+                nr = sig_len / 256;
+                token_region_get(t, sig, sig_len, token_sig_hash(sig, sig_len), &rv);
+                if (2 * token_chain_k(&rv) + 1 != cap) rc = 0;   /* another horizon: check again */
+            }
             if (rc == 1 && loop >= 0 && !token_chain_same_loop(t, below, loop, U, nu)) rc = -1;
             if (rc == 1) {
                 if (loop < 0)   /* a state reached with two counts has one label: no states by count */

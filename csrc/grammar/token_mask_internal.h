@@ -346,11 +346,6 @@ static inline void token_mask_reserve_nodes(dpda_matcher *s)
     LL_ASSERT(s->nodes);
 }
 
-static inline int32_t token_region_step(token_mask_table *t, int32_t x, int32_t c)
-{
-    return token_region_row(t, x)[c];
-}
-
 /* Whether token_mask_region_view may find x in a region (for some below): x may loop, or a
  * region computed so far holds it as an inner state; when not, a walk asks no hash table. */
 static inline int token_state_in_view(token_mask_table *t, int32_t x)
