@@ -90,7 +90,9 @@
  * counted), so a mask walks them sharing their tails (a string value's closing quote followed
  * by a few hundred tails) instead of one by one in trie order.
  * A token_mask_table is not thread-safe: one per thread, or external locking
- * (grammar_cache.h does the latter).
+ * (grammar_cache.h does the latter).  The walks' memo tables (160 KB) are the calling thread's,
+ * shared by every table it classifies for and freed when the thread exits, so a new grammar's
+ * first walk does not zero its own.
  *
  * Masks: uint32 words [token_vocab_mask_words(v)], bit (i % 32) of word i / 32 set = token i
  * allowed (sampling_sample_row's allowed_mask layout).
