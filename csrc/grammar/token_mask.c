@@ -619,7 +619,14 @@ static int token_mask_try_skip(token_mask_table *t, dpda_matcher *s, int32_t i, 
     int32_t vi = token_mask_region_view(t, s->nodes[parent].state, s->nodes[r].state, &idx);
     if (vi < 0) return 0;
     const token_region_view *v = &t->views.p[vi];
-    if (v->ref[i] != idx) return 0;   /* the region's walk is in the same state at node i */
+    if (v->ref[i] != idx) {   /* the region's walk is elsewhere at node i */
+        /* a member of a region started elsewhere may start its own (an equal state reached
+         * another way: the walk entered the loop at it, not at that region's start) */
+        if (idx == 0 || (vi = token_mask_region_view_own(t, s->nodes[parent].state, s->nodes[r].state)) < 0) return 0;
+        v = &t->views.p[vi];
+        idx = 0;
+        if (v->ref[i] != 0) return 0;
+    }
     token_mask_settle(t, s, vi, lo, hi, parent, r, dep, unc);
     return 1;
 }

@@ -264,7 +264,8 @@ struct token_mask_table {
     uint32_t rs_stamp;
     int32_t *brun;               /* [num_brun + 1] starts of the runs of bytes with one class, then 256 */
     int32_t num_brun;
-    uint8_t *view_member;        /* [num_states] 1: an inner state of a region view computed here */
+    uint8_t *view_member;        /* [num_states] bit 1: an inner state of a region view computed here;
+                                  * bit 2: it starts no region of its own (token_mask_region_view_own) */
     uint8_t *may_loop;           /* [num_states] token_state_may_loop: 0 not known yet, 1 no, 2 maybe */
     uint8_t *root_rej;           /* [classes] the walk's first byte of this class is rejected (its row) */
     int64_t num_skips;
@@ -301,6 +302,7 @@ int token_region_find(token_mask_table *t, const int32_t *enc, int32_t enc_len, 
 int token_region_get(token_mask_table *t, int32_t *sig, int32_t sig_len, uint64_t h, token_region_view *out);
 const uint32_t *token_region_bounded(token_mask_table *t, const token_region_view *v, int32_t r, int32_t *num);
 int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_t top, int32_t *idx);
+int32_t token_mask_region_view_own(token_mask_table *t, int32_t below, int32_t top);
 
 /* token_chain.c */
 const token_chain_label *token_mask_chain(token_mask_table *t, int32_t below, int32_t x);
@@ -350,7 +352,7 @@ static inline void token_mask_reserve_nodes(dpda_matcher *s)
  * region computed so far holds it as an inner state; when not, a walk asks no hash table. */
 static inline int token_state_in_view(token_mask_table *t, int32_t x)
 {
-    return token_state_may_loop(t, x) || (t->view_member && t->view_member[x]);
+    return token_state_may_loop(t, x) || (t->view_member && (t->view_member[x] & 1));
 }
 
 /* characters a bounded position counts (more are walked: token_region.cw) */

@@ -570,6 +570,32 @@ const uint32_t *token_region_bounded(token_mask_table *t, const token_region_vie
     return m;
 }
 
+/* The view of the region that starts at top (view index << 6, -1 none), its members' entries
+ * made where they have none. */
+static int32_t token_region_view_make(token_mask_table *t, int32_t below, int32_t top)
+{
+    if (!t->view_member) {
+        t->view_member = calloc((size_t)t->d->num_states, 1);
+        LL_ASSERT(t->view_member);
+    }
+    token_region_view rv;
+    int32_t members[TOKEN_REGION_MAX], nm = 0;
+    if (!token_mask_region(t, below, top, &rv, members, &nm) || !rv.ref) return -1;
+    rv.members = malloc(TOKEN_REGION_MAX * sizeof *rv.members);
+    LL_ASSERT(rv.members);
+    memcpy(rv.members, members, (size_t)nm * sizeof *members);
+    VEC_PUSH(t->views, rv);
+    int32_t v = (int32_t)(t->views.n - 1) << 6;
+    for (int32_t k = 1; k < nm; k++) {   /* never overrides another region's entry */
+        uint64_t mk = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)members[k];
+        t->view_member[members[k]] |= 1;
+        int32_t *slot = token_hash_slot(t->rv_keys, t->rv_vals, t->rv_cap, mk);
+        if (slot && *slot < 0) *slot = v | k;
+        else if (!slot) token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, mk, v | k);
+    }
+    return v;
+}
+
 /* The region view that [below, top] lies in, for skipping subtrees (index into t->views;
  * *idx: top's number in it, 0 when top is the looping state the region starts from), -1 when
  * top loops in no region with per-node states seen so far; cached per table.  Computing a
@@ -580,30 +606,31 @@ int32_t token_mask_region_view(token_mask_table *t, int32_t below, int32_t top, 
     uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top;
     int32_t v = token_hash_find(t->rv_keys, t->rv_vals, t->rv_cap, key);
     if (v == -3) {
-        if (!t->view_member) {
-            t->view_member = calloc((size_t)t->d->num_states, 1);
-            LL_ASSERT(t->view_member);
-        }
-        token_region_view rv;
-        int32_t members[TOKEN_REGION_MAX], nm = 0;
-        v = -1;
-        if (token_mask_region(t, below, top, &rv, members, &nm) && rv.ref) {
-            rv.members = malloc(TOKEN_REGION_MAX * sizeof *rv.members);
-            LL_ASSERT(rv.members);
-            memcpy(rv.members, members, (size_t)nm * sizeof *members);
-            VEC_PUSH(t->views, rv);
-            v = (int32_t)(t->views.n - 1) << 6;
-            for (int32_t k = 1; k < nm; k++) {   /* never overrides another region's entry */
-                uint64_t mk = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)members[k];
-                t->view_member[members[k]] = 1;
-                int32_t *slot = token_hash_slot(t->rv_keys, t->rv_vals, t->rv_cap, mk);
-                if (slot && *slot < 0) *slot = v | k;
-                else if (!slot) token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, mk, v | k);
-            }
-        }
+        v = token_region_view_make(t, below, top);
         token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, key, v);
     }
     if (v < 0) return -1;
     *idx = v & 63;
+    return v >> 6;
+}
+
+/* The view of the region that starts at top itself (index into t->views, -1 none), which
+ * then answers for [below, top] in place of a region top is a member of: a walk that entered
+ * the loop at top, not at that region's start, is in top where that region's walk is in its
+ * start (two equal states of one loop).  Cached as token_mask_region_view's entry. */
+int32_t token_mask_region_view_own(token_mask_table *t, int32_t below, int32_t top)
+{
+    uint64_t key = (uint64_t)(uint32_t)(below + 1) << 32 | (uint32_t)top;
+    int32_t *slot = token_hash_slot(t->rv_keys, t->rv_vals, t->rv_cap, key);
+    if (slot && *slot >= 0 && (*slot & 63) == 0) return *slot >> 6;
+    if (t->view_member && t->view_member[top] & 2) return -1;   /* tried: none (for some below) */
+    int32_t v = token_region_view_make(t, below, top);
+    if (v < 0) {
+        t->view_member[top] |= 2;
+        return -1;
+    }
+    slot = token_hash_slot(t->rv_keys, t->rv_vals, t->rv_cap, key);   /* the table may have grown */
+    if (slot) *slot = v;
+    else token_hash_put(&t->rv_keys, &t->rv_vals, &t->rv_cap, t->rv_num++, key, v);
     return v >> 6;
 }
