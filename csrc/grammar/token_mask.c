@@ -236,6 +236,29 @@ static inline int32_t token_step_bytes(const dpda *d, dpda_matcher *m, const uin
     return j;
 }
 
+/* A walk of tails in grouped order (each shares l bytes with the one before; tops / marks hold
+ * the nodes after `valid` bytes of the last): the place it is at and the last failure. */
+typedef struct token_tails {
+    int32_t valid, fail_at;
+    uint8_t fail_out;
+} token_tails;
+
+#define TOKEN_TAILS_START ((token_tails){0, INT32_MAX, 0})
+
+/* One tail b[len] of such a walk: 1 accepted, 0 rejected, 2 pops below a partial stack; a tail
+ * extending a prefix that failed takes that prefix's outcome without a step. */
+static inline uint8_t token_tail_step(const dpda *d, dpda_matcher *m, token_tails *w, const uint8_t *b, int32_t len,
+                                      int32_t l, int32_t *tops, int32_t *marks)
+{
+    if (l > w->fail_at) return w->fail_out;
+    int32_t r, j = token_step_bytes(d, m, b, l < w->valid ? l : w->valid, len, tops, marks, &r);
+    w->valid = j;
+    w->fail_at = INT32_MAX;
+    if (j == len) return 1;
+    w->fail_at = j;
+    return w->fail_out = r == -2 ? 2 : 0;
+}
+
 /* Walks a token list (trie order; lcp[k] = common prefix with token k - 1) from node `top`
  * of m's arena: shared prefixes are stepped once and a failed prefix settles every token that
  * extends it.  Every token starts with the same d0 bytes, already stepped (top is the node
@@ -350,31 +373,18 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
                               const int32_t *members, const token_region_view *v, int32_t *tops, int32_t *marks,
                               uint8_t *out)
 {
-    int32_t base = m->num_nodes, valid = 0, fail_at = INT32_MAX;
-    uint8_t fail_out = 0;
+    int32_t base = m->num_nodes;
+    token_tails w = TOKEN_TAILS_START;
     for (int32_t k = 0; k < v->num_unc; k++) {
         int32_t q = v->ex_ord[k], l = v->ex_lcp[k];
-        if (l > fail_at) { out[q] = fail_out; continue; }   /* extends a prefix that failed */
-        const uint8_t *b = v->ex_tail + v->ex_off[k];
-        int32_t len = v->ex_off[k + 1] - v->ex_off[k];
         if (l < 0) {   /* another exit state: start over from it */
             m->num_nodes = base;
             tops[0] = dpda_push(m, members[v->unc_pu[2 * q + 1]], parent, DPDA_COUNT_UNKNOWN);
             marks[0] = m->num_nodes;
-            valid = 0;
-            fail_at = INT32_MAX;
+            w = TOKEN_TAILS_START;
             l = 0;
         }
-        int32_t r, j = token_step_bytes(d, m, b, l < valid ? l : valid, len, tops, marks, &r);
-        fail_at = INT32_MAX;
-        valid = j;
-        if (j < len) {
-            fail_at = j;
-            fail_out = r == -2 ? 2 : 0;
-            out[q] = fail_out;
-        } else {
-            out[q] = 1;
-        }
+        out[q] = token_tail_step(d, m, &w, v->ex_tail + v->ex_off[k], v->ex_off[k + 1] - v->ex_off[k], l, tops, marks);
     }
     m->num_nodes = base;
 }
@@ -387,24 +397,20 @@ static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher
 static int32_t token_walk_ex(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t parent, const int32_t *ex,
                              int32_t n, int32_t *tops, int32_t *marks, uint32_t *mask)
 {
-    int32_t base = m->num_nodes, valid = 0, fail_at = INT32_MAX, count = 0;
+    int32_t base = m->num_nodes, count = 0;
+    token_tails w = TOKEN_TAILS_START;
     for (int32_t k = 0; k < n; k++) {
         int32_t tok = ex[4 * k], p = ex[4 * k + 1], l = ex[4 * k + 3], len;
-        if (l > fail_at) continue;   /* extends a prefix that failed */
+        if (l > w.fail_at) continue;   /* extends a prefix that failed */
         const uint8_t *b = token_bytes(tv, tok, &len) + p;
-        len -= p;
         if (l < 0) {   /* another exit state: start over from it */
             m->num_nodes = base;
             tops[0] = dpda_push(m, ex[4 * k + 2], parent, 0);
             marks[0] = m->num_nodes;
-            valid = 0;
-            fail_at = INT32_MAX;
+            w = TOKEN_TAILS_START;
             l = 0;
         }
-        int32_t r, j = token_step_bytes(d, m, b, l < valid ? l : valid, len, tops, marks, &r);
-        fail_at = INT32_MAX;
-        valid = j;
-        if (j < len) { fail_at = j; continue; }
+        if (token_tail_step(d, m, &w, b, len - p, l, tops, marks) != 1) continue;
         mask[tok >> 5] |= 1u << (tok & 31);
         count++;
     }
@@ -447,8 +453,8 @@ static void token_chain_walk(token_mask_table *t, dpda_matcher *s, const token_r
     const dpda *d = t->d;
     const token_vocab *tv = t->tv;
     int32_t *tops = t->tops, *marks = t->marks;
-    int32_t base = s->num_nodes, valid = 0, fail_at = INT32_MAX, group = 0;   /* 1 walked, 0 rejected, -1 no state */
-    uint8_t fail_out = 0;
+    int32_t base = s->num_nodes, group = 0;   /* 1 walked, 0 rejected, -1 no state */
+    token_tails w = TOKEN_TAILS_START;
     vec_i32 fb = {0};   /* exits whose state is not known: walked from x */
     for (int32_t k = 0; k < v->num_cx; k++) {
         const int32_t *c = v->cx + 4 * k;
@@ -462,28 +468,14 @@ static void token_chain_walk(token_mask_table *t, dpda_matcher *s, const token_r
                 tops[0] = dpda_push(s, z, 0, DPDA_COUNT_UNKNOWN);
                 marks[0] = s->num_nodes;
             }
-            valid = 0;
-            fail_at = INT32_MAX;
+            w = TOKEN_TAILS_START;
             l = 0;
         }
         if (group == 0) continue;
         if (group < 0) { VEC_PUSH(fb, tok); continue; }
-        if (l > fail_at) {   /* extends a prefix that failed */
-            if (fail_out == 2) VEC_PUSH(*unc, tok);
-            continue;
-        }
-        const uint8_t *b = v->cx_tail + v->cx_off[k];
-        int32_t len = v->cx_off[k + 1] - v->cx_off[k];
-        int32_t r, j = token_step_bytes(d, s, b, l < valid ? l : valid, len, tops, marks, &r);
-        fail_at = INT32_MAX;
-        valid = j;
-        if (j < len) {
-            fail_at = j;
-            fail_out = r == -2 ? 2 : 0;
-            if (fail_out == 2) VEC_PUSH(*unc, tok);
-        } else {
-            VEC_PUSH(*acc, tok);
-        }
+        uint8_t o = token_tail_step(d, s, &w, v->cx_tail + v->cx_off[k], v->cx_off[k + 1] - v->cx_off[k], l, tops, marks);
+        if (o == 1) VEC_PUSH(*acc, tok);
+        else if (o == 2) VEC_PUSH(*unc, tok);
     }
     s->num_nodes = base;
     if (fb.n) {
@@ -498,8 +490,7 @@ static void token_chain_walk(token_mask_table *t, dpda_matcher *s, const token_r
      * as long as the chain knows the real state, stepped from there; in trie order, a token
      * whose common prefix with the previous one covers where that one started stepping starts
      * there too and reuses its steps */
-    int32_t pz = -1, lp = 0, *lu = t->region_ys, *ls = t->region_st;   /* local state, started count after p bytes */
-    valid = 0;
+    int32_t pz = -1, lp = 0, valid = 0, *lu = t->region_ys, *ls = t->region_st;   /* local state, started count after p bytes */
     lu[0] = ls[0] = 0;
     for (int32_t k = 0; k < v->num_lw; k++) {
         const uint8_t *b = v->lw_bytes + v->lw_off[k];
