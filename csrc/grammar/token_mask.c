@@ -369,7 +369,7 @@ static int32_t token_walk_exits(const dpda *d, const token_vocab *tv, dpda_match
  * exits of a string are its closing quote followed by a few bytes).  out[k] (k: index in
  * v->unc) = 1 accepted, 0 rejected, 2 pops below a partial stack.  m's arena is restored;
  * tops/marks are overwritten. */
-static void token_walk_groups(const dpda *d, const token_vocab *tv, dpda_matcher *m, int32_t parent,
+static void token_walk_groups(const dpda *d, dpda_matcher *m, int32_t parent,
                               const int32_t *members, const token_region_view *v, int32_t *tops, int32_t *marks,
                               uint8_t *out)
 {
@@ -540,7 +540,7 @@ static const uint8_t *token_mask_group_outcomes(token_mask_table *t, dpda_matche
     int64_t off = t->gout.n;
     VEC_RESERVE(t->gout, off + v->num_unc);
     t->gout.n = off + v->num_unc;
-    token_walk_groups(t->d, t->tv, s, parent, members, v, t->g_tops, t->g_marks, t->gout.p + off);
+    token_walk_groups(t->d, s, parent, members, v, t->g_tops, t->g_marks, t->gout.p + off);
     token_group_memo gm = {vi, parent, off};
     VEC_PUSH(t->gmemo, gm);
     return t->gout.p + off;
@@ -845,7 +845,7 @@ static int32_t token_mask_classify(token_mask_table *t, int32_t below, int32_t t
         vec_i32 acc = {0}, unc = {0};
         if (!cl && r.use_exits && r.ex_ord) {
             VEC_RESERVE(t->gout, r.num_unc);
-            token_walk_groups(d, tv, s, 0, members, &r, t->g_tops, t->g_marks, t->gout.p);
+            token_walk_groups(d, s, 0, members, &r, t->g_tops, t->g_marks, t->gout.p);
             for (int32_t k = 0; k < r.num_unc; k++) {
                 if (t->gout.p[k] == 1) VEC_PUSH(acc, r.unc[k]);
                 else if (t->gout.p[k] == 2) VEC_PUSH(unc, r.unc[k]);

@@ -219,8 +219,9 @@ struct token_mask_table {
     dpda_matcher scratch; /* arena for classification walks */
     int32_t *tops;        /* [max_depth + 1] */
     int32_t *marks;       /* [max_depth + 1] arena length after tops[d] */
-    struct token_step_memo *memo;   /* [TOKEN_MEMO] direct-mapped, see token_step_memo: the */
-    struct token_exit_memo *xmemo;  /* [TOKEN_XMEMO] see token_exit_memo;  thread's (token_walk_begin) */
+    struct token_step_memo *memo;   /* [TOKEN_MEMO] direct-mapped, see token_step_memo */
+    struct token_exit_memo *xmemo;  /* [TOKEN_XMEMO] direct-mapped, see token_exit_memo */
+                          /* (both the calling thread's, set by token_walk_begin) */
                           /* (steps from a counted state with a known count are not memoised) */
     uint64_t walk_id;     /* the current walk's id in those memos */
     /* regions: probes run on their own arena and depth stacks (a classification walk may ask
